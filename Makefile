@@ -1,0 +1,118 @@
+# privatelink — set-up and test plumbing.
+#
+# On a fresh Debian machine, as root:
+#   make demo   # installs what is missing, runs the end-to-end demo
+#   make test   # installs test dependencies, runs the whole suite
+#
+# Variables:
+#   PYTHON       interpreter used to create .venv (default: python3 from PATH; needs >= 3.11)
+#   PYTEST_ARGS  extra arguments for pytest (paths given here replace the default `tests`)
+#   SERVE_ARGS   extra arguments for `privatelink serve`
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+PYTEST_ARGS ?=
+SERVE_ARGS ?=
+
+# Debian packages: PostgreSQL server (tests start a throwaway one), the
+# dataplane tools, and HTTPS basics.
+SYSTEM_PACKAGES := postgresql nftables iproute2 conntrack curl ca-certificates
+
+# Directories that exist in a fresh clone (git keeps no empty directory).
+LINT_PATHS = $(wildcard src tests bench)
+
+.PHONY: help deps-system venv test check typecheck demo serve bench clean
+
+help:
+	@echo "make demo         install what is missing, run the private-link demo"
+	@echo "make test         install test dependencies, run the whole suite (PYTEST_ARGS=...)"
+	@echo "make deps-system  install missing Debian packages (root)"
+	@echo "make venv         create/update .venv with the package and its test extras"
+	@echo "make check        ruff format --check, ruff check (src tests bench)"
+	@echo "make typecheck    mypy src (not yet part of check)"
+	@echo "make serve        run 'privatelink serve' (SERVE_ARGS=...)"
+	@echo "make bench        run the control-plane benchmark"
+	@echo "make clean        remove .venv, build artefacts and caches"
+
+deps-system:
+	@missing=(); \
+	for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s "$$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$$p"); \
+	done; \
+	py="$$(command -v $(PYTHON) || true)"; \
+	if [ -z "$$py" ]; then \
+	  missing+=(python3 python3-venv); \
+	else \
+	  case "$$(readlink -f "$$py")" in \
+	    /usr/bin/*) dpkg -s python3-venv 2>/dev/null | grep -q '^Status: install ok installed' \
+	                  || missing+=(python3-venv) ;; \
+	  esac; \
+	fi; \
+	if [ "$${#missing[@]}" -eq 0 ]; then \
+	  echo "deps-system: all Debian packages present"; \
+	  exit 0; \
+	fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+	  echo "deps-system: not root, skipping; missing Debian packages: $${missing[*]}"; \
+	  echo "deps-system: install them with: sudo make deps-system"; \
+	  exit 0; \
+	fi; \
+	echo "deps-system: installing $${missing[*]}"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	  trap 'rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	  chmod 755 /usr/sbin/policy-rc.d; \
+	fi; \
+	apt-get update -qq; \
+	apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 "$${missing[@]}" >/dev/null; \
+	echo "deps-system: done"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@v="$$($(PYTHON) -c 'import sys; print(".".join(map(str, sys.version_info[:3]))); sys.exit(sys.version_info < (3, 11))' 2>/dev/null)" || { \
+	  echo "venv: python >= 3.11 is required; '$(PYTHON)' is $${v:-not found}" >&2; \
+	  echo "venv: put a python3 >= 3.11 first on PATH, or: make PYTHON=/path/to/python3.11 ..." >&2; \
+	  exit 1; }
+	@if [ ! -x $(VENV_BIN)/python ]; then \
+	  echo "venv: creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
+	  $(PYTHON) -m venv $(VENV); \
+	fi
+	@echo "venv: installing privatelink[test] (editable)"
+	@$(VENV_BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(VENV_BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+test: deps-system venv
+	$(VENV_BIN)/pytest $(or $(strip $(PYTEST_ARGS)),tests)
+
+# mypy is not part of `check` yet (src/ does not type-check cleanly while it is
+# being written); run it with `make typecheck`.
+check: venv
+	$(VENV_BIN)/ruff format --check $(LINT_PATHS)
+	$(VENV_BIN)/ruff check $(LINT_PATHS)
+
+typecheck: venv
+	$(VENV_BIN)/mypy src
+
+demo: deps-system venv
+	$(VENV_BIN)/python -m privatelink.demo
+
+serve: venv
+	$(VENV_BIN)/privatelink serve $(SERVE_ARGS)
+
+bench: venv
+	$(VENV_BIN)/python bench/control_plane.py
+
+clean:
+	rm -rf $(VENV) build dist .eggs src/*.egg-info *.egg-info \
+	  .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,59 @@
+"""The FastAPI application: identity endpoints plus the ARM routers behind bearer auth."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from privatelink.api import (
+    errors,
+    load_balancer,
+    network_interface,
+    operations,
+    private_endpoint,
+    private_link_service,
+    virtual_network,
+)
+from privatelink.api.arm import check_api_version
+from privatelink.api.paths import CanonicalPathMiddleware
+from privatelink.identity.auth import bearer_principal
+from privatelink.identity.router import build_identity_router
+from privatelink.identity.tokens import TokenIssuer
+from privatelink.service import ControlPlane
+
+DEFAULT_PAGE_SIZE = 100
+
+
+def create_app(
+    plane: ControlPlane,
+    issuer: TokenIssuer,
+    *,
+    tenant_id: str = "common",
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> FastAPI:
+    """Assemble the server app around a control plane and a token issuer."""
+    app = FastAPI(title="privatelink", version="0.1.0", docs_url=None, redoc_url=None)
+    app.state.control_plane = plane
+    app.state.page_size = page_size
+    app.state.tenant_id = tenant_id
+    errors.install(app)
+    authenticate = bearer_principal(issuer)
+
+    async def arm_request(request: Request) -> None:
+        # Authentication first: an anonymous caller learns nothing, not even api-versions.
+        request.state.principal = await authenticate(request)
+        check_api_version(request)
+
+    arm = APIRouter(dependencies=[Depends(arm_request)])
+    for module in (
+        virtual_network,
+        load_balancer,
+        network_interface,
+        private_link_service,
+        private_endpoint,
+        operations,
+    ):
+        arm.include_router(module.router)
+    app.include_router(arm)
+    app.include_router(build_identity_router(issuer))
+    app.add_middleware(CanonicalPathMiddleware)
+    return app

@@ -1,0 +1,212 @@
+"""ARM request/response mechanics shared by every resource router.
+
+api-version checks, the wire base model, body parsing into wire models, long-running
+operation responses (Azure-AsyncOperation / Location), etag preconditions, paging.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from privatelink.core import errors
+from privatelink.core.ids import ResourceId
+from privatelink.core.resource import Resource, StateView, check_resource_id
+from privatelink.store.repository import Operation
+
+LATEST_API_VERSION = "2026-03-01"
+_DATED = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(-preview)?$")
+OLDEST_API_VERSION = "2015-05-01"
+JSON = "application/json; charset=utf-8"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Wire(BaseModel):
+    """Base of ARM wire models: camelCase aliases, unknown fields ignored on input."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class SubResource(Wire):
+    """A reference: `{"id": ...}`."""
+
+    id: str | None = None
+
+
+def check_api_version(request: Request) -> str:
+    """The request's api-version; a missing or unknown one is a 400."""
+    value = request.query_params.get("api-version")
+    if not value:
+        raise MissingApiVersion()
+    m = _DATED.match(value)
+    if not m or not (OLDEST_API_VERSION <= value[:10] <= LATEST_API_VERSION):
+        raise InvalidApiVersion(value=value)
+    return value
+
+
+class MissingApiVersion(errors.BadRequest):
+    code = "MissingApiVersionParameter"
+    template = "The api-version query parameter (?api-version=) is required for all requests."
+
+
+class InvalidApiVersion(errors.BadRequest):
+    code = "InvalidApiVersionParameter"
+    template = (
+        "The api-version '{value}' is invalid. Supported: dated versions from "
+        f"{OLDEST_API_VERSION} to {LATEST_API_VERSION}."
+    )
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "body"
+
+
+def parse_body(model: type[M], body: Any) -> M:
+    """Validate a JSON body into a wire model; errors become one 400 with every problem."""
+    if body is None:
+        raise errors.InvalidRequestContent("The request body is missing.")
+    if not isinstance(body, dict):
+        raise errors.InvalidRequestContent("The request body must be a JSON object.")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
+        raise errors.InvalidRequestContent(f"The request content is invalid: {problems}") from exc
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A wire model as ARM JSON (camelCase, no nulls)."""
+    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def reject_unsupported(values: dict[str, Any]) -> None:
+    """Raise UnsupportedProperty for any property set to something other than empty."""
+    for name, value in values.items():
+        if value not in (None, False, [], {}, ""):
+            raise errors.UnsupportedProperty(
+                name=name, why="it has no equivalent in privatelink; leave it unset."
+            )
+
+
+def resource_id(subscription: str, resource_group: str, *pairs: str) -> ResourceId:
+    """Build and validate the id addressed by a URL."""
+    rid = ResourceId.build(subscription, resource_group, *pairs)
+    check_resource_id(rid)
+    return rid
+
+
+def check_subscription(subscription: str) -> None:
+    """Validate a subscription id from a URL."""
+    from privatelink.core.ids import is_guid
+
+    if not is_guid(subscription):
+        raise errors.InvalidSubscriptionId(value=subscription)
+
+
+def base_url(request: Request) -> str:
+    """The server's base URL as the client reached it."""
+    return str(request.base_url).rstrip("/")
+
+
+def operation_urls(request: Request, op: Operation, location: str) -> tuple[str, str]:
+    """(Azure-AsyncOperation, Location) URLs of an operation."""
+    rid = ResourceId.parse(op.resource_id)
+    version = request.query_params.get("api-version", LATEST_API_VERSION)
+    root = (
+        f"{base_url(request)}/subscriptions/{rid.subscription}/providers/Microsoft.Network"
+        f"/locations/{location}"
+    )
+    query = "?" + urlencode({"api-version": version})
+    return f"{root}/operations/{op.id}{query}", f"{root}/operationResults/{op.id}{query}"
+
+
+def put_response(
+    request: Request, body: dict[str, Any], created: bool, op: Operation, location: str
+) -> JSONResponse:
+    """201 (created) or 200 (updated) with the resource and Azure-AsyncOperation."""
+    async_url, _ = operation_urls(request, op, location)
+    return JSONResponse(
+        body,
+        status_code=201 if created else 200,
+        headers={"Azure-AsyncOperation": async_url},
+        media_type=JSON,
+    )
+
+
+def delete_response(request: Request, op: Operation | None, location: str) -> Response:
+    """202 with Location and Azure-AsyncOperation; 204 when there was nothing to delete."""
+    if op is None:
+        return Response(status_code=204)
+    async_url, location_url = operation_urls(request, op, location)
+    return Response(
+        status_code=202,
+        headers={"Azure-AsyncOperation": async_url, "Location": location_url},
+    )
+
+
+def check_preconditions(request: Request, current: Resource | None) -> None:
+    """If-Match / If-None-Match against the current etag (412 PreconditionFailed)."""
+    if_match = request.headers.get("if-match")
+    if_none_match = request.headers.get("if-none-match")
+    etag = current.etag if current else None
+    if if_match is not None:
+        wanted = [t.strip() for t in if_match.split(",")]
+        if current is None or ("*" not in wanted and etag not in wanted):
+            raise errors.PreconditionFailed(
+                f"If-Match {if_match} does not match the current etag {etag or '(none)'}."
+            )
+    if if_none_match is not None:
+        wanted = [t.strip() for t in if_none_match.split(",")]
+        if current is not None and ("*" in wanted or etag in wanted):
+            raise errors.PreconditionFailed(
+                f"If-None-Match {if_none_match}: the resource exists with etag {etag}."
+            )
+
+
+def precondition_for(request: Request, resource_id: str) -> Callable[[StateView], None]:
+    """A precondition callback for ControlPlane.change."""
+
+    def check(view: StateView) -> None:
+        check_preconditions(request, view.get(resource_id))
+
+    return check
+
+
+def page(request: Request, items: list[dict[str, Any]], next_token: str | None) -> JSONResponse:
+    """A list response with a nextLink carrying api-version and the skip token."""
+    body: dict[str, Any] = {"value": items}
+    if next_token is not None:
+        query = {"api-version": request.query_params.get("api-version", LATEST_API_VERSION)}
+        query["$skipToken"] = next_token
+        body["nextLink"] = f"{base_url(request)}{request.url.path}?{urlencode(query)}"
+    return JSONResponse(body, media_type=JSON)
+
+
+def page_slice(request: Request, items: list[dict[str, Any]], size: int) -> JSONResponse:
+    """Page an in-memory list (child collections) by offset."""
+    token = request.query_params.get("$skipToken") or request.query_params.get("$skiptoken")
+    try:
+        start = int(token) if token else 0
+    except ValueError as exc:
+        raise errors.InvalidRequestContent(f"Invalid $skipToken '{token}'.") from exc
+    chunk = items[start : start + size]
+    more = start + size < len(items)
+    return page(request, chunk, str(start + size) if more else None)
+
+
+def skip_token(request: Request) -> str | None:
+    """The $skipToken of a list request."""
+    return request.query_params.get("$skipToken") or request.query_params.get("$skiptoken")
+
+
+def ok(body: dict[str, Any], status: int = 200) -> JSONResponse:
+    """A JSON response."""
+    return JSONResponse(body, status_code=status, media_type=JSON)

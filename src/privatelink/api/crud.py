@@ -1,0 +1,131 @@
+"""The five routes every tracked resource has: PUT, GET, DELETE, list by group, list all.
+
+Each resource module supplies its wire model, `to_domain`, `render` and core workflows;
+this module wires them to ARM's request/response conventions once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from privatelink.api import arm
+from privatelink.api.deps import caller, control_plane, page_size
+from privatelink.core.principal import Principal
+from privatelink.core.resource import Resource, StateView, require
+from privatelink.service import ControlPlane, Workflow
+
+GROUP_PATH = "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network"
+SUB_PATH = "/subscriptions/{subscription}/providers/Microsoft.Network"
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    """How one tracked resource type maps between wire and core."""
+
+    segment: str  # e.g. "privateLinkServices"
+    arm_type: str  # e.g. "Microsoft.Network/privateLinkServices"
+    cls: type[Resource]
+    wire: type[BaseModel]
+    to_domain: Callable[[str, str, Any], Resource]
+    render: Callable[[StateView, Any], dict[str, Any]]
+    create_or_update: Workflow
+    delete: Workflow
+
+
+def register(router: APIRouter, kind: ResourceKind) -> None:
+    """Add the standard routes of `kind` to `router`."""
+    path = f"{GROUP_PATH}/{kind.segment}"
+
+    def put(
+        request: Request,
+        subscription: str,
+        group: str,
+        name: str,
+        body: Any = Body(None),
+        plane: ControlPlane = Depends(control_plane),
+        who: Principal = Depends(caller),
+    ) -> Response:
+        rid = str(arm.resource_id(subscription, group, kind.segment, name))
+        desired = kind.to_domain(rid, name, arm.parse_body(kind.wire, body))
+        out = plane.change(
+            who,
+            rid,
+            "put",
+            kind.create_or_update,
+            desired,
+            precondition=arm.precondition_for(request, rid),
+        )
+        with plane.read() as view:
+            current = require(view, rid, kind.cls)
+            return arm.put_response(
+                request,
+                kind.render(view, current),
+                not out.existed,
+                out.operation,
+                current.location,
+            )
+
+    def get(
+        subscription: str, group: str, name: str, plane: ControlPlane = Depends(control_plane)
+    ) -> Response:
+        rid = str(arm.resource_id(subscription, group, kind.segment, name))
+        with plane.read() as view:
+            return arm.ok(kind.render(view, require(view, rid, kind.cls)))
+
+    def delete(
+        request: Request,
+        subscription: str,
+        group: str,
+        name: str,
+        plane: ControlPlane = Depends(control_plane),
+        who: Principal = Depends(caller),
+    ) -> Response:
+        rid = str(arm.resource_id(subscription, group, kind.segment, name))
+        with plane.read() as view:
+            current = view.get(rid)
+        if current is None:
+            arm.check_preconditions(request, None)
+            return arm.delete_response(request, None, "")
+        out = plane.change(
+            who, rid, "delete", kind.delete, rid, precondition=arm.precondition_for(request, rid)
+        )
+        return arm.delete_response(request, out.operation, current.location)
+
+    def listing(
+        request: Request, plane: ControlPlane, subscription: str, group: str | None, size: int
+    ) -> Response:
+        arm.check_subscription(subscription)
+        result = plane.repo.list(kind.arm_type, subscription, group, arm.skip_token(request), size)
+        with plane.read() as view:
+            items = [kind.render(view, x) for x in result.items if isinstance(x, kind.cls)]
+        return arm.page(request, items, result.next_token)
+
+    def list_by_resource_group(
+        request: Request,
+        subscription: str,
+        group: str,
+        plane: ControlPlane = Depends(control_plane),
+        size: int = Depends(page_size),
+    ) -> Response:
+        return listing(request, plane, subscription, group, size)
+
+    def list_all(
+        request: Request,
+        subscription: str,
+        plane: ControlPlane = Depends(control_plane),
+        size: int = Depends(page_size),
+    ) -> Response:
+        return listing(request, plane, subscription, None, size)
+
+    seg = kind.segment
+    router.add_api_route(path + "/{name}", put, methods=["PUT"], name=f"{seg}_create_or_update")
+    router.add_api_route(path + "/{name}", get, methods=["GET"], name=f"{seg}_get")
+    router.add_api_route(path + "/{name}", delete, methods=["DELETE"], name=f"{seg}_delete")
+    router.add_api_route(path, list_by_resource_group, methods=["GET"], name=f"{seg}_list")
+    router.add_api_route(f"{SUB_PATH}/{seg}", list_all, methods=["GET"], name=f"{seg}_list_all")

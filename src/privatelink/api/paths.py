@@ -1,0 +1,83 @@
+"""Case-insensitive ARM paths: rewrite known literal segments to one canonical casing.
+
+ARM matches `resourcegroups` and `resourceGroups` alike; our routes are declared once
+in canonical casing, and this rewrite runs before routing. Only literal positions are
+touched (never a resource name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+_LITERALS = [
+    "subscriptions",
+    "resourceGroups",
+    "providers",
+    "Microsoft.Network",
+    "Microsoft.Resources",
+    "virtualNetworks",
+    "subnets",
+    "loadBalancers",
+    "frontendIPConfigurations",
+    "backendAddressPools",
+    "probes",
+    "loadBalancingRules",
+    "networkInterfaces",
+    "ipConfigurations",
+    "privateLinkServices",
+    "privateEndpointConnections",
+    "privateEndpoints",
+    "locations",
+    "operations",
+    "operationResults",
+    "checkPrivateLinkServiceVisibility",
+    "autoApprovedPrivateLinkServices",
+]
+_CANON = {s.lower(): s for s in _LITERALS}
+
+
+def canonicalize(path: str) -> str:
+    """Rewrite the literal segments of an ARM path to canonical casing."""
+    parts = path.split("/")
+    # parts[0] is "" for an absolute path; literals sit at odd positions until
+    # "providers", then at the namespace and every other segment after it.
+    out = list(parts)
+    i = 1
+    while i < len(out):
+        seg = out[i].lower()
+        if seg in ("subscriptions", "resourcegroups"):
+            out[i] = _CANON[seg]
+            i += 2
+            continue
+        if seg == "providers":
+            out[i] = "providers"
+            if i + 1 < len(out):
+                out[i + 1] = _CANON.get(out[i + 1].lower(), out[i + 1])
+            i += 2
+            # After the namespace: type, name, type, name, ...
+            while i < len(out):
+                out[i] = _CANON.get(out[i].lower(), out[i])
+                i += 2
+            break
+        i += 2
+    return "/".join(out)
+
+
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+class CanonicalPathMiddleware:
+    """ASGI middleware applying `canonicalize` to /subscriptions/... paths."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].lower().startswith("/subscriptions"):
+            path = canonicalize(scope["path"])
+            scope = dict(scope, path=path, raw_path=path.encode())
+        await self.app(scope, receive, send)

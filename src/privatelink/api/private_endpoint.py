@@ -1,0 +1,199 @@
+"""privateEndpoints on the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from privatelink.api import arm, crud
+from privatelink.api.arm import SubResource, Wire
+from privatelink.api.private_link_service import ConnectionState
+from privatelink.core import errors
+from privatelink.core import private_endpoint as core
+from privatelink.core.resource import StateView
+
+TYPE = core.TYPE
+
+
+class LinkConnectionProperties(Wire):
+    private_link_service_id: str | None = None
+    group_ids: list[str] | None = None
+    request_message: str | None = None
+    private_link_service_connection_state: ConnectionState | None = None
+    provisioning_state: str | None = None
+
+
+class LinkConnectionWire(Wire):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    etag: str | None = None
+    properties: LinkConnectionProperties | None = None
+
+
+class DnsConfigWire(Wire):
+    fqdn: str | None = None
+    ip_addresses: list[str] | None = None
+
+
+class EndpointIpConfigurationProperties(Wire):
+    group_id: str | None = None
+    member_name: str | None = None
+    private_ip_address: str | None = Field(default=None, alias="privateIPAddress")
+
+
+class EndpointIpConfigurationWire(Wire):
+    name: str | None = None
+    properties: EndpointIpConfigurationProperties | None = None
+
+
+class PrivateEndpointProperties(Wire):
+    subnet: SubResource | None = None
+    private_link_service_connections: list[LinkConnectionWire] | None = None
+    manual_private_link_service_connections: list[LinkConnectionWire] | None = None
+    network_interfaces: list[SubResource] | None = None
+    custom_dns_configs: list[DnsConfigWire] | None = None
+    custom_network_interface_name: str | None = None
+    ip_configurations: list[EndpointIpConfigurationWire] | None = None
+    application_security_groups: list[SubResource] | None = None
+    provisioning_state: str | None = None
+
+
+class PrivateEndpointWire(Wire):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    location: str | None = None
+    tags: dict[str, str] | None = None
+    etag: str | None = None
+    extended_location: dict[str, Any] | None = None
+    properties: PrivateEndpointProperties | None = None
+
+
+def _connections(items: list[LinkConnectionWire] | None) -> list[core.PrivateLinkServiceConnection]:
+    out = []
+    for item in items or []:
+        p = item.properties or LinkConnectionProperties()
+        if not item.name:
+            raise errors.InvalidRequestContent(
+                "Every private link service connection needs a name."
+            )
+        if not p.private_link_service_id:
+            raise errors.InvalidRequestContent(
+                f"Connection '{item.name}' needs properties.privateLinkServiceId (an alias or id)."
+            )
+        out.append(
+            core.PrivateLinkServiceConnection(
+                name=item.name,
+                target=p.private_link_service_id,
+                request_message=p.request_message,
+                group_ids=tuple(g for g in p.group_ids or () if g),
+            )
+        )
+    return out
+
+
+def to_domain(rid: str, name: str, wire: PrivateEndpointWire) -> core.PrivateEndpoint:
+    """The desired endpoint from a PUT body."""
+    props = wire.properties or PrivateEndpointProperties()
+    arm.reject_unsupported(
+        {
+            "extendedLocation": wire.extended_location,
+            "applicationSecurityGroups": props.application_security_groups,
+        }
+    )
+    if props.subnet is None or not props.subnet.id:
+        raise errors.InvalidRequestContent("properties.subnet.id is required.")
+    auto = _connections(props.private_link_service_connections)
+    manual = _connections(props.manual_private_link_service_connections)
+    static_ip = None
+    if props.ip_configurations:
+        if len(props.ip_configurations) != 1:
+            raise errors.UnsupportedProperty(
+                name="ipConfigurations",
+                why="an endpoint to a private link service has one address.",
+            )
+        ip_props = props.ip_configurations[0].properties
+        static_ip = ip_props.private_ip_address if ip_props else None
+    return core.PrivateEndpoint(
+        id=rid,
+        name=name,
+        location=wire.location or "",
+        tags=wire.tags or {},
+        subnet_id=props.subnet.id,
+        connections=tuple(auto + manual),
+        manual=bool(manual) and not auto,
+        custom_nic_name=props.custom_network_interface_name or None,
+        static_ip=static_ip,
+    )
+
+
+def render(view: StateView, endpoint: core.PrivateEndpoint) -> dict[str, Any]:
+    """A private endpoint as ARM JSON."""
+    kind = (
+        "manualPrivateLinkServiceConnections"
+        if endpoint.manual
+        else "privateLinkServiceConnections"
+    )
+    connections = [
+        LinkConnectionWire(
+            id=f"{endpoint.id}/{kind}/{c.name}",
+            name=c.name,
+            type=f"{TYPE}/privateLinkServiceConnections",
+            etag=endpoint.etag,
+            properties=LinkConnectionProperties(
+                private_link_service_id=c.target,
+                group_ids=list(c.group_ids),
+                request_message=c.request_message,
+                private_link_service_connection_state=ConnectionState(
+                    status=c.status, description=c.description, actions_required=c.actions_required
+                ),
+                provisioning_state=endpoint.provisioning_state,
+            ),
+        )
+        for c in endpoint.connections
+    ]
+    props = PrivateEndpointProperties(
+        subnet=SubResource(id=endpoint.subnet_id),
+        network_interfaces=[SubResource(id=endpoint.nic_id)],
+        custom_dns_configs=[
+            DnsConfigWire(fqdn=d.fqdn, ip_addresses=list(d.ip_addresses))
+            for d in endpoint.custom_dns_configs
+        ],
+        custom_network_interface_name=endpoint.custom_nic_name,
+        provisioning_state=endpoint.provisioning_state,
+    )
+    body = arm.dump(
+        PrivateEndpointWire(
+            id=endpoint.id,
+            name=endpoint.name,
+            type=TYPE,
+            location=endpoint.location,
+            tags=endpoint.tags,
+            etag=endpoint.etag,
+            properties=props,
+        )
+    )
+    rendered = [arm.dump(c) for c in connections]
+    body["properties"]["privateLinkServiceConnections"] = [] if endpoint.manual else rendered
+    body["properties"]["manualPrivateLinkServiceConnections"] = rendered if endpoint.manual else []
+    return body
+
+
+router = APIRouter()
+
+crud.register(
+    router,
+    crud.ResourceKind(
+        segment="privateEndpoints",
+        arm_type=TYPE,
+        cls=core.PrivateEndpoint,
+        wire=PrivateEndpointWire,
+        to_domain=to_domain,
+        render=render,
+        create_or_update=core.create_or_update,
+        delete=core.delete,
+    ),
+)

@@ -1,0 +1,404 @@
+"""privateLinkServices on the wire: the service, its connections, visibility checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+from pydantic import Field
+
+from privatelink.api import arm, crud
+from privatelink.api.arm import SubResource, Wire
+from privatelink.api.deps import caller, control_plane, page_size
+from privatelink.core import errors
+from privatelink.core import private_link_service as core
+from privatelink.core.ip_configuration import check_allocation_method
+from privatelink.core.principal import Principal
+from privatelink.core.resource import StateView, normalize_location, require
+from privatelink.service import ControlPlane
+
+TYPE = core.TYPE
+CONNECTION_TYPE = f"{TYPE}/privateEndpointConnections"
+
+
+class SubscriptionList(Wire):
+    subscriptions: list[str] | None = None
+
+
+class NatIpConfigurationProperties(Wire):
+    private_ip_address: str | None = Field(default=None, alias="privateIPAddress")
+    private_ip_allocation_method: str | None = Field(
+        default=None, alias="privateIPAllocationMethod"
+    )
+    private_ip_address_version: str | None = Field(default=None, alias="privateIPAddressVersion")
+    subnet: SubResource | None = None
+    primary: bool | None = None
+    provisioning_state: str | None = None
+
+
+class NatIpConfigurationWire(Wire):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    etag: str | None = None
+    properties: NatIpConfigurationProperties | None = None
+
+
+class ConnectionState(Wire):
+    status: str | None = None
+    description: str | None = None
+    actions_required: str | None = None
+
+
+class ConnectionProperties(Wire):
+    private_endpoint: SubResource | None = None
+    private_link_service_connection_state: ConnectionState | None = None
+    provisioning_state: str | None = None
+    link_identifier: str | None = None
+    private_endpoint_location: str | None = None
+
+
+class ConnectionWire(Wire):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    etag: str | None = None
+    properties: ConnectionProperties | None = None
+
+
+class PrivateLinkServiceProperties(Wire):
+    load_balancer_frontend_ip_configurations: list[SubResource] | None = Field(
+        default=None, alias="loadBalancerFrontendIpConfigurations"
+    )
+    ip_configurations: list[NatIpConfigurationWire] | None = None
+    visibility: SubscriptionList | None = None
+    auto_approval: SubscriptionList | None = None
+    fqdns: list[str] | None = None
+    enable_proxy_protocol: bool | None = None
+    alias: str | None = None
+    network_interfaces: list[SubResource] | None = None
+    private_endpoint_connections: list[ConnectionWire] | None = None
+    provisioning_state: str | None = None
+    destination_ip_address: str | None = Field(default=None, alias="destinationIPAddress")
+    access_mode: str | None = None
+
+
+class PrivateLinkServiceWire(Wire):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    location: str | None = None
+    tags: dict[str, str] | None = None
+    etag: str | None = None
+    extended_location: dict[str, Any] | None = None
+    properties: PrivateLinkServiceProperties | None = None
+
+
+class VisibilityRequest(Wire):
+    private_link_service_alias: str | None = None
+
+
+def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.PrivateLinkService:
+    """The desired service from a PUT body (read-only fields are ignored)."""
+    props = wire.properties or PrivateLinkServiceProperties()
+    arm.reject_unsupported(
+        {
+            "extendedLocation": wire.extended_location,
+            "destinationIPAddress": props.destination_ip_address,
+        }
+    )
+    if props.access_mode and props.access_mode.lower() != "default":
+        raise errors.UnsupportedProperty(
+            name="accessMode", why=f"only 'Default' is supported; got '{props.access_mode}'."
+        )
+    configs = []
+    for c in props.ip_configurations or []:
+        if not c.name:
+            raise errors.InvalidRequestContent("Every NAT ipConfiguration needs a name.")
+        p = c.properties or NatIpConfigurationProperties()
+        where = f"{rid}/ipConfigurations/{c.name}"
+        if p.subnet is None or not p.subnet.id:
+            raise errors.InvalidRequestContent(f"{where}: subnet.id is required.")
+        method = check_allocation_method(
+            p.private_ip_allocation_method or ("Static" if p.private_ip_address else "Dynamic"),
+            where,
+        )
+        configs.append(
+            core.NatIpConfiguration(
+                name=c.name,
+                subnet_id=p.subnet.id,
+                private_ip=p.private_ip_address if method == "Static" else None,
+                allocation=method,
+                ip_version=p.private_ip_address_version or "IPv4",
+                primary=p.primary,
+            )
+        )
+    frontends = []
+    for ref in props.load_balancer_frontend_ip_configurations or []:
+        if not ref.id:
+            raise errors.InvalidRequestContent(
+                "loadBalancerFrontendIpConfigurations[].id is required."
+            )
+        frontends.append(ref.id)
+    return core.PrivateLinkService(
+        id=rid,
+        name=name,
+        location=wire.location or "",
+        tags=wire.tags or {},
+        frontend_ids=tuple(frontends),
+        ip_configurations=tuple(configs),
+        visibility=tuple((props.visibility or SubscriptionList()).subscriptions or ()),
+        auto_approval=tuple((props.auto_approval or SubscriptionList()).subscriptions or ()),
+        fqdns=tuple(props.fqdns or ()),
+        enable_proxy_protocol=bool(props.enable_proxy_protocol),
+    )
+
+
+def render_connection(
+    service: core.PrivateLinkService, conn: core.PrivateEndpointConnection
+) -> dict[str, Any]:
+    """One connection as the provider sees it."""
+    return arm.dump(
+        ConnectionWire(
+            id=service.connection_id(conn.name),
+            name=conn.name,
+            type=CONNECTION_TYPE,
+            etag=service.etag,
+            properties=ConnectionProperties(
+                private_endpoint=SubResource(id=conn.private_endpoint_id),
+                private_link_service_connection_state=ConnectionState(
+                    status=conn.status,
+                    description=conn.description,
+                    actions_required=conn.actions_required,
+                ),
+                provisioning_state=conn.provisioning_state,
+                link_identifier=conn.link_identifier,
+                private_endpoint_location=conn.private_endpoint_location,
+            ),
+        )
+    )
+
+
+def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
+    """A private link service as ARM JSON."""
+    props = PrivateLinkServiceProperties(
+        load_balancer_frontend_ip_configurations=[SubResource(id=f) for f in service.frontend_ids],
+        ip_configurations=[
+            NatIpConfigurationWire(
+                id=f"{service.id}/ipConfigurations/{c.name}",
+                name=c.name,
+                type=f"{TYPE}/ipConfigurations",
+                etag=service.etag,
+                properties=NatIpConfigurationProperties(
+                    private_ip_address=c.private_ip,
+                    private_ip_allocation_method=c.allocation,
+                    private_ip_address_version=c.ip_version,
+                    subnet=SubResource(id=c.subnet_id),
+                    primary=bool(c.primary),
+                    provisioning_state=service.provisioning_state,
+                ),
+            )
+            for c in service.ip_configurations
+        ],
+        visibility=SubscriptionList(subscriptions=list(service.visibility)),
+        auto_approval=SubscriptionList(subscriptions=list(service.auto_approval)),
+        fqdns=list(service.fqdns),
+        enable_proxy_protocol=service.enable_proxy_protocol,
+        alias=service.alias,
+        network_interfaces=[SubResource(id=service.nic_id)],
+        provisioning_state=service.provisioning_state,
+    )
+    body = arm.dump(
+        PrivateLinkServiceWire(
+            id=service.id,
+            name=service.name,
+            type=TYPE,
+            location=service.location,
+            tags=service.tags,
+            etag=service.etag,
+            properties=props,
+        )
+    )
+    body["properties"]["privateEndpointConnections"] = [
+        render_connection(service, c) for c in service.connections
+    ]
+    return body
+
+
+router = APIRouter()
+
+crud.register(
+    router,
+    crud.ResourceKind(
+        segment="privateLinkServices",
+        arm_type=TYPE,
+        cls=core.PrivateLinkService,
+        wire=PrivateLinkServiceWire,
+        to_domain=to_domain,
+        render=render,
+        create_or_update=core.create_or_update,
+        delete=core.delete,
+    ),
+)
+
+CONNECTIONS = crud.GROUP_PATH + "/privateLinkServices/{name}/privateEndpointConnections"
+
+
+@router.get(CONNECTIONS)
+def list_private_endpoint_connections(
+    request: Request,
+    subscription: str,
+    group: str,
+    name: str,
+    plane: ControlPlane = Depends(control_plane),
+    size: int = Depends(page_size),
+) -> Response:
+    """List a service's connections."""
+    rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
+    with plane.read() as view:
+        service = require(view, rid, core.PrivateLinkService)
+        items = [render_connection(service, c) for c in service.connections]
+    return arm.page_slice(request, items, size)
+
+
+@router.get(CONNECTIONS + "/{connection}")
+def get_private_endpoint_connection(
+    subscription: str,
+    group: str,
+    name: str,
+    connection: str,
+    plane: ControlPlane = Depends(control_plane),
+) -> Response:
+    """GET one connection."""
+    rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
+    with plane.read() as view:
+        service, conn = core.get_connection(view, rid, connection)
+        return arm.ok(render_connection(service, conn))
+
+
+@router.put(CONNECTIONS + "/{connection}")
+def update_private_endpoint_connection(
+    subscription: str,
+    group: str,
+    name: str,
+    connection: str,
+    body: Any = Body(None),
+    plane: ControlPlane = Depends(control_plane),
+    who: Principal = Depends(caller),
+) -> Response:
+    """Approve or reject a connection: synchronous, always 200 (the SDK rejects 201)."""
+    rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
+    wire = arm.parse_body(ConnectionWire, body)
+    state = (wire.properties or ConnectionProperties()).private_link_service_connection_state
+    if state is None or not state.status:
+        raise errors.InvalidRequestContent(
+            "properties.privateLinkServiceConnectionState.status is required "
+            "(Approved or Rejected)."
+        )
+    plane.change(
+        who,
+        rid,
+        "put",
+        core.update_connection,
+        rid,
+        connection,
+        state.status,
+        state.description,
+        state.actions_required,
+    )
+    with plane.read() as view:
+        service, conn = core.get_connection(view, rid, connection)
+        return arm.ok(render_connection(service, conn))
+
+
+@router.delete(CONNECTIONS + "/{connection}")
+def delete_private_endpoint_connection(
+    request: Request,
+    subscription: str,
+    group: str,
+    name: str,
+    connection: str,
+    plane: ControlPlane = Depends(control_plane),
+    who: Principal = Depends(caller),
+) -> Response:
+    """Delete a connection: the endpoint then shows Disconnected."""
+    rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
+    with plane.read() as view:
+        current = view.get(rid)
+        exists = isinstance(current, core.PrivateLinkService) and current.connection(connection)
+    if not exists or current is None:
+        return arm.delete_response(request, None, "")
+    out = plane.change(who, rid, "delete", core.delete_connection, rid, connection)
+    return arm.delete_response(request, out.operation, current.location)
+
+
+def _check_visibility(subscription: str, location: str, body: Any, plane: ControlPlane) -> Response:
+    arm.check_subscription(subscription)
+    normalize_location(location)
+    wire = arm.parse_body(VisibilityRequest, body)
+    if not wire.private_link_service_alias:
+        raise errors.InvalidRequestContent("privateLinkServiceAlias is required.")
+    with plane.read() as view:
+        visible = core.check_visibility(view, subscription, wire.private_link_service_alias)
+    return arm.ok({"visible": visible})
+
+
+@router.post(crud.SUB_PATH + "/locations/{location}/checkPrivateLinkServiceVisibility")
+def check_private_link_service_visibility(
+    subscription: str,
+    location: str,
+    body: Any = Body(None),
+    plane: ControlPlane = Depends(control_plane),
+) -> Response:
+    """Can this subscription see the service with this alias?"""
+    return _check_visibility(subscription, location, body, plane)
+
+
+@router.post(crud.GROUP_PATH + "/locations/{location}/checkPrivateLinkServiceVisibility")
+def check_private_link_service_visibility_by_resource_group(
+    subscription: str,
+    group: str,
+    location: str,
+    body: Any = Body(None),
+    plane: ControlPlane = Depends(control_plane),
+) -> Response:
+    """The same check, at resource group scope."""
+    arm.resource_id(subscription, group, "locations", location)
+    return _check_visibility(subscription, location, body, plane)
+
+
+def _auto_approved(
+    request: Request, subscription: str, location: str, plane: ControlPlane, size: int
+) -> Response:
+    arm.check_subscription(subscription)
+    with plane.read() as view:
+        services = core.auto_approved_services(view, subscription, location)
+    items = [{"privateLinkService": s.id} for s in services]
+    return arm.page_slice(request, items, size)
+
+
+@router.get(crud.SUB_PATH + "/locations/{location}/autoApprovedPrivateLinkServices")
+def list_auto_approved_private_link_services(
+    request: Request,
+    subscription: str,
+    location: str,
+    plane: ControlPlane = Depends(control_plane),
+    size: int = Depends(page_size),
+) -> Response:
+    """Services that auto-approve this subscription, in a region."""
+    return _auto_approved(request, subscription, location, plane, size)
+
+
+@router.get(crud.GROUP_PATH + "/locations/{location}/autoApprovedPrivateLinkServices")
+def list_auto_approved_private_link_services_by_resource_group(
+    request: Request,
+    subscription: str,
+    group: str,
+    location: str,
+    plane: ControlPlane = Depends(control_plane),
+    size: int = Depends(page_size),
+) -> Response:
+    """The same list, at resource group scope."""
+    arm.resource_id(subscription, group, "locations", location)
+    return _auto_approved(request, subscription, location, plane, size)

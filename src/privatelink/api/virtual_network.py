@@ -1,0 +1,298 @@
+"""virtualNetworks and their subnets on the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+from pydantic import Field
+
+from privatelink.api import arm, crud
+from privatelink.api.arm import SubResource, Wire
+from privatelink.api.deps import caller, control_plane, page_size
+from privatelink.core import errors
+from privatelink.core import virtual_network as core
+from privatelink.core.principal import Principal
+from privatelink.core.resource import StateView, require
+from privatelink.service import ControlPlane
+
+TYPE = "Microsoft.Network/virtualNetworks"
+SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
+BASE = "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network"
+PATH = BASE + "/virtualNetworks"
+
+
+class SubnetProperties(Wire):
+    address_prefix: str | None = None
+    address_prefixes: list[str] | None = None
+    private_link_service_network_policies: str | None = None
+    private_endpoint_network_policies: str | None = None
+    provisioning_state: str | None = None
+    ip_configurations: list[SubResource] | None = None
+    private_endpoints: list[SubResource] | None = None
+    network_security_group: SubResource | None = None
+    route_table: SubResource | None = None
+    nat_gateway: SubResource | None = None
+    delegations: list[dict[str, Any]] | None = None
+    service_endpoints: list[dict[str, Any]] | None = None
+
+
+class SubnetWire(Wire):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    etag: str | None = None
+    properties: SubnetProperties | None = None
+
+
+class AddressSpace(Wire):
+    address_prefixes: list[str] | None = None
+
+
+class DhcpOptions(Wire):
+    dns_servers: list[str] | None = None
+
+
+class VirtualNetworkProperties(Wire):
+    address_space: AddressSpace | None = None
+    subnets: list[SubnetWire] | None = None
+    provisioning_state: str | None = None
+    resource_guid: str | None = None
+    dhcp_options: DhcpOptions | None = None
+    virtual_network_peerings: list[dict[str, Any]] | None = None
+    enable_ddos_protection: bool | None = None
+
+
+class VirtualNetworkWire(Wire):
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    location: str | None = None
+    tags: dict[str, str] | None = None
+    etag: str | None = None
+    properties: VirtualNetworkProperties | None = None
+    extended_location: dict[str, Any] | None = Field(default=None)
+
+
+def subnet_from_wire(name: str, props: SubnetProperties | None) -> core.Subnet:
+    """A core subnet from its wire properties."""
+    props = props or SubnetProperties()
+    arm.reject_unsupported(
+        {
+            "networkSecurityGroup": props.network_security_group,
+            "routeTable": props.route_table,
+            "natGateway": props.nat_gateway,
+            "delegations": props.delegations,
+            "serviceEndpoints": props.service_endpoints,
+        }
+    )
+    prefix = props.address_prefix
+    if props.address_prefixes:
+        if len(props.address_prefixes) != 1 or (prefix and prefix != props.address_prefixes[0]):
+            raise errors.UnsupportedProperty(
+                name="addressPrefixes", why="a subnet has exactly one IPv4 prefix here."
+            )
+        prefix = props.address_prefixes[0]
+    if not prefix:
+        raise errors.InvalidRequestContent(f"Subnet '{name}' needs properties.addressPrefix.")
+    return core.Subnet(
+        name=name,
+        address_prefix=prefix,
+        private_link_service_network_policies=props.private_link_service_network_policies
+        or core.ENABLED,
+        private_endpoint_network_policies=props.private_endpoint_network_policies or core.DISABLED,
+    )
+
+
+def to_domain(rid: str, name: str, wire: VirtualNetworkWire) -> core.VirtualNetwork:
+    """The desired network from a PUT body."""
+    props = wire.properties or VirtualNetworkProperties()
+    arm.reject_unsupported(
+        {
+            "virtualNetworkPeerings": props.virtual_network_peerings,
+            "enableDdosProtection": props.enable_ddos_protection,
+            "extendedLocation": wire.extended_location,
+            "dhcpOptions.dnsServers": props.dhcp_options.dns_servers
+            if props.dhcp_options
+            else None,
+        }
+    )
+    subnets = []
+    for s in props.subnets or []:
+        if not s.name:
+            raise errors.InvalidRequestContent("Every subnet needs a name.")
+        subnets.append(subnet_from_wire(s.name, s.properties))
+    return core.VirtualNetwork(
+        id=rid,
+        name=name,
+        location=wire.location or "",
+        tags=wire.tags or {},
+        address_prefixes=tuple((props.address_space or AddressSpace()).address_prefixes or ()),
+        subnets=tuple(subnets),
+    )
+
+
+def render_subnet(
+    view: StateView, vnet: core.VirtualNetwork, subnet: core.Subnet
+) -> dict[str, Any]:
+    """A subnet as ARM JSON, with the configurations and endpoints that use it."""
+    sid = vnet.subnet_id(subnet.name)
+    users = core.subnet_users(view, sid)
+    ip_configs: list[SubResource] = []
+    endpoints: list[SubResource] = []
+    for user in users:
+        if user.rid.is_type("privateEndpoints"):
+            endpoints.append(SubResource(id=user.id))
+        elif user.rid.is_type("networkInterfaces"):
+            for config in getattr(user, "ip_configurations", ()):
+                if config.subnet_id.lower() == sid.lower():
+                    ip_configs.append(SubResource(id=f"{user.id}/ipConfigurations/{config.name}"))
+        elif user.rid.is_type("loadBalancers"):
+            for fe in getattr(user, "frontends", ()):
+                if fe.subnet_id.lower() == sid.lower():
+                    ip_configs.append(
+                        SubResource(id=f"{user.id}/frontendIPConfigurations/{fe.name}")
+                    )
+    return arm.dump(
+        SubnetWire(
+            id=sid,
+            name=subnet.name,
+            type=SUBNET_TYPE,
+            etag=vnet.etag,
+            properties=SubnetProperties(
+                address_prefix=subnet.address_prefix,
+                private_link_service_network_policies=subnet.private_link_service_network_policies,
+                private_endpoint_network_policies=subnet.private_endpoint_network_policies,
+                provisioning_state=vnet.provisioning_state,
+                ip_configurations=ip_configs or None,
+                private_endpoints=endpoints or None,
+            ),
+        )
+    )
+
+
+def render(view: StateView, vnet: core.VirtualNetwork) -> dict[str, Any]:
+    """A virtual network as ARM JSON."""
+    body = arm.dump(
+        VirtualNetworkWire(
+            id=vnet.id,
+            name=vnet.name,
+            type=TYPE,
+            location=vnet.location,
+            tags=vnet.tags,
+            etag=vnet.etag,
+            properties=VirtualNetworkProperties(
+                address_space=AddressSpace(address_prefixes=list(vnet.address_prefixes)),
+                provisioning_state=vnet.provisioning_state,
+            ),
+        )
+    )
+    body["properties"]["subnets"] = [render_subnet(view, vnet, s) for s in vnet.subnets]
+    return body
+
+
+router = APIRouter()
+
+crud.register(
+    router,
+    crud.ResourceKind(
+        segment="virtualNetworks",
+        arm_type=TYPE,
+        cls=core.VirtualNetwork,
+        wire=VirtualNetworkWire,
+        to_domain=to_domain,
+        render=render,
+        create_or_update=core.create_or_update,
+        delete=core.delete,
+    ),
+)
+
+
+# --- subnets as child resources ----------------------------------------------------------
+
+
+@router.put(PATH + "/{vnet}/subnets/{name}")
+def create_or_update_subnet(
+    request: Request,
+    subscription: str,
+    group: str,
+    vnet: str,
+    name: str,
+    body: Any = Body(None),
+    plane: ControlPlane = Depends(control_plane),
+    who: Principal = Depends(caller),
+) -> Response:
+    """PUT one subnet."""
+    vnet_id = str(arm.resource_id(subscription, group, "virtualNetworks", vnet))
+    sid = str(arm.resource_id(subscription, group, "virtualNetworks", vnet, "subnets", name))
+    wire = arm.parse_body(SubnetWire, body)
+    subnet = subnet_from_wire(name, wire.properties)
+    with plane.read() as view:
+        existed = (v := view.get(vnet_id)) is not None and bool(
+            isinstance(v, core.VirtualNetwork) and v.subnet(name)
+        )
+    out = plane.change(who, vnet_id, "put", core.create_or_update_subnet, sid, subnet)
+    with plane.read() as view:
+        ref = core.get_subnet(view, sid)
+        return arm.put_response(
+            request,
+            render_subnet(view, ref.vnet, ref.subnet),
+            not existed,
+            out.operation,
+            ref.vnet.location,
+        )
+
+
+@router.get(PATH + "/{vnet}/subnets/{name}")
+def get_subnet(
+    subscription: str,
+    group: str,
+    vnet: str,
+    name: str,
+    plane: ControlPlane = Depends(control_plane),
+) -> Response:
+    """GET one subnet."""
+    sid = str(arm.resource_id(subscription, group, "virtualNetworks", vnet, "subnets", name))
+    with plane.read() as view:
+        ref = core.get_subnet(view, sid)
+        return arm.ok(render_subnet(view, ref.vnet, ref.subnet))
+
+
+@router.delete(PATH + "/{vnet}/subnets/{name}")
+def delete_subnet(
+    request: Request,
+    subscription: str,
+    group: str,
+    vnet: str,
+    name: str,
+    plane: ControlPlane = Depends(control_plane),
+    who: Principal = Depends(caller),
+) -> Response:
+    """DELETE one subnet."""
+    vnet_id = str(arm.resource_id(subscription, group, "virtualNetworks", vnet))
+    sid = str(arm.resource_id(subscription, group, "virtualNetworks", vnet, "subnets", name))
+    with plane.read() as view:
+        current = view.get(vnet_id)
+        exists = isinstance(current, core.VirtualNetwork) and current.subnet(name) is not None
+    if not exists or current is None:
+        return arm.delete_response(request, None, "")
+    out = plane.change(who, vnet_id, "delete", core.delete_subnet, sid)
+    return arm.delete_response(request, out.operation, current.location)
+
+
+@router.get(PATH + "/{vnet}/subnets")
+def list_subnets(
+    request: Request,
+    subscription: str,
+    group: str,
+    vnet: str,
+    plane: ControlPlane = Depends(control_plane),
+    size: int = Depends(page_size),
+) -> Response:
+    """List the subnets of a network."""
+    vnet_id = str(arm.resource_id(subscription, group, "virtualNetworks", vnet))
+    with plane.read() as view:
+        network = require(view, vnet_id, core.VirtualNetwork)
+        items = [render_subnet(view, network, s) for s in network.subnets]
+    return arm.page_slice(request, items, size)

@@ -1,0 +1,470 @@
+"""Typed domain errors, one class per ARM wire error code.
+
+Each error carries the ARM `code` a user can search for and the HTTP status; the API
+edge renders every one of them the same way: `{"error": {"code", "message"}}`.
+Messages are built from a per-class template so raise sites stay short:
+`raise SubnetIsFull(subnet=subnet_id)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ArmError(Exception):
+    """Base of every error that reaches a client as an ARM error body."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "BadRequest"
+    template: ClassVar[str] = "{message}"
+
+    def __init__(self, message: str | None = None, **fields: Any) -> None:
+        self.fields = fields
+        if message is None:
+            message = self.template.format(**fields)
+        self.message = message
+        super().__init__(message)
+
+
+class BadRequest(ArmError):
+    """A 400: the request breaks a rule; nothing was written."""
+
+
+class NotFound(ArmError):
+    status = 404
+    code = "ResourceNotFound"
+    template = "The resource '{id}' was not found."
+
+
+class Conflict(ArmError):
+    status = 409
+    code = "Conflict"
+
+
+# --- generic request errors -------------------------------------------------------------
+
+
+class InvalidRequestContent(BadRequest):
+    code = "InvalidRequestContent"
+
+
+class InvalidResourceId(BadRequest):
+    code = "LinkedInvalidPropertyId"
+
+    def __init__(self, value: str, expected: str | None = None) -> None:
+        want = f" of type {expected}" if expected else ""
+        super().__init__(
+            f"Property id '{value}' is not a valid Microsoft.Network resource id{want}."
+        )
+
+
+class InvalidResourceName(BadRequest):
+    code = "InvalidResourceName"
+    template = (
+        "Resource name '{name}' is invalid: use 1-80 letters, digits, '_', '.' or '-', "
+        "starting with a letter, digit or '_' and not ending with '.' or '-'."
+    )
+
+
+class InvalidResourceGroupName(BadRequest):
+    code = "InvalidResourceGroupName"
+    template = "Resource group name '{name}' is invalid."
+
+
+class InvalidSubscriptionId(BadRequest):
+    code = "InvalidSubscriptionId"
+    template = "The provided subscription identifier '{value}' is malformed or invalid."
+
+
+class LocationRequired(BadRequest):
+    code = "LocationRequired"
+    template = "The location property is required for this definition."
+
+
+class InvalidResourceReference(BadRequest):
+    code = "InvalidResourceReference"
+    template = "Resource {ref} referenced by resource {id} was not found."
+
+
+class DuplicateResourceName(BadRequest):
+    code = "DuplicateResourceName"
+    template = "Resource {id} has two child resources with the same name '{name}'."
+
+
+class UnsupportedProperty(BadRequest):
+    code = "UnsupportedProperty"
+    template = "Property '{name}' is not supported by privatelink: {why}"
+
+
+class ResourceNotFound(NotFound):
+    code = "ResourceNotFound"
+
+
+class ParentResourceNotFound(NotFound):
+    code = "ParentResourceNotFound"
+    template = "Parent resource '{id}' of the requested resource was not found."
+
+
+class AnotherOperationInProgress(Conflict):
+    code = "AnotherOperationInProgress"
+    template = "Another operation on resource {id} is in progress; retry when it has finished."
+
+
+class PreconditionFailed(ArmError):
+    status = 412
+    code = "PreconditionFailed"
+    template = "{message}"
+
+
+class LimitExceeded(BadRequest):
+    code = "LimitExceeded"
+
+
+class ResourceLocationMismatch(BadRequest):
+    code = "ResourceLocationMismatch"
+    template = "Resource {id} in location '{location}' cannot use {ref} in location '{other}'."
+
+
+# --- addressing ---------------------------------------------------------------------------
+
+
+class InvalidAddressPrefix(BadRequest):
+    code = "InvalidAddressPrefixFormat"
+    template = "Address prefix '{prefix}' of resource {id} is not a valid IPv4 CIDR prefix."
+
+
+class IPv6NotSupported(BadRequest):
+    code = "IPv6NotSupported"
+    template = "{what} uses IPv6; privatelink supports IPv4 only, like private link service."
+
+
+class SubnetOutsideAddressSpace(BadRequest):
+    code = "NetcfgSubnetRangeOutsideVnet"
+    template = "Subnet '{subnet}' prefix {prefix} is not within the address space of {id}."
+
+
+class SubnetRangesOverlap(BadRequest):
+    code = "NetcfgSubnetRangesOverlap"
+    template = "Subnet '{subnet}' prefix {prefix} overlaps subnet '{other}' of {id}."
+
+
+class AddressSpacesOverlap(BadRequest):
+    code = "VnetAddressSpacesOverlap"
+    template = "Address prefixes {prefix} and {other} of {id} overlap."
+
+
+class SubnetTooSmall(BadRequest):
+    code = "SubnetTooSmall"
+    template = "Subnet prefix {prefix} is too small: Azure subnets are /29 or larger."
+
+
+class InUseSubnetCannotBeDeleted(BadRequest):
+    code = "InUseSubnetCannotBeDeleted"
+    template = "Subnet {id} is in use by {user} and cannot be deleted."
+
+
+class InUseSubnetCannotBeUpdated(BadRequest):
+    code = "InUseSubnetCannotBeUpdated"
+    template = "Subnet {id} is in use by {user}; its address prefix cannot change."
+
+
+class InvalidPrivateIPAddress(BadRequest):
+    code = "PrivateIPAddressInvalid"
+    template = "Private IP address '{ip}' is not a valid IPv4 address."
+
+
+class PrivateIPAddressNotInSubnet(BadRequest):
+    code = "PrivateIPAddressNotInSubnet"
+    template = "Private static IP address {ip} does not belong to the range of subnet {subnet}."
+
+
+class PrivateIPAddressInReservedRange(BadRequest):
+    code = "PrivateIPAddressInReservedRange"
+    template = (
+        "Private static IP address {ip} falls within the reserved range of subnet {subnet} "
+        "(the first four addresses and the last one)."
+    )
+
+
+class PrivateIPAddressIsAllocated(BadRequest):
+    code = "PrivateIPAddressIsAllocated"
+    template = "IP address {ip} of subnet {subnet} is already allocated to {owner}."
+
+
+class PrivateIPAddressRequired(BadRequest):
+    code = "PrivateIPAddressRequired"
+    template = "{id}: privateIPAllocationMethod Static needs a privateIPAddress."
+
+
+class SubnetIsFull(BadRequest):
+    code = "SubnetIsFull"
+    template = "Subnet {subnet} has no free address left."
+
+
+# --- load balancer --------------------------------------------------------------------------
+
+
+class InvalidLoadBalancerSku(BadRequest):
+    code = "InvalidLoadBalancerSku"
+    template = "Load balancer sku '{sku}' is not supported; use Basic or Standard."
+
+
+class InvalidLoadBalancerRule(BadRequest):
+    code = "InvalidLoadBalancerRule"
+
+
+class InvalidProbe(BadRequest):
+    code = "InvalidProbeConfiguration"
+
+
+class LoadBalancerRuleFrontendPortConflict(BadRequest):
+    code = "LoadBalancingRuleFrontendPortConflict"
+    template = (
+        "Load balancing rules {rule} and {other} use the same frontend IP configuration, "
+        "protocol and frontend port {port}."
+    )
+
+
+class FrontendIPConfigurationInUse(BadRequest):
+    code = "InUseFrontendIPConfigurationCannotBeDeleted"
+    template = "Frontend IP configuration {id} is used by {user} and cannot be removed."
+
+
+class BackendAddressPoolInUse(BadRequest):
+    code = "InUseBackendAddressPoolCannotBeDeleted"
+    template = "Backend address pool {id} is used by {user} and cannot be removed."
+
+
+class LoadBalancerInUseByPrivateLinkService(Conflict):
+    code = "LoadBalancerInUseByPrivateLinkService"
+    template = "Load balancer {id} serves private link service {pls}; delete that service first."
+
+
+class BackendPoolVirtualNetworkMismatch(BadRequest):
+    code = "BackendPoolVirtualNetworkMismatch"
+    template = "{id} is in another virtual network than backend address pool {pool}."
+
+
+# --- private link service --------------------------------------------------------------------
+
+
+class PrivateLinkServiceFrontendRequired(BadRequest):
+    code = "PrivateLinkServiceFrontendIpConfigurationRequired"
+    template = "Private link service {id} needs at least one loadBalancerFrontendIpConfiguration."
+
+
+class PrivateLinkServiceRequiresStandardLoadBalancer(BadRequest):
+    code = "PrivateLinkServiceNotSupportedOnBasicLoadBalancer"
+    template = (
+        "Private link service {id} cannot use load balancer {lb} of sku '{sku}': "
+        "private link service is only supported on Standard Load Balancer."
+    )
+
+
+class PrivateLinkServiceFrontendsOnMultipleLoadBalancers(BadRequest):
+    code = "PrivateLinkServiceFrontendsOnMultipleLoadBalancers"
+    template = (
+        "Private link service {id} references frontends of more than one load balancer; "
+        "a private link service is tied to a single load balancer."
+    )
+
+
+class FrontendInUseByAnotherPrivateLinkService(BadRequest):
+    code = "FrontendIpConfigurationInUseByAnotherPrivateLinkService"
+    template = "Frontend IP configuration {frontend} already serves private link service {other}."
+
+
+class PrivateLinkServicesPerLoadBalancerLimitReached(LimitExceeded):
+    code = "PrivateLinkServicesPerLoadBalancerLimitReached"
+    template = "Load balancer {lb} already serves {limit} private link services (the limit)."
+
+
+class PrivateLinkServicesPerSubscriptionLimitReached(LimitExceeded):
+    code = "PrivateLinkServicesPerSubscriptionLimitReached"
+    template = "Subscription {subscription} already has {limit} private link services (the limit)."
+
+
+class BackendPoolSharedByPrivateLinkServices(BadRequest):
+    code = "BackendPoolSharedByPrivateLinkServices"
+    template = (
+        "Backend address pool {pool} is reachable from private link services {id} and {other}; "
+        "each private link service needs a dedicated backend pool."
+    )
+
+
+class PrivateLinkServiceRequiresTcpRules(BadRequest):
+    code = "PrivateLinkServiceOnlySupportsTcp"
+    template = (
+        "Load balancing rule {rule} on frontend {frontend} uses protocol '{protocol}'; "
+        "private link service supports TCP only."
+    )
+
+
+class PrivateLinkServiceIPv6NotSupported(BadRequest):
+    code = "PrivateLinkServiceIPv6NotSupported"
+    template = "{what} of private link service {id} is IPv6; private link service is IPv4 only."
+
+
+class PrivateLinkServiceLocationMismatch(BadRequest):
+    code = "PrivateLinkServiceLocationMismatch"
+    template = (
+        "Private link service {id} in '{location}' must be in the same region as {ref} ('{other}')."
+    )
+
+
+class NatIpConfigurationCount(BadRequest):
+    code = "PrivateLinkServiceNatIpConfigurationCountInvalid"
+    template = "Private link service {id} has {count} NAT ipConfigurations; 1 to {limit} allowed."
+
+
+class NatIpConfigurationPrimary(BadRequest):
+    code = "PrivateLinkServiceNatIpConfigurationPrimaryInvalid"
+    template = "Private link service {id} must have exactly one primary NAT ipConfiguration."
+
+
+class NatIpConfigurationCannotBeRemoved(BadRequest):
+    code = "PrivateLinkServiceNatIpConfigurationCannotBeRemoved"
+    template = (
+        "NAT ipConfiguration '{name}' of private link service {id} cannot be removed or "
+        "moved once added (active connections depend on it)."
+    )
+
+
+class NatSubnetNotInLoadBalancerVirtualNetwork(BadRequest):
+    code = "PrivateLinkServiceNatSubnetNotInLoadBalancerVnet"
+    template = (
+        "NAT ipConfiguration '{name}' uses subnet {subnet}, which is not in virtual network "
+        "{vnet} of the load balancer's frontend."
+    )
+
+
+class PrivateLinkServiceNetworkPoliciesEnabled(BadRequest):
+    code = "PrivateLinkServiceNetworkPoliciesEnabledOnSubnet"
+    template = (
+        "Subnet {subnet} has privateLinkServiceNetworkPolicies Enabled; set it to Disabled "
+        "before using the subnet for private link service NAT IPs."
+    )
+
+
+class InvalidVisibilitySubscription(BadRequest):
+    code = "InvalidVisibilitySubscriptions"
+    template = "'{value}' in {field} is not a subscription id (GUID){star}."
+
+
+class AutoApprovalNotSubsetOfVisibility(BadRequest):
+    code = "AutoApprovalSubscriptionsNotInVisibility"
+    template = (
+        "Subscription {value} is in autoApproval but not in visibility; auto-approval must "
+        "be a subset of visibility."
+    )
+
+
+class SubscriptionListLimitExceeded(LimitExceeded):
+    code = "SubscriptionListLimitExceeded"
+    template = "{field} lists {count} subscriptions; at most {limit} are allowed."
+
+
+class InvalidFqdn(BadRequest):
+    code = "InvalidFqdn"
+    template = "'{value}' in fqdns is not a valid fully qualified domain name."
+
+
+class PrivateLinkServiceHasConnections(Conflict):
+    code = "PrivateLinkServiceHasPrivateEndpointConnections"
+    template = (
+        "Private link service {id} still has {count} private endpoint connection(s); "
+        "reject and delete them before deleting the service."
+    )
+
+
+# --- private endpoint ---------------------------------------------------------------------
+
+
+class PrivateEndpointConnectionRequired(BadRequest):
+    code = "PrivateEndpointRequiresOneConnection"
+    template = (
+        "Private endpoint {id} needs exactly one connection in privateLinkServiceConnections "
+        "or manualPrivateLinkServiceConnections; it has {count}."
+    )
+
+
+class PrivateLinkServiceNotFound(BadRequest):
+    code = "PrivateLinkServiceNotFound"
+    template = "Private link service '{target}' was not found."
+
+
+class PrivateEndpointLocationMismatch(BadRequest):
+    code = "PrivateEndpointAndPrivateLinkServiceLocationMismatch"
+    template = (
+        "Private endpoint {id} in '{location}' cannot connect to a private link service in "
+        "'{other}': they must be in the same region."
+    )
+
+
+class RequestMessageTooLong(BadRequest):
+    code = "RequestMessageTooLong"
+    template = "requestMessage has {length} characters; at most {limit} are allowed."
+
+
+class PrivateEndpointsPerPrivateLinkServiceLimitReached(LimitExceeded):
+    code = "PrivateEndpointsPerPrivateLinkServiceLimitReached"
+    template = "Private link service already has {limit} private endpoint connections (the limit)."
+
+
+class PrivateEndpointsPerVirtualNetworkLimitReached(LimitExceeded):
+    code = "PrivateEndpointsPerVirtualNetworkLimitReached"
+    template = "Virtual network {vnet} already has {limit} private endpoints (the limit)."
+
+
+class PrivateEndpointConnectionTargetCannotChange(BadRequest):
+    code = "PrivateEndpointConnectionCannotBeModified"
+    template = (
+        "Private endpoint {id}: the connection's name, target and kind cannot change; "
+        "delete and recreate the endpoint."
+    )
+
+
+class PrivateEndpointSubnetCannotChange(BadRequest):
+    code = "PrivateEndpointSubnetCannotBeModified"
+    template = "Private endpoint {id}: the subnet cannot change; delete and recreate the endpoint."
+
+
+class InvalidGroupIds(BadRequest):
+    code = "InvalidGroupIds"
+    template = "groupIds must be empty for a connection to a private link service (got {value})."
+
+
+# --- connections ---------------------------------------------------------------------------
+
+
+class PrivateEndpointConnectionNotFound(NotFound):
+    code = "PrivateEndpointConnectionNotFound"
+    template = "Private endpoint connection '{name}' of {pls} was not found."
+
+
+class InvalidConnectionStatus(BadRequest):
+    code = "InvalidPrivateEndpointConnectionStatus"
+    template = "Connection status '{status}' is not valid here; use Approved or Rejected."
+
+
+class ConnectionStatusTransitionNotAllowed(BadRequest):
+    code = "PrivateEndpointConnectionStatusTransitionNotAllowed"
+    template = "A connection in state {current} cannot be set to {status}."
+
+
+# --- network interface -----------------------------------------------------------------------
+
+
+class ManagedNetworkInterfaceIsReadOnly(BadRequest):
+    code = "CannotModifyNetworkInterfaceManagedByService"
+    template = (
+        "Network interface {id} is managed by {owner} and cannot be modified or deleted by users."
+    )
+
+
+class NetworkInterfaceIpConfigurationInvalid(BadRequest):
+    code = "InvalidNetworkInterfaceIpConfiguration"
+
+
+class ProvisioningFailed(BadRequest):
+    code = "ProvisioningFailed"

@@ -1,0 +1,337 @@
+"""Load balancers: frontends, backend pools, probes and load-balancing rules.
+
+Private link services sit on Standard load balancers; the rules that tie a service to
+its load balancer are checked here too (`check_private_link_services`) because either
+side's update can break them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from privatelink.core import errors
+from privatelink.core.addressing import parse_address
+from privatelink.core.ids import key, parse_ref
+from privatelink.core.ip_configuration import IPV4, Allocator, IpConfiguration
+from privatelink.core.resource import (
+    Changes,
+    Context,
+    Resource,
+    StateView,
+    check_unique_names,
+    get_typed,
+    normalize_location,
+    same_parent,
+)
+from privatelink.core.virtual_network import resolve_subnet
+
+STANDARD = "Standard"
+BASIC = "Basic"
+PROTOCOLS = ("Tcp", "Udp", "All")
+PROBE_PROTOCOLS = ("Tcp", "Http", "Https")
+DISTRIBUTIONS = ("Default", "SourceIP", "SourceIPProtocol")
+
+
+@dataclass(frozen=True)
+class Frontend(IpConfiguration):
+    """A frontend IP configuration (private, in a subnet)."""
+
+
+@dataclass(frozen=True)
+class BackendAddress:
+    """A pool member given by address rather than by NIC."""
+
+    name: str
+    ip_address: str
+    virtual_network_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendPool:
+    """A backend address pool."""
+
+    name: str
+    addresses: tuple[BackendAddress, ...] = ()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A health probe."""
+
+    name: str
+    protocol: str
+    port: int
+    request_path: str | None = None
+    interval_in_seconds: int = 15
+    number_of_probes: int = 2
+    probe_threshold: int = 1
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A load-balancing rule; references are full ids of this load balancer's children."""
+
+    name: str
+    protocol: str
+    frontend_port: int
+    backend_port: int
+    frontend_id: str
+    pool_ids: tuple[str, ...] = ()
+    probe_id: str | None = None
+    idle_timeout_in_minutes: int = 4
+    load_distribution: str = "Default"
+    enable_floating_ip: bool = False
+    enable_tcp_reset: bool = False
+    disable_outbound_snat: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadBalancer(Resource):
+    """A load balancer (internal: every frontend has a private IP in a subnet)."""
+
+    sku: str = STANDARD
+    sku_tier: str = "Regional"
+    frontends: tuple[Frontend, ...] = ()
+    pools: tuple[BackendPool, ...] = ()
+    probes: tuple[Probe, ...] = ()
+    rules: tuple[Rule, ...] = ()
+
+    def child_id(self, kind: str, name: str) -> str:
+        """Id of a child of this load balancer."""
+        return f"{self.id}/{kind}/{name}"
+
+    def frontend(self, frontend_id: str) -> Frontend | None:
+        """The frontend a reference points at, if it belongs to this load balancer."""
+        if not same_parent(frontend_id, self.id):
+            return None
+        name = frontend_id.rstrip("/").rsplit("/", 1)[-1].lower()
+        return next((f for f in self.frontends if f.name.lower() == name), None)
+
+    def pool(self, pool_id: str) -> BackendPool | None:
+        """The pool a reference points at, if it belongs to this load balancer."""
+        if not same_parent(pool_id, self.id):
+            return None
+        name = pool_id.rstrip("/").rsplit("/", 1)[-1].lower()
+        return next((p for p in self.pools if p.name.lower() == name), None)
+
+    def rules_on(self, frontend_id: str) -> list[Rule]:
+        """Rules whose frontend is `frontend_id`."""
+        return [r for r in self.rules if key(r.frontend_id) == key(frontend_id)]
+
+
+def _pick(value: str, allowed: tuple[str, ...], what: str, where: str) -> str:
+    for known in allowed:
+        if value.lower() == known.lower():
+            return known
+    raise errors.InvalidRequestContent(
+        f"{where}: {what} must be one of {', '.join(allowed)}; got '{value}'."
+    )
+
+
+def _child_ref(lb_id: str, ref: str, kind: str, names: set[str], where: str) -> str:
+    """Normalise a reference to a child of this load balancer."""
+    rid = parse_ref(ref, "loadBalancers", kind)
+    if not same_parent(ref, lb_id) or rid.name.lower() not in names:
+        raise errors.InvalidResourceReference(ref=ref, id=where)
+    return f"{lb_id}/{kind}/{rid.name}"
+
+
+def _validate_probe(lb_id: str, probe: Probe) -> Probe:
+    where = f"{lb_id}/probes/{probe.name}"
+    protocol = _pick(probe.protocol, PROBE_PROTOCOLS, "protocol", where)
+    if not 1 <= probe.port <= 65535:
+        raise errors.InvalidProbe(f"{where}: port must be 1-65535; got {probe.port}.")
+    if protocol == "Tcp" and probe.request_path:
+        raise errors.InvalidProbe(f"{where}: requestPath is not allowed for a Tcp probe.")
+    if protocol != "Tcp" and not (probe.request_path or "").startswith("/"):
+        raise errors.InvalidProbe(f"{where}: an {protocol} probe needs a requestPath like '/'.")
+    if probe.interval_in_seconds < 5 or probe.interval_in_seconds > 2147483646:
+        raise errors.InvalidProbe(f"{where}: intervalInSeconds must be at least 5.")
+    if probe.number_of_probes < 1 or probe.probe_threshold < 1:
+        raise errors.InvalidProbe(f"{where}: numberOfProbes and probeThreshold must be >= 1.")
+    return replace(probe, protocol=protocol)
+
+
+def _validate_rule(lb: LoadBalancer, rule: Rule) -> Rule:
+    where = lb.child_id("loadBalancingRules", rule.name)
+    protocol = _pick(rule.protocol, PROTOCOLS, "protocol", where)
+    low = 0 if protocol == "All" else 1
+    for port, field in ((rule.frontend_port, "frontendPort"), (rule.backend_port, "backendPort")):
+        if not low <= port <= 65535:
+            raise errors.InvalidLoadBalancerRule(
+                f"{where}: {field} must be {low}-65535; got {port}."
+            )
+    if (rule.frontend_port == 0) != (rule.backend_port == 0):
+        raise errors.InvalidLoadBalancerRule(
+            f"{where}: HA ports rules need frontendPort and backendPort both 0."
+        )
+    if not 4 <= rule.idle_timeout_in_minutes <= 100:
+        raise errors.InvalidLoadBalancerRule(f"{where}: idleTimeoutInMinutes must be 4-100.")
+    dist = _pick(rule.load_distribution, DISTRIBUTIONS, "loadDistribution", where)
+    fe = _child_ref(
+        lb.id,
+        rule.frontend_id,
+        "frontendIPConfigurations",
+        {f.name.lower() for f in lb.frontends},
+        where,
+    )
+    if not rule.pool_ids:
+        raise errors.InvalidLoadBalancerRule(f"{where}: backendAddressPool is required.")
+    pools = tuple(
+        _child_ref(lb.id, p, "backendAddressPools", {p.name.lower() for p in lb.pools}, where)
+        for p in rule.pool_ids
+    )
+    probe = (
+        _child_ref(lb.id, rule.probe_id, "probes", {p.name.lower() for p in lb.probes}, where)
+        if rule.probe_id
+        else None
+    )
+    return replace(
+        rule,
+        protocol=protocol,
+        load_distribution=dist,
+        frontend_id=fe,
+        pool_ids=pools,
+        probe_id=probe,
+    )
+
+
+def validate(
+    view: StateView, ctx: Context, desired: LoadBalancer, existing: LoadBalancer | None
+) -> LoadBalancer:
+    """Validate a load balancer and assign its frontend addresses."""
+    lb = replace(desired, location=normalize_location(desired.location))
+    if existing is not None:
+        lb = replace(lb, id=existing.id, name=existing.name)
+    sku = _pick(lb.sku or STANDARD, (BASIC, STANDARD, "Gateway"), "sku.name", lb.id)
+    if sku == "Gateway":
+        raise errors.InvalidLoadBalancerSku(sku=sku)
+    lb = replace(lb, sku=sku)
+    check_unique_names(lb.id, [f.name for f in lb.frontends])
+    check_unique_names(lb.id, [p.name for p in lb.pools])
+    check_unique_names(lb.id, [p.name for p in lb.probes])
+    check_unique_names(lb.id, [r.name for r in lb.rules])
+    if not lb.frontends:
+        raise errors.InvalidRequestContent(
+            f"Load balancer {lb.id} needs a frontendIPConfiguration."
+        )
+
+    allocator = Allocator(view, lb.id)
+    frontends: list[Frontend] = []
+    vnet_key: str | None = None
+    for fe in lb.frontends:
+        where = lb.child_id("frontendIPConfigurations", fe.name)
+        if fe.ip_version != IPV4:
+            raise errors.IPv6NotSupported(what=f"Frontend {where}")
+        subnet = resolve_subnet(view, fe.subnet_id, where)
+        if subnet.vnet.location != lb.location:
+            raise errors.ResourceLocationMismatch(
+                id=lb.id, location=lb.location, ref=subnet.vnet.id, other=subnet.vnet.location
+            )
+        if vnet_key is not None and vnet_key != subnet.vnet.key:
+            raise errors.InvalidRequestContent(
+                f"Frontends of internal load balancer {lb.id} must all be in one virtual network."
+            )
+        vnet_key = subnet.vnet.key
+        old = existing.frontend(where) if existing else None
+        previous = old.private_ip if old and key(old.subnet_id) == key(subnet.id) else None
+        ip = allocator.assign(subnet, fe, previous)
+        frontends.append(replace(fe, subnet_id=subnet.id, private_ip=ip))
+    lb = replace(lb, frontends=tuple(frontends))
+
+    for pool in lb.pools:
+        check_unique_names(
+            lb.child_id("backendAddressPools", pool.name), [a.name for a in pool.addresses]
+        )
+        for address in pool.addresses:
+            parse_address(address.ip_address)
+    lb = replace(lb, probes=tuple(_validate_probe(lb.id, p) for p in lb.probes))
+    lb = replace(lb, rules=tuple(_validate_rule(lb, r) for r in lb.rules))
+
+    seen: dict[tuple[str, str, int], str] = {}
+    for rule in lb.rules:
+        protocols = ("Tcp", "Udp") if rule.protocol == "All" else (rule.protocol,)
+        for proto in protocols:
+            slot = (key(rule.frontend_id), proto, rule.frontend_port)
+            if slot in seen:
+                raise errors.LoadBalancerRuleFrontendPortConflict(
+                    rule=rule.name, other=seen[slot], port=rule.frontend_port
+                )
+            seen[slot] = rule.name
+    return lb
+
+
+def _check_removed_children(view: StateView, old: LoadBalancer, new: LoadBalancer) -> None:
+    for fe in old.frontends:
+        fe_id = old.child_id("frontendIPConfigurations", fe.name)
+        if new.frontend(fe_id) is None:
+            users = view.referrers(key(fe_id), "frontend")
+            if users:
+                raise errors.FrontendIPConfigurationInUse(id=fe_id, user=users[0].id)
+    for pool in old.pools:
+        pool_id = old.child_id("backendAddressPools", pool.name)
+        if new.pool(pool_id) is None:
+            users = view.referrers(key(pool_id), "pool")
+            if users:
+                raise errors.BackendAddressPoolInUse(id=pool_id, user=users[0].id)
+
+
+def create_or_update(view: StateView, ctx: Context, desired: LoadBalancer) -> Changes:
+    """PUT a load balancer."""
+    # Local import: private_link_service imports this module.
+    from privatelink.core import private_link_service
+
+    existing = get_typed(view, desired.id, LoadBalancer)
+    lb = validate(view, ctx, desired, existing)
+    lb = replace(lb, provisioning_state=ctx.initial_state)
+    if existing is not None:
+        if existing.location != lb.location:
+            raise errors.ResourceLocationMismatch(
+                id=lb.id, location=lb.location, ref="its existing location", other=existing.location
+            )
+        _check_removed_children(view, existing, lb)
+    services = [
+        s
+        for s in view.referrers(lb.key, "lb")
+        if isinstance(s, private_link_service.PrivateLinkService)
+    ]
+    for service in services:
+        private_link_service.check_on_load_balancer(view, ctx, service, lb, services)
+    changes = Changes()
+    changes.put(lb)
+    return changes
+
+
+def delete(view: StateView, ctx: Context, lb_id: str) -> Changes:
+    """DELETE a load balancer (refused while a private link service or a NIC uses it)."""
+    lb = get_typed(view, lb_id, LoadBalancer)
+    changes = Changes()
+    if lb is None:
+        return changes
+    services = view.referrers(lb.key, "lb")
+    if services:
+        raise errors.LoadBalancerInUseByPrivateLinkService(id=lb.id, pls=services[0].id)
+    _check_removed_children(view, lb, replace(lb, frontends=(), pools=()))
+    changes.delete(lb.id)
+    return changes
+
+
+def vnet_of(lb: LoadBalancer) -> str:
+    """Key of the virtual network of the load balancer's frontends."""
+    return parse_ref(lb.frontends[0].subnet_id, "virtualNetworks", "subnets").parent().key
+
+
+def resolve_child(view: StateView, ref: str, kind: str, referrer: str) -> tuple[LoadBalancer, str]:
+    """Resolve a reference to a load balancer child (frontend, pool); 400 when missing."""
+    rid = parse_ref(ref, "loadBalancers", kind)
+    lb = get_typed(view, str(rid.parent()), LoadBalancer)
+    if lb is None:
+        raise errors.InvalidResourceReference(ref=ref, id=referrer)
+    names = {
+        "frontendIPConfigurations": [f.name for f in lb.frontends],
+        "backendAddressPools": [p.name for p in lb.pools],
+    }[kind]
+    name = next((n for n in names if n.lower() == rid.name.lower()), None)
+    if name is None:
+        raise errors.InvalidResourceReference(ref=ref, id=referrer)
+    return lb, lb.child_id(kind, name)

@@ -1,0 +1,487 @@
+"""Private link services: the provider's side of private link.
+
+Owns the service resource, its NAT IP configurations (held by a managed NIC), its
+alias, visibility and auto-approval, its FQDNs, the rules that tie it to one Standard
+load balancer, and the provider's view of private endpoint connections with their
+state machine (Pending -> Approved | Rejected; Approved -> Rejected; delete ->
+the consumer sees Disconnected).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from privatelink.core import errors
+from privatelink.core.alias import make_alias
+from privatelink.core.ids import ResourceId, is_guid, key
+from privatelink.core.ip_configuration import IPV4, IpConfiguration
+from privatelink.core.load_balancer import STANDARD, LoadBalancer, resolve_child
+from privatelink.core.network_interface import NetworkInterface, NicIpConfiguration, managed_nic
+from privatelink.core.resource import (
+    Changes,
+    Context,
+    Resource,
+    StateView,
+    check_unique_names,
+    get_typed,
+    normalize_location,
+    require,
+)
+from privatelink.core.virtual_network import DISABLED, resolve_subnet
+
+TYPE = "Microsoft.Network/privateLinkServices"
+PENDING = "Pending"
+APPROVED = "Approved"
+REJECTED = "Rejected"
+DISCONNECTED = "Disconnected"
+STATUSES = (PENDING, APPROVED, REJECTED, DISCONNECTED)
+EVERYONE = "*"
+
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True)
+class NatIpConfiguration(IpConfiguration):
+    """A NAT IP: consumer traffic reaches the provider from one of these addresses."""
+
+
+@dataclass(frozen=True)
+class PrivateEndpointConnection:
+    """The provider's record of one private endpoint connected to the service."""
+
+    name: str
+    private_endpoint_id: str
+    private_endpoint_location: str
+    link_identifier: str
+    status: str = PENDING
+    description: str = ""
+    actions_required: str = "None"
+    provisioning_state: str = "Succeeded"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivateLinkService(Resource):
+    """A private link service."""
+
+    frontend_ids: tuple[str, ...] = ()
+    ip_configurations: tuple[NatIpConfiguration, ...] = ()
+    visibility: tuple[str, ...] = ()
+    auto_approval: tuple[str, ...] = ()
+    fqdns: tuple[str, ...] = ()
+    enable_proxy_protocol: bool = False
+    alias: str = ""
+    nic_id: str = ""
+    connections: tuple[PrivateEndpointConnection, ...] = ()
+
+    def connection(self, name: str) -> PrivateEndpointConnection | None:
+        """The connection with this name (case-insensitive)."""
+        return next((c for c in self.connections if c.name.lower() == name.lower()), None)
+
+    def connection_id(self, name: str) -> str:
+        """ARM id of a connection of this service."""
+        return f"{self.id}/privateEndpointConnections/{name}"
+
+    @property
+    def load_balancer_key(self) -> str:
+        """Key of the load balancer of this service's frontends."""
+        return ResourceId.parse(self.frontend_ids[0]).parent().key
+
+    @property
+    def subscription(self) -> str:
+        """The provider's subscription."""
+        return self.rid.subscription
+
+
+# --- visibility ---------------------------------------------------------------------------
+
+
+def is_visible(service: PrivateLinkService, subscription: str) -> bool:
+    """Whether a subscription may find the service: RBAC (its own), `*`, or listed."""
+    sub = subscription.lower()
+    return (
+        sub == service.subscription.lower()
+        or EVERYONE in service.visibility
+        or sub in (s.lower() for s in service.visibility)
+    )
+
+
+def is_auto_approved(service: PrivateLinkService, subscription: str) -> bool:
+    """Whether connections from a subscription are approved at once."""
+    return subscription.lower() in (s.lower() for s in service.auto_approval)
+
+
+def find_service(view: StateView, target: str, subscription: str) -> PrivateLinkService | None:
+    """Resolve an alias or resource id as seen by `subscription`.
+
+    A service outside the caller's visibility is indistinguishable from one that does
+    not exist: both give None.
+    """
+    found: Resource | None
+    if target.startswith("/"):
+        rid = ResourceId.parse(target)
+        if not rid.is_type("privateLinkServices"):
+            return None
+        found = view.get(target)
+    else:
+        matches = view.referrers(target.strip().lower(), "alias")
+        found = matches[0] if matches else None
+    if not isinstance(found, PrivateLinkService) or not is_visible(found, subscription):
+        return None
+    return found
+
+
+def check_visibility(view: StateView, subscription: str, alias: str) -> bool:
+    """checkPrivateLinkServiceVisibility: can `subscription` see the service with `alias`."""
+    return find_service(view, alias, subscription) is not None
+
+
+def auto_approved_services(
+    view: StateView, subscription: str, location: str
+) -> list[PrivateLinkService]:
+    """Services in `location` whose auto-approval lists `subscription`."""
+    loc = normalize_location(location)
+    return [
+        s
+        for s in view.referrers(subscription.lower(), "autoapproval")
+        if isinstance(s, PrivateLinkService) and s.location == loc
+    ]
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _check_subscriptions(ctx: Context, service: PrivateLinkService) -> PrivateLinkService:
+    vis = tuple(dict.fromkeys(s.strip() for s in service.visibility))
+    auto = tuple(dict.fromkeys(s.strip() for s in service.auto_approval))
+    for field, values, limit in (
+        ("visibility.subscriptions", vis, ctx.limits.visibility_subscriptions),
+        ("autoApproval.subscriptions", auto, ctx.limits.auto_approval_subscriptions),
+    ):
+        if len(values) > limit:
+            raise errors.SubscriptionListLimitExceeded(field=field, count=len(values), limit=limit)
+        for value in values:
+            star_ok = field.startswith("visibility")
+            if not (is_guid(value) or (star_ok and value == EVERYONE)):
+                raise errors.InvalidVisibilitySubscription(
+                    value=value, field=field, star=" or '*'" if star_ok else ""
+                )
+    if EVERYONE not in vis:
+        listed = {v.lower() for v in vis}
+        for value in auto:
+            if value.lower() not in listed:
+                raise errors.AutoApprovalNotSubsetOfVisibility(value=value)
+    return replace(service, visibility=vis, auto_approval=auto)
+
+
+def _check_fqdns(fqdns: tuple[str, ...]) -> tuple[str, ...]:
+    cleaned = []
+    for fqdn in fqdns:
+        name = fqdn.strip().rstrip(".")
+        if not name or len(name) > 253 or not all(_LABEL.match(p) for p in name.split(".")):
+            raise errors.InvalidFqdn(value=fqdn)
+        cleaned.append(name)
+    return tuple(dict.fromkeys(cleaned))
+
+
+def _resolve_frontends(
+    view: StateView, service: PrivateLinkService
+) -> tuple[LoadBalancer, tuple[str, ...]]:
+    if not service.frontend_ids:
+        raise errors.PrivateLinkServiceFrontendRequired(id=service.id)
+    lb: LoadBalancer | None = None
+    ids: list[str] = []
+    for ref in service.frontend_ids:
+        this_lb, fe_id = resolve_child(view, ref, "frontendIPConfigurations", service.id)
+        if lb is not None and lb.key != this_lb.key:
+            raise errors.PrivateLinkServiceFrontendsOnMultipleLoadBalancers(id=service.id)
+        lb = this_lb
+        if fe_id.lower() not in (i.lower() for i in ids):
+            ids.append(fe_id)
+    assert lb is not None
+    return lb, tuple(ids)
+
+
+def _pools_of(lb: LoadBalancer, frontend_ids: tuple[str, ...]) -> set[str]:
+    pools: set[str] = set()
+    for fe in frontend_ids:
+        for rule in lb.rules_on(fe):
+            pools.update(key(p) for p in rule.pool_ids)
+    return pools
+
+
+def check_on_load_balancer(
+    view: StateView,
+    ctx: Context,
+    service: PrivateLinkService,
+    lb: LoadBalancer,
+    services: list[PrivateLinkService],
+) -> None:
+    """The rules tying services to a load balancer, for `service` among `services`.
+
+    Standard sku; same region; frontends exist, are IPv4 and serve one service each; at
+    most N services per load balancer; only TCP rules on a service's frontends; no
+    backend pool reachable from two services.
+    """
+    others = [s for s in services if s.key != service.key]
+    if lb.sku != STANDARD:
+        raise errors.PrivateLinkServiceRequiresStandardLoadBalancer(
+            id=service.id, lb=lb.id, sku=lb.sku
+        )
+    if lb.location != service.location:
+        raise errors.PrivateLinkServiceLocationMismatch(
+            id=service.id, location=service.location, ref=lb.id, other=lb.location
+        )
+    if len(others) + 1 > ctx.limits.pls_per_load_balancer:
+        raise errors.PrivateLinkServicesPerLoadBalancerLimitReached(
+            lb=lb.id, limit=ctx.limits.pls_per_load_balancer
+        )
+    for fe_id in service.frontend_ids:
+        fe = lb.frontend(fe_id)
+        if fe is None:
+            raise errors.InvalidResourceReference(ref=fe_id, id=service.id)
+        if fe.ip_version != IPV4:
+            raise errors.PrivateLinkServiceIPv6NotSupported(what=f"Frontend {fe_id}", id=service.id)
+        for other in others:
+            if key(fe_id) in (key(f) for f in other.frontend_ids):
+                raise errors.FrontendInUseByAnotherPrivateLinkService(
+                    frontend=fe_id, other=other.id
+                )
+        for rule in lb.rules_on(fe_id):
+            if rule.protocol != "Tcp":
+                raise errors.PrivateLinkServiceRequiresTcpRules(
+                    rule=lb.child_id("loadBalancingRules", rule.name),
+                    frontend=fe_id,
+                    protocol=rule.protocol,
+                )
+    mine = _pools_of(lb, service.frontend_ids)
+    for other in others:
+        shared = mine & _pools_of(lb, other.frontend_ids)
+        if shared:
+            raise errors.BackendPoolSharedByPrivateLinkServices(
+                pool=sorted(shared)[0], id=service.id, other=other.id
+            )
+
+
+def _nat_configurations(
+    view: StateView,
+    ctx: Context,
+    service: PrivateLinkService,
+    lb: LoadBalancer,
+    existing: PrivateLinkService | None,
+) -> tuple[NatIpConfiguration, ...]:
+    configs = service.ip_configurations
+    limit = ctx.limits.nat_ip_configurations
+    if not 1 <= len(configs) <= limit:
+        raise errors.NatIpConfigurationCount(id=service.id, count=len(configs), limit=limit)
+    check_unique_names(service.id, [c.name for c in configs])
+    primaries = [c for c in configs if c.primary]
+    if len(configs) == 1 and not primaries:
+        configs = (replace(configs[0], primary=True),)
+    elif len(primaries) != 1:
+        raise errors.NatIpConfigurationPrimary(id=service.id)
+    lb_vnet = resolve_subnet(view, lb.frontends[0].subnet_id, lb.id).vnet
+    result = []
+    for config in configs:
+        where = f"{service.id}/ipConfigurations/{config.name}"
+        if config.ip_version != IPV4:
+            raise errors.PrivateLinkServiceIPv6NotSupported(
+                what=f"NAT ipConfiguration '{config.name}'", id=service.id
+            )
+        if config.private_ip and ":" in config.private_ip:
+            raise errors.PrivateLinkServiceIPv6NotSupported(
+                what=f"NAT ipConfiguration '{config.name}'", id=service.id
+            )
+        subnet = resolve_subnet(view, config.subnet_id, where)
+        if subnet.vnet.key != lb_vnet.key:
+            raise errors.NatSubnetNotInLoadBalancerVirtualNetwork(
+                name=config.name, subnet=subnet.id, vnet=lb_vnet.id
+            )
+        if subnet.subnet.private_link_service_network_policies != DISABLED:
+            raise errors.PrivateLinkServiceNetworkPoliciesEnabled(subnet=subnet.id)
+        result.append(replace(config, subnet_id=subnet.id, primary=bool(config.primary)))
+    if existing is not None:
+        for old in existing.ip_configurations:
+            new = next((c for c in result if c.name.lower() == old.name.lower()), None)
+            moved = new is not None and (
+                key(new.subnet_id) != key(old.subnet_id)
+                or (new.allocation == "Static" and new.private_ip != old.private_ip)
+            )
+            if new is None or moved:
+                raise errors.NatIpConfigurationCannotBeRemoved(name=old.name, id=service.id)
+    return tuple(result)
+
+
+def _nic_id(service: PrivateLinkService, guid: str) -> str:
+    rid = service.rid
+    return str(
+        ResourceId.build(
+            rid.subscription, rid.resource_group, "networkInterfaces", f"{service.name}.nic.{guid}"
+        )
+    )
+
+
+def create_or_update(view: StateView, ctx: Context, desired: PrivateLinkService) -> Changes:
+    """PUT a private link service (create, or update keeping alias and connections)."""
+    from privatelink.core import private_endpoint  # circular: endpoints refer to services
+
+    existing = get_typed(view, desired.id, PrivateLinkService)
+    service = replace(
+        desired, location=normalize_location(desired.location), provisioning_state=ctx.initial_state
+    )
+    if existing is not None:
+        if existing.location != service.location:
+            raise errors.ResourceLocationMismatch(
+                id=existing.id,
+                location=service.location,
+                ref="its existing location",
+                other=existing.location,
+            )
+        service = replace(
+            service,
+            id=existing.id,
+            name=existing.name,
+            alias=existing.alias,
+            nic_id=existing.nic_id,
+            connections=existing.connections,
+        )
+    elif view.count(TYPE, service.rid.subscription) >= ctx.limits.pls_per_subscription:
+        raise errors.PrivateLinkServicesPerSubscriptionLimitReached(
+            subscription=service.rid.subscription, limit=ctx.limits.pls_per_subscription
+        )
+    lb, frontend_ids = _resolve_frontends(view, service)
+    service = replace(service, frontend_ids=frontend_ids)
+    service = _check_subscriptions(ctx, service)
+    service = replace(service, fqdns=_check_fqdns(service.fqdns))
+    services = [s for s in view.referrers(lb.key, "lb") if isinstance(s, PrivateLinkService)]
+    check_on_load_balancer(view, ctx, service, lb, services)
+    configs = _nat_configurations(view, ctx, service, lb, existing)
+    if not service.alias:
+        service = replace(service, alias=make_alias(service.name, ctx.new_guid(), service.location))
+    if not service.nic_id:
+        service = replace(service, nic_id=_nic_id(service, ctx.new_guid()))
+    old_nic = get_typed(view, service.nic_id, NetworkInterface)
+    nic = managed_nic(
+        view,
+        service,
+        service.nic_id,
+        tuple(NicIpConfiguration(**vars(c)) for c in configs),
+        old_nic,
+    )
+    assigned = {c.name: c for c in nic.ip_configurations}
+    service = replace(
+        service,
+        ip_configurations=tuple(
+            replace(c, private_ip=assigned[c.name].private_ip) for c in configs
+        ),
+    )
+    changes = Changes()
+    changes.put(nic)
+    changes.put(service)
+    if existing is not None and existing.fqdns != service.fqdns:
+        for conn in service.connections:
+            private_endpoint.refresh_dns(view, changes, conn.private_endpoint_id, service)
+    return changes
+
+
+def delete(view: StateView, ctx: Context, service_id: str) -> Changes:
+    """DELETE a service: refused (409) while any connection exists, rejected or not."""
+    service = get_typed(view, service_id, PrivateLinkService)
+    changes = Changes()
+    if service is None:
+        return changes
+    if service.connections:
+        raise errors.PrivateLinkServiceHasConnections(id=service.id, count=len(service.connections))
+    changes.delete(service.nic_id)
+    changes.delete(service.id)
+    return changes
+
+
+# --- connections ----------------------------------------------------------------------------
+
+
+def get_connection(
+    view: StateView, service_id: str, name: str
+) -> tuple[PrivateLinkService, PrivateEndpointConnection]:
+    """A connection of a service (404 for a missing service or connection)."""
+    service = require(view, service_id, PrivateLinkService)
+    conn = service.connection(name)
+    if conn is None:
+        raise errors.PrivateEndpointConnectionNotFound(name=name, pls=service.id)
+    return service, conn
+
+
+def normalize_status(value: str) -> str:
+    """'approved' -> 'Approved'; anything unknown is a 400."""
+    for status in STATUSES:
+        if value.lower() == status.lower():
+            return status
+    raise errors.InvalidConnectionStatus(status=value)
+
+
+def next_status(current: str, wanted: str) -> str:
+    """The connection state machine of the provider's approve/reject.
+
+    Pending -> Approved | Rejected; Approved -> Rejected; a state to itself is allowed
+    (only the description changes). A rejected connection stays rejected: the
+    consumer recreates its endpoint to ask again. Nobody sets Pending or Disconnected.
+    """
+    status = normalize_status(wanted)
+    if status == current:
+        return status
+    allowed = {PENDING: (APPROVED, REJECTED), APPROVED: (REJECTED,)}
+    if status in (PENDING, DISCONNECTED) and current != status:
+        raise errors.InvalidConnectionStatus(status=status)
+    if status not in allowed.get(current, ()):
+        raise errors.ConnectionStatusTransitionNotAllowed(current=current, status=status)
+    return status
+
+
+def update_connection(
+    view: StateView,
+    ctx: Context,
+    service_id: str,
+    name: str,
+    status: str,
+    description: str | None,
+    actions_required: str | None,
+) -> Changes:
+    """Approve or reject a connection; the endpoint's copy of the state follows."""
+    from privatelink.core import private_endpoint
+
+    service, conn = get_connection(view, service_id, name)
+    new_status = next_status(conn.status, status)
+    updated = replace(
+        conn,
+        status=new_status,
+        description=description if description is not None else conn.description,
+        actions_required=actions_required or conn.actions_required or "None",
+    )
+    changes = Changes()
+    changes.put(
+        replace(
+            service,
+            connections=tuple(updated if c.name == conn.name else c for c in service.connections),
+        )
+    )
+    private_endpoint.mirror_state(view, changes, conn.private_endpoint_id, updated)
+    return changes
+
+
+def delete_connection(view: StateView, ctx: Context, service_id: str, name: str) -> Changes:
+    """Provider deletes a connection: gone from the service, Disconnected on the endpoint."""
+    from privatelink.core import private_endpoint
+
+    service = get_typed(view, service_id, PrivateLinkService)
+    changes = Changes()
+    conn = service.connection(name) if service else None
+    if service is None or conn is None:
+        return changes
+    changes.put(replace(service, connections=tuple(c for c in service.connections if c != conn)))
+    gone = replace(
+        conn,
+        status=DISCONNECTED,
+        description="The private endpoint connection was deleted by the service provider.",
+    )
+    private_endpoint.mirror_state(view, changes, conn.private_endpoint_id, gone)
+    return changes

@@ -1,0 +1,275 @@
+"""HTTP endpoints of the local identity provider (the subset of Entra ID that MSAL uses).
+
+Owns the OpenID discovery documents, the OAuth 2.0 token endpoints (v2 ``scope`` and
+v1 ``resource`` style, client-credentials grant only), the JWKS and AAD instance
+discovery. URLs in discovery documents are built from the request's own scheme, host
+and port, so they are right whatever address the server was started on.
+
+Form bodies are parsed here with :mod:`urllib.parse`: Starlette's ``request.form()``
+needs ``python-multipart``, which is not a dependency of this project.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import jwt
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from privatelink.identity.credentials import new_guid
+from privatelink.identity.tokens import TokenIssuer, TokenRequestError
+
+#: Token requests are a few hundred bytes; refuse to buffer anything much larger.
+MAX_FORM_BYTES = 64 * 1024
+_FORM_TYPE = "application/x-www-form-urlencoded"
+#: RFC 6749 section 5.1: token responses must not be cached.
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class _BadForm(TokenRequestError):
+    """The token request body could not be read as an OAuth form."""
+
+
+def build_identity_router(issuer: TokenIssuer) -> APIRouter:
+    """Return a router serving discovery, token and key endpoints for ``issuer``."""
+    router = APIRouter(tags=["identity"])
+
+    @router.get("/{tenant}/v2.0/.well-known/openid-configuration")
+    async def openid_configuration_v2(tenant: str, request: Request) -> JSONResponse:
+        """OpenID discovery (v2); MSAL reads ``token_endpoint`` and ``authorization_endpoint``."""
+        return _openid_configuration(issuer, tenant, request, v2=True)
+
+    @router.get("/{tenant}/.well-known/openid-configuration")
+    async def openid_configuration_v1(tenant: str, request: Request) -> JSONResponse:
+        """OpenID discovery (v1 endpoints)."""
+        return _openid_configuration(issuer, tenant, request, v2=False)
+
+    @router.post("/{tenant}/oauth2/v2.0/token")
+    async def token_v2(tenant: str, request: Request) -> JSONResponse:
+        """Client-credentials grant with ``scope=<resource>/.default``."""
+        return await _token(issuer, tenant, request, v1=False)
+
+    @router.post("/{tenant}/oauth2/token")
+    async def token_v1(tenant: str, request: Request) -> JSONResponse:
+        """Client-credentials grant with ``resource=<resource>`` (``scope`` also accepted)."""
+        return await _token(issuer, tenant, request, v1=True)
+
+    @router.get("/{tenant}/discovery/v2.0/keys")
+    @router.get("/{tenant}/discovery/keys")
+    async def keys(tenant: str) -> JSONResponse:
+        """JWKS with the token-signing public key (public, so served for any tenant path)."""
+        return JSONResponse(issuer.jwks())
+
+    @router.get("/common/discovery/instance")
+    async def instance_discovery(request: Request) -> JSONResponse:
+        """AAD instance discovery: point MSAL at this server's tenant discovery document."""
+        base = _base_url(request)
+        tenant = "common"
+        endpoint = request.query_params.get("authorization_endpoint")
+        if endpoint:
+            # e.g. https://host/{tenant}/oauth2/v2.0/authorize -> {tenant}
+            segments = [s for s in urlsplit(endpoint).path.split("/") if s]
+            if segments:
+                tenant = segments[0]
+        host = request.url.netloc
+        return JSONResponse(
+            {
+                "tenant_discovery_endpoint": (
+                    f"{base}/{tenant}/v2.0/.well-known/openid-configuration"
+                ),
+                "api-version": "1.1",
+                "metadata": [
+                    {"preferred_network": host, "preferred_cache": host, "aliases": [host]}
+                ],
+            }
+        )
+
+    return router
+
+
+def _base_url(request: Request) -> str:
+    """Scheme, host, port (and any root path) the client used to reach us."""
+    return str(request.base_url).rstrip("/")
+
+
+def _openid_configuration(
+    issuer: TokenIssuer, tenant: str, request: Request, *, v2: bool
+) -> JSONResponse:
+    canonical = issuer.canonical_tenant(tenant)
+    if canonical is None:
+        # Entra ID answers an unknown tenant here already, with 400 invalid_tenant.
+        return _oauth_error(
+            request,
+            TokenRequestError(
+                "invalid_tenant",
+                f"Tenant '{tenant}' not found. Check that the tenant id is the one in this "
+                "server's credentials.json.",
+                400,
+                90002,
+            ),
+        )
+    base = f"{_base_url(request)}/{canonical}"
+    version = "/v2.0" if v2 else ""
+    return JSONResponse(
+        {
+            "issuer": issuer.issuer_for(canonical),
+            "token_endpoint": f"{base}/oauth2{version}/token",
+            # Advertised because MSAL requires the key; interactive flows are not served.
+            "authorization_endpoint": f"{base}/oauth2{version}/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2{version}/devicecode",
+            "jwks_uri": f"{base}/discovery{version}/keys",
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "grant_types_supported": ["client_credentials"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "scopes_supported": [f"{a}/.default" for a in issuer.audiences],
+            "claims_supported": [
+                "aud",
+                "iss",
+                "iat",
+                "nbf",
+                "exp",
+                "tid",
+                "oid",
+                "sub",
+                "appid",
+                "azp",
+            ],
+            "tenant_region_scope": None,
+            "cloud_instance_name": "privatelink.local",
+        }
+    )
+
+
+async def _token(issuer: TokenIssuer, tenant: str, request: Request, *, v1: bool) -> JSONResponse:
+    try:
+        form = await _read_form(request)
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            raise _missing("grant_type")
+        if grant_type != "client_credentials":
+            raise TokenRequestError(
+                "unsupported_grant_type",
+                f"The grant type '{grant_type}' is not supported; this server only issues "
+                "tokens for grant_type=client_credentials.",
+                400,
+                70003,
+            )
+        client_id, client_secret = _client_auth(request, form)
+        scope = form.get("scope", "")
+        resource = form.get("resource")
+        if v1 and resource and not scope:
+            # v1 names the resource itself; appending /.default keeps its exact spelling
+            # (https://management.core.windows.net/ -> ...windows.net//.default).
+            scope = f"{resource}/.default"
+        if not scope:
+            raise _missing("resource" if v1 else "scope")
+        body = issuer.issue(tenant, client_id, client_secret, scope)
+    except TokenRequestError as exc:
+        return _oauth_error(request, exc)
+    if v1:
+        # Entra ID v1 responses also carry these, as strings.
+        claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+        body |= {
+            "resource": claims["aud"],
+            "expires_on": str(claims["exp"]),
+            "not_before": str(claims["nbf"]),
+        }
+    return JSONResponse(body, headers=_echo_request_id(request) | _NO_STORE)
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    """Parse a bounded url-encoded body; each OAuth parameter may appear at most once."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != _FORM_TYPE:
+        raise _BadForm(
+            "invalid_request",
+            f"The token request must be sent with Content-Type: {_FORM_TYPE}.",
+            400,
+            900144,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise _BadForm("invalid_request", "The token request body is too large.", 400)
+        chunks.append(chunk)
+    try:
+        parsed = parse_qs(b"".join(chunks).decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _BadForm("invalid_request", f"The token request body is invalid: {exc}", 400) from exc
+    repeated = sorted(k for k, v in parsed.items() if len(v) > 1)
+    if repeated:
+        raise _BadForm(
+            "invalid_request", f"Parameters must not be repeated: {', '.join(repeated)}.", 400
+        )
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str]:
+    """Client id and secret from the form (client_secret_post) or HTTP Basic."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "basic":
+        if "client_secret" in form:
+            raise TokenRequestError(
+                "invalid_request", "Use only one client authentication method.", 400
+            )
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise TokenRequestError(
+                "invalid_client", "Malformed HTTP Basic client credentials.", 401
+            ) from exc
+        raw_id, _, raw_secret = decoded.partition(":")
+        # RFC 6749 2.3.1: both parts are form-url-encoded before base64.
+        client_id, client_secret = (
+            unquote(raw_id.replace("+", " ")),
+            unquote(raw_secret.replace("+", " ")),
+        )
+        if form.get("client_id") not in (None, client_id):
+            raise TokenRequestError(
+                "invalid_request", "client_id differs between body and Authorization.", 400
+            )
+    else:
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+    if not client_id:
+        raise _missing("client_id")
+    return client_id, client_secret
+
+
+def _missing(name: str) -> TokenRequestError:
+    return TokenRequestError(
+        "invalid_request",
+        f"The request body must contain the following parameter: '{name}'.",
+        400,
+        900144,
+    )
+
+
+def _echo_request_id(request: Request) -> dict[str, str]:
+    request_id = request.headers.get("client-request-id")
+    return {"client-request-id": request_id} if request_id else {}
+
+
+def _oauth_error(request: Request, exc: TokenRequestError) -> JSONResponse:
+    """Entra ID shaped error: OAuth fields plus timestamp and correlation ids."""
+    body: dict[str, Any] = exc.to_oauth()
+    body |= {
+        "timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+        "trace_id": new_guid(),
+        "correlation_id": request.headers.get("client-request-id") or new_guid(),
+    }
+    # Close the connection after a refusal: a failed client (azure-identity keeps its last
+    # error response alive) would otherwise pin an idle keep-alive TLS connection, which
+    # delays server shutdown by the TLS close timeout.
+    headers = _echo_request_id(request) | _NO_STORE | {"Connection": "close"}
+    return JSONResponse(body, status_code=exc.status, headers=headers)

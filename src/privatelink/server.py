@@ -1,0 +1,77 @@
+"""Composition root of `privatelink serve`: data directory, PKI, identity, store, app."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from privatelink.api.app import DEFAULT_PAGE_SIZE, create_app
+from privatelink.core.limits import Limits
+from privatelink.identity.credentials import (
+    ClientCredentials,
+    ensure_client,
+    ensure_signing_key,
+    write_credentials_file,
+)
+from privatelink.identity.pki import Pki, ensure_pki
+from privatelink.identity.tokens import TokenIssuer
+from privatelink.service import ControlPlane
+from privatelink.store.sql import SqlRepository
+
+CONFIG_FILE = "config.json"
+
+
+def default_data_dir() -> Path:
+    """$PRIVATELINK_DATA_DIR, else ~/.privatelink."""
+    env = os.environ.get("PRIVATELINK_DATA_DIR")
+    return Path(env) if env else Path.home() / ".privatelink"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Optional settings read from `<data-dir>/config.json`: limits and page size."""
+
+    limits: Limits
+    page_size: int
+
+    @classmethod
+    def load(cls, data_dir: Path) -> ServerConfig:
+        """Read config.json if present (`{"limits": {...}, "page_size": N}`)."""
+        path = data_dir / CONFIG_FILE
+        raw = json.loads(path.read_text()) if path.exists() else {}
+        return cls(
+            limits=Limits.from_mapping(raw.get("limits", {})),
+            page_size=int(raw.get("page_size", DEFAULT_PAGE_SIZE)),
+        )
+
+
+@dataclass
+class Server:
+    """Everything `serve` starts, built but not yet listening."""
+
+    app: FastAPI
+    pki: Pki
+    client: ClientCredentials
+    url: str
+    credentials_file: Path
+    repo: SqlRepository
+
+
+def build(data_dir: Path, host: str, port: int, db_url: str | None = None) -> Server:
+    """Create (first start) or load the data directory and assemble the app."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pki = ensure_pki(data_dir)
+    client = ensure_client(data_dir)
+    issuer = TokenIssuer(ensure_signing_key(data_dir), [client])
+    config = ServerConfig.load(data_dir)
+    repo = SqlRepository(db_url) if db_url else SqlRepository.sqlite_in(data_dir)
+    plane = ControlPlane(repo, config.limits)
+    app = create_app(plane, issuer, tenant_id=client.tenant_id, page_size=config.page_size)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
+    url = f"https://{shown_host}:{port}"
+    creds_file = write_credentials_file(data_dir, url, pki.ca_file, client)
+    return Server(app, pki, client, url, creds_file, repo)

@@ -1,0 +1,47 @@
+"""Resource documents: domain dataclasses to JSON text and back, by ARM type."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from privatelink.core.load_balancer import LoadBalancer
+from privatelink.core.network_interface import NetworkInterface
+from privatelink.core.private_endpoint import PrivateEndpoint
+from privatelink.core.private_link_service import PrivateLinkService
+from privatelink.core.resource import Resource
+from privatelink.core.virtual_network import VirtualNetwork
+
+TYPES: dict[str, type[Resource]] = {
+    "microsoft.network/virtualnetworks": VirtualNetwork,
+    "microsoft.network/loadbalancers": LoadBalancer,
+    "microsoft.network/networkinterfaces": NetworkInterface,
+    "microsoft.network/privatelinkservices": PrivateLinkService,
+    "microsoft.network/privateendpoints": PrivateEndpoint,
+}
+NAMES = {cls: name for name, cls in TYPES.items()}
+
+
+@cache
+def _adapter(cls: type[Resource]) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
+
+
+def type_of(resource: Resource) -> str:
+    """Lower-case ARM type of a resource object."""
+    return NAMES[type(resource)]
+
+
+def dumps(resource: Resource) -> str:
+    """Serialize a resource to JSON text."""
+    return json.dumps(_adapter(type(resource)).dump_python(resource, mode="json"))
+
+
+def loads(resource_type: str, text: str) -> Resource:
+    """Deserialize a resource of a (lower-case) ARM type."""
+    cls = TYPES[resource_type]
+    result: Resource = _adapter(cls).validate_python(json.loads(text))
+    return result

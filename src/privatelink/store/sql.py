@@ -1,0 +1,322 @@
+"""SQLAlchemy implementation of the repository (SQLite by default, PostgreSQL by URL).
+
+Resources are JSON documents keyed by their lower-cased id; two side tables index them
+(`refs`: who points at what; `ips`: which address of which subnet is held by whom) and
+are rewritten with every write. Writes are serialized: a process lock, and on
+PostgreSQL a transaction-level advisory lock so several servers may share a database.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from privatelink.core import errors
+from privatelink.core.ids import key
+from privatelink.core.index import ip_usages, references
+from privatelink.core.resource import Changes, Resource
+from privatelink.store import codec
+from privatelink.store.repository import Operation, Page
+
+metadata = MetaData()
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("key", String(1024), primary_key=True),
+    Column("seq", Integer, nullable=False, index=True),
+    Column("type", String(200), nullable=False),
+    Column("subscription", String(64), nullable=False),
+    Column("resource_group", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+refs = Table(
+    "refs",
+    metadata,
+    Column("src", String(1024), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("dst", String(1024), primary_key=True, index=True),
+)
+
+ips = Table(
+    "ips",
+    metadata,
+    Column("subnet", String(1024), primary_key=True),
+    Column("ip", String(64), primary_key=True),
+    Column("owner", String(1024), nullable=False, index=True),
+    Column("owner_id", String(1024), nullable=False),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("resource_id", String(1024), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("error_code", String(200)),
+    Column("error_message", Text),
+    Column("start_time", String(40), nullable=False),
+    Column("end_time", String(40)),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+_ADVISORY_LOCK = 0x706C6E6B  # "plnk"
+
+
+class SqlView:
+    """StateView over one connection, with a per-transaction cache of decoded documents."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._cache: dict[str, Resource | None] = {}
+
+    def get(self, resource_id: str) -> Resource | None:
+        """The resource with this id, or None."""
+        k = key(resource_id)
+        if k not in self._cache:
+            row = self._conn.execute(
+                select(resources.c.type, resources.c.body).where(resources.c.key == k)
+            ).first()
+            self._cache[k] = codec.loads(row.type, row.body) if row else None
+        return self._cache[k]
+
+    def referrers(self, target: str, kind: str) -> list[Resource]:
+        """Resources that index `target` under `kind`."""
+        rows = self._conn.execute(
+            select(resources.c.key, resources.c.type, resources.c.body)
+            .join(refs, refs.c.src == resources.c.key)
+            .where(and_(refs.c.dst == target.lower(), refs.c.kind == kind))
+            .order_by(resources.c.seq)
+        ).all()
+        found = []
+        for row in rows:
+            if row.key not in self._cache:
+                self._cache[row.key] = codec.loads(row.type, row.body)
+            item = self._cache[row.key]
+            if item is not None:
+                found.append(item)
+        return found
+
+    def used_ips(self, subnet_id: str) -> dict[str, str]:
+        """ip -> owner id for a subnet."""
+        rows = self._conn.execute(
+            select(ips.c.ip, ips.c.owner_id).where(ips.c.subnet == key(subnet_id))
+        ).all()
+        return {row.ip: row.owner_id for row in rows}
+
+    def count(self, resource_type: str, subscription: str) -> int:
+        """Number of resources of a type in a subscription."""
+        return int(
+            self._conn.execute(
+                select(func.count())
+                .select_from(resources)
+                .where(
+                    and_(
+                        resources.c.type == resource_type.lower(),
+                        resources.c.subscription == subscription.lower(),
+                    )
+                )
+            ).scalar_one()
+        )
+
+
+class SqlUnitOfWork(SqlView):
+    """A write transaction."""
+
+    def _next_seq(self) -> int:
+        row = self._conn.execute(select(counters.c.value).where(counters.c.name == "seq")).first()
+        value = (row.value if row else 0) + 1
+        if row:
+            self._conn.execute(update(counters).where(counters.c.name == "seq").values(value=value))
+        else:
+            self._conn.execute(insert(counters).values(name="seq", value=value))
+        return value
+
+    def _drop_index(self, k: str) -> None:
+        self._conn.execute(delete(refs).where(refs.c.src == k))
+        self._conn.execute(delete(ips).where(ips.c.owner == k))
+
+    def apply(self, changes: Changes) -> dict[str, Resource]:
+        """Write a change set; every put gets a fresh etag."""
+        written: dict[str, Resource] = {}
+        for resource_id in changes.deletes:
+            k = key(resource_id)
+            self._drop_index(k)
+            self._conn.execute(delete(resources).where(resources.c.key == k))
+            self._cache[k] = None
+        for resource in changes.puts:
+            k = resource.key
+            resource = replace(resource, etag=f'W/"{uuid.uuid4()}"')
+            body = codec.dumps(resource)
+            exists = self._conn.execute(select(resources.c.seq).where(resources.c.key == k)).first()
+            self._drop_index(k)
+            if exists:
+                self._conn.execute(update(resources).where(resources.c.key == k).values(body=body))
+            else:
+                rid = resource.rid
+                self._conn.execute(
+                    insert(resources).values(
+                        key=k,
+                        seq=self._next_seq(),
+                        type=codec.type_of(resource),
+                        subscription=rid.subscription.lower(),
+                        resource_group=rid.resource_group.lower(),
+                        body=body,
+                    )
+                )
+            rows = [{"src": k, "kind": kind, "dst": dst} for kind, dst in references(resource)]
+            if rows:
+                self._conn.execute(insert(refs), rows)
+            held = [
+                {"subnet": subnet, "ip": ip, "owner": k, "owner_id": resource.id}
+                for subnet, ip in ip_usages(resource)
+            ]
+            if held:
+                self._conn.execute(insert(ips), held)
+            self._cache[k] = resource
+            written[k] = resource
+        return written
+
+
+class SqlRepository:
+    """The repository on a SQLAlchemy engine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            self._tune_sqlite(self.engine)
+        metadata.create_all(self.engine)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _tune_sqlite(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+    @classmethod
+    def sqlite_in(cls, data_dir: Path) -> SqlRepository:
+        """The default store: a SQLite file in the data directory."""
+        return cls(f"sqlite:///{data_dir / 'privatelink.db'}")
+
+    @contextmanager
+    def read(self) -> Iterator[SqlView]:
+        """A read-only view (one transaction)."""
+        with self.engine.connect() as conn:
+            yield SqlView(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[SqlUnitOfWork]:
+        """One serialized write transaction."""
+        with self._lock, self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})")
+            try:
+                yield SqlUnitOfWork(conn)
+            except IntegrityError as exc:
+                raise errors.Conflict(
+                    "The write conflicted with concurrent changes; retry the request."
+                ) from exc
+
+    def list(
+        self,
+        resource_type: str,
+        subscription: str,
+        resource_group: str | None,
+        token: str | None,
+        top: int,
+    ) -> Page:
+        """One page of resources, ordered by creation; `token` is the last seq seen."""
+        cond = [
+            resources.c.type == resource_type.lower(),
+            resources.c.subscription == subscription.lower(),
+        ]
+        if resource_group is not None:
+            cond.append(resources.c.resource_group == resource_group.lower())
+        if token:
+            try:
+                cond.append(resources.c.seq > int(token))
+            except ValueError as exc:
+                raise errors.InvalidRequestContent(f"Invalid $skipToken '{token}'.") from exc
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(resources.c.seq, resources.c.type, resources.c.body)
+                .where(and_(*cond))
+                .order_by(resources.c.seq)
+                .limit(top + 1)
+            ).all()
+        items = [codec.loads(r.type, r.body) for r in rows[:top]]
+        next_token = str(rows[top - 1].seq) if len(rows) > top else None
+        return Page(items, next_token)
+
+    def iter_all(self, resource_type: str) -> Iterator[Resource]:
+        """Every resource of a type."""
+        with self.engine.connect() as conn:
+            for row in conn.execute(
+                select(resources.c.type, resources.c.body)
+                .where(resources.c.type == resource_type.lower())
+                .order_by(resources.c.seq)
+            ):
+                yield codec.loads(row.type, row.body)
+
+    def save_operation(self, operation: Operation) -> None:
+        """Insert or replace an operation record."""
+        values = {
+            "id": operation.id,
+            "resource_id": operation.resource_id,
+            "kind": operation.kind,
+            "status": operation.status,
+            "error_code": operation.error_code,
+            "error_message": operation.error_message,
+            "start_time": operation.start_time,
+            "end_time": operation.end_time,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(delete(operations).where(operations.c.id == operation.id))
+            conn.execute(insert(operations).values(**values))
+
+    def get_operation(self, operation_id: str) -> Operation | None:
+        """An operation by id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(operations).where(operations.c.id == operation_id)).first()
+        return Operation(**row._mapping) if row else None
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
