@@ -203,6 +203,14 @@ def test_pki_regenerated_when_incomplete(data_dir: Path) -> None:
     assert errors == []
 
 
+def test_pki_regenerated_when_ca_does_not_match(data_dir: Path, tmp_path: Path) -> None:
+    first = ensure_pki(data_dir)
+    first.ca_file.write_bytes(ensure_pki(tmp_path / "other").ca_file.read_bytes())
+    second = ensure_pki(data_dir)
+    ca = x509.load_pem_x509_certificate(second.ca_file.read_bytes())
+    x509.load_pem_x509_certificates(second.cert_file.read_bytes())[0].verify_directly_issued_by(ca)
+
+
 def test_secret_files_have_mode_600(data_dir: Path, creds: ClientCredentials) -> None:
     pki = ensure_pki(data_dir)
     ensure_signing_key(data_dir)

@@ -64,6 +64,8 @@ def serve(host: str, port: int, data_dir: Path | None, db_url: str | None, log_l
         ssl_certfile=str(server.pki.cert_file),
         ssl_keyfile=str(server.pki.key_file),
         log_level=log_level,
+        # Idle TLS keep-alive clients would otherwise hold shutdown for ~30 s.
+        timeout_graceful_shutdown=3,
     )
 
 

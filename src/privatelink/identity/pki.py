@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -132,7 +133,9 @@ def _is_usable(pki: Pki) -> bool:
         return False
     if key.public_key() != leaf.public_key():
         return False
-    if leaf.issuer != ca.subject:
+    try:
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return leaf.not_valid_after_utc - RENEW_BEFORE > dt.datetime.now(dt.UTC)
 
@@ -181,7 +184,7 @@ def _generate(pki: Pki) -> None:
     )
 
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    san = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
+    san: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in SERVER_IPS]
     san += [x509.DNSName(name) for name in SERVER_DNS]
     leaf_cert = (
         x509.CertificateBuilder()
