@@ -35,8 +35,8 @@ help:
 	@echo "make test         install test dependencies, run the whole suite (PYTEST_ARGS=...)"
 	@echo "make deps-system  install missing Debian packages (root)"
 	@echo "make venv         create/update .venv with the package and its test extras"
-	@echo "make check        ruff format --check, ruff check (src tests bench)"
-	@echo "make typecheck    mypy src (not yet part of check)"
+	@echo "make check        ruff format --check, ruff check, mypy src"
+	@echo "make typecheck    mypy src"
 	@echo "make serve        run 'privatelink serve' (SERVE_ARGS=...)"
 	@echo "make bench        run the control-plane benchmark"
 	@echo "make clean        remove .venv, build artefacts and caches"
@@ -99,6 +99,7 @@ test: deps-system venv
 check: venv
 	$(VENV_BIN)/ruff format --check $(LINT_PATHS)
 	$(VENV_BIN)/ruff check $(LINT_PATHS)
+	$(VENV_BIN)/mypy src
 
 typecheck: venv
 	$(VENV_BIN)/mypy src

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -25,9 +24,14 @@ TYPES: dict[str, type[Resource]] = {
 NAMES = {cls: name for name, cls in TYPES.items()}
 
 
-@cache
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
 def _adapter(cls: type[Resource]) -> TypeAdapter[Any]:
-    return TypeAdapter(cls)
+    name = cls.__qualname__
+    if name not in _ADAPTERS:
+        _ADAPTERS[name] = TypeAdapter(cls)
+    return _ADAPTERS[name]
 
 
 def type_of(resource: Resource) -> str:
