@@ -81,6 +81,11 @@ class LocationRequired(BadRequest):
     template = "The location property is required for this definition."
 
 
+class InvalidLocation(BadRequest):
+    code = "LocationNotAvailableForResourceType"
+    template = "'{value}' is not a valid region name (letters and digits, e.g. 'eastus')."
+
+
 class InvalidResourceReference(BadRequest):
     code = "InvalidResourceReference"
     template = "Resource {ref} referenced by resource {id} was not found."

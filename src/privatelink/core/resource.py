@@ -6,6 +6,7 @@ Workflows are pure: they read current state through a `StateView`, and return th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -16,6 +17,7 @@ from privatelink.core.limits import Limits
 from privatelink.core.principal import Principal
 
 SUCCEEDED = "Succeeded"
+_LOCATION = re.compile(r"^[a-z][a-z0-9]{1,39}$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +107,10 @@ def normalize_location(location: str | None) -> str:
     """ARM's normal form of a region name: 'East US' -> 'eastus'; required."""
     if not location or not location.strip():
         raise errors.LocationRequired()
-    return location.replace(" ", "").lower()
+    normal = location.replace(" ", "").lower()
+    if not _LOCATION.match(normal):
+        raise errors.InvalidLocation(value=location)
+    return normal
 
 
 def check_resource_id(rid: ResourceId) -> None:

@@ -1,0 +1,629 @@
+"""Fixtures for the integration suite: the real `privatelink serve` over HTTPS.
+
+`server` (SQLite, session), `pg_server` (PostgreSQL via `--db-url`, session),
+`paged_server` (`config.json` page_size 2, session) and `backend_server` (parametrized
+over SQLite and PostgreSQL) each start the CLI as a subprocess on a free 127.0.0.1
+port with a temporary data directory, wait for it to answer 401 over TLS, and stop it
+afterwards (terminate, then kill). A failing test gets the server's stderr attached.
+
+Tests can't import this module (pytest runs with --import-mode=importlib), so the
+shared helpers are reached through fixtures: `world` builds provider/consumer
+topologies on a server, and `RunningServer` gives SDK clients and raw HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.identity import ClientSecretCredential
+from azure.mgmt.network import NetworkManagementClient
+
+API_VERSION = "2026-03-01"
+ARM_SCOPE = "https://management.azure.com/.default"
+START_DEADLINE_S = 30.0
+STOP_TIMEOUT_S = 10.0
+LOCATION = "eastus"
+
+# Every running server, for attaching stderr to failing tests.
+_RUNNING: list[RunningServer] = []
+
+
+# --------------------------------------------------------------------------------------
+# The server process
+# --------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def new_sub() -> str:
+    """A fresh subscription id (the server accepts any GUID)."""
+    return str(uuid.uuid4())
+
+
+def unique(prefix: str) -> str:
+    """A fresh resource (group) name."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class RunningServer:
+    """A started `privatelink serve`: where it is, how to talk to it."""
+
+    url: str
+    ca_file: str
+    credentials: dict[str, Any]
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    stderr_path: Path
+    stdout_path: Path
+    _credential: ClientSecretCredential | None = field(default=None, repr=False)
+    _http: httpx.Client | None = field(default=None, repr=False)
+
+    # --- SDK --------------------------------------------------------------------------
+
+    @property
+    def credential(self) -> ClientSecretCredential:
+        if self._credential is None:
+            c = self.credentials
+            self._credential = ClientSecretCredential(
+                c["tenant_id"],
+                c["client_id"],
+                c["client_secret"],
+                authority=self.url,
+                disable_instance_discovery=True,
+                connection_verify=self.ca_file,
+            )
+        return self._credential
+
+    def client(self, subscription: str) -> NetworkManagementClient:
+        """An unmodified azure-mgmt-network client for one subscription."""
+        return NetworkManagementClient(
+            self.credential,
+            subscription,
+            base_url=self.url,
+            connection_verify=self.ca_file,
+            polling_interval=0,
+            retry_total=0,
+        )
+
+    # --- raw HTTP ---------------------------------------------------------------------
+
+    def token(self) -> str:
+        return self.credential.get_token(ARM_SCOPE).token
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    @property
+    def http(self) -> httpx.Client:
+        """httpx client with the bearer token (pass `headers={"Authorization": ""}` to drop)."""
+        if self._http is None:
+            self._http = httpx.Client(
+                base_url=self.url,
+                verify=self.ssl_context(),
+                headers={"Authorization": f"Bearer {self.token()}"},
+                timeout=30,
+                trust_env=False,
+            )
+        return self._http
+
+    def anonymous(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, verify=self.ssl_context(), timeout=30, trust_env=False
+        )
+
+    # --- diagnostics ------------------------------------------------------------------
+
+    def stderr(self, tail: int = 80) -> str:
+        try:
+            lines = self.stderr_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-tail:])
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        if self._credential is not None:
+            self._credential.close()
+            self._credential = None
+
+
+def _probe_ready(url: str, ca_file: str) -> bool:
+    """TLS handshake against the CA and an unauthenticated ARM GET answering 401."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    probe = (
+        f"{url}/subscriptions/00000000-0000-4000-8000-000000000000/providers/"
+        f"Microsoft.Network/privateLinkServices?api-version={API_VERSION}"
+    )
+    try:
+        with httpx.Client(verify=ctx, timeout=2, trust_env=False) as c:
+            return c.get(probe).status_code == 401
+    except (httpx.HTTPError, ssl.SSLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def run_server(
+    data_dir: Path, *, db_url: str | None = None, config: dict[str, Any] | None = None
+) -> Iterator[RunningServer]:
+    """Start `privatelink serve` in `data_dir`; yield when it answers; always stop it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        (data_dir / "config.json").write_text(json.dumps(config))
+    attempts = 3
+    for attempt in range(attempts):
+        port = _free_port()
+        stdout_path = data_dir / f"server-{attempt}.stdout"
+        stderr_path = data_dir / f"server-{attempt}.stderr"
+        cmd = [
+            sys.executable,
+            "-m",
+            "privatelink.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ]
+        if db_url:
+            cmd += ["--db-url", db_url]
+        env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        server: RunningServer | None = None
+        try:
+            deadline = time.monotonic() + START_DEADLINE_S
+            creds_file = data_dir / "credentials.json"
+            while True:
+                if proc.poll() is not None:
+                    break
+                if creds_file.exists():
+                    with contextlib.suppress(ValueError, OSError):
+                        creds = json.loads(creds_file.read_text())
+                        if creds.get("url", "").endswith(f":{port}") and _probe_ready(
+                            creds["url"], creds["ca_file"]
+                        ):
+                            server = RunningServer(
+                                url=creds["url"],
+                                ca_file=creds["ca_file"],
+                                credentials=creds,
+                                data_dir=data_dir,
+                                proc=proc,
+                                stderr_path=stderr_path,
+                                stdout_path=stdout_path,
+                            )
+                            break
+                if time.monotonic() > deadline:
+                    break
+                # Waits for the process to exit, at most 50 ms: a poll, not a bare sleep.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.05)
+            if server is None:
+                exited = proc.poll()
+                err_text = stderr_path.read_text(errors="replace")
+                if exited is not None and "already in use" in err_text and attempt < attempts - 1:
+                    continue
+                what = (
+                    f"exited with {exited}"
+                    if exited is not None
+                    else f"not ready after {START_DEADLINE_S:.0f}s"
+                )
+                print(f"privatelink serve {what}; stderr:\n{err_text}", file=sys.stderr)
+                pytest.fail(
+                    f"privatelink serve ({' '.join(cmd)}) {what}.\n--- stderr ---\n{err_text}"
+                    f"\n--- stdout ---\n{stdout_path.read_text(errors='replace')}",
+                    pytrace=False,
+                )
+            _RUNNING.append(server)
+            try:
+                yield server
+            finally:
+                _RUNNING.remove(server)
+                server.close()
+                if proc.poll() is not None:
+                    print(
+                        f"privatelink serve died during the tests (exit {proc.returncode}); "
+                        f"stderr:\n{server.stderr()}",
+                        file=sys.stderr,
+                    )
+            return
+        finally:
+            _stop(proc)
+
+
+def _tmpdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[RunningServer]:
+    """The server on SQLite, shared by the session (tests use fresh names)."""
+    d = _tmpdir("privatelink-it-")
+    try:
+        with run_server(d / "data") as s:
+            yield s
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(postgres_url: str) -> Iterator[RunningServer]:
+    """The server on PostgreSQL (`--db-url`)."""
+    d = _tmpdir("privatelink-it-pg-")
+    try:
+        with run_server(d / "data", db_url=postgres_url) as s:
+            yield s
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def paged_server() -> Iterator[RunningServer]:
+    """A server with `config.json` = {"page_size": 2}, written before it starts."""
+    d = _tmpdir("privatelink-it-paged-")
+    try:
+        with run_server(d / "data", config={"page_size": 2}) as s:
+            yield s
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def backend_server(request: pytest.FixtureRequest) -> RunningServer:
+    """The server on each store: SQLite, then PostgreSQL."""
+    name = "server" if request.param == "sqlite" else "pg_server"
+    s: RunningServer = request.getfixturevalue(name)
+    return s
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for s in list(_RUNNING):
+            text = s.stderr()
+            if text.strip():
+                report.sections.append((f"privatelink serve stderr ({s.url})", text))
+
+
+# --------------------------------------------------------------------------------------
+# Topology builders
+# --------------------------------------------------------------------------------------
+
+
+def base_path(sub: str, rg: str) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network"
+
+
+def expect_error(fn: Callable[[], Any], status: int, code: str) -> HttpResponseError:
+    """Run `fn`; it must raise an HttpResponseError with this status and ARM code."""
+    with pytest.raises(HttpResponseError) as info:
+        fn()
+    err = info.value
+    assert err.status_code == status, f"status {err.status_code} != {status}: {err}"
+    assert err.error is not None, f"no ARM error body: {err}"
+    assert err.error.code == code, f"code {err.error.code} != {code}: {err}"
+    return err
+
+
+@dataclass
+class Rule:
+    name: str
+    frontend: str
+    pool: str
+    protocol: str = "Tcp"
+    port: int = 80
+
+
+@dataclass
+class Provider:
+    """A provider subscription with a VNet (frontend/backend/nat) and a load balancer."""
+
+    server: RunningServer
+    client: NetworkManagementClient
+    sub: str
+    rg: str
+    vnet: str
+    lb: str
+    location: str
+
+    @property
+    def base(self) -> str:
+        return base_path(self.sub, self.rg)
+
+    def subnet_id(self, name: str) -> str:
+        return f"{self.base}/virtualNetworks/{self.vnet}/subnets/{name}"
+
+    def fe_id(self, name: str = "fe") -> str:
+        return f"{self.base}/loadBalancers/{self.lb}/frontendIPConfigurations/{name}"
+
+    def pool_id(self, name: str = "be") -> str:
+        return f"{self.base}/loadBalancers/{self.lb}/backendAddressPools/{name}"
+
+    def pls_id(self, name: str) -> str:
+        return f"{self.base}/privateLinkServices/{name}"
+
+    def nat(
+        self,
+        name: str = "nat-1",
+        *,
+        primary: bool | None = True,
+        ip: str | None = None,
+        version: str = "IPv4",
+        subnet: str = "nat",
+    ) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "privateIPAllocationMethod": "Static" if ip else "Dynamic",
+            "privateIPAddressVersion": version,
+            "subnet": {"id": self.subnet_id(subnet)},
+        }
+        if primary is not None:
+            props["primary"] = primary
+        if ip:
+            props["privateIPAddress"] = ip
+        return {"name": name, "properties": props}
+
+    def pls_body(
+        self,
+        *,
+        fe: str | list[str] = "fe",
+        nats: list[dict[str, Any]] | None = None,
+        visibility: list[str] | None = None,
+        auto_approval: list[str] | None = None,
+        fqdns: list[str] | None = None,
+        location: str | None = None,
+    ) -> dict[str, Any]:
+        fes = [fe] if isinstance(fe, str) else fe
+        props: dict[str, Any] = {
+            "loadBalancerFrontendIpConfigurations": [{"id": self.fe_id(f)} for f in fes],
+            "ipConfigurations": nats if nats is not None else [self.nat()],
+        }
+        if visibility is not None:
+            props["visibility"] = {"subscriptions": visibility}
+        if auto_approval is not None:
+            props["autoApproval"] = {"subscriptions": auto_approval}
+        if fqdns is not None:
+            props["fqdns"] = fqdns
+        return {"location": location or self.location, "properties": props}
+
+    def create_pls(self, name: str, **kw: Any) -> Any:
+        body = self.pls_body(**kw)
+        return self.client.private_link_services.begin_create_or_update(
+            self.rg, name, body
+        ).result()
+
+
+@dataclass
+class Consumer:
+    """A consumer subscription with a VNet and subnet `pe`."""
+
+    server: RunningServer
+    client: NetworkManagementClient
+    sub: str
+    rg: str
+    vnet: str
+    location: str
+
+    @property
+    def base(self) -> str:
+        return base_path(self.sub, self.rg)
+
+    @property
+    def subnet(self) -> str:
+        return f"{self.base}/virtualNetworks/{self.vnet}/subnets/pe"
+
+    def pe_body(
+        self,
+        target: str,
+        *,
+        manual: bool = True,
+        message: str | None = None,
+        conn: str = "conn",
+        location: str | None = None,
+    ) -> dict[str, Any]:
+        props: dict[str, Any] = {"privateLinkServiceId": target}
+        if message is not None:
+            props["requestMessage"] = message
+        key = "manualPrivateLinkServiceConnections" if manual else "privateLinkServiceConnections"
+        return {
+            "location": location or self.location,
+            "properties": {
+                "subnet": {"id": self.subnet},
+                key: [{"name": conn, "properties": props}],
+            },
+        }
+
+    def create_pe(self, name: str, target: str, **kw: Any) -> Any:
+        return self.client.private_endpoints.begin_create_or_update(
+            self.rg, name, self.pe_body(target, **kw)
+        ).result()
+
+
+class World:
+    """Builds fresh provider and consumer topologies on one server."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+
+    def provider(
+        self,
+        sub: str | None = None,
+        *,
+        sku: str = "Standard",
+        frontends: tuple[str, ...] = ("fe",),
+        pools: tuple[str, ...] = ("be",),
+        rules: list[Rule] | None = None,
+        location: str = LOCATION,
+        nat_policies: str = "Disabled",
+    ) -> Provider:
+        sub = sub or new_sub()
+        rg = unique("rg-prov")
+        client = self.server.client(sub)
+        p = Provider(self.server, client, sub, rg, "vnet-prov", "lb-std", location)
+        nat_props: dict[str, Any] = {"addressPrefix": "10.0.3.0/24"}
+        if nat_policies:
+            nat_props["privateLinkServiceNetworkPolicies"] = nat_policies
+        client.virtual_networks.begin_create_or_update(
+            rg,
+            p.vnet,
+            {
+                "location": location,
+                "properties": {
+                    "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+                    "subnets": [
+                        {"name": "frontend", "properties": {"addressPrefix": "10.0.1.0/24"}},
+                        {"name": "backend", "properties": {"addressPrefix": "10.0.2.0/24"}},
+                        {"name": "nat", "properties": nat_props},
+                    ],
+                },
+            },
+        ).result()
+        if rules is None:
+            rules = [Rule(f"rule-{f}", f, pools[min(i, len(pools) - 1)]) for i, f in enumerate(frontends)]
+        client.load_balancers.begin_create_or_update(
+            rg, p.lb, self.lb_body(p, sku=sku, frontends=frontends, pools=pools, rules=rules)
+        ).result()
+        return p
+
+    @staticmethod
+    def lb_body(
+        p: Provider,
+        *,
+        sku: str = "Standard",
+        frontends: tuple[str, ...] = ("fe",),
+        pools: tuple[str, ...] = ("be",),
+        rules: list[Rule],
+    ) -> dict[str, Any]:
+        lb = f"{p.base}/loadBalancers/{p.lb}"
+        return {
+            "location": p.location,
+            "sku": {"name": sku, "tier": "Regional"},
+            "properties": {
+                "frontendIPConfigurations": [
+                    {
+                        "name": f,
+                        "properties": {
+                            "privateIPAllocationMethod": "Dynamic",
+                            "subnet": {"id": p.subnet_id("frontend")},
+                        },
+                    }
+                    for f in frontends
+                ],
+                "backendAddressPools": [{"name": b} for b in pools],
+                "probes": [
+                    {
+                        "name": "tcp-8080",
+                        "properties": {
+                            "protocol": "Tcp",
+                            "port": 8080,
+                            "intervalInSeconds": 5,
+                            "numberOfProbes": 2,
+                        },
+                    }
+                ],
+                "loadBalancingRules": [
+                    {
+                        "name": r.name,
+                        "properties": {
+                            "protocol": r.protocol,
+                            "frontendPort": r.port,
+                            "backendPort": 8080,
+                            "idleTimeoutInMinutes": 4,
+                            "enableFloatingIP": False,
+                            "frontendIPConfiguration": {
+                                "id": f"{lb}/frontendIPConfigurations/{r.frontend}"
+                            },
+                            "backendAddressPool": {"id": f"{lb}/backendAddressPools/{r.pool}"},
+                            "probe": {"id": f"{lb}/probes/tcp-8080"},
+                        },
+                    }
+                    for r in rules
+                ],
+            },
+        }
+
+    def consumer(
+        self,
+        sub: str | None = None,
+        *,
+        prefix: str = "10.0.0.0/16",
+        subnet: str = "10.0.1.0/24",
+        location: str = LOCATION,
+    ) -> Consumer:
+        sub = sub or new_sub()
+        rg = unique("rg-cons")
+        client = self.server.client(sub)
+        c = Consumer(self.server, client, sub, rg, "vnet-cons", location)
+        client.virtual_networks.begin_create_or_update(
+            rg,
+            c.vnet,
+            {
+                "location": location,
+                "properties": {
+                    "addressSpace": {"addressPrefixes": [prefix]},
+                    "subnets": [{"name": "pe", "properties": {"addressPrefix": subnet}}],
+                },
+            },
+        ).result()
+        return c
+
+
+@pytest.fixture
+def world(server: RunningServer) -> World:
+    """Topology builders on the shared SQLite server."""
+    return World(server)
+
+
+@pytest.fixture
+def helpers() -> Any:
+    """Module-level helpers of this conftest (tests cannot import it)."""
+
+    class _H:
+        expect_error = staticmethod(expect_error)
+        new_sub = staticmethod(new_sub)
+        unique = staticmethod(unique)
+        base_path = staticmethod(base_path)
+        Rule = Rule
+        World = World
+        API_VERSION = API_VERSION
+
+    return _H
