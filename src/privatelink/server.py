@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,8 @@ from fastapi import FastAPI
 
 from privatelink.api.app import DEFAULT_PAGE_SIZE, create_app
 from privatelink.core.limits import Limits
+from privatelink.dataplane import names
+from privatelink.dataplane.reconciler import Reconciler
 from privatelink.identity.credentials import (
     ClientCredentials,
     ensure_client,
@@ -37,6 +41,7 @@ class ServerConfig:
 
     limits: Limits
     page_size: int
+    netns_prefix: str
 
     @classmethod
     def load(cls, data_dir: Path) -> ServerConfig:
@@ -46,6 +51,7 @@ class ServerConfig:
         return cls(
             limits=Limits.from_mapping(raw.get("limits", {})),
             page_size=int(raw.get("page_size", DEFAULT_PAGE_SIZE)),
+            netns_prefix=str(raw.get("netns_prefix", names.DEFAULT_PREFIX)),
         )
 
 
@@ -59,9 +65,29 @@ class Server:
     url: str
     credentials_file: Path
     repo: SqlRepository
+    reconciler: Reconciler | None
 
 
-def build(data_dir: Path, host: str, port: int, db_url: str | None = None) -> Server:
+def dataplane_available() -> str | None:
+    """None when this host can run the data plane, else why not."""
+    if sys.platform != "linux":
+        return "the data plane needs Linux"
+    if os.geteuid() != 0:
+        return "the data plane needs root (network namespaces, nftables)"
+    for tool in ("ip", "nft", "conntrack"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not installed (make deps-system installs it)"
+    return None
+
+
+def build(
+    data_dir: Path,
+    host: str,
+    port: int,
+    db_url: str | None = None,
+    dataplane: bool = False,
+    netns_prefix: str | None = None,
+) -> Server:
     """Create (first start) or load the data directory and assemble the app."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = ensure_pki(data_dir)
@@ -69,9 +95,20 @@ def build(data_dir: Path, host: str, port: int, db_url: str | None = None) -> Se
     issuer = TokenIssuer(ensure_signing_key(data_dir), [client])
     config = ServerConfig.load(data_dir)
     repo = SqlRepository(db_url) if db_url else SqlRepository.sqlite_in(data_dir)
-    plane = ControlPlane(repo, config.limits)
-    app = create_app(plane, issuer, tenant_id=client.tenant_id, page_size=config.page_size)
+    reconciler = None
+    if dataplane:
+        prefix = netns_prefix or config.netns_prefix
+        reconciler = Reconciler(repo, prefix, data_dir)
+    plane = ControlPlane(repo, config.limits, realizer=reconciler)
+    app = create_app(
+        plane,
+        issuer,
+        tenant_id=client.tenant_id,
+        page_size=config.page_size,
+        on_start=reconciler.start if reconciler else None,
+        on_stop=reconciler.stop if reconciler else None,
+    )
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
     url = f"https://{shown_host}:{port}"
     creds_file = write_credentials_file(data_dir, url, pki.ca_file, client)
-    return Server(app, pki, client, url, creds_file, repo)
+    return Server(app, pki, client, url, creds_file, repo, reconciler)

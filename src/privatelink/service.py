@@ -13,22 +13,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from privatelink.core import errors
 from privatelink.core.ids import key
 from privatelink.core.limits import Limits
 from privatelink.core.principal import Principal
-from privatelink.core.resource import Changes, Context, Resource, StateView
-from privatelink.store.repository import Operation, Repository
+from privatelink.core.resource import SUCCEEDED, Changes, Context, Resource, StateView
+from privatelink.store.repository import Operation, Repository, utc_now
 
 Workflow = Callable[..., Changes]
 
 
-def utc_now() -> str:
-    """ISO-8601 UTC timestamp as ARM writes them."""
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+class Realizer(Protocol):
+    """Whatever makes stored state real (the data plane's reconciler)."""
+
+    def mark_dirty(self) -> None:
+        """Stored state changed: sync soon."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,21 @@ class ControlPlane:
         repo: Repository,
         limits: Limits | None = None,
         new_guid: Callable[[], str] | None = None,
+        realizer: Realizer | None = None,
     ) -> None:
         self.repo = repo
         self.limits = limits or Limits()
         self._new_guid = new_guid or (lambda: str(uuid.uuid4()))
+        self.realizer = realizer
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
 
     def context(self, caller: Principal | None) -> Context:
         """The workflow context for a caller."""
-        return Context(caller=caller, limits=self.limits, new_guid=self._new_guid)
+        state = "Updating" if self.realizer is not None else SUCCEEDED
+        return Context(
+            caller=caller, limits=self.limits, new_guid=self._new_guid, initial_state=state
+        )
 
     @contextmanager
     def _exclusive(self, resource_id: str) -> Iterator[None]:
@@ -93,15 +99,19 @@ class ControlPlane:
             changes = workflow(uow, self.context(caller), *args)
             written = uow.apply(changes)
         now = utc_now()
+        # With a data plane the operation ends when the kernel state is applied.
+        pending = self.realizer is not None
         operation = Operation(
             id=str(uuid.uuid4()),
             resource_id=resource_id,
             kind=kind,
-            status="Succeeded",
+            status="InProgress" if pending else "Succeeded",
             start_time=now,
-            end_time=now,
+            end_time=None if pending else now,
         )
         self.repo.save_operation(operation)
+        if self.realizer is not None:
+            self.realizer.mark_dirty()
         return Outcome(written, operation, existed)
 
     @contextmanager

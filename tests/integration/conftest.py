@@ -14,6 +14,7 @@ topologies on a server, and `RunningServer` gives SDK clients and raw HTTP.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -79,6 +80,8 @@ class RunningServer:
     stdout_path: Path
     _credential: ClientSecretCredential | None = field(default=None, repr=False)
     _http: httpx.Client | None = field(default=None, repr=False)
+    # Open keep-alive connections make uvicorn's graceful shutdown wait: close them first.
+    _clients: list[NetworkManagementClient] = field(default_factory=list, repr=False)
 
     # --- SDK --------------------------------------------------------------------------
 
@@ -98,7 +101,7 @@ class RunningServer:
 
     def client(self, subscription: str) -> NetworkManagementClient:
         """An unmodified azure-mgmt-network client for one subscription."""
-        return NetworkManagementClient(
+        client = NetworkManagementClient(
             self.credential,
             subscription,
             base_url=self.url,
@@ -106,6 +109,8 @@ class RunningServer:
             polling_interval=0,
             retry_total=0,
         )
+        self._clients.append(client)
+        return client
 
     # --- raw HTTP ---------------------------------------------------------------------
 
@@ -143,6 +148,11 @@ class RunningServer:
         return "\n".join(lines[-tail:])
 
     def close(self) -> None:
+        while self._clients:
+            self._clients.pop().close()
+        # azure-core leaves the connection of an error response checked out of the pool
+        # until the response is collected; uvicorn's graceful shutdown would wait for it.
+        gc.collect()
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -613,7 +623,7 @@ def world(server: RunningServer) -> World:
     return World(server)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def helpers() -> Any:
     """Module-level helpers of this conftest (tests cannot import it)."""
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from privatelink.api import (
@@ -29,9 +32,27 @@ def create_app(
     *,
     tenant_id: str = "common",
     page_size: int = DEFAULT_PAGE_SIZE,
+    on_start: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """Assemble the server app around a control plane and a token issuer."""
-    app = FastAPI(title="privatelink", version="0.1.0", docs_url=None, redoc_url=None)
+    """Assemble the server app around a control plane and a token issuer.
+
+    `on_start`/`on_stop` run when the server starts and stops (the data plane loop).
+    """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_start is not None:
+            on_start()
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                on_stop()
+
+    app = FastAPI(
+        title="privatelink", version="0.1.0", docs_url=None, redoc_url=None, lifespan=lifespan
+    )
     app.state.control_plane = plane
     app.state.page_size = page_size
     app.state.tenant_id = tenant_id

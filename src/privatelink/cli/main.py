@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -40,16 +42,36 @@ def _port_free(host: str, port: int) -> bool:
 )
 @click.option("--db-url", default=None, help="SQLAlchemy URL (default: SQLite in the data dir).")
 @click.option("--log-level", default="warning", show_default=True, help="uvicorn log level.")
-def serve(host: str, port: int, data_dir: Path | None, db_url: str | None, log_level: str) -> None:
-    """Run the ARM-compatible HTTPS server."""
+@click.option(
+    "--dataplane",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Realize networks in the kernel (auto: when root on Linux with nft, ip, conntrack).",
+)
+@click.option("--netns-prefix", default=None, help="Prefix of the namespaces privatelink owns.")
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    db_url: str | None,
+    log_level: str,
+    dataplane: str,
+    netns_prefix: str | None,
+) -> None:
+    """Run the ARM-compatible HTTPS server (and the data plane)."""
     import uvicorn
 
-    from privatelink.server import build, default_data_dir
+    from privatelink.server import build, dataplane_available, default_data_dir
 
     data_dir = (data_dir or default_data_dir()).resolve()
     if not _port_free(host, port):
         raise click.ClickException(f"{host}:{port} is already in use; pick another --port.")
-    server = build(data_dir, host, port, db_url)
+    missing = dataplane_available()
+    if dataplane == "on" and missing:
+        raise click.ClickException(f"--dataplane on: {missing}")
+    use_dataplane = dataplane == "on" or (dataplane == "auto" and missing is None)
+    server = build(data_dir, host, port, db_url, dataplane=use_dataplane, netns_prefix=netns_prefix)
     console.print(f"[bold]privatelink[/] {__version__} listening on [cyan]{server.url}[/]")
     console.print(f"  CA file:      {server.pki.ca_file}")
     console.print(f"  tenant id:    {server.client.tenant_id}")
@@ -57,6 +79,10 @@ def serve(host: str, port: int, data_dir: Path | None, db_url: str | None, log_l
     console.print(f"  client secret:{' '}{server.client.client_secret}")
     console.print(f"  credentials:  {server.credentials_file}")
     console.print(f"  store:        {db_url or 'sqlite in ' + str(data_dir)}", highlight=False)
+    if server.reconciler is not None:
+        console.print(f"  data plane:   on (namespaces {server.reconciler.prefix}-*)")
+    else:
+        console.print(f"  data plane:   off{' (' + missing + ')' if missing else ''}")
     uvicorn.run(
         server.app,
         host=host,
@@ -67,6 +93,64 @@ def serve(host: str, port: int, data_dir: Path | None, db_url: str | None, log_l
         # Idle TLS keep-alive clients would otherwise hold shutdown for ~30 s.
         timeout_graceful_shutdown=3,
     )
+
+
+def _data_dir(value: Path | None) -> Path:
+    from privatelink.server import default_data_dir
+
+    return (value or default_data_dir()).resolve()
+
+
+def _find_nic(index: dict[str, Any], wanted: str) -> dict[str, Any]:
+    """A NIC of the data plane index by id (case-insensitive) or unique name."""
+    nics: dict[str, dict[str, Any]] = index.get("nics", {})
+    if wanted.lower() in nics:
+        return nics[wanted.lower()]
+    by_name = [n for n in nics.values() if n["id"].rsplit("/", 1)[-1].lower() == wanted.lower()]
+    if len(by_name) == 1:
+        return by_name[0]
+    if len(by_name) > 1:
+        ids = "\n  ".join(n["id"] for n in by_name)
+        raise click.ClickException(f"several NICs are named {wanted}; give the id:\n  {ids}")
+    raise click.ClickException(
+        f"no realized NIC {wanted!r}; create it through the API and check `privatelink serve` "
+        "runs with the data plane on"
+    )
+
+
+@main.command(
+    name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.option("--nic", required=True, help="NIC resource id or name: run inside that VM.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(nic: str, data_dir: Path | None, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside a NIC's network namespace (its "VM")."""
+    from privatelink.dataplane import privileged
+
+    index_file = _data_dir(data_dir) / "dataplane.json"
+    if not index_file.exists():
+        raise click.ClickException(f"{index_file} not found: is the data plane running?")
+    found = _find_nic(json.loads(index_file.read_text()), nic)
+    try:
+        privileged.exec_in_netns(found["netns"], list(command))
+    except privileged.KernelError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--netns-prefix", default=None, help="Prefix to sweep (default: the server's).")
+def cleanup(data_dir: Path | None, netns_prefix: str | None) -> None:
+    """Remove every namespace, link and nft table privatelink owns."""
+    from privatelink.dataplane.reconciler import cleanup as sweep
+    from privatelink.server import ServerConfig
+
+    prefix = netns_prefix or ServerConfig.load(_data_dir(data_dir)).netns_prefix
+    removed = sweep(prefix)
+    console.print(f"removed {len(removed)} namespace(s) with prefix {prefix!r}")
+    for netns in removed:
+        console.print(f"  {netns}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from privatelink.core.resource import Changes, Resource, StateView
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC timestamp as ARM writes them (fixed width, so text order is time order)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

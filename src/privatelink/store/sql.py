@@ -8,6 +8,7 @@ PostgreSQL a transaction-level advisory lock so several servers may share a data
 
 from __future__ import annotations
 
+import builtins
 import threading
 import uuid
 from collections.abc import Iterator
@@ -91,7 +92,15 @@ counters = Table(
     Column("value", Integer, nullable=False),
 )
 
+link_slots = Table(
+    "link_slots",
+    metadata,
+    Column("key", String(1024), primary_key=True),
+    Column("slot", Integer, nullable=False, unique=True),
+)
+
 _ADVISORY_LOCK = 0x706C6E6B  # "plnk"
+REALIZED_TYPES = tuple(codec.TYPES)
 
 
 class SqlView:
@@ -316,6 +325,81 @@ class SqlRepository:
         with self.engine.connect() as conn:
             row = conn.execute(select(operations).where(operations.c.id == operation_id)).first()
         return Operation(**row._mapping) if row else None
+
+    # --- what the data plane needs -------------------------------------------------
+
+    def snapshot(self) -> builtins.list[Resource]:
+        """Every network resource, read in one transaction."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(resources.c.type, resources.c.body).order_by(resources.c.seq)
+            ).all()
+        return [codec.loads(r.type, r.body) for r in rows]
+
+    def link_slots(self, keys: set[str], limit: int) -> dict[str, int]:
+        """Stable small integers for connection keys: kept while a key lives, then freed."""
+        with self._lock, self.engine.begin() as conn:
+            rows = {r.key: r.slot for r in conn.execute(select(link_slots)).all()}
+            gone = [k for k in rows if k not in keys]
+            if gone:
+                conn.execute(delete(link_slots).where(link_slots.c.key.in_(gone)))
+            used = {slot for k, slot in rows.items() if k in keys}
+            result = {k: slot for k, slot in rows.items() if k in keys}
+            free = (s for s in range(limit) if s not in used)
+            for k in sorted(keys - set(result)):
+                slot = next(free, None)
+                if slot is None:
+                    break  # out of slots: those links stay unrealized (reported by the caller)
+                conn.execute(insert(link_slots).values(key=k, slot=slot))
+                result[k] = slot
+            return result
+
+    def set_provisioning_states(self, states: dict[str, tuple[str, str]]) -> None:
+        """Set provisioningState on resources whose etag is still the given one.
+
+        `states` maps key -> (etag seen, new state). The etag is left unchanged: this is
+        the platform reporting progress, not a change of the resource.
+        """
+        if not states:
+            return
+        with self._lock, self.engine.begin() as conn:
+            rows = conn.execute(
+                select(resources.c.key, resources.c.type, resources.c.body).where(
+                    resources.c.key.in_(list(states))
+                )
+            ).all()
+            for row in rows:
+                resource = codec.loads(row.type, row.body)
+                etag, state = states[row.key]
+                if resource.etag != etag or resource.provisioning_state == state:
+                    continue
+                body = codec.dumps(replace(resource, provisioning_state=state))
+                conn.execute(update(resources).where(resources.c.key == row.key).values(body=body))
+
+    def complete_operations(
+        self, started_before: str, failed: dict[str, str] | None = None, now: str = ""
+    ) -> int:
+        """Finish in-progress operations started before a time; failed: resource key -> message."""
+        failed = failed or {}
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(operations.c.id, operations.c.resource_id).where(
+                    and_(
+                        operations.c.status == "InProgress",
+                        operations.c.start_time < started_before,
+                    )
+                )
+            ).all()
+            for row in rows:
+                message = failed.get(key(row.resource_id))
+                values: dict[str, object] = {
+                    "status": "Failed" if message else "Succeeded",
+                    "end_time": now,
+                }
+                if message:
+                    values.update(error_code="ProvisioningFailed", error_message=message)
+                conn.execute(update(operations).where(operations.c.id == row.id).values(**values))
+            return len(rows)
 
     def dispose(self) -> None:
         """Close pooled connections."""

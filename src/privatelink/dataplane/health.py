@@ -1,0 +1,131 @@
+"""Health probes: really probe each backend from its hub, like Azure's 168.63.129.16.
+
+One asyncio loop in one thread runs a task per (hub, backend, probe). A TCP probe
+passes when a connection is accepted; an HTTP probe when `GET path` answers 200.
+`threshold` consecutive failures take a backend out; one success brings it back.
+Verdict changes call `on_change` (the reconciler's mark_dirty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+
+from privatelink.dataplane import privileged
+from privatelink.dataplane.desired import HealthKey
+from privatelink.dataplane.names import AZURE_PLATFORM_IP
+
+log = logging.getLogger("privatelink.health")
+TIMEOUT = 2.0
+
+
+async def probe_once(key: HealthKey) -> bool:
+    """One probe of one backend; True when healthy."""
+    sock = privileged.socket_in_netns(key.netns)
+    sock.setblocking(False)
+    try:
+        with contextlib.suppress(OSError):
+            sock.bind((AZURE_PLATFORM_IP, 0))  # as Azure probes come from 168.63.129.16
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.sock_connect(sock, (key.backend_ip, key.probe.port)), TIMEOUT)
+        if key.probe.protocol == "Tcp":
+            return True
+        tls = ssl.create_default_context() if key.probe.protocol == "Https" else None
+        if tls is not None:
+            tls.check_hostname = False
+            tls.verify_mode = ssl.CERT_NONE  # Azure does not validate probe certificates
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                sock=sock, ssl=tls, server_hostname=key.backend_ip if tls else None
+            ),
+            TIMEOUT,
+        )
+        try:
+            request = (
+                f"GET {key.probe.path or '/'} HTTP/1.1\r\nHost: {key.backend_ip}\r\n"
+                "User-Agent: Load Balancer Agent\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(request.encode())
+            await writer.drain()
+            line = await asyncio.wait_for(reader.readline(), TIMEOUT)
+            parts = line.decode("latin-1").split()
+            return len(parts) >= 2 and parts[1] == "200"
+        finally:
+            writer.close()
+    except (OSError, TimeoutError, ssl.SSLError, privileged.KernelError):
+        return False
+    finally:
+        sock.close()
+
+
+class Prober:
+    """Runs probes and keeps each target's verdict."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._verdicts: dict[HealthKey, bool] = {}
+        self._failures: dict[HealthKey, int] = {}
+        self._tasks: dict[HealthKey, asyncio.Task[None]] = {}
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="prober", daemon=True)
+        self._thread.start()
+
+    def verdicts(self) -> dict[HealthKey, bool]:
+        """Current verdicts (targets never probed yet are absent)."""
+        with self._lock:
+            return dict(self._verdicts)
+
+    def track(self, keys: tuple[HealthKey, ...]) -> None:
+        """Probe exactly these targets from now on."""
+        self._loop.call_soon_threadsafe(self._retarget, set(keys))
+
+    def _retarget(self, keys: set[HealthKey]) -> None:
+        for key in list(self._tasks):
+            if key not in keys:
+                self._tasks.pop(key).cancel()
+                with self._lock:
+                    self._verdicts.pop(key, None)
+                    self._failures.pop(key, None)
+        for key in keys:
+            if key not in self._tasks:
+                self._tasks[key] = self._loop.create_task(self._run(key))
+
+    async def _run(self, key: HealthKey) -> None:
+        while True:
+            ok = await probe_once(key)
+            changed = False
+            with self._lock:
+                before = self._verdicts.get(key, True)
+                if ok:
+                    self._failures[key] = 0
+                    verdict = True
+                else:
+                    self._failures[key] = self._failures.get(key, 0) + 1
+                    verdict = self._failures[key] < key.probe.threshold and before
+                self._verdicts[key] = verdict
+                changed = verdict != before
+            if changed:
+                log.info(
+                    "backend %s in %s is now %s",
+                    key.backend_ip,
+                    key.netns,
+                    "up" if verdict else "down",
+                )
+                self._on_change()
+            await asyncio.sleep(key.probe.interval)
+
+    def stop(self) -> None:
+        """Cancel all probes and stop the loop."""
+
+        def shutdown() -> None:
+            for task in self._tasks.values():
+                task.cancel()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(shutdown)
+        self._thread.join(timeout=5)

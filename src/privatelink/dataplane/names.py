@@ -1,0 +1,85 @@
+"""Deterministic, bounded kernel names derived from resource ids.
+
+Namespaces are `<prefix>-v-<hash>` (a VNet's hub) and `<prefix>-n-<hash>` (a NIC, i.e.
+a "VM"); interfaces live only inside our namespaces, so their names need to be unique
+per namespace only and stay within the kernel's 15 characters. Link addresses and
+marks come from a link's slot (a small integer the store hands out once per link).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from ipaddress import IPv4Address
+
+from privatelink.core.ids import key
+
+DEFAULT_PREFIX = "pl"
+IFNAMSIZ = 15
+GATEWAY = "169.254.0.1"  # every hub-side NIC veth holds it: the NICs' default gateway
+AZURE_PLATFORM_IP = "168.63.129.16"  # health probes (and DNS) come from here, as in Azure
+LINK_BASE = int(IPv4Address("169.254.64.0"))
+MAX_SLOTS = (256 - 64) * 64  # /30 per link in 169.254.64.0 - 169.254.255.255
+TABLE = "privatelink"
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+
+
+def check_prefix(prefix: str) -> str:
+    """A namespace prefix: 1-8 lower-case letters/digits, starting with a letter."""
+    if not _PREFIX.match(prefix):
+        raise ValueError(f"invalid namespace prefix {prefix!r}: use 1-8 of [a-z0-9]")
+    return prefix
+
+
+def digest(resource_id: str, length: int = 10) -> str:
+    """A short stable hash of a resource id (case-insensitive)."""
+    return hashlib.sha256(key(resource_id).encode()).hexdigest()[:length]
+
+
+def hub_netns(prefix: str, vnet_id: str) -> str:
+    """The namespace routing a virtual network."""
+    return f"{prefix}-v-{digest(vnet_id)}"
+
+
+def nic_netns(prefix: str, nic_id: str) -> str:
+    """The namespace of a NIC (its "VM")."""
+    return f"{prefix}-n-{digest(nic_id)}"
+
+
+def is_ours(prefix: str, netns: str) -> bool:
+    """True for namespaces this prefix owns (what `cleanup` sweeps)."""
+    return netns.startswith(f"{prefix}-v-") or netns.startswith(f"{prefix}-n-")
+
+
+def nic_hub_ifname(nic_id: str) -> str:
+    """The hub-side end of a NIC's veth."""
+    return f"n{digest(nic_id, 12)}"
+
+
+NIC_IFNAME = "eth0"
+
+
+def link_ifname(slot: int, side: str) -> str:
+    """A link's veth end: side 'c' in the consumer hub, 'p' in the provider hub."""
+    return f"k{slot}{side}"
+
+
+def link_addresses(slot: int) -> tuple[str, str]:
+    """(consumer, provider) addresses of a link's /30."""
+    if not 0 <= slot < MAX_SLOTS:
+        raise ValueError(f"link slot {slot} out of range")
+    base = LINK_BASE + slot * 4
+    return str(IPv4Address(base + 1)), str(IPv4Address(base + 2))
+
+
+def link_mark(slot: int) -> int:
+    """Conntrack mark of a link's flows (0 means no link)."""
+    return slot + 1
+
+
+def chain_name(kind: str, resource_id: str) -> str:
+    """An nft chain name for a resource (bounded, stable)."""
+    return f"{kind}_{digest(resource_id, 12)}"
+
+
+assert len(nic_hub_ifname("x")) <= IFNAMSIZ and len(link_ifname(MAX_SLOTS, "c")) <= IFNAMSIZ

@@ -1,0 +1,155 @@
+"""nftables rulesets of a hub, rendered as text for one atomic transaction.
+
+One owned table per hub (`ip privatelink`); static chains; per-object data in maps and
+sets so per-packet cost does not grow with the number of links:
+
+consumer side  prerouting  PE ip . port -> link address . port (dnat map), ct mark = link
+               postrouting masquerade onto the link's /30
+provider side  prerouting  iifname -> link chain (vmap): ct mark = link, jump service
+               service     protocol . port -> rule chain (vmap)
+               rule        dnat to a backend by hash (jhash over healthy backends)
+               frontends   frontend ip . protocol . port -> rule chain (intra-VNet LB)
+               postrouting ct mark -> snat chain: a random NAT IP of the service
+both           forward     flows of dead links are reset; PE ips / NAT ips without a
+                           live flow get a TCP reset; links carry only NATed flows
+"""
+
+from __future__ import annotations
+
+from privatelink.dataplane.desired import HubPlan, RulePlan
+from privatelink.dataplane.names import TABLE
+
+_HASH = {
+    "Default": "jhash ip saddr . th sport . ip daddr . th dport",
+    "SourceIP": "jhash ip saddr",
+    "SourceIPProtocol": "jhash ip saddr . meta l4proto",
+}
+
+
+def _elements(items: list[str]) -> str:
+    return f"elements = {{ {', '.join(items)} }}" if items else ""
+
+
+def _set(name: str, type_: str, items: list[str], flags: str = "") -> str:
+    body = [f"type {type_};"]
+    if flags:
+        body.append(f"flags {flags};")
+    if items:
+        body.append(_elements(items) + ";")
+    return f"  set {name} {{ {' '.join(body)} }}"
+
+
+def _map(name: str, type_: str, items: list[str]) -> str:
+    body = [f"type {type_};"]
+    if items:
+        body.append(_elements(items) + ";")
+    return f"  map {name} {{ {' '.join(body)} }}"
+
+
+def _rule_chain(rule: RulePlan) -> list[str]:
+    lines = [f"  chain {rule.chain} {{"]
+    n = len(rule.backends)
+    if n:
+        targets = ", ".join(
+            f"{i} : {ip} . {rule.backend_port}" for i, ip in enumerate(rule.backends)
+        )
+        hashed = _HASH.get(rule.distribution, _HASH["Default"])
+        lines.append(
+            f"    meta l4proto {rule.protocol} dnat ip to {hashed} mod {n} map {{ {targets} }}"
+        )
+    lines.append("  }")
+    return lines
+
+
+def render(hub: HubPlan) -> str:
+    """The hub's whole table, replacing any previous one in the same transaction."""
+    live = sorted({str(x.mark) for x in (*hub.links_out, *hub.links_in)}, key=int)
+    pe_dnat = [
+        f"{x.pe_ip} . {port} : {x.provider_addr} . {port}"
+        for x in hub.links_out
+        for port in x.ports
+    ]
+    pe_mark = [f"{x.pe_ip} : {x.mark}" for x in hub.links_out]
+    link_chains = [f'"{x.provider_ifname}" : jump link_{x.slot}' for x in hub.links_in]
+    frontends = [
+        f"{r.frontend_ip} . {r.protocol} . {r.frontend_port} : jump {r.chain}"
+        for r in hub.rules
+        if r.frontend_ip
+    ]
+    snat = [
+        f"{x.mark} : jump {s.snat_chain}"
+        for x in hub.links_in
+        for s in hub.services
+        if s.chain == x.service_chain
+    ]
+    nat_ips = sorted({ip for s in hub.services for ip in s.nat_ips})
+    link_ifs = [f'"{x.provider_ifname}"' for x in hub.links_in]
+    out_ifs = [f'"{x.consumer_ifname}"' for x in hub.links_out]
+
+    lines = [
+        f"table ip {TABLE} {{}}",
+        f"delete table ip {TABLE}",
+        f"table ip {TABLE} {{",
+        _set("live_links", "mark", live),
+        _set("pe_ips", "ipv4_addr", list(hub.pe_ips)),
+        _set("nat_ips", "ipv4_addr", nat_ips),
+        _set("link_in_ifs", "ifname", link_ifs),
+        _set("link_out_ifs", "ifname", out_ifs),
+        _map("pe_dnat", "ipv4_addr . inet_service : ipv4_addr . inet_service", pe_dnat),
+        _map("pe_mark", "ipv4_addr : mark", pe_mark),
+        _map("links", "ifname : verdict", link_chains),
+        _map("frontends", "ipv4_addr . inet_proto . inet_service : verdict", frontends),
+        _map("snat_by_mark", "mark : verdict", snat),
+        "  chain prerouting {",
+        "    type nat hook prerouting priority dstnat; policy accept;",
+        "    iifname vmap @links",
+        "    meta l4proto tcp ct state new ct mark set ip daddr map @pe_mark",
+        "    meta l4proto tcp dnat ip to ip daddr . tcp dport map @pe_dnat",
+        "    ip daddr . meta l4proto . th dport vmap @frontends",
+        "  }",
+        "  chain postrouting {",
+        "    type nat hook postrouting priority srcnat; policy accept;",
+        "    oifname @link_out_ifs masquerade random",
+        "    ct mark vmap @snat_by_mark",
+        "  }",
+        "  chain forward {",
+        "    type filter hook forward priority filter; policy accept;",
+        "    ct mark != 0 ct mark != @live_links meta l4proto tcp reject with tcp reset",
+        "    ct mark != 0 ct mark != @live_links drop",
+        "    iifname @link_in_ifs ct mark != @live_links drop",
+        "    oifname @link_out_ifs ct mark != @live_links drop",
+        "    ip daddr @pe_ips meta l4proto tcp reject with tcp reset",
+        "    ip daddr @pe_ips drop",
+        "    ip daddr @nat_ips meta l4proto tcp reject with tcp reset",
+        "    ip daddr @nat_ips drop",
+        "  }",
+        "  chain input {",
+        "    type filter hook input priority filter; policy accept;",
+        "    iifname @link_in_ifs drop",
+        "    iifname @link_out_ifs drop",
+        "  }",
+    ]
+    for x in hub.links_in:
+        lines += [
+            f"  chain link_{x.slot} {{",
+            f"    ct mark set {x.mark}",
+            f"    jump {x.service_chain}",
+            "  }",
+        ]
+    for s in hub.services:
+        ports = ", ".join(f"{proto} . {port} : jump {chain}" for proto, port, chain in s.ports)
+        lines.append(f"  chain {s.chain} {{")
+        if ports:
+            lines.append(f"    meta l4proto . th dport vmap {{ {ports} }}")
+        lines.append("  }")
+        lines.append(f"  chain {s.snat_chain} {{")
+        if s.nat_ips:
+            targets = ", ".join(f"{i} : {ip}" for i, ip in enumerate(s.nat_ips))
+            lines.append(
+                f"    snat ip to numgen random mod {len(s.nat_ips)} map {{ {targets} }} random"
+            )
+        lines.append("  }")
+    for rule in hub.rules:
+        lines += _rule_chain(rule)
+    lines.append("}")
+    return "\n".join(line for line in lines if line is not None) + "\n"

@@ -1,0 +1,279 @@
+"""The reconciler: one loop that makes the kernel match the store.
+
+API writes and probe verdicts only mark the reconciler dirty; a single thread reads a
+snapshot, computes the plan (desired.py) and applies it: namespaces and veths first,
+then each hub's nft table as one transaction, then the removal of what is stale
+(conntrack entries of dead links before their veths). Success reports provisioning
+states back (Updating -> Succeeded); failure reports Failed with the reason and is
+retried with back-off. Nothing is applied before the first full snapshot is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from privatelink.core.ids import key
+from privatelink.dataplane import names, nft, privileged
+from privatelink.dataplane.desired import HubPlan, NicPlan, Plan, Snapshot, connection_key, plan
+from privatelink.dataplane.health import Prober
+from privatelink.dataplane.privileged import KernelError, Netlink
+from privatelink.store.repository import utc_now
+from privatelink.store.sql import SqlRepository
+
+log = logging.getLogger("privatelink.dataplane")
+
+HUB_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+    # TIME_WAIT entries would otherwise pin conntrack slots for 120 s per short flow.
+    "net.netfilter.nf_conntrack_tcp_timeout_time_wait": "30",
+    "net.ipv4.conf.all.accept_local": "1",
+}
+PENDING_STATES = ("Updating", "Failed")
+
+
+@dataclass
+class SyncReport:
+    """What one sync did."""
+
+    seconds: float
+    hubs: int
+    links: int
+    error: str | None = None
+
+
+class Reconciler:
+    """Applies the desired state of a repository onto this host's kernel."""
+
+    def __init__(self, repo: SqlRepository, prefix: str, data_dir: Path | None = None) -> None:
+        self.repo = repo
+        self.prefix = names.check_prefix(prefix)
+        self.data_dir = data_dir
+        self.prober = Prober(self.mark_dirty)
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._applied: dict[str, str] = {}
+        self._prepared: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self.last: SyncReport | None = None
+        self.syncs = 0
+
+    # --- loop --------------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        """Something changed: sync soon."""
+        self._dirty.set()
+
+    def start(self) -> None:
+        """Start the sync loop (the first sync runs at once)."""
+        self._dirty.set()
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop (kernel state stays: flows survive a restart)."""
+        self._stop.set()
+        self._dirty.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.prober.stop()
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        while not self._stop.is_set():
+            self._dirty.wait(timeout=backoff or None)
+            if self._stop.is_set():
+                return
+            self._dirty.clear()
+            report = self.sync_once()
+            if report.error:
+                backoff = min(max(backoff * 2, 0.5), 30.0)
+                log.warning("sync failed (retry in %.1fs): %s", backoff, report.error)
+            else:
+                backoff = 0.0
+            time.sleep(0.01)  # coalesce bursts of writes into one sync
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no sync is pending (for tests and the demo)."""
+        deadline = time.monotonic() + timeout
+        start = self.syncs
+        while time.monotonic() < deadline:
+            if not self._dirty.is_set() and self.syncs > start:
+                return True
+            time.sleep(0.01)
+        return False
+
+    # --- one sync ------------------------------------------------------------------
+
+    def sync_once(self) -> SyncReport:
+        """Read, plan, apply, report. Never raises."""
+        began = time.monotonic()
+        started = utc_now()
+        resources = self.repo.snapshot()
+        snapshot = Snapshot.of(resources)
+        conn_keys = {connection_key(s.id, c.name) for s in snapshot.services for c in s.connections}
+        try:
+            slots = self.repo.link_slots(conn_keys, names.MAX_SLOTS)
+            desired = plan(snapshot, slots, self.prober.verdicts(), self.prefix)
+            self.apply(desired)
+            self.prober.track(desired.health_checks)
+            self._write_index(desired)
+            error = None
+        except KernelError as exc:
+            error = exc.message
+            desired = None
+        except Exception as exc:  # a bug must not kill the loop; report it on resources
+            log.exception("sync failed")
+            error = f"internal error while applying network state: {exc}"
+            desired = None
+        problems = dict(desired.problems) if desired else {}
+        states = {}
+        for r in resources:
+            if r.provisioning_state not in PENDING_STATES:
+                continue
+            failed = error or problems.get(r.key)
+            states[r.key] = (r.etag, "Failed" if failed else "Succeeded")
+        self.repo.set_provisioning_states(states)
+        failures = {r.key: error for r in resources} if error else problems
+        self.repo.complete_operations(started, failures, utc_now())
+        self.syncs += 1
+        self.last = SyncReport(
+            time.monotonic() - began,
+            len(desired.hubs) if desired else 0,
+            len(desired.links) if desired else 0,
+            error,
+        )
+        return self.last
+
+    def apply(self, desired: Plan) -> None:
+        """Make the kernel match a plan."""
+        existing = {n for n in privileged.list_netns() if names.is_ours(self.prefix, n)}
+        wanted = {h.netns for h in desired.hubs} | {n.netns for h in desired.hubs for n in h.nics}
+        for netns in sorted(wanted - existing):
+            privileged.create_netns(netns)
+            self._prepared.discard(netns)
+            self._applied.pop(netns, None)
+        for hub in desired.hubs:
+            self._hub(hub)
+        for link in desired.links:
+            with Netlink(link.consumer_netns) as nl:
+                if link.consumer_ifname not in nl.links():
+                    nl.add_veth(link.consumer_ifname, link.provider_ifname, link.provider_netns)
+                self._address(nl, link.consumer_ifname, [f"{link.consumer_addr}/30"])
+            with Netlink(link.provider_netns) as nl:
+                self._address(nl, link.provider_ifname, [f"{link.provider_addr}/30"])
+        for hub in desired.hubs:
+            text = nft.render(hub)
+            if self._applied.get(hub.netns) != text:
+                privileged.apply_nft(hub.netns, text)
+                self._applied[hub.netns] = text
+        self._remove_stale_links(desired)
+        for netns in sorted(existing - wanted):
+            privileged.delete_netns(netns)
+            self._applied.pop(netns, None)
+            self._prepared.discard(netns)
+
+    def _address(self, nl: Netlink, ifname: str, addresses: list[str]) -> None:
+        link = nl.links().get(ifname)
+        if link is None:
+            raise privileged.InterfaceNotFound(f"{ifname} missing in {nl.netns}")
+        nl.set_addresses(ifname, addresses, link.addresses)
+        if not link.up:
+            nl.set_up(ifname)
+
+    def _hub(self, hub: HubPlan) -> None:
+        if hub.netns not in self._prepared:
+            privileged.write_sysctls(hub.netns, HUB_SYSCTLS)
+            self._prepared.add(hub.netns)
+        with Netlink(hub.netns) as nl:
+            links = nl.links()
+            lo = links["lo"]
+            nl.set_addresses("lo", ["127.0.0.1/8", f"{names.AZURE_PLATFORM_IP}/32"], lo.addresses)
+            if not lo.up:
+                nl.set_up("lo")
+            wanted = {n.hub_ifname for n in hub.nics}
+            for name in links:
+                if name.startswith("n") and name not in wanted:
+                    nl.delete_link(name)  # its NIC is gone; the peer goes with it
+            for nic in hub.nics:
+                if nic.hub_ifname not in links:
+                    nl.add_veth(nic.hub_ifname, names.NIC_IFNAME, nic.netns)
+                self._address(nl, nic.hub_ifname, [f"{names.GATEWAY}/32"])
+            routes = nl.routes()
+            for nic in hub.nics:
+                index = nl.links()[nic.hub_ifname].index
+                for ip in nic.ips:
+                    if routes.get(f"{ip}/32", (None, None))[0] != index:
+                        nl.replace_route(f"{ip}/32", nic.hub_ifname)
+            wanted_routes = {f"{ip}/32" for n in hub.nics for ip in n.ips}
+            nic_indexes = {link.index for name, link in nl.links().items() if name.startswith("n")}
+            for dst, (oif, _gw) in routes.items():
+                if oif in nic_indexes and dst not in wanted_routes:
+                    nl.delete_route(dst)
+        for nic in hub.nics:
+            self._nic(nic)
+
+    def _nic(self, nic: NicPlan) -> None:
+        with Netlink(nic.netns) as nl:
+            links = nl.links()
+            if not links["lo"].up:
+                nl.set_up("lo")
+            self._address(nl, names.NIC_IFNAME, [f"{ip}/32" for ip in nic.ips])
+            routes = nl.routes()
+            if f"{names.GATEWAY}/32" not in routes:
+                nl.replace_route(f"{names.GATEWAY}/32", names.NIC_IFNAME)
+            if routes.get("0.0.0.0/0", (None, None))[1] != names.GATEWAY:
+                nl.replace_route("0.0.0.0/0", names.NIC_IFNAME, gateway=names.GATEWAY)
+
+    def _remove_stale_links(self, desired: Plan) -> None:
+        wanted = {(x.consumer_netns, x.consumer_ifname) for x in desired.links} | {
+            (x.provider_netns, x.provider_ifname) for x in desired.links
+        }
+        stale: list[tuple[str, str, int]] = []
+        for hub in desired.hubs:
+            with Netlink(hub.netns) as nl:
+                for name in nl.links():
+                    if (
+                        name.startswith("k")
+                        and name[1:-1].isdigit()
+                        and (hub.netns, name) not in wanted
+                    ):
+                        stale.append((hub.netns, name, names.link_mark(int(name[1:-1]))))
+        # Cut the flows first (rules already say the link is dead), then drop the veths.
+        for netns, _name, mark in stale:
+            privileged.conntrack_delete_mark(netns, mark)
+        for netns, name, _mark in stale:
+            with Netlink(netns) as nl:
+                nl.delete_link(name)
+
+    def _write_index(self, desired: Plan) -> None:
+        """`<data-dir>/dataplane.json`: which namespace is which NIC (for `privatelink exec`)."""
+        if self.data_dir is None:
+            return
+        nics = {
+            key(n.nic_id): {"id": n.nic_id, "netns": n.netns, "ips": list(n.ips), "hub": h.netns}
+            for h in desired.hubs
+            for n in h.nics
+        }
+        hubs = {key(h.vnet_id): {"id": h.vnet_id, "netns": h.netns} for h in desired.hubs}
+        payload = {"prefix": self.prefix, "nics": nics, "vnets": hubs}
+        path = self.data_dir / "dataplane.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=1))
+        tmp.replace(path)
+
+
+def cleanup(prefix: str) -> list[str]:
+    """Remove every namespace this prefix owns (their veths and nft tables go with them)."""
+    removed = []
+    for netns in privileged.list_netns():
+        if names.is_ours(prefix, netns):
+            privileged.delete_netns(netns)
+            removed.append(netns)
+    return removed

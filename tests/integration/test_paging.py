@@ -1,0 +1,112 @@
+"""Paging: a server with page_size 2 (config.json) and lists longer than a page."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+API = "2026-03-01"
+
+
+def _vnet(prefix: str) -> dict[str, Any]:
+    return {
+        "location": "eastus",
+        "properties": {
+            "addressSpace": {"addressPrefixes": [prefix]},
+            "subnets": [{"name": "s", "properties": {"addressPrefix": prefix[:-2] + "24"}}],
+        },
+    }
+
+
+def _walk(server: Any, path: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Follow nextLink verbatim, as the SDK does; return all items and the links."""
+    items: list[dict[str, Any]] = []
+    links: list[str] = []
+    url: str | None = f"{path}?api-version={API}"
+    while url:
+        resp = server.http.get(url)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert len(body["value"]) <= 2
+        items += body["value"]
+        url = body.get("nextLink")
+        if url:
+            links.append(url)
+            assert len(links) < 20, "nextLink loop"
+    return items, links
+
+
+def _assert_links_carry_api_version(server: Any, links: list[str]) -> None:
+    assert links
+    for link in links:
+        parts = urlsplit(link)
+        assert f"{parts.scheme}://{parts.netloc}" == server.url
+        assert parse_qs(parts.query).get("api-version") == [API], link
+
+
+def test_virtual_networks_list_across_pages(paged_server: Any, helpers: Any) -> None:
+    sub = helpers.new_sub()
+    rg1, rg2 = helpers.unique("rg"), helpers.unique("rg")
+    client = paged_server.client(sub)
+    names1 = [f"vnet-{i}" for i in range(5)]
+    names2 = [f"other-{i}" for i in range(2)]
+    for i, name in enumerate(names1):
+        client.virtual_networks.begin_create_or_update(rg1, name, _vnet(f"10.{i}.0.0/16")).result()
+    for i, name in enumerate(names2):
+        client.virtual_networks.begin_create_or_update(
+            rg2, name, _vnet(f"10.{100 + i}.0.0/16")
+        ).result()
+
+    assert sorted(v.name for v in client.virtual_networks.list(rg1)) == names1
+    assert sorted(v.name for v in client.virtual_networks.list_all()) == sorted(names1 + names2)
+
+    items, links = _walk(paged_server, f"{helpers.base_path(sub, rg1)}/virtualNetworks")
+    assert sorted(v["name"] for v in items) == names1
+    assert len(links) == 2  # 2 + 2 + 1
+    _assert_links_carry_api_version(paged_server, links)
+    items, links = _walk(paged_server, f"/subscriptions/{sub}/providers/Microsoft.Network/virtualNetworks")
+    assert len(items) == 7 and len({v["id"] for v in items}) == 7
+    _assert_links_carry_api_version(paged_server, links)
+
+
+def test_private_link_services_connections_and_auto_approved_across_pages(
+    paged_server: Any, helpers: Any
+) -> None:
+    world = helpers.World(paged_server)
+    consumer = world.consumer()
+    fes = tuple(f"fe{i}" for i in range(3))
+    pools = tuple(f"be{i}" for i in range(3))
+    rules = [helpers.Rule(f"r{i}", fes[i], pools[i]) for i in range(3)]
+    provider = world.provider(frontends=fes, pools=pools, rules=rules)
+    names = []
+    for i, fe in enumerate(fes):
+        names.append(f"pls-{i}")
+        provider.create_pls(
+            names[-1], fe=fe, visibility=[consumer.sub], auto_approval=[consumer.sub]
+        )
+    ops = provider.client.private_link_services
+    assert sorted(p.name for p in ops.list(provider.rg)) == names
+    assert sorted(p.name for p in ops.list_by_subscription()) == names
+    auto = consumer.client.private_link_services.list_auto_approved_private_link_services("eastus")
+    assert sorted(a.private_link_service.lower() for a in auto) == sorted(
+        provider.pls_id(n).lower() for n in names
+    )
+
+    target = ops.get(provider.rg, "pls-0")
+    pes = [f"pe-{i}" for i in range(5)]
+    for pe in pes:
+        consumer.create_pe(pe, target.alias)
+    conns = list(ops.list_private_endpoint_connections(provider.rg, "pls-0"))
+    assert len(conns) == 5
+    assert sorted(c.private_endpoint.id.rsplit("/", 1)[1] for c in conns) == pes
+    assert all(c.private_link_service_connection_state.status == "Approved" for c in conns)
+    items, links = _walk(paged_server, provider.pls_id("pls-0") + "/privateEndpointConnections")
+    assert len(items) == 5
+    _assert_links_carry_api_version(paged_server, links)
+    assert sorted(p.name for p in consumer.client.private_endpoints.list(consumer.rg)) == pes
+    assert len(list(consumer.client.private_endpoints.list_by_subscription())) == 5
+    assert len(list(consumer.client.network_interfaces.list(consumer.rg))) == 5

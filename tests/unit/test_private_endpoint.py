@@ -1,0 +1,399 @@
+"""Private endpoints: finding the service (visibility), the connection request, region."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from pl_world import (
+    OTHER_REGION,
+    S1,
+    S2,
+    S3,
+    World,
+    make_lb,
+    make_pe,
+    make_vnet,
+    nat,
+    pe_id,
+    pls_id,
+    subnet_id,
+)
+
+from privatelink.core import errors
+from privatelink.core import load_balancer as lbm
+from privatelink.core import private_endpoint as pem
+from privatelink.core import private_link_service as plsm
+from privatelink.core import virtual_network as vnm
+
+MISSING_ALIAS = "ghost.99999999-9999-4999-8999-999999999999.eastus.azure.privatelinkservice"
+
+
+def _service_with(w: World, **kwargs: object) -> plsm.PrivateLinkService:
+    """Provider and consumer networks (consumer in S2 and S3) plus `pls1`."""
+    w.provider(n=1)
+    w.consumer(S2)
+    w.consumer(S3)
+    w.consumer(S1, prefix="10.8.0.0/16", subnet_prefix="10.8.1.0/24")
+    return w.create_pls(**kwargs)
+
+
+def _not_found(w: World, target: str, sub: str) -> errors.ArmError:
+    return w.refuse(
+        errors.PrivateLinkServiceNotFound,
+        "PrivateLinkServiceNotFound",
+        400,
+        pem.create_or_update,
+        make_pe(target, sub=sub),
+    )
+
+
+# --- the connection request ------------------------------------------------------------------
+
+
+def test_pe_by_alias_starts_pending(service_world: World) -> None:
+    pls = service_world.pls()
+    pe = service_world.create_pe(pls.alias, message="please", location="East US")
+    assert pe.location == "eastus"
+    conn = pe.connection
+    assert conn.status == "Pending"
+    assert conn.private_link_service_id == pls.id
+    assert conn.description == "please"
+    service = service_world.pls()
+    (remote,) = service.connections
+    assert remote.status == "Pending"
+    assert remote.private_endpoint_id == pe.id
+    assert remote.name == conn.remote_name
+    assert service.alias == pls.alias
+
+
+def test_pe_gets_managed_nic_in_its_subnet(service_world: World) -> None:
+    pe = service_world.create_pe(service_world.pls().alias)
+    nic = service_world.nic(pe.nic_id)
+    assert nic.managed_by == pe.id
+    assert nic.primary_ip == "10.1.1.4"
+    assert service_world.used_ips(subnet_id("vc", "pe", S2)) == {"10.1.1.4": nic.id}
+
+
+def test_pe_by_resource_id(service_world: World) -> None:
+    pe = service_world.create_pe(pls_id())
+    assert pe.connection.private_link_service_id == pls_id()
+    assert pe.connection.status == "Pending"
+    assert len(service_world.pls().connections) == 1
+
+
+def test_pe_alias_lookup_ignores_case(service_world: World) -> None:
+    pe = service_world.create_pe(service_world.pls().alias.upper())
+    assert pe.connection.private_link_service_id == pls_id()
+
+
+def test_pe_from_auto_approval_subscription_is_approved_at_once(world: World) -> None:
+    pls = _service_with(world, visibility=(S2, S3), auto_approval=(S2,))
+    approved = world.create_pe(pls.alias, name="a", sub=S2)
+    pending = world.create_pe(pls.alias, name="b", sub=S3)
+    assert approved.connection.status == "Approved"
+    assert pending.connection.status == "Pending"
+    statuses = {c.private_endpoint_id: c.status for c in world.pls().connections}
+    assert statuses == {approved.id: "Approved", pending.id: "Pending"}
+
+
+def test_auto_approval_with_star_visibility(world: World) -> None:
+    pls = _service_with(world, visibility=("*",), auto_approval=(S3,))
+    assert world.create_pe(pls.alias, sub=S3).connection.status == "Approved"
+    assert world.create_pe(pls.alias, name="pe2", sub=S2).connection.status == "Pending"
+
+
+# --- visibility -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("visibility", "visible_to", "hidden_from"),
+    [
+        ((), (S1,), (S2, S3)),  # RBAC only: the provider's own subscription
+        (("*",), (S1, S2, S3), ()),
+        ((S2,), (S1, S2), (S3,)),
+        ((S2.upper(), S3), (S1, S2, S3), ()),
+    ],
+)
+def test_check_visibility(
+    world: World,
+    visibility: tuple[str, ...],
+    visible_to: tuple[str, ...],
+    hidden_from: tuple[str, ...],
+) -> None:
+    pls = _service_with(world, visibility=visibility)
+    with world.repo.read() as view:
+        for sub in visible_to:
+            assert plsm.check_visibility(view, sub, pls.alias), sub
+            assert plsm.check_visibility(view, sub.upper(), pls.alias), sub
+        for sub in hidden_from:
+            assert not plsm.check_visibility(view, sub, pls.alias), sub
+        assert not plsm.check_visibility(view, S1, MISSING_ALIAS)
+
+
+@pytest.mark.parametrize(
+    ("visibility", "sub"),
+    [((), S2), ((S2,), S3), ((S3,), S2)],
+)
+def test_invisible_service_is_indistinguishable_from_missing(
+    world: World, visibility: tuple[str, ...], sub: str
+) -> None:
+    pls = _service_with(world, visibility=visibility)
+    hidden = _not_found(world, pls.alias, sub)
+    missing = _not_found(world, MISSING_ALIAS, sub)
+    assert hidden.message == hidden.template.format(target=pls.alias)
+    assert missing.message == missing.template.format(target=MISSING_ALIAS)
+    assert type(hidden) is type(missing)
+    assert (hidden.code, hidden.status) == (missing.code, missing.status)
+    # by resource id too
+    by_id = _not_found(world, pls.id, sub)
+    missing_id = _not_found(world, pls_id("ghost"), sub)
+    assert by_id.message == by_id.template.format(target=pls.id)
+    assert (by_id.code, by_id.status) == (missing_id.code, missing_id.status)
+    assert world.pls().connections == ()
+
+
+@pytest.mark.parametrize(("visibility", "sub"), [((), S1), ((S2,), S2), ((S2,), S1), (("*",), S3)])
+def test_visible_subscription_can_connect(
+    world: World, visibility: tuple[str, ...], sub: str
+) -> None:
+    pls = _service_with(world, visibility=visibility)
+    pe = world.create_pe(pls.alias, sub=sub)
+    assert pe.connection.status == "Pending"
+    assert [c.private_endpoint_id for c in world.pls().connections] == [pe.id]
+
+
+def test_target_that_is_not_a_service_is_not_found(service_world: World) -> None:
+    _not_found(service_world, service_world.lb().id, S2)
+
+
+def test_narrowing_visibility_hides_service_from_new_endpoints(world: World) -> None:
+    pls = _service_with(world, visibility=(S2, S3))
+    world.create_pe(pls.alias, sub=S3)
+    world.update_pls(visibility=(S2,))
+    world.refuse(
+        errors.PrivateLinkServiceNotFound,
+        "PrivateLinkServiceNotFound",
+        400,
+        pem.create_or_update,
+        make_pe(pls.alias, name="pe2", sub=S3),
+    )
+
+
+# --- region -----------------------------------------------------------------------------------
+
+
+def test_pe_in_another_region_refused(service_world: World) -> None:
+    service_world.consumer(S2, name="vw", location=OTHER_REGION, prefix="10.3.0.0/16",
+                           subnet_prefix="10.3.1.0/24")
+    service_world.refuse(
+        errors.PrivateEndpointLocationMismatch,
+        "PrivateEndpointAndPrivateLinkServiceLocationMismatch",
+        400,
+        pem.create_or_update,
+        make_pe(service_world.pls().alias, vnet="vw", location=OTHER_REGION),
+    )
+
+
+def test_pe_region_must_match_its_vnet(service_world: World) -> None:
+    service_world.refuse(
+        errors.ResourceLocationMismatch,
+        "ResourceLocationMismatch",
+        400,
+        pem.create_or_update,
+        make_pe(service_world.pls().alias, location=OTHER_REGION),
+    )
+
+
+def test_pe_and_service_both_in_other_region_is_fine(world: World) -> None:
+    world.run(
+        vnm.create_or_update,
+        make_vnet(
+            location=OTHER_REGION,
+            subnets=(
+                vnm.Subnet("fe", "10.0.1.0/24"),
+                vnm.Subnet("nat", "10.0.3.0/24", private_link_service_network_policies="Disabled"),
+            ),
+        ),
+    )
+    world.run(lbm.create_or_update, make_lb(n=1, location=OTHER_REGION))
+    pls = world.create_pls(location=OTHER_REGION, nats=(nat(),))
+    world.consumer(location=OTHER_REGION)
+    pe = world.create_pe(pls.alias, location=OTHER_REGION)
+    assert pe.connection.private_link_service_id == pls.id
+
+
+# --- request validation -----------------------------------------------------------------------
+
+
+def test_request_message_of_140_is_accepted(service_world: World) -> None:
+    pe = service_world.create_pe(service_world.pls().alias, message="m" * 140)
+    assert pe.connection.request_message == "m" * 140
+
+
+def test_request_message_over_140_refused(service_world: World) -> None:
+    service_world.refuse(
+        errors.RequestMessageTooLong,
+        "RequestMessageTooLong",
+        400,
+        pem.create_or_update,
+        make_pe(service_world.pls().alias, message="m" * 141),
+    )
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_exactly_one_connection(service_world: World, count: int) -> None:
+    alias = service_world.pls().alias
+    conns = tuple(pem.PrivateLinkServiceConnection(f"c{i}", alias) for i in range(count))
+    service_world.refuse(
+        errors.PrivateEndpointConnectionRequired,
+        "PrivateEndpointRequiresOneConnection",
+        400,
+        pem.create_or_update,
+        make_pe(alias, connections=conns),
+    )
+
+
+def test_group_ids_refused(service_world: World) -> None:
+    alias = service_world.pls().alias
+    service_world.refuse(
+        errors.InvalidGroupIds,
+        "InvalidGroupIds",
+        400,
+        pem.create_or_update,
+        make_pe(alias, connections=(pem.PrivateLinkServiceConnection("c", alias, group_ids=("x",)),)),
+    )
+
+
+@pytest.mark.parametrize("target", ["", "   "])
+def test_empty_target_refused(service_world: World, target: str) -> None:
+    service_world.refuse(
+        errors.PrivateLinkServiceNotFound,
+        "PrivateLinkServiceNotFound",
+        400,
+        pem.create_or_update,
+        make_pe(target),
+    )
+
+
+def test_pe_subnet_must_exist(service_world: World) -> None:
+    service_world.refuse(
+        errors.InvalidResourceReference,
+        "InvalidResourceReference",
+        400,
+        pem.create_or_update,
+        make_pe(service_world.pls().alias, subnet="missing"),
+    )
+
+
+def test_static_pe_ip(service_world: World) -> None:
+    pe = service_world.create_pe(service_world.pls().alias, static_ip="10.1.1.40")
+    assert service_world.nic(pe.nic_id).primary_ip == "10.1.1.40"
+
+
+@pytest.mark.parametrize(
+    ("ip", "cls", "code"),
+    [
+        ("10.1.1.3", errors.PrivateIPAddressInReservedRange, "PrivateIPAddressInReservedRange"),
+        ("10.1.1.255", errors.PrivateIPAddressInReservedRange, "PrivateIPAddressInReservedRange"),
+        ("10.1.2.10", errors.PrivateIPAddressNotInSubnet, "PrivateIPAddressNotInSubnet"),
+        ("fd00::1", errors.IPv6NotSupported, "IPv6NotSupported"),
+    ],
+)
+def test_static_pe_ip_refusals(service_world: World, ip: str, cls: type, code: str) -> None:
+    service_world.refuse(
+        cls, code, 400, pem.create_or_update, make_pe(service_world.pls().alias, static_ip=ip)
+    )
+    assert service_world.pls().connections == ()
+
+
+def test_static_pe_ip_taken_refused(service_world: World) -> None:
+    alias = service_world.pls().alias
+    service_world.create_pe(alias, name="a", static_ip="10.1.1.40")
+    service_world.refuse(
+        errors.PrivateIPAddressIsAllocated,
+        "PrivateIPAddressIsAllocated",
+        400,
+        pem.create_or_update,
+        make_pe(alias, name="b", static_ip="10.1.1.40"),
+    )
+
+
+def test_dynamic_pe_ips_are_distinct(service_world: World) -> None:
+    alias = service_world.pls().alias
+    a = service_world.create_pe(alias, name="a")
+    b = service_world.create_pe(alias, name="b")
+    assert service_world.nic(a.nic_id).primary_ip == "10.1.1.4"
+    assert service_world.nic(b.nic_id).primary_ip == "10.1.1.5"
+
+
+# --- updates ----------------------------------------------------------------------------------
+
+
+def test_update_may_change_message_and_tags_only(service_world: World) -> None:
+    alias = service_world.pls().alias
+    first = service_world.create_pe(alias, message="v1")
+    desired = replace(make_pe(alias, message="v2"), tags={"k": "v"})
+    service_world.run(pem.create_or_update, desired)
+    pe = service_world.pe()
+    assert pe.tags == {"k": "v"}
+    assert pe.connection.request_message == "v2"
+    assert pe.nic_id == first.nic_id
+    assert len(service_world.pls().connections) == 1
+
+
+def test_update_cannot_change_target(service_world: World) -> None:
+    service_world.create_pe(service_world.pls().alias)
+    service_world.refuse(
+        errors.PrivateEndpointConnectionTargetCannotChange,
+        "PrivateEndpointConnectionCannotBeModified",
+        400,
+        pem.create_or_update,
+        make_pe(pls_id("other")),
+    )
+
+
+def test_update_cannot_change_subnet(service_world: World) -> None:
+    service_world.run(
+        vnm.create_or_update_subnet, subnet_id("vc", "pe2", S2), vnm.Subnet("pe2", "10.1.2.0/24")
+    )
+    service_world.create_pe(service_world.pls().alias)
+    service_world.refuse(
+        errors.PrivateEndpointSubnetCannotChange,
+        "PrivateEndpointSubnetCannotBeModified",
+        400,
+        pem.create_or_update,
+        make_pe(service_world.pls().alias, subnet="pe2"),
+    )
+
+
+def test_update_cannot_exceed_message_limit(service_world: World) -> None:
+    alias = service_world.pls().alias
+    service_world.create_pe(alias, message="ok")
+    service_world.refuse(
+        errors.RequestMessageTooLong,
+        "RequestMessageTooLong",
+        400,
+        pem.create_or_update,
+        make_pe(alias, message="x" * 141),
+    )
+
+
+# --- deletion ---------------------------------------------------------------------------------
+
+
+def test_deleting_pe_removes_its_connection_and_nic(service_world: World) -> None:
+    alias = service_world.pls().alias
+    keep = service_world.create_pe(alias, name="keep")
+    gone = service_world.create_pe(alias, name="gone")
+    service_world.run(pem.delete, gone.id)
+    assert service_world.get(gone.id) is None
+    assert service_world.get(gone.nic_id) is None
+    assert [c.private_endpoint_id for c in service_world.pls().connections] == [keep.id]
+    assert set(service_world.used_ips(subnet_id("vc", "pe", S2))) == {
+        service_world.nic(keep.nic_id).primary_ip
+    }
+
+
+def test_delete_missing_pe_is_a_no_op(service_world: World) -> None:
+    assert service_world.run(pem.delete, pe_id("nothing")) == {}
