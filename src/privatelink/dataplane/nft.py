@@ -127,6 +127,10 @@ def render(hub: HubPlan) -> str:
         "    type filter hook input priority filter; policy accept;",
         "    iifname @link_in_ifs drop",
         "    iifname @link_out_ifs drop",
+        "    ip daddr @pe_ips meta l4proto tcp reject with tcp reset",
+        "    ip daddr @pe_ips drop",
+        "    ip daddr @nat_ips meta l4proto tcp reject with tcp reset",
+        "    ip daddr @nat_ips drop",
         "  }",
     ]
     for x in hub.links_in:

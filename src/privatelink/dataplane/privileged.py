@@ -314,13 +314,18 @@ def list_nft(netns: str, table: str) -> str:
 
 def conntrack_delete_mark(netns: str, mark: int) -> None:
     """Delete a namespace's conntrack entries with a mark (none found is fine)."""
-    proc = subprocess.run(
-        ["ip", "netns", "exec", netns, "conntrack", "-D", "--mark", str(mark)],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", netns, "conntrack", "-D", "--mark", str(mark)],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CommandFailed(f"conntrack -D in {netns}: {exc}") from exc
+    if proc.returncode == 255 and "No such file" in proc.stderr:
+        raise CommandFailed(f"conntrack is not installed (make deps-system): {proc.stderr.strip()}")
     # conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
     if proc.returncode not in (0, 1):
         raise CommandFailed(f"conntrack -D --mark {mark} in {netns}: {proc.stderr.strip()}")

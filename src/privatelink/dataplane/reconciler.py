@@ -16,10 +16,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from privatelink.core.ids import key
 from privatelink.dataplane import names, nft, privileged
-from privatelink.dataplane.desired import HubPlan, NicPlan, Plan, Snapshot, connection_key, plan
+from privatelink.dataplane.desired import (
+    HubPlan,
+    LinkPlan,
+    NicPlan,
+    Plan,
+    Snapshot,
+    connection_key,
+    plan,
+)
 from privatelink.dataplane.health import Prober
 from privatelink.dataplane.privileged import KernelError, Netlink
 from privatelink.store.repository import utc_now
@@ -36,6 +45,7 @@ HUB_SYSCTLS = {
     "net.ipv4.conf.all.accept_local": "1",
 }
 PENDING_STATES = ("Updating", "Failed")
+FULL_RESYNC_SECONDS = 300.0  # a full check repairs drift (someone deleting our veths)
 
 
 @dataclass
@@ -51,8 +61,16 @@ class SyncReport:
 class Reconciler:
     """Applies the desired state of a repository onto this host's kernel."""
 
-    def __init__(self, repo: SqlRepository, prefix: str, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        repo: SqlRepository,
+        prefix: str,
+        data_dir: Path | None = None,
+        kernel: Any = privileged,
+    ) -> None:
+        """`kernel` is the privileged module (tests pass a fake with the same functions)."""
         self.repo = repo
+        self.kernel = kernel
         self.prefix = names.check_prefix(prefix)
         self.data_dir = data_dir
         self.prober = Prober(self.mark_dirty)
@@ -61,6 +79,10 @@ class Reconciler:
         self._applied: dict[str, str] = {}
         self._prepared: set[str] = set()
         self._thread: threading.Thread | None = None
+        self._handles: dict[str, Netlink] = {}
+        self._hub_sigs: dict[str, object] = {}
+        self._links: dict[int, LinkPlan] = {}
+        self._full_due = 0.0
         self.last: SyncReport | None = None
         self.syncs = 0
 
@@ -83,6 +105,8 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.prober.stop()
+        for netns in list(self._handles):
+            self._forget(netns)
 
     def _loop(self) -> None:
         backoff = 0.0
@@ -121,17 +145,24 @@ class Reconciler:
         try:
             slots = self.repo.link_slots(conn_keys, names.MAX_SLOTS)
             desired = plan(snapshot, slots, self.prober.verdicts(), self.prefix)
-            self.apply(desired)
+            full = time.monotonic() >= self._full_due
+            self.apply(desired, full=full)
+            if full:
+                self._full_due = time.monotonic() + FULL_RESYNC_SECONDS
             self.prober.track(desired.health_checks)
             self._write_index(desired)
             error = None
         except KernelError as exc:
             error = exc.message
             desired = None
+            self._full_due = 0.0  # after a failure, check everything next time
+            for netns in list(self._handles):
+                self._forget(netns)
         except Exception as exc:  # a bug must not kill the loop; report it on resources
             log.exception("sync failed")
             error = f"internal error while applying network state: {exc}"
             desired = None
+            self._full_due = 0.0
         problems = dict(desired.problems) if desired else {}
         states = {}
         for r in resources:
@@ -151,33 +182,73 @@ class Reconciler:
         )
         return self.last
 
-    def apply(self, desired: Plan) -> None:
-        """Make the kernel match a plan."""
-        existing = {n for n in privileged.list_netns() if names.is_ours(self.prefix, n)}
+    def _netlink(self, netns: str) -> Netlink:
+        """A cached netlink handle for a namespace (opening one costs ~20 ms)."""
+        handle = self._handles.get(netns)
+        if handle is None:
+            handle = self._handles[netns] = self.kernel.Netlink(netns)
+        return handle
+
+    def _forget(self, netns: str) -> None:
+        handle = self._handles.pop(netns, None)
+        if handle is not None:
+            handle.close()
+        self._applied.pop(netns, None)
+        self._prepared.discard(netns)
+        self._hub_sigs.pop(netns, None)
+
+    def apply(self, desired: Plan, full: bool = True) -> None:
+        """Make the kernel match a plan.
+
+        A full pass checks every namespace, interface, address and route; an
+        incremental pass (the normal case) touches only hubs whose NICs or addresses
+        changed and links that appeared or vanished, then the nft tables that changed.
+        """
+        existing = {n for n in self.kernel.list_netns() if names.is_ours(self.prefix, n)}
         wanted = {h.netns for h in desired.hubs} | {n.netns for h in desired.hubs for n in h.nics}
+        if wanted - existing:
+            full = True  # a namespace (re)appears: its hub's veths and routes need checking
         for netns in sorted(wanted - existing):
-            privileged.create_netns(netns)
-            self._prepared.discard(netns)
-            self._applied.pop(netns, None)
+            self.kernel.create_netns(netns)
+            self._forget(netns)
         for hub in desired.hubs:
-            self._hub(hub)
-        for link in desired.links:
-            with Netlink(link.consumer_netns) as nl:
-                if link.consumer_ifname not in nl.links():
-                    nl.add_veth(link.consumer_ifname, link.provider_ifname, link.provider_netns)
-                self._address(nl, link.consumer_ifname, [f"{link.consumer_addr}/30"])
-            with Netlink(link.provider_netns) as nl:
-                self._address(nl, link.provider_ifname, [f"{link.provider_addr}/30"])
+            sig = (hub.nics, hub.pe_ips, tuple(ip for s in hub.services for ip in s.nat_ips))
+            if full or self._hub_sigs.get(hub.netns) != sig:
+                self._hub(hub)
+                self._hub_sigs[hub.netns] = sig
+        links = {x.slot: x for x in desired.links}
+        for slot, link in links.items():
+            if full or self._links.get(slot) != link:
+                self._link(link)
+                self._links[slot] = link
         for hub in desired.hubs:
             text = nft.render(hub)
             if self._applied.get(hub.netns) != text:
-                privileged.apply_nft(hub.netns, text)
+                self.kernel.apply_nft(hub.netns, text)
                 self._applied[hub.netns] = text
-        self._remove_stale_links(desired)
+        if full:
+            self._remove_stale_links(desired)
+        else:
+            for slot in [s for s in self._links if s not in links]:
+                gone = self._links.pop(slot)
+                for netns in (gone.consumer_netns, gone.provider_netns):
+                    self.kernel.conntrack_delete_mark(netns, gone.mark)
+                if gone.consumer_netns in wanted:
+                    self._netlink(gone.consumer_netns).delete_link(gone.consumer_ifname)
+                if gone.provider_netns in wanted:
+                    self._netlink(gone.provider_netns).delete_link(gone.provider_ifname)
         for netns in sorted(existing - wanted):
-            privileged.delete_netns(netns)
-            self._applied.pop(netns, None)
-            self._prepared.discard(netns)
+            self._forget(netns)
+            self.kernel.delete_netns(netns)
+
+    def _link(self, link: LinkPlan) -> None:
+        nl = self._netlink(link.consumer_netns)
+        if link.consumer_ifname not in nl.links():
+            nl.add_veth(link.consumer_ifname, link.provider_ifname, link.provider_netns)
+        self._address(nl, link.consumer_ifname, [f"{link.consumer_addr}/30"])
+        self._address(
+            self._netlink(link.provider_netns), link.provider_ifname, [f"{link.provider_addr}/30"]
+        )
 
     def _address(self, nl: Netlink, ifname: str, addresses: list[str]) -> None:
         link = nl.links().get(ifname)
@@ -189,47 +260,58 @@ class Reconciler:
 
     def _hub(self, hub: HubPlan) -> None:
         if hub.netns not in self._prepared:
-            privileged.write_sysctls(hub.netns, HUB_SYSCTLS)
+            self.kernel.write_sysctls(hub.netns, HUB_SYSCTLS)
             self._prepared.add(hub.netns)
-        with Netlink(hub.netns) as nl:
-            links = nl.links()
-            lo = links["lo"]
-            nl.set_addresses("lo", ["127.0.0.1/8", f"{names.AZURE_PLATFORM_IP}/32"], lo.addresses)
-            if not lo.up:
-                nl.set_up("lo")
-            wanted = {n.hub_ifname for n in hub.nics}
-            for name in links:
-                if name.startswith("n") and name not in wanted:
-                    nl.delete_link(name)  # its NIC is gone; the peer goes with it
-            for nic in hub.nics:
-                if nic.hub_ifname not in links:
-                    nl.add_veth(nic.hub_ifname, names.NIC_IFNAME, nic.netns)
-                self._address(nl, nic.hub_ifname, [f"{names.GATEWAY}/32"])
-            routes = nl.routes()
-            for nic in hub.nics:
-                index = nl.links()[nic.hub_ifname].index
-                for ip in nic.ips:
-                    if routes.get(f"{ip}/32", (None, None))[0] != index:
-                        nl.replace_route(f"{ip}/32", nic.hub_ifname)
-            wanted_routes = {f"{ip}/32" for n in hub.nics for ip in n.ips}
-            nic_indexes = {link.index for name, link in nl.links().items() if name.startswith("n")}
-            for dst, (oif, _gw) in routes.items():
-                if oif in nic_indexes and dst not in wanted_routes:
-                    nl.delete_route(dst)
+        nl = self._netlink(hub.netns)
+        links = nl.links()
+        lo = links["lo"]
+        # PE and NAT addresses are local to the hub so that, when no live flow NATs
+        # them, the input chain answers with a TCP reset instead of "unreachable".
+        local = {f"{ip}/32" for ip in hub.pe_ips} | {
+            f"{ip}/32" for s in hub.services for ip in s.nat_ips
+        }
+        wanted_lo = ["127.0.0.1/8", f"{names.AZURE_PLATFORM_IP}/32", *sorted(local)]
+        nl.set_addresses("lo", wanted_lo, lo.addresses)
+        if not lo.up:
+            nl.set_up("lo")
+        wanted = {n.hub_ifname for n in hub.nics}
+        for name in links:
+            if name.startswith("n") and name not in wanted:
+                nl.delete_link(name)  # its NIC is gone; the peer goes with it
+        for nic in hub.nics:
+            if nic.hub_ifname not in links:
+                nl.add_veth(nic.hub_ifname, names.NIC_IFNAME, nic.netns)
+        links = nl.links()
+        for nic in hub.nics:
+            link = links[nic.hub_ifname]
+            nl.set_addresses(nic.hub_ifname, [f"{names.GATEWAY}/32"], link.addresses)
+            if not link.up:
+                nl.set_up(nic.hub_ifname)
+        routes = nl.routes()
+        for nic in hub.nics:
+            index = links[nic.hub_ifname].index
+            for ip in nic.ips:
+                if routes.get(f"{ip}/32", (None, None))[0] != index:
+                    nl.replace_route(f"{ip}/32", nic.hub_ifname)
+        wanted_routes = {f"{ip}/32" for n in hub.nics for ip in n.ips}
+        nic_indexes = {link.index for name, link in links.items() if name.startswith("n")}
+        for dst, (oif, _gw) in routes.items():
+            if oif in nic_indexes and dst not in wanted_routes:
+                nl.delete_route(dst)
         for nic in hub.nics:
             self._nic(nic)
 
     def _nic(self, nic: NicPlan) -> None:
-        with Netlink(nic.netns) as nl:
-            links = nl.links()
-            if not links["lo"].up:
-                nl.set_up("lo")
-            self._address(nl, names.NIC_IFNAME, [f"{ip}/32" for ip in nic.ips])
-            routes = nl.routes()
-            if f"{names.GATEWAY}/32" not in routes:
-                nl.replace_route(f"{names.GATEWAY}/32", names.NIC_IFNAME)
-            if routes.get("0.0.0.0/0", (None, None))[1] != names.GATEWAY:
-                nl.replace_route("0.0.0.0/0", names.NIC_IFNAME, gateway=names.GATEWAY)
+        nl = self._netlink(nic.netns)
+        links = nl.links()
+        if not links["lo"].up:
+            nl.set_up("lo")
+        self._address(nl, names.NIC_IFNAME, [f"{ip}/32" for ip in nic.ips])
+        routes = nl.routes()
+        if f"{names.GATEWAY}/32" not in routes:
+            nl.replace_route(f"{names.GATEWAY}/32", names.NIC_IFNAME)
+        if routes.get("0.0.0.0/0", (None, None))[1] != names.GATEWAY:
+            nl.replace_route("0.0.0.0/0", names.NIC_IFNAME, gateway=names.GATEWAY)
 
     def _remove_stale_links(self, desired: Plan) -> None:
         wanted = {(x.consumer_netns, x.consumer_ifname) for x in desired.links} | {
@@ -237,20 +319,16 @@ class Reconciler:
         }
         stale: list[tuple[str, str, int]] = []
         for hub in desired.hubs:
-            with Netlink(hub.netns) as nl:
-                for name in nl.links():
-                    if (
-                        name.startswith("k")
-                        and name[1:-1].isdigit()
-                        and (hub.netns, name) not in wanted
-                    ):
-                        stale.append((hub.netns, name, names.link_mark(int(name[1:-1]))))
+            for name in self._netlink(hub.netns).links():
+                is_link = name.startswith("k") and name[1:-1].isdigit()
+                if is_link and (hub.netns, name) not in wanted:
+                    stale.append((hub.netns, name, names.link_mark(int(name[1:-1]))))
         # Cut the flows first (rules already say the link is dead), then drop the veths.
         for netns, _name, mark in stale:
-            privileged.conntrack_delete_mark(netns, mark)
+            self.kernel.conntrack_delete_mark(netns, mark)
         for netns, name, _mark in stale:
-            with Netlink(netns) as nl:
-                nl.delete_link(name)
+            self._netlink(netns).delete_link(name)
+        self._links = {x.slot: x for x in desired.links}
 
     def _write_index(self, desired: Plan) -> None:
         """`<data-dir>/dataplane.json`: which namespace is which NIC (for `privatelink exec`)."""
