@@ -210,6 +210,10 @@ def run_server(
             str(port),
             "--data-dir",
             str(data_dir),
+            # Control plane only: `auto` would, as root, create network namespaces with the
+            # shared default prefix and sweep other servers' namespaces on this host.
+            "--dataplane",
+            "off",
         ]
         if db_url:
             cmd += ["--db-url", db_url]
@@ -528,7 +532,9 @@ class World:
             },
         ).result()
         if rules is None:
-            rules = [Rule(f"rule-{f}", f, pools[min(i, len(pools) - 1)]) for i, f in enumerate(frontends)]
+            rules = [
+                Rule(f"rule-{f}", f, pools[min(i, len(pools) - 1)]) for i, f in enumerate(frontends)
+            ]
         client.load_balancers.begin_create_or_update(
             rg, p.lb, self.lb_body(p, sku=sku, frontends=frontends, pools=pools, rules=rules)
         ).result()

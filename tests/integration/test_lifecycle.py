@@ -58,8 +58,9 @@ def test_connection_details_on_both_sides(world: Any, helpers: Any) -> None:
 
 def test_connection_state_machine(world: Any, helpers: Any) -> None:
     provider, consumer, pls, conn_name = _connected(world, helpers)
-    assert _set_state(provider, pls.name, conn_name, "Approved").private_link_service_connection_state.status == "Approved"  # noqa: E501
-    assert _set_state(provider, pls.name, conn_name, "Rejected").private_link_service_connection_state.status == "Rejected"  # noqa: E501
+    for status in ("Approved", "Rejected"):
+        conn = _set_state(provider, pls.name, conn_name, status)
+        assert conn.private_link_service_connection_state.status == status
     helpers.expect_error(
         lambda: _set_state(provider, pls.name, conn_name, "Approved"),
         400,
@@ -71,7 +72,8 @@ def test_connection_state_machine(world: Any, helpers: Any) -> None:
         "InvalidPrivateEndpointConnectionStatus",
     )
     pe = consumer.client.private_endpoints.get(consumer.rg, "pe")
-    assert pe.manual_private_link_service_connections[0].private_link_service_connection_state.status == "Rejected"  # noqa: E501
+    (local,) = pe.manual_private_link_service_connections
+    assert local.private_link_service_connection_state.status == "Rejected"
 
 
 def test_missing_connection_is_404_and_delete_is_idempotent(world: Any, helpers: Any) -> None:
@@ -100,9 +102,16 @@ def test_private_endpoint_put_again_is_idempotent(world: Any, helpers: Any) -> N
     again = consumer.create_pe("pe", pls.alias, message="hello")
     assert again.network_interfaces[0].id == first.network_interfaces[0].id
     assert again.custom_dns_configs == first.custom_dns_configs
-    assert len(list(provider.client.private_link_services.list_private_endpoint_connections(
-        provider.rg, pls.name
-    ))) == 1
+    assert (
+        len(
+            list(
+                provider.client.private_link_services.list_private_endpoint_connections(
+                    provider.rg, pls.name
+                )
+            )
+        )
+        == 1
+    )
     helpers.expect_error(
         lambda: consumer.create_pe("pe", pls.alias, conn="renamed"),
         400,
@@ -124,7 +133,9 @@ def test_in_use_resources_cannot_be_deleted(world: Any, helpers: Any) -> None:
     lb = provider.client.load_balancers.get(provider.rg, provider.lb)
     body = world.lb_body(provider, frontends=("other",), rules=[helpers.Rule("r", "other", "be")])
     with pytest.raises(HttpResponseError) as info:
-        provider.client.load_balancers.begin_create_or_update(provider.rg, provider.lb, body).result()
+        provider.client.load_balancers.begin_create_or_update(
+            provider.rg, provider.lb, body
+        ).result()
     assert 400 <= info.value.status_code < 500
     assert provider.client.load_balancers.get(provider.rg, provider.lb).etag == lb.etag
 
@@ -178,9 +189,11 @@ def test_concurrent_endpoints_get_distinct_addresses(
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(create, jobs))
     assert len(results) == 8
-    conns = list(provider.client.private_link_services.list_private_endpoint_connections(
-        provider.rg, pls.name
-    ))
+    conns = list(
+        provider.client.private_link_services.list_private_endpoint_connections(
+            provider.rg, pls.name
+        )
+    )
     assert sorted(c.private_endpoint.id.lower() for c in conns) == sorted(
         r.id.lower() for r in results
     )
@@ -208,7 +221,9 @@ def test_wrong_client_secret_is_refused(server: Any) -> None:
         cred.get_token("https://management.azure.com/.default")
 
 
-@pytest.mark.skip(reason="AnotherOperationInProgress (409) needs two overlapping writes to one "
-                  "resource; every change commits synchronously, so it cannot be provoked reliably")
+@pytest.mark.skip(
+    reason="AnotherOperationInProgress (409) needs two overlapping writes to one "
+    "resource; every change commits synchronously, so it cannot be provoked reliably"
+)
 def test_another_operation_in_progress() -> None:
     pass

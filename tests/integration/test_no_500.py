@@ -156,7 +156,11 @@ SPECIFIC: list[tuple[str, tuple[Any, ...], Any]] = [
     ("vnet", ("location",), UNI),
     ("subnet", ("properties", "addressPrefix"), None),
     ("subnet", ("properties", "addressPrefix"), "10.0.0.0/8"),
-    ("subnet", ("properties",), {"addressPrefix": "10.0.201.0/24", "privateEndpointNetworkPolicies": 7}),  # noqa: E501
+    (
+        "subnet",
+        ("properties",),
+        {"addressPrefix": "10.0.201.0/24", "privateEndpointNetworkPolicies": 7},
+    ),
     ("lb", ("properties", "probes", 0, "properties", "port"), HUGE),
     ("lb", ("properties", "probes", 0, "properties", "intervalInSeconds"), -(HUGE)),
     ("lb", ("properties", "loadBalancingRules", 0, "properties", "frontendPort"), 70000),
@@ -172,16 +176,34 @@ SPECIFIC: list[tuple[str, tuple[Any, ...], Any]] = [
     ("pls", ("properties", "visibility"), {"subscriptions": [None, UNI]}),
     ("pls", ("properties", "fqdns"), ["a" * 300]),
     ("pe", ("properties", "subnet", "id"), UNI),
-    ("pe", ("properties", "manualPrivateLinkServiceConnections", 0, "properties", "privateLinkServiceId"), HUGE),  # noqa: E501
+    (
+        "pe",
+        (
+            "properties",
+            "manualPrivateLinkServiceConnections",
+            0,
+            "properties",
+            "privateLinkServiceId",
+        ),
+        HUGE,
+    ),
     ("pe", ("properties", "manualPrivateLinkServiceConnections"), [None]),
-    ("pe", ("properties", "privateLinkServiceConnections"), [{"name": "second", "properties": {"privateLinkServiceId": "x"}}]),  # noqa: E501
+    (
+        "pe",
+        ("properties", "privateLinkServiceConnections"),
+        [{"name": "second", "properties": {"privateLinkServiceId": "x"}}],
+    ),
     ("nic", ("properties", "ipConfigurations"), [None]),
     ("nic", ("properties", "ipConfigurations", 0, "properties", "privateIPAddress"), "1.2.3.4.5"),
     ("connection", ("properties", "privateLinkServiceConnectionState", "status"), "Bogus"),
     ("connection", ("properties", "privateLinkServiceConnectionState", "status"), HUGE),
     ("connection", ("properties", "privateLinkServiceConnectionState", "status"), "Disconnected"),
     ("connection", ("properties", "privateLinkServiceConnectionState"), "Approved"),
-    ("connection", ("properties", "privateLinkServiceConnectionState", "description"), ["x" * 5000]),
+    (
+        "connection",
+        ("properties", "privateLinkServiceConnectionState", "description"),
+        ["x" * 5000],
+    ),
 ]
 
 
@@ -232,7 +254,9 @@ ODD = st.recursive(
     | st.integers(min_value=-(2**80), max_value=2**80)
     | st.floats()
     | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -267,3 +291,47 @@ def test_mutated_bodies_never_5xx(target: Target, data: st.DataObject) -> None:
     assert resp.status_code < 500, f"{endpoint} {path}={value!r}: {resp.status_code} {resp.text}"
     if resp.status_code >= 400:
         _assert_arm_4xx(resp, f"{endpoint} {path}={value!r}")
+
+
+NUL_BUG = pytest.mark.xfail(
+    strict=True,
+    raises=(AssertionError, pytest.fail.Exception),
+    reason="server bug (PostgreSQL only): a NUL character in an alias or an operation id reaches "
+    "a text column and PostgreSQL's DataError becomes a 500",
+)
+
+
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, NUL_BUG])]
+)
+def test_nul_characters_are_not_a_500(
+    request: pytest.FixtureRequest, helpers: Any, store: str
+) -> None:
+    server = request.getfixturevalue("server" if store == "sqlite" else "pg_server")
+    world = helpers.World(server)
+    consumer = world.consumer()
+    provider = world.provider()
+    pls = provider.create_pls(helpers.unique("pls"), visibility=["*"])
+    http = server.http
+    loc = f"/subscriptions/{consumer.sub}/providers/Microsoft.Network/locations/eastus"
+
+    pe = http.put(
+        f"{consumer.base}/privateEndpoints/pe-nul{Q}", json=consumer.pe_body(pls.alias + "\x00")
+    )
+    _assert_arm_4xx(pe, "PE with a NUL in the alias")
+    assert pe.json()["error"]["code"] == "PrivateLinkServiceNotFound"
+    vis = http.post(
+        f"{loc}/checkPrivateLinkServiceVisibility{Q}",
+        json={"privateLinkServiceAlias": "a\x00b"},
+    )
+    assert vis.status_code < 500, vis.text
+    if vis.status_code == 200:
+        assert vis.json()["visible"] is False
+    op = http.get(f"{loc}/operations/a%00b{Q}")
+    _assert_arm_4xx(op, "operation id with a NUL")
+    # Where the store takes them (tags, messages), NUL characters round-trip.
+    ok = http.put(
+        f"{consumer.base}/privateEndpoints/pe-msg{Q}",
+        json=consumer.pe_body(pls.alias, message="a\x00b"),
+    )
+    assert ok.status_code == 201, ok.text

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 pytestmark = pytest.mark.integration
 
@@ -271,9 +271,12 @@ def test_private_endpoint_in_another_region_refused(world: Any, helpers: Any) ->
         "PrivateEndpointAndPrivateLinkServiceLocationMismatch",
     )
     _assert_no_pe(consumer, "pe")
-    assert provider.client.private_link_services.get(
-        provider.rg, pls.name
-    ).private_endpoint_connections == []
+    assert (
+        provider.client.private_link_services.get(
+            provider.rg, pls.name
+        ).private_endpoint_connections
+        == []
+    )
 
 
 def test_request_message_longer_than_140_refused(world: Any, helpers: Any) -> None:
@@ -286,8 +289,82 @@ def test_request_message_longer_than_140_refused(world: Any, helpers: Any) -> No
         "RequestMessageTooLong",
     )
     _assert_no_pe(consumer, "pe")
-    assert list(provider.client.private_link_services.list_private_endpoint_connections(
-        provider.rg, pls.name
-    )) == []
+    assert (
+        list(
+            provider.client.private_link_services.list_private_endpoint_connections(
+                provider.rg, pls.name
+            )
+        )
+        == []
+    )
     pe = consumer.create_pe("pe", pls.alias, message="y" * 140)
     assert pe.manual_private_link_service_connections[0].request_message == "y" * 140
+
+
+# --- found while writing this suite: the server accepts these ---------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=(AssertionError, pytest.fail.Exception),
+    reason="server bug: customNetworkInterfaceName is not validated as a resource name; the "
+    "PE is created (201) with a NIC that GET .../networkInterfaces/{name} then refuses (400)",
+)
+@pytest.mark.parametrize("nic_name", ["名前", "a" * 81, "-x.", "a b"])
+def test_invalid_custom_network_interface_name_refused(
+    world: Any, helpers: Any, nic_name: str
+) -> None:
+    consumer = world.consumer()
+    provider = world.provider()
+    pls = provider.create_pls(helpers.unique("pls"), visibility=[consumer.sub])
+    body = consumer.pe_body(pls.alias)
+    body["properties"]["customNetworkInterfaceName"] = nic_name
+    with pytest.raises(HttpResponseError) as info:
+        consumer.client.private_endpoints.begin_create_or_update(consumer.rg, "pe", body).result()
+    assert info.value.status_code == 400
+    assert info.value.error is not None and info.value.error.code
+    _assert_no_pe(consumer, "pe")
+
+
+def test_valid_custom_network_interface_name_is_used(world: Any, helpers: Any) -> None:
+    consumer = world.consumer()
+    provider = world.provider()
+    pls = provider.create_pls(helpers.unique("pls"), visibility=[consumer.sub])
+    body = consumer.pe_body(pls.alias)
+    body["properties"]["customNetworkInterfaceName"] = "my-pe-nic"
+    pe = consumer.client.private_endpoints.begin_create_or_update(consumer.rg, "pe", body).result()
+    assert pe.custom_network_interface_name == "my-pe-nic"
+    assert pe.network_interfaces[0].id.rsplit("/", 1)[1] == "my-pe-nic"
+    nic = consumer.client.network_interfaces.get(consumer.rg, "my-pe-nic")
+    assert nic.private_endpoint.id.lower() == pe.id.lower()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=(AssertionError, pytest.fail.Exception),
+    reason="server bug: privateLinkServiceNetworkPolicies can be set to Enabled on a NAT subnet "
+    "a private link service uses; afterwards every PUT of that service is refused",
+)
+def test_nat_subnet_policies_cannot_be_enabled_while_in_use(world: Any, helpers: Any) -> None:
+    provider = world.provider()
+    pls = provider.create_pls(helpers.unique("pls"), visibility=["*"])
+    enable = {
+        "properties": {
+            "addressPrefix": "10.0.3.0/24",
+            "privateLinkServiceNetworkPolicies": "Enabled",
+        }
+    }
+    with pytest.raises(HttpResponseError) as info:
+        provider.client.subnets.begin_create_or_update(
+            provider.rg, provider.vnet, "nat", enable
+        ).result()
+    assert 400 <= info.value.status_code < 500
+    nat = provider.client.subnets.get(provider.rg, provider.vnet, "nat")
+    assert nat.private_link_service_network_policies == "Disabled"
+    # The service stays manageable: a GET-modify-PUT round trip still works.
+    model = provider.client.private_link_services.get(provider.rg, pls.name)
+    model.fqdns = ["still.example"]
+    updated = provider.client.private_link_services.begin_create_or_update(
+        provider.rg, pls.name, model
+    ).result()
+    assert updated.fqdns == ["still.example"]

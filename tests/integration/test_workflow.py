@@ -26,12 +26,13 @@ def _pe_state(consumer: Any, name: str) -> tuple[str, Any]:
 
 
 def _pls_connections(provider: Any, name: str) -> list[Any]:
-    listed = list(provider.client.private_link_services.list_private_endpoint_connections(
-        provider.rg, name
-    ))
-    embedded = provider.client.private_link_services.get(
-        provider.rg, name
-    ).private_endpoint_connections or []
+    listed = list(
+        provider.client.private_link_services.list_private_endpoint_connections(provider.rg, name)
+    )
+    embedded = (
+        provider.client.private_link_services.get(provider.rg, name).private_endpoint_connections
+        or []
+    )
     assert sorted(c.name for c in listed) == sorted(c.name for c in embedded)
     return listed
 
@@ -58,21 +59,14 @@ def test_full_workflow(backend_server: Any, helpers: Any) -> None:
     pls_nic_id = pls.network_interfaces[0].id
 
     # --- visibility -----------------------------------------------------------------------
-    check = consumer.client.private_link_services.begin_check_private_link_service_visibility
-    assert check(LOCATION, {"privateLinkServiceAlias": pls.alias}).result().visible is True
-    by_rg = consumer.client.private_link_services.begin_check_private_link_service_visibility_by_resource_group  # noqa: E501
-    assert (
-        by_rg(LOCATION, consumer.rg, {"privateLinkServiceAlias": pls.alias}).result().visible
-        is True
-    )
+    ops = consumer.client.private_link_services
+    body = {"privateLinkServiceAlias": pls.alias}
+    assert ops.begin_check_private_link_service_visibility(LOCATION, body).result().visible is True
+    by_rg = ops.begin_check_private_link_service_visibility_by_resource_group
+    assert by_rg(LOCATION, consumer.rg, body).result().visible is True
     other = backend_server.client(outsider).private_link_services
     assert (
-        other.begin_check_private_link_service_visibility(
-            LOCATION, {"privateLinkServiceAlias": pls.alias}
-        )
-        .result()
-        .visible
-        is False
+        other.begin_check_private_link_service_visibility(LOCATION, body).result().visible is False
     )
 
     # --- consumer: PE by alias, manual ------------------------------------------------------
@@ -88,7 +82,9 @@ def test_full_workflow(backend_server: Any, helpers: Any) -> None:
     pec = conns[0]
     assert pec.private_link_service_connection_state.status == "Pending"
     assert pec.private_endpoint.id.lower() == pe.id.lower()
-    assert pec.id.lower().startswith(provider.pls_id(pls_name).lower() + "/privateendpointconnections/")
+    assert pec.id.lower().startswith(
+        provider.pls_id(pls_name).lower() + "/privateendpointconnections/"
+    )
     got = provider.client.private_link_services.get_private_endpoint_connection(
         provider.rg, pls_name, pec.name
     )
@@ -112,9 +108,9 @@ def test_full_workflow(backend_server: Any, helpers: Any) -> None:
     assert approved.private_endpoint.id.lower() == pe.id.lower()
     state, pe = _pe_state(consumer, "pe-manual")
     assert state == "Approved"
-    assert [c.private_link_service_connection_state.status for c in _pls_connections(
-        provider, pls_name
-    )] == ["Approved"]
+    assert [
+        c.private_link_service_connection_state.status for c in _pls_connections(provider, pls_name)
+    ] == ["Approved"]
 
     # --- the PE's NIC and DNS configs ------------------------------------------------------
     (pe_nic_ref,) = pe.network_interfaces
@@ -158,9 +154,9 @@ def test_full_workflow(backend_server: Any, helpers: Any) -> None:
     assert status == 200
     assert rejected.private_link_service_connection_state.status == "Rejected"
     assert _pe_state(consumer, "pe-manual")[0] == "Rejected"
-    assert [c.private_link_service_connection_state.status for c in _pls_connections(
-        provider, pls_name
-    )] == ["Rejected"]
+    assert [
+        c.private_link_service_connection_state.status for c in _pls_connections(provider, pls_name)
+    ] == ["Rejected"]
 
     # --- delete the connection --------------------------------------------------------------
     provider.client.private_link_services.begin_delete_private_endpoint_connection(
@@ -201,7 +197,9 @@ def test_auto_approval(world: Any, helpers: Any) -> None:
     assert pec.private_endpoint.id.lower() == pe.id.lower()
 
     ops = consumer.client.private_link_services
-    listed = [x.private_link_service for x in ops.list_auto_approved_private_link_services(LOCATION)]
+    listed = [
+        x.private_link_service for x in ops.list_auto_approved_private_link_services(LOCATION)
+    ]
     assert [x.lower() for x in listed] == [pls.id.lower()]
     assert list(ops.list_auto_approved_private_link_services("westus")) == []
     outsider = world.server.client(helpers.new_sub()).private_link_services

@@ -27,7 +27,7 @@ import pytest
 # The helper module sits next to this file; tests import it as `pl_world`.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pl_world import World  # noqa: E402
+from pl_world import World
 
 from privatelink.core.limits import Limits
 

@@ -134,9 +134,7 @@ def make_lb(
     rules: tuple[lbm.Rule, ...] | None = None,
 ) -> lbm.LoadBalancer:
     """A load balancer with frontends fe1..feN, pools be1..beN and a TCP rule each."""
-    frontends = tuple(
-        lbm.Frontend(f"fe{i}", subnet_id(vnet, subnet, sub)) for i in range(1, n + 1)
-    )
+    frontends = tuple(lbm.Frontend(f"fe{i}", subnet_id(vnet, subnet, sub)) for i in range(1, n + 1))
     pools = tuple(lbm.BackendPool(f"be{i}") for i in range(1, n + 1))
     if rules is None:
         rules = tuple(make_rule(f"r{i}", f"fe{i}", f"be{i}", name, sub) for i in range(1, n + 1))
@@ -248,11 +246,6 @@ class World:
         with self.repo.write() as uow:
             return uow.apply(workflow(uow, self.ctx, *args))
 
-    def changes(self, workflow: Callable[..., Changes], *args: Any) -> Changes:
-        """Run a workflow against current state without applying anything."""
-        with self.repo.read() as view:
-            return workflow(view, self.ctx, *args)
-
     def refuse(
         self,
         error: type[errors.ArmError],
@@ -329,9 +322,7 @@ class World:
     ) -> vnm.VirtualNetwork:
         self.run(
             vnm.create_or_update,
-            make_vnet(
-                name, sub, location, (prefix,), (vnm.Subnet("pe", subnet_prefix),)
-            ),
+            make_vnet(name, sub, location, (prefix,), (vnm.Subnet("pe", subnet_prefix),)),
         )
         return self.vnet(name, sub)
 
@@ -353,5 +344,3 @@ class World:
 
     def dispose(self) -> None:
         self.repo.dispose()
-
-

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from privatelink.core import addressing, errors
 
-SUBNET_ID = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
+SUBNET_ID = (
+    "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/s"
+)
 OWNER = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/me"
 OTHER = "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/them"
 
@@ -110,9 +112,7 @@ def subnet_and_used(draw: st.DrawFn) -> tuple[IPv4Network, dict[str, str]]:
 @given(subnet_and_used())
 def test_allocate_property(case: tuple[IPv4Network, dict[str, str]]) -> None:
     net, used = case
-    free = [
-        ip for ip in net if not addressing.is_reserved(ip, net) and str(ip) not in used
-    ]
+    free = [ip for ip in net if not addressing.is_reserved(ip, net) and str(ip) not in used]
     if not free:
         with pytest.raises(errors.SubnetIsFull):
             addressing.allocate(net, used, SUBNET_ID)

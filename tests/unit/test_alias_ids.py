@@ -133,7 +133,7 @@ def test_parse_subnet_id() -> None:
         f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/",
         f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/s",
         f"/subscriptions/{SUB}/resourceGroup/rg/providers/Microsoft.Network/virtualNetworks/v1",
-        f"/subscriptions//resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v1",
+        "/subscriptions//resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v1",
         f"/subscriptions/{SUB}/resourceGroups//providers/Microsoft.Network/virtualNetworks/v1",
         f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks//x/y",
     ],

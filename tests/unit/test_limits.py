@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pl_world import (
+    S1,
     S2,
     S3,
     S4,
@@ -299,7 +300,7 @@ def test_visibility_subscription_limit(make_world: MakeWorld) -> None:
         plsm.create_or_update,
         make_pls(visibility=(S2, S3, S4)),
     )
-    # duplicates (case-insensitively equal entries are kept, exact ones collapse)
+    # repeated entries count once
     pls = w.create_pls(visibility=(S2, S3, S2))
     assert pls.visibility == (S2, S3)
 
@@ -354,13 +355,10 @@ def test_request_message_length(make_world: MakeWorld) -> None:
     assert w.create_pe(pls.alias, message="x" * 10).connection.request_message == "x" * 10
 
 
-
 def test_pe_per_vnet_counts_every_subnet_of_the_vnet(make_world: MakeWorld) -> None:
     w = make_world(pe_per_vnet=2)
     pls = _consumers(w)
-    w.run(
-        vnm.create_or_update_subnet, subnet_id("vc", "pe2", S2), vnm.Subnet("pe2", "10.1.2.0/24")
-    )
+    w.run(vnm.create_or_update_subnet, subnet_id("vc", "pe2", S2), vnm.Subnet("pe2", "10.1.2.0/24"))
     w.create_pe(pls.alias, name="a", subnet="pe")
     w.create_pe(pls.alias, name="b", subnet="pe2")
     w.refuse(

@@ -180,7 +180,9 @@ def test_frontends_in_two_vnets_refused(vnet_world: World) -> None:
         make_vnet("v2", prefixes=("10.5.0.0/16",), subnets=(vnm.Subnet("fe", "10.5.1.0/24"),)),
     )
     lb = make_lb(n=2)
-    lb = replace(lb, frontends=(lb.frontends[0], replace(lb.frontends[1], subnet_id=subnet_id("v2", "fe"))))
+    lb = replace(
+        lb, frontends=(lb.frontends[0], replace(lb.frontends[1], subnet_id=subnet_id("v2", "fe")))
+    )
     vnet_world.refuse(
         errors.InvalidRequestContent, "InvalidRequestContent", 400, lbm.create_or_update, lb
     )
@@ -330,7 +332,9 @@ def test_rule_reference_must_be_a_child_of_this_lb(
     ("changes", "field"),
     [({"protocol": "Sctp"}, "protocol"), ({"load_distribution": "Random"}, "loadDistribution")],
 )
-def test_rule_enum_values_checked(vnet_world: World, changes: dict[str, object], field: str) -> None:
+def test_rule_enum_values_checked(
+    vnet_world: World, changes: dict[str, object], field: str
+) -> None:
     exc = vnet_world.refuse(
         errors.InvalidRequestContent,
         "InvalidRequestContent",
@@ -372,7 +376,9 @@ def test_same_port_different_protocol_or_frontend_ok(vnet_world: World) -> None:
 def test_unused_frontend_can_be_removed(vnet_world: World) -> None:
     vnet_world.run(lbm.create_or_update, make_lb(n=2))
     lb = make_lb(n=2)
-    vnet_world.run(lbm.create_or_update, replace(lb, frontends=lb.frontends[:1], rules=lb.rules[:1]))
+    vnet_world.run(
+        lbm.create_or_update, replace(lb, frontends=lb.frontends[:1], rules=lb.rules[:1])
+    )
     assert [f.name for f in vnet_world.lb().frontends] == ["fe1"]
     assert set(vnet_world.used_ips(subnet_id("vp", "fe"))) == {"10.0.1.4"}
 
@@ -450,15 +456,16 @@ def pls_world(world: World) -> World:
     """lb with fe1..fe3; pls1 on fe1, pls2 on fe2 (each with its own rule and pool)."""
     world.provider(n=3)
     world.create_pls(name="pls1", frontends=("fe1",))
-    world.create_pls(name="pls2", frontends=("fe2",), nats=(plsm.NatIpConfiguration(
-        "nat1", subnet_id("vp", "nat2")),))
+    world.create_pls(
+        name="pls2",
+        frontends=("fe2",),
+        nats=(plsm.NatIpConfiguration("nat1", subnet_id("vp", "nat2")),),
+    )
     return world
 
 
 @pytest.mark.parametrize("protocol", ["Udp", "All"])
-def test_non_tcp_rule_on_pls_frontend_refused_on_lb_update(
-    pls_world: World, protocol: str
-) -> None:
+def test_non_tcp_rule_on_pls_frontend_refused_on_lb_update(pls_world: World, protocol: str) -> None:
     lb = make_lb(n=3)
     extra = replace(make_rule("udp", "fe1", "be1", port=53), protocol=protocol)
     if protocol == "All":
@@ -520,7 +527,6 @@ def test_lb_update_keeping_pls_rules_valid_is_accepted(pls_world: World) -> None
     pls_world.run(lbm.create_or_update, replace(lb, rules=(*lb.rules, extra)))
     assert len(pls_world.lb().rules) == 4
     assert pls_world.pls("pls1").frontend_ids == (fe_id("fe1"),)
-
 
 
 def test_static_frontend_ip_cannot_take_the_address_of_a_kept_frontend(vnet_world: World) -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
 
 import pytest
-from pl_world import OTHER_REGION, S2, World, nic_id, pool_id, subnet_id
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pl_world import OTHER_REGION, S2, World, make_vnet, nic_id, pool_id, subnet_id
 
-from privatelink.core import errors
+from privatelink.core import addressing, errors
 from privatelink.core import network_interface as nicm
+from privatelink.core import virtual_network as vnm
+from privatelink.core.limits import Limits
 from privatelink.core.network_interface import NicIpConfiguration
 
 
@@ -105,9 +113,7 @@ def test_user_nic_joins_backend_pool(service_world: World) -> None:
 
 
 def test_user_nic_pool_in_another_vnet_refused(service_world: World) -> None:
-    config = NicIpConfiguration(
-        "ipc", subnet_id("vc", "pe", S2), pool_ids=(pool_id("be1"),)
-    )
+    config = NicIpConfiguration("ipc", subnet_id("vc", "pe", S2), pool_ids=(pool_id("be1"),))
     nic = replace(user_nic("vm1", config), id=nic_id("vm1", S2))
     service_world.refuse(
         errors.BackendPoolVirtualNetworkMismatch,
@@ -134,7 +140,11 @@ def test_user_nic_pool_in_another_vnet_refused(service_world: World) -> None:
             errors.NetworkInterfaceIpConfigurationInvalid,
             "InvalidNetworkInterfaceIpConfiguration",
         ),
-        ((), errors.NetworkInterfaceIpConfigurationInvalid, "InvalidNetworkInterfaceIpConfiguration"),
+        (
+            (),
+            errors.NetworkInterfaceIpConfigurationInvalid,
+            "InvalidNetworkInterfaceIpConfiguration",
+        ),
         (
             (NicIpConfiguration("a", subnet_id("vp", "missing")),),
             errors.InvalidResourceReference,
@@ -158,3 +168,94 @@ def test_user_nic_location_cannot_change(service_world: World) -> None:
         nicm.create_or_update,
         replace(user_nic(), location=OTHER_REGION),
     )
+
+
+# --- allocation through the store (property) ---------------------------------------------------
+
+_SUBNETS = {"a": IPv4Network("10.0.0.0/29"), "b": IPv4Network("10.0.0.16/28")}
+_REFUSALS = (
+    errors.SubnetIsFull,
+    errors.PrivateIPAddressIsAllocated,
+    errors.PrivateIPAddressInReservedRange,
+    errors.PrivateIPAddressNotInSubnet,
+)
+
+config_specs = st.tuples(st.sampled_from(sorted(_SUBNETS)), st.none() | st.integers(0, 15))
+operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("put"), st.integers(0, 3), st.lists(config_specs, min_size=1, max_size=2)
+        ),
+        st.tuples(st.just("delete"), st.integers(0, 3), st.just([])),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _spec_nic(index: int, specs: list[tuple[str, int | None]]) -> nicm.NetworkInterface:
+    configs = []
+    for i, (subnet, offset) in enumerate(specs):
+        ip = None if offset is None else str(_SUBNETS[subnet].network_address + offset)
+        configs.append(
+            NicIpConfiguration(
+                f"c{i}",
+                subnet_id("vp", subnet),
+                private_ip=ip,
+                allocation="Static" if ip else "Dynamic",
+                primary=(i == 0),
+            )
+        )
+    return replace(user_nic(f"n{index}"), ip_configurations=tuple(configs))
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=operations)
+def test_store_allocation_invariants(tmp_path: Path, ops: list[tuple[str, int, list[Any]]]) -> None:
+    w = World(tmp_path / uuid.uuid4().hex, Limits())
+    try:
+        w.run(
+            vnm.create_or_update,
+            make_vnet(subnets=tuple(vnm.Subnet(n, str(p)) for n, p in _SUBNETS.items())),
+        )
+        for op, index, specs in ops:
+            if op == "delete":
+                w.run(nicm.delete, nic_id(f"n{index}"))
+            else:
+                desired = _spec_nic(index, specs)
+                before = w.snapshot()
+                try:
+                    w.run(nicm.create_or_update, desired)
+                except errors.ArmError as exc:
+                    assert isinstance(exc, _REFUSALS), exc
+                    assert w.snapshot() == before
+                else:
+                    stored = w.nic(desired.id)
+                    for want, got in zip(
+                        desired.ip_configurations, stored.ip_configurations, strict=True
+                    ):
+                        if want.private_ip:
+                            assert got.private_ip == want.private_ip
+            # invariants over everything stored
+            held: dict[str, dict[str, str]] = {name: {} for name in _SUBNETS}
+            for i in range(4):
+                nic = w.get(nic_id(f"n{i}"))
+                if nic is None:
+                    continue
+                assert isinstance(nic, nicm.NetworkInterface)
+                for config in nic.ip_configurations:
+                    subnet = config.subnet_id.rsplit("/", 1)[-1]
+                    net = _SUBNETS[subnet]
+                    ip = IPv4Address(config.private_ip)
+                    assert ip in net
+                    assert not addressing.is_reserved(ip, net)
+                    assert str(ip) not in held[subnet], f"{ip} given twice"
+                    held[subnet][str(ip)] = nic.id
+            for name in _SUBNETS:
+                assert w.used_ips(subnet_id("vp", name)) == held[name]
+    finally:
+        w.dispose()

@@ -184,8 +184,9 @@ def test_narrowing_visibility_hides_service_from_new_endpoints(world: World) -> 
 
 
 def test_pe_in_another_region_refused(service_world: World) -> None:
-    service_world.consumer(S2, name="vw", location=OTHER_REGION, prefix="10.3.0.0/16",
-                           subnet_prefix="10.3.1.0/24")
+    service_world.consumer(
+        S2, name="vw", location=OTHER_REGION, prefix="10.3.0.0/16", subnet_prefix="10.3.1.0/24"
+    )
     service_world.refuse(
         errors.PrivateEndpointLocationMismatch,
         "PrivateEndpointAndPrivateLinkServiceLocationMismatch",
@@ -261,7 +262,9 @@ def test_group_ids_refused(service_world: World) -> None:
         "InvalidGroupIds",
         400,
         pem.create_or_update,
-        make_pe(alias, connections=(pem.PrivateLinkServiceConnection("c", alias, group_ids=("x",)),)),
+        make_pe(
+            alias, connections=(pem.PrivateLinkServiceConnection("c", alias, group_ids=("x",)),)
+        ),
     )
 
 

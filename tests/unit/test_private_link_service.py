@@ -30,8 +30,10 @@ from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 from privatelink.core.alias import alias_region, looks_like_alias
 
-ALIAS = re.compile(r"^pls1\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.eastus"
-                   r"\.azure\.privatelinkservice$")
+ALIAS = re.compile(
+    r"^pls1\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.eastus"
+    r"\.azure\.privatelinkservice$"
+)
 
 
 @pytest.fixture
@@ -223,8 +225,9 @@ def test_one_service_may_reach_a_pool_through_two_frontends(world: World) -> Non
 def test_non_tcp_rule_on_frontend_refused(world: World, protocol: str, port: int) -> None:
     rules = (
         make_rule("r1", "fe1", "be1"),
-        replace(make_rule("x", "fe1", "be1"), protocol=protocol, frontend_port=port,
-                backend_port=port),
+        replace(
+            make_rule("x", "fe1", "be1"), protocol=protocol, frontend_port=port, backend_port=port
+        ),
     )
     world.provider(n=1, rules=rules)
     create_refused(
@@ -419,9 +422,7 @@ def test_primary_nat_ip_cannot_be_removed(two_nats: World) -> None:
         "PrivateLinkServiceNatIpConfigurationCannotBeRemoved",
         400,
         plsm.create_or_update,
-        replace(
-            current, ip_configurations=(replace(current.ip_configurations[1], primary=True),)
-        ),
+        replace(current, ip_configurations=(replace(current.ip_configurations[1], primary=True),)),
     )
 
 

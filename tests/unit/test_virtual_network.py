@@ -129,7 +129,11 @@ def test_subnet_spanning_two_address_prefixes_refused(world: World) -> None:
 
 @pytest.mark.parametrize(
     ("a", "b"),
-    [("10.0.1.0/24", "10.0.1.0/24"), ("10.0.0.0/20", "10.0.1.0/24"), ("10.0.1.0/25", "10.0.1.64/26")],
+    [
+        ("10.0.1.0/24", "10.0.1.0/24"),
+        ("10.0.0.0/20", "10.0.1.0/24"),
+        ("10.0.1.0/25", "10.0.1.64/26"),
+    ],
 )
 def test_overlapping_subnets_refused(world: World, a: str, b: str) -> None:
     world.refuse(
@@ -184,9 +188,7 @@ def test_invalid_network_policy_refused(world: World) -> None:
         400,
         vnm.create_or_update,
         make_vnet(
-            subnets=(
-                vnm.Subnet("s", "10.0.1.0/24", private_link_service_network_policies="Maybe"),
-            )
+            subnets=(vnm.Subnet("s", "10.0.1.0/24", private_link_service_network_policies="Maybe"),)
         ),
     )
 
@@ -205,8 +207,7 @@ def test_location_cannot_change(world: World) -> None:
 def test_unused_subnet_can_be_reprefixed_and_removed(world: World) -> None:
     world.run(vnm.create_or_update, make_vnet())
     reprefixed = tuple(
-        replace(s, address_prefix="10.0.20.0/24") if s.name == "be" else s
-        for s in PROVIDER_SUBNETS
+        replace(s, address_prefix="10.0.20.0/24") if s.name == "be" else s for s in PROVIDER_SUBNETS
     )
     world.run(vnm.create_or_update, make_vnet(subnets=reprefixed))
     assert world.vnet().subnet("be").address_prefix == "10.0.20.0/24"  # type: ignore[union-attr]

@@ -57,6 +57,24 @@ class Allocator:
             self._taken[k] = dict(self._view.used_ips(subnet_id))
         return self._taken[k]
 
+    def _holder(self, name: str) -> str:
+        return f"{self._owner} ({name})"
+
+    def keep(self, pairs: list[tuple[IpConfiguration, IpConfiguration | None]]) -> None:
+        """Reserve, before any assignment, the addresses that kept dynamic configs hold.
+
+        `pairs` are (desired config, the same-named config before the update). Without
+        this, a new static config listed first could take a kept config's address.
+        """
+        for config, old in pairs:
+            if (
+                old is not None
+                and old.private_ip
+                and config.allocation == DYNAMIC
+                and key(old.subnet_id) == key(config.subnet_id)
+            ):
+                self._used(old.subnet_id)[old.private_ip] = self._holder(config.name)
+
     def assign(self, subnet: SubnetRef, config: IpConfiguration, previous: str | None) -> str:
         """The address for `config`; `previous` is what the same config had before."""
         used = self._used(subnet.id)
@@ -66,10 +84,18 @@ class Allocator:
             if not config.private_ip:
                 raise errors.PrivateIPAddressRequired(id=where)
             ip = check_static(config.private_ip, net, used, subnet.id, self._owner)
-        elif previous and used.get(previous, self._owner).lower() == self._owner.lower():
+        elif previous and used.get(previous, self._owner).lower() in (
+            self._owner.lower(),
+            self._holder(config.name).lower(),
+        ):
             # A dynamic address stays put across updates while its subnet is unchanged.
             ip = previous if IPv4Address(previous) in net else allocate(net, used, subnet.id)
         else:
             ip = allocate(net, used, subnet.id)
-        used[ip] = f"{self._owner} ({config.name})"
+        used[ip] = self._holder(config.name)
         return ip
+
+
+def is_ipv4(version: str) -> bool:
+    """privateIPAddressVersion is IPv4 (ARM enums are case-insensitive)."""
+    return version.lower() == IPV4.lower()

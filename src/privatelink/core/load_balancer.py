@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from privatelink.core import errors
 from privatelink.core.addressing import parse_address
 from privatelink.core.ids import key, parse_ref
-from privatelink.core.ip_configuration import IPV4, Allocator, IpConfiguration
+from privatelink.core.ip_configuration import IPV4, Allocator, IpConfiguration, is_ipv4
 from privatelink.core.resource import (
     Changes,
     Context,
@@ -217,11 +217,22 @@ def validate(
         )
 
     allocator = Allocator(view, lb.id)
+    allocator.keep(
+        [
+            (
+                fe,
+                existing.frontend(lb.child_id("frontendIPConfigurations", fe.name))
+                if existing
+                else None,
+            )
+            for fe in lb.frontends
+        ]
+    )
     frontends: list[Frontend] = []
     vnet_key: str | None = None
     for fe in lb.frontends:
         where = lb.child_id("frontendIPConfigurations", fe.name)
-        if fe.ip_version != IPV4:
+        if not is_ipv4(fe.ip_version):
             raise errors.IPv6NotSupported(what=f"Frontend {where}")
         subnet = resolve_subnet(view, fe.subnet_id, where)
         if subnet.vnet.location != lb.location:
@@ -236,7 +247,7 @@ def validate(
         old = existing.frontend(where) if existing else None
         previous = old.private_ip if old and key(old.subnet_id) == key(subnet.id) else None
         ip = allocator.assign(subnet, fe, previous)
-        frontends.append(replace(fe, subnet_id=subnet.id, private_ip=ip))
+        frontends.append(replace(fe, subnet_id=subnet.id, private_ip=ip, ip_version=IPV4))
     lb = replace(lb, frontends=tuple(frontends))
 
     for pool in lb.pools:

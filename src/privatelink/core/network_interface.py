@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from privatelink.core import errors
 from privatelink.core.ids import key
-from privatelink.core.ip_configuration import IPV4, Allocator, IpConfiguration
+from privatelink.core.ip_configuration import IPV4, Allocator, IpConfiguration, is_ipv4
 from privatelink.core.load_balancer import resolve_child
 from privatelink.core.resource import (
     Changes,
@@ -70,11 +70,12 @@ def assign_addresses(
             f"{owner_id} must have exactly one primary ipConfiguration."
         )
     allocator = Allocator(view, owner_id)
+    allocator.keep([(c, existing.config(c.name) if existing else None) for c in configs])
     result: list[NicIpConfiguration] = []
     vnet_key: str | None = None
     for config in configs:
         where = f"{owner_id}/ipConfigurations/{config.name}"
-        if config.ip_version != IPV4:
+        if not is_ipv4(config.ip_version):
             raise errors.IPv6NotSupported(what=f"IP configuration {where}")
         subnet = resolve_subnet(view, config.subnet_id, where)
         if subnet.vnet.location != location:
@@ -101,6 +102,7 @@ def assign_addresses(
                 config,
                 subnet_id=subnet.id,
                 private_ip=ip,
+                ip_version=IPV4,
                 pool_ids=tuple(pools),
                 primary=bool(config.primary),
             )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from privatelink.core import errors
 from privatelink.core.alias import make_alias
 from privatelink.core.ids import ResourceId, is_guid, key
-from privatelink.core.ip_configuration import IPV4, IpConfiguration
+from privatelink.core.ip_configuration import IPV4, IpConfiguration, is_ipv4
 from privatelink.core.load_balancer import STANDARD, LoadBalancer, resolve_child
 from privatelink.core.network_interface import NetworkInterface, NicIpConfiguration, managed_nic
 from privatelink.core.resource import (
@@ -151,9 +151,17 @@ def auto_approved_services(
 # --- validation ---------------------------------------------------------------------------
 
 
+def _dedupe(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Strip and drop repeats, comparing case-insensitively (GUIDs are)."""
+    seen: dict[str, str] = {}
+    for value in values:
+        seen.setdefault(value.strip().lower(), value.strip())
+    return tuple(seen.values())
+
+
 def _check_subscriptions(ctx: Context, service: PrivateLinkService) -> PrivateLinkService:
-    vis = tuple(dict.fromkeys(s.strip() for s in service.visibility))
-    auto = tuple(dict.fromkeys(s.strip() for s in service.auto_approval))
+    vis = _dedupe(service.visibility)
+    auto = _dedupe(service.auto_approval)
     for field, values, limit in (
         ("visibility.subscriptions", vis, ctx.limits.visibility_subscriptions),
         ("autoApproval.subscriptions", auto, ctx.limits.auto_approval_subscriptions),
@@ -240,7 +248,7 @@ def check_on_load_balancer(
         fe = lb.frontend(fe_id)
         if fe is None:
             raise errors.InvalidResourceReference(ref=fe_id, id=service.id)
-        if fe.ip_version != IPV4:
+        if not is_ipv4(fe.ip_version):
             raise errors.PrivateLinkServiceIPv6NotSupported(what=f"Frontend {fe_id}", id=service.id)
         for other in others:
             if key(fe_id) in (key(f) for f in other.frontend_ids):
@@ -254,6 +262,13 @@ def check_on_load_balancer(
                     frontend=fe_id,
                     protocol=rule.protocol,
                 )
+    lb_vnet = ResourceId.parse(lb.frontends[0].subnet_id).parent().key if lb.frontends else None
+    for config in service.ip_configurations:
+        nat_vnet = ResourceId.parse(config.subnet_id).parent()
+        if lb_vnet is not None and nat_vnet.key != lb_vnet:
+            raise errors.NatSubnetNotInLoadBalancerVirtualNetwork(
+                name=config.name, subnet=config.subnet_id, vnet=lb_vnet
+            )
     mine = _pools_of(lb, service.frontend_ids)
     for other in others:
         shared = mine & _pools_of(lb, other.frontend_ids)
@@ -284,7 +299,7 @@ def _nat_configurations(
     result = []
     for config in configs:
         where = f"{service.id}/ipConfigurations/{config.name}"
-        if config.ip_version != IPV4:
+        if not is_ipv4(config.ip_version):
             raise errors.PrivateLinkServiceIPv6NotSupported(
                 what=f"NAT ipConfiguration '{config.name}'", id=service.id
             )
@@ -299,7 +314,9 @@ def _nat_configurations(
             )
         if subnet.subnet.private_link_service_network_policies != DISABLED:
             raise errors.PrivateLinkServiceNetworkPoliciesEnabled(subnet=subnet.id)
-        result.append(replace(config, subnet_id=subnet.id, primary=bool(config.primary)))
+        result.append(
+            replace(config, subnet_id=subnet.id, primary=bool(config.primary), ip_version=IPV4)
+        )
     if existing is not None:
         for old in existing.ip_configurations:
             new = next((c for c in result if c.name.lower() == old.name.lower()), None)
@@ -345,7 +362,12 @@ def create_or_update(view: StateView, ctx: Context, desired: PrivateLinkService)
             nic_id=existing.nic_id,
             connections=existing.connections,
         )
-    elif view.count(TYPE, service.rid.subscription) >= ctx.limits.pls_per_subscription:
+    else:
+        service = replace(service, alias="", nic_id="", connections=())
+    if (
+        existing is None
+        and view.count(TYPE, service.rid.subscription) >= ctx.limits.pls_per_subscription
+    ):
         raise errors.PrivateLinkServicesPerSubscriptionLimitReached(
             subscription=service.rid.subscription, limit=ctx.limits.pls_per_subscription
         )
