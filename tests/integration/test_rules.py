@@ -368,3 +368,39 @@ def test_nat_subnet_policies_cannot_be_enabled_while_in_use(world: Any, helpers:
         provider.rg, pls.name, model
     ).result()
     assert updated.fqdns == ["still.example"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "rule protocol tcp",
+        "nat privateIPAllocationMethod dynamic",
+        "nat privateIPAddressVersion ipv4",
+        pytest.param(
+            "subnet privateLinkServiceNetworkPolicies disabled",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=HttpResponseError,
+                reason="server bug: privateLinkServiceNetworkPolicies is matched case-sensitively "
+                "('disabled' is a 400 InvalidRequestContent) unlike every other ARM enum value",
+            ),
+        ),
+    ],
+)
+def test_enum_values_are_case_insensitive(world: Any, helpers: Any, case: str) -> None:
+    kw: dict[str, Any] = {}
+    if case.startswith("rule"):
+        kw["rules"] = [helpers.Rule("r", "fe", "be", protocol="tcp")]
+    if case.startswith("subnet"):
+        kw["nat_policies"] = "disabled"
+    provider = world.provider(**kw)
+    nat = provider.nat()
+    if "Allocation" in case:
+        nat["properties"]["privateIPAllocationMethod"] = "dynamic"
+    if "Version" in case:
+        nat["properties"]["privateIPAddressVersion"] = "ipv4"
+    pls = provider.create_pls(helpers.unique("pls"), nats=[nat])
+    assert pls.ip_configurations[0].private_ip_address == "10.0.3.4"
+    if case.startswith("rule"):
+        lb = provider.client.load_balancers.get(provider.rg, provider.lb)
+        assert lb.load_balancing_rules[0].protocol == "Tcp"

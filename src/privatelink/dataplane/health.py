@@ -122,10 +122,18 @@ class Prober:
     def stop(self) -> None:
         """Cancel all probes and stop the loop."""
 
-        def shutdown() -> None:
-            for task in self._tasks.values():
+        async def drain() -> None:
+            tasks = list(self._tasks.values())
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._loop.stop()
 
+        def shutdown() -> None:
+            self._loop.create_task(drain())
+
+        if self._loop.is_closed():
+            return
         self._loop.call_soon_threadsafe(shutdown)
         self._thread.join(timeout=5)
+        self._loop.close()

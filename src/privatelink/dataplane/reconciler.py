@@ -75,6 +75,9 @@ class Reconciler:
         self.data_dir = data_dir
         self.prober = Prober(self.mark_dirty)
         self._dirty = threading.Event()
+        self._generation_lock = threading.Lock()
+        self._wanted = 0  # bumped by mark_dirty
+        self._done = 0  # the generation the last successful sync covered
         self._stop = threading.Event()
         self._applied: dict[str, str] = {}
         self._prepared: set[str] = set()
@@ -90,6 +93,8 @@ class Reconciler:
 
     def mark_dirty(self) -> None:
         """Something changed: sync soon."""
+        with self._generation_lock:
+            self._wanted += 1
         self._dirty.set()
 
     def start(self) -> None:
@@ -105,17 +110,32 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.prober.stop()
+        if self._thread is None:
+            self._close_handles()
+
+    def _close_handles(self) -> None:
+        # pyroute2 keeps per-thread state: handles must be closed by the thread that used them.
         for netns in list(self._handles):
             self._forget(netns)
 
     def _loop(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._close_handles()
+
+    def _run(self) -> None:
         backoff = 0.0
         while not self._stop.is_set():
             self._dirty.wait(timeout=backoff or None)
             if self._stop.is_set():
                 return
             self._dirty.clear()
+            with self._generation_lock:
+                generation = self._wanted
             report = self.sync_once()
+            if not report.error:
+                self._done = generation
             if report.error:
                 backoff = min(max(backoff * 2, 0.5), 30.0)
                 log.warning("sync failed (retry in %.1fs): %s", backoff, report.error)
@@ -124,13 +144,14 @@ class Reconciler:
             time.sleep(0.01)  # coalesce bursts of writes into one sync
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Wait until no sync is pending (for tests and the demo)."""
+        """Wait until every change marked so far has been applied (tests, the demo)."""
         deadline = time.monotonic() + timeout
-        start = self.syncs
+        with self._generation_lock:
+            target = self._wanted
         while time.monotonic() < deadline:
-            if not self._dirty.is_set() and self.syncs > start:
+            if self._done >= target:
                 return True
-            time.sleep(0.01)
+            time.sleep(0.005)
         return False
 
     # --- one sync ------------------------------------------------------------------

@@ -1,0 +1,42 @@
+"""Fixtures of the `netns` tier: real namespaces, real TCP, root required."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from privatelink.dataplane import names, privileged
+
+sys.path.insert(0, str(Path(__file__).parent))  # `world` helpers (importlib import mode)
+from world import World
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    for tool in ("ip", "nft", "conntrack"):
+        if shutil.which(tool) is None:
+            return f"needs `{tool}` (make deps-system installs it)"
+    return None
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A fresh data plane with its own namespace prefix; always cleaned up."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"netns tests cannot run in CI: {reason}")
+        pytest.skip(reason)
+    w = World(tmp_path)
+    try:
+        yield w
+    finally:
+        w.close()
+        left = [n for n in privileged.list_netns() if names.is_ours(w.prefix, n)]
+        assert not left, f"namespaces left behind: {left}"
