@@ -51,7 +51,9 @@ class ServerConfig:
         return cls(
             limits=Limits.from_mapping(raw.get("limits", {})),
             page_size=int(raw.get("page_size", DEFAULT_PAGE_SIZE)),
-            netns_prefix=str(raw.get("netns_prefix", names.DEFAULT_PREFIX)),
+            netns_prefix=names.check_prefix(
+                str(raw.get("netns_prefix") or names.prefix_for(str(data_dir.resolve())))
+            ),
         )
 
 

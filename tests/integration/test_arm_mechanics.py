@@ -327,12 +327,6 @@ def test_raw_round_trip_ignores_read_only_fields(server: Any, world: Any, helper
     assert http.get(path + Q).json()["properties"]["alias"] == pls.alias
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="server bug: routing runs before authentication, so an anonymous caller gets 404 "
-    "InvalidResourceType for unserved paths (and 401 for served ones): it can map the API",
-)
 def test_no_token_is_401_for_any_arm_path(server: Any, helpers: Any) -> None:
     sub = helpers.new_sub()
     with server.anonymous() as anon:

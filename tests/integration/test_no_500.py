@@ -293,16 +293,8 @@ def test_mutated_bodies_never_5xx(target: Target, data: st.DataObject) -> None:
         _assert_arm_4xx(resp, f"{endpoint} {path}={value!r}")
 
 
-NUL_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="server bug (PostgreSQL only): a NUL character in an alias or an operation id reaches "
-    "a text column and PostgreSQL's DataError becomes a 500",
-)
-
-
 @pytest.mark.parametrize(
-    "store", ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, NUL_BUG])]
+    "store", ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres])]
 )
 def test_nul_characters_are_not_a_500(
     request: pytest.FixtureRequest, helpers: Any, store: str

@@ -121,22 +121,14 @@ def _skip_token_answer(server: Any, path: str, token: str) -> httpx.Response:
     return resp
 
 
-SKIP_TOKEN_BUG = pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="server bug: a $skipToken beyond the store's integer column reaches the database: "
-    "500 (SQLite OverflowError from 2**63, PostgreSQL DataError from 2**31)",
-)
-
-
 @pytest.mark.parametrize(
     ("store", "token"),
     [
         ("sqlite", str(2**31)),
-        pytest.param("sqlite", str(2**63), marks=SKIP_TOKEN_BUG),
-        pytest.param("sqlite", "9" * 30, marks=SKIP_TOKEN_BUG),
-        pytest.param("postgres", str(2**31), marks=[pytest.mark.postgres, SKIP_TOKEN_BUG]),
-        pytest.param("postgres", "9" * 30, marks=[pytest.mark.postgres, SKIP_TOKEN_BUG]),
+        pytest.param("sqlite", str(2**63)),
+        pytest.param("sqlite", "9" * 30),
+        pytest.param("postgres", str(2**31), marks=[pytest.mark.postgres]),
+        pytest.param("postgres", "9" * 30, marks=[pytest.mark.postgres]),
     ],
 )
 def test_out_of_range_skip_token_is_not_a_500(
@@ -157,12 +149,6 @@ def test_out_of_range_skip_token_is_not_a_500(
         assert resp.json()["error"]["code"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="server bug: a negative $skipToken on a child collection slices from the end and "
-    "answers 200 with a silently empty page instead of 400",
-)
 def test_negative_skip_token_on_connections_is_refused(paged_server: Any, helpers: Any) -> None:
     world = helpers.World(paged_server)
     consumer = world.consumer()

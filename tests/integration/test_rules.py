@@ -304,12 +304,6 @@ def test_request_message_longer_than_140_refused(world: Any, helpers: Any) -> No
 # --- found while writing this suite: the server accepts these ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="server bug: customNetworkInterfaceName is not validated as a resource name; the "
-    "PE is created (201) with a NIC that GET .../networkInterfaces/{name} then refuses (400)",
-)
 @pytest.mark.parametrize("nic_name", ["名前", "a" * 81, "-x.", "a b"])
 def test_invalid_custom_network_interface_name_refused(
     world: Any, helpers: Any, nic_name: str
@@ -339,12 +333,6 @@ def test_valid_custom_network_interface_name_is_used(world: Any, helpers: Any) -
     assert nic.private_endpoint.id.lower() == pe.id.lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AssertionError, pytest.fail.Exception),
-    reason="server bug: privateLinkServiceNetworkPolicies can be set to Enabled on a NAT subnet "
-    "a private link service uses; afterwards every PUT of that service is refused",
-)
 def test_nat_subnet_policies_cannot_be_enabled_while_in_use(world: Any, helpers: Any) -> None:
     provider = world.provider()
     pls = provider.create_pls(helpers.unique("pls"), visibility=["*"])
@@ -376,15 +364,7 @@ def test_nat_subnet_policies_cannot_be_enabled_while_in_use(world: Any, helpers:
         "rule protocol tcp",
         "nat privateIPAllocationMethod dynamic",
         "nat privateIPAddressVersion ipv4",
-        pytest.param(
-            "subnet privateLinkServiceNetworkPolicies disabled",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=HttpResponseError,
-                reason="server bug: privateLinkServiceNetworkPolicies is matched case-sensitively "
-                "('disabled' is a 400 InvalidRequestContent) unlike every other ARM enum value",
-            ),
-        ),
+        pytest.param("subnet privateLinkServiceNetworkPolicies disabled"),
     ],
 )
 def test_enum_values_are_case_insensitive(world: Any, helpers: Any, case: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from world import CONSUMER, CONSUMER2, PROVIDER, World, http_get, rid, try_get, wait_for
+from world import CONSUMER, CONSUMER2, PROVIDER, World, rid, try_get, wait_for
 
 from privatelink.core import private_endpoint as pem
 from privatelink.dataplane import names, privileged
@@ -151,6 +151,7 @@ def test_traffic_spreads_over_backends_and_a_failed_probe_takes_one_out(world: W
     # A probe that ran before the backends listened keeps them out for one interval.
     wait_for(lambda: try_get(world.netns(client), pe_ip, 80), 12, "first reply", every=0.2)
     seen = set()
+
     def both_answer() -> bool:
         for _ in range(20):  # 5-tuple hash over fresh source ports: both backends answer
             body = try_get(world.netns(client), pe_ip, 80)

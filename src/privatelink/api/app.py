@@ -17,6 +17,7 @@ from privatelink.api import (
     virtual_network,
 )
 from privatelink.api.arm import check_api_version
+from privatelink.api.gate import ArmGate
 from privatelink.api.paths import CanonicalPathMiddleware
 from privatelink.identity.auth import bearer_principal
 from privatelink.identity.router import build_identity_router
@@ -60,8 +61,7 @@ def create_app(
     authenticate = bearer_principal(issuer)
 
     async def arm_request(request: Request) -> None:
-        # Authentication first: an anonymous caller learns nothing, not even api-versions.
-        request.state.principal = await authenticate(request)
+        # The gate (middleware) has authenticated the caller before routing.
         check_api_version(request)
 
     arm = APIRouter(dependencies=[Depends(arm_request)])
@@ -76,5 +76,7 @@ def create_app(
         arm.include_router(module.router)
     app.include_router(arm)
     app.include_router(build_identity_router(issuer))
+    # Added last = runs first: canonical paths, then the gate, then routing.
+    app.add_middleware(ArmGate, authenticate=authenticate, tenant=tenant_id)
     app.add_middleware(CanonicalPathMiddleware)
     return app

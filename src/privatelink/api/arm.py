@@ -192,19 +192,24 @@ def page(request: Request, items: list[dict[str, Any]], next_token: str | None) 
 
 def page_slice(request: Request, items: list[dict[str, Any]], size: int) -> JSONResponse:
     """Page an in-memory list (child collections) by offset."""
-    token = request.query_params.get("$skipToken") or request.query_params.get("$skiptoken")
-    try:
-        start = int(token) if token else 0
-    except ValueError as exc:
-        raise errors.InvalidRequestContent(f"Invalid $skipToken '{token}'.") from exc
+    token = skip_token(request)
+    start = int(token) if token else 0
     chunk = items[start : start + size]
     more = start + size < len(items)
     return page(request, chunk, str(start + size) if more else None)
 
 
+MAX_SKIP_TOKEN = 2**31 - 1
+
+
 def skip_token(request: Request) -> str | None:
-    """The $skipToken of a list request."""
-    return request.query_params.get("$skipToken") or request.query_params.get("$skiptoken")
+    """The $skipToken of a list request: a non-negative integer we handed out, or None."""
+    token = request.query_params.get("$skipToken") or request.query_params.get("$skiptoken")
+    if token is None:
+        return None
+    if not token.isdigit() or int(token) > MAX_SKIP_TOKEN:
+        raise errors.InvalidRequestContent(f"Invalid $skipToken '{token[:40]}'.")
+    return token
 
 
 def ok(body: dict[str, Any], status: int = 200) -> JSONResponse:

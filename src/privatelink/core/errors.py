@@ -351,6 +351,14 @@ class PrivateLinkServiceNetworkPoliciesEnabled(BadRequest):
     )
 
 
+class PrivateLinkServiceNetworkPoliciesInUse(BadRequest):
+    code = "PrivateLinkServiceNetworkPoliciesCannotBeEnabledOnPrivateLinkServiceSubnet"
+    template = (
+        "Subnet {subnet} holds NAT IPs of private link service {pls}; "
+        "privateLinkServiceNetworkPolicies must stay Disabled."
+    )
+
+
 class InvalidVisibilitySubscription(BadRequest):
     code = "InvalidVisibilitySubscriptions"
     template = "'{value}' in {field} is not a subscription id (GUID){star}."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from privatelink.core import errors
-from privatelink.core.ids import ResourceId, key
+from privatelink.core.ids import ResourceId, key, valid_name
 from privatelink.core.ip_configuration import STATIC
 from privatelink.core.network_interface import NetworkInterface, NicIpConfiguration, managed_nic
 from privatelink.core.private_link_service import (
@@ -138,6 +138,8 @@ def create_or_update(view: StateView, ctx: Context, desired: PrivateEndpoint) ->
     """PUT a private endpoint: allocate its IP, create its NIC and request the connection."""
     endpoint = replace(desired, location=normalize_location(desired.location))
     conn = _check_connection_spec(ctx, endpoint)
+    if endpoint.custom_nic_name is not None and not valid_name(endpoint.custom_nic_name):
+        raise errors.InvalidResourceName(name=endpoint.custom_nic_name)
     existing = get_typed(view, endpoint.id, PrivateEndpoint)
     if existing is not None:
         return _update_existing(ctx, endpoint, existing)

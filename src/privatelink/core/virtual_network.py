@@ -77,11 +77,26 @@ def resolve_subnet(view: StateView, subnet_id: str, referrer: str) -> SubnetRef:
     return SubnetRef(vnet, subnet)
 
 
-def _check_policy(value: str, field: str) -> None:
-    if value not in POLICY_VALUES:
-        raise errors.InvalidRequestContent(
-            f"{field} must be one of {', '.join(POLICY_VALUES)}; got '{value}'."
-        )
+def _check_policy(value: str, field: str) -> str:
+    for known in POLICY_VALUES:
+        if value.lower() == known.lower():
+            return known
+    raise errors.InvalidRequestContent(
+        f"{field} must be one of {', '.join(POLICY_VALUES)}; got '{value}'."
+    )
+
+
+def normalize_subnet(subnet: Subnet) -> Subnet:
+    """Policy values in their canonical spelling (ARM enums are case-insensitive)."""
+    return replace(
+        subnet,
+        private_link_service_network_policies=_check_policy(
+            subnet.private_link_service_network_policies, "privateLinkServiceNetworkPolicies"
+        ),
+        private_endpoint_network_policies=_check_policy(
+            subnet.private_endpoint_network_policies, "privateEndpointNetworkPolicies"
+        ),
+    )
 
 
 def validate_subnet(vnet_id: str, spaces: list[IPv4Network], subnet: Subnet) -> IPv4Network:
@@ -93,8 +108,6 @@ def validate_subnet(vnet_id: str, spaces: list[IPv4Network], subnet: Subnet) -> 
         raise errors.SubnetOutsideAddressSpace(
             subnet=subnet.name, prefix=subnet.address_prefix, id=vnet_id
         )
-    _check_policy(subnet.private_link_service_network_policies, "privateLinkServiceNetworkPolicies")
-    _check_policy(subnet.private_endpoint_network_policies, "privateEndpointNetworkPolicies")
     return net
 
 
@@ -113,6 +126,14 @@ def _check_subnet_change(view: StateView, old: VirtualNetwork, new: VirtualNetwo
             raise errors.InUseSubnetCannotBeDeleted(id=old.subnet_id(subnet.name), user=users[0].id)
         if kept.network() != subnet.network():
             raise errors.InUseSubnetCannotBeUpdated(id=old.subnet_id(subnet.name), user=users[0].id)
+        if kept.private_link_service_network_policies != DISABLED:
+            # NAT IPs of a private link service need the policies to stay disabled.
+            for user in users:
+                owner = getattr(user, "managed_by", None) or ""
+                if "/privatelinkservices/" in owner.lower():
+                    raise errors.PrivateLinkServiceNetworkPoliciesInUse(
+                        subnet=old.subnet_id(subnet.name), pls=owner
+                    )
 
 
 def validate_virtual_network(vnet: VirtualNetwork) -> None:
@@ -142,7 +163,12 @@ def create_or_update(view: StateView, ctx: Context, desired: VirtualNetwork) -> 
     """PUT a virtual network (subnets given inline replace the old set)."""
     location = normalize_location(desired.location)
     existing = get_typed(view, desired.id, VirtualNetwork)
-    vnet = replace(desired, location=location, provisioning_state=ctx.initial_state)
+    vnet = replace(
+        desired,
+        location=location,
+        provisioning_state=ctx.initial_state,
+        subnets=tuple(normalize_subnet(s) for s in desired.subnets),
+    )
     if existing is not None:
         if existing.location != location:
             raise errors.ResourceLocationMismatch(

@@ -31,6 +31,12 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+def prefix_for(data_dir: str) -> str:
+    """The default namespace prefix of a server: derived from its data directory, so two
+    servers on one host never sweep each other's namespaces."""
+    return DEFAULT_PREFIX + hashlib.sha256(data_dir.encode()).hexdigest()[:5]
+
+
 def digest(resource_id: str, length: int = 10) -> str:
     """A short stable hash of a resource id (case-insensitive)."""
     return hashlib.sha256(key(resource_id).encode()).hexdigest()[:length]

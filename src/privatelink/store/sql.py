@@ -113,6 +113,8 @@ class SqlView:
     def get(self, resource_id: str) -> Resource | None:
         """The resource with this id, or None."""
         k = key(resource_id)
+        if "\x00" in k:
+            return None  # PostgreSQL text cannot hold NUL; no such resource can exist
         if k not in self._cache:
             row = self._conn.execute(
                 select(resources.c.type, resources.c.body).where(resources.c.key == k)
@@ -122,6 +124,8 @@ class SqlView:
 
     def referrers(self, target: str, kind: str) -> list[Resource]:
         """Resources that index `target` under `kind`."""
+        if "\x00" in target:
+            return []
         rows = self._conn.execute(
             select(resources.c.key, resources.c.type, resources.c.body)
             .join(refs, refs.c.src == resources.c.key)
@@ -322,6 +326,8 @@ class SqlRepository:
 
     def get_operation(self, operation_id: str) -> Operation | None:
         """An operation by id."""
+        if "\x00" in operation_id:
+            return None
         with self.engine.connect() as conn:
             row = conn.execute(select(operations).where(operations.c.id == operation_id)).first()
         return Operation(**row._mapping) if row else None
