@@ -131,7 +131,7 @@ asyncio.run(main())
 
 HAPROXY_CONFIG = """\
 global
-    maxconn 60000
+    maxconn 4000
     nbthread {threads}
 
 defaults

@@ -188,7 +188,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def run_server(
-    data_dir: Path, *, db_url: str | None = None, config: dict[str, Any] | None = None
+    data_dir: Path,
+    *,
+    db_url: str | None = None,
+    config: dict[str, Any] | None = None,
+    dataplane_prefix: str | None = None,
 ) -> Iterator[RunningServer]:
     """Start `privatelink serve` in `data_dir`; yield when it answers; always stop it."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -210,10 +214,12 @@ def run_server(
             str(port),
             "--data-dir",
             str(data_dir),
-            # Control plane only: `auto` would, as root, create network namespaces with the
-            # shared default prefix and sweep other servers' namespaces on this host.
-            "--dataplane",
-            "off",
+            # Control plane only unless a test asks for the data plane with its own prefix.
+            *(
+                ["--dataplane", "on", "--netns-prefix", dataplane_prefix]
+                if dataplane_prefix
+                else ["--dataplane", "off"]
+            ),
         ]
         if db_url:
             cmd += ["--db-url", db_url]
@@ -641,5 +647,6 @@ def helpers() -> Any:
         Rule = Rule
         World = World
         API_VERSION = API_VERSION
+        run_server = staticmethod(run_server)
 
     return _H

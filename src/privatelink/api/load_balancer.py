@@ -212,7 +212,8 @@ def to_domain(rid: str, name: str, wire: LoadBalancerWire) -> core.LoadBalancer:
                 request_path=p.request_path,
                 interval_in_seconds=p.interval_in_seconds or 15,
                 number_of_probes=p.number_of_probes or 2,
-                probe_threshold=p.probe_threshold or 1,
+                # Without probeThreshold, Azure counts numberOfProbes failures (the legacy field).
+                probe_threshold=p.probe_threshold or p.number_of_probes or 1,
             )
         )
     rules = []

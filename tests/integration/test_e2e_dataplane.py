@@ -1,0 +1,200 @@
+"""End to end: `privatelink serve` with the data plane, driven by azure-mgmt-network,
+then real traffic from a consumer VM through its private endpoint (`privatelink exec`)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+WHOAMI = Path(__file__).with_name("whoami_backend.py")
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    for tool in ("ip", "nft", "conntrack", "curl"):
+        if shutil.which(tool) is None:
+            return f"needs `{tool}` (make deps-system installs it)"
+    return None
+
+
+@pytest.fixture
+def dp_server(helpers: Any) -> Iterator[Any]:
+    """A server with the data plane on and a namespace prefix of its own."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    prefix = "e" + secrets.token_hex(3)
+    data_dir = Path(tempfile.mkdtemp(prefix="pl-e2e-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with helpers.run_server(data_dir, dataplane_prefix=prefix) as server:
+            server.procs = procs
+            server.prefix = prefix
+            yield server
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+        cli(data_dir, "cleanup", "--netns-prefix", prefix)
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        shutil.rmtree(data_dir, ignore_errors=True)
+        assert f"{prefix}-" not in left, f"namespaces left behind: {left}"
+
+
+def cli(
+    data_dir: Path, command: str, *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run the `privatelink` command as a user would."""
+    argv = [sys.executable, "-m", "privatelink.cli.main", command, "--data-dir", str(data_dir)]
+    return subprocess.run(
+        [*argv, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def curl(server: Any, nic: str, url: str) -> subprocess.CompletedProcess[str]:
+    return cli(server.data_dir, "exec", "--nic", nic, "--", "curl", "-s", "-m", "2", url)
+
+
+def test_consumer_reaches_the_provider_through_its_private_endpoint(
+    dp_server: Any, helpers: Any
+) -> None:
+    server = dp_server
+    provider = helpers.World(server).provider()
+    prov = provider.client
+    # Backend VMs in the load balancer's pool.
+    backend_ips = []
+    for i in range(2):
+        nic = prov.network_interfaces.begin_create_or_update(
+            provider.rg,
+            f"backend{i}",
+            {
+                "location": "eastus",
+                "properties": {
+                    "ipConfigurations": [
+                        {
+                            "name": "ip",
+                            "properties": {
+                                "subnet": {"id": provider.subnet_id("backend")},
+                                "loadBalancerBackendAddressPools": [{"id": provider.pool_id()}],
+                            },
+                        }
+                    ]
+                },
+            },
+        ).result()
+        assert nic.provisioning_state == "Succeeded"
+        backend_ips.append(nic.ip_configurations[0].private_ip_address)
+        # The NIC's namespace exists once its PUT has succeeded: start the backend in it.
+        server.procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "privatelink.cli.main",
+                    "exec",
+                    "--data-dir",
+                    str(server.data_dir),
+                    "--nic",
+                    f"backend{i}",
+                    "--",
+                    sys.executable,
+                    str(WHOAMI),
+                    f"b{i}",
+                    "8080",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    pls = provider.create_pls(
+        helpers.unique("svc"), visibility=["*"], fqdns=["svc.contoso.example"]
+    )
+    assert pls.provisioning_state == "Succeeded"
+    nat_ips = {c.private_ip_address for c in pls.ip_configurations}
+
+    consumer = helpers.World(server).consumer()  # overlapping 10.0.0.0/16
+    cons = consumer.client
+    cons.network_interfaces.begin_create_or_update(
+        consumer.rg,
+        "client",
+        {
+            "location": "eastus",
+            "properties": {
+                "ipConfigurations": [
+                    {"name": "ip", "properties": {"subnet": {"id": consumer.subnet}}}
+                ]
+            },
+        },
+    ).result()
+    pe = consumer.create_pe("pe", pls.alias)
+    assert (
+        pe.manual_private_link_service_connections[0].private_link_service_connection_state.status
+        == "Pending"
+    )
+    pe_nic = cons.network_interfaces.get(
+        consumer.rg, pe.network_interfaces[0].id.rsplit("/", 1)[-1]
+    )
+    pe_ip = pe_nic.ip_configurations[0].private_ip_address
+    url = f"http://{pe_ip}/"
+
+    assert curl(server, "client", url).returncode != 0, "a pending connection carried traffic"
+
+    conn = next(
+        iter(prov.private_link_services.list_private_endpoint_connections(provider.rg, pls.name))
+    )
+    approved_at = time.monotonic()
+    prov.private_link_services.update_private_endpoint_connection(
+        provider.rg,
+        pls.name,
+        conn.name,
+        {
+            "properties": {
+                "privateLinkServiceConnectionState": {"status": "Approved", "description": "ok"}
+            }
+        },
+    )
+    answer = None
+    for _ in range(100):  # bounded: ~10 s
+        result = curl(server, "client", url)
+        if result.returncode == 0 and " saw " in result.stdout:
+            answer = result.stdout
+            break
+        time.sleep(0.1)
+    assert answer is not None, "no answer through the private endpoint after approval"
+    first_byte = time.monotonic() - approved_at
+    source = answer.split(" saw ")[1].strip()
+    assert source in nat_ips, f"backend saw {source}; NAT IPs are {nat_ips}"
+    assert first_byte < 10
+
+    prov.private_link_services.update_private_endpoint_connection(
+        provider.rg,
+        pls.name,
+        conn.name,
+        {
+            "properties": {
+                "privateLinkServiceConnectionState": {"status": "Rejected", "description": "no"}
+            }
+        },
+    )
+    cut = False
+    for _ in range(20):  # bounded: ~2 s
+        if curl(server, "client", url).returncode != 0:
+            cut = True
+            break
+        time.sleep(0.1)
+    assert cut, "a rejected connection still carries traffic"
