@@ -39,11 +39,75 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+WHOAMI = (
+    "import http.server, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        body = f'hello from the provider backend; I saw you as {self.client_address[0]}\\n'\n"
+    "        self.send_response(200); self.end_headers(); self.wfile.write(body.encode())\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.HTTPServer(('0.0.0.0', 8080), H).serve_forever()\n"
+)
+
+
+class Traffic:
+    """Runs commands inside the demo's VMs (NIC namespaces) with `privatelink exec`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def _argv(self, nic: str, *command: str) -> list[str]:
+        cli = [sys.executable, "-m", "privatelink.cli.main", "exec"]
+        return [*cli, "--data-dir", str(self.data_dir), "--nic", nic, "--", *command]
+
+    def start(self, nic: str, *command: str) -> None:
+        """Start a long-running program in a VM."""
+        self.procs.append(
+            subprocess.Popen(
+                self._argv(nic, *command),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        )
+
+    def curl(self, nic: str, url: str) -> str | None:
+        """`curl` from a VM; the page, or None when nothing answered."""
+        proc = subprocess.run(
+            self._argv(nic, "curl", "-s", "-m", "2", url),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return proc.stdout.strip() if proc.returncode == 0 and proc.stdout else None
+
+    def curl_until(self, nic: str, url: str, timeout: float = 15.0) -> str | None:
+        """curl until a page comes back (bounded in time)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            page = self.curl(nic, url)
+            if page:
+                return page
+            time.sleep(0.2)
+        return None
+
+    def stop(self) -> None:
+        """Stop every program started in a VM."""
+        for proc in self.procs:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @contextmanager
-def running_server(data_dir: Path, timeout: float = 30.0) -> Iterator[dict[str, Any]]:
+def running_server(
+    data_dir: Path, dataplane: bool, timeout: float = 30.0
+) -> Iterator[dict[str, Any]]:
     """Run `privatelink serve` as a child process until the block ends."""
     port = _free_port()
     cmd = [sys.executable, "-m", "privatelink.cli.main", "serve", "--data-dir", str(data_dir)]
+    cmd += ["--dataplane", "on" if dataplane else "off"]
     proc = subprocess.Popen(
         [*cmd, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -75,6 +139,12 @@ def running_server(data_dir: Path, timeout: float = 30.0) -> Iterator[dict[str, 
             proc.wait()
 
 
+def _status(endpoint: Any) -> str:
+    """The state of an endpoint's (manual) connection."""
+    conn = (endpoint.manual_private_link_service_connections or [])[0]
+    return str(conn.private_link_service_connection_state.status)
+
+
 def step(text: str) -> None:
     """Print one scenario step."""
     console.print(f"\n[bold cyan]==>[/] [bold]{text}[/]")
@@ -85,7 +155,7 @@ def show(label: str, value: object) -> None:
     console.print(f"    {label}: [green]{value}[/]")
 
 
-def run_scenario(creds: dict[str, Any]) -> None:
+def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
     """The private link workflow of the seed, step by step."""
     try:
         from azure.core.exceptions import HttpResponseError
@@ -202,7 +272,11 @@ def run_scenario(creds: dict[str, Any]) -> None:
             },
         },
     ).result()
-    show("backend IP", (nic.ip_configurations or [])[0].private_ip_address)
+    backend_ip = (nic.ip_configurations or [])[0].private_ip_address
+    show("backend IP", backend_ip)
+    if traffic is not None:
+        traffic.start("backend-vm-nic", sys.executable, "-c", WHOAMI)
+        show("backend VM", "runs an HTTP server on :8080 (privatelink exec --nic backend-vm-nic)")
 
     step("Provider: Basic load balancers are refused for private link")
     try:
@@ -276,11 +350,34 @@ def run_scenario(creds: dict[str, Any]) -> None:
             "location": REGION,
             "properties": {
                 "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
-                "subnets": [{"name": "endpoints", "properties": {"addressPrefix": "10.0.1.0/24"}}],
+                "subnets": [
+                    {"name": "endpoints", "properties": {"addressPrefix": "10.0.1.0/24"}},
+                    {"name": "vms", "properties": {"addressPrefix": "10.0.2.0/24"}},
+                ],
             },
         },
     ).result()
     show("vnet", cvnet.id)
+    vm = consumer.network_interfaces.begin_create_or_update(
+        "consumer-rg",
+        "consumer-vm-nic",
+        {
+            "location": REGION,
+            "properties": {
+                "ipConfigurations": [
+                    {
+                        "name": "ipconfig1",
+                        "properties": {"subnet": {"id": f"{cvnet.id}/subnets/vms"}},
+                    }
+                ]
+            },
+        },
+    ).result()
+    show(
+        "consumer VM",
+        f"{(vm.ip_configurations or [])[0].private_ip_address} "
+        "(the provider's backend has the same address: the spaces overlap)",
+    )
 
     step("Who can see the alias? checkPrivateLinkServiceVisibility")
     for name, c in (("consumer", consumer), ("stranger", stranger)):
@@ -314,6 +411,18 @@ def run_scenario(creds: dict[str, Any]) -> None:
     ].private_link_service_connection_state
     show("endpoint connection", state.status if state else None)
     show("customDnsConfigs", [(d.fqdn, d.ip_addresses) for d in pe.custom_dns_configs or []])
+    pe_nic_name = (pe.network_interfaces or [])[0].id.rsplit("/", 1)[-1]  # type: ignore[union-attr]
+    pe_nic = consumer.network_interfaces.get("consumer-rg", pe_nic_name)
+    pe_ip = (pe_nic.ip_configurations or [])[0].private_ip_address
+    show("private endpoint IP", pe_ip)
+    url = f"http://{pe_ip}/"
+    if traffic is not None:
+        step(f"Consumer VM: curl {url} while the connection is Pending")
+        show(
+            "answer",
+            traffic.curl("consumer-vm-nic", url)
+            or "nothing (pending connections carry no traffic)",
+        )
 
     step("Provider: pending requests on the service")
     conns = list(
@@ -348,12 +457,16 @@ def run_scenario(creds: dict[str, Any]) -> None:
     )
     show("provider sees", approved.private_link_service_connection_state.status)
     pe = consumer.private_endpoints.get("consumer-rg", "to-contoso")
-    show(
-        "consumer sees",
-        (pe.manual_private_link_service_connections or [])[
-            0
-        ].private_link_service_connection_state.status,
-    )
+    show("consumer sees", _status(pe))
+    if traffic is not None:
+        step(f"Consumer VM: curl {url} through the private endpoint")
+        page = traffic.curl_until("consumer-vm-nic", url)
+        show("answer", page or "nothing!")
+        nat_ips = {c.private_ip_address for c in pls.ip_configurations or []}
+        seen = page.rsplit(" ", 1)[-1] if page else ""
+        show("the backend saw", f"{seen}, one of the service's NAT IPs {sorted(nat_ips)}")
+        if seen not in nat_ips:
+            raise SystemExit("demo failed: traffic did not arrive from a NAT IP")
 
     step("Provider: the service cannot be deleted while it has connections")
     try:
@@ -379,12 +492,11 @@ def run_scenario(creds: dict[str, Any]) -> None:
         "provider-rg", "contoso-svc", conns[0].name
     ).result()
     pe = consumer.private_endpoints.get("consumer-rg", "to-contoso")
-    show(
-        "consumer sees",
-        (pe.manual_private_link_service_connections or [])[
-            0
-        ].private_link_service_connection_state.status,
-    )
+    show("consumer sees", _status(pe))
+    if traffic is not None:
+        show(
+            "consumer VM curl", traffic.curl("consumer-vm-nic", url) or "nothing (the flow is cut)"
+        )
 
     step("Provider: delete the service (no connections left)")
     provider.private_link_services.begin_delete("provider-rg", "contoso-svc").result()
@@ -395,17 +507,30 @@ def run_scenario(creds: dict[str, Any]) -> None:
 
 def main() -> None:
     """Entry point of `python -m privatelink.demo`."""
-    data_dir = Path(tempfile.mkdtemp(prefix="privatelink-demo-"))
+    from privatelink.dataplane import names
+    from privatelink.dataplane.reconciler import cleanup
+    from privatelink.server import dataplane_available
+
+    data_dir = Path(tempfile.mkdtemp(prefix="privatelink-demo-")).resolve()
     os.chmod(data_dir, 0o700)
+    missing = dataplane_available()
+    traffic = Traffic(data_dir) if missing is None else None
     try:
-        console.print(
-            "[bold]privatelink demo[/]: starting `privatelink serve` (HTTPS, SQLite store)"
-        )
-        with running_server(data_dir) as creds:
+        console.print("[bold]privatelink demo[/]: starting `privatelink serve` (HTTPS, SQLite)")
+        if missing:
+            console.print(f"[yellow]data plane off: {missing}; the demo shows the API only[/]")
+        with running_server(data_dir, dataplane=traffic is not None) as creds:
             show("server", creds["url"])
             show("CA file", creds["ca_file"])
-            run_scenario(creds)
+            try:
+                run_scenario(creds, traffic)
+            finally:
+                if traffic is not None:
+                    traffic.stop()
     finally:
+        if traffic is not None:
+            removed = cleanup(names.prefix_for(str(data_dir)))
+            console.print(f"removed the demo's {len(removed)} network namespaces")
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
