@@ -1,0 +1,208 @@
+"""The reconciler against a fake kernel: what it applies, incrementally, and how it fails.
+
+The fake records every call, so these tests see exactly which kernel work a sync does;
+the real kernel is exercised by tests/netns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from privatelink.core import network_interface as nim
+from privatelink.core import virtual_network as vnm
+from privatelink.dataplane import names, privileged
+from privatelink.dataplane.privileged import Link, NftApplyFailed
+from privatelink.dataplane.reconciler import Reconciler
+from privatelink.service import ControlPlane
+from privatelink.store.sql import SqlRepository
+
+SUB = "11111111-1111-4111-8111-111111111111"
+BASE = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network"
+
+
+@dataclass
+class FakeNs:
+    links: dict[str, Link] = field(default_factory=dict)
+    routes: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    nft: str = ""
+
+
+class FakeKernel:
+    """Same functions as `privileged`, on in-memory namespaces."""
+
+    KernelError = privileged.KernelError
+
+    def __init__(self) -> None:
+        self.ns: dict[str, FakeNs] = {}
+        self.calls: list[str] = []
+        self.fail_nft = 0
+
+    def list_netns(self) -> list[str]:
+        return sorted(self.ns)
+
+    def create_netns(self, name: str) -> None:
+        self.calls.append(f"create {name}")
+        self.ns.setdefault(name, FakeNs(links={"lo": Link("lo", 1, False, ())}))
+
+    def delete_netns(self, name: str) -> None:
+        self.calls.append(f"delete {name}")
+        self.ns.pop(name, None)
+
+    def write_sysctls(self, name: str, values: dict[str, str]) -> None:
+        self.calls.append(f"sysctl {name}")
+
+    def apply_nft(self, name: str, text: str) -> None:
+        self.calls.append(f"nft {name}")
+        if self.fail_nft:
+            self.fail_nft -= 1
+            raise NftApplyFailed(f"nft transaction in {name} failed: Error: simulated")
+        self.ns[name].nft = text
+
+    def conntrack_delete_mark(self, name: str, mark: int) -> None:
+        self.calls.append(f"conntrack {name} {mark}")
+
+    def Netlink(self, netns: str) -> FakeNetlink:
+        if netns not in self.ns:
+            raise privileged.NetnsNotFound(netns)
+        return FakeNetlink(self, netns)
+
+
+class FakeNetlink:
+    def __init__(self, kernel: FakeKernel, netns: str) -> None:
+        self.kernel, self.netns = kernel, netns
+        self.ns = kernel.ns[netns]
+
+    def close(self) -> None:
+        pass
+
+    def links(self) -> dict[str, Link]:
+        return dict(self.ns.links)
+
+    def add_veth(self, name: str, peer: str, peer_netns: str) -> None:
+        self.kernel.calls.append(f"veth {self.netns}/{name} {peer_netns}/{peer}")
+        self.ns.links[name] = Link(name, len(self.ns.links) + 1, False, ())
+        other = self.kernel.ns[peer_netns]
+        other.links[peer] = Link(peer, len(other.links) + 1, False, ())
+
+    def delete_link(self, name: str) -> None:
+        self.kernel.calls.append(f"dellink {self.netns}/{name}")
+        self.ns.links.pop(name, None)
+
+    def set_up(self, name: str) -> None:
+        link = self.ns.links[name]
+        self.ns.links[name] = Link(link.name, link.index, True, link.addresses)
+
+    def set_addresses(self, name: str, wanted: list[str], current: tuple[str, ...]) -> None:
+        if sorted(wanted) != sorted(current):
+            self.kernel.calls.append(f"addr {self.netns}/{name} {sorted(wanted)}")
+        link = self.ns.links[name]
+        self.ns.links[name] = Link(link.name, link.index, link.up, tuple(sorted(wanted)))
+
+    def routes(self) -> dict[str, tuple[int, str | None]]:
+        return dict(self.ns.routes)
+
+    def replace_route(self, dst: str, ifname: str, gateway: str | None = None) -> None:
+        self.kernel.calls.append(f"route {self.netns} {dst}")
+        self.ns.routes[dst] = (self.ns.links[ifname].index, gateway)
+
+    def delete_route(self, dst: str) -> None:
+        self.ns.routes.pop(dst, None)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[FakeKernel, Reconciler, ControlPlane]]:
+    kernel = FakeKernel()
+    repo = SqlRepository.sqlite_in(tmp_path)
+    reconciler = Reconciler(repo, "tst", None, kernel=kernel)
+    plane = ControlPlane(repo, realizer=reconciler)
+    try:
+        yield kernel, reconciler, plane
+    finally:
+        reconciler.stop()
+        repo.dispose()
+
+
+def make_network(plane: ControlPlane) -> tuple[str, str]:
+    vnet = vnm.VirtualNetwork(
+        id=f"{BASE}/virtualNetworks/v",
+        name="v",
+        location="eastus",
+        address_prefixes=("10.0.0.0/16",),
+        subnets=(vnm.Subnet("s", "10.0.1.0/24"),),
+    )
+    plane.change(None, vnet.id, "put", vnm.create_or_update, vnet)
+    nic = nim.NetworkInterface(
+        id=f"{BASE}/networkInterfaces/vm",
+        name="vm",
+        location="eastus",
+        ip_configurations=(nim.NicIpConfiguration("ip", f"{vnet.id}/subnets/s"),),
+    )
+    out = plane.change(None, nic.id, "put", nim.create_or_update, nic)
+    return vnet.id, out.operation.id
+
+
+def test_a_sync_builds_hub_and_vm_and_the_next_one_does_nothing(setup) -> None:
+    kernel, reconciler, plane = setup
+    vnet_id, _ = make_network(plane)
+    report = reconciler.sync_once()
+    assert report.error is None
+    hub = names.hub_netns("tst", vnet_id)
+    vm = names.nic_netns("tst", f"{BASE}/networkInterfaces/vm")
+    assert set(kernel.ns) == {hub, vm}
+    assert kernel.ns[vm].routes["0.0.0.0/0"][1] == names.GATEWAY
+    assert kernel.ns[vm].links["eth0"].addresses == ("10.0.1.4/32",)
+    assert "table ip privatelink" in kernel.ns[hub].nft
+    kernel.calls.clear()
+    assert reconciler.sync_once().error is None
+    assert kernel.calls == [], f"an unchanged state still touched the kernel: {kernel.calls}"
+
+
+def test_provisioning_state_goes_updating_then_succeeded(setup) -> None:
+    _kernel, reconciler, plane = setup
+    vnet_id, op_id = make_network(plane)
+    with plane.read() as view:
+        assert view.get(vnet_id).provisioning_state == "Updating"  # type: ignore[union-attr]
+    reconciler.sync_once()
+    with plane.read() as view:
+        assert view.get(vnet_id).provisioning_state == "Succeeded"  # type: ignore[union-attr]
+    assert plane.repo.get_operation(op_id).status == "Succeeded"  # type: ignore[union-attr]
+
+
+def test_a_failed_apply_reports_failed_with_the_reason_and_a_retry_repairs(setup) -> None:
+    kernel, reconciler, plane = setup
+    vnet_id, op_id = make_network(plane)
+    kernel.fail_nft = 1
+    report = reconciler.sync_once()
+    assert report.error and "simulated" in report.error
+    with plane.read() as view:
+        assert view.get(vnet_id).provisioning_state == "Failed"  # type: ignore[union-attr]
+    op = plane.repo.get_operation(op_id)
+    assert op is not None and op.status == "Failed"
+    assert op.error_code == "ProvisioningFailed" and "simulated" in (op.error_message or "")
+    assert reconciler.sync_once().error is None  # the retry
+    with plane.read() as view:
+        assert view.get(vnet_id).provisioning_state == "Succeeded"  # type: ignore[union-attr]
+
+
+def test_deleting_a_nic_removes_its_namespace(setup) -> None:
+    kernel, reconciler, plane = setup
+    make_network(plane)
+    reconciler.sync_once()
+    nic_id = f"{BASE}/networkInterfaces/vm"
+    plane.change(None, nic_id, "delete", nim.delete, nic_id)
+    reconciler.sync_once()
+    assert names.nic_netns("tst", nic_id) not in kernel.ns
+    assert len(kernel.ns) == 1  # the hub stays with its network
+
+
+def test_namespaces_of_other_prefixes_are_never_touched(setup) -> None:
+    kernel, reconciler, plane = setup
+    kernel.ns["other-v-1234"] = FakeNs()
+    kernel.ns["tstx-v-1234"] = FakeNs()
+    make_network(plane)
+    reconciler.sync_once()
+    assert "other-v-1234" in kernel.ns and "tstx-v-1234" in kernel.ns
