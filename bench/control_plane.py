@@ -26,7 +26,7 @@ Every loop is bounded both in count and in time; a phase that hits its time budg
 reported as truncated with the number of operations it did.
 
 Usage:
-    python bench/control_plane.py [--quick] [--db-url URL] [--write]
+    python bench/control_plane.py [--quick] [--db-url URL] [--dataplane off|auto|on] [--write]
 
 `--write` stores the results as JSON in docs/benchmarks-control-plane.json. With
 `--db-url` (e.g. PostgreSQL) the database should be empty; subscription ids are random
@@ -42,6 +42,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -256,8 +257,14 @@ class RunningServer:
 
 
 @contextmanager
-def serve(db_url: str | None, limits: dict[str, int] | None) -> Iterator[RunningServer]:
-    """Start `privatelink serve` in a temp dir; always stop it and remove the dir."""
+def serve(
+    db_url: str | None, dataplane: str, limits: dict[str, int] | None = None
+) -> Iterator[RunningServer]:
+    """Start `privatelink serve` in a temp dir; always stop it and remove the dir.
+
+    With the data plane on, the namespaces it created are swept (`privatelink cleanup`)
+    before the directory goes.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="pl-bench-"))
     data_dir = tmp / "data"
     data_dir.mkdir(mode=0o700)
@@ -266,6 +273,7 @@ def serve(db_url: str | None, limits: dict[str, int] | None) -> Iterator[Running
     port = free_port()
     cmd = [sys.executable, "-m", "privatelink.cli.main", "serve"]
     cmd += ["--data-dir", str(data_dir), "--port", str(port)]
+    cmd += ["--dataplane", dataplane]
     if db_url:
         cmd += ["--db-url", db_url]
     log = (tmp / "server.log").open("wb")
@@ -273,7 +281,7 @@ def serve(db_url: str | None, limits: dict[str, int] | None) -> Iterator[Running
     try:
         creds = wait_ready(proc, data_dir, port)
         yield RunningServer(proc, data_dir, creds)
-    except BaseException:
+    except Exception:
         log.flush()
         tail = (tmp / "server.log").read_text(errors="replace")[-4000:]
         print(f"--- server log (tail) ---\n{tail}", file=sys.stderr)
@@ -287,6 +295,9 @@ def serve(db_url: str | None, limits: dict[str, int] | None) -> Iterator[Running
                 proc.kill()
                 proc.wait(timeout=15)
         log.close()
+        if dataplane != "off":
+            sweep = [sys.executable, "-m", "privatelink.cli.main", "cleanup"]
+            subprocess.run([*sweep, "--data-dir", str(data_dir)], check=False, timeout=300)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -452,6 +463,12 @@ class Bench:
         self.results: dict[str, Any] = {}
         self.services: list[Any] = []  # PLS models of phase 1, in creation order
 
+    def close(self) -> None:
+        """Close the SDK clients' sessions and the credential."""
+        self.prov.close()
+        self.cons.close()
+        self.credential.close()
+
     def _client(self, subscription: str) -> NetworkManagementClient:
         return NetworkManagementClient(
             self.credential,
@@ -537,7 +554,7 @@ class Bench:
                 self.prov.private_link_services.list_private_endpoint_connections(RG, svc.name)
             )
             pending += [
-                (svc.name, c.name)
+                (svc.name, c.name or "")
                 for c in conns
                 if c.private_link_service_connection_state.status == "Pending"
             ]
@@ -654,7 +671,7 @@ class Bench:
             pages = 0
             for page in pager.by_page():
                 pages += 1
-                names += [c.name for c in page]
+                names += [c.name or "" for c in page]
             listed.append(names)
             page_counts.append(pages)
 
@@ -710,6 +727,24 @@ def machine() -> dict[str, Any]:
         "cpu_model": model,
         "python": platform.python_version(),
         "platform": platform.platform(),
+    }
+
+
+def source_revision() -> dict[str, Any]:
+    """The git commit of the checkout, and whether src/ differs from it (read-only git)."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "src_modified": bool(git("status", "--porcelain", "--", "src")),
     }
 
 
@@ -823,6 +858,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small N (30 PLS, 100 PEs)")
     parser.add_argument("--db-url", default=None, help="SQLAlchemy URL (default: SQLite)")
     parser.add_argument(
+        "--dataplane",
+        choices=["off", "auto", "on"],
+        default="off",
+        help="passed to `privatelink serve` (default off: this measures the control plane; "
+        "with the data plane on, every PUT waits for kernel state and leaves namespaces "
+        "that are swept at the end)",
+    )
+    parser.add_argument(
         "--write", action="store_true", help=f"write JSON results to {JSON_OUT.relative_to(ROOT)}"
     )
     args = parser.parse_args(argv)
@@ -830,8 +873,10 @@ def main(argv: list[str] | None = None) -> int:
     for var in ("NO_PROXY", "no_proxy"):
         os.environ[var] = ",".join(filter(None, [os.environ.get(var), "127.0.0.1", "localhost"]))
 
+    # A SIGTERM (e.g. a timeout) unwinds like Ctrl-C, so the server is stopped and removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
-    with serve(args.db_url, None) as server:
+    with serve(args.db_url, args.dataplane) as server:
         bench = Bench(server, sizes)
         steps = [
             ("setup", bench.setup_networks),
@@ -840,19 +885,24 @@ def main(argv: list[str] | None = None) -> int:
             ("3/5. GET and list throughput", bench.get_and_list_throughput),
             ("4. PLS with many PEs", bench.big_service),
         ]
-        for label, step in steps:
-            t0 = time.perf_counter()
-            print(f"running {label} ...", file=sys.stderr, flush=True)
-            step()
-            print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        try:
+            for label, step in steps:
+                t0 = time.perf_counter()
+                print(f"running {label} ...", file=sys.stderr, flush=True)
+                step()
+                print(f"  done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        finally:
+            bench.close()
 
     results = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python", "bench/control_plane.py", *(argv or sys.argv[1:])]),
         "mode": "quick" if args.quick else "full",
         "store": "sqlite" if not args.db_url else args.db_url.split(":", 1)[0],
+        "dataplane": args.dataplane,
         "machine": machine(),
         "versions": versions(),
+        "source": source_revision(),
         "sizes": vars(sizes),
         "total_wall_s": round(time.perf_counter() - started, 1),
         "results": bench.results,

@@ -275,3 +275,43 @@ def test_provisioning_state_follows_realization(world: World) -> None:
         in __import__("privatelink.dataplane.privileged", fromlist=["x"]).list_netns()
     )
     assert rid(PROVIDER, "networkInterfaces", "vm") == nic.id
+
+
+def test_an_endpoint_in_the_services_own_network_works(world: World) -> None:
+    vnet, _lb, backends, pls = provider(world, backends=1)
+    world.serve_whoami(backends[0], "b0")
+    client = world.nic(PROVIDER, "inside", vnet.subnet_id("fe"))
+    pe = world.endpoint(PROVIDER, "pe-self", vnet.subnet_id("fe"), pls.alias)
+    world.set_connection(pls.id, pe, "Approved")
+    world.settle()
+    body = wait_for(
+        lambda: try_get(world.netns(client), world.endpoint_ip(pe), 80), 5, "a reply in-network"
+    )
+    nat_ips = {c.private_ip for c in world.get(pls.id).ip_configurations}
+    assert body.split(" saw ")[1].strip() in nat_ips
+
+
+def test_replacing_an_endpoint_in_one_sync_cuts_the_old_and_serves_the_new(world: World) -> None:
+    _vnet, _lb, backends, pls = provider(world, backends=1)
+    world.serve_echo(backends[0])
+    vnet_a, client_a = consumer(world, CONSUMER, "a")
+    vnet_b, client_b = consumer(world, CONSUMER2, "b")
+    old = world.endpoint(CONSUMER, "pe-a", vnet_a.subnet_id("pe"), pls.alias)
+    world.set_connection(pls.id, old, "Approved")
+    world.settle()
+    old_ip = world.endpoint_ip(old)
+    wait_for(lambda: _echo_ok(world, client_a, old_ip), 5, "the first endpoint")
+    with world.connection(client_a, old_ip, 80) as sock:
+        sock.sendall(b"a")
+        assert sock.recv(4) == b"a"
+        # Both changes land before the data plane syncs once.
+        world.delete(pem.delete, old.id)
+        new = world.endpoint(CONSUMER2, "pe-b", vnet_b.subnet_id("pe"), pls.id)  # auto-approved
+        world.settle()
+        new_ip = world.endpoint_ip(new)
+        wait_for(lambda: _echo_ok(world, client_b, new_ip), 5, "the new endpoint")
+        with pytest.raises(OSError):
+            sock.settimeout(1)
+            sock.sendall(b"a")
+            if not sock.recv(4):
+                raise OSError("closed")

@@ -206,3 +206,19 @@ def test_namespaces_of_other_prefixes_are_never_touched(setup) -> None:
     make_network(plane)
     reconciler.sync_once()
     assert "other-v-1234" in kernel.ns and "tstx-v-1234" in kernel.ns
+
+
+def test_link_slots_are_stable_and_a_freed_slot_rests_before_reuse(tmp_path: Path) -> None:
+    repo = SqlRepository.sqlite_in(tmp_path)
+    first = repo.link_slots({"a", "b"}, 10, now=1000.0)
+    assert sorted(first.values()) == [0, 1]
+    assert repo.link_slots({"a", "b"}, 10, now=1001.0) == first
+    # "a" goes and "c" arrives in the same call: "c" must not get a's slot (its mark).
+    second = repo.link_slots({"b", "c"}, 10, now=1002.0)
+    assert second["b"] == first["b"] and second["c"] not in first.values()
+    # After the quarantine the freed slot is handed out again.
+    third = repo.link_slots({"b", "c", "d"}, 10, now=1100.0)
+    assert third["d"] == first["a"]
+    # Out of slots: the extra key simply gets none.
+    assert "e" not in repo.link_slots({"b", "c", "d", "e"}, 3, now=1101.0)
+    repo.dispose()

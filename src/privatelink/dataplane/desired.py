@@ -96,6 +96,7 @@ class LinkPlan:
     provider_addr: str
     service_chain: str
     ports: tuple[int, ...]
+    local: bool = False  # endpoint and service in the same network: no veth, NAT in the hub
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,6 @@ class HubPlan:
     links_out: tuple[LinkPlan, ...] = ()  # this hub is the consumer side
     links_in: tuple[LinkPlan, ...] = ()  # this hub is the provider side
     pe_ips: tuple[str, ...] = ()
-    unrealized: tuple[str, ...] = ()  # messages about what could not be realized
 
 
 @dataclass(frozen=True)
@@ -205,7 +205,7 @@ def plan(
     def hub(vnet_key: str) -> dict[str, list]:
         return hubs.setdefault(
             vnet_key,
-            {"nics": [], "rules": [], "services": [], "out": [], "in": [], "pe": [], "bad": []},
+            {"nics": [], "rules": [], "services": [], "out": [], "in": [], "pe": []},
         )
 
     for v in snapshot.vnets:
@@ -235,9 +235,6 @@ def plan(
         for rule in lb.rules:
             rule_id = lb.child_id("loadBalancingRules", rule.name)
             if rule.protocol == "All" or rule.frontend_port == 0:
-                hub(vnet)["bad"].append(
-                    f"HA ports rule {rule_id} is not realized by the data plane"
-                )
                 problems[lb.key] = (
                     "HA ports (protocol All, port 0) rules are not supported by the data plane."
                 )
@@ -305,7 +302,12 @@ def plan(
         provider_vnet, sp = found
         link_key = connection_key(conn.private_link_service_id, conn.remote_name)
         slot = slots.get(link_key)
-        if slot is None or consumer_vnet not in hub_names or provider_vnet not in hub_names:
+        if consumer_vnet not in hub_names or provider_vnet not in hub_names:
+            continue
+        if slot is None:
+            problems[pe.key] = (
+                f"no free link slot (at most {names.MAX_SLOTS} approved connections per host)"
+            )
             continue
         consumer_addr, provider_addr = names.link_addresses(slot)
         link = LinkPlan(
@@ -321,9 +323,11 @@ def plan(
             provider_addr=provider_addr,
             service_chain=sp.chain,
             ports=tuple(port for _, port, _ in sp.ports),
+            local=consumer_vnet == provider_vnet,
         )
         links.append(link)
-        hub(consumer_vnet)["out"].append(link)
+        if not link.local:
+            hub(consumer_vnet)["out"].append(link)
         hub(provider_vnet)["in"].append(link)
 
     plans = []
@@ -340,7 +344,6 @@ def plan(
                 links_out=tuple(sorted(parts["out"], key=lambda x: x.slot)),
                 links_in=tuple(sorted(parts["in"], key=lambda x: x.slot)),
                 pe_ips=tuple(sorted(set(parts["pe"]))),
-                unrealized=tuple(parts["bad"]),
             )
         )
     return Plan(

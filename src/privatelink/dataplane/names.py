@@ -27,7 +27,9 @@ _PREFIX = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 def check_prefix(prefix: str) -> str:
     """A namespace prefix: 1-8 lower-case letters/digits, starting with a letter."""
     if not _PREFIX.match(prefix):
-        raise ValueError(f"invalid namespace prefix {prefix!r}: use 1-8 of [a-z0-9]")
+        raise ValueError(
+            f"invalid namespace prefix {prefix!r}: 1-8 of [a-z0-9], starting with a letter"
+        )
     return prefix
 
 

@@ -10,8 +10,11 @@ provider side  prerouting  iifname -> link chain (vmap): ct mark = link, jump se
                rule        dnat to a backend by hash (jhash over healthy backends)
                frontends   frontend ip . protocol . port -> rule chain (intra-VNet LB)
                postrouting ct mark -> snat chain: a random NAT IP of the service
-both           forward     flows of dead links are reset; PE ips / NAT ips without a
-                           live flow get a TCP reset; links carry only NATed flows
+both           forward     flows of dead links are reset; links carry only NATed flows
+               input       PE and NAT IPs are local to the hub: without a live NATed
+                           flow a TCP packet to them gets a reset here
+same network   prerouting  PE ip -> link chain (vmap) when endpoint and service share a
+                           hub: no veth, the provider side's NAT happens in place
 """
 
 from __future__ import annotations
@@ -70,7 +73,10 @@ def render(hub: HubPlan) -> str:
         for port in x.ports
     ]
     pe_mark = [f"{x.pe_ip} : {x.mark}" for x in hub.links_out]
-    link_chains = [f'"{x.provider_ifname}" : jump link_{x.slot}' for x in hub.links_in]
+    link_chains = [
+        f'"{x.provider_ifname}" : jump link_{x.slot}' for x in hub.links_in if not x.local
+    ]
+    pe_local = [f"{x.pe_ip} : jump link_{x.slot}" for x in hub.links_in if x.local]
     frontends = [
         f"{r.frontend_ip} . {r.protocol} . {r.frontend_port} : jump {r.chain}"
         for r in hub.rules
@@ -83,7 +89,7 @@ def render(hub: HubPlan) -> str:
         if s.chain == x.service_chain
     ]
     nat_ips = sorted({ip for s in hub.services for ip in s.nat_ips})
-    link_ifs = [f'"{x.provider_ifname}"' for x in hub.links_in]
+    link_ifs = [f'"{x.provider_ifname}"' for x in hub.links_in if not x.local]
     out_ifs = [f'"{x.consumer_ifname}"' for x in hub.links_out]
 
     lines = [
@@ -98,11 +104,13 @@ def render(hub: HubPlan) -> str:
         _map("pe_dnat", "ipv4_addr . inet_service : ipv4_addr . inet_service", pe_dnat),
         _map("pe_mark", "ipv4_addr : mark", pe_mark),
         _map("links", "ifname : verdict", link_chains),
+        _map("pe_local", "ipv4_addr : verdict", pe_local),
         _map("frontends", "ipv4_addr . inet_proto . inet_service : verdict", frontends),
         _map("snat_by_mark", "mark : verdict", snat),
         "  chain prerouting {",
         "    type nat hook prerouting priority dstnat; policy accept;",
         "    iifname vmap @links",
+        "    meta l4proto tcp ip daddr vmap @pe_local",
         "    meta l4proto tcp ct state new ct mark set ip daddr map @pe_mark",
         "    meta l4proto tcp dnat ip to ip daddr . tcp dport map @pe_dnat",
         "    ip daddr . meta l4proto . th dport vmap @frontends",

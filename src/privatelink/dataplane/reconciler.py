@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from privatelink.core.ids import key
+from privatelink.core.private_link_service import APPROVED
 from privatelink.dataplane import names, nft, privileged
 from privatelink.dataplane.desired import (
     HubPlan,
@@ -127,7 +128,8 @@ class Reconciler:
     def _run(self) -> None:
         backoff = 0.0
         while not self._stop.is_set():
-            self._dirty.wait(timeout=backoff or None)
+            # Wake up at least every FULL_RESYNC_SECONDS: the full pass repairs drift.
+            self._dirty.wait(timeout=backoff or FULL_RESYNC_SECONDS)
             if self._stop.is_set():
                 return
             self._dirty.clear()
@@ -157,12 +159,27 @@ class Reconciler:
     # --- one sync ------------------------------------------------------------------
 
     def sync_once(self) -> SyncReport:
-        """Read, plan, apply, report. Never raises."""
+        """Read, plan, apply, report. Never raises (a failure is reported and retried)."""
+        try:
+            return self._sync()
+        except Exception as exc:  # e.g. the database is unreachable: report, retry later
+            log.exception("sync failed before it could report")
+            self._full_due = 0.0
+            self.last = SyncReport(0.0, 0, 0, f"sync failed: {exc}")
+            return self.last
+
+    def _sync(self) -> SyncReport:
         began = time.monotonic()
         started = utc_now()
         resources = self.repo.snapshot()
         snapshot = Snapshot.of(resources)
-        conn_keys = {connection_key(s.id, c.name) for s in snapshot.services for c in s.connections}
+        # Only approved connections take a link slot (and so count against MAX_SLOTS).
+        conn_keys = {
+            connection_key(s.id, c.name)
+            for s in snapshot.services
+            for c in s.connections
+            if c.status == APPROVED
+        }
         try:
             slots = self.repo.link_slots(conn_keys, names.MAX_SLOTS)
             desired = plan(snapshot, slots, self.prober.verdicts(), self.prefix)
@@ -237,32 +254,48 @@ class Reconciler:
             if full or self._hub_sigs.get(hub.netns) != sig:
                 self._hub(hub)
                 self._hub_sigs[hub.netns] = sig
-        links = {x.slot: x for x in desired.links}
-        for slot, link in links.items():
-            if full or self._links.get(slot) != link:
-                self._link(link)
-                self._links[slot] = link
+        # nft first: dead links leave the live set (their flows get resets) and new ones
+        # are matched by interface name, which needs no interface yet.
         for hub in desired.hubs:
             text = nft.render(hub)
             if self._applied.get(hub.netns) != text:
                 self.kernel.apply_nft(hub.netns, text)
                 self._applied[hub.netns] = text
+            if hub.netns not in self._prepared:
+                # After the table: nft has loaded conntrack, so its sysctls exist now.
+                self.kernel.write_sysctls(hub.netns, HUB_SYSCTLS)
+                self._prepared.add(hub.netns)
+        # Then removals (conntrack by mark, then veths), before any creation: a slot freed
+        # in this sync may be handed to a new link, with the same interface names.
+        links = {x.slot: x for x in desired.links}
         if full:
             self._remove_stale_links(desired)
         else:
-            for slot in [s for s in self._links if s not in links]:
-                gone = self._links.pop(slot)
-                for netns in (gone.consumer_netns, gone.provider_netns):
-                    self.kernel.conntrack_delete_mark(netns, gone.mark)
-                if gone.consumer_netns in wanted:
-                    self._netlink(gone.consumer_netns).delete_link(gone.consumer_ifname)
-                if gone.provider_netns in wanted:
-                    self._netlink(gone.provider_netns).delete_link(gone.provider_ifname)
+            for slot in list(self._links):
+                if not _same_wire(links.get(slot), self._links[slot]):
+                    self._remove_link(self._links.pop(slot), wanted)
+        for slot, link in links.items():
+            if full or not _same_wire(self._links.get(slot), link):
+                self._link(link)
+            self._links[slot] = link
         for netns in sorted(existing - wanted):
             self._forget(netns)
             self.kernel.delete_netns(netns)
 
+    def _remove_link(self, gone: LinkPlan, wanted: set[str]) -> None:
+        """Cut a link's flows in both hubs, then delete its veth pair."""
+        for netns in {gone.consumer_netns, gone.provider_netns} & wanted:
+            self.kernel.conntrack_delete_mark(netns, gone.mark)
+        if gone.local:
+            return
+        if gone.consumer_netns in wanted:
+            self._netlink(gone.consumer_netns).delete_link(gone.consumer_ifname)
+        if gone.provider_netns in wanted:
+            self._netlink(gone.provider_netns).delete_link(gone.provider_ifname)
+
     def _link(self, link: LinkPlan) -> None:
+        if link.local:
+            return  # endpoint and service in one network: NAT inside the hub, no veth
         nl = self._netlink(link.consumer_netns)
         if link.consumer_ifname not in nl.links():
             nl.add_veth(link.consumer_ifname, link.provider_ifname, link.provider_netns)
@@ -280,9 +313,6 @@ class Reconciler:
             nl.set_up(ifname)
 
     def _hub(self, hub: HubPlan) -> None:
-        if hub.netns not in self._prepared:
-            self.kernel.write_sysctls(hub.netns, HUB_SYSCTLS)
-            self._prepared.add(hub.netns)
         nl = self._netlink(hub.netns)
         links = nl.links()
         lo = links["lo"]
@@ -335,8 +365,9 @@ class Reconciler:
             nl.replace_route("0.0.0.0/0", names.NIC_IFNAME, gateway=names.GATEWAY)
 
     def _remove_stale_links(self, desired: Plan) -> None:
-        wanted = {(x.consumer_netns, x.consumer_ifname) for x in desired.links} | {
-            (x.provider_netns, x.provider_ifname) for x in desired.links
+        veths = [x for x in desired.links if not x.local]
+        wanted = {(x.consumer_netns, x.consumer_ifname) for x in veths} | {
+            (x.provider_netns, x.provider_ifname) for x in veths
         }
         stale: list[tuple[str, str, int]] = []
         for hub in desired.hubs:
@@ -366,6 +397,18 @@ class Reconciler:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=1))
         tmp.replace(path)
+
+
+def _same_wire(a: LinkPlan | None, b: LinkPlan | None) -> bool:
+    """Whether two link plans are the same veth (ports or addresses may differ)."""
+    if a is None or b is None:
+        return False
+    return (a.link_key, a.consumer_netns, a.provider_netns, a.local) == (
+        b.link_key,
+        b.consumer_netns,
+        b.provider_netns,
+        b.local,
+    )
 
 
 def cleanup(prefix: str) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     Column,
+    Float,
     Integer,
     MetaData,
     String,
@@ -95,9 +97,11 @@ counters = Table(
 link_slots = Table(
     "link_slots",
     metadata,
-    Column("key", String(1024), primary_key=True),
-    Column("slot", Integer, nullable=False, unique=True),
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("key", String(1024), unique=True, nullable=True),  # NULL: free
+    Column("released_at", Float, nullable=True),
 )
+SLOT_QUARANTINE_SECONDS = 60.0  # a freed slot (its mark, its veth names) rests this long
 
 _ADVISORY_LOCK = 0x706C6E6B  # "plnk"
 REALIZED_TYPES = tuple(codec.TYPES)
@@ -342,21 +346,45 @@ class SqlRepository:
             ).all()
         return [codec.loads(r.type, r.body) for r in rows]
 
-    def link_slots(self, keys: set[str], limit: int) -> dict[str, int]:
-        """Stable small integers for connection keys: kept while a key lives, then freed."""
+    def link_slots(self, keys: set[str], limit: int, now: float | None = None) -> dict[str, int]:
+        """Stable small integers for connection keys, kept while a key lives.
+
+        A freed slot is not handed out again for SLOT_QUARANTINE_SECONDS, so a new link
+        never inherits the conntrack mark or the interface names of one just removed.
+        Keys beyond `limit` slots get none (the caller reports them).
+        """
+        now = time.time() if now is None else now
         with self._lock, self.engine.begin() as conn:
-            rows = {r.key: r.slot for r in conn.execute(select(link_slots)).all()}
-            gone = [k for k in rows if k not in keys]
+            rows = conn.execute(select(link_slots)).all()
+            result = {r.key: r.slot for r in rows if r.key is not None and r.key in keys}
+            gone = [r.slot for r in rows if r.key is not None and r.key not in keys]
             if gone:
-                conn.execute(delete(link_slots).where(link_slots.c.key.in_(gone)))
-            used = {slot for k, slot in rows.items() if k in keys}
-            result = {k: slot for k, slot in rows.items() if k in keys}
-            free = (s for s in range(limit) if s not in used)
+                conn.execute(
+                    update(link_slots)
+                    .where(link_slots.c.slot.in_(gone))
+                    .values(key=None, released_at=now)
+                )
+            rested = sorted(
+                r.slot
+                for r in rows
+                if r.key is None and (r.released_at or 0) <= now - SLOT_QUARANTINE_SECONDS
+            )
+            taken = {r.slot for r in rows}
+            fresh = (slot for slot in range(limit) if slot not in taken)
             for k in sorted(keys - set(result)):
-                slot = next(free, None)
-                if slot is None:
-                    break  # out of slots: those links stay unrealized (reported by the caller)
-                conn.execute(insert(link_slots).values(key=k, slot=slot))
+                if rested:
+                    slot = rested.pop(0)
+                    conn.execute(
+                        update(link_slots)
+                        .where(link_slots.c.slot == slot)
+                        .values(key=k, released_at=None)
+                    )
+                else:
+                    new = next(fresh, None)
+                    if new is None:
+                        break
+                    slot = new
+                    conn.execute(insert(link_slots).values(slot=slot, key=k))
                 result[k] = slot
             return result
 
