@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -182,6 +183,8 @@ class Sizes:
     install_budget: float
     install_workers: int
     afb_budget: float
+    full_sync_budget: float
+    idle_budget: float
 
 
 FULL = Sizes(
@@ -190,9 +193,11 @@ FULL = Sizes(
     wrk_seconds=4,
     wrk_connections=32,
     links=1000,
-    install_budget=1200.0,
+    install_budget=1800.0,
     install_workers=8,
     afb_budget=60.0,
+    full_sync_budget=1500.0,
+    idle_budget=1800.0,
 )
 QUICK = Sizes(
     rounds=1,
@@ -203,6 +208,8 @@ QUICK = Sizes(
     install_budget=120.0,
     install_workers=8,
     afb_budget=30.0,
+    full_sync_budget=120.0,
+    idle_budget=120.0,
 )
 
 
@@ -466,27 +473,37 @@ def http_get(ns: str, ip_addr: str, port: int) -> str:
 
 
 def poll_first_byte(ip_addr: str, port: int, stop: threading.Event, budget: float) -> dict:
-    """In the calling thread's namespace: connect + GET every ~3 ms until a response."""
+    """In the calling thread's namespace: connect + GET every ~3 ms until a response.
+
+    Each attempt waits at most 50 ms (a veth round trip is ~0.1 ms), so a dropped SYN
+    costs the measurement <= 50 ms of resolution. `phases` lists runs of identical
+    outcomes: [monotonic start of the run, outcome, attempts].
+    """
     deadline = time.monotonic() + budget
     attempts = 0
-    errors: dict[str, int] = {}
+    phases: list[list[Any]] = []
     request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     while time.monotonic() < deadline and attempts < 100_000 and not stop.is_set():
         attempts += 1
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(0.2)
+        s.settimeout(0.05)
+        began = time.monotonic()
         try:
             s.connect((ip_addr, port))
             s.sendall(request)
-            if s.recv(16).startswith(b"HTTP/1."):
-                return {"at": time.monotonic(), "attempts": attempts, "errors": errors}
+            outcome = "ok" if s.recv(16).startswith(b"HTTP/1.") else "no HTTP answer"
         except OSError as exc:
-            name = type(exc).__name__
-            errors[name] = errors.get(name, 0) + 1
+            outcome = type(exc).__name__ + (f" errno {exc.errno}" if exc.errno else "")
         finally:
             s.close()
+        if phases and phases[-1][1] == outcome:
+            phases[-1][2] += 1
+        else:
+            phases.append([began, outcome, 1])
+        if outcome == "ok":
+            return {"at": time.monotonic(), "attempts": attempts, "phases": phases}
         time.sleep(0.003)
-    return {"at": None, "attempts": attempts, "errors": errors}
+    return {"at": None, "attempts": attempts, "phases": phases}
 
 
 # --- the benchmark ---------------------------------------------------------------------------
@@ -834,9 +851,13 @@ class Bench:
             for name in order:
                 t = self.targets[name]
                 run: dict[str, Any] = {"round": r, "path": name, "loadavg": loadavg()}
+                c0, t0 = process_cpu(self.server.proc.pid), time.monotonic()
                 run["iperf_p1"] = iperf(t, 1, s.iperf_seconds)
                 run["iperf_p4"] = iperf(t, 4, s.iperf_seconds)
                 run["wrk"] = wrk(t, s.wrk_seconds, s.wrk_connections)
+                run["server_cores"] = round(
+                    (process_cpu(self.server.proc.pid) - c0) / (time.monotonic() - t0), 3
+                )
                 runs.append(run)
                 log(
                     f"  {label} r{r} {name:14} P1 {run['iperf_p1'].get('gbps')} Gbit/s  "
@@ -942,6 +963,9 @@ class Bench:
                 result["error"] = repr(exc)
 
         links_before = self.links_now()
+        events: dict[str, float] = {}
+        watcher = threading.Thread(target=self.watch_link, args=(pe_ip, stop, events), daemon=True)
+        watcher.start()
         thread = threading.Thread(target=poller, daemon=True)
         thread.start()
         time.sleep(0.3)  # the poller is running (and being refused) before the approval
@@ -958,7 +982,9 @@ class Bench:
         )
         t1 = time.monotonic()
         thread.join(timeout=self.sizes.afb_budget + 5)
+        time.sleep(0.2)  # let the kernel watcher see the last steps
         stop.set()
+        watcher.join(timeout=10)
         at = result.get("at")
         out = {
             "links_before": links_before,
@@ -966,99 +992,201 @@ class Bench:
             "first_byte_after_approve_ms": round((at - t0) * 1000, 1) if at else None,
             "first_byte_after_response_ms": round((at - t1) * 1000, 1) if at else None,
             "poll_attempts": result.get("attempts"),
-            "poll_errors_before": result.get("errors"),
+            "poll_phases_ms": [
+                (round((began - t0) * 1000, 1), outcome, n)
+                for began, outcome, n in result.get("phases", [])
+            ],
+            "kernel_events_ms": {k: round((v - t0) * 1000, 1) for k, v in events.items()},
             "error": result.get("error"),
         }
         log(f"approval to first byte ({label}): {out}")
         return out
 
+    def watch_link(self, pe_ip: str, stop: threading.Event, events: dict[str, float]) -> None:
+        """When did the new link's pieces appear (consumer veth, its carrier, the consumer
+        hub's DNAT entry, the provider hub's link chain)? Polled every few ms."""
+        hub_c, hub_p = self.hub["va"], self.hub["vp"]
+        before = set(re.findall(r"^\d+: (k\d+c)@", ip("-n", hub_c, "-o", "link", "show"), re.M))
+        deadline = time.monotonic() + self.sizes.afb_budget + 5
+        slot = None
+        while not stop.is_set() and time.monotonic() < deadline and len(events) < 4:
+            now = time.monotonic()
+            links = ip("-n", hub_c, "-o", "link", "show")
+            for m in re.finditer(r"^\d+: (k(\d+)c)@\S+ <([^>]*)>", links, re.M):
+                if m.group(1) not in before:
+                    slot = m.group(2)
+                    events.setdefault("consumer_veth", now)
+                    if "LOWER_UP" in m.group(3).split(","):
+                        events.setdefault("consumer_veth_carrier", now)
+            if "consumer_dnat" not in events:
+                dnat = netns_run(hub_c, ["nft", "list", "map", "ip", "privatelink", "pe_dnat"])
+                if pe_ip + " . " in dnat.stdout:
+                    events["consumer_dnat"] = time.monotonic()
+            if slot is not None and "provider_link_chain" not in events:
+                vmap = netns_run(hub_p, ["nft", "list", "map", "ip", "privatelink", "links"])
+                if f'"k{slot}p"' in vmap.stdout:
+                    events["provider_link_chain"] = time.monotonic()
+            time.sleep(0.002)
+
+    def http(self) -> httpx.Client:
+        """A raw HTTPS client to the server (bearer token added per request)."""
+        return httpx.Client(verify=self.server.creds["ca_file"], timeout=120)
+
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.cred.get_token(SCOPE).token}"}
+
+    def put_and_wait(
+        self, client: httpx.Client, path: str, body: dict[str, Any], deadline: float
+    ) -> dict[str, Any]:
+        """PUT a resource, then GET it until Succeeded/Failed (poll 50 ms growing to 0.5 s)."""
+        url = f"{self.server.creds['url']}{path}?api-version={API_VERSION}"
+        t0 = time.monotonic()
+        r = client.put(url, json=body, headers=self.bearer())
+        t_put = time.monotonic()
+        if r.status_code not in (200, 201):
+            return {"state": f"PUT {r.status_code}: {r.text[:200]}", "put_ms": 0, "ms": 0}
+        state = r.json().get("properties", {}).get("provisioningState")
+        pause = 0.05
+        while state not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 1.3, 0.5)
+            got = client.get(url, headers=self.bearer())
+            state = got.json().get("properties", {}).get("provisioningState")
+        t_done = time.monotonic()
+        return {
+            "state": state,
+            "put_ms": (t_put - t0) * 1000,
+            "ms": (t_done - t0) * 1000,
+            "done": t_done,
+        }
+
+    def server_cores(self, seconds: float = 1.0) -> float:
+        """The server process's CPU use over a short window (cores)."""
+        pid = self.server.proc.pid
+        c0, t0 = process_cpu(pid), time.monotonic()
+        time.sleep(seconds)
+        return (process_cpu(pid) - c0) / (time.monotonic() - t0)
+
+    def wait_server_idle(self, budget: float) -> dict[str, Any]:
+        """Wait until the server (API + reconciler) uses < 5% of a core for 2 s in a row."""
+        t0 = time.monotonic()
+        quiet = 0
+        while time.monotonic() - t0 < budget:
+            quiet = quiet + 1 if self.server_cores(1.0) < 0.05 else 0
+            if quiet >= 2:
+                break
+        waited = round(time.monotonic() - t0, 1)
+        if waited > 5:
+            log(f"waited {waited} s for the server to become idle")
+        return {"waited_s": waited, "idle": quiet >= 2}
+
+    def full_sync_probe(self, label: str, n: int) -> dict[str, Any]:
+        """PUT a new NIC: a new namespace makes the reconciler's next sync a full pass, which
+        re-checks every namespace, veth, address and route; time PUT -> Succeeded."""
+        links = self.links_now()
+        nic = nic_body(f"{self.pb}/virtualNetworks/vp/subnets/cl")
+        deadline = time.monotonic() + self.sizes.full_sync_budget
+        s0 = process_cpu(self.server.proc.pid)
+        with self.http() as client:
+            got = self.put_and_wait(client, f"{self.pb}/networkInterfaces/fs{n}", nic, deadline)
+        out = {
+            "links": links,
+            "state": got["state"],
+            "nic_put_to_succeeded_s": round(got["ms"] / 1000, 2),
+            "server_cpu_s": round(process_cpu(self.server.proc.pid) - s0, 1),
+            "timed_out": got["state"] != "Succeeded",
+        }
+        log(f"full sync probe ({label}): {out}")
+        return out
+
     def install(self, count: int) -> dict[str, Any]:
-        """`count` auto-approved PEs from the /20 VNet by raw PUTs, 8 in flight."""
-        token = self.cred.get_token(SCOPE).token
-        c = self.server.creds
-        subnet = f"{self.cb}/virtualNetworks/vm/subnets/pe"
-        body = pe_body(subnet, self.pls_id)
+        """`count` auto-approved PEs from the /20 VNet by raw PUTs, `install_workers` in
+        flight, each waited for (Succeeded means its sync applied it to the kernel)."""
+        body = pe_body(f"{self.cb}/virtualNetworks/vm/subnets/pe", self.pls_id)
         deadline = time.monotonic() + self.sizes.install_budget
         lock = threading.Lock()
         done: list[dict[str, Any]] = []
         failures: list[str] = []
         local = threading.local()
+        clients: list[httpx.Client] = []
         t_start = time.monotonic()
         s0 = process_cpu(self.server.proc.pid)
+        timeline: list[tuple[float, int, float]] = []  # (s since start, kernel links, cores)
+        stop = threading.Event()
+
+        def watch() -> None:  # the kernel's link count and the server's CPU, every ~2 s
+            while not stop.is_set() and time.monotonic() < deadline + 600:
+                cores = self.server_cores(2.0)
+                timeline.append((round(time.monotonic() - t_start, 1), self.links_now(), cores))
 
         def one(i: int) -> None:
             if time.monotonic() >= deadline:
                 return
             client = getattr(local, "client", None)
             if client is None:
-                client = local.client = httpx.Client(
-                    verify=c["ca_file"],
-                    timeout=60,
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            url = f"{c['url']}{self.cb}/privateEndpoints/m{i}?api-version={API_VERSION}"
-            t0 = time.monotonic()
-            r = client.put(url, json=body)
-            t_put = time.monotonic()
-            if r.status_code not in (200, 201):
+                client = local.client = self.http()
                 with lock:
-                    failures.append(f"m{i}: PUT {r.status_code} {r.text[:200]}")
-                return
-            state = r.json().get("properties", {}).get("provisioningState")
-            polls = 0
-            while state not in ("Succeeded", "Failed") and time.monotonic() < deadline:
-                time.sleep(0.05)
-                polls += 1
-                state = client.get(url).json().get("properties", {}).get("provisioningState")
-            t_done = time.monotonic()
+                    clients.append(client)
+            got = self.put_and_wait(client, f"{self.cb}/privateEndpoints/m{i}", body, deadline)
             with lock:
-                if state != "Succeeded":
-                    failures.append(f"m{i}: {state}")
-                done.append(
-                    {
-                        "i": i,
-                        "put_ms": (t_put - t0) * 1000,
-                        "succeeded_ms": (t_done - t0) * 1000,
-                        "done_at": t_done - t_start,
-                    }
-                )
+                if got["state"] != "Succeeded":
+                    failures.append(f"m{i}: {got['state']}")
+                    return
+                done.append({"i": i, "succeeded_ms": got["ms"], "done_at": got["done"] - t_start})
                 if len(done) % 100 == 0:
-                    log(f"  {len(done)}/{count} PEs Succeeded ({t_done - t_start:.0f} s)")
+                    log(f"  {len(done)}/{count} PEs Succeeded ({time.monotonic() - t_start:.0f} s)")
 
-        with concurrent.futures.ThreadPoolExecutor(self.sizes.install_workers) as pool:
-            list(pool.map(one, range(count)))
-        t_api = time.monotonic() - t_start
-        server_cpu = process_cpu(self.server.proc.pid) - s0
-        # Kernel convergence: all links present in the provider hub.
-        want = self.links_now()
-        expected = 1 + AFB_SAMPLES + len(done)  # pe0 + first approvals + installed
-        kernel_deadline = time.monotonic() + 300
-        while time.monotonic() < kernel_deadline:
-            want = self.links_now()
-            if want >= expected:
-                break
-            time.sleep(0.5)
-        t_kernel = time.monotonic() - t_start
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(self.sizes.install_workers) as pool:
+                list(pool.map(one, range(count)))
+            t_api = time.monotonic() - t_start
+            server_cpu = process_cpu(self.server.proc.pid) - s0
+            expected = 1 + AFB_SAMPLES + len(done)  # pe0 + first approvals + installed
+            links = self.links_now()
+            kernel_deadline = time.monotonic() + 300
+            while links < expected and time.monotonic() < kernel_deadline:
+                time.sleep(0.5)
+                links = self.links_now()
+            t_kernel = time.monotonic() - t_start
+        finally:
+            stop.set()
+            watcher.join(timeout=10)
+            for client in clients:
+                client.close()
         done.sort(key=lambda d: d["done_at"])
         lat = [d["succeeded_ms"] for d in done]
         n10 = max(1, len(lat) // 10)
-        deciles = [
-            round(statistics.mean(lat[round(k * len(lat) / 10) : round((k + 1) * len(lat) / 10)]))
-            for k in range(10)
-            if lat[round(k * len(lat) / 10) : round((k + 1) * len(lat) / 10)]
-        ]
-        rate_first = n10 / (done[n10 - 1]["done_at"]) if done else None
-        rate_last = (
-            n10 / (done[-1]["done_at"] - done[-n10 - 1]["done_at"]) if len(done) > n10 else None
-        )
+        tenths = [lat[round(k * len(lat) / 10) : round((k + 1) * len(lat) / 10)] for k in range(10)]
+        # Install rate (links/s) in each tenth of the way, from the completion times.
+        rates = []
+        for k in range(10):
+            lo, hi = round(k * len(done) / 10), round((k + 1) * len(done) / 10) - 1
+            if hi > lo:
+                span = done[hi]["done_at"] - done[lo]["done_at"]
+                rates.append(round((hi - lo) / span, 2) if span > 0 else None)
+        # Stalls: watcher samples where the kernel gained no link while the server was busy.
+        stalls, current = [], 0.0
+        for (t_a, links_a, _), (t_b, links_b, cores) in itertools.pairwise(timeline):
+            if links_b == links_a and cores > 0.5 and links_a < expected:
+                current += t_b - t_a
+            else:
+                if current >= 10:
+                    stalls.append(
+                        {"ended_at_s": t_a, "seconds": round(current, 1), "links": links_a}
+                    )
+                current = 0.0
+        if current >= 10:
+            stalls.append({"ended_at_s": timeline[-1][0], "seconds": round(current, 1)})
         out = {
             "requested": count,
-            "succeeded": len(done) - len(failures),
+            "succeeded": len(done),
             "failures": failures[:10],
-            "truncated": len(done) < count,
+            "truncated": len(done) + len(failures) < count,
             "api_wall_s": round(t_api, 1),
             "kernel_wall_s": round(t_kernel, 1),
-            "links_in_kernel": want,
+            "links_in_kernel": links,
             "server_cpu_s": round(server_cpu, 1),
             "put_to_succeeded_ms": {
                 "p50": round(percentile(lat, 50)) if lat else None,
@@ -1066,16 +1194,15 @@ class Bench:
                 "max": round(max(lat)) if lat else None,
                 "first10_mean": round(statistics.mean(lat[:n10])) if lat else None,
                 "last10_mean": round(statistics.mean(lat[-n10:])) if lat else None,
-                "decile_means": deciles,
+                "tenth_means": [round(statistics.mean(t)) for t in tenths if t],
             },
-            "pes_per_s_first10": round(rate_first, 2) if rate_first else None,
-            "pes_per_s_last10": round(rate_last, 2) if rate_last else None,
-            "completion_timeline_s": [
-                round(done[min(len(done) - 1, k)]["done_at"], 1)
-                for k in range(0, len(done), max(1, len(done) // 10))
+            "links_per_s_by_tenth": rates,
+            "stalls_over_10s": stalls,
+            "timeline_s_links_cores": [
+                (t, n, round(c, 2)) for t, n, c in timeline[:: max(1, len(timeline) // 60)]
             ],
         }
-        log(f"install: {json.dumps({k: v for k, v in out.items() if k != 'failures'})}")
+        log(f"install: {json.dumps({k: v for k, v in out.items() if 'timeline' not in k})}")
         return out
 
     def diagnostics(self, label: str) -> dict[str, Any]:
@@ -1261,12 +1388,20 @@ def main(argv: list[str] | None = None) -> int:
                 bench.start_workloads()
                 results["backend_reached"] = bench.reached
                 results["diagnostics"] = {"links_1": bench.diagnostics("1 link")}
+                idle = results["server_idle_waits"] = [bench.wait_server_idle(sizes.idle_budget)]
                 bench.measure("links_1")
+                results["full_sync_probe"] = [bench.full_sync_probe("1 link", 0)]
+                idle.append(bench.wait_server_idle(sizes.idle_budget))
                 afb = [bench.approval_to_first_byte("first") for _ in range(AFB_SAMPLES)]
-                results["install"] = bench.install(sizes.links - 1 - 2 * AFB_SAMPLES)
-                afb += [bench.approval_to_first_byte("last") for _ in range(AFB_SAMPLES)]
                 results["approval_to_first_byte"] = afb
+                results["install"] = bench.install(sizes.links - 1 - 2 * AFB_SAMPLES)
+                idle.append(bench.wait_server_idle(sizes.idle_budget))
+                # A full pass now, so that no periodic one (every 300 s) falls on what follows.
+                results["full_sync_probe"].append(bench.full_sync_probe("many links", 1))
+                idle.append(bench.wait_server_idle(sizes.idle_budget))
+                afb += [bench.approval_to_first_byte("last") for _ in range(AFB_SAMPLES)]
                 results["diagnostics"][f"links_{sizes.links}"] = bench.diagnostics("many links")
+                idle.append(bench.wait_server_idle(sizes.idle_budget))
                 bench.measure(f"links_{sizes.links}")
                 results["flatness"] = flatness(results)
             finally:
@@ -1295,8 +1430,16 @@ def main(argv: list[str] | None = None) -> int:
         f"install {inst.get('requested')} PEs: API {inst.get('api_wall_s')} s, kernel "
         f"{inst.get('kernel_wall_s')} s, PUT->Succeeded first10 "
         f"{inst.get('put_to_succeeded_ms', {}).get('first10_mean')} ms, last10 "
-        f"{inst.get('put_to_succeeded_ms', {}).get('last10_mean')} ms"
+        f"{inst.get('put_to_succeeded_ms', {}).get('last10_mean')} ms, links/s by tenth "
+        f"{inst.get('links_per_s_by_tenth')}, stalls {inst.get('stalls_over_10s')}"
     )
+    for item in results.get("full_sync_probe", []):
+        print(
+            f"full sync (new NIC PUT -> Succeeded) with {item['links']} links: "
+            f"{item['nic_put_to_succeeded_s']} s{' (timed out)' if item['timed_out'] else ''}"
+        )
+    for label, diag in results.get("diagnostics", {}).items():
+        print(f"diagnostics {label}: {diag}")
     return 0
 
 

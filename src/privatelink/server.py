@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,5 +113,12 @@ def build(
     )
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
     url = f"https://{shown_host}:{port}"
-    creds_file = write_credentials_file(data_dir, url, pki.ca_file, client)
+    known = repo.list_subscriptions()
+    if not known:
+        repo.ensure_subscription(str(uuid.uuid4()), client.tenant_id, "privatelink default")
+        known = repo.list_subscriptions()
+    default = next((s for s in known if s["display_name"] == "privatelink default"), known[0])
+    creds_file = write_credentials_file(
+        data_dir, url, pki.ca_file, client, {"subscription_id": default["subscription_id"]}
+    )
     return Server(app, pki, client, url, creds_file, repo, reconciler)

@@ -114,6 +114,74 @@ class ControlPlane:
             self.realizer.mark_dirty()
         return Outcome(written, operation, existed)
 
+    def record_operation(
+        self, resource_id: str, kind: str, error: tuple[str, str] | None = None
+    ) -> Operation:
+        """An operation for work done outside `change` (a template deployment).
+
+        It fails at once with `error` (code, message); otherwise it ends like the changes
+        it made: at once without a data plane, after the next sync with one.
+        """
+        now = utc_now()
+        pending = self.realizer is not None and error is None
+        status = "Failed" if error else ("InProgress" if pending else "Succeeded")
+        operation = Operation(
+            id=str(uuid.uuid4()),
+            resource_id=resource_id,
+            kind=kind,
+            status=status,
+            error_code=error[0] if error else None,
+            error_message=error[1] if error else None,
+            start_time=now,
+            end_time=None if pending else now,
+        )
+        self.repo.save_operation(operation)
+        if pending and self.realizer is not None:
+            self.realizer.mark_dirty()
+        return operation
+
+    def delete_resource_group(
+        self, caller: Principal | None, subscription: str, group: str
+    ) -> Operation:
+        """Delete every network resource of a group (endpoints first), then the group.
+
+        Like ARM, this is not one transaction: it stops at the first resource that
+        refuses (e.g. a service that still has connections from elsewhere).
+        """
+        from privatelink.core import (
+            load_balancer,
+            network_interface,
+            private_endpoint,
+            private_link_service,
+            virtual_network,
+        )
+
+        order = [
+            ("privateendpoints", private_endpoint.delete),
+            ("privatelinkservices", private_link_service.delete),
+            ("networkinterfaces", network_interface.delete),
+            ("loadbalancers", load_balancer.delete),
+            ("virtualnetworks", virtual_network.delete),
+        ]
+        last: Operation | None = None
+        for kind, workflow in order:
+            for resource in self.repo.resources_in_group(subscription, group):
+                if not resource.rid.is_type(kind) or getattr(resource, "managed_by", None):
+                    continue
+                last = self.change(caller, resource.id, "delete", workflow, resource.id).operation
+        self.repo.delete_resource_group_record(subscription, group)
+        now = utc_now()
+        operation = Operation(
+            id=str(uuid.uuid4()),
+            resource_id=f"/subscriptions/{subscription}/resourceGroups/{group}",
+            kind="delete",
+            status=last.status if last else "Succeeded",
+            start_time=now,
+            end_time=None if last and last.status == "InProgress" else now,
+        )
+        self.repo.save_operation(operation)
+        return operation
+
     @contextmanager
     def read(self) -> Iterator[StateView]:
         """A consistent read view."""

@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from privatelink.api import (
+    deployment,
     errors,
     load_balancer,
     network_interface,
     operations,
     private_endpoint,
     private_link_service,
+    resource_manager,
     virtual_network,
 )
 from privatelink.api.arm import check_api_version
@@ -72,11 +74,19 @@ def create_app(
         private_link_service,
         private_endpoint,
         operations,
+        resource_manager,
+        deployment,
     ):
         arm.include_router(module.router)
     app.include_router(arm)
+    app.include_router(resource_manager.public)
     app.include_router(build_identity_router(issuer))
     # Added last = runs first: canonical paths, then the gate, then routing.
-    app.add_middleware(ArmGate, authenticate=authenticate, tenant=tenant_id)
+    app.add_middleware(
+        ArmGate,
+        authenticate=authenticate,
+        tenant=tenant_id,
+        on_subscription=lambda sub, who: plane.repo.ensure_subscription(sub, who.tenant_id),
+    )
     app.add_middleware(CanonicalPathMiddleware)
     return app

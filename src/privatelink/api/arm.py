@@ -25,6 +25,9 @@ LATEST_API_VERSION = "2026-03-01"
 _DATED = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(-preview)?$")
 OLDEST_API_VERSION = "2015-05-01"
 JSON = "application/json; charset=utf-8"
+# Clients wait Retry-After seconds before polling, else their own interval (30 s in az).
+# azure-core prefers retry-after-ms, so SDK users poll after 50 ms; others wait 1 s.
+POLL_HINT = {"Retry-After": "1", "retry-after-ms": "50"}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -118,11 +121,11 @@ def base_url(request: Request) -> str:
 
 def operation_urls(request: Request, op: Operation, location: str) -> tuple[str, str]:
     """(Azure-AsyncOperation, Location) URLs of an operation."""
-    rid = ResourceId.parse(op.resource_id)
+    subscription = op.resource_id.split("/")[2]  # "/subscriptions/<id>/..."
     version = request.query_params.get("api-version", LATEST_API_VERSION)
     root = (
-        f"{base_url(request)}/subscriptions/{rid.subscription}/providers/Microsoft.Network"
-        f"/locations/{location}"
+        f"{base_url(request)}/subscriptions/{subscription}/providers/Microsoft.Network"
+        f"/locations/{location or 'global'}"
     )
     query = "?" + urlencode({"api-version": version})
     return f"{root}/operations/{op.id}{query}", f"{root}/operationResults/{op.id}{query}"
@@ -136,7 +139,7 @@ def put_response(
     return JSONResponse(
         body,
         status_code=201 if created else 200,
-        headers={"Azure-AsyncOperation": async_url},
+        headers={"Azure-AsyncOperation": async_url, **POLL_HINT},
         media_type=JSON,
     )
 
@@ -148,7 +151,7 @@ def delete_response(request: Request, op: Operation | None, location: str) -> Re
     async_url, location_url = operation_urls(request, op, location)
     return Response(
         status_code=202,
-        headers={"Azure-AsyncOperation": async_url, "Location": location_url},
+        headers={"Azure-AsyncOperation": async_url, "Location": location_url, **POLL_HINT},
     )
 
 

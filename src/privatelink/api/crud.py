@@ -38,8 +38,12 @@ class ResourceKind:
     delete: Workflow
 
 
+KINDS: dict[str, ResourceKind] = {}  # lower-case ARM type -> kind (for template deployments)
+
+
 def register(router: APIRouter, kind: ResourceKind) -> None:
     """Add the standard routes of `kind` to `router`."""
+    KINDS[kind.arm_type.lower()] = kind
     path = f"{GROUP_PATH}/{kind.segment}"
 
     def put(

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 
 from privatelink.api.errors import error_response
+from privatelink.core.ids import is_guid
 from privatelink.identity.auth import AuthenticationFailed
 
 Scope = MutableMapping[str, Any]
@@ -23,11 +24,17 @@ class ArmGate:
     """ASGI middleware: NUL check and bearer authentication for /subscriptions paths."""
 
     def __init__(
-        self, app: ASGIApp, authenticate: Callable[[Request], Awaitable[Any]], tenant: str
+        self,
+        app: ASGIApp,
+        authenticate: Callable[[Request], Awaitable[Any]],
+        tenant: str,
+        on_subscription: Callable[[str, Any], object] | None = None,
     ) -> None:
         self.app = app
         self.authenticate = authenticate
         self.tenant = tenant
+        self.on_subscription = on_subscription
+        self._seen: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not scope["path"].lower().startswith("/subscriptions"):
@@ -54,4 +61,10 @@ class ArmGate:
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
+        parts = scope["path"].split("/")
+        if self.on_subscription and len(parts) > 2 and is_guid(parts[2]):
+            sub = parts[2].lower()
+            if sub not in self._seen:  # subscriptions come to exist on first use
+                self.on_subscription(parts[2], principal)
+                self._seen.add(sub)
         await self.app(scope, receive, send)

@@ -53,7 +53,11 @@ def get_operation_status(
     plane: ControlPlane = Depends(control_plane),
 ) -> Response:
     """Azure-AsyncOperation polling target."""
-    return arm.ok(status_body(_find(plane, subscription, operation_id)))
+    op = _find(plane, subscription, operation_id)
+    response = arm.ok(status_body(op))
+    if op.status not in TERMINAL:
+        response.headers.update(arm.POLL_HINT)
+    return response
 
 
 @router.get(crud.SUB_PATH + "/locations/{location}/operationResults/{operation_id}")
@@ -66,7 +70,7 @@ def get_operation_result(
     """Location polling target: 202 while running, 204 when done, the error when failed."""
     op = _find(plane, subscription, operation_id)
     if op.status not in TERMINAL:
-        return Response(status_code=202, headers={"Retry-After": "1"})
+        return Response(status_code=202, headers=arm.POLL_HINT)
     if op.status == "Failed":
         return arm.ok({"error": {"code": op.error_code, "message": op.error_message}}, status=400)
     return Response(status_code=204)

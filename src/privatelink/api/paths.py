@@ -33,6 +33,10 @@ _LITERALS = [
     "operationResults",
     "checkPrivateLinkServiceVisibility",
     "autoApprovedPrivateLinkServices",
+    "resources",
+    "deployments",
+    "validate",
+    "operationStatuses",
 ]
 _CANON = {s.lower(): s for s in _LITERALS}
 

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from privatelink import __version__
+from privatelink.cli.az import az_command
 
 console = Console()
 
@@ -151,6 +152,9 @@ def cleanup(data_dir: Path | None, netns_prefix: str | None) -> None:
     console.print(f"removed {len(removed)} namespace(s) with prefix {prefix!r}")
     for netns in removed:
         console.print(f"  {netns}")
+
+
+main.add_command(az_command)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,11 @@ def _load_client(path: Path) -> ClientCredentials:
 
 
 def write_credentials_file(
-    data_dir: Path, url: str, ca_file: Path, creds: ClientCredentials
+    data_dir: Path,
+    url: str,
+    ca_file: Path,
+    creds: ClientCredentials,
+    extra: dict[str, str] | None = None,
 ) -> Path:
     """Write ``<data_dir>/credentials.json`` (mode 600) for clients and return its path."""
     data_dir = Path(data_dir)
@@ -111,6 +115,7 @@ def write_credentials_file(
         "tenant_id": creds.tenant_id,
         "client_id": creds.client_id,
         "client_secret": creds.client_secret,
+        **(extra or {}),
     }
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_file_atomic(path, _dump_json(payload), 0o600)

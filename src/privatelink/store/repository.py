@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -72,3 +73,38 @@ class Repository(Protocol):
 
     def get_operation(self, operation_id: str) -> Operation | None:
         """An operation record by id."""
+
+    def ensure_subscription(self, subscription_id: str, tenant_id: str, name: str = "") -> bool:
+        """Record a subscription on first use; True when it was new."""
+
+    def list_subscriptions(self) -> builtins.list[dict[str, str]]:
+        """Every known subscription."""
+
+    def put_resource_group(
+        self, subscription: str, name: str, location: str, tags: dict[str, str]
+    ) -> tuple[dict[str, object], bool]:
+        """Create or update a resource group; (record, created)."""
+
+    def get_resource_group(self, subscription: str, name: str) -> dict[str, object] | None:
+        """A resource group created through the API, or None."""
+
+    def list_resource_groups(self, subscription: str) -> builtins.list[dict[str, object]]:
+        """Resource groups of a subscription."""
+
+    def delete_resource_group_record(self, subscription: str, name: str) -> None:
+        """Forget a resource group."""
+
+    def put_deployment(self, deployment_id: str, body: dict[str, object]) -> None:
+        """Insert or replace a deployment record."""
+
+    def get_deployment(self, deployment_id: str) -> dict[str, object] | None:
+        """A deployment record."""
+
+    def list_deployments(self, subscription: str, group: str) -> builtins.list[dict[str, object]]:
+        """Deployments of a resource group."""
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        """Forget a deployment."""
+
+    def resources_in_group(self, subscription: str, name: str | None) -> builtins.list[Resource]:
+        """Every network resource of a resource group (or, with None, a subscription)."""

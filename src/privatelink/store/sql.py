@@ -9,6 +9,7 @@ PostgreSQL a transaction-level advisory lock so several servers may share a data
 from __future__ import annotations
 
 import builtins
+import json
 import threading
 import time
 import uuid
@@ -102,6 +103,36 @@ link_slots = Table(
     Column("released_at", Float, nullable=True),
 )
 SLOT_QUARANTINE_SECONDS = 60.0  # a freed slot (its mark, its veth names) rests this long
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+)
+
+resource_groups = Table(
+    "resource_groups",
+    metadata,
+    Column("key", String(400), primary_key=True),  # "<subscription>/<group>" lower-case
+    Column("subscription", String(64), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("key", String(600), primary_key=True),  # deployment id, lower-case
+    Column("subscription", String(64), nullable=False),
+    Column("resource_group", String(200), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+)
 
 _ADVISORY_LOCK = 0x706C6E6B  # "plnk"
 REALIZED_TYPES = tuple(codec.TYPES)
@@ -434,6 +465,145 @@ class SqlRepository:
                     values.update(error_code="ProvisioningFailed", error_message=message)
                 conn.execute(update(operations).where(operations.c.id == row.id).values(**values))
             return len(rows)
+
+    # --- subscriptions and resource groups (Microsoft.Resources) ---------------------
+
+    def ensure_subscription(self, subscription_id: str, tenant_id: str, name: str = "") -> bool:
+        """Record a subscription on first use; True when it was new."""
+        k = subscription_id.lower()
+        with self.engine.begin() as conn:
+            if conn.execute(select(subscriptions.c.key).where(subscriptions.c.key == k)).first():
+                return False
+            try:
+                conn.execute(
+                    insert(subscriptions).values(
+                        key=k,
+                        subscription_id=subscription_id,
+                        display_name=name or f"privatelink {subscription_id[:8]}",
+                        tenant_id=tenant_id,
+                    )
+                )
+            except IntegrityError:
+                return False  # created concurrently
+        return True
+
+    def list_subscriptions(self) -> builtins.list[dict[str, str]]:
+        """Every known subscription."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(subscriptions).order_by(subscriptions.c.key)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def put_resource_group(
+        self, subscription: str, name: str, location: str, tags: dict[str, str]
+    ) -> tuple[dict[str, object], bool]:
+        """Create or update a resource group; (record, created)."""
+        k = f"{subscription}/{name}".lower()
+        with self._lock, self.engine.begin() as conn:
+            row = conn.execute(select(resource_groups).where(resource_groups.c.key == k)).first()
+            if row is not None:
+                conn.execute(
+                    update(resource_groups)
+                    .where(resource_groups.c.key == k)
+                    .values(tags=json.dumps(tags))
+                )
+                record = dict(row._mapping, tags=json.dumps(tags))
+                return record, False
+            values = {
+                "key": k,
+                "subscription": subscription.lower(),
+                "name": name,
+                "location": location,
+                "tags": json.dumps(tags),
+                "seq": SqlUnitOfWork(conn)._next_seq(),
+            }
+            conn.execute(insert(resource_groups).values(**values))
+            return values, True
+
+    def get_resource_group(self, subscription: str, name: str) -> dict[str, object] | None:
+        """A resource group created through the API, or None."""
+        k = f"{subscription}/{name}".lower()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(resource_groups).where(resource_groups.c.key == k)).first()
+        return dict(row._mapping) if row else None
+
+    def list_resource_groups(self, subscription: str) -> builtins.list[dict[str, object]]:
+        """Resource groups of a subscription, in creation order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(resource_groups)
+                .where(resource_groups.c.subscription == subscription.lower())
+                .order_by(resource_groups.c.seq)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def delete_resource_group_record(self, subscription: str, name: str) -> None:
+        """Forget a resource group (its resources are deleted by the caller first)."""
+        k = f"{subscription}/{name}".lower()
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(delete(resource_groups).where(resource_groups.c.key == k))
+
+    def resources_in_group(self, subscription: str, name: str | None) -> builtins.list[Resource]:
+        """Every network resource of a resource group (or, with None, a subscription)."""
+        cond = [resources.c.subscription == subscription.lower()]
+        if name is not None:
+            cond.append(resources.c.resource_group == name.lower())
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(resources.c.type, resources.c.body)
+                .where(and_(*cond))
+                .order_by(resources.c.seq)
+            ).all()
+        return [codec.loads(r.type, r.body) for r in rows]
+
+    # --- template deployments (Microsoft.Resources/deployments) --------------------------
+
+    def put_deployment(self, deployment_id: str, body: dict[str, object]) -> None:
+        """Insert or replace a deployment record."""
+        k = deployment_id.lower()
+        parts = k.split("/")
+        with self._lock, self.engine.begin() as conn:
+            row = conn.execute(select(deployments.c.seq).where(deployments.c.key == k)).first()
+            text = json.dumps(body)
+            if row:
+                conn.execute(update(deployments).where(deployments.c.key == k).values(body=text))
+            else:
+                conn.execute(
+                    insert(deployments).values(
+                        key=k,
+                        subscription=parts[2],
+                        resource_group=parts[4],
+                        seq=SqlUnitOfWork(conn)._next_seq(),
+                        body=text,
+                    )
+                )
+
+    def get_deployment(self, deployment_id: str) -> dict[str, object] | None:
+        """A deployment record."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(deployments.c.body).where(deployments.c.key == deployment_id.lower())
+            ).first()
+        return json.loads(row.body) if row else None
+
+    def list_deployments(self, subscription: str, group: str) -> builtins.list[dict[str, object]]:
+        """Deployments of a resource group."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(deployments.c.body)
+                .where(
+                    and_(
+                        deployments.c.subscription == subscription.lower(),
+                        deployments.c.resource_group == group.lower(),
+                    )
+                )
+                .order_by(deployments.c.seq)
+            ).all()
+        return [json.loads(r.body) for r in rows]
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        """Forget a deployment (its resources stay, as in ARM)."""
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(delete(deployments).where(deployments.c.key == deployment_id.lower()))
 
     def dispose(self) -> None:
         """Close pooled connections."""

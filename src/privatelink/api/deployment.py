@@ -1,0 +1,340 @@
+"""Microsoft.Resources/deployments: ARM templates of the network resources we serve.
+
+`az network lb create` deploys a generated template; users can deploy their own (and
+compiled Bicep). Template-level problems (syntax, unknown function or resource type,
+missing parameters) are a synchronous 400 `InvalidTemplate`; a resource the control
+plane refuses fails the deployment (`DeploymentFailed`, with the resource's own ARM
+error as detail), and resources deployed before it stay, as in ARM.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+
+from privatelink.api import arm, crud
+from privatelink.api.deps import caller, control_plane
+from privatelink.api.virtual_network import SubnetWire, render_subnet, subnet_from_wire
+from privatelink.core import errors
+from privatelink.core import virtual_network as vnm
+from privatelink.core.ids import ResourceId, is_guid, valid_name, valid_resource_group
+from privatelink.core.principal import Principal
+from privatelink.core.resource import normalize_location
+from privatelink.core.template import (
+    Evaluator,
+    InvalidTemplate,
+    Planned,
+    Scope,
+    plan_resources,
+    resolve_parameters,
+)
+from privatelink.service import ControlPlane
+from privatelink.store.repository import utc_now
+
+router = APIRouter()
+PATH = (
+    "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Resources/deployments"
+)
+TYPE = "Microsoft.Resources/deployments"
+SUBNETS = "microsoft.network/virtualnetworks/subnets"
+
+
+class DeploymentNotFound(errors.NotFound):
+    code = "DeploymentNotFound"
+    template = "Deployment '{name}' could not be found."
+
+
+def _deployment_id(subscription: str, group: str, name: str) -> str:
+    if not is_guid(subscription):
+        raise errors.InvalidSubscriptionId(value=subscription)
+    if not valid_resource_group(group):
+        raise errors.InvalidResourceGroupName(name=group)
+    if not valid_name(name) or len(name) > 64:
+        raise errors.InvalidResourceName(name=name)
+    return f"/subscriptions/{subscription}/resourceGroups/{group}/providers/{TYPE}/{name}"
+
+
+def _properties(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+        raise InvalidTemplate("The deployment needs 'properties' with 'template' and 'mode'.")
+    props = body["properties"]
+    if "templateLink" in props or "parametersLink" in props:
+        raise InvalidTemplate(
+            "templateLink/parametersLink need the network; send the template inline."
+        )
+    template = props.get("template")
+    if not isinstance(template, dict):
+        raise InvalidTemplate("properties.template must be a template object.")
+    mode = str(props.get("mode", "Incremental"))
+    if mode.lower() != "incremental":
+        raise InvalidTemplate(f"Deployment mode '{mode}' is not supported; use Incremental.")
+    parameters = props.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidTemplate("properties.parameters must be an object.")
+    return {"template": template, "parameters": parameters, "mode": "Incremental"}
+
+
+class Deployer:
+    """Deploys one template's resources through the control plane, in dependsOn order."""
+
+    def __init__(self, plane: ControlPlane, who: Principal, scope: Scope) -> None:
+        self.plane = plane
+        self.who = who
+        self.scope = scope
+        self.by_name: dict[str, Planned] = {}
+
+    def reference(self, target: str, full: bool) -> dict[str, Any]:
+        planned = self.by_name.get(target.lower())
+        rid = planned.resource_id if planned else target
+        body = self.render(rid)
+        return body if full else body.get("properties", {})
+
+    def render(self, resource_id: str) -> dict[str, Any]:
+        try:
+            parsed = ResourceId.parse(resource_id)
+        except errors.ArmError as exc:
+            raise InvalidTemplate(
+                f"reference('{resource_id}'): not a resource of this template."
+            ) from exc
+        with self.plane.read() as view:
+            if parsed.is_type("virtualNetworks", "subnets"):
+                ref = vnm.get_subnet(view, str(parsed))
+                return render_subnet(view, ref.vnet, ref.subnet)
+            kind = crud.KINDS.get(parsed.type.lower())
+            resource = view.get(str(parsed))
+            if kind is None or resource is None:
+                raise InvalidTemplate(f"reference('{resource_id}'): the resource does not exist.")
+            return kind.render(view, resource)
+
+    def deploy(self, planned: Planned, ev: Evaluator) -> None:
+        raw = planned.raw
+        body = {k: ev.value(raw[k]) for k in ("location", "tags", "sku", "properties") if k in raw}
+        body.setdefault("location", self.scope.location)
+        names = planned.name.split("/")
+        if planned.type.lower() == SUBNETS:
+            vnet_id = str(ResourceId.parse(planned.resource_id).parent())
+            subnet = subnet_from_wire(names[-1], arm.parse_body(SubnetWire, body).properties)
+            self.plane.change(
+                self.who, vnet_id, "put", vnm.create_or_update_subnet, planned.resource_id, subnet
+            )
+            return
+        kind = crud.KINDS[planned.type.lower()]
+        desired = kind.to_domain(planned.resource_id, names[-1], arm.parse_body(kind.wire, body))
+        self.plane.change(self.who, planned.resource_id, "put", kind.create_or_update, desired)
+
+
+def _record(
+    deployment_id: str,
+    name: str,
+    spec: dict[str, Any],
+    started: float,
+    deployed: list[Planned],
+    outputs: dict[str, Any],
+    error: dict[str, Any] | None,
+    operation_id: str,
+    parameters: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": deployment_id,
+        "name": name,
+        "type": TYPE,
+        "properties": {
+            "templateHash": str(abs(hash(str(spec["template"]))) % 10**19),
+            "parameters": {k: {"type": "String", "value": v} for k, v in parameters.items()},
+            "mode": spec["mode"],
+            "provisioningState": "Failed" if error else "Succeeded",
+            "timestamp": utc_now(),
+            "duration": f"PT{time.monotonic() - started:.3f}S",
+            "correlationId": str(uuid.uuid4()),
+            "providers": [],
+            "dependencies": [
+                {
+                    "id": p.resource_id,
+                    "resourceType": p.type,
+                    "resourceName": p.name,
+                    "dependsOn": [{"id": d} for d in p.depends_on],
+                }
+                for p in deployed
+                if p.depends_on
+            ],
+            "outputs": outputs,
+            "outputResources": [{"id": p.resource_id} for p in deployed],
+            **({"error": error} if error else {}),
+        },
+        "_operation": operation_id,
+        "_operations": [
+            {
+                "id": f"{deployment_id}/operations/{i}",
+                "operationId": str(i),
+                "properties": {
+                    "provisioningOperation": "Create",
+                    "provisioningState": "Succeeded",
+                    "timestamp": utc_now(),
+                    "statusCode": "OK",
+                    "targetResource": {
+                        "id": p.resource_id,
+                        "resourceType": p.type,
+                        "resourceName": p.name,
+                    },
+                },
+            }
+            for i, p in enumerate(deployed)
+        ],
+    }
+
+
+def _public(plane: ControlPlane, record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record as ARM shows it (state follows the operation with a data plane)."""
+    body = {k: v for k, v in record.items() if not k.startswith("_")}
+    op = plane.repo.get_operation(str(record.get("_operation", "")))
+    if op is not None and op.status == "InProgress":
+        body = dict(body, properties=dict(body["properties"], provisioningState="Running"))
+    return body
+
+
+def _location(plane: ControlPlane, subscription: str, group: str, body: Any) -> str:
+    if isinstance(body, dict) and body.get("location"):
+        return normalize_location(str(body["location"]))
+    record = plane.repo.get_resource_group(subscription, group)
+    return str(record["location"]) if record else "eastus"
+
+
+@router.put(PATH + "/{name}")
+def create_or_update(
+    request: Request,
+    subscription: str,
+    group: str,
+    name: str,
+    body: Any = Body(None),
+    plane: ControlPlane = Depends(control_plane),
+    who: Principal = Depends(caller),
+) -> Response:
+    """Deploy a template (synchronously; the operation ends when the kernel caught up)."""
+    deployment_id = _deployment_id(subscription, group, name)
+    spec = _properties(body)
+    scope = Scope(
+        subscription, group, _location(plane, subscription, group, body), name, who.tenant_id
+    )
+    parameters = resolve_parameters(spec["template"], spec["parameters"], scope)
+    deployer = Deployer(plane, who, scope)
+    ev = Evaluator(scope, parameters, spec["template"].get("variables") or {}, deployer.reference)
+    order = plan_resources(spec["template"], ev)  # InvalidTemplate: a synchronous 400
+    deployer.by_name = {p.symbol.lower(): p for p in order} | {p.name.lower(): p for p in order}
+    existed = plane.repo.get_deployment(deployment_id) is not None
+    started = time.monotonic()
+    deployed: list[Planned] = []
+    error: dict[str, Any] | None = None
+    for planned in order:
+        try:
+            deployer.deploy(planned, ev)
+            deployed.append(planned)
+        except errors.ArmError as exc:
+            error = {
+                "code": "DeploymentFailed",
+                "message": (
+                    f"At least one resource deployment operation failed: {planned.type} "
+                    f"'{planned.name}': ({exc.code}) {exc.message}"
+                ),
+                "details": [
+                    {"code": exc.code, "message": exc.message, "target": planned.resource_id}
+                ],
+            }
+            break
+    outputs: dict[str, Any] = {}
+    if error is None:
+        try:
+            for key, out in (spec["template"].get("outputs") or {}).items():
+                outputs[key] = {
+                    "type": out.get("type", "String"),
+                    "value": ev.value(out.get("value")),
+                }
+        except errors.ArmError as exc:
+            error = {"code": exc.code, "message": exc.message}
+    op = plane.record_operation(
+        deployment_id, "put", (error["code"], error["message"]) if error else None
+    )
+    record = _record(
+        deployment_id, name, spec, started, deployed, outputs, error, op.id, parameters
+    )
+    plane.repo.put_deployment(deployment_id, record)
+    return arm.put_response(request, _public(plane, record), not existed, op, scope.location)
+
+
+@router.post(PATH + "/{name}/validate")
+def validate(
+    subscription: str,
+    group: str,
+    name: str,
+    body: Any = Body(None),
+    plane: ControlPlane = Depends(control_plane),
+    who: Principal = Depends(caller),
+) -> Response:
+    """Check a template without deploying it."""
+    deployment_id = _deployment_id(subscription, group, name)
+    spec = _properties(body)
+    scope = Scope(
+        subscription, group, _location(plane, subscription, group, body), name, who.tenant_id
+    )
+    parameters = resolve_parameters(spec["template"], spec["parameters"], scope)
+    ev = Evaluator(scope, parameters, spec["template"].get("variables") or {}, None)
+    order = plan_resources(spec["template"], ev)
+    return arm.ok(
+        {
+            "id": deployment_id,
+            "name": name,
+            "type": TYPE,
+            "properties": {
+                "provisioningState": "Succeeded",
+                "mode": spec["mode"],
+                "validatedResources": [{"id": p.resource_id} for p in order],
+            },
+        }
+    )
+
+
+@router.get(PATH + "/{name}")
+def get(
+    subscription: str, group: str, name: str, plane: ControlPlane = Depends(control_plane)
+) -> Response:
+    """A deployment."""
+    record = plane.repo.get_deployment(_deployment_id(subscription, group, name))
+    if record is None:
+        raise DeploymentNotFound(name=name)
+    return arm.ok(_public(plane, record))
+
+
+@router.get(PATH + "/{name}/operations")
+def list_operations(
+    subscription: str, group: str, name: str, plane: ControlPlane = Depends(control_plane)
+) -> Response:
+    """What a deployment did, one operation per resource."""
+    record = plane.repo.get_deployment(_deployment_id(subscription, group, name))
+    if record is None:
+        raise DeploymentNotFound(name=name)
+    return arm.ok({"value": record.get("_operations", [])})
+
+
+@router.get(PATH)
+def list_deployments(
+    subscription: str, group: str, plane: ControlPlane = Depends(control_plane)
+) -> Response:
+    """Deployments of a resource group."""
+    _deployment_id(subscription, group, "x")
+    records = plane.repo.list_deployments(subscription, group)
+    return arm.ok({"value": [_public(plane, r) for r in records]})
+
+
+@router.delete(PATH + "/{name}")
+def delete(
+    subscription: str, group: str, name: str, plane: ControlPlane = Depends(control_plane)
+) -> Response:
+    """Forget a deployment (its resources stay)."""
+    deployment_id = _deployment_id(subscription, group, name)
+    if plane.repo.get_deployment(deployment_id) is None:
+        return Response(status_code=204)
+    plane.repo.delete_deployment(deployment_id)
+    return Response(status_code=200)

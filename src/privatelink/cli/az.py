@@ -1,0 +1,322 @@
+"""`privatelink az`: the real azure-cli, pointed at this server.
+
+`az` keeps its state (clouds, accounts, token cache, config) in `AZURE_CONFIG_DIR`.
+`privatelink az` gives it a private one, `<data-dir>/az`, so the user's own `az` login
+is never touched, and prepares it once:
+
+* a cloud named ``privatelink`` registered from the server's `/metadata/endpoints` and
+  made active;
+* instance discovery off (the server is its own authority, unknown to Microsoft);
+* a service-principal login with the server's client (from `credentials.json`), with the
+  server's default subscription selected.
+
+A stamp file in that directory records which server (url, tenant, client, default
+subscription) it was prepared for; when `credentials.json` changes, e.g. the server now
+listens on another port, the directory is re-created. Every `az` run then gets the
+server's CA (`REQUESTS_CA_BUNDLE`), telemetry off and `NO_PROXY` covering the server.
+
+`privatelink az --print-env` prints the same as plain shell lines, for users who want to
+run `az` itself in their shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+CLOUD_NAME = "privatelink"
+CONFIG_SUBDIR = "az"
+STAMP_FILE = "privatelink-setup.json"
+LOCK_FILE = "az.lock"
+SETUP_TIMEOUT_S = 120.0
+INSTALL_HINT = (
+    "`az` (azure-cli) was not found on PATH. Install it, preferably apart from privatelink "
+    "(azure-cli pins its own azure-mgmt-* packages), with one of:\n"
+    "  pipx install azure-cli\n"
+    "  python3 -m venv ~/.venv-az && ~/.venv-az/bin/pip install azure-cli "
+    "&& export PATH=$PATH:~/.venv-az/bin\n"
+    "  make az        (from a clone of privatelink: installs the tested version in .venv-az)\n"
+    "or see https://learn.microsoft.com/cli/azure/install-azure-cli"
+)
+_REQUIRED = ("url", "ca_file", "tenant_id", "client_id", "client_secret")
+
+
+@dataclass(frozen=True)
+class ServerCredentials:
+    """What `privatelink serve` wrote to `<data-dir>/credentials.json`."""
+
+    url: str
+    ca_file: str
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    subscription_id: str | None
+
+    @classmethod
+    def load(cls, data_dir: Path) -> ServerCredentials:
+        """Read `credentials.json`; a clear error when it is missing or incomplete."""
+        path = data_dir / "credentials.json"
+        if not path.exists():
+            raise click.ClickException(
+                f"{path} not found: start the server first "
+                f"(privatelink serve --data-dir {shlex.quote(str(data_dir))})."
+            )
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot read {path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise click.ClickException(f"{path} is not a JSON object")
+        missing = [k for k in _REQUIRED if not isinstance(raw.get(k), str) or not raw[k]]
+        if missing:
+            raise click.ClickException(f"{path} lacks {', '.join(missing)}")
+        sub = raw.get("subscription_id")
+        return cls(
+            url=raw["url"].rstrip("/"),
+            ca_file=raw["ca_file"],
+            tenant_id=raw["tenant_id"],
+            client_id=raw["client_id"],
+            client_secret=raw["client_secret"],
+            subscription_id=sub if isinstance(sub, str) and sub else None,
+        )
+
+    def stamp(self) -> dict[str, str | None]:
+        """What the prepared config directory depends on (no secret)."""
+        return {
+            "cloud": CLOUD_NAME,
+            "url": self.url,
+            "tenant_id": self.tenant_id,
+            "client_id": self.client_id,
+            "subscription_id": self.subscription_id,
+        }
+
+
+def config_dir(data_dir: Path) -> Path:
+    """The private `AZURE_CONFIG_DIR` of a data directory."""
+    return data_dir / CONFIG_SUBDIR
+
+
+def find_az(path: str | None = None) -> str:
+    """The `az` executable on PATH (or `path`), else a ClickException saying how to get it."""
+    found = shutil.which("az", path=path)
+    if found is None:
+        raise click.ClickException(INSTALL_HINT)
+    return found
+
+
+def _no_proxy(current: str, host: str) -> str:
+    """`current` (a NO_PROXY value) plus 127.0.0.1, localhost and `host`."""
+    items = [h.strip() for h in current.split(",") if h.strip()]
+    for extra in ("127.0.0.1", "localhost", host):
+        if extra and extra not in items:
+            items.append(extra)
+    return ",".join(items)
+
+
+def az_env(
+    creds: ServerCredentials, cfg_dir: Path, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment `az` runs with: `base` (default os.environ) plus our settings."""
+    env = dict(os.environ if base is None else base)
+    host = urlsplit(creds.url).hostname or ""
+    no_proxy = _no_proxy(env.get("NO_PROXY") or env.get("no_proxy") or "", host)
+    env.update(
+        {
+            "AZURE_CONFIG_DIR": str(cfg_dir),
+            "REQUESTS_CA_BUNDLE": creds.ca_file,
+            "AZURE_CORE_COLLECT_TELEMETRY": "false",
+            "NO_PROXY": no_proxy,
+            "no_proxy": no_proxy,
+        }
+    )
+    return env
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """One `az` invocation of the setup; `shown` is the argv with the secret masked."""
+
+    argv: list[str]
+    shown: list[str]
+    # Shell alternative for --print-env when the step may already have been done.
+    shell_fallback: list[str] | None = None
+
+
+def setup_steps(creds: ServerCredentials) -> list[SetupStep]:
+    """The `az` commands (without `az`) that prepare a config directory for the server."""
+    cloud = ["-n", CLOUD_NAME, "--endpoint-resource-manager", creds.url, "--output", "none"]
+    login = [
+        "login",
+        "--service-principal",
+        "--username",
+        creds.client_id,
+        "--tenant",
+        creds.tenant_id,
+        "--output",
+        "none",
+    ]
+    # `--password=...` rather than `--password ...`: a secret may start with "-".
+    steps = [
+        SetupStep(
+            ["cloud", "register", *cloud],
+            ["cloud", "register", *cloud],
+            shell_fallback=["cloud", "update", *cloud],
+        ),
+        SetupStep(["cloud", "set", "-n", CLOUD_NAME], ["cloud", "set", "-n", CLOUD_NAME]),
+        SetupStep(
+            ["config", "set", "core.instance_discovery=false"],
+            ["config", "set", "core.instance_discovery=false"],
+        ),
+        SetupStep(
+            [*login, f"--password={creds.client_secret}"],
+            [*login, "--password=***"],
+        ),
+    ]
+    if creds.subscription_id:
+        account = ["account", "set", "--subscription", creds.subscription_id]
+        steps.append(SetupStep(account, account))
+    return steps
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    """Serialize setups of one data directory (two `privatelink az` started at once)."""
+    with (data_dir / LOCK_FILE).open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_set_up(cfg_dir: Path, creds: ServerCredentials) -> bool:
+    """True when `cfg_dir` was prepared for exactly this server and client."""
+    try:
+        return bool(json.loads((cfg_dir / STAMP_FILE).read_text()) == creds.stamp())
+    except (OSError, ValueError):
+        return False
+
+
+def _run_step(az: str, step: SetupStep, env: Mapping[str, str], timeout: float, url: str) -> None:
+    shown = shlex.join(["az", *step.shown])
+    try:
+        proc = subprocess.run(
+            [az, *step.argv],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise click.ClickException(
+            f"setting up az: `{shown}` did not finish within {timeout:.0f}s; "
+            f"is `privatelink serve` running at {url}?"
+        ) from exc
+    except OSError as exc:
+        raise click.ClickException(f"setting up az: cannot run {az}: {exc}") from exc
+    if proc.returncode != 0:
+        output = "\n".join(s for s in (proc.stdout.strip(), proc.stderr.strip()) if s)
+        raise click.ClickException(
+            f"setting up az: `{shown}` failed (exit {proc.returncode}):\n{output}\n"
+            f"Is `privatelink serve` running at {url}?"
+        )
+
+
+def ensure_setup(
+    az: str,
+    data_dir: Path,
+    creds: ServerCredentials,
+    env: Mapping[str, str],
+    timeout: float = SETUP_TIMEOUT_S,
+) -> bool:
+    """Prepare `<data-dir>/az` for this server unless already done; True when it ran."""
+    cfg_dir = config_dir(data_dir)
+    with _locked(data_dir):
+        if is_set_up(cfg_dir, creds):
+            return False
+        # Another server, client or an interrupted setup: start from an empty directory so
+        # no account, token or cloud of the previous server lingers.
+        if cfg_dir.exists():
+            shutil.rmtree(cfg_dir)
+        cfg_dir.mkdir(mode=0o700, parents=True)
+        for step in setup_steps(creds):
+            _run_step(az, step, env, timeout, creds.url)
+        stamp = cfg_dir / STAMP_FILE
+        tmp = stamp.with_suffix(".tmp")
+        tmp.write_text(json.dumps(creds.stamp(), indent=2) + "\n")
+        tmp.replace(stamp)
+        return True
+
+
+def shell_lines(creds: ServerCredentials, cfg_dir: Path, base: Mapping[str, str]) -> list[str]:
+    """Plain shell lines that set up the current shell's `az` as `privatelink az` does."""
+    env = az_env(creds, cfg_dir, base)
+    lines = [f"# az against privatelink at {creds.url}"]
+    for key in ("AZURE_CONFIG_DIR", "REQUESTS_CA_BUNDLE", "AZURE_CORE_COLLECT_TELEMETRY"):
+        lines.append(f"export {key}={shlex.quote(env[key])}")
+    lines.append(f'export NO_PROXY={shlex.quote(env["NO_PROXY"])} no_proxy="$NO_PROXY"')
+    for step in setup_steps(creds):
+        line = shlex.join(["az", *step.argv])
+        if step.shell_fallback is not None:
+            line += " 2>/dev/null || " + shlex.join(["az", *step.shell_fallback])
+        lines.append(line)
+    return lines
+
+
+@click.command(
+    name="az",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The server's data directory (default $PRIVATELINK_DATA_DIR or ~/.privatelink).",
+)
+@click.option(
+    "--print-env",
+    is_flag=True,
+    help="Print shell lines that set up `az` in your shell the same way, and exit.",
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def az_command(data_dir: Path | None, print_env: bool, args: tuple[str, ...]) -> None:
+    """Run the real azure-cli (`az` on PATH) against the server: privatelink az -- ARGS.
+
+    The first run registers a cloud for the server and logs in with its service
+    principal, in a private AZURE_CONFIG_DIR (<data-dir>/az); later runs reuse it.
+    """
+    from privatelink.server import default_data_dir
+
+    data_dir = (data_dir or default_data_dir()).resolve()
+    creds = ServerCredentials.load(data_dir)
+    cfg_dir = config_dir(data_dir)
+    if print_env:
+        if args:
+            raise click.UsageError("--print-env takes no az arguments")
+        click.echo("\n".join(shell_lines(creds, cfg_dir, os.environ)))
+        return
+    az = find_az()
+    env = az_env(creds, cfg_dir)
+    ensure_setup(az, data_dir, creds, env)
+    exec_az(az, args, env)
+
+
+def exec_az(az: str, args: Sequence[str], env: Mapping[str, str]) -> None:
+    """Replace this process with `az ARGS` (its exit code becomes ours)."""
+    try:
+        os.execve(az, [az, *args], dict(env))
+    except OSError as exc:
+        raise click.ClickException(f"cannot run {az}: {exc}") from exc
