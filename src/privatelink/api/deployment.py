@@ -308,6 +308,7 @@ def get(
 
 
 @router.get(PATH + "/{name}/operations")
+@router.get("/subscriptions/{subscription}/resourceGroups/{group}/deployments/{name}/operations")
 def list_operations(
     subscription: str, group: str, name: str, plane: ControlPlane = Depends(control_plane)
 ) -> Response:
