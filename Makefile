@@ -2,7 +2,7 @@
 #
 # On a fresh Debian machine, as root:
 #   make demo   # installs what is missing, runs the end-to-end demo
-#   make test   # installs test dependencies, runs the whole suite
+#   make test   # installs test dependencies (and azure-cli, see `make az`), runs the whole suite
 #
 # Variables:
 #   PYTHON       interpreter used to create .venv (default: python3 from PATH; needs >= 3.11)
@@ -18,6 +18,14 @@ VENV := .venv
 VENV_BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# The real azure-cli for `privatelink az` and tests/az, in its own venv: it pins
+# azure-mgmt-* versions that differ from the test extras. Only `az` is put on PATH (a
+# symlink in $(AZ_SHIM)), so the venv's python does not shadow the system one.
+AZ_VERSION := 2.91.0
+AZ_VENV := .venv-az
+AZ_SHIM := $(AZ_VENV)/shim
+AZ_STAMP := $(AZ_VENV)/.installed-$(AZ_VERSION)
+
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
 
@@ -28,13 +36,14 @@ SYSTEM_PACKAGES := postgresql nftables iproute2 conntrack curl ca-certificates
 # Directories that exist in a fresh clone (git keeps no empty directory).
 LINT_PATHS = $(wildcard src tests bench)
 
-.PHONY: help deps-system venv test check typecheck demo serve bench clean
+.PHONY: help deps-system venv az test check typecheck demo serve bench clean
 
 help:
 	@echo "make demo         install what is missing, run the private-link demo"
 	@echo "make test         install test dependencies, run the whole suite (PYTEST_ARGS=...)"
 	@echo "make deps-system  install missing Debian packages (root)"
 	@echo "make venv         create/update .venv with the package and its test extras"
+	@echo "make az           install azure-cli $(AZ_VERSION) in $(AZ_VENV) (az: $(AZ_SHIM)/az)"
 	@echo "make check        ruff format --check, ruff check, mypy src"
 	@echo "make typecheck    mypy src"
 	@echo "make serve        run 'privatelink serve' (SERVE_ARGS=...)"
@@ -91,8 +100,29 @@ $(STAMP): pyproject.toml
 	@$(VENV_BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-test: deps-system venv
-	$(VENV_BIN)/pytest $(or $(strip $(PYTEST_ARGS)),tests)
+az: $(AZ_STAMP)
+
+# A few minutes the first time; re-runs only when AZ_VERSION changes.
+$(AZ_STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
+	  echo "az: azure-cli needs python >= 3.10; '$(PYTHON)' is not (make PYTHON=... az)" >&2; \
+	  exit 1; }
+	@if [ ! -x $(AZ_VENV)/bin/python ]; then \
+	  echo "az: creating $(AZ_VENV) with $$($(PYTHON) --version 2>&1)"; \
+	  $(PYTHON) -m venv $(AZ_VENV); \
+	  echo '*' > $(AZ_VENV)/.gitignore; \
+	fi
+	@echo "az: installing azure-cli==$(AZ_VERSION) in $(AZ_VENV) (takes a few minutes)"
+	@$(AZ_VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(AZ_VENV)/bin/python -m pip install -q --disable-pip-version-check 'azure-cli==$(AZ_VERSION)'
+	@mkdir -p $(AZ_SHIM)
+	@ln -sf ../bin/az $(AZ_SHIM)/az
+	@rm -f $(AZ_VENV)/.installed-*
+	@touch $@
+
+# tests/az find `az` on PATH; the pinned one comes first.
+test: deps-system venv az
+	PATH="$(CURDIR)/$(AZ_SHIM):$$PATH" $(VENV_BIN)/pytest $(or $(strip $(PYTEST_ARGS)),tests)
 
 # mypy is not part of `check` yet (src/ does not type-check cleanly while it is
 # being written); run it with `make typecheck`.
@@ -114,6 +144,6 @@ bench: venv
 	$(VENV_BIN)/python bench/control_plane.py
 
 clean:
-	rm -rf $(VENV) build dist .eggs src/*.egg-info *.egg-info \
+	rm -rf $(VENV) $(AZ_VENV) build dist .eggs src/*.egg-info *.egg-info \
 	  .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage htmlcov
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -19,6 +19,9 @@ with a temporary data directory, talks to it with `azure-mgmt-network` through
 5. The same GET through raw httpx (same bearer token, keep-alive) to separate SDK
    overhead from server cost.
 
+The server runs with `--dataplane off` unless asked otherwise: this measures the control
+plane. With the data plane on, every PUT waits for the kernel state to be applied.
+
 For each measured phase it also records the server process's CPU time (from
 /proc/<pid>/stat) and this process's CPU time, to show where the wall time goes.
 

@@ -102,7 +102,8 @@ def build(
     if dataplane:
         prefix = netns_prefix or config.netns_prefix
         reconciler = Reconciler(repo, prefix, data_dir)
-    plane = ControlPlane(repo, config.limits, realizer=reconciler)
+    # A change waits (bounded) until the kernel has it, so clients rarely poll.
+    plane = ControlPlane(repo, config.limits, realizer=reconciler, realization_wait=5.0)
     app = create_app(
         plane,
         issuer,

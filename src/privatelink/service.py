@@ -31,6 +31,9 @@ class Realizer(Protocol):
     def mark_dirty(self) -> None:
         """Stored state changed: sync soon."""
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until everything marked so far is applied; False on timeout."""
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -50,11 +53,15 @@ class ControlPlane:
         limits: Limits | None = None,
         new_guid: Callable[[], str] | None = None,
         realizer: Realizer | None = None,
+        realization_wait: float = 0.0,
     ) -> None:
+        """`realization_wait`: how long a change waits for the data plane to apply it
+        before answering (so clients usually see Succeeded at once); 0 = don't wait."""
         self.repo = repo
         self.limits = limits or Limits()
         self._new_guid = new_guid or (lambda: str(uuid.uuid4()))
         self.realizer = realizer
+        self.realization_wait = realization_wait
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
 
@@ -110,9 +117,16 @@ class ControlPlane:
             end_time=None if pending else now,
         )
         self.repo.save_operation(operation)
-        if self.realizer is not None:
-            self.realizer.mark_dirty()
+        self._realize()
         return Outcome(written, operation, existed)
+
+    def _realize(self) -> None:
+        """Hand the change to the data plane; wait a little for it, as ARM would."""
+        if self.realizer is None:
+            return
+        self.realizer.mark_dirty()
+        if self.realization_wait > 0:
+            self.realizer.wait_idle(self.realization_wait)
 
     def record_operation(
         self, resource_id: str, kind: str, error: tuple[str, str] | None = None
@@ -136,8 +150,8 @@ class ControlPlane:
             end_time=None if pending else now,
         )
         self.repo.save_operation(operation)
-        if pending and self.realizer is not None:
-            self.realizer.mark_dirty()
+        if pending:
+            self._realize()
         return operation
 
     def delete_resource_group(

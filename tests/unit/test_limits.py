@@ -92,6 +92,10 @@ class _PaddedView:
     def get(self, resource_id: str) -> Resource | None:
         return self._inner.get(resource_id)
 
+    def count_referrers(self, target: str, kind: str) -> int:
+        count = int(self._inner.count_referrers(target, kind))
+        return count + (self._extra if kind in self._kinds else 0)
+
     def referrers(self, target: str, kind: str) -> list[Resource]:
         found = self._inner.referrers(target, kind)
         if kind in self._kinds:

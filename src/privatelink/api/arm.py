@@ -25,9 +25,9 @@ LATEST_API_VERSION = "2026-03-01"
 _DATED = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(-preview)?$")
 OLDEST_API_VERSION = "2015-05-01"
 JSON = "application/json; charset=utf-8"
-# Clients wait Retry-After seconds before polling, else their own interval (30 s in az).
-# azure-core prefers retry-after-ms, so SDK users poll after 50 ms; others wait 1 s.
-POLL_HINT = {"Retry-After": "1", "retry-after-ms": "50"}
+# While an operation runs, clients wait Retry-After seconds before polling again (else
+# their own interval: 30 s in az). Changes normally finish before the answer is sent.
+POLL_HINT = {"Retry-After": "1"}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -136,10 +136,11 @@ def put_response(
 ) -> JSONResponse:
     """201 (created) or 200 (updated) with the resource and Azure-AsyncOperation."""
     async_url, _ = operation_urls(request, op, location)
+    running = body.get("properties", {}).get("provisioningState") == "Updating"
     return JSONResponse(
         body,
         status_code=201 if created else 200,
-        headers={"Azure-AsyncOperation": async_url, **POLL_HINT},
+        headers={"Azure-AsyncOperation": async_url, **(POLL_HINT if running else {})},
         media_type=JSON,
     )
 
@@ -151,7 +152,11 @@ def delete_response(request: Request, op: Operation | None, location: str) -> Re
     async_url, location_url = operation_urls(request, op, location)
     return Response(
         status_code=202,
-        headers={"Azure-AsyncOperation": async_url, "Location": location_url, **POLL_HINT},
+        headers={
+            "Azure-AsyncOperation": async_url,
+            "Location": location_url,
+            **(POLL_HINT if op.status == "InProgress" else {}),
+        },
     )
 
 
@@ -193,11 +198,18 @@ def page(request: Request, items: list[dict[str, Any]], next_token: str | None) 
     return JSONResponse(body, media_type=JSON)
 
 
-def page_slice(request: Request, items: list[dict[str, Any]], size: int) -> JSONResponse:
-    """Page an in-memory list (child collections) by offset."""
+def page_slice(
+    request: Request,
+    items: list[Any],
+    size: int,
+    render: Callable[[Any], dict[str, Any]] | None = None,
+) -> JSONResponse:
+    """Page an in-memory list (child collections) by offset; only the page is rendered."""
     token = skip_token(request)
     start = int(token) if token else 0
     chunk = items[start : start + size]
+    if render is not None:
+        chunk = [render(item) for item in chunk]
     more = start + size < len(items)
     return page(request, chunk, str(start + size) if more else None)
 

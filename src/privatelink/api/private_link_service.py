@@ -258,8 +258,9 @@ def list_private_endpoint_connections(
     rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
     with plane.read() as view:
         service = require(view, rid, core.PrivateLinkService)
-        items = [render_connection(service, c) for c in service.connections]
-    return arm.page_slice(request, items, size)
+    return arm.page_slice(
+        request, list(service.connections), size, lambda c: render_connection(service, c)
+    )
 
 
 @router.get(CONNECTIONS + "/{connection}")

@@ -162,7 +162,7 @@ def create_or_update(view: StateView, ctx: Context, desired: PrivateEndpoint) ->
         )
     if len(service.connections) >= ctx.limits.pe_per_pls:
         raise errors.PrivateEndpointsPerPrivateLinkServiceLimitReached(limit=ctx.limits.pe_per_pls)
-    if len(view.referrers(subnet.vnet.key, "pe-vnet")) >= ctx.limits.pe_per_vnet:
+    if view.count_referrers(subnet.vnet.key, "pe-vnet") >= ctx.limits.pe_per_vnet:
         raise errors.PrivateEndpointsPerVirtualNetworkLimitReached(
             vnet=subnet.vnet.id, limit=ctx.limits.pe_per_vnet
         )

@@ -54,6 +54,9 @@ class StateView(Protocol):
     def referrers(self, target: str, kind: str) -> list[Resource]:
         """Resources whose index entries point at `target` with `kind` (see core.index)."""
 
+    def count_referrers(self, target: str, kind: str) -> int:
+        """How many resources index `target` under `kind` (without loading them)."""
+
     def used_ips(self, subnet_id: str) -> dict[str, str]:
         """Allocated addresses of a subnet: ip -> owning resource id."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import (
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -56,6 +57,7 @@ resources = Table(
     Column("subscription", String(64), nullable=False),
     Column("resource_group", String(200), nullable=False),
     Column("body", Text, nullable=False),
+    Index("ix_resources_type_subscription", "type", "subscription", "resource_group"),
 )
 
 refs = Table(
@@ -175,6 +177,18 @@ class SqlView:
             if item is not None:
                 found.append(item)
         return found
+
+    def count_referrers(self, target: str, kind: str) -> int:
+        """Index entries pointing at `target` with `kind` (an indexed COUNT)."""
+        if "\x00" in target:
+            return 0
+        return int(
+            self._conn.execute(
+                select(func.count())
+                .select_from(refs)
+                .where(and_(refs.c.dst == target.lower(), refs.c.kind == kind))
+            ).scalar_one()
+        )
 
     def used_ips(self, subnet_id: str) -> dict[str, str]:
         """ip -> owner id for a subnet."""
