@@ -198,3 +198,135 @@ def test_consumer_reaches_the_provider_through_its_private_endpoint(
             break
         time.sleep(0.1)
     assert cut, "a rejected connection still carries traffic"
+
+
+ECHO = (
+    "import socket, sys, threading\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 8080)); s.listen()\n"
+    "def serve(c):\n"
+    "    while (d := c.recv(64)): c.sendall(d)\n"
+    "while True:\n"
+    "    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()\n"
+)
+PINGER = (
+    "import socket, sys, time\n"
+    "s = socket.create_connection((sys.argv[1], 80), timeout=5)\n"
+    "print('connected', flush=True)\n"
+    "while True:\n"
+    "    line = sys.stdin.readline()\n"
+    "    if not line: break\n"
+    "    s.sendall(b'ping'); print(s.recv(16).decode() or 'EOF', flush=True)\n"
+)
+
+
+def test_restarting_the_server_keeps_an_established_flow(helpers: Any) -> None:
+    """Stop `privatelink serve`, start it again on the same data: the flow lives on."""
+    reason = _missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    prefix = "r" + secrets.token_hex(3)
+    data_dir = Path(tempfile.mkdtemp(prefix="pl-restart-"))
+    procs: list[subprocess.Popen[str]] = []
+
+    def run_in(nic: str, code: str, *args: str) -> subprocess.Popen[str]:
+        argv = [sys.executable, "-m", "privatelink.cli.main", "exec", "--data-dir", str(data_dir)]
+        proc = subprocess.Popen(
+            [*argv, "--nic", nic, "--", sys.executable, "-c", code, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    try:
+        with helpers.run_server(data_dir, dataplane_prefix=prefix) as server:
+            provider = helpers.World(server).provider()
+            nic = provider.client.network_interfaces.begin_create_or_update(
+                provider.rg,
+                "backend",
+                {
+                    "location": "eastus",
+                    "properties": {
+                        "ipConfigurations": [
+                            {
+                                "name": "ip",
+                                "properties": {
+                                    "subnet": {"id": provider.subnet_id("backend")},
+                                    "loadBalancerBackendAddressPools": [{"id": provider.pool_id()}],
+                                },
+                            }
+                        ]
+                    },
+                },
+            ).result()
+            assert nic.provisioning_state == "Succeeded"
+            run_in("backend", ECHO)
+            pls = provider.create_pls(helpers.unique("svc"), visibility=["*"])
+            consumer = helpers.World(server).consumer()
+            consumer.client.network_interfaces.begin_create_or_update(
+                consumer.rg,
+                "client",
+                {
+                    "location": "eastus",
+                    "properties": {
+                        "ipConfigurations": [
+                            {"name": "ip", "properties": {"subnet": {"id": consumer.subnet}}}
+                        ]
+                    },
+                },
+            ).result()
+            pe = consumer.create_pe("pe", pls.id)
+            conn = next(
+                iter(
+                    provider.client.private_link_services.list_private_endpoint_connections(
+                        provider.rg, pls.name
+                    )
+                )
+            )
+            provider.client.private_link_services.update_private_endpoint_connection(
+                provider.rg,
+                pls.name,
+                conn.name,
+                {"properties": {"privateLinkServiceConnectionState": {"status": "Approved"}}},
+            )
+            pe_nic = consumer.client.network_interfaces.get(
+                consumer.rg, pe.network_interfaces[0].id.rsplit("/", 1)[-1]
+            )
+            pe_ip = pe_nic.ip_configurations[0].private_ip_address
+            pinger = None
+            for _ in range(50):  # bounded: the backend may still be starting
+                candidate = run_in("client", PINGER, pe_ip)
+                assert candidate.stdout is not None
+                if candidate.stdout.readline().strip() == "connected":
+                    pinger = candidate
+                    break
+                candidate.kill()
+                time.sleep(0.2)
+            assert pinger is not None and pinger.stdin is not None and pinger.stdout is not None
+            pinger.stdin.write("\n")
+            pinger.stdin.flush()
+            assert pinger.stdout.readline().strip() == "ping"
+        # The server is stopped here. Start it again on the same data directory.
+        with helpers.run_server(data_dir, dataplane_prefix=prefix) as server:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # wait for the first full sync
+                if (data_dir / "dataplane.json").stat().st_mtime > time.time() - 5:
+                    break
+                time.sleep(0.1)
+            pinger.stdin.write("\n")
+            pinger.stdin.flush()
+            assert pinger.stdout.readline().strip() == "ping", "the flow died with the restart"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        cli(data_dir, "cleanup", "--netns-prefix", prefix)
+        shutil.rmtree(data_dir, ignore_errors=True)

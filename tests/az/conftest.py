@@ -1,0 +1,300 @@
+"""Fixtures for the az suite: a real `privatelink serve` and the real azure-cli.
+
+`az` must be on PATH (`make az` installs the pinned version in .venv-az, and `make test`
+puts it first on PATH). Without it the tests that run `az` are skipped, unless CI is set:
+then they fail, so CI can't pass by silently skipping them.
+
+`az_server` starts one server per test module (control plane only) in a temporary data
+directory; `server_factory` starts more, e.g. on the same data directory and another
+port. `AzRunner.run(...)` is `python -m privatelink.cli.main az --data-dir DIR -- ...`
+as a subprocess, the way a user types `privatelink az ...`.
+
+Tests can't import this module (pytest runs with --import-mode=importlib): what they
+need is reached through fixtures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+START_DEADLINE_S = 30.0
+STOP_TIMEOUT_S = 10.0
+AZ_TIMEOUT_S = 180.0
+LOCAL = "127.0.0.1,localhost"
+
+_RUNNING: list[AzServer] = []
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unique(prefix: str) -> str:
+    """A fresh resource (group) name."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class AzServer:
+    """A started `privatelink serve`: its data directory and credentials.json."""
+
+    url: str
+    data_dir: Path
+    credentials: dict[str, Any]
+    proc: subprocess.Popen[bytes]
+    stderr_path: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def subscription(self) -> str:
+        """The server's default subscription (the one `privatelink az` selects)."""
+        return str(self.credentials["subscription_id"])
+
+    def stderr(self, tail: int = 60) -> str:
+        try:
+            lines = self.stderr_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-tail:])
+
+
+def _ready(url: str, ca_file: str) -> bool:
+    """TLS against the server's CA, and the unauthenticated ARM GET answering 401."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    probe = f"{url}/subscriptions?api-version=2022-12-01"
+    try:
+        with httpx.Client(verify=ctx, timeout=2, trust_env=False) as c:
+            return c.get(probe).status_code == 401
+    except (httpx.HTTPError, ssl.SSLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def run_server(data_dir: Path) -> Iterator[AzServer]:
+    """`privatelink serve --dataplane off` on a free port; yield when it answers."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL)
+    for attempt in range(3):
+        port = _free_port()
+        stdout_path = data_dir / f"server-{port}.stdout"
+        stderr_path = data_dir / f"server-{port}.stderr"
+        cmd = [
+            sys.executable,
+            "-m",
+            "privatelink.cli.main",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--dataplane",
+            "off",
+        ]
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+        try:
+            server: AzServer | None = None
+            deadline = time.monotonic() + START_DEADLINE_S
+            creds_file = data_dir / "credentials.json"
+            while proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(ValueError, OSError):
+                    creds = json.loads(creds_file.read_text())
+                    if creds.get("url", "").endswith(f":{port}") and _ready(
+                        creds["url"], creds["ca_file"]
+                    ):
+                        server = AzServer(creds["url"], data_dir, creds, proc, stderr_path)
+                        break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.05)
+            if server is None:
+                err_text = stderr_path.read_text(errors="replace")
+                if proc.poll() is not None and "already in use" in err_text and attempt < 2:
+                    continue
+                pytest.fail(
+                    f"privatelink serve ({shlex.join(cmd)}) did not start.\n{err_text}",
+                    pytrace=False,
+                )
+            _RUNNING.append(server)
+            try:
+                yield server
+            finally:
+                _RUNNING.remove(server)
+            return
+        finally:
+            _stop(proc)
+
+
+@dataclass
+class AzResult:
+    """A finished `privatelink az` run."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def text(self) -> str:
+        return self.stdout.strip()
+
+    def __str__(self) -> str:
+        return (
+            f"$ {shlex.join(self.argv)}\nexit {self.returncode}\n--- stdout ---\n{self.stdout}"
+            f"--- stderr ---\n{self.stderr}"
+        )
+
+
+class AzRunner:
+    """Runs `privatelink az --data-dir DIR -- ARGS` as a subprocess."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.env = dict(os.environ if env is None else env)
+        self.env.setdefault("NO_PROXY", LOCAL)
+        self.env.setdefault("no_proxy", LOCAL)
+        # No colours or interactive prompts in captured output.
+        self.env["AZURE_CORE_NO_COLOR"] = "true"
+
+    def argv(self, *args: str, separator: bool = True) -> list[str]:
+        head = [
+            sys.executable,
+            "-m",
+            "privatelink.cli.main",
+            "az",
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        return [*head, *(["--"] if separator else []), *args]
+
+    def run(
+        self, *args: str, check: bool = True, separator: bool = True, timeout: float = AZ_TIMEOUT_S
+    ) -> AzResult:
+        """Run az; with `check`, fail the test (showing the output) on a non-zero exit."""
+        argv = self.argv(*args, separator=separator)
+        proc = subprocess.run(
+            argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        result = AzResult(argv, proc.returncode, proc.stdout, proc.stderr)
+        if check and result.returncode != 0:
+            pytest.fail(f"privatelink az failed:\n{result}", pytrace=False)
+        return result
+
+    def json(self, *args: str) -> Any:
+        """`az ARGS -o json`, parsed."""
+        return self.run(*args, "-o", "json").json()
+
+    def tsv(self, *args: str) -> str:
+        """`az ARGS -o tsv`, stripped."""
+        return self.run(*args, "-o", "tsv").text
+
+    def fails(self, *args: str, code: str) -> AzResult:
+        """Run az; it must exit non-zero with the ARM error `code` in its message."""
+        result = self.run(*args, check=False)
+        assert result.returncode != 0, f"expected a failure:\n{result}"
+        assert code in result.stderr, f"expected {code} in stderr:\n{result}"
+        return result
+
+
+@pytest.fixture(scope="session")
+def az_exe() -> str:
+    """`az` on PATH; skip (fail under CI) when it is not installed."""
+    found = shutil.which("az")
+    if found is None:
+        reason = (
+            "`az` (azure-cli) is not on PATH: `make az` installs the pinned version in "
+            ".venv-az, and `make test` puts it on PATH"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI is set: failing instead of skipping)", pytrace=False)
+        pytest.skip(reason)
+    return found
+
+
+@pytest.fixture(scope="module")
+def az_server() -> Iterator[AzServer]:
+    """One server for the module, in a fresh temporary data directory."""
+    d = Path(tempfile.mkdtemp(prefix="privatelink-az-"))
+    try:
+        with run_server(d / "data") as s:
+            yield s
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def az(az_server: AzServer) -> AzRunner:
+    """`privatelink az` against the module's server (az itself: see `az_exe`)."""
+    return AzRunner(az_server.data_dir)
+
+
+@pytest.fixture(scope="session")
+def server_factory() -> Callable[[Path], contextlib.AbstractContextManager[AzServer]]:
+    """Start more servers: `with server_factory(data_dir) as s: ...`."""
+    return run_server
+
+
+@pytest.fixture(scope="session")
+def az_helpers() -> Any:
+    """Module-level helpers of this conftest (tests cannot import it)."""
+
+    class _H:
+        unique = staticmethod(unique)
+        AzRunner = AzRunner
+
+    return _H
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for s in list(_RUNNING):
+            text = s.stderr()
+            if text.strip():
+                report.sections.append((f"privatelink serve stderr ({s.url})", text))
