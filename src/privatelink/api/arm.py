@@ -13,11 +13,12 @@ from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from privatelink.core import errors
 from privatelink.core.ids import ResourceId
+from privatelink.core.ip_configuration import IpConfiguration, check_allocation_method
 from privatelink.core.resource import Resource, StateView, check_resource_id
 from privatelink.store.repository import Operation
 
@@ -42,6 +43,66 @@ class SubResource(Wire):
     """A reference: `{"id": ...}`."""
 
     id: str | None = None
+
+
+class ChildWire(Wire):
+    """What every resource and child resource has on the wire."""
+
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+    etag: str | None = None
+
+
+class TrackedWire(ChildWire):
+    """A top-level (tracked) resource."""
+
+    location: str | None = None
+    tags: dict[str, str] | None = None
+
+
+class IpConfigurationProperties(Wire):
+    """The private-IP part shared by NIC, NAT and frontend IP configurations."""
+
+    private_ip_address: str | None = Field(default=None, alias="privateIPAddress")
+    private_ip_allocation_method: str | None = Field(
+        default=None, alias="privateIPAllocationMethod"
+    )
+    private_ip_address_version: str | None = Field(default=None, alias="privateIPAddressVersion")
+    subnet: SubResource | None = None
+    primary: bool | None = None
+    provisioning_state: str | None = None
+
+
+def ip_configuration_fields(
+    name: str, props: IpConfigurationProperties, where: str
+) -> dict[str, Any]:
+    """Core IpConfiguration fields from wire properties (a subnet is required)."""
+    if props.subnet is None or not props.subnet.id:
+        raise errors.InvalidRequestContent(f"{where}: subnet.id is required.")
+    method = check_allocation_method(
+        props.private_ip_allocation_method or ("Static" if props.private_ip_address else "Dynamic"),
+        where,
+    )
+    return {
+        "name": name,
+        "subnet_id": props.subnet.id,
+        "private_ip": props.private_ip_address if method == "Static" else None,
+        "allocation": method,
+        "ip_version": props.private_ip_address_version or "IPv4",
+        "primary": props.primary,
+    }
+
+
+def ip_configuration_wire(config: IpConfiguration, state: str) -> dict[str, Any]:
+    """Wire properties of a core IpConfiguration (for the response models)."""
+    return {
+        "private_ip_address": config.private_ip,
+        "private_ip_allocation_method": config.allocation,
+        "private_ip_address_version": config.ip_version,
+        "subnet": SubResource(id=config.subnet_id),
+        "provisioning_state": state,
+    }
 
 
 def check_api_version(request: Request) -> str:

@@ -9,12 +9,17 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from privatelink.api import arm, crud
-from privatelink.api.arm import SubResource, Wire
+from privatelink.api.arm import (
+    ChildWire,
+    IpConfigurationProperties,
+    SubResource,
+    TrackedWire,
+    Wire,
+)
 from privatelink.api.deps import control_plane, page_size
 from privatelink.core import errors
 from privatelink.core import load_balancer as core
 from privatelink.core.ids import key
-from privatelink.core.ip_configuration import check_allocation_method
 from privatelink.core.resource import StateView, require
 from privatelink.service import ControlPlane
 
@@ -28,27 +33,13 @@ class Sku(Wire):
     tier: str | None = None
 
 
-class FrontendProperties(Wire):
-    private_ip_address: str | None = Field(default=None, alias="privateIPAddress")
-    private_ip_allocation_method: str | None = Field(
-        default=None, alias="privateIPAllocationMethod"
-    )
-    private_ip_address_version: str | None = Field(default=None, alias="privateIPAddressVersion")
-    subnet: SubResource | None = None
+class FrontendProperties(IpConfigurationProperties):
     public_ip_address: SubResource | None = Field(default=None, alias="publicIPAddress")
     public_ip_prefix: SubResource | None = Field(default=None, alias="publicIPPrefix")
     load_balancing_rules: list[SubResource] | None = None
-    provisioning_state: str | None = None
 
 
-class Child(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    etag: str | None = None
-
-
-class FrontendWire(Child):
+class FrontendWire(ChildWire):
     properties: FrontendProperties | None = None
     zones: list[str] | None = None
 
@@ -72,7 +63,7 @@ class PoolProperties(Wire):
     provisioning_state: str | None = None
 
 
-class PoolWire(Child):
+class PoolWire(ChildWire):
     properties: PoolProperties | None = None
 
 
@@ -87,7 +78,7 @@ class ProbeProperties(Wire):
     provisioning_state: str | None = None
 
 
-class ProbeWire(Child):
+class ProbeWire(ChildWire):
     properties: ProbeProperties | None = None
 
 
@@ -109,7 +100,7 @@ class RuleProperties(Wire):
     provisioning_state: str | None = None
 
 
-class RuleWire(Child):
+class RuleWire(ChildWire):
     properties: RuleProperties | None = None
 
 
@@ -127,13 +118,7 @@ class LoadBalancerProperties(Wire):
     resource_guid: str | None = None
 
 
-class LoadBalancerWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    location: str | None = None
-    tags: dict[str, str] | None = None
-    etag: str | None = None
+class LoadBalancerWire(TrackedWire):
     sku: Sku | None = None
     properties: LoadBalancerProperties | None = None
 
@@ -170,19 +155,9 @@ def to_domain(rid: str, name: str, wire: LoadBalancerWire) -> core.LoadBalancer:
                 name="publicIPAddress",
                 why="privatelink has internal load balancers only (frontends in a subnet).",
             )
-        method = check_allocation_method(
-            p.private_ip_allocation_method or ("Static" if p.private_ip_address else "Dynamic"),
-            where,
-        )
-        frontends.append(
-            core.Frontend(
-                name=fe.name,
-                subnet_id=_ref(p.subnet, "subnet", where),
-                private_ip=p.private_ip_address if method == "Static" else None,
-                allocation=method,
-                ip_version=p.private_ip_address_version or "IPv4",
-            )
-        )
+        fields = arm.ip_configuration_fields(fe.name, p, where)
+        fields.pop("primary")  # frontends have none
+        frontends.append(core.Frontend(**fields))
     pools = []
     for pool in _named(props.backend_address_pools, "backendAddressPool"):
         p = pool.properties or PoolProperties()
@@ -278,14 +253,10 @@ def render(view: StateView, lb: core.LoadBalancer) -> dict[str, Any]:
             type=f"{TYPE}/frontendIPConfigurations",
             etag=lb.etag,
             properties=FrontendProperties(
-                private_ip_address=f.private_ip,
-                private_ip_allocation_method=f.allocation,
-                private_ip_address_version=f.ip_version,
-                subnet=SubResource(id=f.subnet_id),
+                **arm.ip_configuration_wire(f, state),
                 load_balancing_rules=rules_using(
                     "frontend_id", lb.child_id("frontendIPConfigurations", f.name)
                 ),
-                provisioning_state=state,
             ),
         )
         for f in lb.frontends

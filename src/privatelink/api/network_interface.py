@@ -8,35 +8,22 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from privatelink.api import arm, crud
-from privatelink.api.arm import SubResource, Wire
+from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.core import errors
 from privatelink.core import network_interface as core
-from privatelink.core.ip_configuration import check_allocation_method
 from privatelink.core.resource import StateView
 
 TYPE = "Microsoft.Network/networkInterfaces"
 
 
-class IpConfigurationProperties(Wire):
-    private_ip_address: str | None = Field(default=None, alias="privateIPAddress")
-    private_ip_allocation_method: str | None = Field(
-        default=None, alias="privateIPAllocationMethod"
-    )
-    private_ip_address_version: str | None = Field(default=None, alias="privateIPAddressVersion")
-    subnet: SubResource | None = None
-    primary: bool | None = None
+class IpConfigurationProperties(arm.IpConfigurationProperties):
     load_balancer_backend_address_pools: list[SubResource] | None = None
     load_balancer_inbound_nat_rules: list[SubResource] | None = None
     public_ip_address: SubResource | None = Field(default=None, alias="publicIPAddress")
     application_security_groups: list[SubResource] | None = None
-    provisioning_state: str | None = None
 
 
-class IpConfigurationWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    etag: str | None = None
+class IpConfigurationWire(ChildWire):
     properties: IpConfigurationProperties | None = None
 
 
@@ -51,13 +38,7 @@ class NetworkInterfaceProperties(Wire):
     nic_type: str | None = None
 
 
-class NetworkInterfaceWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    location: str | None = None
-    tags: dict[str, str] | None = None
-    etag: str | None = None
+class NetworkInterfaceWire(TrackedWire):
     properties: NetworkInterfaceProperties | None = None
 
 
@@ -83,20 +64,9 @@ def to_domain(rid: str, name: str, wire: NetworkInterfaceWire) -> core.NetworkIn
                 "applicationSecurityGroups": p.application_security_groups,
             }
         )
-        if p.subnet is None or not p.subnet.id:
-            raise errors.InvalidRequestContent(f"{where}: subnet.id is required.")
-        method = check_allocation_method(
-            p.private_ip_allocation_method or ("Static" if p.private_ip_address else "Dynamic"),
-            where,
-        )
         configs.append(
             core.NicIpConfiguration(
-                name=c.name,
-                subnet_id=p.subnet.id,
-                private_ip=p.private_ip_address if method == "Static" else None,
-                allocation=method,
-                ip_version=p.private_ip_address_version or "IPv4",
-                primary=p.primary,
+                **arm.ip_configuration_fields(c.name, p, where),
                 pool_ids=tuple(x.id for x in p.load_balancer_backend_address_pools or [] if x.id),
             )
         )
@@ -120,14 +90,10 @@ def render(view: StateView, nic: core.NetworkInterface) -> dict[str, Any]:
                 type=f"{TYPE}/ipConfigurations",
                 etag=nic.etag,
                 properties=IpConfigurationProperties(
-                    private_ip_address=c.private_ip,
-                    private_ip_allocation_method=c.allocation,
-                    private_ip_address_version=c.ip_version,
-                    subnet=SubResource(id=c.subnet_id),
+                    **arm.ip_configuration_wire(c, nic.provisioning_state),
                     primary=bool(c.primary),
                     load_balancer_backend_address_pools=[SubResource(id=p) for p in c.pool_ids]
                     or None,
-                    provisioning_state=nic.provisioning_state,
                 ),
             )
             for c in nic.ip_configurations

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from privatelink.api import arm, crud
-from privatelink.api.arm import SubResource, Wire
+from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.private_link_service import ConnectionState
 from privatelink.core import errors
 from privatelink.core import private_endpoint as core
@@ -25,11 +25,7 @@ class LinkConnectionProperties(Wire):
     provisioning_state: str | None = None
 
 
-class LinkConnectionWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    etag: str | None = None
+class LinkConnectionWire(ChildWire):
     properties: LinkConnectionProperties | None = None
 
 
@@ -61,13 +57,7 @@ class PrivateEndpointProperties(Wire):
     provisioning_state: str | None = None
 
 
-class PrivateEndpointWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    location: str | None = None
-    tags: dict[str, str] | None = None
-    etag: str | None = None
+class PrivateEndpointWire(TrackedWire):
     extended_location: dict[str, Any] | None = None
     properties: PrivateEndpointProperties | None = None
 

@@ -9,11 +9,16 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from privatelink.api import arm, crud
-from privatelink.api.arm import SubResource, Wire
+from privatelink.api.arm import (
+    ChildWire,
+    IpConfigurationProperties,
+    SubResource,
+    TrackedWire,
+    Wire,
+)
 from privatelink.api.deps import caller, control_plane, page_size
 from privatelink.core import errors
 from privatelink.core import private_link_service as core
-from privatelink.core.ip_configuration import check_allocation_method
 from privatelink.core.principal import Principal
 from privatelink.core.resource import StateView, normalize_location, require
 from privatelink.service import ControlPlane
@@ -26,22 +31,11 @@ class SubscriptionList(Wire):
     subscriptions: list[str] | None = None
 
 
-class NatIpConfigurationProperties(Wire):
-    private_ip_address: str | None = Field(default=None, alias="privateIPAddress")
-    private_ip_allocation_method: str | None = Field(
-        default=None, alias="privateIPAllocationMethod"
-    )
-    private_ip_address_version: str | None = Field(default=None, alias="privateIPAddressVersion")
-    subnet: SubResource | None = None
-    primary: bool | None = None
-    provisioning_state: str | None = None
+class NatIpConfigurationProperties(IpConfigurationProperties):
+    """A NAT IP configuration's properties."""
 
 
-class NatIpConfigurationWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    etag: str | None = None
+class NatIpConfigurationWire(ChildWire):
     properties: NatIpConfigurationProperties | None = None
 
 
@@ -59,11 +53,7 @@ class ConnectionProperties(Wire):
     private_endpoint_location: str | None = None
 
 
-class ConnectionWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    etag: str | None = None
+class ConnectionWire(ChildWire):
     properties: ConnectionProperties | None = None
 
 
@@ -84,13 +74,7 @@ class PrivateLinkServiceProperties(Wire):
     access_mode: str | None = None
 
 
-class PrivateLinkServiceWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    location: str | None = None
-    tags: dict[str, str] | None = None
-    etag: str | None = None
+class PrivateLinkServiceWire(TrackedWire):
     extended_location: dict[str, Any] | None = None
     properties: PrivateLinkServiceProperties | None = None
 
@@ -118,22 +102,7 @@ def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.Private
             raise errors.InvalidRequestContent("Every NAT ipConfiguration needs a name.")
         p = c.properties or NatIpConfigurationProperties()
         where = f"{rid}/ipConfigurations/{c.name}"
-        if p.subnet is None or not p.subnet.id:
-            raise errors.InvalidRequestContent(f"{where}: subnet.id is required.")
-        method = check_allocation_method(
-            p.private_ip_allocation_method or ("Static" if p.private_ip_address else "Dynamic"),
-            where,
-        )
-        configs.append(
-            core.NatIpConfiguration(
-                name=c.name,
-                subnet_id=p.subnet.id,
-                private_ip=p.private_ip_address if method == "Static" else None,
-                allocation=method,
-                ip_version=p.private_ip_address_version or "IPv4",
-                primary=p.primary,
-            )
-        )
+        configs.append(core.NatIpConfiguration(**arm.ip_configuration_fields(c.name, p, where)))
     frontends = []
     for ref in props.load_balancer_frontend_ip_configurations or []:
         if not ref.id:
@@ -191,12 +160,8 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
                 type=f"{TYPE}/ipConfigurations",
                 etag=service.etag,
                 properties=NatIpConfigurationProperties(
-                    private_ip_address=c.private_ip,
-                    private_ip_allocation_method=c.allocation,
-                    private_ip_address_version=c.ip_version,
-                    subnet=SubResource(id=c.subnet_id),
+                    **arm.ip_configuration_wire(c, service.provisioning_state),
                     primary=bool(c.primary),
-                    provisioning_state=service.provisioning_state,
                 ),
             )
             for c in service.ip_configurations

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from privatelink.api import arm, crud
-from privatelink.api.arm import SubResource, Wire
+from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
 from privatelink.core import errors
 from privatelink.core import virtual_network as core
@@ -38,11 +38,7 @@ class SubnetProperties(Wire):
     service_endpoints: list[dict[str, Any]] | None = None
 
 
-class SubnetWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    etag: str | None = None
+class SubnetWire(ChildWire):
     properties: SubnetProperties | None = None
 
 
@@ -64,13 +60,7 @@ class VirtualNetworkProperties(Wire):
     enable_ddos_protection: bool | None = None
 
 
-class VirtualNetworkWire(Wire):
-    id: str | None = None
-    name: str | None = None
-    type: str | None = None
-    location: str | None = None
-    tags: dict[str, str] | None = None
-    etag: str | None = None
+class VirtualNetworkWire(TrackedWire):
     properties: VirtualNetworkProperties | None = None
     extended_location: dict[str, Any] | None = Field(default=None)
 

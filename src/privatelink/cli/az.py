@@ -46,7 +46,8 @@ INSTALL_HINT = (
     "  pipx install azure-cli\n"
     "  python3 -m venv ~/.venv-az && ~/.venv-az/bin/pip install azure-cli "
     "&& export PATH=$PATH:~/.venv-az/bin\n"
-    "  make az        (from a clone of privatelink: installs the tested version in .venv-az)\n"
+    "  make az        (in a clone of privatelink: the tested version, in .venv-az;\n"
+    "                  then: export PATH=$PWD/.venv-az/shim:$PATH)\n"
     "or see https://learn.microsoft.com/cli/azure/install-azure-cli"
 )
 _REQUIRED = ("url", "ca_file", "tenant_id", "client_id", "client_secret")
@@ -293,7 +294,7 @@ def shell_lines(creds: ServerCredentials, cfg_dir: Path, base: Mapping[str, str]
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def az_command(data_dir: Path | None, print_env: bool, args: tuple[str, ...]) -> None:
-    """Run the real azure-cli (`az` on PATH) against the server: privatelink az -- ARGS.
+    """Run az (azure-cli, from PATH) against the server: privatelink az -- ARGS.
 
     The first run registers a cloud for the server and logs in with its service
     principal, in a private AZURE_CONFIG_DIR (<data-dir>/az); later runs reuse it.
