@@ -203,6 +203,29 @@ def _location(plane: ControlPlane, subscription: str, group: str, body: Any) -> 
     return str(record["location"]) if record else "eastus"
 
 
+def _prepare(
+    plane: ControlPlane,
+    who: Principal,
+    subscription: str,
+    group: str,
+    name: str,
+    body: Any,
+    reference: Any = None,
+) -> tuple[str, dict[str, Any], Scope, dict[str, Any], Evaluator, list[Planned], Deployer]:
+    """Everything checked before a template runs: a problem here is a synchronous 400."""
+    deployment_id = _deployment_id(subscription, group, name)
+    spec = _properties(body)
+    location = _location(plane, subscription, group, body)
+    scope = Scope(subscription, group, location, name, who.tenant_id)
+    parameters = resolve_parameters(spec["template"], spec["parameters"], scope)
+    deployer = Deployer(plane, who, scope)
+    variables = spec["template"].get("variables") or {}
+    ev = Evaluator(scope, parameters, variables, deployer.reference if reference else None)
+    order = plan_resources(spec["template"], ev)
+    deployer.by_name = {p.symbol.lower(): p for p in order} | {p.name.lower(): p for p in order}
+    return deployment_id, spec, scope, parameters, ev, order, deployer
+
+
 @router.put(PATH + "/{name}")
 def create_or_update(
     request: Request,
@@ -214,16 +237,9 @@ def create_or_update(
     who: Principal = Depends(caller),
 ) -> Response:
     """Deploy a template (synchronously; the operation ends when the kernel caught up)."""
-    deployment_id = _deployment_id(subscription, group, name)
-    spec = _properties(body)
-    scope = Scope(
-        subscription, group, _location(plane, subscription, group, body), name, who.tenant_id
+    deployment_id, spec, scope, parameters, ev, order, deployer = _prepare(
+        plane, who, subscription, group, name, body, reference=True
     )
-    parameters = resolve_parameters(spec["template"], spec["parameters"], scope)
-    deployer = Deployer(plane, who, scope)
-    ev = Evaluator(scope, parameters, spec["template"].get("variables") or {}, deployer.reference)
-    order = plan_resources(spec["template"], ev)  # InvalidTemplate: a synchronous 400
-    deployer.by_name = {p.symbol.lower(): p for p in order} | {p.name.lower(): p for p in order}
     existed = plane.repo.get_deployment(deployment_id) is not None
     started = time.monotonic()
     deployed: list[Planned] = []
@@ -274,14 +290,9 @@ def validate(
     who: Principal = Depends(caller),
 ) -> Response:
     """Check a template without deploying it."""
-    deployment_id = _deployment_id(subscription, group, name)
-    spec = _properties(body)
-    scope = Scope(
-        subscription, group, _location(plane, subscription, group, body), name, who.tenant_id
+    deployment_id, spec, _scope, _params, _ev, order, _deployer = _prepare(
+        plane, who, subscription, group, name, body
     )
-    parameters = resolve_parameters(spec["template"], spec["parameters"], scope)
-    ev = Evaluator(scope, parameters, spec["template"].get("variables") or {}, None)
-    order = plan_resources(spec["template"], ev)
     return arm.ok(
         {
             "id": deployment_id,
