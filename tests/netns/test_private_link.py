@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from world import CONSUMER, CONSUMER2, PROVIDER, World, rid, try_get, wait_for
+from world import CONSUMER, CONSUMER2, PROVIDER, World, http_get, rid, try_get, wait_for
 
 from privatelink.core import private_endpoint as pem
 from privatelink.dataplane import names, privileged
@@ -315,3 +315,104 @@ def test_replacing_an_endpoint_in_one_sync_cuts_the_old_and_serves_the_new(world
             sock.sendall(b"a")
             if not sock.recv(4):
                 raise OSError("closed")
+
+
+def test_two_services_share_one_load_balancer_on_different_frontends(world: World) -> None:
+    vnet = world.vnet(
+        PROVIDER,
+        "prov",
+        "10.0.0.0/16",
+        {"fe": "10.0.1.0/24", "be": "10.0.2.0/24", "nat": "10.0.3.0/24"},
+    )
+    lb = world.load_balancer(
+        PROVIDER,
+        "lb",
+        {"fe-a": vnet.subnet_id("fe"), "fe-b": vnet.subnet_id("fe")},
+        [("a", "fe-a", 80, 8080, "pa"), ("b", "fe-b", 80, 8080, "pb")],
+        probe=None,
+        pools=("pa", "pb"),
+    )
+    pools = [lb.child_id("backendAddressPools", p) for p in ("pa", "pb")]
+    backends = [
+        world.nic(PROVIDER, f"b-{i}", vnet.subnet_id("be"), pools=(pool,))
+        for i, pool in enumerate(pools)
+    ]
+    services = [
+        world.service(
+            PROVIDER,
+            f"svc-{name}",
+            (lb.child_id("frontendIPConfigurations", f"fe-{name}"),),
+            vnet.subnet_id("nat"),
+            nat_ips=1,
+        )
+        for name in ("a", "b")
+    ]
+    for i, nic in enumerate(backends):
+        world.serve_whoami(nic, f"pool{i}")
+    cvnet, client = consumer(world)
+    for i, pls in enumerate(services):
+        pe = world.endpoint(CONSUMER, f"pe-{i}", cvnet.subnet_id("pe"), pls.alias)
+        world.set_connection(pls.id, pe, "Approved")
+        world.settle()
+        ip = world.endpoint_ip(pe)
+        body = wait_for(lambda ip=ip: try_get(world.netns(client), ip, 80), 5, f"service {i}")
+        nat_ip = world.get(pls.id).ip_configurations[0].private_ip
+        assert body.strip() == f"pool{i} saw {nat_ip}"
+
+
+def test_source_ip_distribution_pins_a_client_to_one_backend(world: World) -> None:
+    vnet = world.vnet(PROVIDER, "prov", "10.0.0.0/16", {"fe": "10.0.1.0/24", "be": "10.0.2.0/24"})
+    lb = world.load_balancer(
+        PROVIDER,
+        "lb",
+        {"fe": vnet.subnet_id("fe")},
+        [("http", "fe", 80, 8080, "be")],
+        probe=None,
+        distribution="SourceIP",
+    )
+    pool = lb.child_id("backendAddressPools", "be")
+    for i in range(3):
+        world.serve_whoami(
+            world.nic(PROVIDER, f"b{i}", vnet.subnet_id("be"), pools=(pool,)), f"b{i}"
+        )
+    client = world.nic(PROVIDER, "client", vnet.subnet_id("fe"))
+    world.settle()
+    ip = lb.frontends[0].private_ip
+    wait_for(lambda: try_get(world.netns(client), ip, 80), 5, "LB reply")
+    answers = {http_get(world.netns(client), ip, 80).split(" ")[0] for _ in range(15)}
+    assert len(answers) == 1, f"SourceIP spread one client over {answers}"
+
+
+def test_an_http_probe_takes_out_a_backend_that_answers_500(world: World) -> None:
+    vnet = world.vnet(PROVIDER, "prov", "10.0.0.0/16", {"fe": "10.0.1.0/24", "be": "10.0.2.0/24"})
+    lb = world.load_balancer(
+        PROVIDER,
+        "lb",
+        {"fe": vnet.subnet_id("fe")},
+        [("http", "fe", 80, 8080, "be")],
+        probe=("Http", 8081, "/health", 5),
+    )
+    pool = lb.child_id("backendAddressPools", "be")
+    good = world.nic(PROVIDER, "good", vnet.subnet_id("be"), pools=(pool,))
+    bad = world.nic(PROVIDER, "bad", vnet.subnet_id("be"), pools=(pool,))
+    client = world.nic(PROVIDER, "client", vnet.subnet_id("fe"))
+    for nic, name in ((good, "good"), (bad, "bad")):
+        world.serve_whoami(nic, name)  # traffic on 8080
+    health = (
+        "import http.server, sys\n"
+        "code = int(sys.argv[1])\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(code if self.path == '/health' else 404); self.end_headers()\n"
+        "    def log_message(self, *a): pass\n"
+        "http.server.HTTPServer(('0.0.0.0', 8081), H).serve_forever()\n"
+    )
+    world.run(good, health, "200")
+    world.run(bad, health, "500")
+    ip = lb.frontends[0].private_ip
+
+    def only_good() -> bool:
+        answers = [try_get(world.netns(client), ip, 80, 0.5) for _ in range(8)]
+        return all(a is not None and a.startswith("good") for a in answers)
+
+    wait_for(only_good, 15, "the 500-answering backend to leave the rotation", every=0.5)

@@ -204,6 +204,7 @@ class World:
         rules: list[tuple[str, str, int, int, str]],
         probe: tuple[str, int, str | None, int] | None = ("Tcp", 8080, None, 5),
         pools: tuple[str, ...] = ("be",),
+        distribution: str = "Default",
     ) -> lbm.LoadBalancer:
         """A Standard LB; rules are (name, frontend, frontend port, backend port, pool)."""
         lb_id = rid(sub, "loadBalancers", name)
@@ -229,6 +230,7 @@ class World:
                         f"{lb_id}/frontendIPConfigurations/{fe}",
                         (f"{lb_id}/backendAddressPools/{pool}",),
                         f"{lb_id}/probes/probe" if probe else None,
+                        load_distribution=distribution,
                     )
                     for rn, fe, fport, bport, pool in rules
                 ),
