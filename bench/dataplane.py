@@ -83,6 +83,8 @@ from azure.mgmt.network.models import (
     PrivateLinkServiceConnectionState,
 )
 
+from privatelink.dataplane import privileged
+
 ROOT = Path(__file__).resolve().parent.parent
 JSON_OUT = ROOT / "docs" / "benchmarks-dataplane.json"
 LOCATION = "eastus"
@@ -188,16 +190,16 @@ class Sizes:
 
 
 FULL = Sizes(
-    rounds=4,
+    rounds=3,
     iperf_seconds=3,
-    wrk_seconds=4,
+    wrk_seconds=3,
     wrk_connections=32,
     links=1000,
-    install_budget=1800.0,
+    install_budget=2400.0,
     install_workers=8,
     afb_budget=60.0,
-    full_sync_budget=1500.0,
-    idle_budget=1800.0,
+    full_sync_budget=2400.0,
+    idle_budget=2400.0,
 )
 QUICK = Sizes(
     rounds=1,
@@ -325,6 +327,14 @@ def serve(tmp: Path, prefix: str) -> Iterator[RunningServer]:
         sweep = [sys.executable, "-m", "privatelink.cli.main", "cleanup", "--netns-prefix", prefix]
         done = subprocess.run(sweep, capture_output=True, text=True, timeout=300, check=False)
         log(f"cleanup --netns-prefix {prefix}: {done.stdout.splitlines()[:1]}")
+        # If the CLI could not run (e.g. src/ is being edited), remove them ourselves.
+        left = [
+            n for n in os.listdir("/run/netns") if n.startswith((f"{prefix}-v-", f"{prefix}-n-"))
+        ]
+        for netns in left:
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+        if left:
+            log(f"removed {len(left)} namespaces the cleanup command left")
 
 
 def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict[str, str]:
@@ -965,8 +975,6 @@ class Bench:
 
     def approval_to_first_byte(self, label: str) -> dict[str, Any]:
         """Approve a pending connection while a client polls its PE every ~3 ms."""
-        from privatelink.dataplane import privileged
-
         pe_ip, conn_name = self.pending.pop(0)
         stop = threading.Event()
         result: dict[str, Any] = {}
@@ -1120,26 +1128,28 @@ class Bench:
         return out
 
     def install(self, count: int) -> dict[str, Any]:
-        """`count` auto-approved PEs from the /20 VNet by raw PUTs, `install_workers` in
-        flight, each waited for (Succeeded means its sync applied it to the kernel)."""
+        """`count` auto-approved PEs from the /20 VNet: raw PUTs, `install_workers` in flight
+        (not waiting for each to succeed, as a bulk deployment would), then wait until the
+        kernel has all their links and list their provisioning states."""
         body = pe_body(f"{self.cb}/virtualNetworks/vm/subnets/pe", self.pls_id)
         deadline = time.monotonic() + self.sizes.install_budget
         lock = threading.Lock()
-        done: list[dict[str, Any]] = []
+        put_ms: list[float] = []
         failures: list[str] = []
         local = threading.local()
         clients: list[httpx.Client] = []
+        base_links = self.links_now()
         t_start = time.monotonic()
         s0 = process_cpu(self.server.proc.pid)
         timeline: list[tuple[float, int, float]] = []  # (s since start, kernel links, cores)
         stop = threading.Event()
 
         def watch() -> None:  # the kernel's link count and the server's CPU, every ~2 s
-            while not stop.is_set() and time.monotonic() < deadline + 600:
+            while not stop.is_set() and time.monotonic() < deadline + 60:
                 cores = self.server_cores(2.0)
                 timeline.append((round(time.monotonic() - t_start, 1), self.links_now(), cores))
 
-        def one(i: int) -> None:
+        def put(i: int) -> None:
             if time.monotonic() >= deadline:
                 return
             client = getattr(local, "client", None)
@@ -1147,83 +1157,116 @@ class Bench:
                 client = local.client = self.http()
                 with lock:
                     clients.append(client)
-            got = self.put_and_wait(client, f"{self.cb}/privateEndpoints/m{i}", body, deadline)
+            url = f"{self.server.creds['url']}{self.cb}/privateEndpoints/m{i}"
+            t0 = time.monotonic()
+            r = client.put(f"{url}?api-version={API_VERSION}", json=body, headers=self.bearer())
             with lock:
-                if got["state"] != "Succeeded":
-                    failures.append(f"m{i}: {got['state']}")
-                    return
-                done.append({"i": i, "succeeded_ms": got["ms"], "done_at": got["done"] - t_start})
-                if len(done) % 100 == 0:
-                    log(f"  {len(done)}/{count} PEs Succeeded ({time.monotonic() - t_start:.0f} s)")
+                put_ms.append((time.monotonic() - t0) * 1000)
+                if r.status_code not in (200, 201):
+                    failures.append(f"m{i}: PUT {r.status_code} {r.text[:200]}")
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         try:
             with concurrent.futures.ThreadPoolExecutor(self.sizes.install_workers) as pool:
-                list(pool.map(one, range(count)))
-            t_api = time.monotonic() - t_start
-            server_cpu = process_cpu(self.server.proc.pid) - s0
-            expected = 1 + AFB_SAMPLES + len(done)  # pe0 + first approvals + installed
+                list(pool.map(put, range(count)))
+            t_puts = time.monotonic() - t_start
+            log(f"  {len(put_ms)} PUTs in {t_puts:.1f} s; waiting for the kernel")
+            expected = base_links + len(put_ms) - len(failures)
             links = self.links_now()
-            kernel_deadline = time.monotonic() + 300
-            while links < expected and time.monotonic() < kernel_deadline:
-                time.sleep(0.5)
+            next_log = time.monotonic() + 60
+            while links < expected and time.monotonic() < deadline:
+                time.sleep(1.0)
                 links = self.links_now()
+                if time.monotonic() >= next_log:
+                    log(
+                        f"  {links}/{expected} links in the kernel "
+                        f"({time.monotonic() - t_start:.0f} s)"
+                    )
+                    next_log += 60
             t_kernel = time.monotonic() - t_start
+            server_cpu = process_cpu(self.server.proc.pid) - s0
+            states = self.endpoint_states(clients[0] if clients else None, deadline + 120)
+            t_states = time.monotonic() - t_start
         finally:
             stop.set()
             watcher.join(timeout=10)
             for client in clients:
                 client.close()
-        done.sort(key=lambda d: d["done_at"])
-        lat = [d["succeeded_ms"] for d in done]
-        n10 = max(1, len(lat) // 10)
-        tenths = [lat[round(k * len(lat) / 10) : round((k + 1) * len(lat) / 10)] for k in range(10)]
-        # Install rate (links/s) in each tenth of the way, from the completion times.
+        # Install rate (links/s) in each tenth of the way, from the watcher's samples.
         rates = []
         for k in range(10):
-            lo, hi = round(k * len(done) / 10), round((k + 1) * len(done) / 10) - 1
-            if hi > lo:
-                span = done[hi]["done_at"] - done[lo]["done_at"]
-                rates.append(round((hi - lo) / span, 2) if span > 0 else None)
-        # Stalls: watcher samples where the kernel gained no link while the server was busy.
-        stalls, current = [], 0.0
-        for (t_a, links_a, _), (t_b, links_b, cores) in itertools.pairwise(timeline):
-            if links_b == links_a and cores > 0.5 and links_a < expected:
-                current += t_b - t_a
+            lo, hi = base_links + k * count / 10, base_links + (k + 1) * count / 10
+            t_lo = next((t for t, n, _ in timeline if n >= lo), None)
+            t_hi = next((t for t, n, _ in timeline if n >= hi), None)
+            rates.append(
+                round(count / 10 / (t_hi - t_lo), 2) if t_lo and t_hi and t_hi > t_lo else None
+            )
+        # Stalls: samples where the kernel gained no link while the server was busy.
+        stalls, current, since = [], 0.0, 0
+        for (_t_a, n_a, _), (t_b, n_b, cores) in itertools.pairwise(timeline):
+            if n_b == n_a and cores > 0.5 and n_a < expected:
+                current, since = current + 2.0, n_a
             else:
                 if current >= 10:
-                    stalls.append(
-                        {"ended_at_s": t_a, "seconds": round(current, 1), "links": links_a}
-                    )
+                    stalls.append({"ended_at_s": t_b, "seconds": round(current), "links": since})
                 current = 0.0
         if current >= 10:
-            stalls.append({"ended_at_s": timeline[-1][0], "seconds": round(current, 1)})
+            stalls.append(
+                {"ended_at_s": timeline[-1][0], "seconds": round(current), "links": since}
+            )
         out = {
             "requested": count,
-            "succeeded": len(done),
-            "failures": failures[:10],
-            "truncated": len(done) + len(failures) < count,
-            "api_wall_s": round(t_api, 1),
-            "kernel_wall_s": round(t_kernel, 1),
-            "links_in_kernel": links,
-            "server_cpu_s": round(server_cpu, 1),
-            "put_to_succeeded_ms": {
-                "p50": round(percentile(lat, 50)) if lat else None,
-                "p99": round(percentile(lat, 99)) if lat else None,
-                "max": round(max(lat)) if lat else None,
-                "first10_mean": round(statistics.mean(lat[:n10])) if lat else None,
-                "last10_mean": round(statistics.mean(lat[-n10:])) if lat else None,
-                "tenth_means": [round(statistics.mean(t)) for t in tenths if t],
+            "put": len(put_ms),
+            "put_failures": failures[:10],
+            "truncated": len(put_ms) < count or links < expected,
+            "puts_wall_s": round(t_puts, 1),
+            "put_ms": {
+                "p50": round(percentile(put_ms, 50)) if put_ms else None,
+                "p99": round(percentile(put_ms, 99)) if put_ms else None,
+                "max": round(max(put_ms)) if put_ms else None,
             },
+            "kernel_wall_s": round(t_kernel, 1),
+            "states_listed_at_s": round(t_states, 1),
+            "links_in_kernel": links,
+            "links_expected": expected,
+            "endpoint_states": states,
+            "server_cpu_s": round(server_cpu, 1),
             "links_per_s_by_tenth": rates,
             "stalls_over_10s": stalls,
             "timeline_s_links_cores": [
-                (t, n, round(c, 2)) for t, n, c in timeline[:: max(1, len(timeline) // 60)]
+                (t, n, round(c, 2)) for t, n, c in timeline[:: max(1, len(timeline) // 80)]
             ],
         }
         log(f"install: {json.dumps({k: v for k, v in out.items() if 'timeline' not in k})}")
         return out
+
+    def endpoint_states(self, client: httpx.Client | None, deadline: float) -> dict[str, int]:
+        """provisioningState counts of the consumer subscription's PEs (paged list)."""
+        counts: dict[str, int] = {}
+        if client is None:
+            return counts
+        url: str | None = (
+            f"{self.server.creds['url']}/subscriptions/{self.cons_sub}/providers/"
+            f"Microsoft.Network/privateEndpoints?api-version={API_VERSION}"
+        )
+        pages = 0
+        while url and pages < 200 and time.monotonic() < deadline:
+            pages += 1
+            page = client.get(url, headers=self.bearer()).json()
+            for pe in page.get("value", []):
+                state = pe.get("properties", {}).get("provisioningState", "?")
+                counts[state] = counts.get(state, 0) + 1
+            url = page.get("nextLink")
+        return counts
+
+    def safe_diagnostics(self, label: str) -> dict[str, Any]:
+        """Diagnostics are extra: a failure is recorded, not raised."""
+        try:
+            return self.diagnostics(label)
+        except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
+            log(f"diagnostics ({label}) failed: {exc}")
+            return {"error": str(exc)[:500]}
 
     def diagnostics(self, label: str) -> dict[str, Any]:
         """What one sync pays per link: netlink dumps and the nft transaction, timed here."""
@@ -1423,7 +1466,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench.build()
                 bench.start_workloads()
                 results["backend_reached"] = bench.reached
-                results["diagnostics"] = {"links_1": bench.diagnostics("1 link")}
+                results["diagnostics"] = {"links_1": bench.safe_diagnostics("1 link")}
                 idle = results["server_idle_waits"] = [bench.wait_server_idle(sizes.idle_budget)]
                 bench.measure("links_1")
                 results["full_sync_probe"] = [bench.full_sync_probe("1 link", 0)]
@@ -1432,12 +1475,13 @@ def main(argv: list[str] | None = None) -> int:
                 results["approval_to_first_byte"] = afb
                 results["install"] = bench.install(sizes.links - 1 - 2 * AFB_SAMPLES)
                 idle.append(bench.wait_server_idle(sizes.idle_budget))
-                # A full pass now, so that no periodic one (every 300 s) falls on what follows.
+                # A full pass now (a new NIC forces one): it measures what the periodic full
+                # resync costs at this size, and the next periodic one is then >= 300 s away,
+                # long enough for what follows.
                 results["full_sync_probe"].append(bench.full_sync_probe("many links", 1))
                 idle.append(bench.wait_server_idle(sizes.idle_budget))
                 afb += [bench.approval_to_first_byte("last") for _ in range(AFB_SAMPLES)]
-                results["diagnostics"][f"links_{sizes.links}"] = bench.diagnostics("many links")
-                idle.append(bench.wait_server_idle(sizes.idle_budget))
+                results["diagnostics"][f"links_{sizes.links}"] = bench.safe_diagnostics("many")
                 bench.measure(f"links_{sizes.links}")
                 results["flatness"] = flatness(results)
             finally:
@@ -1463,12 +1507,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     inst = results.get("install", {})
     print(
-        f"install {inst.get('requested')} PEs: API {inst.get('api_wall_s')} s, kernel "
-        f"{inst.get('kernel_wall_s')} s, PUT->Succeeded first10 "
-        f"{inst.get('put_to_succeeded_ms', {}).get('first10_mean')} ms, last10 "
-        f"{inst.get('put_to_succeeded_ms', {}).get('last10_mean')} ms, links/s by tenth "
+        f"install {inst.get('requested')} PEs: PUTs {inst.get('puts_wall_s')} s (p50 "
+        f"{inst.get('put_ms', {}).get('p50')} ms), all links in the kernel after "
+        f"{inst.get('kernel_wall_s')} s ({inst.get('links_in_kernel')}/"
+        f"{inst.get('links_expected')}), states {inst.get('endpoint_states')}, links/s by tenth "
         f"{inst.get('links_per_s_by_tenth')}, stalls {inst.get('stalls_over_10s')}"
     )
+    print(f"server log: {results.get('server_log')}")
     for item in results.get("full_sync_probe", []):
         print(
             f"full sync (new NIC PUT -> Succeeded) with {item['links']} links: "

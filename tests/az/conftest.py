@@ -168,6 +168,7 @@ class AzResult:
     returncode: int
     stdout: str
     stderr: str
+    seconds: float
 
     def json(self) -> Any:
         return json.loads(self.stdout)
@@ -178,7 +179,8 @@ class AzResult:
 
     def __str__(self) -> str:
         return (
-            f"$ {shlex.join(self.argv)}\nexit {self.returncode}\n--- stdout ---\n{self.stdout}"
+            f"$ {shlex.join(self.argv)}\nexit {self.returncode} after {self.seconds:.1f}s\n"
+            f"--- stdout ---\n{self.stdout}"
             f"--- stderr ---\n{self.stderr}"
         )
 
@@ -210,6 +212,7 @@ class AzRunner:
     ) -> AzResult:
         """Run az; with `check`, fail the test (showing the output) on a non-zero exit."""
         argv = self.argv(*args, separator=separator)
+        started = time.monotonic()
         proc = subprocess.run(
             argv,
             env=self.env,
@@ -219,7 +222,11 @@ class AzRunner:
             timeout=timeout,
             check=False,
         )
-        result = AzResult(argv, proc.returncode, proc.stdout, proc.stderr)
+        result = AzResult(
+            argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
+        )
+        if os.environ.get("PRIVATELINK_AZ_TIMES"):
+            print(f"{result.seconds:5.1f}s  az {shlex.join(args)}", file=sys.stderr)
         if check and result.returncode != 0:
             pytest.fail(f"privatelink az failed:\n{result}", pytrace=False)
         return result

@@ -214,6 +214,7 @@ def test_setup_once_then_reused(az_exe: str, az: Any, az_server: Any) -> None:
     )
     assert cloud.text.rstrip("/") == az_server.url
     assert az.tsv("config", "get", "core.instance_discovery", "--query", "value") == "false"
+    assert az.run("group", "list", "-o", "table", separator=False).returncode == 0
     assert stamp.stat().st_mtime_ns == before, "setup ran again"
     # The user's own az config (~/.azure) is untouched: everything is in <data-dir>/az.
     assert (cfg / "azureProfile.json").exists()
@@ -255,6 +256,12 @@ def test_print_env_lines_and_new_port(
         assert account["id"] == second.subscription == first.subscription
         stamp = json.loads((data_dir / "az" / "privatelink-setup.json").read_text())
         assert stamp["url"] == second.url
+    # Server gone and setup needed: which step failed, az's message, and a hint.
+    (data_dir / "az" / "privatelink-setup.json").unlink()
+    failed = az.run("group", "list", check=False)
+    assert failed.returncode == 1
+    assert "setting up az: `az cloud register" in failed.stderr
+    assert f"Is `privatelink serve` running at {second.url}?" in failed.stderr
 
 
 def test_without_az_says_how_to_install(az_server: Any, az_helpers: Any, tmp_path: Path) -> None:
@@ -314,8 +321,10 @@ def test_provider_network(az_exe: str, az: Any, provider: Provider) -> None:
     table = az.run("network", "lb", "rule", "list", "-g", p.rg, "--lb-name", p.lb, "-o", "table")
     header, _, row = table.stdout.splitlines()[:3]
     assert "FrontendPort" in header and "BackendPort" in header
-    assert row.split()[:3] == ["8080", "False", "80"], table.stdout
-    assert "http" in row.split()
+    columns = dict(zip(header.split(), row.split(), strict=True))
+    assert columns["Name"] == "http", table.stdout
+    assert (columns["FrontendPort"], columns["BackendPort"]) == ("80", "8080")
+    assert columns["Protocol"] == "Tcp"
 
     ip, pool = az.tsv(
         *("network", "nic", "show", "-g", p.rg, "-n", p.nic),
@@ -328,9 +337,10 @@ def test_provider_network(az_exe: str, az: Any, provider: Provider) -> None:
     assert pool.lower().endswith(f"/loadbalancers/{p.lb}/backendaddresspools/be".lower())
 
 
-def test_private_link_service_create_show_list_update_delete(
+def test_workflow(
     az_exe: str, az: Any, provider: Provider, consumer: Consumer, az_helpers: Any
 ) -> None:
+    """README's "The workflow with az", in its order: create, share, request, manage, delete."""
     p, c = provider, consumer
     name = az_helpers.unique("pls")
     pls = _create_pls(
@@ -351,20 +361,74 @@ def test_private_link_service_create_show_list_update_delete(
     nat = pls["ipConfigurations"][0]
     assert nat["primary"] is True and nat["privateIPAddress"].startswith("10.0.3.")
 
-    shown = az.tsv(
-        *("network", "private-link-service", "show", "-g", p.rg, "-n", name),
-        *("--query", "[alias, provisioningState]"),
-    )
-    assert shown.split() == [pls["alias"], "Succeeded"]
-    assert (
-        name
-        in az.tsv(
-            "network", "private-link-service", "list", "-g", p.rg, "--query", "[].name"
-        ).split()
-    )
     table = az.run("network", "private-link-service", "list", "-g", p.rg, "-o", "table").stdout
     assert "Alias" in table.splitlines()[0]
     assert any(pls["alias"] in line and name in line for line in table.splitlines()[2:])
+    show = ("network", "private-link-service", "show", "-g", p.rg, "-n", name)
+    alias = az.tsv(*show, "--query", "alias")
+    assert alias == pls["alias"]
+    pls_id = az.tsv(*show, "--query", "id")
+    assert pls_id == p.pls_id(name)
+
+    # The consumer asks by alias, manually (auto-approval lists only the provider).
+    pe_name = az_helpers.unique("pe")
+    pe = _create_pe(az, c, pe_name, alias, "--request-message", "from the consumer")
+    conn = pe["manualPrivateLinkServiceConnections"][0]
+    assert conn["privateLinkServiceConnectionState"]["status"] == "Pending"
+    assert conn["requestMessage"] == "from the consumer"
+    assert pe["privateLinkServiceConnections"] == []
+    assert pe["customDnsConfigs"][0]["fqdn"] == "app.contoso.com"
+
+    # The provider lists the requests ...
+    listed = az.json("network", "private-endpoint-connection", "list", "--id", pls_id)
+    assert len(listed) == 1
+    pec = listed[0]
+    assert pec["properties"]["privateEndpoint"]["id"].lower() == pe["id"].lower()
+    assert pec["properties"]["privateLinkServiceConnectionState"]["status"] == "Pending"
+    table = az.run(
+        "network", "private-endpoint-connection", "list", "--id", pls_id, "-o", "table"
+    ).stdout
+    assert pec["name"] in table
+    conn_id = az.tsv(
+        "network", "private-endpoint-connection", "list", "--id", pls_id, "--query", "[0].id"
+    )
+    assert conn_id == pec["id"]
+
+    # ... approves (az sleeps 10 s before reading the result back) ...
+    approved = az.json(
+        *("network", "private-endpoint-connection", "approve", "--id", conn_id),
+        *("--description", "welcome", "--query", "properties.privateLinkServiceConnectionState"),
+    )
+    assert approved["status"] == "Approved" and approved["description"] == "welcome"
+    assert _pe_status(az, c, pe_name) == "Approved"
+
+    # ... and rejects.
+    status = az.tsv(
+        *("network", "private-endpoint-connection", "reject", "--id", conn_id),
+        *("--description", "go away"),
+        *("--query", "properties.privateLinkServiceConnectionState.status"),
+    )
+    assert status == "Rejected"
+    assert _pe_status(az, c, pe_name) == "Rejected"
+    shown = az.tsv(
+        *("network", "private-endpoint-connection", "show", "--id", conn_id),
+        *("--query", "properties.privateLinkServiceConnectionState.description"),
+    )
+    assert shown == "go away"
+
+    # Errors: the ARM code in the message, a non-zero exit, nothing changed.
+    conn_name = az.tsv(*show, "--query", "privateEndpointConnections[0].name")
+    assert conn_name == pec["name"]
+    az.fails(
+        *("network", "private-link-service", "connection", "update", "-g", p.rg),
+        *("--service-name", name, "-n", conn_name, "--connection-status", "Approved"),
+        code="PrivateEndpointConnectionStatusTransitionNotAllowed",
+    )
+    az.fails(
+        *("network", "private-link-service", "delete", "-g", p.rg, "-n", name),
+        code="PrivateLinkServiceHasPrivateEndpointConnections",
+    )
+    assert _pe_status(az, c, pe_name) == "Rejected"
 
     updated = az.json(
         *("network", "private-link-service", "update", "-g", p.rg, "-n", name),
@@ -376,91 +440,18 @@ def test_private_link_service_create_show_list_update_delete(
     assert sorted(updated["a"]) == sorted([p.sub, c.sub])
     assert updated["f"] == ["a.contoso.com", "b.contoso.com"]
 
-    az.run("network", "private-link-service", "delete", "-g", p.rg, "-n", name)
-    gone = az.fails(
-        "network", "private-link-service", "show", "-g", p.rg, "-n", name, code="ResourceNotFound"
-    )
-    assert gone.returncode == 3  # az's exit code for "not found"
-    assert name not in az.tsv(
-        "network", "private-link-service", "list", "-g", p.rg, "--query", "[].name"
-    )
-
-
-def test_manual_request_approve_reject(
-    az_exe: str, az: Any, provider: Provider, consumer: Consumer, az_helpers: Any
-) -> None:
-    """PE by alias with --manual-request; the provider lists, approves, then rejects."""
-    p, c = provider, consumer
-    name = az_helpers.unique("pls")
-    _new_frontend(az, p, "fe-manual")
-    pls = _create_pls(az, p, name, "fe-manual", "--visibility", c.sub, "--fqdns", "svc.contoso.com")
-    pe_name = az_helpers.unique("pe")
-    pe = _create_pe(az, c, pe_name, pls["alias"], "--request-message", "from the consumer")
-    conn = pe["manualPrivateLinkServiceConnections"][0]
-    assert conn["privateLinkServiceConnectionState"]["status"] == "Pending"
-    assert conn["requestMessage"] == "from the consumer"
-    assert pe["privateLinkServiceConnections"] == []
-    assert pe["customDnsConfigs"][0]["fqdn"] == "svc.contoso.com"
-
-    listed = az.json("network", "private-endpoint-connection", "list", "--id", p.pls_id(name))
-    assert len(listed) == 1
-    pec = listed[0]
-    assert pec["properties"]["privateEndpoint"]["id"].lower() == pe["id"].lower()
-    assert pec["properties"]["privateLinkServiceConnectionState"]["status"] == "Pending"
-    table = az.run(
-        *("network", "private-endpoint-connection", "list", "--id", p.pls_id(name)),
-        *("-o", "table"),
-    ).stdout
-    assert pec["name"] in table
-
-    approved = az.json(
-        *("network", "private-endpoint-connection", "approve", "--id", pec["id"]),
-        *("--description", "welcome", "--query", "properties.privateLinkServiceConnectionState"),
-    )
-    assert approved["status"] == "Approved" and approved["description"] == "welcome"
-    assert _pe_status(az, c, pe_name) == "Approved"
-
-    status = az.tsv(
-        *("network", "private-endpoint-connection", "reject", "--id", pec["id"]),
-        *(
-            "--description",
-            "go away",
-            "--query",
-            "properties.privateLinkServiceConnectionState.status",
-        ),
-    )
-    assert status == "Rejected"
-    assert _pe_status(az, c, pe_name) == "Rejected"
-    shown = az.tsv(
-        *("network", "private-endpoint-connection", "show", "--id", pec["id"]),
-        *("--query", "properties.privateLinkServiceConnectionState.description"),
-    )
-    assert shown == "go away"
-
-    # Errors: ARM code in the message, non-zero exit, nothing changed.
-    az.fails(
-        *("network", "private-link-service", "connection", "update", "-g", p.rg),
-        *("--service-name", name, "-n", pec["name"], "--connection-status", "Approved"),
-        code="PrivateEndpointConnectionStatusTransitionNotAllowed",
-    )
-    az.fails(
-        "network",
-        "private-link-service",
-        "delete",
-        "-g",
-        p.rg,
-        "-n",
-        name,
-        code="PrivateLinkServiceHasPrivateEndpointConnections",
-    )
-    assert _pe_status(az, c, pe_name) == "Rejected"
-
-    az.run("network", "private-endpoint-connection", "delete", "--id", pec["id"], "--yes")
-    assert az.json("network", "private-endpoint-connection", "list", "--id", p.pls_id(name)) == []
+    # Clean up: the connection, the endpoint, then the service.
+    az.run("network", "private-endpoint-connection", "delete", "--id", conn_id, "--yes")
+    assert az.json("network", "private-endpoint-connection", "list", "--id", pls_id) == []
     az.run(
-        "network", "private-endpoint", "delete", "-g", c.rg, "-n", pe_name, "--subscription", c.sub
+        *("network", "private-endpoint", "delete", "-g", c.rg, "-n", pe_name),
+        *("--subscription", c.sub),
     )
     az.run("network", "private-link-service", "delete", "-g", p.rg, "-n", name)
+    gone = az.fails(*show, code="ResourceNotFound")
+    assert gone.returncode == 3  # az's exit code for "not found"
+    names = az.tsv("network", "private-link-service", "list", "-g", p.rg, "--query", "[].name")
+    assert name not in names.split()
 
 
 def test_service_connection_update_and_delete(

@@ -6,7 +6,8 @@ is never touched, and prepares it once:
 
 * a cloud named ``privatelink`` registered from the server's `/metadata/endpoints` and
   made active;
-* instance discovery off (the server is its own authority, unknown to Microsoft);
+* instance discovery off (the server is its own authority, unknown to Microsoft), and
+  no survey prompts;
 * a service-principal login with the server's client (from `credentials.json`), with the
   server's default subscription selected.
 
@@ -175,9 +176,10 @@ def setup_steps(creds: ServerCredentials) -> list[SetupStep]:
             shell_fallback=["cloud", "update", *cloud],
         ),
         SetupStep(["cloud", "set", "-n", CLOUD_NAME], ["cloud", "set", "-n", CLOUD_NAME]),
+        # No instance discovery (the server is its own authority); no survey prompts.
         SetupStep(
-            ["config", "set", "core.instance_discovery=false"],
-            ["config", "set", "core.instance_discovery=false"],
+            ["config", "set", "core.instance_discovery=false", "core.survey_message=false"],
+            ["config", "set", "core.instance_discovery=false", "core.survey_message=false"],
         ),
         SetupStep(
             [*login, f"--password={creds.client_secret}"],
