@@ -10,12 +10,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Shared helpers (tests/support) importable from every suite (importlib import mode).
+sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 # --------------------------------------------------------------------------
 # PostgreSQL: a throwaway server for the whole test session

@@ -20,8 +20,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -32,21 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from serverproc import serve_process
 
-START_DEADLINE_S = 30.0
-STOP_TIMEOUT_S = 10.0
 AZ_TIMEOUT_S = 180.0
 LOCAL = "127.0.0.1,localhost"
 
 _RUNNING: list[AzServer] = []
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def unique(prefix: str) -> str:
@@ -81,83 +71,18 @@ class AzServer:
         return "\n".join(lines[-tail:])
 
 
-def _ready(url: str, ca_file: str) -> bool:
-    """TLS against the server's CA, and the unauthenticated ARM GET answering 401."""
-    ctx = ssl.create_default_context(cafile=ca_file)
-    probe = f"{url}/subscriptions?api-version=2022-12-01"
-    try:
-        with httpx.Client(verify=ctx, timeout=2, trust_env=False) as c:
-            return c.get(probe).status_code == 401
-    except (httpx.HTTPError, ssl.SSLError, OSError):
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT_S)
-
-
 @contextlib.contextmanager
 def run_server(data_dir: Path) -> Iterator[AzServer]:
     """`privatelink serve --dataplane off` on a free port; yield when it answers."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL)
-    for attempt in range(3):
-        port = _free_port()
-        stdout_path = data_dir / f"server-{port}.stdout"
-        stderr_path = data_dir / f"server-{port}.stderr"
-        cmd = [
-            sys.executable,
-            "-m",
-            "privatelink.cli.main",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--dataplane",
-            "off",
-        ]
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
+    with serve_process(data_dir, "--dataplane", "off") as started:
+        server = AzServer(
+            started.url, data_dir, started.credentials, started.proc, started.stderr_path
+        )
+        _RUNNING.append(server)
         try:
-            server: AzServer | None = None
-            deadline = time.monotonic() + START_DEADLINE_S
-            creds_file = data_dir / "credentials.json"
-            while proc.poll() is None and time.monotonic() < deadline:
-                with contextlib.suppress(ValueError, OSError):
-                    creds = json.loads(creds_file.read_text())
-                    if creds.get("url", "").endswith(f":{port}") and _ready(
-                        creds["url"], creds["ca_file"]
-                    ):
-                        server = AzServer(creds["url"], data_dir, creds, proc, stderr_path)
-                        break
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=0.05)
-            if server is None:
-                err_text = stderr_path.read_text(errors="replace")
-                if proc.poll() is not None and "already in use" in err_text and attempt < 2:
-                    continue
-                pytest.fail(
-                    f"privatelink serve ({shlex.join(cmd)}) did not start.\n{err_text}",
-                    pytrace=False,
-                )
-            _RUNNING.append(server)
-            try:
-                yield server
-            finally:
-                _RUNNING.remove(server)
-            return
+            yield server
         finally:
-            _stop(proc)
+            _RUNNING.remove(server)
 
 
 @dataclass

@@ -16,14 +16,11 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
-import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,11 +32,10 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
+from serverproc import serve_process
 
 API_VERSION = "2026-03-01"
 ARM_SCOPE = "https://management.azure.com/.default"
-START_DEADLINE_S = 30.0
-STOP_TIMEOUT_S = 10.0
 LOCATION = "eastus"
 
 # Every running server, for attaching stderr to failing tests.
@@ -49,12 +45,6 @@ _RUNNING: list[RunningServer] = []
 # --------------------------------------------------------------------------------------
 # The server process
 # --------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def new_sub() -> str:
@@ -161,31 +151,6 @@ class RunningServer:
             self._credential = None
 
 
-def _probe_ready(url: str, ca_file: str) -> bool:
-    """TLS handshake against the CA and an unauthenticated ARM GET answering 401."""
-    ctx = ssl.create_default_context(cafile=ca_file)
-    probe = (
-        f"{url}/subscriptions/00000000-0000-4000-8000-000000000000/providers/"
-        f"Microsoft.Network/privateLinkServices?api-version={API_VERSION}"
-    )
-    try:
-        with httpx.Client(verify=ctx, timeout=2, trust_env=False) as c:
-            return c.get(probe).status_code == 401
-    except (httpx.HTTPError, ssl.SSLError, OSError):
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=STOP_TIMEOUT_S)
-
-
 @contextlib.contextmanager
 def run_server(
     data_dir: Path,
@@ -198,93 +163,36 @@ def run_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     if config is not None:
         (data_dir / "config.json").write_text(json.dumps(config))
-    attempts = 3
-    for attempt in range(attempts):
-        port = _free_port()
-        stdout_path = data_dir / f"server-{attempt}.stdout"
-        stderr_path = data_dir / f"server-{attempt}.stderr"
-        cmd = [
-            sys.executable,
-            "-m",
-            "privatelink.cli.main",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            # Control plane only unless a test asks for the data plane with its own prefix.
-            *(
-                ["--dataplane", "on", "--netns-prefix", dataplane_prefix]
-                if dataplane_prefix
-                else ["--dataplane", "off"]
-            ),
-        ]
-        if db_url:
-            cmd += ["--db-url", db_url]
-        env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env)
-        server: RunningServer | None = None
+    # Control plane only unless a test asks for the data plane with its own prefix.
+    args = (
+        ["--dataplane", "on", "--netns-prefix", dataplane_prefix]
+        if dataplane_prefix
+        else ["--dataplane", "off"]
+    )
+    if db_url:
+        args += ["--db-url", db_url]
+    with serve_process(data_dir, *args) as started:
+        server = RunningServer(
+            url=started.url,
+            ca_file=started.ca_file,
+            credentials=started.credentials,
+            data_dir=data_dir,
+            proc=started.proc,
+            stderr_path=started.stderr_path,
+            stdout_path=started.stdout_path,
+        )
+        _RUNNING.append(server)
         try:
-            deadline = time.monotonic() + START_DEADLINE_S
-            creds_file = data_dir / "credentials.json"
-            while True:
-                if proc.poll() is not None:
-                    break
-                if creds_file.exists():
-                    with contextlib.suppress(ValueError, OSError):
-                        creds = json.loads(creds_file.read_text())
-                        if creds.get("url", "").endswith(f":{port}") and _probe_ready(
-                            creds["url"], creds["ca_file"]
-                        ):
-                            server = RunningServer(
-                                url=creds["url"],
-                                ca_file=creds["ca_file"],
-                                credentials=creds,
-                                data_dir=data_dir,
-                                proc=proc,
-                                stderr_path=stderr_path,
-                                stdout_path=stdout_path,
-                            )
-                            break
-                if time.monotonic() > deadline:
-                    break
-                # Waits for the process to exit, at most 50 ms: a poll, not a bare sleep.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=0.05)
-            if server is None:
-                exited = proc.poll()
-                err_text = stderr_path.read_text(errors="replace")
-                if exited is not None and "already in use" in err_text and attempt < attempts - 1:
-                    continue
-                what = (
-                    f"exited with {exited}"
-                    if exited is not None
-                    else f"not ready after {START_DEADLINE_S:.0f}s"
-                )
-                print(f"privatelink serve {what}; stderr:\n{err_text}", file=sys.stderr)
-                pytest.fail(
-                    f"privatelink serve ({' '.join(cmd)}) {what}.\n--- stderr ---\n{err_text}"
-                    f"\n--- stdout ---\n{stdout_path.read_text(errors='replace')}",
-                    pytrace=False,
-                )
-            _RUNNING.append(server)
-            try:
-                yield server
-            finally:
-                _RUNNING.remove(server)
-                server.close()
-                if proc.poll() is not None:
-                    print(
-                        f"privatelink serve died during the tests (exit {proc.returncode}); "
-                        f"stderr:\n{server.stderr()}",
-                        file=sys.stderr,
-                    )
-            return
+            yield server
         finally:
-            _stop(proc)
+            _RUNNING.remove(server)
+            server.close()
+            if started.proc.poll() is not None:
+                print(
+                    f"privatelink serve died during the tests (exit {started.proc.returncode}); "
+                    f"stderr:\n{server.stderr()}",
+                    file=sys.stderr,
+                )
 
 
 def _tmpdir(prefix: str) -> Path:
