@@ -70,6 +70,13 @@ def test_backend_sees_a_nat_ip_across_overlapping_address_spaces(world: World) -
     assert seen in nat_ips, f"backend saw {seen}, not a NAT IP of {nat_ips}"
     client_ip = client.ip_configurations[0].private_ip
     assert seen != client_ip
+    # New connections spread over all of the service's NAT IPs.
+    sources = set()
+    for _ in range(40):
+        answer = try_get(world.netns(client), pe_ip, 80)
+        if answer:
+            sources.add(answer.split(" saw ")[1].strip())
+    assert sources == nat_ips, f"connections came from {sources}, NAT IPs are {nat_ips}"
 
 
 def test_pending_and_rejected_carry_nothing_and_approval_opens(world: World) -> None:
@@ -416,3 +423,17 @@ def test_an_http_probe_takes_out_a_backend_that_answers_500(world: World) -> Non
         return all(a is not None and a.startswith("good") for a in answers)
 
     wait_for(only_good, 15, "the 500-answering backend to leave the rotation", every=0.5)
+
+
+def test_nics_of_a_network_reach_each_other_and_nothing_else(world: World) -> None:
+    vnet = world.vnet(PROVIDER, "a", "10.0.0.0/16", {"s1": "10.0.1.0/24", "s2": "10.0.2.0/24"})
+    other = world.vnet(CONSUMER, "b", "10.0.0.0/16", {"s1": "10.0.1.0/24", "s2": "10.0.2.0/24"})
+    server = world.nic(PROVIDER, "server", vnet.subnet_id("s2"))
+    neighbour = world.nic(PROVIDER, "neighbour", vnet.subnet_id("s1"))
+    stranger = world.nic(CONSUMER, "stranger", other.subnet_id("s1"))
+    world.serve_whoami(server, "server")
+    ip = server.ip_configurations[0].private_ip
+    body = wait_for(lambda: try_get(world.netns(neighbour), ip, 8080), 5, "same-network reply")
+    assert body.strip() == f"server saw {neighbour.ip_configurations[0].private_ip}"
+    # The other network has the same addresses: its 10.0.2.4 is nobody, not our server.
+    assert try_get(world.netns(stranger), ip, 8080) is None
