@@ -82,6 +82,17 @@ class FakeNetlink:
     def links(self) -> dict[str, Link]:
         return dict(self.ns.links)
 
+    def link(self, name: str) -> Link | None:
+        return self.ns.links.get(name)
+
+    def add_address(self, name: str, address: str) -> None:
+        link = self.ns.links[name]
+        if address not in link.addresses:
+            self.kernel.calls.append(f"addr {self.netns}/{name} {address}")
+            self.ns.links[name] = Link(
+                link.name, link.index, link.up, tuple(sorted((*link.addresses, address)))
+            )
+
     def add_veth(self, name: str, peer: str, peer_netns: str) -> None:
         self.kernel.calls.append(f"veth {self.netns}/{name} {peer_netns}/{peer}")
         self.ns.links[name] = Link(name, len(self.ns.links) + 1, False, ())

@@ -189,6 +189,33 @@ class Netlink:
         except Exception as exc:
             raise _wrap(exc, "list links", self.netns) from exc
 
+    def link(self, name: str) -> Link | None:
+        """One interface by name, without its addresses (cheap at any link count)."""
+        try:
+            # link("get") asks the kernel for one interface; get_links(ifname=) and
+            # get_addr(index=) dump everything and filter, O(n) per call.
+            found = self._ns.link("get", ifname=name)
+        except Exception as exc:
+            if getattr(exc, "code", None) in (errno.ENODEV, errno.ENOENT):
+                return None
+            raise _wrap(exc, f"get {name}", self.netns) from exc
+        if not found:
+            return None
+        msg = found[0]
+        return Link(name=name, index=msg["index"], up=bool(msg["flags"] & 1), addresses=())
+
+    def add_address(self, name: str, address: str) -> None:
+        """Add "ip/len" to an interface; already there is fine."""
+        try:
+            ip, plen = address.split("/")
+            self._ns.addr("add", index=self._index(name), address=ip, prefixlen=int(plen))
+        except KernelError:
+            raise
+        except Exception as exc:
+            if getattr(exc, "code", None) == errno.EEXIST:
+                return
+            raise _wrap(exc, f"add {address} to {name}", self.netns) from exc
+
     def add_veth(self, name: str, peer: str, peer_netns: str) -> None:
         """A veth pair: `name` here, `peer` in `peer_netns` (never in the root namespace)."""
         try:

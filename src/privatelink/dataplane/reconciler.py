@@ -297,12 +297,21 @@ class Reconciler:
         if link.local:
             return  # endpoint and service in one network: NAT inside the hub, no veth
         nl = self._netlink(link.consumer_netns)
-        if link.consumer_ifname not in nl.links():
+        # Single-interface queries: listing every link per link would be O(n^2) at 1000s.
+        if nl.link(link.consumer_ifname) is None:
             nl.add_veth(link.consumer_ifname, link.provider_ifname, link.provider_netns)
-        self._address(nl, link.consumer_ifname, [f"{link.consumer_addr}/30"])
-        self._address(
-            self._netlink(link.provider_netns), link.provider_ifname, [f"{link.provider_addr}/30"]
-        )
+        self._link_address(nl, link.consumer_ifname, f"{link.consumer_addr}/30")
+        provider = self._netlink(link.provider_netns)
+        self._link_address(provider, link.provider_ifname, f"{link.provider_addr}/30")
+
+    def _link_address(self, nl: Netlink, ifname: str, address: str) -> None:
+        # A link's address only ever comes from its slot: adding is enough (no listing).
+        link = nl.link(ifname)
+        if link is None:
+            raise privileged.InterfaceNotFound(f"{ifname} missing in {nl.netns}")
+        nl.add_address(ifname, address)
+        if not link.up:
+            nl.set_up(ifname)
 
     def _address(self, nl: Netlink, ifname: str, addresses: list[str]) -> None:
         link = nl.links().get(ifname)
