@@ -124,6 +124,8 @@ def render(hub: HubPlan) -> str:
         "    type filter hook forward priority filter; policy accept;",
         "    ct mark != 0 ct mark != @live_links meta l4proto tcp reject with tcp reset",
         "    ct mark != 0 ct mark != @live_links drop",
+        # Established flows of live links (and all others) need no further checks.
+        "    ct state established,related accept",
         "    iifname @link_in_ifs ct mark != @live_links drop",
         "    oifname @link_out_ifs ct mark != @live_links drop",
         "    ip daddr @pe_ips meta l4proto tcp reject with tcp reset",
