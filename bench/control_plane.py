@@ -46,7 +46,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,17 +64,15 @@ from azure.mgmt.network.models import (
     PrivateEndpointConnection,
     PrivateLinkServiceConnectionState,
 )
+from common import LOCATION, RG, free_port, network_base, process_cpu, vnet_body
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON_OUT = ROOT / "docs" / "benchmarks-control-plane.json"
-LOCATION = "eastus"
-RG = "bench"
 SCOPE = "https://management.azure.com/.default"
 API_VERSION = "2026-03-01"
 GET_ROUNDS = 5  # SDK and httpx GETs alternate in this many blocks
 FRONTENDS_PER_LB = 8  # Azure's default limit of private link services per load balancer
 READY_TIMEOUT = 60.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -168,15 +165,6 @@ def tenths(durations: list[float]) -> dict[str, Any]:
     }
 
 
-def process_cpu(pid: int) -> float:
-    """User+system CPU seconds of a process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
-
-
 @dataclass
 class Phase:
     """Wall, server-CPU and client-CPU time of one phase."""
@@ -261,12 +249,6 @@ def bounded(
 # --- the server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class RunningServer:
     proc: subprocess.Popen[bytes]
@@ -341,30 +323,6 @@ def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict
 
 
 # --- resource bodies ------------------------------------------------------------------------
-
-
-def network_base(subscription: str) -> str:
-    return f"/subscriptions/{subscription}/resourceGroups/{RG}/providers/Microsoft.Network"
-
-
-def vnet_body(prefix: str, subnets: dict[str, tuple[str, bool]]) -> dict[str, Any]:
-    """A /16 virtual network; subnets: name -> (prefix, PLS network policies disabled)."""
-    return {
-        "location": LOCATION,
-        "properties": {
-            "addressSpace": {"addressPrefixes": [prefix]},
-            "subnets": [
-                {
-                    "name": name,
-                    "properties": {
-                        "addressPrefix": p,
-                        **({"privateLinkServiceNetworkPolicies": "Disabled"} if off else {}),
-                    },
-                }
-                for name, (p, off) in subnets.items()
-            ],
-        },
-    }
 
 
 def lb_body(base: str, lb: str, frontends: int) -> dict[str, Any]:

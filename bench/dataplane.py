@@ -82,13 +82,12 @@ from azure.mgmt.network.models import (
     PrivateEndpointConnection,
     PrivateLinkServiceConnectionState,
 )
+from common import LOCATION, RG, free_port, network_base, process_cpu, vnet_body
 
 from privatelink.dataplane import privileged
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON_OUT = ROOT / "docs" / "benchmarks-dataplane.json"
-LOCATION = "eastus"
-RG = "bench"
 SCOPE = "https://management.azure.com/.default"
 API_VERSION = "2024-05-01"
 READY_TIMEOUT = 60.0
@@ -195,7 +194,7 @@ FULL = Sizes(
     wrk_seconds=3,
     wrk_connections=32,
     links=1000,
-    install_budget=2400.0,
+    install_budget=3600.0,
     install_workers=8,
     afb_budget=60.0,
     full_sync_budget=2400.0,
@@ -260,23 +259,8 @@ def cpu_jiffies() -> tuple[int, int, int]:
     return busy + idle + iowait, busy, softirq
 
 
-def process_cpu(pid: int) -> float:
-    """User+system CPU seconds of a process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stop_process(proc: subprocess.Popen[Any] | None) -> None:
@@ -517,29 +501,6 @@ def poll_first_byte(ip_addr: str, port: int, stop: threading.Event, budget: floa
 
 
 # --- the benchmark ---------------------------------------------------------------------------
-
-
-def network_base(subscription: str) -> str:
-    return f"/subscriptions/{subscription}/resourceGroups/{RG}/providers/Microsoft.Network"
-
-
-def vnet_body(space: str, subnets: dict[str, tuple[str, bool]]) -> dict[str, Any]:
-    return {
-        "location": LOCATION,
-        "properties": {
-            "addressSpace": {"addressPrefixes": [space]},
-            "subnets": [
-                {
-                    "name": name,
-                    "properties": {
-                        "addressPrefix": p,
-                        **({"privateLinkServiceNetworkPolicies": "Disabled"} if off else {}),
-                    },
-                }
-                for name, (p, off) in subnets.items()
-            ],
-        },
-    }
 
 
 def nic_body(subnet_id: str, pool_id: str | None = None) -> dict[str, Any]:
@@ -850,7 +811,7 @@ class Bench:
 
     # --- measurements -----------------------------------------------------------------------
 
-    def measure(self, label: str) -> None:
+    def measure(self, label: str, run_idle_budget: float | None = None) -> None:
         """All paths, `rounds` interleaved rounds (path order rotates each round)."""
         s = self.sizes
         runs: list[dict[str, Any]] = []
@@ -863,7 +824,7 @@ class Bench:
                 # large data plane can keep it busy for minutes): wait for it to be idle,
                 # and run again once if it got busy during the run.
                 for attempt in range(2):
-                    waited = self.wait_server_idle(s.idle_budget, window=0.5)
+                    waited = self.wait_server_idle(run_idle_budget or s.idle_budget, window=0.5)
                     run = self.run_path(name, r)
                     run["waited_for_idle_s"] = waited["waited_s"]
                     run["attempt"] = attempt
@@ -1414,6 +1375,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per phase")
     parser.add_argument("--links", type=int, default=None, help="approved links at the end")
     parser.add_argument("--write", action="store_true", help=f"write {JSON_OUT.name}")
+    parser.add_argument(
+        "--full-sync-at-end",
+        action="store_true",
+        help="finally time a forced full resync at the large size (>= 35 min at 1000 links)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.rounds is not None:
@@ -1433,7 +1399,8 @@ def main(argv: list[str] | None = None) -> int:
             os._exit(128 + signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, interrupted)  # so that the finally blocks clean up
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)  # so that the finally blocks clean up
     prefix = "bdp" + "".join(random.choices(string.ascii_lowercase + string.digits, k=3))
     tmp = Path(tempfile.mkdtemp(prefix="pl-dpbench-"))
     results: dict[str, Any] = {
@@ -1458,7 +1425,15 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     log(f"netns prefix {prefix}, temp dir {tmp}")
+
+    def checkpoint(stage: str, complete: bool = False) -> None:
+        """Record progress; with --write, store what there is (a long run may be cut)."""
+        results["stage"], results["complete"] = stage, complete
+        if args.write:
+            JSON_OUT.write_text(json.dumps(results, indent=1) + "\n")
+
     bench: Bench | None = None
+    code = 0
     try:
         with serve(tmp, prefix) as server:
             bench = Bench(server, sizes, tmp, results=results)
@@ -1469,21 +1444,27 @@ def main(argv: list[str] | None = None) -> int:
                 results["diagnostics"] = {"links_1": bench.safe_diagnostics("1 link")}
                 idle = results["server_idle_waits"] = [bench.wait_server_idle(sizes.idle_budget)]
                 bench.measure("links_1")
+                checkpoint("measured with 1 link")
                 results["full_sync_probe"] = [bench.full_sync_probe("1 link", 0)]
                 idle.append(bench.wait_server_idle(sizes.idle_budget))
                 afb = [bench.approval_to_first_byte("first") for _ in range(AFB_SAMPLES)]
                 results["approval_to_first_byte"] = afb
+                checkpoint("first approvals")
                 results["install"] = bench.install(sizes.links - 1 - 2 * AFB_SAMPLES)
-                idle.append(bench.wait_server_idle(sizes.idle_budget))
-                # A full pass now (a new NIC forces one): it measures what the periodic full
-                # resync costs at this size, and the next periodic one is then >= 300 s away,
-                # long enough for what follows.
-                results["full_sync_probe"].append(bench.full_sync_probe("many links", 1))
-                idle.append(bench.wait_server_idle(sizes.idle_budget))
+                checkpoint("installed")
+                # Measure at once: the reconciler's next sync after the install is a full
+                # pass (at most FULL_RESYNC_SECONDS = 300 s later, or at the next change),
+                # which at ~1000 links keeps a core busy for tens of minutes.
+                idle.append(bench.wait_server_idle(min(sizes.idle_budget, 300)))
+                bench.measure(f"links_{sizes.links}", run_idle_budget=60.0)
+                results["flatness"] = flatness(results)
+                checkpoint(f"measured with {sizes.links} links")
                 afb += [bench.approval_to_first_byte("last") for _ in range(AFB_SAMPLES)]
                 results["diagnostics"][f"links_{sizes.links}"] = bench.safe_diagnostics("many")
-                bench.measure(f"links_{sizes.links}")
-                results["flatness"] = flatness(results)
+                checkpoint("last approvals")
+                if args.full_sync_at_end:
+                    idle.append(bench.wait_server_idle(sizes.idle_budget))
+                    results["full_sync_probe"].append(bench.full_sync_probe("many links", 1))
             finally:
                 for proc in reversed(bench.procs):
                     stop_process(proc)
@@ -1492,13 +1473,16 @@ def main(argv: list[str] | None = None) -> int:
         results["server_log"] = {"sync_failures": len(warnings), "first": warnings[:5]}
     except KeyboardInterrupt:
         log("interrupted")
-        return 130
+        results["interrupted"] = True
+        code = 130
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    checkpoint(results.get("stage", "start"), complete=code == 0)
     if args.write:
-        JSON_OUT.write_text(json.dumps(results, indent=1) + "\n")
         log(f"wrote {JSON_OUT}")
+    if code:
+        return code
     print(markdown(results))
     for item in results.get("approval_to_first_byte", []):
         print(
