@@ -30,12 +30,19 @@ answers requests itself) for connections per second. Backends run in backend NIC
 namespaces; load generators in client NIC namespaces with net.ipv4.tcp_tw_reuse=1 and
 ip_local_port_range 1024-65535.
 
+With 1 link it also runs short connections again 40 s after a burst, on the same-hops
+direct path and on the private link path (SNAT port reuse against the backend's
+TIME_WAIT sockets; see `Bench.port_reuse`).
+
 Then the service gets (links - 1) more approved connections (default 1000 in total):
 six manually approved private endpoints from a third VNet (approval-to-first-byte is
-measured on each: a client polls the PE every ~3 ms while the approval is sent; three
-at the start, three at the end) and the rest auto-approved from a second consumer VNet
-with a /20 subnet, created by raw httpx PUTs with a bearer token (8 in flight); how long
-installing them took (API and kernel) is recorded, and all paths are measured again.
+measured on each: a client polls the PE every ~3 ms while the approval is sent, and the
+times at which the link's pieces appear in the kernel are recorded; three at the start,
+three at the end) and the rest auto-approved from a second consumer VNet with a /20
+subnet, created by raw httpx PUTs with a bearer token (8 in flight); how long installing
+them took (API and kernel, and the rate along the way) is recorded, and all paths are
+measured again. Last, a new NIC forces a full resync (what a restart or the periodic
+resync does), timed at 1 link and at the end (skip with --no-full-sync).
 
 Every loop is bounded in count and time. Needs root, iperf3, wrk, haproxy, nft, ip and
 conntrack (apt-get install -y iperf3 wrk haproxy; haproxy runs as our own process).
@@ -93,7 +100,14 @@ API_VERSION = "2024-05-01"
 READY_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HTTP_PORT = 80  # load balancer / PE / HAProxy port for HTTP
-BACKEND_HTTP_PORT = 8080
+BACKEND_HTTP_PORT = 8080  # behind the private endpoint (LB rule 80 -> 8080); also probed
+# Each path reaches the backend's HTTP server on its own port, so that no path meets
+# TIME_WAIT sockets another path left with the same 4-tuple: lb-vnet and direct-vnet
+# share a client address, and a DNATed 4-tuple carries sequence numbers and timestamps
+# of a different connection (the backend's TIME_WAIT would refuse such a SYN).
+LB_HTTP_PORT, LB_BACKEND_PORT = 81, 8081  # lb-vnet: its own LB rule
+DIRECT_BACKEND_PORT = 8082  # direct-vnet, direct-peered
+HAPROXY_BACKEND_PORT = 8083  # HAProxy -> backend
 IPERF_PORT = 5201
 PEER_NET = ("169.254.63.1", "169.254.63.2")  # the direct-peered veth (outside link space)
 CLIENT_SYSCTLS = {
@@ -122,6 +136,9 @@ defaults
 
 frontend http
     bind 0.0.0.0:{port}
+    bind 0.0.0.0:{lb_port}
+    bind 0.0.0.0:{direct_port}
+    bind 0.0.0.0:{haproxy_port}
     http-request return status 200 content-type text/plain lf-string "{name} %ci\\n"
 """
 
@@ -628,6 +645,7 @@ class Bench:
                     ],
                     "loadBalancingRules": [
                         rule("http", HTTP_PORT, BACKEND_HTTP_PORT),
+                        rule("http-lb", LB_HTTP_PORT, LB_BACKEND_PORT),
                         rule("iperf", IPERF_PORT, IPERF_PORT),
                     ],
                 },
@@ -734,7 +752,15 @@ class Bench:
         """Backends (HTTP + iperf3), client sysctls, the peered veth, HAProxy."""
         for b in ("b1", "b2"):
             cfg = self.tmp / f"http-{b}.cfg"
-            cfg.write_text(HTTP_RESPONDER.format(port=BACKEND_HTTP_PORT, name=b))
+            cfg.write_text(
+                HTTP_RESPONDER.format(
+                    port=BACKEND_HTTP_PORT,
+                    lb_port=LB_BACKEND_PORT,
+                    direct_port=DIRECT_BACKEND_PORT,
+                    haproxy_port=HAPROXY_BACKEND_PORT,
+                    name=b,
+                )
+            )
             self.start(self.ns[b], ["haproxy", "-db", "-f", str(cfg)], f"http-{b}")
             self.start(self.ns[b], ["iperf3", "-s", "-p", str(IPERF_PORT)], f"iperf-{b}")
         for n in ("client", "pc", "hp", "ac"):
@@ -769,19 +795,19 @@ class Bench:
                 listen=self.nic_ip["hp"],
                 http_port=HTTP_PORT,
                 backend=backend_ip,
-                backend_http_port=BACKEND_HTTP_PORT,
+                backend_http_port=HAPROXY_BACKEND_PORT,
                 iperf_port=IPERF_PORT,
             )
         )
         self.start(self.ns["hp"], ["haproxy", "-db", "-f", str(cfg)], "haproxy")
         self.targets = {
             "direct-vnet": Target(
-                self.ns["pc"], (backend_ip, BACKEND_HTTP_PORT), (backend_ip, IPERF_PORT)
+                self.ns["pc"], (backend_ip, DIRECT_BACKEND_PORT), (backend_ip, IPERF_PORT)
             ),
             "direct-peered": Target(
-                self.ns["client"], (backend_ip, BACKEND_HTTP_PORT), (backend_ip, IPERF_PORT)
+                self.ns["client"], (backend_ip, DIRECT_BACKEND_PORT), (backend_ip, IPERF_PORT)
             ),
-            "lb-vnet": Target(self.ns["pc"], (self.lb_ip, HTTP_PORT), (self.lb_ip, IPERF_PORT)),
+            "lb-vnet": Target(self.ns["pc"], (self.lb_ip, LB_HTTP_PORT), (self.lb_ip, IPERF_PORT)),
             "privatelink": Target(
                 self.ns["client"], (self.pe_ip, HTTP_PORT), (self.pe_ip, IPERF_PORT)
             ),
@@ -916,6 +942,52 @@ class Bench:
         run["server_cores"] = round(cores, 3)
         run["server_busy"] = cores > 0.15
         return run
+
+    def tcp_counters(self, ns: str) -> dict[str, int]:
+        """A few TCP counters of a namespace (nstat, absolute values)."""
+        keys = ("TcpActiveOpens", "TcpPassiveOpens", "TcpExtTCPSynRetrans", "TcpExtTW")
+        out = {}
+        for line in netns_run(ns, ["nstat", "-asz", *keys]).stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in keys:
+                out[parts[0]] = int(parts[1])
+        return out
+
+    def port_reuse(self, pause: float = 40.0) -> dict[str, Any]:
+        """Short connections again `pause` s after a burst, per path.
+
+        The backend keeps its TIME_WAIT sockets 60 s. Were the provider hub to forget
+        closed flows sooner (it keeps them 65 s, HUB_SYSCTLS), SNAT could hand out (NAT
+        IP, port) pairs the backend still holds, with sequence numbers and timestamps of
+        another connection: SYNs answered by stale ACKs, 1 s stalls. Direct paths reuse
+        the client's own 4-tuples, which the backend's TIME_WAIT accepts. Counts SYN
+        retransmissions and the backend's TIME_WAIT sockets; the two rates should match.
+        """
+        out: dict[str, Any] = {}
+        backend_ns = self.ns[self.backend]
+        for name in ("direct-peered", "privatelink"):
+            t = self.targets[name]
+            self.wait_server_idle(60.0, window=0.5)
+            burst = wrk(t, self.sizes.wrk_seconds, self.sizes.wrk_connections)
+            time.sleep(pause)
+            tw = netns_run(backend_ns, ["ss", "-Htan", "state", "time-wait"]).stdout
+            conntrack = netns_run(self.hub["vp"], ["conntrack", "-C"]).stdout.strip()
+            c0 = self.tcp_counters(t.client_ns)
+            again = wrk(t, self.sizes.wrk_seconds, self.sizes.wrk_connections)
+            c1 = self.tcp_counters(t.client_ns)
+            out[name] = {
+                "burst_conn_per_s": burst.get("conn_per_s"),
+                "after_pause_conn_per_s": again.get("conn_per_s"),
+                "backend_time_wait_sockets": len(tw.splitlines()),
+                "provider_hub_conntrack_entries": int(conntrack) if conntrack.isdigit() else None,
+                "client_syn_retransmits": c1.get("TcpExtTCPSynRetrans", 0)
+                - c0.get("TcpExtTCPSynRetrans", 0),
+                "client_connects": c1.get("TcpActiveOpens", 0) - c0.get("TcpActiveOpens", 0),
+            }
+            log(f"port reuse {name} (pause {pause:.0f} s): {out[name]}")
+            time.sleep(65)  # let the backend's TIME_WAIT sockets expire before what follows
+        out["pause_s"] = pause
+        return out
 
     def links_now(self) -> int:
         out = ip("-n", self.hub["vp"], "-o", "link", "show")
@@ -1445,6 +1517,8 @@ def main(argv: list[str] | None = None) -> int:
                 idle = results["server_idle_waits"] = [bench.wait_server_idle(sizes.idle_budget)]
                 bench.measure("links_1")
                 checkpoint("measured with 1 link")
+                results["port_reuse"] = bench.port_reuse()
+                checkpoint("port reuse")
                 results["full_sync_probe"] = [bench.full_sync_probe("1 link", 0)]
                 idle.append(bench.wait_server_idle(sizes.idle_budget))
                 afb = [bench.approval_to_first_byte("first") for _ in range(AFB_SAMPLES)]
@@ -1501,6 +1575,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{inst.get('links_per_s_by_tenth')}, stalls {inst.get('stalls_over_10s')}"
     )
     print(f"server log: {results.get('server_log')}")
+    for name, item in results.get("port_reuse", {}).items():
+        if isinstance(item, dict):
+            print(f"short connections 40 s after a burst, {name}: {item}")
     for item in results.get("full_sync_probe", []):
         print(
             f"full sync (new NIC PUT -> Succeeded) with {item['links']} links: "

@@ -4,7 +4,7 @@ One owned table per hub (`ip privatelink`); static chains; per-object data in ma
 sets so per-packet cost does not grow with the number of links:
 
 consumer side  prerouting  PE ip . port -> link address . port (dnat map), ct mark = link
-               postrouting masquerade onto the link's /30
+               postrouting snat to the link's consumer address (map by oifname)
 provider side  prerouting  iifname -> link chain (vmap): ct mark = link, jump service
                service     protocol . port -> rule chain (vmap)
                rule        dnat to a backend by hash (jhash over healthy backends)
@@ -91,6 +91,7 @@ def render(hub: HubPlan) -> str:
     nat_ips = sorted({ip for s in hub.services for ip in s.nat_ips})
     link_ifs = [f'"{x.provider_ifname}"' for x in hub.links_in if not x.local]
     out_ifs = [f'"{x.consumer_ifname}"' for x in hub.links_out]
+    link_src = [f'"{x.consumer_ifname}" : {x.consumer_addr}' for x in hub.links_out]
 
     lines = [
         f"table ip {TABLE} {{}}",
@@ -107,6 +108,7 @@ def render(hub: HubPlan) -> str:
         _map("pe_local", "ipv4_addr : verdict", pe_local),
         _map("frontends", "ipv4_addr . inet_proto . inet_service : verdict", frontends),
         _map("snat_by_mark", "mark : verdict", snat),
+        _map("link_src", "ifname : ipv4_addr", link_src),
         "  chain prerouting {",
         "    type nat hook prerouting priority dstnat; policy accept;",
         "    iifname vmap @links",
@@ -117,13 +119,15 @@ def render(hub: HubPlan) -> str:
         "  }",
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat; policy accept;",
-        "    oifname @link_out_ifs masquerade random",
+        # A fixed address from a map costs less per connection than masquerade (no
+        # device address lookup); ports stay random so they are not guessable.
+        "    snat ip to oifname map @link_src random",
         "    ct mark vmap @snat_by_mark",
         "  }",
         "  chain forward {",
         "    type filter hook forward priority filter; policy accept;",
-        "    ct mark != 0 ct mark != @live_links meta l4proto tcp reject with tcp reset",
-        "    ct mark != 0 ct mark != @live_links drop",
+        # One set lookup per packet for flows of a dead link (cut with a reset).
+        "    ct mark != 0 ct mark != @live_links jump dead_link",
         # Established flows of live links (and all others) need no further checks.
         "    ct state established,related accept",
         "    iifname @link_in_ifs ct mark != @live_links drop",
@@ -141,6 +145,12 @@ def render(hub: HubPlan) -> str:
         "    ip daddr @pe_ips drop",
         "    ip daddr @nat_ips meta l4proto tcp reject with tcp reset",
         "    ip daddr @nat_ips drop",
+        "  }",
+    ]
+    lines += [
+        "  chain dead_link {",
+        "    meta l4proto tcp reject with tcp reset",
+        "    drop",
         "  }",
     ]
     for x in hub.links_in:

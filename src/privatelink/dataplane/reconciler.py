@@ -41,8 +41,11 @@ HUB_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.ipv4.conf.all.rp_filter": "0",
     "net.ipv4.conf.default.rp_filter": "0",
-    # TIME_WAIT entries would otherwise pin conntrack slots for 120 s per short flow.
-    "net.netfilter.nf_conntrack_tcp_timeout_time_wait": "30",
+    # Conntrack must remember a closed flow a little longer than a backend keeps its
+    # TIME_WAIT socket (60 s, fixed in Linux): SNAT would otherwise hand out a (NAT IP,
+    # port) the backend still holds, whose SYN it answers with a stale ACK (1 s stalls).
+    # Shorter than the kernel's 120 s, so a short flow pins its entries half as long.
+    "net.netfilter.nf_conntrack_tcp_timeout_time_wait": "65",
     "net.ipv4.conf.all.accept_local": "1",
 }
 PENDING_STATES = ("Updating", "Failed")
