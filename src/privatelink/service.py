@@ -9,6 +9,7 @@ rule (a second concurrent change to the same resource gets 409).
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,23 @@ class Realizer(Protocol):
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until everything marked so far is applied; False on timeout."""
+
+
+class Realizers:
+    """Several realizers as one (the data plane's reconciler and the DNS server)."""
+
+    def __init__(self, *members: Realizer) -> None:
+        self.members = members
+
+    def mark_dirty(self) -> None:
+        """Tell every member."""
+        for member in self.members:
+            member.mark_dirty()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait for every member, within one overall timeout."""
+        deadline = time.monotonic() + timeout
+        return all(m.wait_idle(max(0.0, deadline - time.monotonic())) for m in self.members)
 
 
 @dataclass(frozen=True)
@@ -165,22 +183,26 @@ class ControlPlane:
         from privatelink.core import (
             load_balancer,
             network_interface,
+            private_dns,
             private_endpoint,
             private_link_service,
             virtual_network,
         )
 
-        order = [
-            ("privateendpoints", private_endpoint.delete),
-            ("privatelinkservices", private_link_service.delete),
-            ("networkinterfaces", network_interface.delete),
-            ("loadbalancers", load_balancer.delete),
-            ("virtualnetworks", virtual_network.delete),
+        order: list[tuple[tuple[str, ...], Workflow]] = [
+            (("privateendpoints",), private_endpoint.delete),
+            (("privateendpoints", "privatednszonegroups"), private_dns.delete_group),
+            (("privatelinkservices",), private_link_service.delete),
+            (("networkinterfaces",), network_interface.delete),
+            (("loadbalancers",), load_balancer.delete),
+            (("privatednszones", "virtualnetworklinks"), private_dns.delete_link),
+            (("privatednszones",), private_dns.delete_zone),
+            (("virtualnetworks",), virtual_network.delete),
         ]
         last: Operation | None = None
         for kind, workflow in order:
             for resource in self.repo.resources_in_group(subscription, group):
-                if not resource.rid.is_type(kind) or getattr(resource, "managed_by", None):
+                if not resource.rid.is_type(*kind) or getattr(resource, "managed_by", None):
                     continue
                 last = self.change(caller, resource.id, "delete", workflow, resource.id).operation
         self.repo.delete_resource_group_record(subscription, group)

@@ -481,3 +481,111 @@ class NetworkInterfaceIpConfigurationInvalid(BadRequest):
 
 class ProvisioningFailed(BadRequest):
     code = "ProvisioningFailed"
+
+
+# --- private DNS ------------------------------------------------------------------------
+
+
+class InvalidPrivateDnsZoneName(BadRequest):
+    code = "InvalidPrivateDnsZoneName"
+    template = (
+        "The zone name '{name}' is invalid: use at least two labels separated by '.', each "
+        "1-63 letters, digits, '-' or '_' (not starting or ending with '-'), at most 253 "
+        "characters in all."
+    )
+
+
+class InvalidRecordSetName(BadRequest):
+    code = "InvalidRecordSetName"
+    template = (
+        "The record set name '{name}' is invalid in zone '{zone}': use '@' for the zone "
+        "itself, or labels of 1-63 letters, digits, '-' or '_' separated by '.', the first "
+        "of which may be '*'; the full name may have at most 253 characters."
+    )
+
+
+class UnsupportedRecordType(BadRequest):
+    code = "UnsupportedRecordType"
+    template = (
+        "Record type '{type}' is not supported by privatelink private DNS zones; "
+        "supported: A (and the zone's own SOA, read-only)."
+    )
+
+
+class InvalidRecordSetTtl(BadRequest):
+    code = "InvalidRecordSetTtl"
+    template = "TTL {ttl} is invalid: use 0 to 2147483647 seconds."
+
+
+class InvalidARecord(BadRequest):
+    code = "InvalidARecord"
+    template = "'{value}' is not an IPv4 address (A records hold IPv4 addresses only)."
+
+
+class PrivateDnsZoneLocationMustBeGlobal(BadRequest):
+    code = "PrivateDnsZoneLocationMustBeGlobal"
+    template = "Private DNS zones and their links have location 'global', not '{location}'."
+
+
+class VirtualNetworkLinkTargetNotFound(BadRequest):
+    code = "VirtualNetworkLinkTargetNotFound"
+    template = "The virtual network '{vnet}' of link '{id}' was not found."
+
+
+class VirtualNetworkLinkAlreadyExists(Conflict):
+    code = "VirtualNetworkLinkAlreadyExists"
+    template = "Private zone '{zone}' is already linked to the virtual network '{vnet}' ({link})."
+
+
+class VirtualNetworkLinkOverlappingZones(BadRequest):
+    code = "VirtualNetworkLinkOverlappingZones"
+    template = (
+        "A virtual network cannot be linked to multiple zones with overlapping namespaces. "
+        "You tried to link virtual network '{vnet}' with '{zone}' and '{other}' zones."
+    )
+
+
+class VirtualNetworkLinkCannotChange(BadRequest):
+    code = "VirtualNetworkLinkCannotChange"
+    template = (
+        "The virtual network of link '{id}' cannot change; delete the link and create it again."
+    )
+
+
+class PrivateDnsZoneHasVirtualNetworkLinks(Conflict):
+    code = "PrivateDnsZoneHasVirtualNetworkLinks"
+    template = (
+        "The private DNS zone '{id}' cannot be deleted because it has {count} virtual "
+        "network link(s); delete them first."
+    )
+
+
+class PrivateDnsZoneNotFound(BadRequest):
+    code = "PrivateDnsZoneNotFound"
+    template = "The private DNS zone '{zone}' referenced by '{id}' was not found."
+
+
+class OnlyOnePrivateDnsZoneGroupPerPrivateEndpointAllowed(BadRequest):
+    code = "OnlyOnePrivateDnsZoneGroupPerPrivateEndpointAllowed"
+    template = (
+        "Private endpoint '{endpoint}' already has the private DNS zone group '{other}'; "
+        "an endpoint has at most one."
+    )
+
+
+class PrivateDnsZoneConfigsLimitReached(LimitExceeded):
+    code = "PrivateDnsZoneConfigsLimitReached"
+    template = "A private DNS zone group has at most {limit} zone configurations, not {count}."
+
+
+class DuplicatePrivateDnsZoneInGroup(BadRequest):
+    code = "DuplicatePrivateDnsZoneInGroup"
+    template = "The private DNS zone '{zone}' appears twice in zone group '{id}'."
+
+
+class PrivateDnsZoneConfigRequired(BadRequest):
+    code = "PrivateDnsZoneConfigRequired"
+    template = (
+        "Zone group '{id}' needs properties.privateDnsZoneConfigs with at least one "
+        "{{name, properties.privateDnsZoneId}}."
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from privatelink.core.ids import key, parse_ref
 from privatelink.core.load_balancer import LoadBalancer
 from privatelink.core.network_interface import NetworkInterface
+from privatelink.core.private_dns import ARecordSet, PrivateDnsZoneGroup, VirtualNetworkLink
 from privatelink.core.private_endpoint import PrivateEndpoint
 from privatelink.core.private_link_service import PrivateLinkService
 from privatelink.core.resource import Resource
@@ -44,6 +45,14 @@ def references(resource: Resource) -> list[tuple[str, str]]:
         for conn in resource.connections:
             if conn.private_link_service_id:
                 refs.append(("pls", key(conn.private_link_service_id)))
+    elif isinstance(resource, VirtualNetworkLink):
+        refs.append(("dnslink-zone", key(resource.zone_id)))
+        refs.append(("dnslink-vnet", key(resource.virtual_network_id)))
+    elif isinstance(resource, ARecordSet):
+        refs.append(("dnsrecord-zone", key(resource.zone_id)))
+    elif isinstance(resource, PrivateDnsZoneGroup):
+        refs.append(("dnsgroup-pe", key(resource.endpoint_id)))
+        refs.extend(("dnsgroup-zone", key(c.zone_id)) for c in resource.configs)
     return list(dict.fromkeys(refs))
 
 

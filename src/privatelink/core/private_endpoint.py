@@ -236,6 +236,9 @@ def delete(view: StateView, ctx: Context, endpoint_id: str) -> Changes:
                 ),
             )
         )
+    # Its private DNS zone groups go with it (and so do their records).
+    for group in view.referrers(endpoint.key, "dnsgroup-pe"):
+        changes.delete(group.id)
     changes.delete(endpoint.nic_id)
     changes.delete(endpoint.id)
     return changes

@@ -9,6 +9,12 @@ from pydantic import TypeAdapter
 
 from privatelink.core.load_balancer import LoadBalancer
 from privatelink.core.network_interface import NetworkInterface
+from privatelink.core.private_dns import (
+    ARecordSet,
+    PrivateDnsZone,
+    PrivateDnsZoneGroup,
+    VirtualNetworkLink,
+)
 from privatelink.core.private_endpoint import PrivateEndpoint
 from privatelink.core.private_link_service import PrivateLinkService
 from privatelink.core.resource import Resource
@@ -20,6 +26,10 @@ TYPES: dict[str, type[Resource]] = {
     "microsoft.network/networkinterfaces": NetworkInterface,
     "microsoft.network/privatelinkservices": PrivateLinkService,
     "microsoft.network/privateendpoints": PrivateEndpoint,
+    "microsoft.network/privatednszones": PrivateDnsZone,
+    "microsoft.network/privatednszones/virtualnetworklinks": VirtualNetworkLink,
+    "microsoft.network/privatednszones/a": ARecordSet,
+    "microsoft.network/privateendpoints/privatednszonegroups": PrivateDnsZoneGroup,
 }
 NAMES = {cls: name for name, cls in TYPES.items()}
 
