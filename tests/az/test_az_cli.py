@@ -538,3 +538,89 @@ def test_errors_carry_the_arm_code(
         code="PrivateLinkServiceNotFound",
     )
     az.run("network", "private-link-service", "delete", "-g", p.rg, "-n", hidden["name"])
+
+
+def test_private_dns_zone_link_records_and_zone_group(
+    az_exe: str, az: Any, provider: Provider, consumer: Consumer, az_helpers: Any
+) -> None:
+    """`az network private-dns ...` and `az network private-endpoint dns-zone-group ...`:
+    the endpoint's FQDN appears in the zone once its connection is approved."""
+    p, c = provider, consumer
+    zone = "contoso.example"
+    in_c = ("-g", c.rg, "--subscription", c.sub)
+    created = az.json("network", "private-dns", "zone", "create", *in_c, "-n", zone)
+    assert created["name"] == zone and created["location"] == "global"
+    link = az.json(
+        *("network", "private-dns", "link", "vnet", "create", *in_c, "-z", zone),
+        *("-n", "to-cons", "-v", c.vnet, "-e", "false"),
+    )
+    assert link["virtualNetworkLinkState"] == "Completed"
+    az.fails(
+        *("network", "private-dns", "link", "vnet", "create", *in_c, "-z", zone),
+        *("-n", "again", "-v", c.vnet, "-e", "false"),
+        code="VirtualNetworkLinkAlreadyExists",
+    )
+    www = az.json(
+        *("network", "private-dns", "record-set", "a", "add-record", *in_c, "-z", zone),
+        *("-n", "www", "-a", "10.0.1.50"),
+    )
+    assert [r["ipv4Address"] for r in www["aRecords"]] == ["10.0.1.50"]
+    az.fails(
+        *("network", "private-dns", "zone", "create", *in_c, "-n", "nodots"),
+        code="InvalidPrivateDnsZoneName",
+    )
+
+    # An auto-approved endpoint with a zone group: its FQDN is in the zone at once.
+    name = az_helpers.unique("pls")
+    _new_frontend(az, p, "fe-dns")
+    pls = _create_pls(
+        az, p, name, "fe-dns", "--visibility", c.sub, "--auto-approval", c.sub,
+        "--fqdns", f"app.{zone}",
+    )  # fmt: skip
+    pe_name = az_helpers.unique("pe")
+    pe = _create_pe(az, c, pe_name, pls["id"], manual=False)
+    pe_ip = pe["customDnsConfigs"][0]["ipAddresses"][0]
+    group = az.json(
+        *("network", "private-endpoint", "dns-zone-group", "create", *in_c),
+        *("--endpoint-name", pe_name, "-n", "default"),
+        *("--private-dns-zone", zone, "--zone-name", "contoso"),
+    )
+    configs = group["privateDnsZoneConfigs"]
+    assert configs[0]["recordSets"][0]["fqdn"] == f"app.{zone}"
+    assert configs[0]["recordSets"][0]["ipAddresses"] == [pe_ip]
+    names = az.tsv(
+        *("network", "private-dns", "record-set", "a", "list", *in_c, "-z", zone),
+        *("--query", "[].name"),
+    ).split()
+    assert names == ["app", "www"]
+    shown = az.json(
+        "network", "private-dns", "record-set", "a", "show", *in_c, "-z", zone, "-n", "app"
+    )
+    assert shown["fqdn"] == f"app.{zone}." and shown["ttl"] == 10
+    az.fails(
+        *("network", "private-dns", "zone", "delete", *in_c, "-n", zone, "--yes"),
+        code="PrivateDnsZoneHasVirtualNetworkLinks",
+    )
+
+    # Clean up: the endpoint takes its zone group and the record with it.
+    az.run("network", "private-endpoint", "delete", *in_c, "-n", pe_name)
+    names = az.tsv(
+        *("network", "private-dns", "record-set", "a", "list", *in_c, "-z", zone),
+        *("--query", "[].name"),
+    ).split()
+    assert names == ["www"]
+    az.run(
+        "network",
+        "private-dns",
+        "link",
+        "vnet",
+        "delete",
+        *in_c,
+        "-z",
+        zone,
+        "-n",
+        "to-cons",
+        "--yes",
+    )
+    az.run("network", "private-dns", "zone", "delete", *in_c, "-n", zone, "--yes")
+    az.run("network", "private-link-service", "delete", "-g", p.rg, "-n", name)

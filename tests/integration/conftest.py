@@ -32,6 +32,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.privatedns import PrivateDnsManagementClient
 from serverproc import serve_process
 
 API_VERSION = "2026-03-01"
@@ -71,7 +72,9 @@ class RunningServer:
     _credential: ClientSecretCredential | None = field(default=None, repr=False)
     _http: httpx.Client | None = field(default=None, repr=False)
     # Open keep-alive connections make uvicorn's graceful shutdown wait: close them first.
-    _clients: list[NetworkManagementClient] = field(default_factory=list, repr=False)
+    _clients: list[NetworkManagementClient | PrivateDnsManagementClient] = field(
+        default_factory=list, repr=False
+    )
 
     # --- SDK --------------------------------------------------------------------------
 
@@ -92,6 +95,19 @@ class RunningServer:
     def client(self, subscription: str) -> NetworkManagementClient:
         """An unmodified azure-mgmt-network client for one subscription."""
         client = NetworkManagementClient(
+            self.credential,
+            subscription,
+            base_url=self.url,
+            connection_verify=self.ca_file,
+            polling_interval=0,
+            retry_total=0,
+        )
+        self._clients.append(client)
+        return client
+
+    def dns_client(self, subscription: str) -> PrivateDnsManagementClient:
+        """An unmodified azure-mgmt-privatedns client for one subscription."""
+        client = PrivateDnsManagementClient(
             self.credential,
             subscription,
             base_url=self.url,

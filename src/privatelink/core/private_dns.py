@@ -130,7 +130,8 @@ class ZoneAnswers:
 
 def normalize_zone_name(name: str) -> str:
     """A valid zone name in its canonical form (lower-case, no trailing dot)."""
-    domain = name.strip().rstrip(".").lower() if name else ""
+    # No trailing dot: the name is also the resource name in ids and URLs.
+    domain = name.lower() if name else ""
     labels = domain.split(".")
     ok = (
         len(domain) <= 253
@@ -145,7 +146,7 @@ def normalize_zone_name(name: str) -> str:
 
 def normalize_record_name(name: str, zone: str) -> str:
     """A valid relative record set name (lower-case; '@' for the apex)."""
-    relative = name.strip().rstrip(".").lower() if name else ""
+    relative = name.lower() if name else ""
     if relative == APEX:
         return APEX
     labels = relative.split(".")
@@ -181,7 +182,9 @@ def relative_name(fqdn: str, zone: str) -> str | None:
 
 
 def _check_global(location: str) -> str:
-    normal = (location or GLOBAL).replace(" ", "").lower()
+    if not location or not location.strip():
+        raise errors.LocationRequired()
+    normal = location.replace(" ", "").lower()
     if normal != GLOBAL:
         raise errors.PrivateDnsZoneLocationMustBeGlobal(location=location)
     return GLOBAL
