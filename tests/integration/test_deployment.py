@@ -209,3 +209,76 @@ def test_a_refused_resource_fails_the_deployment_with_its_code(server: Any, help
     assert "PrivateLinkServiceNotSupportedOnBasicLoadBalancer" in str(caught.value)
     record = rm.deployments.get(rg, "tpl")
     assert record.properties.provisioning_state == "Failed"
+
+
+DNS_TEMPLATE: dict[str, Any] = {
+    "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+    "contentVersion": "1.0.0.0",
+    "parameters": {"zone": {"type": "string", "defaultValue": "contoso.example"}},
+    "resources": [
+        {
+            "type": "Microsoft.Network/virtualNetworks",
+            "apiVersion": "2023-04-01",
+            "name": "app-vnet",
+            "location": "[resourceGroup().location]",
+            "properties": {
+                "addressSpace": {"addressPrefixes": ["10.4.0.0/16"]},
+                "subnets": [{"name": "apps", "properties": {"addressPrefix": "10.4.1.0/24"}}],
+            },
+        },
+        {
+            "type": "Microsoft.Network/privateDnsZones",
+            "apiVersion": "2020-06-01",
+            "name": "[parameters('zone')]",
+            "location": "global",
+        },
+        {
+            "type": "Microsoft.Network/privateDnsZones/virtualNetworkLinks",
+            "apiVersion": "2020-06-01",
+            "name": "[concat(parameters('zone'), '/app-link')]",
+            "location": "global",
+            "dependsOn": [
+                "[resourceId('Microsoft.Network/privateDnsZones', parameters('zone'))]",
+                "[resourceId('Microsoft.Network/virtualNetworks', 'app-vnet')]",
+            ],
+            "properties": {
+                "registrationEnabled": False,
+                "virtualNetwork": {
+                    "id": "[resourceId('Microsoft.Network/virtualNetworks', 'app-vnet')]"
+                },
+            },
+        },
+        {
+            "type": "Microsoft.Network/privateDnsZones/A",
+            "apiVersion": "2020-06-01",
+            "name": "[concat(parameters('zone'), '/db')]",
+            "dependsOn": ["[resourceId('Microsoft.Network/privateDnsZones', parameters('zone'))]"],
+            "properties": {"ttl": 300, "aRecords": [{"ipv4Address": "10.4.1.20"}]},
+        },
+    ],
+    "outputs": {
+        "fqdn": {
+            "type": "string",
+            "value": "[reference(resourceId('Microsoft.Network/privateDnsZones/A', "
+            "parameters('zone'), 'db')).fqdn]",
+        }
+    },
+}
+
+
+def test_a_template_deploys_a_private_dns_zone_link_and_record(server: Any, helpers: Any) -> None:
+    sub, rg = helpers.new_sub(), helpers.unique("rg-tpl")
+    rm = resources_client(server, sub)
+    rm.resource_groups.create_or_update(rg, {"location": "eastus"})
+    result = rm.deployments.begin_create_or_update(
+        rg, "dns", {"properties": {"mode": "Incremental", "template": DNS_TEMPLATE}}
+    ).result()
+    assert result.properties.provisioning_state == "Succeeded"
+    assert result.properties.outputs["fqdn"]["value"] == "db.contoso.example."
+    dns = server.dns_client(sub)
+    (link,) = dns.virtual_network_links.list(rg, "contoso.example")
+    assert link.name == "app-link" and link.virtual_network.id.endswith("/app-vnet")
+    record = dns.record_sets.get(rg, "contoso.example", "A", "db")
+    assert [a.ipv4_address for a in record.a_records] == ["10.4.1.20"] and record.ttl == 300
+    rm.resource_groups.begin_delete(rg).result()
+    assert list(dns.private_zones.list_by_resource_group(rg)) == []

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
-from privatelink.api import arm
+from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
 from privatelink.core import errors
@@ -731,3 +731,45 @@ def list_record_sets(
             size,
             lambda r: render_soa(found) if r is None else render_record(found, r),
         )
+
+
+def _render_record_set(view: StateView, record: core.ARecordSet) -> dict[str, Any]:
+    zone = core.zone_of(view, record.id)
+    served = core.record_view(view, zone, record.name)
+    return render_record(zone, served or core.RecordView(record.name, record.ttl, (), record))
+
+
+# Template deployments create these types through the same workflows.
+for _kind in (
+    crud.ResourceKind(
+        segment="privateDnsZones",
+        arm_type=core.ZONE_TYPE,
+        cls=core.PrivateDnsZone,
+        wire=ZoneWire,
+        to_domain=_zone_domain,
+        render=render_zone,
+        create_or_update=core.create_or_update_zone,
+        delete=core.delete_zone,
+    ),
+    crud.ResourceKind(
+        segment="virtualNetworkLinks",
+        arm_type=core.LINK_TYPE,
+        cls=core.VirtualNetworkLink,
+        wire=LinkWire,
+        to_domain=_link_domain,
+        render=render_link,
+        create_or_update=core.create_or_update_link,
+        delete=core.delete_link,
+    ),
+    crud.ResourceKind(
+        segment="A",
+        arm_type=core.A_TYPE,
+        cls=core.ARecordSet,
+        wire=RecordSetWire,
+        to_domain=_record_domain,
+        render=_render_record_set,
+        create_or_update=core.create_or_update_record_set,
+        delete=core.delete_record_set,
+    ),
+):
+    crud.KINDS[_kind.arm_type.lower()] = _kind

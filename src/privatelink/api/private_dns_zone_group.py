@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
-from privatelink.api import arm
+from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
 from privatelink.core import errors
@@ -212,3 +212,16 @@ def list_groups(
             if isinstance(g, core.PrivateDnsZoneGroup)
         ]
         return arm.page_slice(request, items, size, lambda g: render(view, g))
+
+
+# Template deployments create zone groups through the same workflow.
+crud.KINDS[core.GROUP_TYPE.lower()] = crud.ResourceKind(
+    segment="privateDnsZoneGroups",
+    arm_type=core.GROUP_TYPE,
+    cls=core.PrivateDnsZoneGroup,
+    wire=ZoneGroupWire,
+    to_domain=to_domain,
+    render=render,
+    create_or_update=core.create_or_update_group,
+    delete=core.delete_group,
+)

@@ -38,6 +38,10 @@ SUPPORTED_TYPES = (
     f"{NETWORK}/networkInterfaces",
     f"{NETWORK}/privateLinkServices",
     f"{NETWORK}/privateEndpoints",
+    f"{NETWORK}/privateEndpoints/privateDnsZoneGroups",
+    f"{NETWORK}/privateDnsZones",
+    f"{NETWORK}/privateDnsZones/virtualNetworkLinks",
+    f"{NETWORK}/privateDnsZones/A",
 )
 
 
