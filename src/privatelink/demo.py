@@ -31,6 +31,8 @@ PROVIDER = "11111111-1111-4111-8111-111111111111"
 CONSUMER = "22222222-2222-4222-8222-222222222222"
 STRANGER = "33333333-3333-4333-8333-333333333333"
 REGION = "eastus"
+ZONE = "contoso.example"
+FQDN = f"svc.{ZONE}"  # the name the provider publishes; the consumer resolves it privately
 
 
 def _free_port() -> int:
@@ -161,8 +163,11 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
         from azure.core.exceptions import HttpResponseError
         from azure.identity import ClientSecretCredential
         from azure.mgmt.network import NetworkManagementClient
+        from azure.mgmt.privatedns import PrivateDnsManagementClient
     except ImportError as exc:  # pragma: no cover - make demo installs them
-        raise SystemExit(f"the demo needs azure-mgmt-network and azure-identity: {exc}") from exc
+        raise SystemExit(
+            f"the demo needs azure-mgmt-network, azure-mgmt-privatedns and azure-identity: {exc}"
+        ) from exc
 
     credential = ClientSecretCredential(
         creds["tenant_id"],
@@ -184,6 +189,21 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
         )
 
     provider, consumer, stranger = client(PROVIDER), client(CONSUMER), client(STRANGER)
+    consumer_dns = PrivateDnsManagementClient(
+        credential,
+        CONSUMER,
+        base_url=creds["url"],
+        connection_verify=creds["ca_file"],
+        polling_interval=0,
+        retry_total=0,
+    )
+
+    def zone_records() -> list[tuple[str, list[str]]]:
+        return [
+            (r.name or "", [a.ipv4_address or "" for a in r.a_records or []])
+            for r in consumer_dns.record_sets.list_by_type("consumer-rg", ZONE, "A")
+        ]
+
     net = f"/subscriptions/{PROVIDER}/resourceGroups/provider-rg/providers/Microsoft.Network"
     cnet = f"/subscriptions/{CONSUMER}/resourceGroups/consumer-rg/providers/Microsoft.Network"
 
@@ -334,7 +354,7 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
                     for i in (1, 2)
                 ],
                 "visibility": {"subscriptions": [CONSUMER]},
-                "fqdns": ["svc.contoso.example"],
+                "fqdns": [FQDN],
             },
         },
     ).result()
@@ -424,6 +444,36 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
             or "nothing (pending connections carry no traffic)",
         )
 
+    step(f"Consumer: private DNS zone {ZONE}, linked to consumer-vnet; a zone group on the PE")
+    zone = consumer_dns.private_zones.begin_create_or_update(
+        "consumer-rg", ZONE, {"location": "global"}
+    ).result()
+    consumer_dns.virtual_network_links.begin_create_or_update(
+        "consumer-rg",
+        ZONE,
+        "consumer-vnet-link",
+        {
+            "location": "global",
+            "properties": {
+                "virtualNetwork": {"id": f"{cnet}/virtualNetworks/consumer-vnet"},
+                "registrationEnabled": False,
+            },
+        },
+    ).result()
+    consumer.private_dns_zone_groups.begin_create_or_update(
+        "consumer-rg",
+        "to-contoso",
+        "default",
+        {
+            "properties": {
+                "privateDnsZoneConfigs": [
+                    {"name": "contoso", "properties": {"privateDnsZoneId": zone.id}}
+                ]
+            }
+        },
+    ).result()
+    show("A records in the zone (connection Pending)", zone_records() or "none")
+
     step("Provider: pending requests on the service")
     conns = list(
         provider.private_link_services.list_private_endpoint_connections(
@@ -467,6 +517,14 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
         show("the backend saw", f"{seen}, one of the service's NAT IPs {sorted(nat_ips)}")
         if seen not in nat_ips:
             raise SystemExit("demo failed: traffic did not arrive from a NAT IP")
+    show(f"A records in {ZONE} (Approved)", zone_records())
+    if traffic is not None:
+        by_name = f"http://{FQDN}/"
+        step(f"Consumer VM: curl {by_name} by name (resolver 168.63.129.16 in its VNet)")
+        page = traffic.curl_until("consumer-vm-nic", by_name)
+        show("answer", page or "nothing!")
+        if not page:
+            raise SystemExit(f"demo failed: {FQDN} did not resolve to the private endpoint")
 
     step("Provider: the service cannot be deleted while it has connections")
     try:
@@ -493,9 +551,15 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
     ).result()
     pe = consumer.private_endpoints.get("consumer-rg", "to-contoso")
     show("consumer sees", _status(pe))
+    show(f"A records in {ZONE}", zone_records() or "none")
     if traffic is not None:
         show(
             "consumer VM curl", traffic.curl("consumer-vm-nic", url) or "nothing (the flow is cut)"
+        )
+        show(
+            f"consumer VM curl http://{FQDN}/",
+            traffic.curl("consumer-vm-nic", f"http://{FQDN}/")
+            or "nothing (the name no longer resolves)",
         )
 
     step("Provider: delete the service (no connections left)")

@@ -30,3 +30,7 @@ def test_the_demo_runs_to_completion() -> None:
         assert "one of the service's NAT IPs" in out
         assert "nothing (pending connections carry no traffic)" in out
         assert "nothing (the flow is cut)" in out
+        # Private DNS: the name resolved to the endpoint, then stopped resolving.
+        assert "curl http://svc.contoso.example/ by name" in out
+        assert "nothing (the name no longer resolves)" in out
+    assert "('svc', [" in out  # the zone group's record while Approved

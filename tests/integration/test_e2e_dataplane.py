@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.mgmt.network.models import PrivateDnsZoneConfig, PrivateDnsZoneGroup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 WHOAMI = Path(__file__).with_name("whoami_backend.py")
+CURL_COULD_NOT_RESOLVE = 6  # curl's exit code for "Couldn't resolve host"
 
 
 def _missing() -> str | None:
@@ -70,6 +72,42 @@ def curl(server: Any, nic: str, url: str) -> subprocess.CompletedProcess[str]:
     return cli(server.data_dir, "exec", "--nic", nic, "--", "curl", "-s", "-m", "2", url)
 
 
+def nic_body(subnet: str, pool: str | None = None) -> dict[str, Any]:
+    """A NIC ("VM") in a subnet, optionally in a load balancer's backend pool."""
+    props: dict[str, Any] = {"subnet": {"id": subnet}}
+    if pool:
+        props["loadBalancerBackendAddressPools"] = [{"id": pool}]
+    return {
+        "location": "eastus",
+        "properties": {"ipConfigurations": [{"name": "ip", "properties": props}]},
+    }
+
+
+def start_backend(server: Any, nic: str, label: str) -> None:
+    """The whoami backend on :8080 in a NIC's namespace (it exists once the NIC succeeded)."""
+    argv = [sys.executable, "-m", "privatelink.cli.main", "exec", "--data-dir"]
+    argv += [str(server.data_dir), "--nic", nic, "--", sys.executable, str(WHOAMI), label]
+    server.procs.append(
+        subprocess.Popen(
+            [*argv, "8080"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+
+
+def set_status(provider: Any, pls_name: str, status: str) -> None:
+    """The provider approves or rejects the service's one connection."""
+    client = provider.client.private_link_services
+    conn = next(iter(client.list_private_endpoint_connections(provider.rg, pls_name)))
+    client.update_private_endpoint_connection(
+        provider.rg,
+        pls_name,
+        conn.name,
+        {"properties": {"privateLinkServiceConnectionState": {"status": status}}},
+    )
+
+
 def test_consumer_reaches_the_provider_through_its_private_endpoint(
     dp_server: Any, helpers: Any
 ) -> None:
@@ -79,48 +117,13 @@ def test_consumer_reaches_the_provider_through_its_private_endpoint(
     # Backend VMs in the load balancer's pool.
     backend_ips = []
     for i in range(2):
+        body = nic_body(provider.subnet_id("backend"), provider.pool_id())
         nic = prov.network_interfaces.begin_create_or_update(
-            provider.rg,
-            f"backend{i}",
-            {
-                "location": "eastus",
-                "properties": {
-                    "ipConfigurations": [
-                        {
-                            "name": "ip",
-                            "properties": {
-                                "subnet": {"id": provider.subnet_id("backend")},
-                                "loadBalancerBackendAddressPools": [{"id": provider.pool_id()}],
-                            },
-                        }
-                    ]
-                },
-            },
+            provider.rg, f"backend{i}", body
         ).result()
         assert nic.provisioning_state == "Succeeded"
         backend_ips.append(nic.ip_configurations[0].private_ip_address)
-        # The NIC's namespace exists once its PUT has succeeded: start the backend in it.
-        server.procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "privatelink.cli.main",
-                    "exec",
-                    "--data-dir",
-                    str(server.data_dir),
-                    "--nic",
-                    f"backend{i}",
-                    "--",
-                    sys.executable,
-                    str(WHOAMI),
-                    f"b{i}",
-                    "8080",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        start_backend(server, f"backend{i}", f"b{i}")
     pls = provider.create_pls(
         helpers.unique("svc"), visibility=["*"], fqdns=["svc.contoso.example"]
     )
@@ -130,16 +133,7 @@ def test_consumer_reaches_the_provider_through_its_private_endpoint(
     consumer = helpers.World(server).consumer()  # overlapping 10.0.0.0/16
     cons = consumer.client
     cons.network_interfaces.begin_create_or_update(
-        consumer.rg,
-        "client",
-        {
-            "location": "eastus",
-            "properties": {
-                "ipConfigurations": [
-                    {"name": "ip", "properties": {"subnet": {"id": consumer.subnet}}}
-                ]
-            },
-        },
+        consumer.rg, "client", nic_body(consumer.subnet)
     ).result()
     pe = consumer.create_pe("pe", pls.alias)
     assert (
@@ -154,20 +148,8 @@ def test_consumer_reaches_the_provider_through_its_private_endpoint(
 
     assert curl(server, "client", url).returncode != 0, "a pending connection carried traffic"
 
-    conn = next(
-        iter(prov.private_link_services.list_private_endpoint_connections(provider.rg, pls.name))
-    )
     approved_at = time.monotonic()
-    prov.private_link_services.update_private_endpoint_connection(
-        provider.rg,
-        pls.name,
-        conn.name,
-        {
-            "properties": {
-                "privateLinkServiceConnectionState": {"status": "Approved", "description": "ok"}
-            }
-        },
-    )
+    set_status(provider, pls.name, "Approved")
     answer = None
     for _ in range(100):  # bounded: ~10 s
         result = curl(server, "client", url)
@@ -181,16 +163,7 @@ def test_consumer_reaches_the_provider_through_its_private_endpoint(
     assert source in nat_ips, f"backend saw {source}; NAT IPs are {nat_ips}"
     assert first_byte < 10
 
-    prov.private_link_services.update_private_endpoint_connection(
-        provider.rg,
-        pls.name,
-        conn.name,
-        {
-            "properties": {
-                "privateLinkServiceConnectionState": {"status": "Rejected", "description": "no"}
-            }
-        },
-    )
+    set_status(provider, pls.name, "Rejected")
     cut = False
     for _ in range(20):  # bounded: ~2 s
         if curl(server, "client", url).returncode != 0:
@@ -198,6 +171,71 @@ def test_consumer_reaches_the_provider_through_its_private_endpoint(
             break
         time.sleep(0.1)
     assert cut, "a rejected connection still carries traffic"
+
+
+def test_consumer_reaches_the_service_by_name(dp_server: Any, helpers: Any) -> None:
+    """Private DNS end to end: the consumer links a zone to its VNet and gives its endpoint
+    a zone group; after approval `curl http://svc.contoso.example/` from a consumer VM
+    reaches the backend; after rejection the name no longer resolves."""
+    server = dp_server
+    zone, fqdn = "contoso.example", "svc.contoso.example"
+    provider = helpers.World(server).provider()
+    provider.client.network_interfaces.begin_create_or_update(
+        provider.rg, "backend0", nic_body(provider.subnet_id("backend"), provider.pool_id())
+    ).result()
+    start_backend(server, "backend0", "b0")
+    pls = provider.create_pls(helpers.unique("svc"), visibility=["*"], fqdns=[fqdn])
+    nat_ips = {c.private_ip_address for c in pls.ip_configurations}
+
+    consumer = helpers.World(server).consumer()
+    consumer.client.network_interfaces.begin_create_or_update(
+        consumer.rg, "client", nic_body(consumer.subnet)
+    ).result()
+    consumer.create_pe("pe", pls.alias)
+    dns = server.dns_client(consumer.sub)
+    zone_id = (
+        dns.private_zones.begin_create_or_update(consumer.rg, zone, {"location": "global"})
+        .result()
+        .id
+    )
+    vnet_id = f"{consumer.base}/virtualNetworks/{consumer.vnet}"
+    dns.virtual_network_links.begin_create_or_update(
+        consumer.rg,
+        zone,
+        "consumer",
+        {"location": "global", "properties": {"virtualNetwork": {"id": vnet_id}}},
+    ).result()
+    consumer.client.private_dns_zone_groups.begin_create_or_update(
+        consumer.rg,
+        "pe",
+        "default",
+        PrivateDnsZoneGroup(
+            private_dns_zone_configs=[PrivateDnsZoneConfig(name="z", private_dns_zone_id=zone_id)]
+        ),
+    ).result()
+    url = f"http://{fqdn}/"
+    pending = curl(server, "client", url)
+    assert pending.returncode == CURL_COULD_NOT_RESOLVE, pending
+
+    set_status(provider, pls.name, "Approved")
+    answer = None
+    for _ in range(50):  # bounded: ~5 s
+        result = curl(server, "client", url)
+        if result.returncode == 0 and " saw " in result.stdout:
+            answer = result.stdout
+            break
+        time.sleep(0.1)
+    assert answer is not None, f"no answer by name after approval: {result}"
+    assert answer.split(" saw ")[1].strip() in nat_ips
+
+    set_status(provider, pls.name, "Rejected")
+    gone = None
+    for _ in range(20):  # bounded: ~2 s
+        gone = curl(server, "client", url)
+        if gone.returncode == CURL_COULD_NOT_RESOLVE:
+            break
+        time.sleep(0.1)
+    assert gone is not None and gone.returncode == CURL_COULD_NOT_RESOLVE, gone
 
 
 ECHO = (
@@ -247,53 +285,17 @@ def test_restarting_the_server_keeps_an_established_flow(helpers: Any) -> None:
         with helpers.run_server(data_dir, dataplane_prefix=prefix) as server:
             provider = helpers.World(server).provider()
             nic = provider.client.network_interfaces.begin_create_or_update(
-                provider.rg,
-                "backend",
-                {
-                    "location": "eastus",
-                    "properties": {
-                        "ipConfigurations": [
-                            {
-                                "name": "ip",
-                                "properties": {
-                                    "subnet": {"id": provider.subnet_id("backend")},
-                                    "loadBalancerBackendAddressPools": [{"id": provider.pool_id()}],
-                                },
-                            }
-                        ]
-                    },
-                },
+                provider.rg, "backend", nic_body(provider.subnet_id("backend"), provider.pool_id())
             ).result()
             assert nic.provisioning_state == "Succeeded"
             run_in("backend", ECHO)
             pls = provider.create_pls(helpers.unique("svc"), visibility=["*"])
             consumer = helpers.World(server).consumer()
             consumer.client.network_interfaces.begin_create_or_update(
-                consumer.rg,
-                "client",
-                {
-                    "location": "eastus",
-                    "properties": {
-                        "ipConfigurations": [
-                            {"name": "ip", "properties": {"subnet": {"id": consumer.subnet}}}
-                        ]
-                    },
-                },
+                consumer.rg, "client", nic_body(consumer.subnet)
             ).result()
             pe = consumer.create_pe("pe", pls.id)
-            conn = next(
-                iter(
-                    provider.client.private_link_services.list_private_endpoint_connections(
-                        provider.rg, pls.name
-                    )
-                )
-            )
-            provider.client.private_link_services.update_private_endpoint_connection(
-                provider.rg,
-                pls.name,
-                conn.name,
-                {"properties": {"privateLinkServiceConnectionState": {"status": "Approved"}}},
-            )
+            set_status(provider, pls.name, "Approved")
             pe_nic = consumer.client.network_interfaces.get(
                 consumer.rg, pe.network_interfaces[0].id.rsplit("/", 1)[-1]
             )
