@@ -139,7 +139,7 @@ def test_an_approved_connection_becomes_a_link_with_nat_entries(world) -> None:
     assert f"{link.pe_ip} . 80 : {link.provider_addr} . 80" in c_text
     assert f"{link.pe_ip} : 8" in c_text  # ct mark of the link
     assert '"k7p" : jump link_7' in p_text
-    assert "snat ip to numgen random mod 1 map { 0 : 10.0.3.4 } random" in p_text
+    assert "snat ip to jhash ip saddr . th sport mod 1 map { 0 : 10.0.3.4 }" in p_text
     assert "mod 2 map { 0 : 10.0.2.4 . 8080, 1 : 10.0.2.5 . 8080 }" in p_text
     assert f"{lb.frontends[0].private_ip} . tcp . 80 : jump" in p_text
 

@@ -9,7 +9,7 @@ provider side  prerouting  iifname -> link chain (vmap): ct mark = link, jump se
                service     protocol . port -> rule chain (vmap)
                rule        dnat to a backend by hash (jhash over healthy backends)
                frontends   frontend ip . protocol . port -> rule chain (intra-VNet LB)
-               postrouting ct mark -> snat chain: a random NAT IP of the service
+               postrouting ct mark -> snat chain: a NAT IP of the service by hash
 both           forward     flows of dead links are reset; links carry only NATed flows
                input       PE and NAT IPs are local to the hub: without a live NATed
                            flow a TCP packet to them gets a reset here
@@ -119,9 +119,10 @@ def render(hub: HubPlan) -> str:
         "  }",
         "  chain postrouting {",
         "    type nat hook postrouting priority srcnat; policy accept;",
-        # A fixed address from a map costs less per connection than masquerade (no
-        # device address lookup); ports stay random so they are not guessable.
-        "    snat ip to oifname map @link_src random",
+        # The link's address from a map (no per-connection device lookup). The client's
+        # port is kept when free, so a client reusing its port maps to the same tuple on
+        # the provider side too (see the service's snat chain).
+        "    snat ip to oifname map @link_src",
         "    ct mark vmap @snat_by_mark",
         "  }",
         "  chain forward {",
@@ -170,7 +171,7 @@ def render(hub: HubPlan) -> str:
         if s.nat_ips:
             targets = ", ".join(f"{i} : {ip}" for i, ip in enumerate(s.nat_ips))
             lines.append(
-                f"    snat ip to numgen random mod {len(s.nat_ips)} map {{ {targets} }} random"
+                f"    snat ip to jhash ip saddr . th sport mod {len(s.nat_ips)} map {{ {targets} }}"
             )
         lines.append("  }")
     for rule in hub.rules:
