@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from privatelink.api.app import DEFAULT_PAGE_SIZE, create_app
 from privatelink.core.limits import Limits
 from privatelink.dataplane import names
 from privatelink.dataplane.reconciler import Reconciler
+from privatelink.dns.server import DnsServer
 from privatelink.identity.credentials import (
     ClientCredentials,
     ensure_client,
@@ -24,7 +26,7 @@ from privatelink.identity.credentials import (
 )
 from privatelink.identity.pki import Pki, ensure_pki
 from privatelink.identity.tokens import TokenIssuer
-from privatelink.service import ControlPlane
+from privatelink.service import ControlPlane, Realizer, Realizers
 from privatelink.store.sql import SqlRepository
 
 CONFIG_FILE = "config.json"
@@ -69,6 +71,7 @@ class Server:
     credentials_file: Path
     repo: SqlRepository
     reconciler: Reconciler | None
+    dns: DnsServer | None = None
 
 
 def dataplane_available() -> str | None:
@@ -99,18 +102,29 @@ def build(
     config = ServerConfig.load(data_dir)
     repo = SqlRepository(db_url) if db_url else SqlRepository.sqlite_in(data_dir)
     reconciler = None
+    dns = None
+    realizer: Realizer | None = None
+    on_start: Callable[[], None] | None = None
+    on_stop: Callable[[], None] | None = None
     if dataplane:
         prefix = netns_prefix or config.netns_prefix
         reconciler = Reconciler(repo, prefix, data_dir)
+        # Each VNet's resolver (168.63.129.16 in its hub) follows the store like the
+        # kernel state does, and re-checks its sockets whenever hubs may have changed.
+        dns = DnsServer(repo, prefix)
+        reconciler.add_listener(dns.hubs_changed)
+        realizer = Realizers(reconciler, dns)
+        on_start = _both(dns.start, reconciler.start)
+        on_stop = _both(reconciler.stop, dns.stop)
     # A change waits (bounded) until the kernel has it, so clients rarely poll.
-    plane = ControlPlane(repo, config.limits, realizer=reconciler, realization_wait=5.0)
+    plane = ControlPlane(repo, config.limits, realizer=realizer, realization_wait=5.0)
     app = create_app(
         plane,
         issuer,
         tenant_id=client.tenant_id,
         page_size=config.page_size,
-        on_start=reconciler.start if reconciler else None,
-        on_stop=reconciler.stop if reconciler else None,
+        on_start=on_start,
+        on_stop=on_stop,
     )
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
     url = f"https://{shown_host}:{port}"
@@ -122,4 +136,16 @@ def build(
     creds_file = write_credentials_file(
         data_dir, url, pki.ca_file, client, {"subscription_id": default["subscription_id"]}
     )
-    return Server(app, pki, client, url, creds_file, repo, reconciler)
+    return Server(app, pki, client, url, creds_file, repo, reconciler, dns)
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    """Run two lifecycle steps in order; the second runs even if the first fails."""
+
+    def run() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return run

@@ -40,3 +40,5 @@ def world(tmp_path: Path) -> Iterator[World]:
         w.close()
         left = [n for n in privileged.list_netns() if names.is_ours(w.prefix, n)]
         assert not left, f"namespaces left behind: {left}"
+        files = [n for n in privileged.list_netns_etc() if names.is_ours(w.prefix, n)]
+        assert not files, f"/etc/netns directories left behind: {files}"

@@ -1,6 +1,7 @@
 """The layers' one direction of knowledge, checked by reading every module's imports.
 
-core <- store <- service <- api; identity beside api; cli/demo/server outermost.
+core <- store <- service <- api; identity beside api; dataplane and dns read core and
+store; cli/demo/server outermost.
 The core imports no framework, no store engine, no HTTP, no subprocess.
 """
 
@@ -22,6 +23,8 @@ FORBIDDEN = {
         "privatelink.identity",
         "privatelink.cli",
         "privatelink.server",
+        "privatelink.dns",
+        "privatelink.dataplane",
         "sqlalchemy",
         "fastapi",
         "starlette",
@@ -31,7 +34,22 @@ FORBIDDEN = {
         "socket",
         "uvicorn",
     ],
-    "store": ["privatelink.api", "privatelink.service", "privatelink.identity", "fastapi"],
+    "store": [
+        "privatelink.api",
+        "privatelink.service",
+        "privatelink.identity",
+        "privatelink.dns",
+        "fastapi",
+    ],
+    # The DNS server is an outer layer beside the data plane: it reads the store and core.
+    "dns": [
+        "privatelink.api",
+        "privatelink.cli",
+        "privatelink.server",
+        "privatelink.identity",
+        "fastapi",
+        "starlette",
+    ],
     "identity": ["privatelink.api", "privatelink.store", "privatelink.service"],
     "api": ["privatelink.store.sql", "sqlalchemy", "privatelink.cli", "privatelink.server"],
 }

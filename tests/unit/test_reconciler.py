@@ -6,6 +6,7 @@ the real kernel is exercised by tests/netns.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from privatelink.core import network_interface as nim
 from privatelink.core import virtual_network as vnm
 from privatelink.dataplane import names, privileged
 from privatelink.dataplane.privileged import Link, NftApplyFailed
-from privatelink.dataplane.reconciler import Reconciler
+from privatelink.dataplane.reconciler import RESOLV_CONF, Reconciler
 from privatelink.service import ControlPlane
 from privatelink.store.sql import SqlRepository
 
@@ -40,6 +41,7 @@ class FakeKernel:
         self.ns: dict[str, FakeNs] = {}
         self.calls: list[str] = []
         self.fail_nft = 0
+        self.etc: dict[str, dict[str, str]] = {}  # /etc/netns/<name>/<file> -> text
 
     def list_netns(self) -> list[str]:
         return sorted(self.ns)
@@ -64,6 +66,18 @@ class FakeKernel:
 
     def conntrack_delete_mark(self, name: str, mark: int) -> None:
         self.calls.append(f"conntrack {name} {mark}")
+
+    def list_netns_etc(self) -> list[str]:
+        return sorted(self.etc)
+
+    def write_netns_etc(self, name: str, filename: str, text: str) -> None:
+        if self.etc.get(name, {}).get(filename) != text:  # like privileged: no rewrite
+            self.calls.append(f"etc {name}/{filename}")
+            self.etc.setdefault(name, {})[filename] = text
+
+    def remove_netns_etc(self, name: str) -> None:
+        if self.etc.pop(name, None) is not None:
+            self.calls.append(f"rm etc {name}")
 
     def Netlink(self, netns: str) -> FakeNetlink:
         if netns not in self.ns:
@@ -95,8 +109,10 @@ class FakeNetlink:
 
     def add_veth(self, name: str, peer: str, peer_netns: str) -> None:
         self.kernel.calls.append(f"veth {self.netns}/{name} {peer_netns}/{peer}")
-        self.ns.links[name] = Link(name, len(self.ns.links) + 1, False, ())
         other = self.kernel.ns[peer_netns]
+        if name in self.ns.links or peer in other.links:
+            return  # EEXIST, which privileged.Netlink.add_veth ignores too
+        self.ns.links[name] = Link(name, len(self.ns.links) + 1, False, ())
         other.links[peer] = Link(peer, len(other.links) + 1, False, ())
 
     def delete_link(self, name: str) -> None:
@@ -233,3 +249,79 @@ def test_link_slots_are_stable_and_a_freed_slot_rests_before_reuse(tmp_path: Pat
     # Out of slots: the extra key simply gets none.
     assert "e" not in repo.link_slots({"b", "c", "d", "e"}, 3, now=1101.0)
     repo.dispose()
+
+
+def test_every_namespace_of_a_vnet_resolves_through_its_dns_server(setup) -> None:
+    kernel, reconciler, plane = setup
+    vnet_id, _ = make_network(plane)
+    reconciler.sync_once()
+    hub = names.hub_netns("tst", vnet_id)
+    vm = names.nic_netns("tst", f"{BASE}/networkInterfaces/vm")
+    assert set(kernel.etc) == {hub, vm}
+    for netns in (hub, vm):
+        lines = kernel.etc[netns]["resolv.conf"].splitlines()
+        assert "nameserver 168.63.129.16" in lines
+        assert [line for line in lines if line.startswith("nameserver")] == lines[-1:]
+        assert lines[0].startswith("#") and "privatelink" in lines[0]
+    assert RESOLV_CONF.endswith("nameserver 168.63.129.16\n")
+
+
+def test_a_deleted_nic_loses_its_resolv_conf_and_strays_of_ours_are_swept(setup) -> None:
+    kernel, reconciler, plane = setup
+    make_network(plane)
+    kernel.etc["tst-n-0000000000"] = {"resolv.conf": "stale"}  # its namespace is gone
+    kernel.etc["other-n-0000000000"] = {"resolv.conf": "not ours"}
+    reconciler.sync_once()  # the first sync is a full pass
+    assert "tst-n-0000000000" not in kernel.etc
+    assert "other-n-0000000000" in kernel.etc
+    nic_id = f"{BASE}/networkInterfaces/vm"
+    plane.change(None, nic_id, "delete", nim.delete, nic_id)
+    reconciler.sync_once()  # incremental: the namespace and its files go together
+    assert names.nic_netns("tst", nic_id) not in kernel.etc
+    assert set(kernel.etc) == {
+        names.hub_netns("tst", f"{BASE}/virtualNetworks/v"),
+        "other-n-0000000000",
+    }
+
+
+def test_listeners_hear_of_every_sync_and_a_failing_one_harms_nothing(setup) -> None:
+    _kernel, reconciler, plane = setup
+    heard: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    reconciler.add_listener(broken)
+    reconciler.add_listener(lambda: heard.append(reconciler.syncs))
+    make_network(plane)
+    reconciler.start()
+    assert reconciler.wait_idle(10)
+    deadline = time.monotonic() + 5
+    while not heard and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert heard and heard[0] >= 1, "listener not called after a sync"
+    plane.change(
+        None, f"{BASE}/networkInterfaces/vm", "delete", nim.delete, f"{BASE}/networkInterfaces/vm"
+    )
+    assert reconciler.wait_idle(10)
+    deadline = time.monotonic() + 5
+    while len(heard) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(heard) >= 2 and reconciler.last is not None and reconciler.last.error is None
+
+
+def test_a_recreated_hub_pairs_again_with_a_vm_whose_old_peer_lives_on(setup) -> None:
+    kernel, reconciler, plane = setup
+    vnet_id, _ = make_network(plane)
+    assert reconciler.sync_once().error is None
+    hub = names.hub_netns("tst", vnet_id)
+    vm = names.nic_netns("tst", f"{BASE}/networkInterfaces/vm")
+    # The hub is deleted but its namespace is held open: the VM keeps its eth0.
+    del kernel.ns[hub]
+    assert "eth0" in kernel.ns[vm].links
+    report = reconciler.sync_once()
+    assert report.error is None, report.error
+    hub_end = names.nic_hub_ifname(f"{BASE}/networkInterfaces/vm")
+    assert hub_end in kernel.ns[hub].links
+    assert f"dellink {vm}/eth0" in kernel.calls
+    assert kernel.ns[vm].links["eth0"].addresses == ("10.0.1.4/32",)

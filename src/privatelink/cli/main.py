@@ -82,6 +82,8 @@ def serve(
     console.print(f"  store:        {db_url or 'sqlite in ' + str(data_dir)}", highlight=False)
     if server.reconciler is not None:
         console.print(f"  data plane:   on (namespaces {server.reconciler.prefix}-*)")
+        if server.dns is not None:
+            console.print(f"  private DNS:  {server.dns.address}:{server.dns.port} in every VNet")
     else:
         console.print(f"  data plane:   off{' (' + missing + ')' if missing else ''}")
     uvicorn.run(

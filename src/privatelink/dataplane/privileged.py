@@ -120,6 +120,101 @@ def socket_in_netns(name: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
     return in_netns(name, lambda: socket.socket(socket.AF_INET, kind))
 
 
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux value; Python 3.11 lacks the name
+
+
+def netns_inode(name: str) -> int | None:
+    """The inode of a named namespace (it changes when the namespace is recreated), or None."""
+    try:
+        return os.stat(f"/run/netns/{name}").st_ino
+    except OSError:
+        return None
+
+
+def server_sockets_in_netns(
+    name: str, address: str, port: int
+) -> tuple[socket.socket, socket.socket, int]:
+    """A UDP socket and a listening TCP socket on address:port inside namespace `name`,
+    with the inode of the namespace they live in (compare with `netns_inode`).
+
+    IP_FREEBIND lets the bind succeed before the address is on an interface (a new hub
+    gets its addresses later in the same sync); packets arrive once it is.
+    """
+
+    def make() -> tuple[socket.socket, socket.socket, int]:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            for sock in (udp, tcp):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+                sock.setblocking(False)
+                sock.bind((address, port))
+            tcp.listen(128)
+            inode = os.stat("/proc/thread-self/ns/net").st_ino
+        except OSError as exc:
+            udp.close()
+            tcp.close()
+            raise KernelError(f"listen on {address}:{port} in {name}: {exc}") from exc
+        return udp, tcp, inode
+
+    return in_netns(name, make)
+
+
+# --- files a namespace sees (`ip netns exec` bind-mounts /etc/netns/<name>/* over /etc) ---
+
+NETNS_ETC = "/etc/netns"
+
+
+def list_netns_etc() -> list[str]:
+    """Names of the namespaces that have an /etc/netns directory."""
+    try:
+        return sorted(os.listdir(NETNS_ETC))
+    except FileNotFoundError:
+        return []
+
+
+def _etc_dir(name: str) -> str:
+    # rmtree on a path built from a name: refuse anything but one plain path component.
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"invalid namespace name {name!r}")
+    return os.path.join(NETNS_ETC, name)
+
+
+def write_netns_etc(name: str, filename: str, text: str) -> None:
+    """Make /etc/netns/<name>/<filename> hold `text` (unchanged files are not rewritten)."""
+    directory = _etc_dir(name)
+    if not filename or "/" in filename or filename in (".", ".."):
+        raise ValueError(f"invalid file name {filename!r}")
+    path = os.path.join(directory, filename)
+    try:
+        with open(path) as handle:
+            if handle.read() == text:
+                return
+    except OSError:
+        pass
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # never a half-written file for a process starting now
+    except OSError as exc:
+        raise KernelError(f"write {path}: {exc}") from exc
+
+
+def remove_netns_etc(name: str) -> None:
+    """Remove /etc/netns/<name> (no error if already gone)."""
+    directory = _etc_dir(name)
+    try:
+        shutil.rmtree(directory)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise KernelError(f"remove {directory}: {exc}") from exc
+
+
 def write_sysctls(name: str, values: dict[str, str]) -> None:
     """Write /proc/sys entries inside a namespace (per-namespace network sysctls)."""
 

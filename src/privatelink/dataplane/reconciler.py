@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,12 @@ HUB_SYSCTLS = {
     "net.ipv4.conf.all.accept_local": "1",
 }
 PENDING_STATES = ("Updating", "Failed")
+# `ip netns exec` (and so `privatelink exec`) bind-mounts /etc/netns/<ns>/resolv.conf over
+# /etc/resolv.conf: every program in a VNet's namespaces asks the VNet's DNS server.
+RESOLV_CONF = (
+    "# Written by privatelink: the private DNS server of this virtual network.\n"
+    f"nameserver {names.AZURE_PLATFORM_IP}\n"
+)
 FULL_RESYNC_SECONDS = 300.0  # a full check repairs drift (someone deleting our veths)
 
 
@@ -92,6 +99,18 @@ class Reconciler:
         self._full_due = 0.0
         self.last: SyncReport | None = None
         self.syncs = 0
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every sync (the DNS server re-checks its hubs)."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the data plane
+                log.exception("sync listener failed")
 
     # --- loop --------------------------------------------------------------------
 
@@ -141,6 +160,7 @@ class Reconciler:
             report = self.sync_once()
             if not report.error:
                 self._done = generation
+            self._notify()
             if report.error:
                 backoff = min(max(backoff * 2, 0.5), 30.0)
                 log.warning("sync failed (retry in %.1fs): %s", backoff, report.error)
@@ -284,6 +304,12 @@ class Reconciler:
         for netns in sorted(existing - wanted):
             self._forget(netns)
             self.kernel.delete_netns(netns)
+            self.kernel.remove_netns_etc(netns)
+        if full:
+            # Files of namespaces that vanished without us (or before a crash).
+            for netns in self.kernel.list_netns_etc():
+                if names.is_ours(self.prefix, netns) and netns not in wanted:
+                    self.kernel.remove_netns_etc(netns)
 
     def _remove_link(self, gone: LinkPlan, wanted: set[str]) -> None:
         """Cut a link's flows in both hubs, then delete its veth pair."""
@@ -333,6 +359,7 @@ class Reconciler:
         local = {f"{ip}/32" for ip in hub.pe_ips} | {
             f"{ip}/32" for s in hub.services for ip in s.nat_ips
         }
+        # 168.63.129.16: health probes come from it and the VNet's DNS server listens on it.
         wanted_lo = ["127.0.0.1/8", f"{names.AZURE_PLATFORM_IP}/32", *sorted(local)]
         nl.set_addresses("lo", wanted_lo, lo.addresses)
         if not lo.up:
@@ -344,6 +371,12 @@ class Reconciler:
         for nic in hub.nics:
             if nic.hub_ifname not in links:
                 nl.add_veth(nic.hub_ifname, names.NIC_IFNAME, nic.netns)
+                if nl.link(nic.hub_ifname) is None:
+                    # The VM still has an eth0 paired with a deleted hub namespace that
+                    # lives on while something holds it (a DNS server socket, a process):
+                    # replace that pair, the old hub is gone for good.
+                    self._netlink(nic.netns).delete_link(names.NIC_IFNAME)
+                    nl.add_veth(nic.hub_ifname, names.NIC_IFNAME, nic.netns)
         links = nl.links()
         for nic in hub.nics:
             link = links[nic.hub_ifname]
@@ -361,6 +394,7 @@ class Reconciler:
         for dst, (oif, _gw) in routes.items():
             if oif in nic_indexes and dst not in wanted_routes:
                 nl.delete_route(dst)
+        self.kernel.write_netns_etc(hub.netns, "resolv.conf", RESOLV_CONF)
         for nic in hub.nics:
             self._nic(nic)
 
@@ -375,6 +409,7 @@ class Reconciler:
             nl.replace_route(f"{names.GATEWAY}/32", names.NIC_IFNAME)
         if routes.get("0.0.0.0/0", (None, None))[1] != names.GATEWAY:
             nl.replace_route("0.0.0.0/0", names.NIC_IFNAME, gateway=names.GATEWAY)
+        self.kernel.write_netns_etc(nic.netns, "resolv.conf", RESOLV_CONF)
 
     def _remove_stale_links(self, desired: Plan) -> None:
         veths = [x for x in desired.links if not x.local]
@@ -424,10 +459,14 @@ def _same_wire(a: LinkPlan | None, b: LinkPlan | None) -> bool:
 
 
 def cleanup(prefix: str) -> list[str]:
-    """Remove every namespace this prefix owns (their veths and nft tables go with them)."""
+    """Remove every namespace this prefix owns (their veths and nft tables go with them)
+    and their /etc/netns files; returns the namespaces removed."""
     removed = []
     for netns in privileged.list_netns():
         if names.is_ours(prefix, netns):
             privileged.delete_netns(netns)
             removed.append(netns)
+    for netns in privileged.list_netns_etc():
+        if names.is_ours(prefix, netns):
+            privileged.remove_netns_etc(netns)
     return removed
