@@ -1,10 +1,25 @@
-"""Helpers both benchmarks share: ports, process CPU, ARM resource bodies."""
+"""Helpers the benchmarks share: the server process, namespaces, ports, CPU, ARM bodies."""
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT = 60.0
 
 LOCATION = "eastus"
 RG = "bench"
@@ -51,3 +66,154 @@ def vnet_body(space: str, subnets: dict[str, tuple[str, bool]]) -> dict[str, Any
             ],
         },
     }
+
+
+# --- processes, namespaces, statistics ----------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))]
+
+
+def netns_run(ns: str, argv: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def must(proc: subprocess.CompletedProcess[str], what: str) -> str:
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
+    return proc.stdout
+
+
+def ip(*args: str) -> str:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
+    return must(proc, "ip " + " ".join(args))
+
+
+def stop_process(proc: subprocess.Popen[Any] | None) -> None:
+    """Terminate one process we started (by its handle), then kill it if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    creds: dict[str, str]
+    prefix: str
+
+
+@contextmanager
+def serve(
+    tmp: Path, prefix: str, on_start: Callable[[int], None] | None = None
+) -> Iterator[RunningServer]:
+    """Start `privatelink serve` with the data plane; always stop it and sweep the prefix.
+
+    `on_start` gets the server's pid (e.g. to count its CPU)."""
+    data_dir = tmp / "data"
+    data_dir.mkdir(mode=0o700)
+    port = free_port()
+    cmd = [sys.executable, "-m", "privatelink.cli.main", "serve", "--dataplane", "on"]
+    cmd += ["--data-dir", str(data_dir), "--port", str(port), "--netns-prefix", prefix]
+    log_file = (tmp / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    if on_start is not None:
+        on_start(proc.pid)
+    try:
+        creds = wait_ready(proc, data_dir, port)
+        yield RunningServer(proc, data_dir, creds, prefix)
+    except BaseException:
+        log_file.flush()
+        tail = (tmp / "server.log").read_text(errors="replace")[-4000:]
+        print(f"--- server log (tail) ---\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        stop_process(proc)
+        log_file.close()
+        sweep = [sys.executable, "-m", "privatelink.cli.main", "cleanup", "--netns-prefix", prefix]
+        done = subprocess.run(sweep, capture_output=True, text=True, timeout=300, check=False)
+        log(f"cleanup --netns-prefix {prefix}: {done.stdout.splitlines()[:1]}")
+        # If the CLI could not run (e.g. src/ is being edited), remove them ourselves.
+        left = [
+            n for n in os.listdir("/run/netns") if n.startswith((f"{prefix}-v-", f"{prefix}-n-"))
+        ]
+        for netns in left:
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+        if left:
+            log(f"removed {len(left)} namespaces the cleanup command left")
+
+
+def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict[str, str]:
+    deadline = time.monotonic() + READY_TIMEOUT
+    creds_file = data_dir / "credentials.json"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        if creds_file.exists():
+            try:
+                creds = json.loads(creds_file.read_text())
+                probe = f"{creds['url']}/{creds['tenant_id']}/v2.0/.well-known/openid-configuration"
+                if httpx.get(probe, verify=creds["ca_file"], timeout=2).status_code == 200:
+                    return creds
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+        time.sleep(0.1)
+    raise TimeoutError(f"server not ready within {READY_TIMEOUT:.0f} s")
+
+
+# --- provenance -----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def source_version() -> dict[str, Any]:
+    """The commit the server ran from, and whether src/ differed from it (read-only git)."""
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(ROOT), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return proc.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "src_changes": git("status", "--porcelain", "src")}

@@ -61,14 +61,12 @@ import datetime
 import itertools
 import json
 import os
-import platform
 import random
 import re
 import resource
 import shutil
 import signal
 import socket
-import statistics
 import string
 import subprocess
 import sys
@@ -89,15 +87,31 @@ from azure.mgmt.network.models import (
     PrivateEndpointConnection,
     PrivateLinkServiceConnectionState,
 )
-from common import LOCATION, RG, free_port, network_base, process_cpu, vnet_body
+from common import (
+    LOCATION,
+    RG,
+    ROOT,
+    RunningServer,
+    ip,
+    log,
+    machine,
+    median,
+    must,
+    netns_run,
+    network_base,
+    percentile,
+    process_cpu,
+    serve,
+    source_version,
+    stop_process,
+    vnet_body,
+)
 
 from privatelink.dataplane import privileged
 
-ROOT = Path(__file__).resolve().parent.parent
 JSON_OUT = ROOT / "docs" / "benchmarks-dataplane.json"
 SCOPE = "https://management.azure.com/.default"
 API_VERSION = "2024-05-01"
-READY_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HTTP_PORT = 80  # load balancer / PE / HAProxy port for HTTP
 BACKEND_HTTP_PORT = 8080  # behind the private endpoint (LB rule 80 -> 8080); also probed
@@ -234,40 +248,6 @@ QUICK = Sizes(
 # --- small helpers ----------------------------------------------------------------------------
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))]
-
-
-def netns_run(ns: str, argv: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ip", "netns", "exec", ns, *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def must(proc: subprocess.CompletedProcess[str], what: str) -> str:
-    if proc.returncode != 0:
-        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr.strip()[:500]}")
-    return proc.stdout
-
-
-def ip(*args: str) -> str:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
-    return must(proc, "ip " + " ".join(args))
-
-
 def cpu_jiffies() -> tuple[int, int, int]:
     """Machine-wide (total, busy, softirq) jiffies from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -280,80 +260,7 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def stop_process(proc: subprocess.Popen[Any] | None) -> None:
-    """Terminate one process we started (by its handle), then kill it if it lingers."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 # --- the server -----------------------------------------------------------------------------
-
-
-@dataclass
-class RunningServer:
-    proc: subprocess.Popen[bytes]
-    data_dir: Path
-    creds: dict[str, str]
-    prefix: str
-
-
-@contextmanager
-def serve(tmp: Path, prefix: str) -> Iterator[RunningServer]:
-    """Start `privatelink serve` with the data plane; always stop it and sweep the prefix."""
-    data_dir = tmp / "data"
-    data_dir.mkdir(mode=0o700)
-    port = free_port()
-    cmd = [sys.executable, "-m", "privatelink.cli.main", "serve", "--dataplane", "on"]
-    cmd += ["--data-dir", str(data_dir), "--port", str(port), "--netns-prefix", prefix]
-    log_file = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-    OWN_PIDS.append(proc.pid)
-    try:
-        creds = wait_ready(proc, data_dir, port)
-        yield RunningServer(proc, data_dir, creds, prefix)
-    except BaseException:
-        log_file.flush()
-        tail = (tmp / "server.log").read_text(errors="replace")[-4000:]
-        print(f"--- server log (tail) ---\n{tail}", file=sys.stderr)
-        raise
-    finally:
-        stop_process(proc)
-        log_file.close()
-        sweep = [sys.executable, "-m", "privatelink.cli.main", "cleanup", "--netns-prefix", prefix]
-        done = subprocess.run(sweep, capture_output=True, text=True, timeout=300, check=False)
-        log(f"cleanup --netns-prefix {prefix}: {done.stdout.splitlines()[:1]}")
-        # If the CLI could not run (e.g. src/ is being edited), remove them ourselves.
-        left = [
-            n for n in os.listdir("/run/netns") if n.startswith((f"{prefix}-v-", f"{prefix}-n-"))
-        ]
-        for netns in left:
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
-        if left:
-            log(f"removed {len(left)} namespaces the cleanup command left")
-
-
-def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict[str, str]:
-    deadline = time.monotonic() + READY_TIMEOUT
-    creds_file = data_dir / "credentials.json"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        if creds_file.exists():
-            try:
-                creds = json.loads(creds_file.read_text())
-                probe = f"{creds['url']}/{creds['tenant_id']}/v2.0/.well-known/openid-configuration"
-                if httpx.get(probe, verify=creds["ca_file"], timeout=2).status_code == 200:
-                    return creds
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-        time.sleep(0.1)
-    raise TimeoutError(f"server not ready within {READY_TIMEOUT:.0f} s")
 
 
 # --- measurements -----------------------------------------------------------------------------
@@ -568,6 +475,7 @@ class Bench:
         self.cb = network_base(self.cons_sub)
         self.ab = network_base(self.appr_sub)
         self.pls_id = f"{self.pb}/privateLinkServices/pls"
+        self.paths: tuple[str, ...] = PATHS  # which paths measure() runs
 
     def _client(self, subscription: str) -> NetworkManagementClient:
         c = self.server.creds
@@ -841,7 +749,7 @@ class Bench:
         """All paths, `rounds` interleaved rounds (path order rotates each round)."""
         s = self.sizes
         runs: list[dict[str, Any]] = []
-        paths = list(PATHS)
+        paths = [p for p in PATHS if p in self.paths]
         log(f"measuring paths ({label}): {s.rounds} round(s)")
         for r in range(s.rounds):
             order = paths[r % len(paths) :] + paths[: r % len(paths)]
@@ -861,11 +769,12 @@ class Bench:
                     f"  {label} r{r} {name:14} P1 {run['iperf_p1'].get('gbps')} Gbit/s  "
                     f"P4 {run['iperf_p4'].get('gbps')} Gbit/s  "
                     f"{run['wrk'].get('conn_per_s')} conn/s {run['wrk'].get('error', '')} "
+                    f"({run['wrk'].get('syn_retransmits')} SYN retransmits) "
                     f"(others ~{run['wrk'].get('others_cores')} cores, server "
                     f"{run['server_cores']} cores)"
                 )
         summary: dict[str, dict[str, Any]] = {}
-        for name in PATHS:
+        for name in paths:
             mine = [x for x in runs if x["path"] == name and not x["server_busy"]]
             mine = mine or [x for x in runs if x["path"] == name]
 
@@ -879,6 +788,7 @@ class Bench:
                 "conn_p50_ms": median(vals("wrk", "p50_ms")),
                 "conn_p99_ms": median(vals("wrk", "p99_ms")),
                 "cpu_us_per_conn": median(vals("wrk", "cpu_us_per_conn")),
+                "syn_retransmits": vals("wrk", "syn_retransmits"),
                 "cpu_us_per_gbit_p1": median(vals("iperf_p1", "cpu_us_per_gbit")),
                 "spread": {
                     "iperf_p1_gbps": vals("iperf_p1", "gbps"),
@@ -899,9 +809,9 @@ class Bench:
         metrics["conn_per_s"] = ("wrk", "conn_per_s")
         ratios: dict[str, Any] = {}
         ratio_of_medians: dict[str, Any] = {}
-        for base in ("direct-peered", "direct-vnet"):
+        for base in [b for b in ("direct-peered", "direct-vnet") if b in paths]:
             ratios[base], ratio_of_medians[base] = {}, {}
-            for name in PATHS:
+            for name in paths:
                 ratios[base][name], ratio_of_medians[base][name] = {}, {}
                 for m, (test, key) in metrics.items():
                     paired = []
@@ -937,7 +847,13 @@ class Bench:
         c0, t0 = process_cpu(self.server.proc.pid), time.monotonic()
         run["iperf_p1"] = iperf(t, 1, s.iperf_seconds)
         run["iperf_p4"] = iperf(t, 4, s.iperf_seconds)
+        before = self.tcp_counters(t.client_ns)
         run["wrk"] = wrk(t, s.wrk_seconds, s.wrk_connections)
+        after = self.tcp_counters(t.client_ns)
+        # A SYN retransmission is a connect that stalled 1 s (a dropped or refused SYN).
+        run["wrk"]["syn_retransmits"] = after.get("TcpExtTCPSynRetrans", 0) - before.get(
+            "TcpExtTCPSynRetrans", 0
+        )
         cores = (process_cpu(self.server.proc.pid) - c0) / (time.monotonic() - t0)
         run["server_cores"] = round(cores, 3)
         run["server_busy"] = cores > 0.15
@@ -1342,21 +1258,6 @@ class Bench:
 # --- report ---------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-    }
-
-
 def tool_versions() -> dict[str, str]:
     out = {}
     for tool, argv in (
@@ -1368,21 +1269,6 @@ def tool_versions() -> dict[str, str]:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         out[tool] = (proc.stdout or proc.stderr).strip().splitlines()[0][:80]
     return out
-
-
-def source_version() -> dict[str, Any]:
-    """The commit the server ran from, and whether src/ differed from it (read-only git)."""
-
-    def git(*args: str) -> str:
-        proc = subprocess.run(
-            ["git", "--no-optional-locks", "-C", str(ROOT), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return proc.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "src_changes": git("status", "--porcelain", "src")}
 
 
 def fmt(v: float | None, digits: int = 2) -> str:
@@ -1398,7 +1284,7 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for phase in results.get("phases", {}).values():
         summary, ratios = phase["summary"], phase["ratios"][BASELINE]
-        for name in PATHS:
+        for name in [p for p in PATHS if p in summary]:
             s, r = summary[name], ratios[name]
             lines.append(
                 f"| {phase['approved_links']} | {name} | {fmt(s['iperf_p1_gbps'])} "
@@ -1441,12 +1327,24 @@ def flatness(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     }
 
 
+class StopAfterOneLink(Exception):
+    """--one-link: the measurement with one link is all that was asked for."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 round, short tests, 40 links")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per phase")
     parser.add_argument("--links", type=int, default=None, help="approved links at the end")
     parser.add_argument("--write", action="store_true", help=f"write {JSON_OUT.name}")
+    parser.add_argument(
+        "--one-link",
+        action="store_true",
+        help="measure with one link only (no port reuse, approvals or install): an A/B probe",
+    )
+    parser.add_argument(
+        "--paths", default=",".join(PATHS), help="comma-separated paths to measure (all)"
+    )
     parser.add_argument(
         "--no-full-sync",
         action="store_true",
@@ -1507,8 +1405,9 @@ def main(argv: list[str] | None = None) -> int:
     bench: Bench | None = None
     code = 0
     try:
-        with serve(tmp, prefix) as server:
+        with serve(tmp, prefix, OWN_PIDS.append) as server:
             bench = Bench(server, sizes, tmp, results=results)
+            bench.paths = tuple(args.paths.split(","))
             try:
                 bench.build()
                 bench.start_workloads()
@@ -1517,6 +1416,8 @@ def main(argv: list[str] | None = None) -> int:
                 idle = results["server_idle_waits"] = [bench.wait_server_idle(sizes.idle_budget)]
                 bench.measure("links_1")
                 checkpoint("measured with 1 link")
+                if args.one_link:
+                    raise StopAfterOneLink
                 results["port_reuse"] = bench.port_reuse()
                 checkpoint("port reuse")
                 results["full_sync_probe"] = [bench.full_sync_probe("1 link", 0)]
@@ -1542,6 +1443,8 @@ def main(argv: list[str] | None = None) -> int:
                     idle.append(bench.wait_server_idle(sizes.idle_budget))
                     results["full_sync_probe"].append(bench.full_sync_probe("many links", 1))
                     checkpoint("full sync")
+            except StopAfterOneLink:
+                pass
             finally:
                 for proc in reversed(bench.procs):
                     stop_process(proc)

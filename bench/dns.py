@@ -1,0 +1,403 @@
+"""Private DNS benchmark: queries per second and answer latency from inside a VNet.
+
+One run, side by side, from a VM (NIC namespace) of a VNet whose private DNS zone holds
+1 record, then `--records` (default 1000) A records:
+
+- privatelink: the VNet's resolver at 168.63.129.16:53 (`privatelink serve`'s DNS
+  server, dnspython), reached through the VNet's hub like any VM would;
+- dnsmasq: the same names from a hosts file, on 168.63.129.16:5353 in the same hub
+  namespace (a C resolver as the yardstick: same path, same records).
+
+For each: the highest rate dnsperf sustains (`-c 4 -q 64`, UDP) with p50/p99 answer
+latency under that load, and latency with one query outstanding (unloaded). Rounds are
+interleaved and the median is kept; ratios privatelink / dnsmasq and 1000 / 1 records
+are reported. Also: how long after an approval the endpoint's record is served.
+
+Needs root, dnsperf and dnsmasq (`apt-get install -y dnsperf dnsmasq-base`). Every loop
+is bounded in count and time; the namespaces go with the server (`cleanup`).
+
+Usage:
+    python bench/dns.py [--records N] [--seconds S] [--rounds R] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import datetime
+import json
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from azure.identity import ClientSecretCredential
+from common import (
+    LOCATION,
+    ROOT,
+    log,
+    machine,
+    netns_run,
+    network_base,
+    percentile,
+    process_cpu,
+    serve,
+    source_version,
+    stop_process,
+    vnet_body,
+)
+
+from privatelink.dataplane import names
+
+JSON_OUT = ROOT / "docs" / "benchmarks-dns.json"
+SCOPE = "https://management.azure.com/.default"
+NET_API = "2024-05-01"
+DNS_API = "2024-06-01"
+ZONE = "bench.example"
+RESOLVER = names.AZURE_PLATFORM_IP
+DNSMASQ_PORT = 5353
+SUBSCRIPTION = "5eb0a1b2-0000-4000-8000-00000000d05e"
+CLIENTS, OUTSTANDING = 4, 64  # dnsperf load shape
+UNLOADED_QUERIES = 3000
+READY_BUDGET = 30.0
+
+
+def record_ip(i: int) -> str:
+    return f"10.1.{2 + i // 250}.{1 + i % 250}"
+
+
+class Api:
+    """Raw ARM calls with the server's client credentials (bounded retries: none)."""
+
+    def __init__(self, creds: dict[str, str]) -> None:
+        credential = ClientSecretCredential(
+            creds["tenant_id"],
+            creds["client_id"],
+            creds["client_secret"],
+            authority=creds["url"],
+            disable_instance_discovery=True,
+            connection_verify=creds["ca_file"],
+        )
+        token = credential.get_token(SCOPE).token
+        self.http = httpx.Client(
+            base_url=creds["url"],
+            verify=creds["ca_file"],
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+            trust_env=False,
+        )
+
+    def put(self, path: str, body: dict[str, Any], version: str = NET_API) -> dict[str, Any]:
+        resp = self.http.put(path, params={"api-version": version}, json=body)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"PUT {path}: {resp.status_code} {resp.text[:300]}")
+        out: dict[str, Any] = resp.json()
+        return out
+
+    def get(self, path: str, version: str = NET_API) -> dict[str, Any]:
+        resp = self.http.get(path, params={"api-version": version})
+        resp.raise_for_status()
+        out: dict[str, Any] = resp.json()
+        return out
+
+
+class Bench:
+    def __init__(self, api: Api, prefix: str, tmp: Path, seconds: int, server_pid: int) -> None:
+        self.api = api
+        self.server_pid = server_pid
+        self.prefix = prefix
+        self.tmp = tmp
+        self.seconds = seconds
+        self.base = network_base(SUBSCRIPTION)
+        self.zone = f"{self.base}/privateDnsZones/{ZONE}"
+        self.vnet = f"{self.base}/virtualNetworks/vnet"
+        self.records = 0
+        self.dnsmasq: subprocess.Popen[bytes] | None = None
+
+    # --- topology -------------------------------------------------------------------------
+
+    def build(self) -> None:
+        self.api.put(self.vnet, vnet_body("10.1.0.0/16", {"vms": ("10.1.1.0/24", False)}))
+        nic = self.api.put(
+            f"{self.base}/networkInterfaces/client",
+            {
+                "location": LOCATION,
+                "properties": {
+                    "ipConfigurations": [
+                        {"name": "ip", "properties": {"subnet": {"id": f"{self.vnet}/subnets/vms"}}}
+                    ]
+                },
+            },
+        )
+        self.client_ns = names.nic_netns(self.prefix, nic["id"])
+        self.hub_ns = names.hub_netns(self.prefix, self.vnet)
+        self.api.put(self.zone, {"location": "global"}, DNS_API)
+        self.api.put(
+            f"{self.zone}/virtualNetworkLinks/vnet",
+            {"location": "global", "properties": {"virtualNetwork": {"id": self.vnet}}},
+            DNS_API,
+        )
+
+    def add_records(self, total: int, workers: int = 8) -> float:
+        """PUT A records r<i> until the zone holds `total`; seconds taken."""
+        started = time.monotonic()
+
+        def put(i: int) -> None:
+            body = {"properties": {"ttl": 300, "aRecords": [{"ipv4Address": record_ip(i)}]}}
+            self.api.put(f"{self.zone}/A/r{i:04d}", body, DNS_API)
+
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(put, range(self.records, total)))
+        self.records = total
+        return time.monotonic() - started
+
+    def resolve(self, name: str, port: int = 53) -> str:
+        """One A query from the client VM (dnspython inside the namespace)."""
+        code = (
+            "import sys, dns.message, dns.query\n"
+            "q = dns.message.make_query(sys.argv[1], 'A')\n"
+            "r = dns.query.udp(q, sys.argv[2], port=int(sys.argv[3]), timeout=1)\n"
+            "print(dns.rcode.to_text(r.rcode()), *[i.address for a in r.answer for i in a])\n"
+        )
+        proc = netns_run(self.client_ns, [sys.executable, "-c", code, name, RESOLVER, str(port)])
+        return (proc.stdout or proc.stderr).strip()
+
+    def wait_served(self, name: str, wanted: str, port: int = 53) -> float:
+        """Seconds until `name` resolves to `wanted` from the client VM (bounded)."""
+        started = time.monotonic()
+        while time.monotonic() - started < READY_BUDGET:
+            if self.resolve(name, port) == f"NOERROR {wanted}":
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} not served as {wanted} within {READY_BUDGET} s")
+
+    def start_dnsmasq(self) -> None:
+        """dnsmasq with the same records, on :5353 in the hub (restarted for a new size)."""
+        stop_process(self.dnsmasq)
+        hosts = self.tmp / "hosts"
+        hosts.write_text("".join(f"{record_ip(i)} r{i:04d}.{ZONE}\n" for i in range(self.records)))
+        argv = ["ip", "netns", "exec", self.hub_ns, "dnsmasq", "--keep-in-foreground"]
+        argv += ["--no-resolv", "--no-hosts", f"--addn-hosts={hosts}", f"--local=/{ZONE}/"]
+        argv += [f"--listen-address={RESOLVER}", "--bind-interfaces", f"--port={DNSMASQ_PORT}"]
+        argv += ["--cache-size=10000", "--user=root", "--pid-file", "--log-facility=-"]
+        self.dnsmasq = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.wait_served(
+            f"r{self.records - 1:04d}.{ZONE}", record_ip(self.records - 1), DNSMASQ_PORT
+        )
+
+    # --- load -----------------------------------------------------------------------------
+
+    def queries(self, kind: str) -> Path:
+        path = self.tmp / f"queries-{kind}-{self.records}.txt"
+        if kind == "hit":
+            lines = [f"r{i:04d}.{ZONE} A" for i in range(self.records)]
+        elif kind == "nxdomain":
+            lines = [f"missing{i}.{ZONE} A" for i in range(1000)]
+        else:
+            lines = [f"host{i}.example.com A" for i in range(1000)]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def dnsperf(self, port: int, kind: str, seconds: int) -> dict[str, Any]:
+        """One dnsperf run from the client VM; qps, rcodes and per-answer latency."""
+        argv = ["dnsperf", "-s", RESOLVER, "-p", str(port), "-d", str(self.queries(kind))]
+        argv += ["-c", str(CLIENTS), "-q", str(OUTSTANDING), "-t", "2", "-v", "-l", str(seconds)]
+        owner = self.server_pid if port == 53 else (self.dnsmasq.pid if self.dnsmasq else 0)
+        cpu0, t0 = process_cpu(owner), time.monotonic()
+        proc = netns_run(self.client_ns, argv, timeout=seconds + 60)
+        wall = time.monotonic() - t0
+        latencies: list[float] = []
+        rcodes: dict[str, int] = {}
+        qps = lost = None
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 5 and parts[0] == ">":
+                rcodes[parts[1]] = rcodes.get(parts[1], 0) + 1
+                with contextlib.suppress(ValueError):
+                    latencies.append(float(parts[-1]) * 1000)
+            elif line.strip().startswith("Queries per second:"):
+                qps = float(line.split(":")[1])
+            elif line.strip().startswith("Queries lost:"):
+                lost = int(line.split(":")[1].split()[0])
+        out: dict[str, Any] = {
+            "qps": round(qps) if qps is not None else None,
+            "lost": lost,
+            "rcodes": rcodes,
+            "answers": len(latencies),
+            "server_cores": round((process_cpu(owner) - cpu0) / wall, 2) if wall else None,
+        }
+        if latencies:
+            out["p50_ms"] = round(statistics.median(latencies), 3)
+            out["p99_ms"] = round(percentile(latencies, 99), 3)
+        if proc.returncode != 0 or qps is None:
+            out["error"] = (proc.stderr or proc.stdout).strip()[-300:]
+        return out
+
+    def unloaded(self, port: int) -> dict[str, Any]:
+        """Latency with one query outstanding (one client), bounded in count and time."""
+        argv = ["dnsperf", "-s", RESOLVER, "-p", str(port), "-d", str(self.queries("hit"))]
+        argv += ["-c", "1", "-q", "1", "-t", "2", "-v", "-l", "3"]
+        proc = netns_run(self.client_ns, argv, timeout=60)
+        latencies = [
+            float(line.split()[-1]) * 1000
+            for line in proc.stdout.splitlines()[: UNLOADED_QUERIES * 2]
+            if line.startswith("> ") and len(line.split()) >= 5
+        ][:UNLOADED_QUERIES]
+        if not latencies:
+            return {"error": (proc.stderr or proc.stdout).strip()[-300:]}
+        return {
+            "answers": len(latencies),
+            "p50_ms": round(statistics.median(latencies), 3),
+            "p99_ms": round(percentile(latencies, 99), 3),
+        }
+
+    def measure(self, rounds: int) -> dict[str, Any]:
+        """Both servers, interleaved rounds; medians."""
+        runs: dict[str, list[dict[str, Any]]] = {"privatelink": [], "dnsmasq": []}
+        for r in range(rounds):
+            order = ["privatelink", "dnsmasq"] if r % 2 == 0 else ["dnsmasq", "privatelink"]
+            for name in order:
+                port = 53 if name == "privatelink" else DNSMASQ_PORT
+                run = self.dnsperf(port, "hit", self.seconds)
+                run["unloaded"] = self.unloaded(port)
+                runs[name].append(run)
+                log(
+                    f"  {self.records} records r{r} {name:11} {run.get('qps')} q/s  "
+                    f"p50 {run.get('p50_ms')} ms p99 {run.get('p99_ms')} ms  lost {run.get('lost')}"
+                    f"  unloaded p50 {run['unloaded'].get('p50_ms')} ms  "
+                    f"server {run.get('server_cores')} cores {run.get('error', '')}"
+                )
+        summary: dict[str, Any] = {}
+        for name, items in runs.items():
+
+            def med(key: str, items: list[dict[str, Any]] = items) -> float | None:
+                vals = [x[key] for x in items if x.get(key) is not None]
+                return statistics.median(vals) if vals else None
+
+            def med_u(key: str, items: list[dict[str, Any]] = items) -> float | None:
+                vals = [x["unloaded"][key] for x in items if x["unloaded"].get(key) is not None]
+                return statistics.median(vals) if vals else None
+
+            summary[name] = {
+                "qps": med("qps"),
+                "p50_ms": med("p50_ms"),
+                "p99_ms": med("p99_ms"),
+                "unloaded_p50_ms": med_u("p50_ms"),
+                "unloaded_p99_ms": med_u("p99_ms"),
+                "server_cores": med("server_cores"),
+                "lost": [x.get("lost") for x in items],
+                "spread_qps": [x.get("qps") for x in items],
+            }
+        return {"records": self.records, "runs": runs, "summary": summary}
+
+    def negative_answers(self) -> dict[str, Any]:
+        """NXDOMAIN (missing name in the zone) and REFUSED (outside) at full load, ours only."""
+        return {
+            kind: self.dnsperf(53, kind, max(2, self.seconds // 2))
+            for kind in ("nxdomain", "refused")
+        }
+
+    def record_change_to_answer(self) -> dict[str, Any]:
+        """PUT a new record, then how long until the VM gets it (the table rebuild)."""
+        name, addr = "fresh", "10.1.250.250"
+        started = time.monotonic()
+        body = {"properties": {"ttl": 10, "aRecords": [{"ipv4Address": addr}]}}
+        self.api.put(f"{self.zone}/A/{name}", body, DNS_API)
+        put_s = time.monotonic() - started
+        served_s = self.wait_served(f"{name}.{ZONE}", addr) + put_s
+        return {
+            "records": self.records,
+            "put_ms": round(put_s * 1000, 1),
+            "served_ms": round(served_s * 1000, 1),
+        }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=1000, help="records at the large size")
+    ap.add_argument("--seconds", type=int, default=5, help="seconds per dnsperf run")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size")
+    ap.add_argument("--write", action="store_true", help=f"write {JSON_OUT.relative_to(ROOT)}")
+    args = ap.parse_args(argv)
+    for tool in ("dnsperf", "dnsmasq", "ip"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: apt-get install -y dnsperf dnsmasq-base iproute2")
+    if not 1 <= args.records <= 9999:
+        sys.exit("--records must be 1 to 9999")
+    results: dict[str, Any] = {
+        "benchmark": "private DNS: privatelink's resolver vs dnsmasq, from a VM of the VNet",
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": "python bench/dns.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "source": source_version(),
+        "load": {"clients": CLIENTS, "outstanding": OUTSTANDING, "seconds": args.seconds},
+    }
+    prefix = "bd" + secrets.token_hex(2)
+    with tempfile.TemporaryDirectory(prefix="pl-dnsbench-") as tmp_name:
+        tmp = Path(tmp_name)
+        with serve(tmp, prefix) as server:
+            bench = Bench(Api(server.creds), prefix, tmp, args.seconds, server.proc.pid)
+            try:
+                bench.build()
+                bench.add_records(1)
+                results["first_answer_s"] = round(
+                    bench.wait_served(f"r0000.{ZONE}", record_ip(0)), 3
+                )
+                bench.start_dnsmasq()
+                log("measuring with 1 record")
+                small = bench.measure(args.rounds)
+                results["change_to_answer"] = [bench.record_change_to_answer()]
+                took = bench.add_records(args.records)
+                results["records_put_s"] = round(took, 1)
+                last = args.records - 1
+                bench.wait_served(f"r{last:04d}.{ZONE}", record_ip(last))
+                bench.start_dnsmasq()
+                log(f"measuring with {args.records} records")
+                large = bench.measure(args.rounds)
+                results["negative"] = bench.negative_answers()
+                results["change_to_answer"].append(bench.record_change_to_answer())
+            finally:
+                stop_process(bench.dnsmasq)
+    results["sizes"] = {"small": small, "large": large}
+    ours, ref = large["summary"]["privatelink"], large["summary"]["dnsmasq"]
+    results["ratios"] = {
+        "privatelink_vs_dnsmasq_qps": ratio(ours["qps"], ref["qps"]),
+        "privatelink_vs_dnsmasq_p50": ratio(ours["p50_ms"], ref["p50_ms"]),
+        "privatelink_vs_dnsmasq_unloaded_p50": ratio(
+            ours["unloaded_p50_ms"], ref["unloaded_p50_ms"]
+        ),
+        "privatelink_large_vs_small_qps": ratio(
+            ours["qps"], small["summary"]["privatelink"]["qps"]
+        ),
+    }
+    results["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    print(json.dumps({k: results[k] for k in ("ratios", "change_to_answer")}, indent=2))
+    for size in ("small", "large"):
+        s = results["sizes"][size]
+        for name, row in s["summary"].items():
+            print(
+                f"{s['records']:>5} records {name:11} {row['qps']} q/s  p50 {row['p50_ms']} ms  "
+                f"p99 {row['p99_ms']} ms  unloaded p50 {row['unloaded_p50_ms']} ms "
+                f"p99 {row['unloaded_p99_ms']} ms  {row['server_cores']} cores"
+            )
+    for kind, run in results["negative"].items():
+        print(f"{kind}: {run.get('qps')} q/s, rcodes {run.get('rcodes')}")
+    if args.write:
+        JSON_OUT.write_text(json.dumps(results, indent=2) + "\n")
+        log(f"wrote {JSON_OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
