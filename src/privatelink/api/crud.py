@@ -41,6 +41,58 @@ class ResourceKind:
 KINDS: dict[str, ResourceKind] = {}  # lower-case ARM type -> kind (for template deployments)
 
 
+def put_resource(
+    request: Request,
+    plane: ControlPlane,
+    who: Principal,
+    kind: ResourceKind,
+    desired: Resource,
+    location: str | None = None,
+    verb: str = "put",
+) -> Response:
+    """A long-running PUT (or PATCH): run the kind's workflow, answer 201/200 with the
+    resource and its operation. `location` names the operation's region (the resource's
+    own by default)."""
+    rid = desired.id
+    out = plane.change(
+        who,
+        rid,
+        verb,
+        kind.create_or_update,
+        desired,
+        precondition=arm.precondition_for(request, rid),
+    )
+    with plane.read() as view:
+        current = require(view, rid, kind.cls)
+        return arm.put_response(
+            request,
+            kind.render(view, current),
+            not out.existed and verb == "put",
+            out.operation,
+            location or current.location,
+        )
+
+
+def delete_resource(
+    request: Request,
+    plane: ControlPlane,
+    who: Principal,
+    rid: str,
+    workflow: Workflow,
+    location: str | None = None,
+) -> Response:
+    """A long-running DELETE: 202 with the operation, or 204 when there is nothing."""
+    with plane.read() as view:
+        current = view.get(rid)
+    if current is None:
+        arm.check_preconditions(request, None)
+        return arm.delete_response(request, None, "")
+    out = plane.change(
+        who, rid, "delete", workflow, rid, precondition=arm.precondition_for(request, rid)
+    )
+    return arm.delete_response(request, out.operation, location or current.location)
+
+
 def register(router: APIRouter, kind: ResourceKind) -> None:
     """Add the standard routes of `kind` to `router`."""
     KINDS[kind.arm_type.lower()] = kind
@@ -57,23 +109,7 @@ def register(router: APIRouter, kind: ResourceKind) -> None:
     ) -> Response:
         rid = str(arm.resource_id(subscription, group, kind.segment, name))
         desired = kind.to_domain(rid, name, arm.parse_body(kind.wire, body))
-        out = plane.change(
-            who,
-            rid,
-            "put",
-            kind.create_or_update,
-            desired,
-            precondition=arm.precondition_for(request, rid),
-        )
-        with plane.read() as view:
-            current = require(view, rid, kind.cls)
-            return arm.put_response(
-                request,
-                kind.render(view, current),
-                not out.existed,
-                out.operation,
-                current.location,
-            )
+        return put_resource(request, plane, who, kind, desired)
 
     def get(
         subscription: str, group: str, name: str, plane: ControlPlane = Depends(control_plane)
@@ -91,15 +127,7 @@ def register(router: APIRouter, kind: ResourceKind) -> None:
         who: Principal = Depends(caller),
     ) -> Response:
         rid = str(arm.resource_id(subscription, group, kind.segment, name))
-        with plane.read() as view:
-            current = view.get(rid)
-        if current is None:
-            arm.check_preconditions(request, None)
-            return arm.delete_response(request, None, "")
-        out = plane.change(
-            who, rid, "delete", kind.delete, rid, precondition=arm.precondition_for(request, rid)
-        )
-        return arm.delete_response(request, out.operation, current.location)
+        return delete_resource(request, plane, who, rid, kind.delete)
 
     def listing(
         request: Request, plane: ControlPlane, subscription: str, group: str | None, size: int

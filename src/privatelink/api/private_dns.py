@@ -275,6 +275,49 @@ def _record_domain(rid: str, name: str, wire: RecordSetWire) -> core.ARecordSet:
     )
 
 
+def _render_record_set(view: StateView, record: core.ARecordSet) -> dict[str, Any]:
+    zone = core.zone_of(view, record.id)
+    served = core.record_view(view, zone, record.name)
+    return render_record(zone, served or core.RecordView(record.name, record.ttl, (), record))
+
+
+# The kinds (routes below and template deployments use the same workflows).
+ZONE_KIND, LINK_KIND, RECORD_KIND = (
+    crud.ResourceKind(
+        segment="privateDnsZones",
+        arm_type=core.ZONE_TYPE,
+        cls=core.PrivateDnsZone,
+        wire=ZoneWire,
+        to_domain=_zone_domain,
+        render=render_zone,
+        create_or_update=core.create_or_update_zone,
+        delete=core.delete_zone,
+    ),
+    crud.ResourceKind(
+        segment="virtualNetworkLinks",
+        arm_type=core.LINK_TYPE,
+        cls=core.VirtualNetworkLink,
+        wire=LinkWire,
+        to_domain=_link_domain,
+        render=render_link,
+        create_or_update=core.create_or_update_link,
+        delete=core.delete_link,
+    ),
+    crud.ResourceKind(
+        segment="A",
+        arm_type=core.A_TYPE,
+        cls=core.ARecordSet,
+        wire=RecordSetWire,
+        to_domain=_record_domain,
+        render=_render_record_set,
+        create_or_update=core.create_or_update_record_set,
+        delete=core.delete_record_set,
+    ),
+)
+for _kind in (ZONE_KIND, LINK_KIND, RECORD_KIND):
+    crud.KINDS[_kind.arm_type.lower()] = _kind
+
+
 # --- routes -------------------------------------------------------------------------------
 
 router = APIRouter()
@@ -293,19 +336,7 @@ def put_zone(
     """PUT a private DNS zone (long-running)."""
     rid = _zone_id(subscription, group, zone)
     desired = _zone_domain(rid, zone, arm.parse_body(ZoneWire, body))
-    out = plane.change(
-        who,
-        rid,
-        "put",
-        core.create_or_update_zone,
-        desired,
-        precondition=arm.precondition_for(request, rid),
-    )
-    with plane.read() as view:
-        current = require(view, rid, core.PrivateDnsZone)
-        return arm.put_response(
-            request, render_zone(view, current), not out.existed, out.operation, core.GLOBAL
-        )
+    return crud.put_resource(request, plane, who, ZONE_KIND, desired, core.GLOBAL)
 
 
 @router.patch(ZONE, name="privateDnsZones_update")
@@ -325,19 +356,7 @@ def patch_zone(
         current = require(view, rid, core.PrivateDnsZone)
     tags = current.tags if wire.tags is None else wire.tags
     desired = core.PrivateDnsZone(id=rid, name=zone, location=current.location, tags=tags)
-    out = plane.change(
-        who,
-        rid,
-        "patch",
-        core.create_or_update_zone,
-        desired,
-        precondition=arm.precondition_for(request, rid),
-    )
-    with plane.read() as view:
-        updated = require(view, rid, core.PrivateDnsZone)
-        return arm.put_response(
-            request, render_zone(view, updated), False, out.operation, core.GLOBAL
-        )
+    return crud.put_resource(request, plane, who, ZONE_KIND, desired, core.GLOBAL, "patch")
 
 
 @router.get(ZONE, name="privateDnsZones_get")
@@ -361,15 +380,7 @@ def delete_zone(
 ) -> Response:
     """DELETE a zone (refused while virtual networks are linked)."""
     rid = _zone_id(subscription, group, zone)
-    with plane.read() as view:
-        current = view.get(rid)
-    if current is None:
-        arm.check_preconditions(request, None)
-        return arm.delete_response(request, None, "")
-    out = plane.change(
-        who, rid, "delete", core.delete_zone, rid, precondition=arm.precondition_for(request, rid)
-    )
-    return arm.delete_response(request, out.operation, core.GLOBAL)
+    return crud.delete_resource(request, plane, who, rid, core.delete_zone, core.GLOBAL)
 
 
 def _list_zones(
@@ -418,30 +429,6 @@ def list_zones(
 LINKS = ZONE + "/virtualNetworkLinks"
 
 
-def _change_link(
-    request: Request,
-    plane: ControlPlane,
-    who: Principal,
-    rid: str,
-    desired: core.VirtualNetworkLink,
-    kind: str,
-) -> Response:
-    out = plane.change(
-        who,
-        rid,
-        kind,
-        core.create_or_update_link,
-        desired,
-        precondition=arm.precondition_for(request, rid),
-    )
-    with plane.read() as view:
-        current = require(view, rid, core.VirtualNetworkLink)
-        created = not out.existed
-        return arm.put_response(
-            request, render_link(view, current), created, out.operation, core.GLOBAL
-        )
-
-
 @router.put(LINKS + "/{name}", name="virtualNetworkLinks_create_or_update")
 def put_link(
     request: Request,
@@ -456,7 +443,7 @@ def put_link(
     """PUT a virtual network link (long-running)."""
     rid = _link_id(subscription, group, zone, name)
     desired = _link_domain(rid, name, arm.parse_body(LinkWire, body))
-    return _change_link(request, plane, who, rid, desired, "put")
+    return crud.put_resource(request, plane, who, LINK_KIND, desired, core.GLOBAL)
 
 
 @router.patch(LINKS + "/{name}", name="virtualNetworkLinks_update")
@@ -493,7 +480,7 @@ def patch_link(
         ),
         resolution_policy=props.resolution_policy or current.resolution_policy,
     )
-    return _change_link(request, plane, who, rid, desired, "patch")
+    return crud.put_resource(request, plane, who, LINK_KIND, desired, core.GLOBAL, "patch")
 
 
 @router.get(LINKS + "/{name}", name="virtualNetworkLinks_get")
@@ -523,15 +510,7 @@ def delete_link(
 ) -> Response:
     """DELETE a link (long-running)."""
     rid = _link_id(subscription, group, zone, name)
-    with plane.read() as view:
-        current = view.get(rid)
-    if current is None:
-        arm.check_preconditions(request, None)
-        return arm.delete_response(request, None, "")
-    out = plane.change(
-        who, rid, "delete", core.delete_link, rid, precondition=arm.precondition_for(request, rid)
-    )
-    return arm.delete_response(request, out.operation, core.GLOBAL)
+    return crud.delete_resource(request, plane, who, rid, core.delete_link, core.GLOBAL)
 
 
 @router.get(LINKS, name="virtualNetworkLinks_list")
@@ -731,45 +710,3 @@ def list_record_sets(
             size,
             lambda r: render_soa(found) if r is None else render_record(found, r),
         )
-
-
-def _render_record_set(view: StateView, record: core.ARecordSet) -> dict[str, Any]:
-    zone = core.zone_of(view, record.id)
-    served = core.record_view(view, zone, record.name)
-    return render_record(zone, served or core.RecordView(record.name, record.ttl, (), record))
-
-
-# Template deployments create these types through the same workflows.
-for _kind in (
-    crud.ResourceKind(
-        segment="privateDnsZones",
-        arm_type=core.ZONE_TYPE,
-        cls=core.PrivateDnsZone,
-        wire=ZoneWire,
-        to_domain=_zone_domain,
-        render=render_zone,
-        create_or_update=core.create_or_update_zone,
-        delete=core.delete_zone,
-    ),
-    crud.ResourceKind(
-        segment="virtualNetworkLinks",
-        arm_type=core.LINK_TYPE,
-        cls=core.VirtualNetworkLink,
-        wire=LinkWire,
-        to_domain=_link_domain,
-        render=render_link,
-        create_or_update=core.create_or_update_link,
-        delete=core.delete_link,
-    ),
-    crud.ResourceKind(
-        segment="A",
-        arm_type=core.A_TYPE,
-        cls=core.ARecordSet,
-        wire=RecordSetWire,
-        to_domain=_record_domain,
-        render=_render_record_set,
-        create_or_update=core.create_or_update_record_set,
-        delete=core.delete_record_set,
-    ),
-):
-    crud.KINDS[_kind.arm_type.lower()] = _kind

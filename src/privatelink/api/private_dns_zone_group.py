@@ -120,6 +120,20 @@ def _ids(subscription: str, group: str, endpoint: str, name: str | None) -> tupl
     return str(pe), str(rid)
 
 
+# Routes and template deployments create zone groups through the same workflow.
+GROUP_KIND = crud.ResourceKind(
+    segment="privateDnsZoneGroups",
+    arm_type=core.GROUP_TYPE,
+    cls=core.PrivateDnsZoneGroup,
+    wire=ZoneGroupWire,
+    to_domain=to_domain,
+    render=render,
+    create_or_update=core.create_or_update_group,
+    delete=core.delete_group,
+)
+crud.KINDS[core.GROUP_TYPE.lower()] = GROUP_KIND
+
+
 router = APIRouter()
 
 
@@ -139,19 +153,7 @@ def put_group(
     desired = to_domain(rid, name, arm.parse_body(ZoneGroupWire, body))
     with plane.read() as view:
         pe = require(view, pe_id, PrivateEndpoint)
-    out = plane.change(
-        who,
-        rid,
-        "put",
-        core.create_or_update_group,
-        desired,
-        precondition=arm.precondition_for(request, rid),
-    )
-    with plane.read() as view:
-        current = require(view, rid, core.PrivateDnsZoneGroup)
-        return arm.put_response(
-            request, render(view, current), not out.existed, out.operation, pe.location
-        )
+    return crud.put_resource(request, plane, who, GROUP_KIND, desired, pe.location)
 
 
 @router.get(GROUPS + "/{name}", name="privateDnsZoneGroups_get")
@@ -183,14 +185,8 @@ def delete_group(
     pe_id, rid = _ids(subscription, group, endpoint, name)
     with plane.read() as view:
         pe = get_typed(view, pe_id, PrivateEndpoint)
-        current = view.get(rid)
-    if current is None or pe is None:
-        arm.check_preconditions(request, None)
-        return arm.delete_response(request, None, "")
-    out = plane.change(
-        who, rid, "delete", core.delete_group, rid, precondition=arm.precondition_for(request, rid)
-    )
-    return arm.delete_response(request, out.operation, pe.location)
+    location = pe.location if pe else None
+    return crud.delete_resource(request, plane, who, rid, core.delete_group, location)
 
 
 @router.get(GROUPS, name="privateDnsZoneGroups_list")
@@ -212,16 +208,3 @@ def list_groups(
             if isinstance(g, core.PrivateDnsZoneGroup)
         ]
         return arm.page_slice(request, items, size, lambda g: render(view, g))
-
-
-# Template deployments create zone groups through the same workflow.
-crud.KINDS[core.GROUP_TYPE.lower()] = crud.ResourceKind(
-    segment="privateDnsZoneGroups",
-    arm_type=core.GROUP_TYPE,
-    cls=core.PrivateDnsZoneGroup,
-    wire=ZoneGroupWire,
-    to_domain=to_domain,
-    render=render,
-    create_or_update=core.create_or_update_group,
-    delete=core.delete_group,
-)
