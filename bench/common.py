@@ -179,6 +179,8 @@ def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict
                 creds = json.loads(creds_file.read_text())
                 probe = f"{creds['url']}/{creds['tenant_id']}/v2.0/.well-known/openid-configuration"
                 if httpx.get(probe, verify=creds["ca_file"], timeout=2).status_code == 200:
+                    if not creds["url"].endswith(f":{port}"):
+                        raise RuntimeError(f"credentials.json names {creds['url']}, not {port}")
                     return creds
             except (httpx.HTTPError, ValueError, KeyError):
                 pass

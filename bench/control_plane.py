@@ -64,15 +64,22 @@ from azure.mgmt.network.models import (
     PrivateEndpointConnection,
     PrivateLinkServiceConnectionState,
 )
-from common import LOCATION, RG, free_port, network_base, process_cpu, vnet_body
+from common import (
+    LOCATION,
+    RG,
+    ROOT,
+    free_port,
+    network_base,
+    process_cpu,
+    vnet_body,
+    wait_ready,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 JSON_OUT = ROOT / "docs" / "benchmarks-control-plane.json"
 SCOPE = "https://management.azure.com/.default"
 API_VERSION = "2026-03-01"
 GET_ROUNDS = 5  # SDK and httpx GETs alternate in this many blocks
 FRONTENDS_PER_LB = 8  # Azure's default limit of private link services per load balancer
-READY_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -299,27 +306,6 @@ def serve(
             sweep = [sys.executable, "-m", "privatelink.cli.main", "cleanup"]
             subprocess.run([*sweep, "--data-dir", str(data_dir)], check=False, timeout=300)
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict[str, str]:
-    """Wait for credentials.json and a 200 from the OpenID configuration endpoint."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    creds_file = data_dir / "credentials.json"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with code {proc.returncode}")
-        if creds_file.exists():
-            try:
-                creds = json.loads(creds_file.read_text())
-                probe = f"{creds['url']}/{creds['tenant_id']}/v2.0/.well-known/openid-configuration"
-                if httpx.get(probe, verify=creds["ca_file"], timeout=2).status_code == 200:
-                    if not creds["url"].endswith(f":{port}"):
-                        raise RuntimeError(f"credentials.json names {creds['url']}, not {port}")
-                    return creds
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-        time.sleep(0.1)
-    raise TimeoutError(f"server not ready within {READY_TIMEOUT:.0f} s")
 
 
 # --- resource bodies ------------------------------------------------------------------------

@@ -181,6 +181,14 @@ def relative_name(fqdn: str, zone: str) -> str | None:
 # --- zones --------------------------------------------------------------------------------
 
 
+def _delete_if(view: StateView, resource_id: str, cls: type[Resource]) -> Changes:
+    """Delete a resource of `cls` if it exists (DELETE is idempotent)."""
+    changes = Changes()
+    if get_typed(view, resource_id, cls) is not None:
+        changes.delete(resource_id)
+    return changes
+
+
 def _check_global(location: str) -> str:
     if not location or not location.strip():
         raise errors.LocationRequired()
@@ -285,10 +293,7 @@ def create_or_update_link(view: StateView, ctx: Context, desired: VirtualNetwork
 
 def delete_link(view: StateView, ctx: Context, link_id: str) -> Changes:
     """DELETE a link."""
-    changes = Changes()
-    if get_typed(view, link_id, VirtualNetworkLink) is not None:
-        changes.delete(link_id)
-    return changes
+    return _delete_if(view, link_id, VirtualNetworkLink)
 
 
 # --- record sets ----------------------------------------------------------------------------
@@ -321,10 +326,7 @@ def create_or_update_record_set(view: StateView, ctx: Context, desired: ARecordS
 
 def delete_record_set(view: StateView, ctx: Context, record_id: str) -> Changes:
     """DELETE an A record set (zone-group records stay while their endpoint is approved)."""
-    changes = Changes()
-    if get_typed(view, record_id, ARecordSet) is not None:
-        changes.delete(record_id)
-    return changes
+    return _delete_if(view, record_id, ARecordSet)
 
 
 # --- zone groups ----------------------------------------------------------------------------
@@ -385,10 +387,7 @@ def create_or_update_group(view: StateView, ctx: Context, desired: PrivateDnsZon
 
 def delete_group(view: StateView, ctx: Context, group_id: str) -> Changes:
     """DELETE a zone group: its records leave the zones with it."""
-    changes = Changes()
-    if get_typed(view, group_id, PrivateDnsZoneGroup) is not None:
-        changes.delete(group_id)
-    return changes
+    return _delete_if(view, group_id, PrivateDnsZoneGroup)
 
 
 def groups_of_endpoint(view: StateView, endpoint_id: str) -> list[str]:
