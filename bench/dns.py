@@ -200,9 +200,12 @@ class Bench:
         path = self.tmp / f"queries-{kind}-{self.records}.txt"
         if kind == "hit":
             lines = [f"r{i:04d}.{ZONE} A" for i in range(self.records)]
+        elif kind == "nxdomain-unique":
+            # Every name asked once: no reply cache helps, this is the resolver's own work.
+            lines = [f"gone{i}.{ZONE} A" for i in range(MIXED_QUERIES)]
         elif kind == "hit-mixed-case":
-            # The same names in random letter case: every query's bytes differ, so no
-            # answer cache helps (DNS names compare case-insensitively).
+            # The same names in random letter case (as resolvers doing 0x20 send them): the
+            # bytes differ, names compare case-insensitively.
             rng = random.Random(7)
             lines = [
                 "".join(
@@ -312,10 +315,11 @@ class Bench:
         return {"records": self.records, "runs": runs, "summary": summary}
 
     def other_answers(self) -> dict[str, Any]:
-        """At full load, both servers: names in random case (no answer cache helps),
-        NXDOMAIN (missing names in the zone) and REFUSED (outside any linked zone)."""
+        """At full load, both servers: names in random case, names asked once each
+        (NXDOMAIN, no reply cache helps), NXDOMAIN for 1000 missing names, and REFUSED
+        (outside any linked zone)."""
         out: dict[str, Any] = {}
-        for kind in ("hit-mixed-case", "nxdomain", "refused"):
+        for kind in ("hit-mixed-case", "nxdomain-unique", "nxdomain", "refused"):
             for name, port in (("privatelink", 53), ("dnsmasq", DNSMASQ_PORT)):
                 run = self.dnsperf(port, kind, max(2, self.seconds // 2))
                 out[f"{kind} {name}"] = run

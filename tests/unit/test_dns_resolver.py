@@ -291,6 +291,18 @@ def test_equal_queries_get_equal_replies_except_the_id() -> None:
     ]
 
 
+def test_a_cached_reply_carries_each_askers_spelling_of_the_name() -> None:
+    table = ResolverTable.compile({V1: (CONTOSO,)})  # its own, empty reply cache
+    spellings = ["svc.contoso.example", "SVC.contoso.EXAMPLE", "sVc.CoNtOsO.eXaMpLe"]
+    replies = [ask(name, table=table) for name in spellings]  # `ask` checks the echo
+    assert [addresses(r) for r in replies] == [["10.1.0.5"]] * 3
+    assert len(table._replies) == 1  # one cached reply served all three spellings
+    # A name that folds alike but differs is not served from that entry.
+    assert ask("svc.contoso.examplf", table=table).rcode() == dns.rcode.REFUSED
+    nx = [ask(n, table=table) for n in ("nope.contoso.example", "NOPE.contoso.example")]
+    assert [r.rcode() for r in nx] == [dns.rcode.NXDOMAIN] * 2
+
+
 def test_a_table_of_1000_records_answers_each_of_them() -> None:
     zone = ZoneAnswers(
         "big.example",

@@ -240,9 +240,21 @@ class ResolverTable:
         opcode = (query_wire[2] >> 3) & 0xF
         if opcode != dns.opcode.QUERY:
             return _header_reply(query_wire, dns.rcode.NOTIMP)
-        cache_key = (vnet_key, over_tcp, query_wire[2:])
+        # Names compare case-insensitively and clients vary the case (0x20 mixing): the
+        # cache is keyed by the query with its name folded, and a cached reply gets the
+        # asker's id and spelling of the name back (the question comes first, uncompressed).
+        end = _qname_end(query_wire)
+        folded = query_wire[2:HEADER_LEN] + query_wire[HEADER_LEN:end].lower() + query_wire[end:]
+        cache_key = (vnet_key, over_tcp, folded)
         cached = self._replies.get(cache_key)
         if cached is not None:
+            if end > HEADER_LEN and cached[HEADER_LEN:end].lower() == folded[10 : end - 2]:
+                return (
+                    query_wire[:2]
+                    + cached[2:HEADER_LEN]
+                    + query_wire[HEADER_LEN:end]
+                    + cached[end:]
+                )
             return query_wire[:2] + cached[2:]
         reply = self._answer(vnet_key, query_wire, over_tcp)
         if len(query_wire) <= MAX_CACHED_QUERY:
@@ -270,6 +282,22 @@ class ResolverTable:
             return response.to_wire(max_size=limit, prefer_truncation=True)
         except Exception:  # e.g. a name that no longer fits: a reply is still owed
             return _header_reply(query_wire, dns.rcode.SERVFAIL)
+
+
+def _qname_end(wire: bytes) -> int:
+    """Where the first question's name ends (after its root label); HEADER_LEN when the
+    name is not plain labels (then nothing is folded)."""
+    at = HEADER_LEN
+    for _ in range(128):  # a name has at most 127 labels
+        if at >= len(wire):
+            return HEADER_LEN
+        length = wire[at]
+        if length == 0:
+            return at + 1
+        if length > 63:  # a compression pointer or a reserved label type
+            return HEADER_LEN
+        at += 1 + length
+    return HEADER_LEN
 
 
 EMPTY = ResolverTable({})
