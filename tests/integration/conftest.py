@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -36,6 +36,7 @@ from azure.mgmt.privatedns import PrivateDnsManagementClient
 from serverproc import serve_process
 
 API_VERSION = "2026-03-01"
+C = TypeVar("C", NetworkManagementClient, PrivateDnsManagementClient)
 ARM_SCOPE = "https://management.azure.com/.default"
 LOCATION = "eastus"
 
@@ -94,20 +95,14 @@ class RunningServer:
 
     def client(self, subscription: str) -> NetworkManagementClient:
         """An unmodified azure-mgmt-network client for one subscription."""
-        client = NetworkManagementClient(
-            self.credential,
-            subscription,
-            base_url=self.url,
-            connection_verify=self.ca_file,
-            polling_interval=0,
-            retry_total=0,
-        )
-        self._clients.append(client)
-        return client
+        return self._sdk(NetworkManagementClient, subscription)
 
     def dns_client(self, subscription: str) -> PrivateDnsManagementClient:
         """An unmodified azure-mgmt-privatedns client for one subscription."""
-        client = PrivateDnsManagementClient(
+        return self._sdk(PrivateDnsManagementClient, subscription)
+
+    def _sdk(self, cls: type[C], subscription: str) -> C:
+        client = cls(
             self.credential,
             subscription,
             base_url=self.url,
