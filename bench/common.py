@@ -17,12 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from azure.identity import ClientSecretCredential
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0
 
 LOCATION = "eastus"
 RG = "bench"
+
+
+def credential(creds: dict[str, str]) -> ClientSecretCredential:
+    """The server's client (credentials.json) as an azure-identity credential."""
+    return ClientSecretCredential(
+        creds["tenant_id"],
+        creds["client_id"],
+        creds["client_secret"],
+        authority=creds["url"],
+        disable_instance_discovery=True,
+        connection_verify=creds["ca_file"],
+    )
 
 
 def free_port() -> int:

@@ -58,7 +58,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import (
     PrivateEndpointConnection,
@@ -68,6 +67,7 @@ from common import (
     LOCATION,
     RG,
     ROOT,
+    credential,
     free_port,
     network_base,
     process_cpu,
@@ -407,14 +407,7 @@ class Bench:
         c = server.creds
         self.url = c["url"]
         self.ca = c["ca_file"]
-        self.credential = ClientSecretCredential(
-            c["tenant_id"],
-            c["client_id"],
-            c["client_secret"],
-            authority=c["url"],
-            disable_instance_discovery=True,
-            connection_verify=c["ca_file"],
-        )
+        self.credential = credential(c)
         self.provider_sub = str(uuid.uuid4())
         self.consumer_sub = str(uuid.uuid4())
         self.prov = self._client(self.provider_sub)

@@ -81,7 +81,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.network.models import (
     PrivateEndpointConnection,
@@ -92,6 +91,7 @@ from common import (
     RG,
     ROOT,
     RunningServer,
+    credential,
     ip,
     log,
     machine,
@@ -459,14 +459,7 @@ class Bench:
 
     def __post_init__(self) -> None:
         c = self.server.creds
-        self.cred = ClientSecretCredential(
-            c["tenant_id"],
-            c["client_id"],
-            c["client_secret"],
-            authority=c["url"],
-            disable_instance_discovery=True,
-            connection_verify=c["ca_file"],
-        )
+        self.cred = credential(c)
         self.prov_sub, self.cons_sub, self.appr_sub = (str(uuid.uuid4()) for _ in range(3))
         self.prov = self._client(self.prov_sub)
         self.cons = self._client(self.cons_sub)

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from azure.identity import ClientSecretCredential
 from common import (
     LOCATION,
     ROOT,
+    credential,
     log,
     machine,
     netns_run,
@@ -79,15 +79,7 @@ class Api:
     """Raw ARM calls with the server's client credentials (bounded retries: none)."""
 
     def __init__(self, creds: dict[str, str]) -> None:
-        credential = ClientSecretCredential(
-            creds["tenant_id"],
-            creds["client_id"],
-            creds["client_secret"],
-            authority=creds["url"],
-            disable_instance_discovery=True,
-            connection_verify=creds["ca_file"],
-        )
-        token = credential.get_token(SCOPE).token
+        token = credential(creds).get_token(SCOPE).token
         self.http = httpx.Client(
             base_url=creds["url"],
             verify=creds["ca_file"],

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serverproc import serve_process
+from serverproc import serve_process, tail_of
 
 AZ_TIMEOUT_S = 180.0
 LOCAL = "127.0.0.1,localhost"
@@ -64,11 +64,7 @@ class AzServer:
         return str(self.credentials["subscription_id"])
 
     def stderr(self, tail: int = 60) -> str:
-        try:
-            lines = self.stderr_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-tail:])
+        return tail_of(self.stderr_path, tail)
 
 
 @contextlib.contextmanager

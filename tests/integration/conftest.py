@@ -33,7 +33,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.privatedns import PrivateDnsManagementClient
-from serverproc import serve_process
+from serverproc import serve_process, tail_of
 
 API_VERSION = "2026-03-01"
 C = TypeVar("C", NetworkManagementClient, PrivateDnsManagementClient)
@@ -142,11 +142,7 @@ class RunningServer:
     # --- diagnostics ------------------------------------------------------------------
 
     def stderr(self, tail: int = 80) -> str:
-        try:
-            lines = self.stderr_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-tail:])
+        return tail_of(self.stderr_path, tail)
 
     def close(self) -> None:
         while self._clients:

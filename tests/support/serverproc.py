@@ -58,6 +58,15 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=STOP_TIMEOUT_S)
 
 
+def tail_of(path: Path, lines: int) -> str:
+    """The last `lines` lines of a log file ("" when it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
 @dataclass
 class ServerProcess:
     """A started server: its process, credentials.json and log files."""
@@ -78,11 +87,7 @@ class ServerProcess:
 
     def stderr(self, tail: int = 80) -> str:
         """The end of the server's stderr."""
-        try:
-            lines = self.stderr_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-tail:])
+        return tail_of(self.stderr_path, tail)
 
 
 @contextlib.contextmanager

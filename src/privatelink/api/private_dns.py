@@ -7,6 +7,7 @@ are synchronous (200/201, 200/204 on delete). Record sets are listed per type
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -169,8 +170,6 @@ def render_link(view: StateView, link: core.VirtualNetworkLink) -> dict[str, Any
 
 
 def _derived_etag(record: core.RecordView) -> str:
-    import hashlib
-
     text = f"{record.name}|{record.ttl}|{','.join(record.ipv4_addresses)}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -383,15 +382,21 @@ def delete_zone(
     return crud.delete_resource(request, plane, who, rid, core.delete_zone, core.GLOBAL)
 
 
+def _page_size(request: Request, size: int) -> int:
+    """The server's page size, or the caller's `$top` (1-1000) when smaller."""
+    top = request.query_params.get("$top")
+    if top is None:
+        return size
+    if not top.isdigit() or not 1 <= int(top) <= 1000:
+        raise errors.InvalidRequestContent(f"$top '{top[:20]}' must be 1 to 1000.")
+    return min(size, int(top))
+
+
 def _list_zones(
     request: Request, plane: ControlPlane, subscription: str, group: str | None, size: int
 ) -> Response:
     arm.check_subscription(subscription)
-    top = request.query_params.get("$top")
-    if top is not None:
-        if not top.isdigit() or not 1 <= int(top) <= 1000:
-            raise errors.InvalidRequestContent(f"$top '{top[:20]}' must be 1 to 1000.")
-        size = min(size, int(top))
+    size = _page_size(request, size)
     result = plane.repo.list(core.ZONE_TYPE, subscription, group, arm.skip_token(request), size)
     with plane.read() as view:
         items = [render_zone(view, z) for z in result.items if isinstance(z, core.PrivateDnsZone)]
@@ -685,11 +690,7 @@ def list_record_sets(
     if kind not in ("ALL", "RECORDSETS", "SOA"):
         kind = core.check_record_type(record_type)
     suffix = (request.query_params.get("$recordsetnamesuffix") or "").strip(".").lower()
-    top = request.query_params.get("$top")
-    if top is not None:
-        if not top.isdigit() or not 1 <= int(top) <= 1000:
-            raise errors.InvalidRequestContent(f"$top '{top[:20]}' must be 1 to 1000.")
-        size = min(size, int(top))
+    size = _page_size(request, size)
     with plane.read() as view:
         found = require(view, zone_id, core.PrivateDnsZone)
         items: list[Any] = []

@@ -17,7 +17,7 @@ from privatelink.core.principal import Principal
 from privatelink.core.resource import StateView, require
 from privatelink.service import ControlPlane
 
-TYPE = "Microsoft.Network/virtualNetworks"
+TYPE = core.TYPE
 SUBNET_TYPE = "Microsoft.Network/virtualNetworks/subnets"
 BASE = "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Network"
 PATH = BASE + "/virtualNetworks"

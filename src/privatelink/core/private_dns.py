@@ -39,7 +39,6 @@ SOA_TTL = 3600
 
 _LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 SUPPORTED_RECORD_TYPES = ("A",)
-KNOWN_RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "PTR", "SOA", "SRV", "TXT")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,6 +180,13 @@ def relative_name(fqdn: str, zone: str) -> str | None:
 # --- zones --------------------------------------------------------------------------------
 
 
+def _put(resource: Resource) -> Changes:
+    """A change set writing one resource."""
+    changes = Changes()
+    changes.put(resource)
+    return changes
+
+
 def _delete_if(view: StateView, resource_id: str, cls: type[Resource]) -> Changes:
     """Delete a resource of `cls` if it exists (DELETE is idempotent)."""
     changes = Changes()
@@ -209,9 +215,7 @@ def create_or_update_zone(view: StateView, ctx: Context, desired: PrivateDnsZone
         zone = replace(
             desired, location=location, internal_id=ctx.new_guid(), provisioning_state="Succeeded"
         )
-    changes = Changes()
-    changes.put(zone)
-    return changes
+    return _put(zone)
 
 
 def delete_zone(view: StateView, ctx: Context, zone_id: str) -> Changes:
@@ -286,9 +290,7 @@ def create_or_update_link(view: StateView, ctx: Context, desired: VirtualNetwork
         etag=existing.etag if existing else "",
         provisioning_state="Succeeded",
     )
-    changes = Changes()
-    changes.put(link)
-    return changes
+    return _put(link)
 
 
 def delete_link(view: StateView, ctx: Context, link_id: str) -> Changes:
@@ -319,9 +321,7 @@ def create_or_update_record_set(view: StateView, ctx: Context, desired: ARecordS
         ipv4_addresses=tuple(dict.fromkeys(addresses)),
         provisioning_state="Succeeded",
     )
-    changes = Changes()
-    changes.put(record)
-    return changes
+    return _put(record)
 
 
 def delete_record_set(view: StateView, ctx: Context, record_id: str) -> Changes:
@@ -380,19 +380,12 @@ def create_or_update_group(view: StateView, ctx: Context, desired: PrivateDnsZon
         etag=existing.etag if existing else "",
         provisioning_state="Succeeded",
     )
-    changes = Changes()
-    changes.put(group)
-    return changes
+    return _put(group)
 
 
 def delete_group(view: StateView, ctx: Context, group_id: str) -> Changes:
     """DELETE a zone group: its records leave the zones with it."""
     return _delete_if(view, group_id, PrivateDnsZoneGroup)
-
-
-def groups_of_endpoint(view: StateView, endpoint_id: str) -> list[str]:
-    """Ids of an endpoint's zone groups (deleted with the endpoint)."""
-    return [g.id for g in view.referrers(key(endpoint_id), "dnsgroup-pe")]
 
 
 # --- what a zone holds and a VNet resolves ---------------------------------------------------

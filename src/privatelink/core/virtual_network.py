@@ -24,6 +24,9 @@ DISABLED = "Disabled"
 POLICY_VALUES = (ENABLED, DISABLED, "NetworkSecurityGroupEnabled", "RouteTableEnabled")
 
 
+TYPE = "Microsoft.Network/virtualNetworks"
+
+
 @dataclass(frozen=True)
 class Subnet:
     """A subnet: one IPv4 prefix and the two private-link network policies."""

@@ -29,13 +29,13 @@ from typing import Any, cast
 
 from privatelink.core.ids import key
 from privatelink.core.private_dns import LINK_TYPE, VirtualNetworkLink, answers_by_vnet
+from privatelink.core.virtual_network import TYPE as VNET_TYPE
 from privatelink.dataplane import names, privileged
 from privatelink.dns.resolver import EMPTY, ResolverTable
 from privatelink.store.sql import SqlRepository
 
 log = logging.getLogger("privatelink.dns")
 
-VNET_TYPE = "Microsoft.Network/virtualNetworks"
 DNS_PORT = 53
 RECHECK_SECONDS = 2.0  # bindings are compared with /run/netns at least this often
 TCP_IDLE_SECONDS = 10.0  # a TCP client silent this long is disconnected
