@@ -15,10 +15,11 @@ NIC namespace to the same backend NIC namespace:
                    nft) -veth-> backend ns. 3 veth hops, no NAT.
     lb-vnet        client NIC in the provider VNet -> load balancer frontend IP:port:
                    direct-vnet plus the provider hub's frontend DNAT (jhash). 2 hops.
-    privatelink    consumer client -> private endpoint IP:port: consumer hub DNAT to the
-                   link + masquerade -> link veth -> provider hub: link chain, service
-                   chain, rule chain DNAT (jhash) to the backend, SNAT to a NAT IP of
-                   the service -> backend ns. 3 veth hops, 2 NATs in each direction.
+    privatelink    consumer client -> private endpoint IP:port: consumer hub marks the
+                   flow, routes the PE IP into its link and SNATs to the link address ->
+                   link veth -> provider hub: link chain, service chain, rule chain DNAT
+                   (jhash) to the backend, SNAT to a NAT IP of the service -> backend ns.
+                   3 veth hops, 3 address translations each way (1 + 2 per hub).
     haproxy        client NIC in the provider VNet -> HAProxy (TCP mode, splice) in
                    another provider-VNet NIC namespace -> backend: client ns -> hub ->
                    haproxy ns (user space, two sockets) -> hub -> backend ns. 4 veth
@@ -28,7 +29,8 @@ Load: iperf3 (single stream and -P 4) for throughput, wrk with `Connection: clos
 TCP connection per request) against a tiny HTTP server (a single-threaded HAProxy that
 answers requests itself) for connections per second. Backends run in backend NIC
 namespaces; load generators in client NIC namespaces with net.ipv4.tcp_tw_reuse=1 and
-ip_local_port_range 1024-65535.
+ip_local_port_range 1024-65535. With 2 or more CPUs, wrk runs on CPU 0 and the backends'
+HTTP servers on CPU 1 (taskset; see PIN_CPUS), for every path alike.
 
 With 1 link it also runs short connections again 40 s after a burst, on the same-hops
 direct path and on the private link path (SNAT port reuse against the backend's
@@ -130,7 +132,12 @@ CLIENT_SYSCTLS = {
 }
 PATHS = ("direct-vnet", "direct-peered", "lb-vnet", "privatelink", "haproxy")
 BASELINE = "direct-peered"  # same hops as the private link path, no NAT
-TOOLS = ("ip", "nft", "conntrack", "iperf3", "wrk", "haproxy")
+TOOLS = ("ip", "nft", "conntrack", "iperf3", "wrk", "haproxy", "taskset")
+# Short connections are bound by one core: wrk is single-threaded and veth runs the
+# request path's kernel work on the sender's CPU. Left to the scheduler, wrk and the
+# backend's HTTP server sometimes share a core (idle time, and a spread of about +-8 %
+# between runs); pinned, the spread is about +-2 %. The same for every path.
+PIN_CPUS = (0, 1) if (os.cpu_count() or 1) >= 2 else None  # (wrk, backend HTTP server)
 AFB_SAMPLES = 3  # approvals timed to first byte, at the start and again at the end
 
 # The backends' HTTP server: a single-threaded HAProxy that answers every request itself
@@ -217,6 +224,7 @@ class Sizes:
     afb_budget: float
     full_sync_budget: float
     idle_budget: float
+    pairs: int  # back-to-back (direct-peered, privatelink) short-connection runs per phase
 
 
 FULL = Sizes(
@@ -230,6 +238,7 @@ FULL = Sizes(
     afb_budget=60.0,
     full_sync_budget=2400.0,
     idle_budget=2400.0,
+    pairs=12,
 )
 QUICK = Sizes(
     rounds=1,
@@ -242,6 +251,7 @@ QUICK = Sizes(
     afb_budget=30.0,
     full_sync_budget=120.0,
     idle_budget=120.0,
+    pairs=3,
 )
 
 
@@ -348,6 +358,8 @@ def wrk(t: Target, seconds: int, connections: int) -> dict[str, Any]:
     """New TCP connections per second: wrk with `Connection: close` (1 request each)."""
     url = f"http://{t.http[0]}:{t.http[1]}/"
     argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    if PIN_CPUS:
+        argv = ["taskset", "-c", str(PIN_CPUS[0]), *argv]
     argv += ["--timeout", "2s", "-H", "Connection: close", url]
     out: dict[str, Any] = {}
     with cpu_meter(out):
@@ -662,7 +674,8 @@ class Bench:
                     name=b,
                 )
             )
-            self.start(self.ns[b], ["haproxy", "-db", "-f", str(cfg)], f"http-{b}")
+            pin = ["taskset", "-c", str(PIN_CPUS[1])] if PIN_CPUS else []
+            self.start(self.ns[b], [*pin, "haproxy", "-db", "-f", str(cfg)], f"http-{b}")
             self.start(self.ns[b], ["iperf3", "-s", "-p", str(IPERF_PORT)], f"iperf-{b}")
         for n in ("client", "pc", "hp", "ac"):
             for k, v in CLIENT_SYSCTLS.items():
@@ -737,6 +750,52 @@ class Bench:
         log("all paths answer from the same backend")
 
     # --- measurements -----------------------------------------------------------------------
+
+    def paired(self, label: str) -> None:
+        """Short connections on the baseline and the private link path, back to back.
+
+        In a round of `measure` the two paths' wrk runs are up to a minute apart (iperf3 and
+        three other paths run in between), and this shared machine's speed drifts over
+        that: the per-round ratio spreads by about +-7 %. Here each pair runs the two
+        paths one after the other (3 s each, order alternating), so a pair's ratio sees
+        the same machine; the median over the pairs is the connection-rate figure."""
+        s = self.sizes
+        pairs: list[dict[str, Any]] = []
+        names = (BASELINE, "privatelink")
+        if not all(n in self.paths for n in names):
+            return
+        log(f"paired connection rate ({label}): {s.pairs} pairs")
+        for i in range(s.pairs):
+            order = names if i % 2 == 0 else names[::-1]
+            self.wait_server_idle(60.0, window=0.5)
+            c0 = process_cpu(self.server.proc.pid)
+            got: dict[str, Any] = {}
+            for name in order:
+                t = self.targets[name]
+                before = self.tcp_counters(t.client_ns)
+                run = wrk(t, s.wrk_seconds, s.wrk_connections)
+                after = self.tcp_counters(t.client_ns)
+                got[name] = run.get("conn_per_s")
+                got[f"{name}_syn_retransmits"] = after.get("TcpExtTCPSynRetrans", 0) - before.get(
+                    "TcpExtTCPSynRetrans", 0
+                )
+            got["server_cpu_s"] = round(process_cpu(self.server.proc.pid) - c0, 3)
+            if got[BASELINE] and got["privatelink"]:
+                got["ratio"] = round(got["privatelink"] / got[BASELINE], 3)
+            pairs.append(got)
+            log(f"  {label} pair {i}: {got}")
+        ratios = sorted(p["ratio"] for p in pairs if "ratio" in p)
+        self.results.setdefault("paired", {})[label] = {
+            "approved_links": self.links_now(),
+            "pairs": pairs,
+            "ratio_median": round(median(ratios), 3) if ratios else None,
+            "ratio_mean": round(sum(ratios) / len(ratios), 3) if ratios else None,
+            "ratio_min_max": [ratios[0], ratios[-1]] if ratios else None,
+            "baseline_conn_per_s_median": median([p[BASELINE] for p in pairs if p[BASELINE]]),
+            "privatelink_conn_per_s_median": median(
+                [p["privatelink"] for p in pairs if p["privatelink"]]
+            ),
+        }
 
     def measure(self, label: str, run_idle_budget: float | None = None) -> None:
         """All paths, `rounds` interleaved rounds (path order rotates each round)."""
@@ -1285,6 +1344,14 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {fmt(r['iperf_p4_gbps'])} | {fmt(s['conn_per_s'], 0)} "
                 f"| {fmt(r['conn_per_s'])} | {fmt(s['conn_p99_ms'])} |"
             )
+    for label, pr in results.get("paired", {}).items():
+        lines.append("")
+        lines.append(
+            f"paired ({label}, {pr['approved_links']} links): privatelink / {BASELINE} "
+            f"conn/s median {pr['ratio_median']} (mean {pr['ratio_mean']}, min-max "
+            f"{pr['ratio_min_max']}; {pr['privatelink_conn_per_s_median']} vs "
+            f"{pr['baseline_conn_per_s_median']} conn/s)"
+        )
     phases = list(results.get("phases", {}).values())
     if len(phases) == 2:
         lines.append("")
@@ -1373,6 +1440,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "tools": tool_versions(),
         "sizes": sizes.__dict__,
+        "pinned_cpus": {"wrk": PIN_CPUS[0], "backend_http": PIN_CPUS[1]} if PIN_CPUS else None,
         "netns_prefix": prefix,
         "source": source_version(),
         "loadavg_at_start": loadavg(),
@@ -1381,8 +1449,9 @@ def main(argv: list[str] | None = None) -> int:
             "direct-peered": "consumer client ns -> consumer hub -> bench veth -> provider hub "
             "-> backend ns (3 veths, routed, no NAT: the private link path's hops)",
             "lb-vnet": "provider-VNet client ns -> provider hub (frontend DNAT) -> backend ns",
-            "privatelink": "consumer client ns -> consumer hub (PE DNAT, masquerade) -> link "
-            "veth -> provider hub (DNAT to backend, SNAT to NAT IP) -> backend ns",
+            "privatelink": "consumer client ns -> consumer hub (PE routed into its link, "
+            "SNAT to the link address) -> link veth -> provider hub (DNAT to backend, SNAT "
+            "to NAT IP) -> backend ns",
             "haproxy": "provider-VNet client ns -> hub -> HAProxy ns (TCP mode, splice) -> hub "
             "-> backend ns (4 veths, user-space proxy)",
         },
@@ -1408,6 +1477,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["diagnostics"] = {"links_1": bench.safe_diagnostics("1 link")}
                 idle = results["server_idle_waits"] = [bench.wait_server_idle(sizes.idle_budget)]
                 bench.measure("links_1")
+                bench.paired("links_1")
                 checkpoint("measured with 1 link")
                 if args.one_link:
                     raise StopAfterOneLink
@@ -1425,6 +1495,7 @@ def main(argv: list[str] | None = None) -> int:
                 # which at ~1000 links keeps a core busy for tens of minutes.
                 idle.append(bench.wait_server_idle(min(sizes.idle_budget, 300)))
                 bench.measure(f"links_{sizes.links}", run_idle_budget=60.0)
+                bench.paired(f"links_{sizes.links}")
                 results["flatness"] = flatness(results)
                 checkpoint(f"measured with {sizes.links} links")
                 afb += [bench.approval_to_first_byte("last") for _ in range(AFB_SAMPLES)]

@@ -136,9 +136,13 @@ def test_an_approved_connection_becomes_a_link_with_nat_entries(world) -> None:
     provider = desired.hub(link.provider_netns)
     assert consumer is not None and provider is not None
     c_text, p_text = nft.render(consumer), nft.render(provider)
-    assert f"{link.pe_ip} . 80 : {link.provider_addr} . 80" in c_text
-    assert f"{link.pe_ip} : 8" in c_text  # ct mark of the link
+    # The consumer only marks (PE ip . service port -> link); routing takes it into the link.
+    assert f"{link.pe_ip} . 80 : 8" in c_text
+    assert "dnat ip to" not in c_text
     assert '"k7p" : jump link_7' in p_text
+    # What no rule DNATs (a port without a rule, no healthy backend) stops in the link chain.
+    chain = p_text.split("chain link_7 {")[1].split("}")[0].split()
+    assert chain[-1] == "drop" and "jump" in chain
     assert "snat ip to jhash ip saddr . th sport mod 1 map { 0 : 10.0.3.4 }" in p_text
     assert "mod 2 map { 0 : 10.0.2.4 . 8080, 1 : 10.0.2.5 . 8080 }" in p_text
     assert f"{lb.frontends[0].private_ip} . tcp . 80 : jump" in p_text
@@ -152,7 +156,7 @@ def test_no_slot_or_no_approval_means_no_link(world) -> None:
     desired = plan(snapshot(plane), {connection_key(pls.id, remote): 0}, {}, "x")
     assert desired.links == ()
     hub = next(h for h in desired.hubs if h.pe_ips)
-    assert "elements" not in nft.render(hub).split("map pe_dnat")[1].split("}")[0]
+    assert "elements" not in nft.render(hub).split("map pe_mark")[1].split("}")[0]
 
 
 def test_unhealthy_backends_leave_the_rule(world) -> None:

@@ -16,6 +16,7 @@ import pytest
 from privatelink.core import network_interface as nim
 from privatelink.core import virtual_network as vnm
 from privatelink.dataplane import names, privileged
+from privatelink.dataplane.desired import HubPlan, LinkPlan, Plan
 from privatelink.dataplane.privileged import Link, NftApplyFailed
 from privatelink.dataplane.reconciler import RESOLV_CONF, Reconciler
 from privatelink.service import ControlPlane
@@ -28,8 +29,14 @@ BASE = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network"
 @dataclass
 class FakeNs:
     links: dict[str, Link] = field(default_factory=dict)
-    routes: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    # table -> dst -> (out interface index, gateway); main is 254
+    tables: dict[int, dict[str, tuple[int, str | None]]] = field(default_factory=dict)
+    rules: set[tuple[int, int]] = field(default_factory=lambda: {(0, 255)})  # (pref, table)
     nft: str = ""
+
+    @property
+    def routes(self) -> dict[str, tuple[int, str | None]]:
+        return self.tables.setdefault(254, {})
 
 
 class FakeKernel:
@@ -117,7 +124,10 @@ class FakeNetlink:
 
     def delete_link(self, name: str) -> None:
         self.kernel.calls.append(f"dellink {self.netns}/{name}")
-        self.ns.links.pop(name, None)
+        link = self.ns.links.pop(name, None)
+        for table in self.ns.tables.values():  # the kernel drops the device's routes
+            for dst in [d for d, (oif, _gw) in table.items() if link and oif == link.index]:
+                del table[dst]
 
     def set_up(self, name: str) -> None:
         link = self.ns.links[name]
@@ -129,15 +139,26 @@ class FakeNetlink:
         link = self.ns.links[name]
         self.ns.links[name] = Link(link.name, link.index, link.up, tuple(sorted(wanted)))
 
-    def routes(self) -> dict[str, tuple[int, str | None]]:
-        return dict(self.ns.routes)
+    def routes(self, table: int = 254) -> dict[str, tuple[int, str | None]]:
+        return dict(self.ns.tables.get(table, {}))
 
-    def replace_route(self, dst: str, ifname: str, gateway: str | None = None) -> None:
-        self.kernel.calls.append(f"route {self.netns} {dst}")
-        self.ns.routes[dst] = (self.ns.links[ifname].index, gateway)
+    def replace_route(
+        self, dst: str, ifname: str, gateway: str | None = None, table: int = 254
+    ) -> None:
+        self.kernel.calls.append(f"route {self.netns} {dst}" + (f" table {table}" * (table != 254)))
+        self.ns.tables.setdefault(table, {})[dst] = (self.ns.links[ifname].index, gateway)
 
-    def delete_route(self, dst: str) -> None:
-        self.ns.routes.pop(dst, None)
+    def delete_route(self, dst: str, table: int = 254) -> None:
+        self.kernel.calls.append(
+            f"delroute {self.netns} {dst}" + (f" table {table}" * (table != 254))
+        )
+        self.ns.tables.get(table, {}).pop(dst, None)
+
+    def ensure_table_before_local(self, table: int, pref: int, local_pref: int) -> None:
+        wanted = {(pref, table), (local_pref, 255)}
+        if not wanted <= self.ns.rules:
+            self.kernel.calls.append(f"rules {self.netns}")
+        self.ns.rules = {r for r in self.ns.rules if r[1] != 255} | wanted
 
 
 @pytest.fixture
@@ -325,3 +346,108 @@ def test_a_recreated_hub_pairs_again_with_a_vm_whose_old_peer_lives_on(setup) ->
     assert hub_end in kernel.ns[hub].links
     assert f"dellink {vm}/eth0" in kernel.calls
     assert kernel.ns[vm].links["eth0"].addresses == ("10.0.1.4/32",)
+
+
+def _link_plan(pe_ip: str = "10.0.2.4", slot: int = 3) -> tuple[Plan, LinkPlan]:
+    consumer_addr, provider_addr = names.link_addresses(slot)
+    link = LinkPlan(
+        link_key="svc/conn",
+        slot=slot,
+        mark=names.link_mark(slot),
+        pe_ip=pe_ip,
+        consumer_netns="tst-v-consumer00",
+        provider_netns="tst-v-provider00",
+        consumer_ifname=names.link_ifname(slot, "c"),
+        provider_ifname=names.link_ifname(slot, "p"),
+        consumer_addr=consumer_addr,
+        provider_addr=provider_addr,
+        service_chain="svc_x",
+        ports=(80,),
+    )
+    hubs = (
+        HubPlan(vnet_id="c", netns=link.consumer_netns, links_out=(link,), pe_ips=(pe_ip,)),
+        HubPlan(vnet_id="p", netns=link.provider_netns, links_in=(link,)),
+    )
+    return Plan(hubs=hubs, links=(link,), health_checks=()), link
+
+
+def test_a_live_endpoint_ip_is_routed_into_its_link_before_local(setup) -> None:
+    kernel, reconciler, _plane = setup
+    desired, link = _link_plan()
+    reconciler.apply(desired, full=True)
+    consumer = kernel.ns[link.consumer_netns]
+    # Table 100 sends the PE ip to the provider end of the link, looked up before `local`
+    # (where the PE ip also is, so that a PE without a live link answers with a reset).
+    endpoint_table = consumer.tables[names.ENDPOINT_TABLE]
+    k = consumer.links[link.consumer_ifname]
+    assert endpoint_table == {"10.0.2.4/32": (k.index, link.provider_addr)}
+    assert "10.0.2.4/32" in consumer.links["lo"].addresses
+    for hub in (link.consumer_netns, link.provider_netns):
+        assert kernel.ns[hub].rules == {
+            (names.ENDPOINT_RULE_PREF, names.ENDPOINT_TABLE),
+            (names.LOCAL_RULE_PREF, 255),
+        }
+    assert kernel.ns[link.provider_netns].tables.get(names.ENDPOINT_TABLE, {}) == {}
+
+    # The same endpoint under another IP (deleted and created again in one sync): the
+    # old route goes with the old veth, the new one is in place.
+    moved, _ = _link_plan(pe_ip="10.0.2.9")
+    reconciler.apply(moved, full=False)
+    k = consumer.links[link.consumer_ifname]
+    assert consumer.tables[names.ENDPOINT_TABLE] == {"10.0.2.9/32": (k.index, link.provider_addr)}
+
+    # A stray route (a crash between steps, an operator) is swept by a full pass.
+    consumer.tables[names.ENDPOINT_TABLE]["10.0.2.77/32"] = (k.index, None)
+    reconciler.apply(moved, full=True)
+    assert set(consumer.tables[names.ENDPOINT_TABLE]) == {"10.0.2.9/32"}
+
+    # No link: no veth, so no route (incremental pass, nothing listed).
+    unlinked = Plan(
+        hubs=tuple(HubPlan(vnet_id=h.vnet_id, netns=h.netns) for h in moved.hubs),
+        links=(),
+        health_checks=(),
+    )
+    reconciler.apply(unlinked, full=False)
+    assert link.consumer_ifname not in consumer.links
+    assert consumer.tables[names.ENDPOINT_TABLE] == {}
+
+
+def test_a_removed_link_resets_its_flows_only_until_its_conntrack_entries_are_gone(
+    setup,
+) -> None:
+    kernel, reconciler, _plane = setup
+    desired, link = _link_plan()
+    applied: list[tuple[str, str]] = []
+    real_apply = kernel.apply_nft
+
+    def apply_nft(name: str, text: str) -> None:
+        applied.append((name, text))
+        real_apply(name, text)
+
+    kernel.apply_nft = apply_nft  # type: ignore[method-assign]
+    reconciler.apply(desired, full=True)
+    # Steady state: no per-packet check of the link's mark on established flows.
+    assert all("dying_links" not in text for _name, text in applied)
+    assert all("jump dead_link" not in text.split("established")[0] for _n, text in applied)
+
+    applied.clear()
+    kernel.calls.clear()
+    unlinked = Plan(
+        hubs=tuple(HubPlan(vnet_id=h.vnet_id, netns=h.netns) for h in desired.hubs),
+        links=(),
+        health_checks=(),
+    )
+    reconciler.apply(unlinked, full=False)
+    hubs = {link.consumer_netns, link.provider_netns}
+    first = {name: text for name, text in applied[:2]}
+    assert set(first) == hubs
+    for text in first.values():
+        assert f"set dying_links {{ type mark; elements = {{ {link.mark} }}; }}" in text
+        assert "ct mark @dying_links jump dead_link" in text
+    # Then the entries go (both hubs), then the veth, then the rule again.
+    order = [c for c in kernel.calls if c.split()[0] in ("nft", "conntrack", "dellink")]
+    deletes = [i for i, c in enumerate(order) if c.startswith("conntrack")]
+    assert len(deletes) == 2 and all(f" {link.mark}" in order[i] for i in deletes)
+    last = {name: text for name, text in applied[2:]}
+    assert set(last) == hubs and all("dying_links" not in t for t in last.values())
+    assert max(deletes) < min(i for i, c in enumerate(order) if c.startswith("nft") and i > 1)

@@ -3,14 +3,18 @@
 One owned table per hub (`ip privatelink`); static chains; per-object data in maps and
 sets so per-packet cost does not grow with the number of links:
 
-consumer side  prerouting  PE ip . port -> link address . port (dnat map), ct mark = link
+consumer side  prerouting  PE ip . port -> ct mark = link (map); no DNAT: the hub's
+                           endpoint routing table sends a live PE ip into its link
                postrouting snat to the link's consumer address (map by oifname)
-provider side  prerouting  iifname -> link chain (vmap): ct mark = link, jump service
+provider side  prerouting  iifname -> link chain (vmap): ct mark = link, jump service;
+                           what no rule DNATs is dropped
                service     protocol . port -> rule chain (vmap)
                rule        dnat to a backend by hash (jhash over healthy backends)
                frontends   frontend ip . protocol . port -> rule chain (intra-VNet LB)
                postrouting ct mark -> snat chain: a NAT IP of the service by hash
-both           forward     flows of dead links are reset; links carry only NATed flows
+both           forward     flows of links being removed are reset (only during that
+                           sync: no per-packet link check otherwise); a link carries
+                           only flows its consumer marked and its provider DNATs
                input       PE and NAT IPs are local to the hub: without a live NATed
                            flow a TCP packet to them gets a reset here
 same network   prerouting  PE ip -> link chain (vmap) when endpoint and service share a
@@ -64,15 +68,13 @@ def _rule_chain(rule: RulePlan) -> list[str]:
     return lines
 
 
-def render(hub: HubPlan) -> str:
-    """The hub's whole table, replacing any previous one in the same transaction."""
+def render(hub: HubPlan, dying: frozenset[int] = frozenset()) -> str:
+    """The hub's whole table, replacing any previous one in the same transaction.
+
+    `dying`: marks of links being removed right now; their flows get a reset on the
+    next packet until the reconciler has deleted their conntrack entries."""
     live = sorted({str(x.mark) for x in (*hub.links_out, *hub.links_in)}, key=int)
-    pe_dnat = [
-        f"{x.pe_ip} . {port} : {x.provider_addr} . {port}"
-        for x in hub.links_out
-        for port in x.ports
-    ]
-    pe_mark = [f"{x.pe_ip} : {x.mark}" for x in hub.links_out]
+    pe_mark = [f"{x.pe_ip} . {port} : {x.mark}" for x in hub.links_out for port in x.ports]
     link_chains = [
         f'"{x.provider_ifname}" : jump link_{x.slot}' for x in hub.links_in if not x.local
     ]
@@ -98,12 +100,12 @@ def render(hub: HubPlan) -> str:
         f"delete table ip {TABLE}",
         f"table ip {TABLE} {{",
         _set("live_links", "mark", live),
+        _set("dying_links", "mark", [str(m) for m in sorted(dying)]) if dying else None,
         _set("pe_ips", "ipv4_addr", list(hub.pe_ips)),
         _set("nat_ips", "ipv4_addr", nat_ips),
         _set("link_in_ifs", "ifname", link_ifs),
         _set("link_out_ifs", "ifname", out_ifs),
-        _map("pe_dnat", "ipv4_addr . inet_service : ipv4_addr . inet_service", pe_dnat),
-        _map("pe_mark", "ipv4_addr : mark", pe_mark),
+        _map("pe_mark", "ipv4_addr . inet_service : mark", pe_mark),
         _map("links", "ifname : verdict", link_chains),
         _map("pe_local", "ipv4_addr : verdict", pe_local),
         _map("frontends", "ipv4_addr . inet_proto . inet_service : verdict", frontends),
@@ -113,8 +115,9 @@ def render(hub: HubPlan) -> str:
         "    type nat hook prerouting priority dstnat; policy accept;",
         "    iifname vmap @links",
         "    meta l4proto tcp ip daddr vmap @pe_local",
-        "    meta l4proto tcp ct state new ct mark set ip daddr map @pe_mark",
-        "    meta l4proto tcp dnat ip to ip daddr . tcp dport map @pe_dnat",
+        # Only a mark: the endpoint routing table routes the PE ip into its link, one
+        # NAT fewer than a DNAT to the link's address (which then needs routing anyway).
+        "    meta l4proto tcp ct state new ct mark set ip daddr . tcp dport map @pe_mark",
         "    ip daddr . meta l4proto . th dport vmap @frontends",
         "  }",
         "  chain postrouting {",
@@ -127,12 +130,18 @@ def render(hub: HubPlan) -> str:
         "  }",
         "  chain forward {",
         "    type filter hook forward priority filter; policy accept;",
-        # One set lookup per packet for flows of a dead link (cut with a reset).
-        "    ct mark != 0 ct mark != @live_links jump dead_link",
+        # Only while links are being removed: their flows get a reset at once. (No
+        # per-packet check otherwise: conntrack deletion cuts them, see reconciler.)
+        "    ct mark @dying_links jump dead_link" if dying else None,
         # Established flows of live links (and all others) need no further checks.
         "    ct state established,related accept",
         "    iifname @link_in_ifs ct mark != @live_links drop",
-        "    oifname @link_out_ifs ct mark != @live_links drop",
+        # What the provider did not DNAT to a backend never enters its network.
+        "    iifname @link_in_ifs ct status & dnat == 0 drop",
+        # The route takes every port of a live PE into the link; unmarked (not a
+        # service port) or dead-link flows get a reset here.
+        "    oifname @link_out_ifs ct mark != @live_links jump dead_link",
+        "    oifname @link_out_ifs accept",
         "    ip daddr @pe_ips meta l4proto tcp reject with tcp reset",
         "    ip daddr @pe_ips drop",
         "    ip daddr @nat_ips meta l4proto tcp reject with tcp reset",
@@ -159,6 +168,10 @@ def render(hub: HubPlan) -> str:
             f"  chain link_{x.slot} {{",
             f"    ct mark set {x.mark}",
             f"    jump {x.service_chain}",
+            # Back here only when no rule translated it (no healthy backend, a port
+            # without a rule): nothing from a link is routed untranslated. (In the
+            # same network the PE ip is local: `input` resets it.)
+            *([] if x.local else ["    drop"]),
             "  }",
         ]
     for s in hub.services:

@@ -232,6 +232,9 @@ def write_sysctls(name: str, values: dict[str, str]) -> None:
 
 # --- links, addresses, routes ------------------------------------------------------------
 
+MAIN_TABLE = 254
+LOCAL_TABLE = 255
+
 
 @dataclass(frozen=True)
 class Link:
@@ -367,21 +370,23 @@ class Netlink:
                 return
             raise _wrap(exc, f"set addresses of {name}", self.netns) from exc
 
-    def routes(self) -> dict[str, tuple[int, str | None]]:
-        """IPv4 main-table routes: "dst/len" -> (out interface index, gateway)."""
+    def routes(self, table: int = MAIN_TABLE) -> dict[str, tuple[int, str | None]]:
+        """IPv4 routes of a table: "dst/len" -> (out interface index, gateway)."""
         try:
             out = {}
-            for r in self._ns.get_routes(family=socket.AF_INET, table=254):
+            for r in self._ns.get_routes(family=socket.AF_INET, table=table):
                 dst = r.get_attr("RTA_DST") or "0.0.0.0"
                 out[f"{dst}/{r['dst_len']}"] = (r.get_attr("RTA_OIF"), r.get_attr("RTA_GATEWAY"))
             return out
         except Exception as exc:
             raise _wrap(exc, "list routes", self.netns) from exc
 
-    def replace_route(self, dst: str, ifname: str, gateway: str | None = None) -> None:
+    def replace_route(
+        self, dst: str, ifname: str, gateway: str | None = None, table: int = MAIN_TABLE
+    ) -> None:
         """Install (or replace) a route; with a gateway it is marked on-link."""
         try:
-            kwargs: dict[str, Any] = {"dst": dst, "oif": self._index(ifname)}
+            kwargs: dict[str, Any] = {"dst": dst, "oif": self._index(ifname), "table": table}
             if gateway:
                 kwargs.update(gateway=gateway, flags=4)  # RTNH_F_ONLINK
             else:
@@ -392,14 +397,33 @@ class Netlink:
         except Exception as exc:
             raise _wrap(exc, f"route {dst} via {ifname}", self.netns) from exc
 
-    def delete_route(self, dst: str) -> None:
+    def delete_route(self, dst: str, table: int = MAIN_TABLE) -> None:
         """Remove a route (no error if absent)."""
         try:
-            self._ns.route("del", dst=dst)
+            self._ns.route("del", dst=dst, table=table)
         except Exception as exc:
             if getattr(exc, "code", None) in (errno.ESRCH, errno.ENOENT):
                 return
             raise _wrap(exc, f"delete route {dst}", self.netns) from exc
+
+    def ensure_table_before_local(self, table: int, pref: int, local_pref: int) -> None:
+        """Policy rules: `pref: lookup table`, then `local_pref: lookup local`, nothing
+        else for `local` (the kernel's own rule 0 is removed). Idempotent."""
+        try:
+            rules = {
+                (r.get_attr("FRA_PRIORITY") or 0, r.get_attr("FRA_TABLE") or r["table"])
+                for r in self._ns.get_rules(family=socket.AF_INET)
+            }
+            # Add before removing: a packet never finds no rule for `local`.
+            if (local_pref, LOCAL_TABLE) not in rules:
+                self._ns.rule("add", table=LOCAL_TABLE, priority=local_pref)
+            if (pref, table) not in rules:
+                self._ns.rule("add", table=table, priority=pref)
+            for prio, tab in rules:
+                if tab == LOCAL_TABLE and prio != local_pref:
+                    self._ns.rule("del", table=LOCAL_TABLE, priority=prio)
+        except Exception as exc:
+            raise _wrap(exc, f"policy rules for table {table}", self.netns) from exc
 
 
 # --- nftables and conntrack --------------------------------------------------------------

@@ -277,20 +277,26 @@ class Reconciler:
             if full or self._hub_sigs.get(hub.netns) != sig:
                 self._hub(hub)
                 self._hub_sigs[hub.netns] = sig
-        # nft first: dead links leave the live set (their flows get resets) and new ones
+        links = {x.slot: x for x in desired.links}
+        # Marks of links this sync removes, per hub: until their conntrack entries are
+        # gone, a `forward` rule resets their flows on the next packet. Only for that
+        # moment: a per-packet check of every flow would cost about 5 % of the short
+        # connections a core can carry (bench/dataplane.py).
+        dying: dict[str, set[int]] = {}
+        for slot, old in self._links.items():
+            if not _same_wire(links.get(slot), old):
+                for netns in (old.consumer_netns, old.provider_netns):
+                    dying.setdefault(netns, set()).add(old.mark)
+        # nft first: dead links leave the maps (and dying flows get resets) and new ones
         # are matched by interface name, which needs no interface yet.
         for hub in desired.hubs:
-            text = nft.render(hub)
-            if self._applied.get(hub.netns) != text:
-                self.kernel.apply_nft(hub.netns, text)
-                self._applied[hub.netns] = text
+            self._apply_nft(hub, frozenset(dying.get(hub.netns, ())))
             if hub.netns not in self._prepared:
                 # After the table: nft has loaded conntrack, so its sysctls exist now.
                 self.kernel.write_sysctls(hub.netns, HUB_SYSCTLS)
                 self._prepared.add(hub.netns)
         # Then removals (conntrack by mark, then veths), before any creation: a slot freed
         # in this sync may be handed to a new link, with the same interface names.
-        links = {x.slot: x for x in desired.links}
         if full:
             self._remove_stale_links(desired)
         else:
@@ -301,6 +307,11 @@ class Reconciler:
             if full or not _same_wire(self._links.get(slot), link):
                 self._link(link)
             self._links[slot] = link
+        # The dying links' entries are deleted: a new packet of such a flow has mark 0
+        # and meets the rules for unmarked packets. Drop the reset rule again.
+        for hub in desired.hubs:
+            if hub.netns in dying:
+                self._apply_nft(hub, frozenset())
         for netns in sorted(existing - wanted):
             self._forget(netns)
             self.kernel.delete_netns(netns)
@@ -310,6 +321,12 @@ class Reconciler:
             for netns in self.kernel.list_netns_etc():
                 if names.is_ours(self.prefix, netns) and netns not in wanted:
                     self.kernel.remove_netns_etc(netns)
+
+    def _apply_nft(self, hub: HubPlan, dying: frozenset[int]) -> None:
+        text = nft.render(hub, dying)
+        if self._applied.get(hub.netns) != text:
+            self.kernel.apply_nft(hub.netns, text)
+            self._applied[hub.netns] = text
 
     def _remove_link(self, gone: LinkPlan, wanted: set[str]) -> None:
         """Cut a link's flows in both hubs, then delete its veth pair."""
@@ -332,6 +349,15 @@ class Reconciler:
         self._link_address(nl, link.consumer_ifname, f"{link.consumer_addr}/30")
         provider = self._netlink(link.provider_netns)
         self._link_address(provider, link.provider_ifname, f"{link.provider_addr}/30")
+        # Last, once both ends are up: the PE ip now goes into the link, to the provider
+        # end's address (the provider hub answers ARP for that one only). The route goes
+        # with the veth when the link is removed.
+        nl.replace_route(
+            f"{link.pe_ip}/32",
+            link.consumer_ifname,
+            gateway=link.provider_addr,
+            table=names.ENDPOINT_TABLE,
+        )
 
     def _link_address(self, nl: Netlink, ifname: str, address: str) -> None:
         # A link's address only ever comes from its slot: adding is enough (no listing).
@@ -364,6 +390,9 @@ class Reconciler:
         nl.set_addresses("lo", wanted_lo, lo.addresses)
         if not lo.up:
             nl.set_up("lo")
+        nl.ensure_table_before_local(
+            names.ENDPOINT_TABLE, names.ENDPOINT_RULE_PREF, names.LOCAL_RULE_PREF
+        )
         wanted = {n.hub_ifname for n in hub.nics}
         for name in links:
             if name.startswith("n") and name not in wanted:
@@ -427,6 +456,14 @@ class Reconciler:
             self.kernel.conntrack_delete_mark(netns, mark)
         for netns, name, _mark in stale:
             self._netlink(netns).delete_link(name)
+        # Endpoint routes without a link (their veth went, so did they) or of an
+        # endpoint that is no longer linked; wrong ones are replaced by `_link`.
+        routes = {(x.consumer_netns, f"{x.pe_ip}/32") for x in veths}
+        for hub in desired.hubs:
+            nl = self._netlink(hub.netns)
+            for dst in nl.routes(table=names.ENDPOINT_TABLE):
+                if (hub.netns, dst) not in routes:
+                    nl.delete_route(dst, table=names.ENDPOINT_TABLE)
         self._links = {x.slot: x for x in desired.links}
 
     def _write_index(self, desired: Plan) -> None:
@@ -447,14 +484,15 @@ class Reconciler:
 
 
 def _same_wire(a: LinkPlan | None, b: LinkPlan | None) -> bool:
-    """Whether two link plans are the same veth (ports or addresses may differ)."""
+    """Whether two link plans are the same veth and endpoint route (ports may differ)."""
     if a is None or b is None:
         return False
-    return (a.link_key, a.consumer_netns, a.provider_netns, a.local) == (
+    return (a.link_key, a.consumer_netns, a.provider_netns, a.local, a.pe_ip) == (
         b.link_key,
         b.consumer_netns,
         b.provider_netns,
         b.local,
+        b.pe_ip,
     )
 
 
