@@ -118,16 +118,16 @@ def ip(*args: str) -> str:
     return must(proc, "ip " + " ".join(args))
 
 
-def stop_process(proc: subprocess.Popen[Any] | None) -> None:
+def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
     """Terminate one process we started (by its handle), then kill it if it lingers."""
     if proc is None or proc.poll() is not None:
         return
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait(timeout=10)
+        proc.wait(timeout=timeout)
 
 
 # --- the server -----------------------------------------------------------------------------

@@ -71,6 +71,7 @@ from common import (
     free_port,
     network_base,
     process_cpu,
+    stop_process,
     vnet_body,
     wait_ready,
 )
@@ -294,13 +295,7 @@ def serve(
         print(f"--- server log (tail) ---\n{tail}", file=sys.stderr)
         raise
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
+        stop_process(proc, timeout=15)
         log.close()
         if dataplane != "off":
             sweep = [sys.executable, "-m", "privatelink.cli.main", "cleanup"]

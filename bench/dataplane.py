@@ -773,18 +773,12 @@ class Bench:
             c0 = process_cpu(self.server.proc.pid)
             got: dict[str, Any] = {}
             for name in order:
-                t = self.targets[name]
-                p1 = iperf(t, 1, s.iperf_seconds)
-                p4 = iperf(t, 4, s.iperf_seconds)
-                before = self.tcp_counters(t.client_ns)
-                run = wrk(t, s.wrk_seconds, s.wrk_connections)
-                after = self.tcp_counters(t.client_ns)
+                run = self.run_path(name, i)
                 got[name] = {
-                    "iperf_p1_gbps": p1.get("gbps"),
-                    "iperf_p4_gbps": p4.get("gbps"),
-                    "conn_per_s": run.get("conn_per_s"),
-                    "syn_retransmits": after.get("TcpExtTCPSynRetrans", 0)
-                    - before.get("TcpExtTCPSynRetrans", 0),
+                    "iperf_p1_gbps": run["iperf_p1"].get("gbps"),
+                    "iperf_p4_gbps": run["iperf_p4"].get("gbps"),
+                    "conn_per_s": run["wrk"].get("conn_per_s"),
+                    "syn_retransmits": run["wrk"]["syn_retransmits"],
                 }
             got["server_cpu_s"] = round(process_cpu(self.server.proc.pid) - c0, 3)
             got["ratio"] = {
