@@ -1,7 +1,15 @@
-"""Composition root of `privatelink serve`: data directory, PKI, identity, store, app."""
+"""Composition root of `privatelink serve`: data directory, PKI, identity, store, app.
+
+Tenancy is assembled here: the directory (tenants and principals) lives in the store's
+database; `identity.json`'s client is imported as the tenant named `default` on the
+first start (so existing data directories and `credentials.json` keep working); the
+token issuer checks client credentials in the directory; the ARM gate checks each
+subscription's tenant; the admin router serves `privatelink tenant ...`.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,11 +21,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from privatelink.api.app import DEFAULT_PAGE_SIZE, create_app
+from privatelink.api.app import DEFAULT_PAGE_SIZE, Tenancy, create_app
+from privatelink.api.gate import SubscriptionCreated
+from privatelink.core.authorization import OWNER, RoleAssignment, RoleAssignmentExists
 from privatelink.core.limits import Limits
 from privatelink.dataplane import names
 from privatelink.dataplane.reconciler import Reconciler
 from privatelink.dns.server import DnsServer
+from privatelink.identity.admin import build_admin_router
 from privatelink.identity.credentials import (
     ClientCredentials,
     ensure_client,
@@ -25,11 +36,16 @@ from privatelink.identity.credentials import (
     write_credentials_file,
 )
 from privatelink.identity.pki import Pki, ensure_pki
-from privatelink.identity.tokens import TokenIssuer
+from privatelink.identity.tokens import TokenIssuer, server_audiences
 from privatelink.service import ControlPlane, Realizer, Realizers
+from privatelink.store.activity import SqlActivityLog
+from privatelink.store.directory import DirectoryError, SqlDirectory, Tenant
+from privatelink.store.rbac import SqlRbacStore
 from privatelink.store.sql import SqlRepository
 
 CONFIG_FILE = "config.json"
+DEFAULT_TENANT_NAME = "default"
+DEFAULT_SUBSCRIPTION_NAME = "privatelink default"
 
 
 def default_data_dir() -> Path:
@@ -40,15 +56,23 @@ def default_data_dir() -> Path:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """Optional settings read from `<data-dir>/config.json`: limits and page size."""
+    """Optional settings read from `<data-dir>/config.json`.
+
+    `{"limits": {...}, "page_size": N, "netns_prefix": P, "authorization": true,
+    "activity_log": {"retention_days": 90}}`; `authorization: false` turns RBAC
+    enforcement off (every authenticated caller may do everything, as before tenants;
+    benchmarks compare against it).
+    """
 
     limits: Limits
     page_size: int
     netns_prefix: str
+    authorization: bool = True
+    activity_log_retention_days: int = 90
 
     @classmethod
     def load(cls, data_dir: Path) -> ServerConfig:
-        """Read config.json if present (`{"limits": {...}, "page_size": N}`)."""
+        """Read config.json if present."""
         path = data_dir / CONFIG_FILE
         raw = json.loads(path.read_text()) if path.exists() else {}
         return cls(
@@ -56,6 +80,10 @@ class ServerConfig:
             page_size=int(raw.get("page_size", DEFAULT_PAGE_SIZE)),
             netns_prefix=names.check_prefix(
                 str(raw.get("netns_prefix") or names.prefix_for(str(data_dir.resolve())))
+            ),
+            authorization=bool(raw.get("authorization", True)),
+            activity_log_retention_days=int(
+                (raw.get("activity_log") or {}).get("retention_days", 90)
             ),
         )
 
@@ -72,6 +100,8 @@ class Server:
     repo: SqlRepository
     reconciler: Reconciler | None
     dns: DnsServer | None = None
+    directory: SqlDirectory | None = None
+    issuer: TokenIssuer | None = None
 
 
 def dataplane_available() -> str | None:
@@ -86,6 +116,43 @@ def dataplane_available() -> str | None:
     return None
 
 
+def ensure_default_tenant(directory: SqlDirectory, client: ClientCredentials) -> Tenant:
+    """The tenant of `identity.json`'s client, imported into the directory if missing.
+
+    On a first start (or an existing data directory from before tenants) the client
+    becomes the admin of the tenant named `default`, with the same tenant id, client id,
+    object id and secret, so every token and credentials file handed out keeps working.
+    Should the name be taken (a database shared with another data directory), the
+    tenant is named `default-<first 8 of its id>`.
+    """
+    found = directory.get_tenant(client.tenant_id)
+    if found is not None:
+        return found
+    name = DEFAULT_TENANT_NAME
+    if directory.find_tenant(name) is not None:
+        name = f"{DEFAULT_TENANT_NAME}-{client.tenant_id[:8]}"
+    try:
+        tenant, _admin, _secret = directory.create_tenant(
+            name,
+            tenant_id=client.tenant_id,
+            admin_display_name="privatelink admin",
+            admin_app_id=client.client_id,
+            admin_object_id=client.object_id,
+            admin_secret=client.client_secret,
+        )
+    except DirectoryError:
+        # Another process sharing the database imported it first.
+        again = directory.get_tenant(client.tenant_id)
+        if again is None:
+            raise
+        return again
+    return tenant
+
+
+def _no_owner(_subscription: str, _tenant: str, _owner: str) -> None:
+    """Default `on_subscription_created`: nothing to record."""
+
+
 def build(
     data_dir: Path,
     host: str,
@@ -93,14 +160,27 @@ def build(
     db_url: str | None = None,
     dataplane: bool = False,
     netns_prefix: str | None = None,
+    on_subscription_created: SubscriptionCreated = _no_owner,
 ) -> Server:
-    """Create (first start) or load the data directory and assemble the app."""
+    """Create (first start) or load the data directory and assemble the app.
+
+    `on_subscription_created(subscription, tenant, owner_object_id)` runs whenever a
+    subscription comes to exist (default one, first use by a tenant admin, admin API).
+    """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = ensure_pki(data_dir)
     client = ensure_client(data_dir)
-    issuer = TokenIssuer(ensure_signing_key(data_dir), [client])
     config = ServerConfig.load(data_dir)
     repo = SqlRepository(db_url) if db_url else SqlRepository.sqlite_in(data_dir)
+    directory = SqlDirectory(repo.engine)
+    ensure_default_tenant(directory, client)
+    arm_audiences, graph_audiences = server_audiences(host, port)
+    issuer = TokenIssuer(
+        ensure_signing_key(data_dir),
+        directory,
+        arm_audiences=arm_audiences,
+        graph_audiences=graph_audiences,
+    )
     reconciler = None
     dns = None
     realizer: Realizer | None = None
@@ -118,25 +198,90 @@ def build(
         on_stop = _both(reconciler.stop, dns.stop)
     # A change waits (bounded) until the kernel has it, so clients rarely poll.
     plane = ControlPlane(repo, config.limits, realizer=realizer, realization_wait=5.0)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
+    url = f"https://{shown_host}:{port}"
+    rbac = SqlRbacStore(repo.engine)
+    activity = SqlActivityLog(repo.engine, retention_days=config.activity_log_retention_days)
+
+    def subscription_created(subscription: str, tenant: str, owner: str) -> None:
+        make_owner(rbac, subscription, tenant, owner)
+        on_subscription_created(subscription, tenant, owner)
+
+    tenancy = Tenancy(
+        subscriptions=repo,
+        directory=directory,
+        rbac=rbac,
+        activity_log=activity,
+        access_for=rbac.access_for if config.authorization else None,
+        on_subscription_created=subscription_created,
+        extra_routers=(
+            build_admin_router(
+                issuer,
+                directory,
+                repo,
+                client.tenant_id,
+                server_url=url,
+                ca_file=str(pki.ca_file.resolve()),
+                on_subscription_created=subscription_created,
+            ),
+        ),
+    )
     app = create_app(
         plane,
         issuer,
+        tenancy,
         tenant_id=client.tenant_id,
         page_size=config.page_size,
         on_start=on_start,
         on_stop=on_stop,
     )
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
-    url = f"https://{shown_host}:{port}"
-    known = repo.list_subscriptions()
+    backfill_owners(repo, directory, rbac)
+    known = _subscriptions_of(repo, client.tenant_id)
     if not known:
-        repo.ensure_subscription(str(uuid.uuid4()), client.tenant_id, "privatelink default")
-        known = repo.list_subscriptions()
-    default = next((s for s in known if s["display_name"] == "privatelink default"), known[0])
+        sub = str(uuid.uuid4())
+        if repo.ensure_subscription(sub, client.tenant_id, DEFAULT_SUBSCRIPTION_NAME):
+            subscription_created(sub, client.tenant_id, client.object_id)
+        known = _subscriptions_of(repo, client.tenant_id)
+    default = next((s for s in known if s["display_name"] == DEFAULT_SUBSCRIPTION_NAME), known[0])
     creds_file = write_credentials_file(
         data_dir, url, pki.ca_file, client, {"subscription_id": default["subscription_id"]}
     )
-    return Server(app, pki, client, url, creds_file, repo, reconciler, dns)
+    return Server(
+        app, pki, client, url, creds_file, repo, reconciler, dns, directory=directory, issuer=issuer
+    )
+
+
+def _subscriptions_of(repo: SqlRepository, tenant_id: str) -> list[dict[str, str]]:
+    return [s for s in repo.list_subscriptions() if s["tenant_id"].lower() == tenant_id.lower()]
+
+
+def make_owner(rbac: SqlRbacStore, subscription: str, tenant: str, owner: str) -> None:
+    """Assign `Owner` at a subscription to its creator (a tenant admin)."""
+    assignment = RoleAssignment(
+        name=str(uuid.uuid4()),
+        scope=f"/subscriptions/{subscription.lower()}",
+        role_definition_id=OWNER.id,
+        principal_id=owner,
+        principal_type="ServicePrincipal",
+        created_by=owner,
+    )
+    with contextlib.suppress(RoleAssignmentExists):  # made concurrently, or already owner
+        rbac.create_assignment(assignment, tenant)
+
+
+def backfill_owners(repo: SqlRepository, directory: SqlDirectory, rbac: SqlRbacStore) -> int:
+    """Give subscriptions from before RBAC (no role assignment at all) their tenant's admin
+    as Owner, so an existing data directory keeps working for its admin; returns how many."""
+    done = 0
+    for record in repo.list_subscriptions():
+        scope = f"/subscriptions/{record['subscription_id']}"
+        if rbac.assignments_at(scope, include_above=False):
+            continue
+        tenant = directory.get_tenant(record["tenant_id"])
+        if tenant is not None:
+            make_owner(rbac, record["subscription_id"], tenant.tenant_id, tenant.admin_object_id)
+            done += 1
+    return done
 
 
 def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:

@@ -16,14 +16,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from privatelink.core import errors
+from privatelink.core import errors, registry
+from privatelink.core.actions import describe
+from privatelink.core.authorization import ALLOW_ALL, Access
 from privatelink.core.ids import key
 from privatelink.core.limits import Limits
+from privatelink.core.linked import check_links
 from privatelink.core.principal import Principal
 from privatelink.core.resource import SUCCEEDED, Changes, Context, Resource, StateView
 from privatelink.store.repository import Operation, Repository, utc_now
 
 Workflow = Callable[..., Changes]
+#: Who asks for a change: the caller's access, or a bare principal / None (all allowed).
+Caller = Access | Principal | None
 
 
 class Realizer(Protocol):
@@ -83,11 +88,23 @@ class ControlPlane:
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
 
-    def context(self, caller: Principal | None) -> Context:
-        """The workflow context for a caller."""
+    def context(self, caller: Caller, resource_id: str = "", kind: str = "put") -> Context:
+        """The workflow context for a caller (its access, or a bare principal: all allowed).
+
+        `resource_id` and `kind` name the request for linked-authorization errors.
+        """
         state = "Updating" if self.realizer is not None else SUCCEEDED
+        access = caller if isinstance(caller, Access) else ALLOW_ALL
+        principal = caller.principal if isinstance(caller, Access) else caller
+        described = describe("DELETE" if kind == "delete" else "PUT", resource_id)
         return Context(
-            caller=caller, limits=self.limits, new_guid=self._new_guid, initial_state=state
+            caller=principal,
+            limits=self.limits,
+            new_guid=self._new_guid,
+            initial_state=state,
+            access=access,
+            request_action=described.action if described else "",
+            request_scope=resource_id,
         )
 
     @contextmanager
@@ -105,7 +122,7 @@ class ControlPlane:
 
     def change(
         self,
-        caller: Principal | None,
+        caller: Caller,
         resource_id: str,
         kind: str,
         workflow: Workflow,
@@ -115,13 +132,18 @@ class ControlPlane:
         """Run one workflow in one transaction and record its (finished) operation.
 
         `resource_id` is the resource the operation is about; `precondition` runs on
-        the same view first (If-Match / If-None-Match checks).
+        the same view first (If-Match / If-None-Match checks). `caller` is the caller's
+        `Access` (a bare principal, or None, for internal callers: all allowed); what the
+        change refers to anew is checked for linked authorization before anything is
+        written.
         """
         with self._exclusive(resource_id), self.repo.write() as uow:
             existed = uow.get(resource_id) is not None
             if precondition is not None:
                 precondition(uow)
-            changes = workflow(uow, self.context(caller), *args)
+            ctx = self.context(caller, resource_id, kind)
+            changes = workflow(uow, ctx, *args)
+            check_links(uow, ctx, changes)
             written = uow.apply(changes)
         now = utc_now()
         # With a data plane the operation ends when the kernel state is applied.
@@ -172,39 +194,24 @@ class ControlPlane:
             self._realize()
         return operation
 
-    def delete_resource_group(
-        self, caller: Principal | None, subscription: str, group: str
-    ) -> Operation:
-        """Delete every network resource of a group (endpoints first), then the group.
+    def delete_resource_group(self, caller: Caller, subscription: str, group: str) -> Operation:
+        """Delete every network resource of a group, then the group, in the registry's
+        deletion order (endpoints first).
 
         Like ARM, this is not one transaction: it stops at the first resource that
         refuses (e.g. a service that still has connections from elsewhere).
         """
-        from privatelink.core import (
-            load_balancer,
-            network_interface,
-            private_dns,
-            private_endpoint,
-            private_link_service,
-            virtual_network,
-        )
-
-        order: list[tuple[tuple[str, ...], Workflow]] = [
-            (("privateendpoints",), private_endpoint.delete),
-            (("privateendpoints", "privatednszonegroups"), private_dns.delete_group),
-            (("privatelinkservices",), private_link_service.delete),
-            (("networkinterfaces",), network_interface.delete),
-            (("loadbalancers",), load_balancer.delete),
-            (("privatednszones", "virtualnetworklinks"), private_dns.delete_link),
-            (("privatednszones",), private_dns.delete_zone),
-            (("virtualnetworks",), virtual_network.delete),
-        ]
         last: Operation | None = None
-        for kind, workflow in order:
+        for entry in registry.deletion_order():
+            assert entry.delete is not None
             for resource in self.repo.resources_in_group(subscription, group):
-                if not resource.rid.is_type(*kind) or getattr(resource, "managed_by", None):
+                if not resource.rid.is_type(*entry.segments) or getattr(
+                    resource, "managed_by", None
+                ):
                     continue
-                last = self.change(caller, resource.id, "delete", workflow, resource.id).operation
+                last = self.change(
+                    caller, resource.id, "delete", entry.delete, resource.id
+                ).operation
         self.repo.delete_resource_group_record(subscription, group)
         now = utc_now()
         operation = Operation(

@@ -33,6 +33,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.privatedns import PrivateDnsManagementClient
+from identities import Identity, create_tenant
 from serverproc import serve_process, tail_of
 
 API_VERSION = "2026-03-01"
@@ -414,10 +415,43 @@ class Consumer:
 
 
 class World:
-    """Builds fresh provider and consumer topologies on one server."""
+    """Builds fresh provider and consumer topologies on one server.
 
-    def __init__(self, server: RunningServer) -> None:
+    By default everything is built by the server's default tenant admin; `as_identity`
+    gives a world whose topologies belong to another principal, and `new_tenant` one
+    in a tenant of its own (a consumer in another Microsoft Entra tenant).
+    """
+
+    def __init__(self, server: RunningServer, identity: Identity | None = None) -> None:
         self.server = server
+        self.identity = identity
+        self._made: list[Identity] = []
+
+    def client(self, sub: str) -> NetworkManagementClient:
+        """azure-mgmt-network for `sub` as this world's principal."""
+        if self.identity is None:
+            return self.server.client(sub)
+        return self.identity.network(sub)
+
+    def admin(self) -> Identity:
+        """The default tenant's admin (credentials.json) as an Identity."""
+        identity = Identity.from_json(self.server.credentials)
+        self._made.append(identity)
+        return identity
+
+    def as_identity(self, identity: Identity) -> World:
+        """The same builders acting as another principal."""
+        return World(self.server, identity)
+
+    def new_tenant(self) -> World:
+        """Builders acting as the admin of a new tenant (and in its subscription)."""
+        identity = create_tenant(self.admin())
+        self._made.append(identity)
+        return World(self.server, identity)
+
+    def close(self) -> None:
+        while self._made:
+            self._made.pop().close()
 
     def provider(
         self,
@@ -430,9 +464,9 @@ class World:
         location: str = LOCATION,
         nat_policies: str = "Disabled",
     ) -> Provider:
-        sub = sub or new_sub()
+        sub = sub or self._default_sub()
         rg = unique("rg-prov")
-        client = self.server.client(sub)
+        client = self.client(sub)
         p = Provider(self.server, client, sub, rg, "vnet-prov", "lb-std", location)
         nat_props: dict[str, Any] = {"addressPrefix": "10.0.3.0/24"}
         if nat_policies:
@@ -525,10 +559,11 @@ class World:
         prefix: str = "10.0.0.0/16",
         subnet: str = "10.0.1.0/24",
         location: str = LOCATION,
+        rg: str | None = None,
     ) -> Consumer:
-        sub = sub or new_sub()
-        rg = unique("rg-cons")
-        client = self.server.client(sub)
+        sub = sub or self._default_sub()
+        rg = rg or unique("rg-cons")
+        client = self.client(sub)
         c = Consumer(self.server, client, sub, rg, "vnet-cons", location)
         client.virtual_networks.begin_create_or_update(
             rg,
@@ -544,10 +579,17 @@ class World:
         return c
 
 
+    def _default_sub(self) -> str:
+        # A fresh subscription: created on first use by a tenant admin, in its tenant.
+        return new_sub()
+
+
 @pytest.fixture
-def world(server: RunningServer) -> World:
+def world(server: RunningServer) -> Iterator[World]:
     """Topology builders on the shared SQLite server."""
-    return World(server)
+    w = World(server)
+    yield w
+    w.close()
 
 
 @pytest.fixture(scope="session")
@@ -561,6 +603,7 @@ def helpers() -> Any:
         base_path = staticmethod(base_path)
         Rule = Rule
         World = World
+        Identity = Identity
         API_VERSION = API_VERSION
         run_server = staticmethod(run_server)
 

@@ -31,6 +31,7 @@ from world import CONSUMER, CONSUMER2, PROVIDER, WHOAMI, World, rid, try_get, wa
 
 from privatelink.core import network_interface as nim
 from privatelink.core import private_dns as pdm
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 from privatelink.core.ids import key
@@ -268,7 +269,7 @@ def test_records_follow_approval_and_rejection_within_a_second(
         pools=(lb.child_id("backendAddressPools", "be"),),
     )
     pls: plsm.PrivateLinkService = world.put(
-        plsm.create_or_update,
+        pl.create_or_update_service,
         plsm.PrivateLinkService(
             id=rid(PROVIDER, "privateLinkServices", "svc"),
             name="svc",

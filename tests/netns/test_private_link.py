@@ -7,7 +7,7 @@ import time
 import pytest
 from world import CONSUMER, CONSUMER2, PROVIDER, World, http_get, rid, try_get, wait_for
 
-from privatelink.core import private_endpoint as pem
+from privatelink.core import private_link as pl
 from privatelink.dataplane import names, privileged
 
 pytestmark = pytest.mark.netns
@@ -120,7 +120,7 @@ def test_cutting_a_connection_stops_an_established_flow_within_a_second(
         elif cut == "delete-connection":
             world.delete_connection(pls.id, pe)
         else:
-            world.delete(pem.delete, pe.id)
+            world.delete(pl.delete_endpoint, pe.id)
         broken_after = None
         for _ in range(200):  # bounded: 200 x 10 ms
             try:
@@ -319,7 +319,7 @@ def test_replacing_an_endpoint_in_one_sync_cuts_the_old_and_serves_the_new(world
         sock.sendall(b"a")
         assert sock.recv(4) == b"a"
         # Both changes land before the data plane syncs once.
-        world.delete(pem.delete, old.id)
+        world.delete(pl.delete_endpoint, old.id)
         new = world.endpoint(CONSUMER2, "pe-b", vnet_b.subnet_id("pe"), pls.id)  # auto-approved
         world.settle()
         new_ip = world.endpoint_ip(new)

@@ -20,6 +20,7 @@ from typing import Any
 from privatelink.core import load_balancer as lbm
 from privatelink.core import network_interface as nim
 from privatelink.core import private_endpoint as pem
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 from privatelink.core.resource import Resource
@@ -213,7 +214,7 @@ class World:
             proto, port, path, interval = probe
             probes = (lbm.Probe("probe", proto, port, path, interval, 1, 1),)
         return self.put(
-            lbm.create_or_update,
+            pl.create_or_update_load_balancer,
             lbm.LoadBalancer(
                 id=lb_id,
                 name=name,
@@ -248,7 +249,7 @@ class World:
     ) -> plsm.PrivateLinkService:
         """A private link service visible to everyone."""
         return self.put(
-            plsm.create_or_update,
+            pl.create_or_update_service,
             plsm.PrivateLinkService(
                 id=rid(sub, "privateLinkServices", name),
                 name=name,
@@ -266,7 +267,7 @@ class World:
     def endpoint(self, sub: str, name: str, subnet_id: str, target: str) -> pem.PrivateEndpoint:
         """A private endpoint (manual connection) to a service."""
         return self.put(
-            pem.create_or_update,
+            pl.create_or_update_endpoint,
             pem.PrivateEndpoint(
                 id=rid(sub, "privateEndpoints", name),
                 name=name,
@@ -291,7 +292,7 @@ class World:
             None,
             service_id,
             "put",
-            plsm.update_connection,
+            pl.update_connection,
             service_id,
             remote,
             status,
@@ -301,7 +302,7 @@ class World:
 
     def delete_connection(self, service_id: str, endpoint: pem.PrivateEndpoint) -> None:
         remote = self.get(endpoint.id).connection.remote_name
-        self.plane.change(None, service_id, "delete", plsm.delete_connection, service_id, remote)
+        self.plane.change(None, service_id, "delete", pl.delete_connection, service_id, remote)
 
     def delete(self, workflow: Callable[..., Any], resource_id: str) -> None:
         self.plane.change(None, resource_id, "delete", workflow, resource_id)

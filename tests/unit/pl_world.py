@@ -14,6 +14,7 @@ from sqlalchemy import select
 from privatelink.core import errors
 from privatelink.core import load_balancer as lbm
 from privatelink.core import private_endpoint as pem
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 from privatelink.core.limits import Limits
@@ -309,7 +310,7 @@ class World:
     def provider(self, n: int = 3, **lb_kwargs: Any) -> lbm.LoadBalancer:
         """Provider VNet `vp` and load balancer `lb` with n frontends."""
         self.run(vnm.create_or_update, make_vnet())
-        self.run(lbm.create_or_update, make_lb(n=n, **lb_kwargs))
+        self.run(pl.create_or_update_load_balancer, make_lb(n=n, **lb_kwargs))
         return self.lb()
 
     def consumer(
@@ -328,18 +329,18 @@ class World:
 
     def create_pls(self, **kwargs: Any) -> plsm.PrivateLinkService:
         desired = make_pls(**kwargs)
-        self.run(plsm.create_or_update, desired)
+        self.run(pl.create_or_update_service, desired)
         return self.typed(desired.id, plsm.PrivateLinkService)
 
     def create_pe(self, target: str, **kwargs: Any) -> pem.PrivateEndpoint:
         desired = make_pe(target, **kwargs)
-        self.run(pem.create_or_update, desired)
+        self.run(pl.create_or_update_endpoint, desired)
         return self.typed(desired.id, pem.PrivateEndpoint)
 
     def update_pls(self, **changes: Any) -> plsm.PrivateLinkService:
         """PUT the service again with some fields replaced."""
         current = self.pls()
-        self.run(plsm.create_or_update, replace(current, **changes))
+        self.run(pl.create_or_update_service, replace(current, **changes))
         return self.pls()
 
     def dispose(self) -> None:

@@ -9,6 +9,7 @@ from pl_world import S2, S3, World, pls_id
 
 from privatelink.core import errors
 from privatelink.core import private_endpoint as pem
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 
 STATES = ("Pending", "Approved", "Rejected", "Disconnected")
@@ -32,7 +33,7 @@ def _conn_name(w: World) -> str:
 
 
 def _set(w: World, status: str, description: str | None = None) -> None:
-    w.run(plsm.update_connection, pls_id(), _conn_name(w), status, description, None)
+    w.run(pl.update_connection, pls_id(), _conn_name(w), status, description, None)
 
 
 def _states(w: World) -> tuple[str, str]:
@@ -52,15 +53,15 @@ PAIRS = [p for p in itertools.product(STATES[:3], STATES) if p != ("Pending", "P
 @pytest.mark.parametrize(("current", "wanted"), PAIRS)
 def test_next_status_table(current: str, wanted: str) -> None:
     if (current, wanted) in ALLOWED:
-        assert plsm.next_status(current, wanted) == wanted
-        assert plsm.next_status(current, wanted.lower()) == wanted
+        assert pl.next_status(current, wanted) == wanted
+        assert pl.next_status(current, wanted.lower()) == wanted
         return
     if current == wanted:
         # Approved/Rejected to itself only updates the description
-        assert plsm.next_status(current, wanted) == current
+        assert pl.next_status(current, wanted) == current
         return
     with pytest.raises(errors.ArmError) as exc:
-        plsm.next_status(current, wanted)
+        pl.next_status(current, wanted)
     assert exc.value.status == 400
     if wanted in ("Pending", "Disconnected"):
         assert type(exc.value) is errors.InvalidConnectionStatus
@@ -73,7 +74,7 @@ def test_next_status_table(current: str, wanted: str) -> None:
 @pytest.mark.parametrize("wanted", ["Accepted", "", "approve"])
 def test_unknown_status_refused(wanted: str) -> None:
     with pytest.raises(errors.InvalidConnectionStatus) as exc:
-        plsm.next_status("Pending", wanted)
+        pl.next_status("Pending", wanted)
     assert (exc.value.code, exc.value.status) == ("InvalidPrivateEndpointConnectionStatus", 400)
 
 
@@ -110,7 +111,7 @@ def test_rejected_cannot_be_approved(cw: World) -> None:
         errors.ConnectionStatusTransitionNotAllowed,
         "PrivateEndpointConnectionStatusTransitionNotAllowed",
         400,
-        plsm.update_connection,
+        pl.update_connection,
         pls_id(),
         _conn_name(cw),
         "Approved",
@@ -137,7 +138,7 @@ def test_nobody_sets_pending_or_disconnected(cw: World, first: str | None, wante
         errors.InvalidConnectionStatus,
         "InvalidPrivateEndpointConnectionStatus",
         400,
-        plsm.update_connection,
+        pl.update_connection,
         pls_id(),
         _conn_name(cw),
         wanted,
@@ -152,7 +153,7 @@ def test_update_unknown_connection_is_404(cw: World) -> None:
         errors.PrivateEndpointConnectionNotFound,
         "PrivateEndpointConnectionNotFound",
         404,
-        plsm.update_connection,
+        pl.update_connection,
         pls_id(),
         "nope",
         "Approved",
@@ -166,7 +167,7 @@ def test_update_connection_of_unknown_service_is_404(cw: World) -> None:
         errors.ResourceNotFound,
         "ResourceNotFound",
         404,
-        plsm.update_connection,
+        pl.update_connection,
         pls_id("ghost"),
         _conn_name(cw),
         "Approved",
@@ -189,27 +190,27 @@ def test_auto_approved_connection_can_be_rejected(world: World) -> None:
 
 
 def test_provider_delete_disconnects_the_endpoint(cw: World) -> None:
-    cw.run(plsm.delete_connection, pls_id(), _conn_name(cw))
+    cw.run(pl.delete_connection, pls_id(), _conn_name(cw))
     assert cw.pls().connections == ()
     pe = cw.pe()
     assert pe.connection.status == "Disconnected"
     assert not pem.is_connected(pe)
     # the endpoint itself (and its NIC) stays until the consumer deletes it
     assert cw.get(pe.nic_id) is not None
-    cw.run(pem.delete, pe.id)
+    cw.run(pl.delete_endpoint, pe.id)
     assert cw.get(pe.id) is None
     assert cw.pls().connections == ()
 
 
 def test_provider_delete_of_unknown_connection_is_a_no_op(cw: World) -> None:
     before = cw.snapshot()
-    assert cw.run(plsm.delete_connection, pls_id(), "nope") == {}
+    assert cw.run(pl.delete_connection, pls_id(), "nope") == {}
     assert cw.snapshot() == before
 
 
 def test_consumer_delete_removes_connection_from_service(cw: World) -> None:
     _set(cw, "Approved")
-    cw.run(pem.delete, cw.pe().id)
+    cw.run(pl.delete_endpoint, cw.pe().id)
     assert cw.pls().connections == ()
 
 
@@ -232,7 +233,7 @@ def test_service_with_connection_cannot_be_deleted(cw: World, status: str | None
 
 def test_service_deletable_after_reject_and_delete(cw: World) -> None:
     _set(cw, "Rejected")
-    cw.run(plsm.delete_connection, pls_id(), _conn_name(cw))
+    cw.run(pl.delete_connection, pls_id(), _conn_name(cw))
     pls = cw.pls()
     cw.run(plsm.delete, pls.id)
     assert cw.get(pls.id) is None
@@ -241,7 +242,7 @@ def test_service_deletable_after_reject_and_delete(cw: World) -> None:
 
 
 def test_service_deletable_after_endpoint_deleted(cw: World) -> None:
-    cw.run(pem.delete, cw.pe().id)
+    cw.run(pl.delete_endpoint, cw.pe().id)
     cw.run(plsm.delete, pls_id())
     assert cw.get(pls_id()) is None
 
@@ -249,8 +250,8 @@ def test_service_deletable_after_endpoint_deleted(cw: World) -> None:
 def test_one_of_two_connections_left_still_blocks_delete(cw: World) -> None:
     cw.create_pe(cw.pls().alias, name="pe2")
     first = cw.pls().connections[0].name
-    cw.run(plsm.update_connection, pls_id(), first, "Rejected", None, None)
-    cw.run(plsm.delete_connection, pls_id(), first)
+    cw.run(pl.update_connection, pls_id(), first, "Rejected", None, None)
+    cw.run(pl.delete_connection, pls_id(), first)
     assert len(cw.pls().connections) == 1
     cw.refuse(
         errors.PrivateLinkServiceHasConnections,

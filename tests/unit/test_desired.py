@@ -10,6 +10,7 @@ import pytest
 from privatelink.core import load_balancer as lbm
 from privatelink.core import network_interface as nim
 from privatelink.core import private_endpoint as pem
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 from privatelink.dataplane import names, nft
@@ -50,7 +51,7 @@ def world(tmp_path: Path):
     )
     lb_id = rid(P, "loadBalancers", "lb")
     lb = put(
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         lbm.LoadBalancer(
             id=lb_id,
             name="lb",
@@ -86,7 +87,7 @@ def world(tmp_path: Path):
             ),
         )
     pls = put(
-        plsm.create_or_update,
+        pl.create_or_update_service,
         plsm.PrivateLinkService(
             id=rid(P, "privateLinkServices", "s"),
             name="s",
@@ -108,7 +109,7 @@ def world(tmp_path: Path):
         ),
     )
     pe = put(
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         pem.PrivateEndpoint(
             id=rid(C, "privateEndpoints", "pe"),
             name="pe",
@@ -152,7 +153,7 @@ def test_no_slot_or_no_approval_means_no_link(world) -> None:
     plane, _lb, pls, pe = world
     assert plan(snapshot(plane), {}, {}, "x").links == ()
     remote = pe.connection.remote_name
-    plane.change(None, pls.id, "put", plsm.update_connection, pls.id, remote, "Rejected", "", None)
+    plane.change(None, pls.id, "put", pl.update_connection, pls.id, remote, "Rejected", "", None)
     desired = plan(snapshot(plane), {connection_key(pls.id, remote): 0}, {}, "x")
     assert desired.links == ()
     hub = next(h for h in desired.hubs if h.pe_ips)

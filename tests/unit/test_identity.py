@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import create_engine
 
 from privatelink.core.principal import Principal
 from privatelink.identity.auth import AuthenticationFailed, bearer_principal
@@ -40,8 +41,11 @@ from privatelink.identity.tokens import (
     InvalidClient,
     InvalidScope,
     InvalidToken,
+    StaticDirectory,
     TokenIssuer,
+    server_audiences,
 )
+from privatelink.store.directory import SqlDirectory
 
 with warnings.catch_warnings():
     # Starlette >= 1.x warns at import that it prefers httpx2 over httpx; httpx is what this
@@ -66,7 +70,7 @@ def creds(data_dir: Path) -> ClientCredentials:
 
 @pytest.fixture
 def issuer(data_dir: Path, creds: ClientCredentials) -> TokenIssuer:
-    return TokenIssuer(ensure_signing_key(data_dir), [creds])
+    return TokenIssuer(ensure_signing_key(data_dir), StaticDirectory([creds]))
 
 
 def _mode(path: Path) -> int:
@@ -314,9 +318,9 @@ def test_tenant_and_client_ids_are_case_insensitive(
 
 
 def test_token_survives_issuer_restart(data_dir: Path, creds: ClientCredentials) -> None:
-    first = TokenIssuer(ensure_signing_key(data_dir), [creds])
+    first = TokenIssuer(ensure_signing_key(data_dir), StaticDirectory([creds]))
     token = first.issue(creds.tenant_id, creds.client_id, creds.client_secret, ARM_SCOPE)
-    second = TokenIssuer(ensure_signing_key(data_dir), [ensure_client(data_dir)])
+    second = TokenIssuer(ensure_signing_key(data_dir), StaticDirectory([ensure_client(data_dir)]))
     assert second.kid == first.kid
     assert second.verify(token["access_token"]).object_id == creds.object_id
 
@@ -349,7 +353,7 @@ def test_bad_client_credentials_rejected(
     [
         ("", "invalid_request"),
         ("https://management.azure.com", "invalid_scope"),
-        ("https://graph.microsoft.com/.default", "invalid_resource"),
+        ("https://vault.azure.net/.default", "invalid_resource"),
         (f"{ARM_SCOPE} https://graph.microsoft.com/.default", "invalid_scope"),
     ],
 )
@@ -370,21 +374,21 @@ def test_reserved_oidc_scopes_are_ignored(issuer: TokenIssuer, creds: ClientCred
 def test_expired_token_rejected(data_dir: Path, creds: ClientCredentials) -> None:
     key = ensure_signing_key(data_dir)
     two_hours_ago = time.time() - 7200
-    old = TokenIssuer(key, [creds], clock=lambda: two_hours_ago)
+    old = TokenIssuer(key, StaticDirectory([creds]), clock=lambda: two_hours_ago)
     token = old.issue(creds.tenant_id, creds.client_id, creds.client_secret, ARM_SCOPE)
     with pytest.raises(InvalidToken, match="expiry UTC time") as info:
-        TokenIssuer(key, [creds]).verify(token["access_token"])
+        TokenIssuer(key, StaticDirectory([creds])).verify(token["access_token"])
     assert info.value.reason == "expired"
 
 
 def test_not_yet_valid_token_rejected(data_dir: Path, creds: ClientCredentials) -> None:
     key = ensure_signing_key(data_dir)
     future = time.time() + 3600
-    token = TokenIssuer(key, [creds], clock=lambda: future).issue(
+    token = TokenIssuer(key, StaticDirectory([creds]), clock=lambda: future).issue(
         creds.tenant_id, creds.client_id, creds.client_secret, ARM_SCOPE
     )
     with pytest.raises(InvalidToken) as info:
-        TokenIssuer(key, [creds]).verify(token["access_token"])
+        TokenIssuer(key, StaticDirectory([creds])).verify(token["access_token"])
     assert info.value.reason == "not_yet_valid"
 
 
@@ -426,7 +430,9 @@ def test_arm_audiences_accepted(
 
 def test_extra_audience(data_dir: Path, creds: ClientCredentials) -> None:
     issuer = TokenIssuer(
-        ensure_signing_key(data_dir), [creds], extra_audiences=["https://127.0.0.1:8443/"]
+        ensure_signing_key(data_dir),
+        StaticDirectory([creds]),
+        arm_audiences=["https://127.0.0.1:8443/"],
     )
     scope = "https://127.0.0.1:8443/.default"
     token = issuer.issue(creds.tenant_id, creds.client_id, creds.client_secret, scope)
@@ -462,7 +468,7 @@ def test_wrong_issuer_rejected(
 
 def test_foreign_key_and_garbage_rejected(issuer: TokenIssuer, tmp_path: Path) -> None:
     other_creds = ensure_client(tmp_path / "other")
-    other = TokenIssuer(ensure_signing_key(tmp_path / "other"), [other_creds])
+    other = TokenIssuer(ensure_signing_key(tmp_path / "other"), StaticDirectory([other_creds]))
     token = other.issue(
         other_creds.tenant_id, other_creds.client_id, other_creds.client_secret, ARM_SCOPE
     )
@@ -481,6 +487,196 @@ def test_hs256_token_rejected(issuer: TokenIssuer, creds: ClientCredentials) -> 
     token = jwt.encode(payload, "x" * 32, algorithm="HS256", headers={"kid": issuer.kid})
     with pytest.raises(InvalidToken, match="RS256"):
         issuer.verify(token)
+
+
+# --- tokens per tenant (the directory) ----------------------------------------------
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[SqlDirectory]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'directory.db'}")
+    yield SqlDirectory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def tenant_issuer(data_dir: Path, directory: SqlDirectory) -> TokenIssuer:
+    arm, graph = server_audiences("127.0.0.1", 9443)
+    return TokenIssuer(
+        ensure_signing_key(data_dir), directory, arm_audiences=arm, graph_audiences=graph
+    )
+
+
+def test_tokens_carry_the_tenant_and_principal(
+    tenant_issuer: TokenIssuer, directory: SqlDirectory
+) -> None:
+    contoso, contoso_admin, contoso_secret = directory.create_tenant("contoso")
+    fabrikam, fabrikam_admin, fabrikam_secret = directory.create_tenant("fabrikam")
+    for tenant, admin, secret in (
+        (contoso, contoso_admin, contoso_secret),
+        (fabrikam, fabrikam_admin, fabrikam_secret),
+    ):
+        token = tenant_issuer.issue(tenant.tenant_id, admin.app_id, secret, ARM_SCOPE)
+        claims = jwt.decode(token["access_token"], options={"verify_signature": False})
+        assert claims["tid"] == tenant.tenant_id
+        assert claims["iss"] == f"https://sts.privatelink.local/{tenant.tenant_id}/"
+        assert claims["oid"] == admin.object_id and claims["appid"] == admin.app_id
+        assert tenant_issuer.verify(token["access_token"]) == Principal(
+            tenant.tenant_id, admin.object_id, admin.app_id
+        )
+
+
+def test_principal_created_later_signs_in_at_once(
+    tenant_issuer: TokenIssuer, directory: SqlDirectory
+) -> None:
+    # The issuer exists before the tenant, the application and its secret.
+    tenant, _admin, _secret = directory.create_tenant("late")
+    app = directory.create_application(tenant.tenant_id, "worker")
+    sp = directory.create_service_principal(tenant.tenant_id, app.app_id)
+    _cred, secret = directory.add_password(tenant.tenant_id, app.object_id, "ci")
+    token = tenant_issuer.issue(tenant.tenant_id, app.app_id, secret, ARM_SCOPE)
+    assert tenant_issuer.verify(token["access_token"]).object_id == sp.object_id
+    # A removed secret stops working at once too.
+    directory.remove_all_passwords(tenant.tenant_id, app.object_id)
+    with pytest.raises(InvalidClient) as info:
+        tenant_issuer.issue(tenant.tenant_id, app.app_id, secret, ARM_SCOPE)
+    assert info.value.aadsts_code == 7000215
+
+
+def test_client_of_another_tenant_is_unknown(
+    tenant_issuer: TokenIssuer, directory: SqlDirectory
+) -> None:
+    contoso, _admin, _secret = directory.create_tenant("contoso")
+    _fabrikam, fabrikam_admin, fabrikam_secret = directory.create_tenant("fabrikam")
+    with pytest.raises(InvalidClient) as info:
+        tenant_issuer.issue(contoso.tenant_id, fabrikam_admin.app_id, fabrikam_secret, ARM_SCOPE)
+    assert (info.value.error, info.value.status, info.value.aadsts_code) == (
+        "unauthorized_client",
+        400,
+        700016,
+    )
+    assert info.value.to_oauth()["error_description"].startswith("AADSTS700016: ")
+    assert fabrikam_secret not in info.value.description
+
+
+@pytest.mark.parametrize(
+    ("tenant", "client", "secret", "code"),
+    [
+        ("00000000-0000-4000-8000-000000000000", "admin", "secret", 90002),
+        ("tenant", "00000000-0000-4000-8000-000000000000", "secret", 700016),
+        ("tenant", "admin", "wrong", 7000215),
+        ("tenant", "admin", "", 7000218),
+    ],
+)
+def test_directory_sign_in_errors(
+    tenant_issuer: TokenIssuer,
+    directory: SqlDirectory,
+    tenant: str,
+    client: str,
+    secret: str,
+    code: int,
+) -> None:
+    t, admin, real = directory.create_tenant("contoso")
+    with pytest.raises(InvalidClient) as info:
+        tenant_issuer.issue(
+            t.tenant_id if tenant == "tenant" else tenant,
+            admin.app_id if client == "admin" else client,
+            real if secret == "secret" else secret,
+            ARM_SCOPE,
+        )
+    assert info.value.aadsts_code == code
+
+
+@pytest.mark.parametrize(
+    ("scope", "resource"),
+    [
+        (ARM_SCOPE, "arm"),
+        (LEGACY_ARM_SCOPE, "arm"),
+        ("https://127.0.0.1:9443/.default", "arm"),
+        ("https://127.0.0.1:9443//.default", "arm"),
+        ("https://localhost:9443/.default", "arm"),
+        ("https://graph.microsoft.com/.default", "graph"),
+        ("https://127.0.0.1:9443/graph/.default", "graph"),
+        ("https://127.0.0.1:9443/graph//.default", "graph"),
+        ("https://localhost:9443/graph/.default", "graph"),
+    ],
+)
+def test_audience_classes(
+    tenant_issuer: TokenIssuer, directory: SqlDirectory, scope: str, resource: str
+) -> None:
+    tenant, admin, secret = directory.create_tenant("contoso")
+    token = tenant_issuer.issue(tenant.tenant_id, admin.app_id, secret, scope)["access_token"]
+    assert tenant_issuer.verify(token, resource).object_id == admin.object_id  # type: ignore[arg-type]
+    other = "graph" if resource == "arm" else "arm"
+    with pytest.raises(InvalidToken, match="wrong audience") as info:
+        tenant_issuer.verify(token, other)  # type: ignore[arg-type]
+    assert info.value.reason == "wrong_audience"
+
+
+def test_another_servers_port_is_not_an_audience(
+    tenant_issuer: TokenIssuer, directory: SqlDirectory
+) -> None:
+    tenant, admin, secret = directory.create_tenant("contoso")
+    with pytest.raises(InvalidScope) as info:
+        tenant_issuer.issue(
+            tenant.tenant_id, admin.app_id, secret, "https://127.0.0.1:9444/.default"
+        )
+    assert info.value.error == "invalid_resource"
+
+
+@pytest.mark.parametrize(
+    ("host", "extra"),
+    [
+        ("127.0.0.1", []),
+        ("0.0.0.0", []),
+        ("localhost", []),
+        ("pl.example.com", ["https://pl.example.com:8443"]),
+        ("10.1.2.3", ["https://10.1.2.3:8443"]),
+        ("::1", ["https://[::1]:8443"]),
+    ],
+)
+def test_server_audiences(host: str, extra: list[str]) -> None:
+    arm, graph = server_audiences(host, 8443)
+    assert list(arm) == ["https://127.0.0.1:8443", "https://localhost:8443", *extra]
+    assert list(graph) == [f"{a}/graph" for a in arm]
+
+
+def test_static_directory_matches_the_protocol(creds: ClientCredentials) -> None:
+    static = StaticDirectory([creds])
+    assert static.check_client(creds.tenant_id, creds.client_id, creds.client_secret)[0] == "ok"
+    assert static.check_client(creds.tenant_id, creds.client_id, "")[0] == "bad_secret"
+    assert static.check_client(creds.tenant_id, "x", "y") == ("no_client", None)
+    assert static.check_client("x", creds.client_id, "y") == ("no_tenant", None)
+    tenant = static.get_tenant(creds.tenant_id.upper())
+    assert tenant is not None and tenant.tenant_id == creds.tenant_id
+
+
+def test_openid_configuration_per_tenant(
+    tenant_issuer: TokenIssuer, directory: SqlDirectory
+) -> None:
+    app = FastAPI()
+    app.include_router(build_identity_router(tenant_issuer))
+    with TestClient(app, base_url="https://127.0.0.1:9443") as http:
+        assert http.get("/nobody/v2.0/.well-known/openid-configuration").status_code == 400
+        tenant, admin, secret = directory.create_tenant("contoso")
+        config = http.get(f"/{tenant.tenant_id.upper()}/v2.0/.well-known/openid-configuration")
+        assert config.status_code == 200
+        assert config.json()["issuer"] == f"https://sts.privatelink.local/{tenant.tenant_id}/"
+        assert "https://127.0.0.1:9443/graph/.default" in config.json()["scopes_supported"]
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": admin.app_id,
+            "client_secret": secret,
+            "scope": "https://127.0.0.1:9443/graph/.default",
+        }
+        reply = http.post(f"/{tenant.tenant_id}/oauth2/v2.0/token", data=form)
+        assert reply.status_code == 200, reply.text
+        assert tenant_issuer.verify(reply.json()["access_token"], "graph").tenant_id == (
+            tenant.tenant_id
+        )
+        unknown = http.post("/00000000-0000-4000-8000-000000000000/oauth2/v2.0/token", data=form)
+        assert unknown.status_code == 400
+        assert unknown.json()["error_description"].startswith("AADSTS90002: ")
 
 
 # --- HTTP endpoints (in-process) ----------------------------------------------------
@@ -586,7 +782,7 @@ def test_token_endpoint_basic_auth(client: TestClient, creds: ClientCredentials)
         ({"grant_type": "password"}, 400, "unsupported_grant_type"),
         ({"grant_type": ""}, 400, "invalid_request"),
         ({"client_id": ""}, 400, "invalid_request"),
-        ({"scope": "https://graph.microsoft.com/.default"}, 400, "invalid_resource"),
+        ({"scope": "https://vault.azure.net/.default"}, 400, "invalid_resource"),
     ],
 )
 def test_token_endpoint_errors(

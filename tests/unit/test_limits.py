@@ -24,8 +24,8 @@ from pl_world import (
 )
 
 from privatelink.core import errors
-from privatelink.core import load_balancer as lbm
 from privatelink.core import private_endpoint as pem
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 from privatelink.core.limits import Limits
@@ -69,12 +69,12 @@ def test_pls_per_subscription(make_world: MakeWorld) -> None:
         errors.PrivateLinkServicesPerSubscriptionLimitReached,
         "PrivateLinkServicesPerSubscriptionLimitReached",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(name="c", frontends=("fe3",)),
     )
     assert isinstance(exc, errors.LimitExceeded)
     # an update of an existing service is not a new one
-    w.run(plsm.create_or_update, replace(w.pls("a"), tags={"x": "y"}))
+    w.run(pl.create_or_update_service, replace(w.pls("a"), tags={"x": "y"}))
     assert w.pls("a").tags == {"x": "y"}
     # and deleting one makes room again
     w.run(plsm.delete, pls_id("a"))
@@ -117,9 +117,9 @@ def test_default_pls_per_subscription_is_800(world: World, existing: int, refuse
         padded = _PaddedView(view, existing)
         if refused:
             with pytest.raises(errors.PrivateLinkServicesPerSubscriptionLimitReached):
-                plsm.create_or_update(padded, world.ctx, make_pls())
+                pl.create_or_update_service(padded, world.ctx, make_pls())
         else:
-            changes = plsm.create_or_update(padded, world.ctx, make_pls())
+            changes = pl.create_or_update_service(padded, world.ctx, make_pls())
             assert [type(r).__name__ for r in changes.puts] == [
                 "NetworkInterface",
                 "PrivateLinkService",
@@ -132,18 +132,18 @@ def test_default_pls_per_subscription_is_800(world: World, existing: int, refuse
 def test_pls_per_load_balancer(make_world: MakeWorld) -> None:
     w = make_world(pls_per_load_balancer=2)
     w.provider(n=3)
-    w.run(lbm.create_or_update, make_lb("lb2", n=1, subnet="be"))
+    w.run(pl.create_or_update_load_balancer, make_lb("lb2", n=1, subnet="be"))
     w.create_pls(name="a", frontends=("fe1",))
     w.create_pls(name="b", frontends=("fe2",))
     w.refuse(
         errors.PrivateLinkServicesPerLoadBalancerLimitReached,
         "PrivateLinkServicesPerLoadBalancerLimitReached",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(name="c", frontends=("fe3",)),
     )
     # updating a service already on the load balancer is fine
-    w.run(plsm.create_or_update, replace(w.pls("b"), visibility=(S2,)))
+    w.run(pl.create_or_update_service, replace(w.pls("b"), visibility=(S2,)))
     assert w.pls("b").visibility == (S2,)
     # another load balancer has its own budget
     w.create_pls(name="c", lb="lb2", frontends=("fe1",))
@@ -157,7 +157,7 @@ def test_default_pls_per_load_balancer_is_8(world: World) -> None:
         errors.PrivateLinkServicesPerLoadBalancerLimitReached,
         "PrivateLinkServicesPerLoadBalancerLimitReached",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(name="s9", frontends=("fe9",)),
     )
 
@@ -173,7 +173,7 @@ def test_nat_ip_configurations(make_world: MakeWorld) -> None:
         errors.NatIpConfigurationCount,
         "PrivateLinkServiceNatIpConfigurationCountInvalid",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(nats=three),
     )
     pls = w.create_pls(nats=three[:2])
@@ -181,7 +181,7 @@ def test_nat_ip_configurations(make_world: MakeWorld) -> None:
         errors.NatIpConfigurationCount,
         "PrivateLinkServiceNatIpConfigurationCountInvalid",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(pls, ip_configurations=(*pls.ip_configurations, nat("c"))),
     )
 
@@ -202,19 +202,19 @@ def test_pe_per_pls(make_world: MakeWorld) -> None:
     pls = _consumers(w)
     w.create_pe(pls.alias, name="a")
     w.create_pe(pls.alias, name="b", sub=S3)
-    w.run(plsm.update_connection, pls.id, w.pls().connections[0].name, "Rejected", None, None)
+    w.run(pl.update_connection, pls.id, w.pls().connections[0].name, "Rejected", None, None)
     exc = w.refuse(
         errors.PrivateEndpointsPerPrivateLinkServiceLimitReached,
         "PrivateEndpointsPerPrivateLinkServiceLimitReached",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(pls.alias, name="c"),
     )
     assert isinstance(exc, errors.LimitExceeded)
     # another service has its own budget
     w.create_pe(w.pls("pls2").alias, name="other")
     # a deleted endpoint frees its slot
-    w.run(pem.delete, w.pe("a").id)
+    w.run(pl.delete_endpoint, w.pe("a").id)
     w.create_pe(pls.alias, name="c")
     assert len(w.pls().connections) == 2
 
@@ -228,22 +228,22 @@ def test_pe_per_vnet(make_world: MakeWorld) -> None:
         errors.PrivateEndpointsPerVirtualNetworkLimitReached,
         "PrivateEndpointsPerVirtualNetworkLimitReached",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(pls.alias, name="c"),
     )
     # another VNet has its own budget
     w.create_pe(pls.alias, name="c", sub=S3)
     # a provider-deleted (Disconnected) endpoint still sits in the VNet
     name = next(c.name for c in w.pls().connections if c.private_endpoint_id == w.pe("a").id)
-    w.run(plsm.delete_connection, pls.id, name)
+    w.run(pl.delete_connection, pls.id, name)
     w.refuse(
         errors.PrivateEndpointsPerVirtualNetworkLimitReached,
         "PrivateEndpointsPerVirtualNetworkLimitReached",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(pls.alias, name="d"),
     )
-    w.run(pem.delete, w.pe("a").id)
+    w.run(pl.delete_endpoint, w.pe("a").id)
     w.create_pe(pls.alias, name="d")
 
 
@@ -269,11 +269,11 @@ def test_default_pe_per_pls_is_1000(world: World, total: int, refused: bool) -> 
             errors.PrivateEndpointsPerPrivateLinkServiceLimitReached,
             "PrivateEndpointsPerPrivateLinkServiceLimitReached",
             400,
-            pem.create_or_update,
+            pl.create_or_update_endpoint,
             desired,
         )
     else:
-        world.run(pem.create_or_update, desired)
+        world.run(pl.create_or_update_endpoint, desired)
         assert len(world.pls().connections) == 1000
 
 
@@ -285,9 +285,9 @@ def test_default_pe_per_vnet_is_1000(world: World, total: int, refused: bool) ->
         desired = make_pe(seed.alias, name="new")
         if refused:
             with pytest.raises(errors.PrivateEndpointsPerVirtualNetworkLimitReached):
-                pem.create_or_update(padded, world.ctx, desired)
+                pl.create_or_update_endpoint(padded, world.ctx, desired)
         else:
-            changes = pem.create_or_update(padded, world.ctx, desired)
+            changes = pl.create_or_update_endpoint(padded, world.ctx, desired)
             assert any(isinstance(r, pem.PrivateEndpoint) for r in changes.puts)
 
 
@@ -301,7 +301,7 @@ def test_visibility_subscription_limit(make_world: MakeWorld) -> None:
         errors.SubscriptionListLimitExceeded,
         "SubscriptionListLimitExceeded",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(visibility=(S2, S3, S4)),
     )
     # repeated entries count once
@@ -316,7 +316,7 @@ def test_auto_approval_subscription_limit(make_world: MakeWorld) -> None:
         errors.SubscriptionListLimitExceeded,
         "SubscriptionListLimitExceeded",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(visibility=("*",), auto_approval=(S2, S3, S4)),
     )
     assert w.create_pls(visibility=("*",), auto_approval=(S2, S3)).auto_approval == (S2, S3)
@@ -333,7 +333,7 @@ def test_default_subscription_list_limit_is_100(world: World, field: str) -> Non
         errors.SubscriptionListLimitExceeded,
         "SubscriptionListLimitExceeded",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(**kwargs),
     )
     kwargs[field] = many[:100]
@@ -353,7 +353,7 @@ def test_request_message_length(make_world: MakeWorld) -> None:
         errors.RequestMessageTooLong,
         "RequestMessageTooLong",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(pls.alias, message="x" * 11),
     )
     assert w.create_pe(pls.alias, message="x" * 10).connection.request_message == "x" * 10
@@ -369,7 +369,7 @@ def test_pe_per_vnet_counts_every_subnet_of_the_vnet(make_world: MakeWorld) -> N
         errors.PrivateEndpointsPerVirtualNetworkLimitReached,
         "PrivateEndpointsPerVirtualNetworkLimitReached",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(pls.alias, name="c", subnet="pe2"),
     )
 
@@ -380,16 +380,16 @@ def test_pls_per_subscription_spans_resource_groups_not_subscriptions(
     w = make_world(pls_per_subscription=1)
     w.provider(n=2)
     other_rg = replace(make_pls(name="a"), id=arm_id(S1, "privateLinkServices", "a", rg="rg2"))
-    w.run(plsm.create_or_update, other_rg)
+    w.run(pl.create_or_update_service, other_rg)
     w.refuse(
         errors.PrivateLinkServicesPerSubscriptionLimitReached,
         "PrivateLinkServicesPerSubscriptionLimitReached",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(name="b", frontends=("fe2",), nats=(nat(subnet="nat2"),)),
     )
     # a second provider subscription has its own budget
     w.run(vnm.create_or_update, make_vnet(sub=S2))
-    w.run(lbm.create_or_update, make_lb(sub=S2, n=1))
+    w.run(pl.create_or_update_load_balancer, make_lb(sub=S2, n=1))
     theirs = w.create_pls(name="b", sub=S2, nats=(nat(sub=S2),))
     assert theirs.subscription == S2

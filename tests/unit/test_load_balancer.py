@@ -22,6 +22,7 @@ from pl_world import (
 from privatelink.core import errors
 from privatelink.core import load_balancer as lbm
 from privatelink.core import network_interface as nicm
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 
@@ -41,7 +42,7 @@ def _with_frontend(lb: lbm.LoadBalancer, **changes: object) -> lbm.LoadBalancer:
 
 
 def test_create_allocates_distinct_dynamic_frontend_ips(vnet_world: World) -> None:
-    vnet_world.run(lbm.create_or_update, make_lb(n=3, location="East US"))
+    vnet_world.run(pl.create_or_update_load_balancer, make_lb(n=3, location="East US"))
     lb = vnet_world.lb()
     assert lb.location == "eastus"
     assert [f.private_ip for f in lb.frontends] == ["10.0.1.4", "10.0.1.5", "10.0.1.6"]
@@ -53,19 +54,19 @@ def test_create_allocates_distinct_dynamic_frontend_ips(vnet_world: World) -> No
 
 
 def test_dynamic_frontend_ip_is_stable_across_updates(vnet_world: World) -> None:
-    vnet_world.run(lbm.create_or_update, make_lb(n=2))
+    vnet_world.run(pl.create_or_update_load_balancer, make_lb(n=2))
     before = [f.private_ip for f in vnet_world.lb().frontends]
     # Drop fe1 (and its rule): fe2 keeps its address instead of moving to the freed one.
     lb = make_lb(n=2)
     lb = replace(lb, frontends=lb.frontends[1:], rules=lb.rules[1:])
-    vnet_world.run(lbm.create_or_update, lb)
+    vnet_world.run(pl.create_or_update_load_balancer, lb)
     assert [f.private_ip for f in vnet_world.lb().frontends] == before[1:]
     assert set(vnet_world.used_ips(subnet_id("vp", "fe"))) == set(before[1:])
 
 
 def test_static_frontend_ip(vnet_world: World) -> None:
     vnet_world.run(
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         _with_frontend(make_lb(n=1), allocation="Static", private_ip="10.0.1.100"),
     )
     assert vnet_world.lb().frontends[0].private_ip == "10.0.1.100"
@@ -86,21 +87,21 @@ def test_static_frontend_ip_refusals(vnet_world: World, ip: str, cls: type, code
         cls,
         code,
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         _with_frontend(make_lb(n=1), allocation="Static", private_ip=ip),
     )
     assert vnet_world.get(lb_id()) is None
 
 
 def test_static_frontend_ip_taken_by_another_load_balancer(vnet_world: World) -> None:
-    vnet_world.run(lbm.create_or_update, make_lb(n=1))
+    vnet_world.run(pl.create_or_update_load_balancer, make_lb(n=1))
     taken = vnet_world.lb().frontends[0].private_ip
     other = _with_frontend(make_lb("lb2", n=1), allocation="Static", private_ip=taken)
     vnet_world.refuse(
         errors.PrivateIPAddressIsAllocated,
         "PrivateIPAddressIsAllocated",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         other,
     )
 
@@ -117,7 +118,7 @@ def test_two_frontends_cannot_share_a_static_ip(vnet_world: World) -> None:
         errors.PrivateIPAddressIsAllocated,
         "PrivateIPAddressIsAllocated",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         lb,
     )
 
@@ -127,7 +128,7 @@ def test_static_without_address_refused(vnet_world: World) -> None:
         errors.PrivateIPAddressRequired,
         "PrivateIPAddressRequired",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         _with_frontend(make_lb(n=1), allocation="Static", private_ip=None),
     )
 
@@ -137,7 +138,7 @@ def test_ipv6_frontend_refused(vnet_world: World) -> None:
         errors.IPv6NotSupported,
         "IPv6NotSupported",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         _with_frontend(make_lb(n=1), ip_version="IPv6"),
     )
 
@@ -147,9 +148,13 @@ def test_full_subnet_refused(world: World) -> None:
         vnm.create_or_update,
         make_vnet(subnets=(vnm.Subnet("fe", "10.0.1.0/29"),)),  # 3 usable addresses
     )
-    world.run(lbm.create_or_update, make_lb(n=3))
+    world.run(pl.create_or_update_load_balancer, make_lb(n=3))
     world.refuse(
-        errors.SubnetIsFull, "SubnetIsFull", 400, lbm.create_or_update, make_lb("lb2", n=1)
+        errors.SubnetIsFull,
+        "SubnetIsFull",
+        400,
+        pl.create_or_update_load_balancer,
+        make_lb("lb2", n=1),
     )
 
 
@@ -158,7 +163,7 @@ def test_frontend_subnet_must_exist(vnet_world: World) -> None:
         errors.InvalidResourceReference,
         "InvalidResourceReference",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         make_lb(n=1, subnet="missing"),
     )
 
@@ -169,7 +174,7 @@ def test_frontend_vnet_in_another_region_refused(world: World) -> None:
         errors.ResourceLocationMismatch,
         "ResourceLocationMismatch",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         make_lb(n=1),
     )
 
@@ -184,7 +189,11 @@ def test_frontends_in_two_vnets_refused(vnet_world: World) -> None:
         lb, frontends=(lb.frontends[0], replace(lb.frontends[1], subnet_id=subnet_id("v2", "fe")))
     )
     vnet_world.refuse(
-        errors.InvalidRequestContent, "InvalidRequestContent", 400, lbm.create_or_update, lb
+        errors.InvalidRequestContent,
+        "InvalidRequestContent",
+        400,
+        pl.create_or_update_load_balancer,
+        lb,
     )
 
 
@@ -193,7 +202,7 @@ def test_frontend_required(vnet_world: World) -> None:
         errors.InvalidRequestContent,
         "InvalidRequestContent",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         make_lb(n=0),
     )
 
@@ -203,7 +212,7 @@ def test_gateway_sku_refused(vnet_world: World) -> None:
         errors.InvalidLoadBalancerSku,
         "InvalidLoadBalancerSku",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         make_lb(n=1, sku="Gateway"),
     )
 
@@ -212,17 +221,21 @@ def test_duplicate_frontend_names_refused(vnet_world: World) -> None:
     lb = make_lb(n=1)
     lb = replace(lb, frontends=(lb.frontends[0], replace(lb.frontends[0], name="FE1")))
     vnet_world.refuse(
-        errors.DuplicateResourceName, "DuplicateResourceName", 400, lbm.create_or_update, lb
+        errors.DuplicateResourceName,
+        "DuplicateResourceName",
+        400,
+        pl.create_or_update_load_balancer,
+        lb,
     )
 
 
 def test_location_cannot_change(vnet_world: World) -> None:
-    vnet_world.run(lbm.create_or_update, make_lb(n=1))
+    vnet_world.run(pl.create_or_update_load_balancer, make_lb(n=1))
     vnet_world.refuse(
         errors.ResourceLocationMismatch,
         "ResourceLocationMismatch",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         make_lb(n=1, location=OTHER_REGION),
     )
 
@@ -248,7 +261,7 @@ def test_invalid_probe_refused(vnet_world: World, probe: lbm.Probe) -> None:
         errors.InvalidProbe,
         "InvalidProbeConfiguration",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         replace(make_lb(n=1), probes=(probe,)),
     )
 
@@ -258,14 +271,14 @@ def test_unknown_probe_protocol_refused(vnet_world: World) -> None:
         errors.InvalidRequestContent,
         "InvalidRequestContent",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         replace(make_lb(n=1), probes=(lbm.Probe("p", "Icmp", 80),)),
     )
 
 
 def test_probe_protocol_normalized(vnet_world: World) -> None:
     lb = replace(make_lb(n=1), probes=(lbm.Probe("p", "http", 80, request_path="/"),))
-    vnet_world.run(lbm.create_or_update, lb)
+    vnet_world.run(pl.create_or_update_load_balancer, lb)
     assert vnet_world.lb().probes[0].protocol == "Http"
 
 
@@ -295,14 +308,14 @@ def test_invalid_rule_refused(vnet_world: World, changes: dict[str, object]) -> 
         errors.InvalidLoadBalancerRule,
         "InvalidLoadBalancerRule",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         _with_rule(rule),
     )
 
 
 def test_ha_ports_rule_accepted(vnet_world: World) -> None:
     rule = replace(make_rule("r", "fe1", "be1"), protocol="all", frontend_port=0, backend_port=0)
-    vnet_world.run(lbm.create_or_update, _with_rule(rule))
+    vnet_world.run(pl.create_or_update_load_balancer, _with_rule(rule))
     assert vnet_world.lb().rules[0].protocol == "All"
 
 
@@ -323,7 +336,7 @@ def test_rule_reference_must_be_a_child_of_this_lb(
         errors.InvalidResourceReference,
         "InvalidResourceReference",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         _with_rule(rule),
     )
 
@@ -339,7 +352,7 @@ def test_rule_enum_values_checked(
         errors.InvalidRequestContent,
         "InvalidRequestContent",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         _with_rule(replace(make_rule("r", "fe1", "be1"), **changes)),
     )
     assert field in exc.message
@@ -354,7 +367,7 @@ def test_frontend_port_conflict(vnet_world: World, first: str, second: str) -> N
         errors.LoadBalancerRuleFrontendPortConflict,
         "LoadBalancingRuleFrontendPortConflict",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         replace(lb, rules=(a, b)),
     )
 
@@ -366,7 +379,7 @@ def test_same_port_different_protocol_or_frontend_ok(vnet_world: World) -> None:
         replace(make_rule("b", "fe1", "be1"), protocol="Udp"),
         make_rule("c", "fe2", "be2"),
     )
-    vnet_world.run(lbm.create_or_update, replace(lb, rules=rules))
+    vnet_world.run(pl.create_or_update_load_balancer, replace(lb, rules=rules))
     assert [r.name for r in vnet_world.lb().rules] == ["a", "b", "c"]
 
 
@@ -374,10 +387,11 @@ def test_same_port_different_protocol_or_frontend_ok(vnet_world: World) -> None:
 
 
 def test_unused_frontend_can_be_removed(vnet_world: World) -> None:
-    vnet_world.run(lbm.create_or_update, make_lb(n=2))
+    vnet_world.run(pl.create_or_update_load_balancer, make_lb(n=2))
     lb = make_lb(n=2)
     vnet_world.run(
-        lbm.create_or_update, replace(lb, frontends=lb.frontends[:1], rules=lb.rules[:1])
+        pl.create_or_update_load_balancer,
+        replace(lb, frontends=lb.frontends[:1], rules=lb.rules[:1]),
     )
     assert [f.name for f in vnet_world.lb().frontends] == ["fe1"]
     assert set(vnet_world.used_ips(subnet_id("vp", "fe"))) == {"10.0.1.4"}
@@ -391,7 +405,7 @@ def test_frontend_used_by_pls_cannot_be_removed(world: World) -> None:
         errors.FrontendIPConfigurationInUse,
         "InUseFrontendIPConfigurationCannotBeDeleted",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         replace(lb, frontends=lb.frontends[:1], rules=lb.rules[:1]),
     )
 
@@ -418,7 +432,7 @@ def test_lb_can_be_deleted_once_pls_is_gone(world: World) -> None:
 
 
 def test_pool_used_by_nic_cannot_be_removed_nor_lb_deleted(vnet_world: World) -> None:
-    vnet_world.run(lbm.create_or_update, make_lb(n=1))
+    vnet_world.run(pl.create_or_update_load_balancer, make_lb(n=1))
     nic = nicm.NetworkInterface(
         id=nic_id("vm1"),
         name="vm1",
@@ -432,7 +446,7 @@ def test_pool_used_by_nic_cannot_be_removed_nor_lb_deleted(vnet_world: World) ->
         errors.BackendAddressPoolInUse,
         "InUseBackendAddressPoolCannotBeDeleted",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         replace(make_lb(n=1), pools=(lbm.BackendPool("other"),), rules=()),
     )
     vnet_world.refuse(
@@ -474,7 +488,7 @@ def test_non_tcp_rule_on_pls_frontend_refused_on_lb_update(pls_world: World, pro
         errors.PrivateLinkServiceRequiresTcpRules,
         "PrivateLinkServiceOnlySupportsTcp",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         replace(lb, rules=(*lb.rules, extra)),
     )
 
@@ -486,7 +500,7 @@ def test_protocol_change_to_udp_on_pls_frontend_refused(pls_world: World) -> Non
         errors.PrivateLinkServiceRequiresTcpRules,
         "PrivateLinkServiceOnlySupportsTcp",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         replace(lb, rules=rules),
     )
 
@@ -494,7 +508,7 @@ def test_protocol_change_to_udp_on_pls_frontend_refused(pls_world: World) -> Non
 def test_udp_rule_on_frontend_without_pls_is_fine(pls_world: World) -> None:
     lb = make_lb(n=3)
     extra = replace(make_rule("udp", "fe3", "be3", port=53), protocol="Udp")
-    pls_world.run(lbm.create_or_update, replace(lb, rules=(*lb.rules, extra)))
+    pls_world.run(pl.create_or_update_load_balancer, replace(lb, rules=(*lb.rules, extra)))
     assert "udp" in [r.name for r in pls_world.lb().rules]
 
 
@@ -506,7 +520,7 @@ def test_lb_update_cannot_share_a_pool_between_services(pls_world: World) -> Non
         errors.BackendPoolSharedByPrivateLinkServices,
         "BackendPoolSharedByPrivateLinkServices",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         replace(lb, rules=(*lb.rules, extra)),
     )
 
@@ -516,7 +530,7 @@ def test_lb_update_cannot_downgrade_to_basic(pls_world: World) -> None:
         errors.PrivateLinkServiceRequiresStandardLoadBalancer,
         "PrivateLinkServiceNotSupportedOnBasicLoadBalancer",
         400,
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         make_lb(n=3, sku="Basic"),
     )
 
@@ -524,14 +538,14 @@ def test_lb_update_cannot_downgrade_to_basic(pls_world: World) -> None:
 def test_lb_update_keeping_pls_rules_valid_is_accepted(pls_world: World) -> None:
     lb = make_lb(n=3)
     extra = make_rule("https", "fe1", "be1", port=443)
-    pls_world.run(lbm.create_or_update, replace(lb, rules=(*lb.rules, extra)))
+    pls_world.run(pl.create_or_update_load_balancer, replace(lb, rules=(*lb.rules, extra)))
     assert len(pls_world.lb().rules) == 4
     assert pls_world.pls("pls1").frontend_ids == (fe_id("fe1"),)
 
 
 def test_static_frontend_ip_cannot_take_the_address_of_a_kept_frontend(vnet_world: World) -> None:
     """A static address must be free, whatever the order of the frontends in the PUT."""
-    vnet_world.run(lbm.create_or_update, make_lb(n=1))
+    vnet_world.run(pl.create_or_update_load_balancer, make_lb(n=1))
     lb = vnet_world.lb()
     fe1 = lb.frontends[0]
     assert fe1.private_ip == "10.0.1.4"
@@ -541,7 +555,7 @@ def test_static_frontend_ip_cannot_take_the_address_of_a_kept_frontend(vnet_worl
             errors.PrivateIPAddressIsAllocated,
             "PrivateIPAddressIsAllocated",
             400,
-            lbm.create_or_update,
+            pl.create_or_update_load_balancer,
             replace(make_lb(n=1), frontends=frontends),
         )
     assert vnet_world.lb().frontends[0].private_ip == "10.0.1.4"

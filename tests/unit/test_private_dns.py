@@ -11,8 +11,7 @@ from pl_world import S1, S2, World, arm_id, make_vnet, pe_id, pls_id, vnet_id
 
 from privatelink.core import errors
 from privatelink.core import private_dns as dns
-from privatelink.core import private_endpoint as pem
-from privatelink.core import private_link_service as plsm
+from privatelink.core import private_link as pl
 from privatelink.core import virtual_network as vnm
 
 ZONE = "contoso.example"
@@ -73,7 +72,7 @@ def dw(world: World) -> World:
 
 def _set_status(w: World, status: str) -> None:
     (conn,) = w.pls().connections
-    w.run(plsm.update_connection, pls_id(), conn.name, status, None, None)
+    w.run(pl.update_connection, pls_id(), conn.name, status, None, None)
 
 
 # --- names ------------------------------------------------------------------------------------
@@ -286,7 +285,7 @@ def test_deleting_the_endpoint_deletes_its_group(dw: World) -> None:
     _set_status(dw, "Approved")
     group_id = make_group("default").id
     assert dw.get(group_id) is not None
-    dw.run(pem.delete, pe_id())
+    dw.run(pl.delete_endpoint, pe_id())
     assert dw.get(group_id) is None
     with dw.repo.read() as view:
         assert view.referrers(zone_id().lower(), "dnsgroup-zone") == []

@@ -21,8 +21,8 @@ from pl_world import (
 )
 
 from privatelink.core import errors
-from privatelink.core import load_balancer as lbm
 from privatelink.core import private_endpoint as pem
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 
@@ -43,7 +43,7 @@ def _not_found(w: World, target: str, sub: str) -> errors.ArmError:
         errors.PrivateLinkServiceNotFound,
         "PrivateLinkServiceNotFound",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(target, sub=sub),
     )
 
@@ -175,7 +175,7 @@ def test_narrowing_visibility_hides_service_from_new_endpoints(world: World) -> 
         errors.PrivateLinkServiceNotFound,
         "PrivateLinkServiceNotFound",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(pls.alias, name="pe2", sub=S3),
     )
 
@@ -191,7 +191,7 @@ def test_pe_in_another_region_refused(service_world: World) -> None:
         errors.PrivateEndpointLocationMismatch,
         "PrivateEndpointAndPrivateLinkServiceLocationMismatch",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(service_world.pls().alias, vnet="vw", location=OTHER_REGION),
     )
 
@@ -201,7 +201,7 @@ def test_pe_region_must_match_its_vnet(service_world: World) -> None:
         errors.ResourceLocationMismatch,
         "ResourceLocationMismatch",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(service_world.pls().alias, location=OTHER_REGION),
     )
 
@@ -217,7 +217,7 @@ def test_pe_and_service_both_in_other_region_is_fine(world: World) -> None:
             ),
         ),
     )
-    world.run(lbm.create_or_update, make_lb(n=1, location=OTHER_REGION))
+    world.run(pl.create_or_update_load_balancer, make_lb(n=1, location=OTHER_REGION))
     pls = world.create_pls(location=OTHER_REGION, nats=(nat(),))
     world.consumer(location=OTHER_REGION)
     pe = world.create_pe(pls.alias, location=OTHER_REGION)
@@ -237,7 +237,7 @@ def test_request_message_over_140_refused(service_world: World) -> None:
         errors.RequestMessageTooLong,
         "RequestMessageTooLong",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(service_world.pls().alias, message="m" * 141),
     )
 
@@ -250,7 +250,7 @@ def test_exactly_one_connection(service_world: World, count: int) -> None:
         errors.PrivateEndpointConnectionRequired,
         "PrivateEndpointRequiresOneConnection",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(alias, connections=conns),
     )
 
@@ -261,7 +261,7 @@ def test_group_ids_refused(service_world: World) -> None:
         errors.InvalidGroupIds,
         "InvalidGroupIds",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(
             alias, connections=(pem.PrivateLinkServiceConnection("c", alias, group_ids=("x",)),)
         ),
@@ -274,7 +274,7 @@ def test_empty_target_refused(service_world: World, target: str) -> None:
         errors.PrivateLinkServiceNotFound,
         "PrivateLinkServiceNotFound",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(target),
     )
 
@@ -284,7 +284,7 @@ def test_pe_subnet_must_exist(service_world: World) -> None:
         errors.InvalidResourceReference,
         "InvalidResourceReference",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(service_world.pls().alias, subnet="missing"),
     )
 
@@ -305,7 +305,11 @@ def test_static_pe_ip(service_world: World) -> None:
 )
 def test_static_pe_ip_refusals(service_world: World, ip: str, cls: type, code: str) -> None:
     service_world.refuse(
-        cls, code, 400, pem.create_or_update, make_pe(service_world.pls().alias, static_ip=ip)
+        cls,
+        code,
+        400,
+        pl.create_or_update_endpoint,
+        make_pe(service_world.pls().alias, static_ip=ip),
     )
     assert service_world.pls().connections == ()
 
@@ -317,7 +321,7 @@ def test_static_pe_ip_taken_refused(service_world: World) -> None:
         errors.PrivateIPAddressIsAllocated,
         "PrivateIPAddressIsAllocated",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(alias, name="b", static_ip="10.1.1.40"),
     )
 
@@ -337,7 +341,7 @@ def test_update_may_change_message_and_tags_only(service_world: World) -> None:
     alias = service_world.pls().alias
     first = service_world.create_pe(alias, message="v1")
     desired = replace(make_pe(alias, message="v2"), tags={"k": "v"})
-    service_world.run(pem.create_or_update, desired)
+    service_world.run(pl.create_or_update_endpoint, desired)
     pe = service_world.pe()
     assert pe.tags == {"k": "v"}
     assert pe.connection.request_message == "v2"
@@ -351,7 +355,7 @@ def test_update_cannot_change_target(service_world: World) -> None:
         errors.PrivateEndpointConnectionTargetCannotChange,
         "PrivateEndpointConnectionCannotBeModified",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(pls_id("other")),
     )
 
@@ -365,7 +369,7 @@ def test_update_cannot_change_subnet(service_world: World) -> None:
         errors.PrivateEndpointSubnetCannotChange,
         "PrivateEndpointSubnetCannotBeModified",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(service_world.pls().alias, subnet="pe2"),
     )
 
@@ -377,7 +381,7 @@ def test_update_cannot_exceed_message_limit(service_world: World) -> None:
         errors.RequestMessageTooLong,
         "RequestMessageTooLong",
         400,
-        pem.create_or_update,
+        pl.create_or_update_endpoint,
         make_pe(alias, message="x" * 141),
     )
 
@@ -389,7 +393,7 @@ def test_deleting_pe_removes_its_connection_and_nic(service_world: World) -> Non
     alias = service_world.pls().alias
     keep = service_world.create_pe(alias, name="keep")
     gone = service_world.create_pe(alias, name="gone")
-    service_world.run(pem.delete, gone.id)
+    service_world.run(pl.delete_endpoint, gone.id)
     assert service_world.get(gone.id) is None
     assert service_world.get(gone.nic_id) is None
     assert [c.private_endpoint_id for c in service_world.pls().connections] == [keep.id]
@@ -399,4 +403,4 @@ def test_deleting_pe_removes_its_connection_and_nic(service_world: World) -> Non
 
 
 def test_delete_missing_pe_is_a_no_op(service_world: World) -> None:
-    assert service_world.run(pem.delete, pe_id("nothing")) == {}
+    assert service_world.run(pl.delete_endpoint, pe_id("nothing")) == {}

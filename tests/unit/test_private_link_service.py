@@ -25,7 +25,7 @@ from pl_world import (
 )
 
 from privatelink.core import errors
-from privatelink.core import load_balancer as lbm
+from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 from privatelink.core.alias import alias_region, looks_like_alias
@@ -44,7 +44,7 @@ def pw(world: World) -> World:
 
 
 def create_refused(w: World, error: type, code: str, desired: plsm.PrivateLinkService) -> None:
-    w.refuse(error, code, 400, plsm.create_or_update, desired)
+    w.refuse(error, code, 400, pl.create_or_update_service, desired)
     assert w.get(desired.id) is None
 
 
@@ -107,7 +107,7 @@ def test_location_cannot_change(pw: World) -> None:
         errors.ResourceLocationMismatch,
         "ResourceLocationMismatch",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         make_pls(location=OTHER_REGION),
     )
 
@@ -116,7 +116,7 @@ def test_location_cannot_change(pw: World) -> None:
 
 
 def test_basic_load_balancer_refused(pw: World) -> None:
-    pw.run(lbm.create_or_update, make_lb("basic", n=1, sku="Basic"))
+    pw.run(pl.create_or_update_load_balancer, make_lb("basic", n=1, sku="Basic"))
     create_refused(
         pw,
         errors.PrivateLinkServiceRequiresStandardLoadBalancer,
@@ -138,7 +138,7 @@ def test_load_balancer_in_another_region_refused(pw: World) -> None:
             ),
         ),
     )
-    pw.run(lbm.create_or_update, make_lb("lbw", n=1, vnet="vw", location=OTHER_REGION))
+    pw.run(pl.create_or_update_load_balancer, make_lb("lbw", n=1, vnet="vw", location=OTHER_REGION))
     create_refused(
         pw,
         errors.PrivateLinkServiceLocationMismatch,
@@ -150,7 +150,7 @@ def test_load_balancer_in_another_region_refused(pw: World) -> None:
 
 
 def test_frontends_on_two_load_balancers_refused(pw: World) -> None:
-    pw.run(lbm.create_or_update, make_lb("lb2", n=1))
+    pw.run(pl.create_or_update_load_balancer, make_lb("lb2", n=1))
     create_refused(
         pw,
         errors.PrivateLinkServiceFrontendsOnMultipleLoadBalancers,
@@ -196,7 +196,7 @@ def test_service_may_use_several_frontends_of_one_lb(pw: World) -> None:
 def test_duplicate_frontend_reference_is_collapsed(pw: World) -> None:
     pls = pw.create_pls()
     pw.run(
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(make_pls(), frontend_ids=(fe_id("fe1"), fe_id("fe1").upper())),
     )
     assert pw.pls().frontend_ids == pls.frontend_ids
@@ -410,7 +410,7 @@ def test_nat_ip_cannot_be_removed(two_nats: World) -> None:
         errors.NatIpConfigurationCannotBeRemoved,
         "PrivateLinkServiceNatIpConfigurationCannotBeRemoved",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(current, ip_configurations=current.ip_configurations[:1]),
     )
 
@@ -421,7 +421,7 @@ def test_primary_nat_ip_cannot_be_removed(two_nats: World) -> None:
         errors.NatIpConfigurationCannotBeRemoved,
         "PrivateLinkServiceNatIpConfigurationCannotBeRemoved",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(current, ip_configurations=(replace(current.ip_configurations[1], primary=True),)),
     )
 
@@ -433,7 +433,7 @@ def test_nat_ip_cannot_be_renamed(two_nats: World) -> None:
         errors.NatIpConfigurationCannotBeRemoved,
         "PrivateLinkServiceNatIpConfigurationCannotBeRemoved",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(current, ip_configurations=(a, replace(b, name="c"))),
     )
 
@@ -445,7 +445,7 @@ def test_nat_ip_cannot_move_to_another_subnet(two_nats: World) -> None:
         errors.NatIpConfigurationCannotBeRemoved,
         "PrivateLinkServiceNatIpConfigurationCannotBeRemoved",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(
             current,
             ip_configurations=(a, replace(b, subnet_id=subnet_id("vp", "nat"), private_ip=None)),
@@ -481,7 +481,7 @@ def test_update_cannot_exceed_nat_limit(pw: World) -> None:
         errors.NatIpConfigurationCount,
         "PrivateLinkServiceNatIpConfigurationCountInvalid",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(current, ip_configurations=(*current.ip_configurations, nat("n8"))),
     )
 
@@ -493,7 +493,7 @@ def test_update_cannot_switch_nat_to_ipv6(two_nats: World) -> None:
         errors.PrivateLinkServiceIPv6NotSupported,
         "PrivateLinkServiceIPv6NotSupported",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(current, ip_configurations=(a, replace(b, ip_version="IPv6"))),
     )
 
@@ -562,7 +562,7 @@ def test_visibility_update_keeps_auto_approval_rule(pw: World) -> None:
         errors.AutoApprovalNotSubsetOfVisibility,
         "AutoApprovalSubscriptionsNotInVisibility",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(current, visibility=(S3,)),
     )
 
@@ -608,7 +608,7 @@ def test_static_nat_ip_cannot_take_the_address_of_a_kept_nat_config(pw: World) -
             errors.PrivateIPAddressIsAllocated,
             "PrivateIPAddressIsAllocated",
             400,
-            plsm.create_or_update,
+            pl.create_or_update_service,
             replace(pls, ip_configurations=order),
         )
     assert pw.pls().ip_configurations[0].private_ip == "10.0.3.4"
@@ -633,7 +633,7 @@ def test_frontend_on_another_load_balancer_counts_against_that_lb(
 ) -> None:
     w = make_world(pls_per_load_balancer=1)
     w.provider(n=1)
-    w.run(lbm.create_or_update, make_lb("lb2", n=2, subnet="be"))
+    w.run(pl.create_or_update_load_balancer, make_lb("lb2", n=2, subnet="be"))
     w.create_pls(name="on2", lb="lb2", frontends=("fe1",))
     w.create_pls(name="pls1", frontends=("fe1",), nats=(nat(subnet="nat2"),))
     # moving pls1 onto lb2 would make two services there
@@ -641,7 +641,7 @@ def test_frontend_on_another_load_balancer_counts_against_that_lb(
         errors.PrivateLinkServicesPerLoadBalancerLimitReached,
         "PrivateLinkServicesPerLoadBalancerLimitReached",
         400,
-        plsm.create_or_update,
+        pl.create_or_update_service,
         replace(w.pls(), frontend_ids=(fe_id("fe2", lb="lb2"),)),
     )
 
@@ -659,3 +659,28 @@ def test_nat_subnet_added_on_update_becomes_in_use(pw: World) -> None:
     pw.run(plsm.delete, pls.id)
     pw.run(vnm.delete_subnet, subnet_id("vp", "nat2"))
     assert pw.vnet().subnet("nat2") is None
+
+
+# --- PROXY protocol (not implemented: refused, never silently ignored) ------------------------
+
+
+def test_enable_proxy_protocol_refused_until_implemented(pw: World) -> None:
+    desired = replace(make_pls(), enable_proxy_protocol=True)
+    exc = pw.refuse(
+        errors.UnsupportedProperty, "UnsupportedProperty", 400, pl.create_or_update_service, desired
+    )
+    assert "enableProxyProtocol" in exc.message
+    assert "PROXY protocol is not implemented yet" in exc.message
+    assert pw.get(desired.id) is None
+
+
+def test_enable_proxy_protocol_refused_on_update(pw: World) -> None:
+    pls = pw.create_pls()
+    pw.refuse(
+        errors.UnsupportedProperty,
+        "UnsupportedProperty",
+        400,
+        pl.create_or_update_service,
+        replace(pls, enable_proxy_protocol=True),
+    )
+    assert pw.update_pls(enable_proxy_protocol=False).enable_proxy_protocol is False

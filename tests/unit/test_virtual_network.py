@@ -18,6 +18,7 @@ from pl_world import (
 from privatelink.core import errors
 from privatelink.core import load_balancer as lbm
 from privatelink.core import network_interface as nicm
+from privatelink.core import private_link as pl
 from privatelink.core import virtual_network as vnm
 from privatelink.core.network_interface import NicIpConfiguration
 
@@ -368,7 +369,7 @@ def test_subnet_put_validates_like_vnet_put(world: World) -> None:
 def test_lb_frontend_makes_subnet_in_use(world: World) -> None:
     world.run(vnm.create_or_update, make_vnet())
     world.run(
-        lbm.create_or_update,
+        pl.create_or_update_load_balancer,
         lbm.LoadBalancer(
             id=f"/subscriptions/{S1}/resourceGroups/rg/providers/Microsoft.Network/loadBalancers/x",
             name="x",

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from privatelink.api import (
+    activity_log,
+    authorization,
+    crud,
     deployment,
     errors,
     load_balancer,
@@ -20,27 +25,81 @@ from privatelink.api import (
     resource_manager,
     virtual_network,
 )
+from privatelink.api.activity_log import ActivityRecorder
 from privatelink.api.arm import check_api_version
-from privatelink.api.gate import ArmGate
+from privatelink.api.authorize import authorize
+from privatelink.api.gate import ArmGate, SubscriptionCreated, SubscriptionStore
 from privatelink.api.paths import CanonicalPathMiddleware
+from privatelink.core.actions import describe
+from privatelink.core.authorization import Access
+from privatelink.core.principal import Principal
+from privatelink.core.registry import ResourceType
 from privatelink.identity.auth import bearer_principal
+from privatelink.identity.graph import build_graph_router
 from privatelink.identity.router import build_identity_router
 from privatelink.identity.tokens import TokenIssuer
 from privatelink.service import ControlPlane
 
 DEFAULT_PAGE_SIZE = 100
 
+# The API's resource modules, one per resource (router order = this order); each has a
+# `router` and `KINDS`, the wire side of its registry entries.
+RESOURCES = (
+    virtual_network,
+    load_balancer,
+    network_interface,
+    private_link_service,
+    private_endpoint,
+    private_dns_zone_group,
+    private_dns,
+)
+
+
+def resource_kinds() -> dict[ResourceType[Any], crud.ResourceKind]:
+    """Every resource kind the API serves, keyed by its registry entry.
+
+    The one place kinds are assembled: template deployments find a kind here (through
+    `app.state.kinds`), never through an import side effect.
+    """
+    kinds: dict[ResourceType[Any], crud.ResourceKind] = {}
+    for module in RESOURCES:
+        for kind in module.KINDS:
+            if kind.entry in kinds:
+                raise ValueError(f"two kinds for {kind.arm_type}")
+            kinds[kind.entry] = kind
+    return kinds
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    """What the app needs besides the control plane: who is who, and what they may do.
+
+    `subscriptions` and `directory` back the gate's tenant check; `access_for` builds a
+    caller's RBAC access (None: authorization off, everything allowed); `rbac` serves
+    Microsoft.Authorization, `graph` Microsoft Graph, `activity_log` the activity log;
+    `on_subscription_created` records the Owner of a subscription made on first use.
+    """
+
+    subscriptions: SubscriptionStore
+    directory: Any
+    rbac: Any
+    activity_log: Any
+    access_for: Callable[[Principal], Access] | None
+    on_subscription_created: SubscriptionCreated
+    extra_routers: tuple[APIRouter, ...] = ()
+
 
 def create_app(
     plane: ControlPlane,
     issuer: TokenIssuer,
+    tenancy: Tenancy,
     *,
     tenant_id: str = "common",
     page_size: int = DEFAULT_PAGE_SIZE,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """Assemble the server app around a control plane and a token issuer.
+    """Assemble the server app around a control plane, a token issuer and the tenancy.
 
     `on_start`/`on_stop` run when the server starts and stops (the data plane loop).
     """
@@ -61,36 +120,41 @@ def create_app(
     app.state.control_plane = plane
     app.state.page_size = page_size
     app.state.tenant_id = tenant_id
+    app.state.kinds = resource_kinds()
+    app.state.rbac = tenancy.rbac
+    app.state.activity_log = tenancy.activity_log
+    app.state.access_for = tenancy.access_for
+    app.state.principal_exists = tenancy.directory.principal_exists
     errors.install(app)
-    authenticate = bearer_principal(issuer)
 
     async def arm_request(request: Request) -> None:
         # The gate (middleware) has authenticated the caller before routing.
         check_api_version(request)
 
-    arm = APIRouter(dependencies=[Depends(arm_request)])
-    for module in (
-        virtual_network,
-        load_balancer,
-        network_interface,
-        private_link_service,
-        private_endpoint,
-        private_dns_zone_group,
-        private_dns,
-        operations,
-        resource_manager,
-        deployment,
-    ):
+    arm = APIRouter(dependencies=[Depends(arm_request), Depends(authorize)])
+    for module in (*RESOURCES, operations, resource_manager, deployment, authorization):
         arm.include_router(module.router)
     app.include_router(arm)
+    # The activity log checks its own (older) api-version.
+    app.include_router(activity_log.router, dependencies=[Depends(authorize)])
     app.include_router(resource_manager.public)
     app.include_router(build_identity_router(issuer))
-    # Added last = runs first: canonical paths, then the gate, then routing.
+    app.include_router(
+        build_graph_router(tenancy.directory, lambda token: issuer.verify(token, resource="graph"))
+    )
+    for router in tenancy.extra_routers:
+        app.include_router(router)
+    # Added last = runs first: canonical paths, then the gate, then the activity
+    # recorder (it needs the gate's principal), then routing.
+    app.add_middleware(ActivityRecorder, log=tenancy.activity_log, describe=describe)
     app.add_middleware(
         ArmGate,
-        authenticate=authenticate,
+        authenticate=bearer_principal(issuer),
         tenant=tenant_id,
-        on_subscription=lambda sub, who: plane.repo.ensure_subscription(sub, who.tenant_id),
+        subscriptions=tenancy.subscriptions,
+        admins=tenancy.directory,
+        issuer_for=issuer.issuer_for,
+        on_subscription_created=tenancy.on_subscription_created,
     )
     app.add_middleware(CanonicalPathMiddleware)
     return app

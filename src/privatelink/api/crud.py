@@ -1,7 +1,8 @@
 """The five routes every tracked resource has: PUT, GET, DELETE, list by group, list all.
 
-Each resource module supplies its wire model, `to_domain`, `render` and core workflows;
-this module wires them to ARM's request/response conventions once.
+Each resource module supplies its wire model, `to_domain` and `render` for a registry
+entry (which brings the model and the core workflows); this module wires them to ARM's
+request/response conventions once.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from privatelink.api import arm
+from privatelink.api.authorize import readable
 from privatelink.api.deps import caller, control_plane, page_size
-from privatelink.core.principal import Principal
+from privatelink.core.authorization import Access
+from privatelink.core.registry import ResourceType
 from privatelink.core.resource import Resource, StateView, require
 from privatelink.service import ControlPlane, Workflow
 
@@ -26,25 +29,56 @@ SUB_PATH = "/subscriptions/{subscription}/providers/Microsoft.Network"
 
 @dataclass(frozen=True)
 class ResourceKind:
-    """How one tracked resource type maps between wire and core."""
+    """How one registered resource type maps between wire and core.
 
-    segment: str  # e.g. "privateLinkServices"
-    arm_type: str  # e.g. "Microsoft.Network/privateLinkServices"
-    cls: type[Resource]
+    The type itself (ARM type, model class, workflows) is its registry entry; a kind adds
+    what only the wire knows. Kinds are assembled by `app.resource_kinds`, not registered
+    on import.
+    """
+
+    entry: ResourceType[Any]
     wire: type[BaseModel]
     to_domain: Callable[[str, str, Any], Resource]
     render: Callable[[StateView, Any], dict[str, Any]]
-    create_or_update: Workflow
-    delete: Workflow
 
+    def __post_init__(self) -> None:
+        entry = self.entry
+        if entry.model is None or entry.create_or_update is None or entry.delete is None:
+            raise ValueError(f"{entry.arm_type} has no model or workflows: it cannot be a kind")
 
-KINDS: dict[str, ResourceKind] = {}  # lower-case ARM type -> kind (for template deployments)
+    @property
+    def segment(self) -> str:
+        """The URL segment before a resource's name, e.g. "privateLinkServices"."""
+        return self.entry.segment
+
+    @property
+    def arm_type(self) -> str:
+        """The canonical ARM type, e.g. "Microsoft.Network/privateLinkServices"."""
+        return self.entry.arm_type
+
+    @property
+    def cls(self) -> type[Resource]:
+        """The model class."""
+        assert self.entry.model is not None, f"{self.entry.arm_type} has no model"
+        return self.entry.model
+
+    @property
+    def create_or_update(self) -> Workflow:
+        """The PUT workflow."""
+        assert self.entry.create_or_update is not None
+        return self.entry.create_or_update
+
+    @property
+    def delete(self) -> Workflow:
+        """The DELETE workflow."""
+        assert self.entry.delete is not None
+        return self.entry.delete
 
 
 def put_resource(
     request: Request,
     plane: ControlPlane,
-    who: Principal,
+    who: Access,
     kind: ResourceKind,
     desired: Resource,
     location: str | None = None,
@@ -76,7 +110,7 @@ def put_resource(
 def delete_resource(
     request: Request,
     plane: ControlPlane,
-    who: Principal,
+    who: Access,
     rid: str,
     workflow: Workflow,
     location: str | None = None,
@@ -95,7 +129,6 @@ def delete_resource(
 
 def register(router: APIRouter, kind: ResourceKind) -> None:
     """Add the standard routes of `kind` to `router`."""
-    KINDS[kind.arm_type.lower()] = kind
     path = f"{GROUP_PATH}/{kind.segment}"
 
     def put(
@@ -105,7 +138,7 @@ def register(router: APIRouter, kind: ResourceKind) -> None:
         name: str,
         body: Any = Body(None),
         plane: ControlPlane = Depends(control_plane),
-        who: Principal = Depends(caller),
+        who: Access = Depends(caller),
     ) -> Response:
         rid = str(arm.resource_id(subscription, group, kind.segment, name))
         desired = kind.to_domain(rid, name, arm.parse_body(kind.wire, body))
@@ -124,7 +157,7 @@ def register(router: APIRouter, kind: ResourceKind) -> None:
         group: str,
         name: str,
         plane: ControlPlane = Depends(control_plane),
-        who: Principal = Depends(caller),
+        who: Access = Depends(caller),
     ) -> Response:
         rid = str(arm.resource_id(subscription, group, kind.segment, name))
         return delete_resource(request, plane, who, rid, kind.delete)
@@ -135,7 +168,11 @@ def register(router: APIRouter, kind: ResourceKind) -> None:
         arm.check_subscription(subscription)
         result = plane.repo.list(kind.arm_type, subscription, group, arm.skip_token(request), size)
         with plane.read() as view:
-            items = [kind.render(view, x) for x in result.items if isinstance(x, kind.cls)]
+            items = [
+                kind.render(view, x)
+                for x in result.items
+                if isinstance(x, kind.cls) and readable(request, x.id)
+            ]
         return arm.page(request, items, result.next_token)
 
     def list_by_resource_group(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -19,10 +20,11 @@ from fastapi.responses import Response
 from privatelink.api import arm, crud
 from privatelink.api.deps import caller, control_plane
 from privatelink.api.virtual_network import SubnetWire, render_subnet, subnet_from_wire
-from privatelink.core import errors
+from privatelink.core import errors, registry
 from privatelink.core import virtual_network as vnm
+from privatelink.core.authorization import Access
 from privatelink.core.ids import ResourceId, is_guid, valid_name, valid_resource_group
-from privatelink.core.principal import Principal
+from privatelink.core.registry import ResourceType
 from privatelink.core.resource import normalize_location
 from privatelink.core.template import (
     Evaluator,
@@ -78,14 +80,29 @@ def _properties(body: Any) -> dict[str, Any]:
     return {"template": template, "parameters": parameters, "mode": "Incremental"}
 
 
+Kinds = Mapping[ResourceType[Any], crud.ResourceKind]
+
+
+def resource_kinds(request: Request) -> Kinds:
+    """The kinds the app serves, by registry entry (assembled by `app.resource_kinds`)."""
+    kinds: Kinds = request.app.state.kinds
+    return kinds
+
+
 class Deployer:
     """Deploys one template's resources through the control plane, in dependsOn order."""
 
-    def __init__(self, plane: ControlPlane, who: Principal, scope: Scope) -> None:
+    def __init__(self, plane: ControlPlane, who: Access, scope: Scope, kinds: Kinds) -> None:
         self.plane = plane
         self.who = who
         self.scope = scope
+        self.kinds = kinds
         self.by_name: dict[str, Planned] = {}
+
+    def kind(self, arm_type: str) -> crud.ResourceKind | None:
+        """The kind of an ARM type (any casing), or None."""
+        entry = registry.get(arm_type)
+        return self.kinds.get(entry) if entry is not None else None
 
     def reference(self, target: str, full: bool) -> dict[str, Any]:
         planned = self.by_name.get(target.lower())
@@ -104,7 +121,7 @@ class Deployer:
             if parsed.is_type("virtualNetworks", "subnets"):
                 ref = vnm.get_subnet(view, str(parsed))
                 return render_subnet(view, ref.vnet, ref.subnet)
-            kind = crud.KINDS.get(parsed.type.lower())
+            kind = self.kind(parsed.type)
             resource = view.get(str(parsed))
             if kind is None or resource is None:
                 raise InvalidTemplate(f"reference('{resource_id}'): the resource does not exist.")
@@ -122,7 +139,8 @@ class Deployer:
                 self.who, vnet_id, "put", vnm.create_or_update_subnet, planned.resource_id, subnet
             )
             return
-        kind = crud.KINDS[planned.type.lower()]
+        kind = self.kind(planned.type)
+        assert kind is not None, f"no kind for {planned.type}"
         desired = kind.to_domain(planned.resource_id, names[-1], arm.parse_body(kind.wire, body))
         self.plane.change(self.who, planned.resource_id, "put", kind.create_or_update, desired)
 
@@ -205,23 +223,30 @@ def _location(plane: ControlPlane, subscription: str, group: str, body: Any) -> 
 
 def _prepare(
     plane: ControlPlane,
-    who: Principal,
+    who: Access,
     subscription: str,
     group: str,
     name: str,
     body: Any,
+    kinds: Kinds,
     reference: Any = None,
 ) -> tuple[str, dict[str, Any], Scope, dict[str, Any], Evaluator, list[Planned], Deployer]:
     """Everything checked before a template runs: a problem here is a synchronous 400."""
     deployment_id = _deployment_id(subscription, group, name)
     spec = _properties(body)
     location = _location(plane, subscription, group, body)
-    scope = Scope(subscription, group, location, name, who.tenant_id)
+    tenant = who.principal.tenant_id if who.principal is not None else ""
+    scope = Scope(subscription, group, location, name, tenant)
     parameters = resolve_parameters(spec["template"], spec["parameters"], scope)
-    deployer = Deployer(plane, who, scope)
+    deployer = Deployer(plane, who, scope, kinds)
     variables = spec["template"].get("variables") or {}
     ev = Evaluator(scope, parameters, variables, deployer.reference if reference else None)
     order = plan_resources(spec["template"], ev)
+    for planned in order:
+        # As ARM's preflight: every resource's own write is checked before any is made.
+        entry = registry.get(planned.type)
+        if entry is not None:
+            who.require(entry.actions.write, planned.resource_id)
     deployer.by_name = {p.symbol.lower(): p for p in order} | {p.name.lower(): p for p in order}
     return deployment_id, spec, scope, parameters, ev, order, deployer
 
@@ -234,11 +259,12 @@ def create_or_update(
     name: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
+    kinds: Kinds = Depends(resource_kinds),
 ) -> Response:
     """Deploy a template (synchronously; the operation ends when the kernel caught up)."""
     deployment_id, spec, scope, parameters, ev, order, deployer = _prepare(
-        plane, who, subscription, group, name, body, reference=True
+        plane, who, subscription, group, name, body, kinds, reference=True
     )
     existed = plane.repo.get_deployment(deployment_id) is not None
     started = time.monotonic()
@@ -287,11 +313,12 @@ def validate(
     name: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
+    kinds: Kinds = Depends(resource_kinds),
 ) -> Response:
     """Check a template without deploying it."""
     deployment_id, spec, _scope, _params, _ev, order, _deployer = _prepare(
-        plane, who, subscription, group, name, body
+        plane, who, subscription, group, name, body, kinds
     )
     return arm.ok(
         {

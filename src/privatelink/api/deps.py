@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from privatelink.api.authorize import access_of
+from privatelink.core.authorization import Access
 from privatelink.core.principal import Principal
 from privatelink.service import ControlPlane
 
@@ -14,10 +16,15 @@ def control_plane(request: Request) -> ControlPlane:
     return plane
 
 
-def caller(request: Request) -> Principal:
-    """The authenticated principal (set by the auth dependency on the ARM routers)."""
-    principal: Principal = request.state.principal
-    return principal
+def caller(request: Request) -> Access:
+    """The caller's access: its principal and role assignments (set by `authorize`)."""
+    return access_of(request)
+
+
+def principal(request: Request) -> Principal:
+    """The authenticated principal (set by the gate on ARM paths)."""
+    found: Principal = request.state.principal
+    return found
 
 
 def page_size(request: Request) -> int:

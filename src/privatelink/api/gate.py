@@ -1,57 +1,118 @@
-"""The gate in front of every ARM path: authenticate before routing, refuse NUL bytes.
+"""The gate in front of every ARM path: authenticate, check the subscription's tenant.
 
 Authentication runs before the router so that an anonymous caller gets 401 for every
 /subscriptions path, served or not, and learns nothing about which routes exist.
+
+Every subscription belongs to one tenant. On a path naming a subscription GUID:
+
+* a subscription of another tenant than the token's: `401 InvalidAuthenticationTokenTenant`,
+  with Azure's message and a `WWW-Authenticate` header naming the subscription's tenant
+  authority (az and azure-identity read the tenant from it);
+* an unknown subscription comes to exist on first use only when the caller is a tenant
+  admin: it joins the caller's tenant and `on_subscription_created(subscription, tenant,
+  owner)` runs (the Owner role assignment is made there). Anyone else gets
+  `404 SubscriptionNotFound`.
+
+A subscription never changes tenant and is never deleted, so subscription -> tenant is
+cached once seen; unknown subscriptions are not cached (another server on the same
+database may create them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Protocol
 from urllib.parse import unquote
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import Response
 
 from privatelink.api.errors import error_response
+from privatelink.api.paths import is_arm_path
 from privatelink.core.ids import is_guid
+from privatelink.core.principal import Principal
 from privatelink.identity.auth import AuthenticationFailed
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+#: Called with (subscription id, tenant id, owner's object id) when a subscription is new.
+SubscriptionCreated = Callable[[str, str, str], object]
+
+
+class SubscriptionStore(Protocol):
+    """The subscriptions table (satisfied by `SqlRepository`)."""
+
+    def get_subscription(self, subscription_id: str) -> Mapping[str, str] | None: ...
+
+    def ensure_subscription(self, subscription_id: str, tenant_id: str, name: str = "") -> bool: ...
+
+
+class TenantAdmins(Protocol):
+    """Who administers a tenant (satisfied by `SqlDirectory`)."""
+
+    def is_admin(self, tenant_id: str, object_id: str) -> bool: ...
+
+
+def _no_owner(_subscription: str, _tenant: str, _owner: str) -> None:
+    """Default `on_subscription_created`: nothing to record."""
+
+
+def wrong_tenant_message(token_issuer: str, tenant_issuer: str, authority: str) -> str:
+    """ARM's `InvalidAuthenticationTokenTenant` message, with this server's URLs."""
+    return (
+        f"The access token is from the wrong issuer '{token_issuer}'. It must match the "
+        f"tenant '{tenant_issuer}' associated with this subscription. Please use the "
+        f"authority (URL) '{authority}' to get the token. Note, if the subscription is "
+        "transferred to another tenant there is no impact to the services, but information "
+        "about new tenant could take time to propagate (up to an hour). If you just "
+        "transferred your subscription and see this error message, please try back later."
+    )
 
 
 class ArmGate:
-    """ASGI middleware: NUL check and bearer authentication for /subscriptions paths."""
+    """ASGI middleware: NUL check, bearer authentication and tenant check for /subscriptions."""
 
     def __init__(
         self,
         app: ASGIApp,
-        authenticate: Callable[[Request], Awaitable[Any]],
+        authenticate: Callable[[Request], Awaitable[Principal]],
         tenant: str,
-        on_subscription: Callable[[str, Any], object] | None = None,
+        subscriptions: SubscriptionStore,
+        admins: TenantAdmins,
+        issuer_for: Callable[[str], str],
+        on_subscription_created: SubscriptionCreated = _no_owner,
     ) -> None:
+        """Wrap `app`.
+
+        `tenant` is the default tenant (the authority named when authentication fails);
+        `issuer_for(tenant)` is a tenant's token issuer (`TokenIssuer.issuer_for`).
+        """
         self.app = app
         self.authenticate = authenticate
         self.tenant = tenant
-        self.on_subscription = on_subscription
-        self._seen: set[str] = set()
+        self.subscriptions = subscriptions
+        self.admins = admins
+        self.issuer_for = issuer_for
+        self.on_subscription_created = on_subscription_created
+        self._tenant_of: dict[str, str] = {}  # subscription (lower) -> tenant (lower)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].lower().startswith("/subscriptions"):
+        if scope["type"] != "http" or not is_arm_path(scope["path"]):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
         raw = scope["path"] + "?" + unquote(scope.get("query_string", b"").decode("latin-1"))
         if "\x00" in raw:
-            response = error_response(
+            response: Response = error_response(
                 400, "InvalidRequestContent", "The URL contains a NUL character."
             )
             await response(scope, receive, send)
             return
+        base = str(request.base_url).rstrip("/")
         try:
             principal = await self.authenticate(request)
         except AuthenticationFailed as exc:
-            base = str(request.base_url).rstrip("/")
             response = error_response(
                 401,
                 exc.code,
@@ -62,9 +123,54 @@ class ArmGate:
             return
         scope.setdefault("state", {})["principal"] = principal
         parts = scope["path"].split("/")
-        if self.on_subscription and len(parts) > 2 and is_guid(parts[2]):
-            sub = parts[2].lower()
-            if sub not in self._seen:  # subscriptions come to exist on first use
-                self.on_subscription(parts[2], principal)
-                self._seen.add(sub)
+        if len(parts) > 2 and is_guid(parts[2]):
+            refused = await self._check_subscription(parts[2], principal, base)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    async def _check_subscription(
+        self, subscription: str, principal: Principal, base: str
+    ) -> Response | None:
+        """None when `principal` may use `subscription`, else the error response."""
+        tenant = self._tenant_of.get(subscription.lower())
+        if tenant is None:
+            tenant = await run_in_threadpool(self._resolve, subscription, principal)
+            if tenant is None:
+                return error_response(
+                    404,
+                    "SubscriptionNotFound",
+                    f"The subscription '{subscription}' could not be found.",
+                )
+            self._tenant_of[subscription.lower()] = tenant
+        if tenant == principal.tenant_id.lower():
+            return None
+        authority = f"{base}/{tenant}"
+        failed = AuthenticationFailed(
+            wrong_tenant_message(
+                self.issuer_for(principal.tenant_id), self.issuer_for(tenant), authority
+            ),
+            code="InvalidAuthenticationTokenTenant",
+            reason="wrong_tenant",
+        )
+        return error_response(
+            401,
+            failed.code,
+            failed.message,
+            {"WWW-Authenticate": failed.www_authenticate(authority)},
+        )
+
+    def _resolve(self, subscription: str, principal: Principal) -> str | None:
+        """The subscription's tenant (lower-case), creating it for a tenant admin; else None."""
+        record = self.subscriptions.get_subscription(subscription)
+        if record is None:
+            if not self.admins.is_admin(principal.tenant_id, principal.object_id):
+                return None
+            if self.subscriptions.ensure_subscription(subscription, principal.tenant_id):
+                self.on_subscription_created(subscription, principal.tenant_id, principal.object_id)
+            # Re-read: another admin (of another tenant) may have created it concurrently.
+            record = self.subscriptions.get_subscription(subscription)
+            if record is None:
+                return None
+        return str(record["tenant_id"]).lower()

@@ -17,7 +17,7 @@ from privatelink.api.arm import (
     Wire,
 )
 from privatelink.api.deps import control_plane, page_size
-from privatelink.core import errors
+from privatelink.core import errors, registry
 from privatelink.core import load_balancer as core
 from privatelink.core.ids import key
 from privatelink.core.resource import StateView, require
@@ -368,19 +368,14 @@ def render(view: StateView, lb: core.LoadBalancer) -> dict[str, Any]:
 router = APIRouter()
 
 
-crud.register(
-    router,
-    crud.ResourceKind(
-        segment="loadBalancers",
-        arm_type=TYPE,
-        cls=core.LoadBalancer,
-        wire=LoadBalancerWire,
-        to_domain=to_domain,
-        render=render,
-        create_or_update=core.create_or_update,
-        delete=core.delete,
-    ),
+KIND = crud.ResourceKind(
+    entry=registry.require(TYPE),
+    wire=LoadBalancerWire,
+    to_domain=to_domain,
+    render=render,
 )
+KINDS = (KIND,)
+crud.register(router, KIND)
 
 
 _CHILDREN = {

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
-from privatelink.core import errors
+from privatelink.core import errors, registry
 from privatelink.core import network_interface as core
 from privatelink.core.resource import StateView
 
@@ -121,16 +121,11 @@ def render(view: StateView, nic: core.NetworkInterface) -> dict[str, Any]:
 
 router = APIRouter()
 
-crud.register(
-    router,
-    crud.ResourceKind(
-        segment="networkInterfaces",
-        arm_type=TYPE,
-        cls=core.NetworkInterface,
-        wire=NetworkInterfaceWire,
-        to_domain=to_domain,
-        render=render,
-        create_or_update=core.create_or_update,
-        delete=core.delete,
-    ),
+KIND = crud.ResourceKind(
+    entry=registry.require(TYPE),
+    wire=NetworkInterfaceWire,
+    to_domain=to_domain,
+    render=render,
 )
+KINDS = (KIND,)
+crud.register(router, KIND)

@@ -10,27 +10,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-_LITERALS = [
+from privatelink.core import registry
+
+# The literals that are not resource types; the resource type segments come from the
+# registry.
+_OTHER_LITERALS = [
     "subscriptions",
     "resourceGroups",
     "providers",
     "Microsoft.Network",
     "Microsoft.Resources",
-    "virtualNetworks",
-    "subnets",
-    "loadBalancers",
-    "frontendIPConfigurations",
-    "backendAddressPools",
-    "probes",
-    "loadBalancingRules",
-    "networkInterfaces",
-    "ipConfigurations",
-    "privateLinkServices",
-    "privateEndpointConnections",
-    "privateEndpoints",
-    "privateDnsZones",
-    "virtualNetworkLinks",
-    "privateDnsZoneGroups",
+    "Microsoft.Authorization",
+    "Microsoft.Insights",
+    "roleAssignments",
+    "roleDefinitions",
+    "eventtypes",
+    "values",
     "locations",
     "operations",
     "operationResults",
@@ -41,6 +36,7 @@ _LITERALS = [
     "validate",
     "operationStatuses",
 ]
+_LITERALS = [*_OTHER_LITERALS, *registry.segments()]
 _CANON = {s.lower(): s for s in _LITERALS}
 
 
@@ -48,7 +44,9 @@ def canonicalize(path: str) -> str:
     """Rewrite the literal segments of an ARM path to canonical casing."""
     parts = path.split("/")
     # parts[0] is "" for an absolute path; literals sit at odd positions until
-    # "providers", then at the namespace and every other segment after it.
+    # "providers", then at the namespace and every other segment after it. An extension
+    # resource (`.../providers/Microsoft.Authorization/roleAssignments/x`) starts again
+    # at its own "providers".
     out = list(parts)
     i = 1
     while i < len(out):
@@ -64,11 +62,19 @@ def canonicalize(path: str) -> str:
             i += 2
             # After the namespace: type, name, type, name, ...
             while i < len(out):
+                if out[i].lower() == "providers":
+                    break
                 out[i] = _CANON.get(out[i].lower(), out[i])
                 i += 2
-            break
+            continue
         i += 2
     return "/".join(out)
+
+
+def is_arm_path(path: str) -> bool:
+    """Paths ARM serves: subscriptions, tenants and tenant-level provider paths."""
+    low = path.lower()
+    return low.startswith(("/subscriptions", "/providers/")) or low == "/tenants"
 
 
 ASGIApp = Callable[
@@ -78,13 +84,13 @@ ASGIApp = Callable[
 
 
 class CanonicalPathMiddleware:
-    """ASGI middleware applying `canonicalize` to /subscriptions/... paths."""
+    """ASGI middleware applying `canonicalize` to ARM paths."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].lower().startswith("/subscriptions"):
+        if scope["type"] == "http" and is_arm_path(scope["path"]):
             path = canonicalize(scope["path"])
             scope = dict(scope, path=path, raw_path=path.encode())
         await self.app(scope, receive, send)

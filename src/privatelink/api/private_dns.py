@@ -16,10 +16,10 @@ from fastapi.responses import Response
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
-from privatelink.core import errors
+from privatelink.core import errors, registry
 from privatelink.core import private_dns as core
+from privatelink.core.authorization import Access
 from privatelink.core.ids import ResourceId, is_guid, valid_name, valid_resource_group
-from privatelink.core.principal import Principal
 from privatelink.core.resource import StateView, get_typed, require
 from privatelink.service import ControlPlane
 
@@ -281,40 +281,25 @@ def _render_record_set(view: StateView, record: core.ARecordSet) -> dict[str, An
 
 
 # The kinds (routes below and template deployments use the same workflows).
-ZONE_KIND, LINK_KIND, RECORD_KIND = (
-    crud.ResourceKind(
-        segment="privateDnsZones",
-        arm_type=core.ZONE_TYPE,
-        cls=core.PrivateDnsZone,
-        wire=ZoneWire,
-        to_domain=_zone_domain,
-        render=render_zone,
-        create_or_update=core.create_or_update_zone,
-        delete=core.delete_zone,
-    ),
-    crud.ResourceKind(
-        segment="virtualNetworkLinks",
-        arm_type=core.LINK_TYPE,
-        cls=core.VirtualNetworkLink,
-        wire=LinkWire,
-        to_domain=_link_domain,
-        render=render_link,
-        create_or_update=core.create_or_update_link,
-        delete=core.delete_link,
-    ),
-    crud.ResourceKind(
-        segment="A",
-        arm_type=core.A_TYPE,
-        cls=core.ARecordSet,
-        wire=RecordSetWire,
-        to_domain=_record_domain,
-        render=_render_record_set,
-        create_or_update=core.create_or_update_record_set,
-        delete=core.delete_record_set,
-    ),
+ZONE_KIND = crud.ResourceKind(
+    entry=registry.require(core.ZONE_TYPE),
+    wire=ZoneWire,
+    to_domain=_zone_domain,
+    render=render_zone,
 )
-for _kind in (ZONE_KIND, LINK_KIND, RECORD_KIND):
-    crud.KINDS[_kind.arm_type.lower()] = _kind
+LINK_KIND = crud.ResourceKind(
+    entry=registry.require(core.LINK_TYPE),
+    wire=LinkWire,
+    to_domain=_link_domain,
+    render=render_link,
+)
+RECORD_KIND = crud.ResourceKind(
+    entry=registry.require(core.A_TYPE),
+    wire=RecordSetWire,
+    to_domain=_record_domain,
+    render=_render_record_set,
+)
+KINDS = (ZONE_KIND, LINK_KIND, RECORD_KIND)
 
 
 # --- routes -------------------------------------------------------------------------------
@@ -330,7 +315,7 @@ def put_zone(
     zone: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """PUT a private DNS zone (long-running)."""
     rid = _zone_id(subscription, group, zone)
@@ -346,7 +331,7 @@ def patch_zone(
     zone: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """PATCH a zone: tags."""
     rid = _zone_id(subscription, group, zone)
@@ -375,7 +360,7 @@ def delete_zone(
     group: str,
     zone: str,
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """DELETE a zone (refused while virtual networks are linked)."""
     rid = _zone_id(subscription, group, zone)
@@ -443,7 +428,7 @@ def put_link(
     name: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """PUT a virtual network link (long-running)."""
     rid = _link_id(subscription, group, zone, name)
@@ -460,7 +445,7 @@ def patch_link(
     name: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """PATCH a link: tags, registrationEnabled, resolutionPolicy."""
     rid = _link_id(subscription, group, zone, name)
@@ -511,7 +496,7 @@ def delete_link(
     zone: str,
     name: str,
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """DELETE a link (long-running)."""
     rid = _link_id(subscription, group, zone, name)
@@ -561,7 +546,7 @@ def put_record_set(
     name: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """PUT a record set (A only; synchronous, as in Azure)."""
     if record_type.upper() == "SOA":
@@ -591,7 +576,7 @@ def patch_record_set(
     name: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """PATCH a record set: what the body sets replaces what is stored."""
     rid = _record_id(subscription, group, zone, record_type, name)
@@ -652,7 +637,7 @@ def delete_record_set(
     record_type: str,
     name: str,
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """DELETE a record set: 200, or 204 when there was none (synchronous)."""
     if record_type.upper() == "SOA":

@@ -14,10 +14,10 @@ from fastapi.responses import Response
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
-from privatelink.core import errors
+from privatelink.core import errors, registry
 from privatelink.core import private_dns as core
+from privatelink.core.authorization import Access
 from privatelink.core.ids import ResourceId
-from privatelink.core.principal import Principal
 from privatelink.core.private_endpoint import PrivateEndpoint
 from privatelink.core.resource import StateView, get_typed, require
 from privatelink.service import ControlPlane
@@ -122,16 +122,9 @@ def _ids(subscription: str, group: str, endpoint: str, name: str | None) -> tupl
 
 # Routes and template deployments create zone groups through the same workflow.
 GROUP_KIND = crud.ResourceKind(
-    segment="privateDnsZoneGroups",
-    arm_type=core.GROUP_TYPE,
-    cls=core.PrivateDnsZoneGroup,
-    wire=ZoneGroupWire,
-    to_domain=to_domain,
-    render=render,
-    create_or_update=core.create_or_update_group,
-    delete=core.delete_group,
+    entry=registry.require(core.GROUP_TYPE), wire=ZoneGroupWire, to_domain=to_domain, render=render
 )
-crud.KINDS[core.GROUP_TYPE.lower()] = GROUP_KIND
+KINDS = (GROUP_KIND,)
 
 
 router = APIRouter()
@@ -146,7 +139,7 @@ def put_group(
     name: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """PUT a zone group on an endpoint (long-running)."""
     pe_id, rid = _ids(subscription, group, endpoint, name)
@@ -179,7 +172,7 @@ def delete_group(
     endpoint: str,
     name: str,
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """DELETE a zone group: its records leave the zones (long-running)."""
     pe_id, rid = _ids(subscription, group, endpoint, name)

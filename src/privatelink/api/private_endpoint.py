@@ -10,7 +10,7 @@ from pydantic import Field
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.private_link_service import ConnectionState
-from privatelink.core import errors
+from privatelink.core import errors, registry
 from privatelink.core import private_endpoint as core
 from privatelink.core.resource import StateView
 
@@ -174,16 +174,11 @@ def render(view: StateView, endpoint: core.PrivateEndpoint) -> dict[str, Any]:
 
 router = APIRouter()
 
-crud.register(
-    router,
-    crud.ResourceKind(
-        segment="privateEndpoints",
-        arm_type=TYPE,
-        cls=core.PrivateEndpoint,
-        wire=PrivateEndpointWire,
-        to_domain=to_domain,
-        render=render,
-        create_or_update=core.create_or_update,
-        delete=core.delete,
-    ),
+KIND = crud.ResourceKind(
+    entry=registry.require(TYPE),
+    wire=PrivateEndpointWire,
+    to_domain=to_domain,
+    render=render,
 )
+KINDS = (KIND,)
+crud.register(router, KIND)

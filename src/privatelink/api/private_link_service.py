@@ -17,9 +17,9 @@ from privatelink.api.arm import (
     Wire,
 )
 from privatelink.api.deps import caller, control_plane, page_size
-from privatelink.core import errors
+from privatelink.core import errors, private_link, registry
 from privatelink.core import private_link_service as core
-from privatelink.core.principal import Principal
+from privatelink.core.authorization import Access
 from privatelink.core.resource import StateView, normalize_location, require
 from privatelink.service import ControlPlane
 
@@ -193,19 +193,14 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
 
 router = APIRouter()
 
-crud.register(
-    router,
-    crud.ResourceKind(
-        segment="privateLinkServices",
-        arm_type=TYPE,
-        cls=core.PrivateLinkService,
-        wire=PrivateLinkServiceWire,
-        to_domain=to_domain,
-        render=render,
-        create_or_update=core.create_or_update,
-        delete=core.delete,
-    ),
+KIND = crud.ResourceKind(
+    entry=registry.require(TYPE),
+    wire=PrivateLinkServiceWire,
+    to_domain=to_domain,
+    render=render,
 )
+KINDS = (KIND,)
+crud.register(router, KIND)
 
 CONNECTIONS = crud.GROUP_PATH + "/privateLinkServices/{name}/privateEndpointConnections"
 
@@ -251,7 +246,7 @@ def update_private_endpoint_connection(
     connection: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """Approve or reject a connection: synchronous, always 200 (the SDK rejects 201)."""
     rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
@@ -266,7 +261,7 @@ def update_private_endpoint_connection(
         who,
         rid,
         "put",
-        core.update_connection,
+        private_link.update_connection,
         rid,
         connection,
         state.status,
@@ -286,7 +281,7 @@ def delete_private_endpoint_connection(
     name: str,
     connection: str,
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """Delete a connection: the endpoint then shows Disconnected."""
     rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
@@ -295,18 +290,20 @@ def delete_private_endpoint_connection(
         exists = isinstance(current, core.PrivateLinkService) and current.connection(connection)
     if not exists or current is None:
         return arm.delete_response(request, None, "")
-    out = plane.change(who, rid, "delete", core.delete_connection, rid, connection)
+    out = plane.change(who, rid, "delete", private_link.delete_connection, rid, connection)
     return arm.delete_response(request, out.operation, current.location)
 
 
-def _check_visibility(subscription: str, location: str, body: Any, plane: ControlPlane) -> Response:
+def _check_visibility(
+    subscription: str, location: str, body: Any, plane: ControlPlane, who: Access
+) -> Response:
     arm.check_subscription(subscription)
     normalize_location(location)
     wire = arm.parse_body(VisibilityRequest, body)
     if not wire.private_link_service_alias:
         raise errors.InvalidRequestContent("privateLinkServiceAlias is required.")
     with plane.read() as view:
-        visible = core.check_visibility(view, subscription, wire.private_link_service_alias)
+        visible = core.check_visibility(view, subscription, wire.private_link_service_alias, who)
     return arm.ok({"visible": visible})
 
 
@@ -316,9 +313,10 @@ def check_private_link_service_visibility(
     location: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
+    who: Access = Depends(caller),
 ) -> Response:
     """Can this subscription see the service with this alias?"""
-    return _check_visibility(subscription, location, body, plane)
+    return _check_visibility(subscription, location, body, plane, who)
 
 
 @router.post(crud.GROUP_PATH + "/locations/{location}/checkPrivateLinkServiceVisibility")
@@ -328,10 +326,11 @@ def check_private_link_service_visibility_by_resource_group(
     location: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
+    who: Access = Depends(caller),
 ) -> Response:
     """The same check, at resource group scope."""
     arm.resource_id(subscription, group, "locations", location)
-    return _check_visibility(subscription, location, body, plane)
+    return _check_visibility(subscription, location, body, plane, who)
 
 
 def _auto_approved(

@@ -18,8 +18,10 @@ from fastapi.responses import Response
 
 from privatelink.api import arm
 from privatelink.api.arm import Wire
-from privatelink.api.deps import caller, control_plane
+from privatelink.api.authorize import readable
+from privatelink.api.deps import caller, control_plane, principal
 from privatelink.core import errors
+from privatelink.core.authorization import Access
 from privatelink.core.ids import is_guid, valid_resource_group
 from privatelink.core.principal import Principal
 from privatelink.core.resource import normalize_location
@@ -62,7 +64,9 @@ def cloud_metadata(base: str) -> dict[str, Any]:
         "media": base,
         "graphAudience": "https://graph.windows.net/",
         "graph": "https://graph.windows.net/",
-        "microsoftGraphResourceId": "https://graph.microsoft.com/",
+        # az calls Graph at `<this, without the trailing slash>/v1.0/...` and asks for tokens
+        # with scope `<this>/.default`: the server serves its Graph subset there.
+        "microsoftGraphResourceId": f"{base}/graph/",
         "gallery": base,
         "sqlManagement": base,
         "batch": "https://batch.core.windows.net/",
@@ -105,10 +109,18 @@ def _subscription(record: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/subscriptions")
 def list_subscriptions(
-    request: Request, plane: ControlPlane = Depends(control_plane), who: Principal = Depends(caller)
+    request: Request,
+    plane: ControlPlane = Depends(control_plane),
+    who: Access = Depends(caller),
 ) -> Response:
-    """The subscriptions the caller can use (all that exist: one client, one tenant)."""
-    items = [_subscription(r) for r in plane.repo.list_subscriptions()]
+    """The subscriptions of the caller's tenant on which it has some role, as in ARM."""
+    tenant = who.principal.tenant_id.lower() if who.principal is not None else None
+    items = [
+        _subscription(r)
+        for r in plane.repo.list_subscriptions()
+        if (tenant is None or r["tenant_id"].lower() == tenant)
+        and who.can_read_anything_under(f"/subscriptions/{r['subscription_id']}")
+    ]
     return arm.ok({"value": items})
 
 
@@ -122,7 +134,7 @@ def get_subscription(subscription: str, plane: ControlPlane = Depends(control_pl
 
 
 @router.get("/tenants")
-def list_tenants(who: Principal = Depends(caller)) -> Response:
+def list_tenants(who: Principal = Depends(principal)) -> Response:
     """The caller's tenant."""
     tid = who.tenant_id
     return arm.ok(
@@ -214,7 +226,7 @@ def delete_group(
     subscription: str,
     group: str,
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """Delete a resource group and every network resource in it."""
     _check_group(subscription, group)
@@ -226,11 +238,13 @@ def delete_group(
 
 
 @router.get("/subscriptions/{subscription}/resourceGroups")
-def list_groups(subscription: str, plane: ControlPlane = Depends(control_plane)) -> Response:
-    """Resource groups of a subscription."""
+def list_groups(
+    request: Request, subscription: str, plane: ControlPlane = Depends(control_plane)
+) -> Response:
+    """Resource groups of a subscription (those the caller may read)."""
     arm.check_subscription(subscription)
-    records = plane.repo.list_resource_groups(subscription)
-    return arm.ok({"value": [_group(r) for r in records]})
+    records = [_group(r) for r in plane.repo.list_resource_groups(subscription)]
+    return arm.ok({"value": [g for g in records if readable(request, g["id"])]})
 
 
 class UnsupportedFilter(errors.BadRequest):
@@ -283,6 +297,8 @@ def _resources(
         if "resourcetype" in wanted and resource.rid.type.lower() != wanted["resourcetype"]:
             continue
         if "location" in wanted and resource.location != wanted["location"]:
+            continue
+        if not readable(request, resource.id, f"{resource.rid.type}/read"):
             continue
         items.append(_generic(resource))
     return arm.ok({"value": items})

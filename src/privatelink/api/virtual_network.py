@@ -11,9 +11,9 @@ from pydantic import Field
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
-from privatelink.core import errors
+from privatelink.core import errors, registry
 from privatelink.core import virtual_network as core
-from privatelink.core.principal import Principal
+from privatelink.core.authorization import Access
 from privatelink.core.resource import StateView, require
 from privatelink.service import ControlPlane
 
@@ -184,19 +184,14 @@ def render(view: StateView, vnet: core.VirtualNetwork) -> dict[str, Any]:
 
 router = APIRouter()
 
-crud.register(
-    router,
-    crud.ResourceKind(
-        segment="virtualNetworks",
-        arm_type=TYPE,
-        cls=core.VirtualNetwork,
-        wire=VirtualNetworkWire,
-        to_domain=to_domain,
-        render=render,
-        create_or_update=core.create_or_update,
-        delete=core.delete,
-    ),
+KIND = crud.ResourceKind(
+    entry=registry.require(TYPE),
+    wire=VirtualNetworkWire,
+    to_domain=to_domain,
+    render=render,
 )
+KINDS = (KIND,)
+crud.register(router, KIND)
 
 
 # --- subnets as child resources ----------------------------------------------------------
@@ -211,7 +206,7 @@ def create_or_update_subnet(
     name: str,
     body: Any = Body(None),
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """PUT one subnet."""
     vnet_id = str(arm.resource_id(subscription, group, "virtualNetworks", vnet))
@@ -257,7 +252,7 @@ def delete_subnet(
     vnet: str,
     name: str,
     plane: ControlPlane = Depends(control_plane),
-    who: Principal = Depends(caller),
+    who: Access = Depends(caller),
 ) -> Response:
     """DELETE one subnet."""
     vnet_id = str(arm.resource_id(subscription, group, "virtualNetworks", vnet))

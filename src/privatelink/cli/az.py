@@ -18,12 +18,23 @@ server's CA (`REQUESTS_CA_BUNDLE`), telemetry off and `NO_PROXY` covering the se
 
 `privatelink az --print-env` prints the same as plain shell lines, for users who want to
 run `az` itself in their shell.
+
+`--identity NAME|FILE` runs az as another principal: NAME is a tenant made with
+`privatelink tenant create NAME` (`<data-dir>/tenants/NAME.json`), FILE a JSON file with
+the fields of `credentials.json` (`url` and `ca_file` default to the server's) or the
+JSON `az ad sp create-for-rbac` prints (`appId`, `password`, `tenant`). Each identity
+has its own `AZURE_CONFIG_DIR`: `<data-dir>/az-identities/<name>` for a tenant,
+`<data-dir>/az-identities/sp.<hash of tenant and client>` for a file. The login passes
+`--allow-no-subscriptions`, so a principal with no role on any subscription still gets
+a (tenant-level) account; the identity's own subscription, when it names one, is
+selected.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shlex
@@ -32,12 +43,17 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
 CLOUD_NAME = "privatelink"
 CONFIG_SUBDIR = "az"
+IDENTITIES_SUBDIR = "az-identities"
+TENANTS_SUBDIR = "tenants"
+#: `--identity default` is the server's own client (credentials.json).
+DEFAULT_IDENTITY = "default"
 STAMP_FILE = "privatelink-setup.json"
 LOCK_FILE = "az.lock"
 SETUP_TIMEOUT_S = 120.0
@@ -54,9 +70,13 @@ INSTALL_HINT = (
 _REQUIRED = ("url", "ca_file", "tenant_id", "client_id", "client_secret")
 
 
+#: Alternative field names, as `az ad sp create-for-rbac` prints them.
+_ALIASES = {"tenant_id": "tenant", "client_id": "appId", "client_secret": "password"}
+
+
 @dataclass(frozen=True)
 class ServerCredentials:
-    """What `privatelink serve` wrote to `<data-dir>/credentials.json`."""
+    """A principal's credentials for the server: `credentials.json`'s fields."""
 
     url: str
     ca_file: str
@@ -74,39 +94,124 @@ class ServerCredentials:
                 f"{path} not found: start the server first "
                 f"(privatelink serve --data-dir {shlex.quote(str(data_dir))})."
             )
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise click.ClickException(f"cannot read {path}: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise click.ClickException(f"{path} is not a JSON object")
-        missing = [k for k in _REQUIRED if not isinstance(raw.get(k), str) or not raw[k]]
+        return cls.from_mapping(_read_json(path), str(path))
+
+    @classmethod
+    def from_mapping(
+        cls,
+        raw: Mapping[str, Any],
+        source: str,
+        server: ServerCredentials | None = None,
+    ) -> ServerCredentials:
+        """Credentials from a JSON object; `source` names it in errors.
+
+        Takes `credentials.json`'s fields, or `tenant`/`appId`/`password` as `az ad sp
+        create-for-rbac` prints them; `url` and `ca_file` default to `server`'s.
+        """
+        values: dict[str, str] = {}
+        for key in _REQUIRED:
+            value = raw.get(key)
+            if (not isinstance(value, str) or not value) and key in _ALIASES:
+                value = raw.get(_ALIASES[key])
+            if (not isinstance(value, str) or not value) and server is not None:
+                value = {"url": server.url, "ca_file": server.ca_file}.get(key)
+            if isinstance(value, str) and value:
+                values[key] = value
+        missing = [k for k in _REQUIRED if k not in values]
         if missing:
-            raise click.ClickException(f"{path} lacks {', '.join(missing)}")
+            raise click.ClickException(f"{source} lacks {', '.join(missing)}")
         sub = raw.get("subscription_id")
         return cls(
-            url=raw["url"].rstrip("/"),
-            ca_file=raw["ca_file"],
-            tenant_id=raw["tenant_id"],
-            client_id=raw["client_id"],
-            client_secret=raw["client_secret"],
+            url=values["url"].rstrip("/"),
+            ca_file=values["ca_file"],
+            tenant_id=values["tenant_id"],
+            client_id=values["client_id"],
+            client_secret=values["client_secret"],
             subscription_id=sub if isinstance(sub, str) and sub else None,
         )
 
     def stamp(self) -> dict[str, str | None]:
-        """What the prepared config directory depends on (no secret)."""
+        """What the prepared config directory depends on (not the secret itself).
+
+        A new secret (e.g. after `az ad sp credential reset`) changes the stamp through a
+        short digest, which tells nothing about a random 40-character secret.
+        """
         return {
             "cloud": CLOUD_NAME,
             "url": self.url,
             "tenant_id": self.tenant_id,
             "client_id": self.client_id,
             "subscription_id": self.subscription_id,
+            "secret_sha256": hashlib.sha256(self.client_secret.encode()).hexdigest()[:12],
         }
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise click.ClickException(f"{path} is not a JSON object")
+    return raw
+
+
 def config_dir(data_dir: Path) -> Path:
-    """The private `AZURE_CONFIG_DIR` of a data directory."""
+    """The private `AZURE_CONFIG_DIR` of a data directory (the server's own client)."""
     return data_dir / CONFIG_SUBDIR
+
+
+def identity_config_dir(data_dir: Path, name: str | None, creds: ServerCredentials) -> Path:
+    """The private `AZURE_CONFIG_DIR` of an identity: by tenant name, else by principal.
+
+    A principal's directory is named `sp.<hash>` (a dot: never a tenant name).
+    """
+    if name is not None:
+        return data_dir / IDENTITIES_SUBDIR / name.lower()
+    key = f"{creds.tenant_id}/{creds.client_id}".lower().encode()
+    return data_dir / IDENTITIES_SUBDIR / f"sp.{hashlib.sha256(key).hexdigest()[:16]}"
+
+
+def _is_file_identity(value: str) -> bool:
+    return "/" in value or value.endswith(".json") or value in (".", "..")
+
+
+def resolve_identity(data_dir: Path, identity: str | None) -> tuple[ServerCredentials, Path]:
+    """The credentials and `AZURE_CONFIG_DIR` of `--identity` (None: the server's client).
+
+    A value with a `/` or ending in `.json` is a file; anything else a tenant name,
+    `<data-dir>/tenants/NAME.json` (`default` is the server's own client).
+    """
+    if identity is None or identity.lower() == DEFAULT_IDENTITY:
+        return ServerCredentials.load(data_dir), config_dir(data_dir)
+    if _is_file_identity(identity):
+        path = Path(identity).expanduser()
+        if not path.is_file():
+            raise click.ClickException(f"--identity {identity}: no such file")
+        creds = ServerCredentials.from_mapping(_read_json(path), str(path), _server(data_dir))
+        return creds, identity_config_dir(data_dir, None, creds)
+    tenants = data_dir / TENANTS_SUBDIR
+    path = tenants / f"{identity}.json"
+    if not path.is_file():
+        # Tenant names are case-insensitive.
+        found = [p for p in tenants.glob("*.json") if p.stem.lower() == identity.lower()]
+        if not found:
+            known = sorted(p.stem for p in tenants.glob("*.json")) if tenants.is_dir() else []
+            raise click.ClickException(
+                f"--identity {identity}: {path} not found; create the tenant with "
+                f"`privatelink tenant create {identity}`, or give a credentials file path"
+                + (f" (known: {', '.join(known)})" if known else "")
+            )
+        path = found[0]
+    creds = ServerCredentials.from_mapping(_read_json(path), str(path), _server(data_dir))
+    return creds, identity_config_dir(data_dir, path.stem, creds)
+
+
+def _server(data_dir: Path) -> ServerCredentials | None:
+    """The server's own credentials, when the data directory has them (url, CA defaults)."""
+    if not (data_dir / "credentials.json").exists():
+        return None
+    return ServerCredentials.load(data_dir)
 
 
 def find_az(path: str | None = None) -> str:
@@ -153,6 +258,8 @@ class SetupStep:
     shown: list[str]
     # Shell alternative for --print-env when the step may already have been done.
     shell_fallback: list[str] | None = None
+    # What to tell the user when the step fails (default: is the server running?).
+    hint: str | None = None
 
 
 def setup_steps(creds: ServerCredentials) -> list[SetupStep]:
@@ -165,6 +272,8 @@ def setup_steps(creds: ServerCredentials) -> list[SetupStep]:
         creds.client_id,
         "--tenant",
         creds.tenant_id,
+        # A principal with no role on any subscription still gets a tenant-level account.
+        "--allow-no-subscriptions",
         "--output",
         "none",
     ]
@@ -188,7 +297,11 @@ def setup_steps(creds: ServerCredentials) -> list[SetupStep]:
     ]
     if creds.subscription_id:
         account = ["account", "set", "--subscription", creds.subscription_id]
-        steps.append(SetupStep(account, account))
+        hint = (
+            f"Does the principal {creds.client_id} have a role on subscription "
+            f"{creds.subscription_id} (az lists only those)?"
+        )
+        steps.append(SetupStep(account, account, hint=hint))
     return steps
 
 
@@ -232,9 +345,9 @@ def _run_step(az: str, step: SetupStep, env: Mapping[str, str], timeout: float, 
         raise click.ClickException(f"setting up az: cannot run {az}: {exc}") from exc
     if proc.returncode != 0:
         output = "\n".join(s for s in (proc.stdout.strip(), proc.stderr.strip()) if s)
+        hint = step.hint or f"Is `privatelink serve` running at {url}?"
         raise click.ClickException(
-            f"setting up az: `{shown}` failed (exit {proc.returncode}):\n{output}\n"
-            f"Is `privatelink serve` running at {url}?"
+            f"setting up az: `{shown}` failed (exit {proc.returncode}):\n{output}\n{hint}"
         )
 
 
@@ -244,9 +357,13 @@ def ensure_setup(
     creds: ServerCredentials,
     env: Mapping[str, str],
     timeout: float = SETUP_TIMEOUT_S,
+    cfg_dir: Path | None = None,
 ) -> bool:
-    """Prepare `<data-dir>/az` for this server unless already done; True when it ran."""
-    cfg_dir = config_dir(data_dir)
+    """Prepare `cfg_dir` for these credentials unless already done; True when it ran.
+
+    `cfg_dir` defaults to `<data-dir>/az`, the server's own client's directory.
+    """
+    cfg_dir = cfg_dir or config_dir(data_dir)
     with _locked(data_dir):
         if is_set_up(cfg_dir, creds):
             return False
@@ -254,7 +371,8 @@ def ensure_setup(
         # no account, token or cloud of the previous server lingers.
         if cfg_dir.exists():
             shutil.rmtree(cfg_dir)
-        cfg_dir.mkdir(mode=0o700, parents=True)
+        cfg_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        cfg_dir.mkdir(mode=0o700)
         for step in setup_steps(creds):
             _run_step(az, step, env, timeout, creds.url)
         stamp = cfg_dir / STAMP_FILE
@@ -290,22 +408,32 @@ def shell_lines(creds: ServerCredentials, cfg_dir: Path, base: Mapping[str, str]
     help="The server's data directory (default $PRIVATELINK_DATA_DIR or ~/.privatelink).",
 )
 @click.option(
+    "--identity",
+    default=None,
+    metavar="NAME|FILE",
+    help="Run az as this principal: a tenant made with `privatelink tenant create NAME`, "
+    "or a JSON credentials file (credentials.json's fields, or what `az ad sp "
+    "create-for-rbac` prints). Default: the server's client (credentials.json).",
+)
+@click.option(
     "--print-env",
     is_flag=True,
     help="Print shell lines that set up `az` in your shell the same way, and exit.",
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def az_command(data_dir: Path | None, print_env: bool, args: tuple[str, ...]) -> None:
+def az_command(
+    data_dir: Path | None, identity: str | None, print_env: bool, args: tuple[str, ...]
+) -> None:
     """Run az (azure-cli, from PATH) against the server: privatelink az -- ARGS.
 
     The first run registers a cloud for the server and logs in with its service
-    principal, in a private AZURE_CONFIG_DIR (<data-dir>/az); later runs reuse it.
+    principal, in a private AZURE_CONFIG_DIR (<data-dir>/az; with --identity,
+    <data-dir>/az-identities/...); later runs reuse it.
     """
     from privatelink.server import default_data_dir
 
     data_dir = (data_dir or default_data_dir()).resolve()
-    creds = ServerCredentials.load(data_dir)
-    cfg_dir = config_dir(data_dir)
+    creds, cfg_dir = resolve_identity(data_dir, identity)
     if print_env:
         if args:
             raise click.UsageError("--print-env takes no az arguments")
@@ -313,7 +441,9 @@ def az_command(data_dir: Path | None, print_env: bool, args: tuple[str, ...]) ->
         return
     az = find_az()
     env = az_env(creds, cfg_dir)
-    ensure_setup(az, data_dir, creds, env)
+    if not data_dir.is_dir():
+        raise click.ClickException(f"{data_dir} is not a directory")
+    ensure_setup(az, data_dir, creds, env, cfg_dir=cfg_dir)
     exec_az(az, args, env)
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from privatelink import __version__
 from privatelink.cli.az import az_command
+from privatelink.cli.tenant import DATA_DIR_HELP, subscription_group, tenant_group
 
 console = Console()
 
@@ -125,7 +126,9 @@ def _find_nic(index: dict[str, Any], wanted: str) -> dict[str, Any]:
     name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
 @click.option("--nic", required=True, help="NIC resource id or name: run inside that VM.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_DIR_HELP
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(nic: str, data_dir: Path | None, command: tuple[str, ...]) -> None:
     """Run COMMAND inside a NIC's network namespace (its "VM")."""
@@ -142,7 +145,9 @@ def exec_(nic: str, data_dir: Path | None, command: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_DIR_HELP
+)
 @click.option("--netns-prefix", default=None, help="Prefix to sweep (default: the server's).")
 def cleanup(data_dir: Path | None, netns_prefix: str | None) -> None:
     """Remove every namespace, link and nft table privatelink owns."""
@@ -157,6 +162,8 @@ def cleanup(data_dir: Path | None, netns_prefix: str | None) -> None:
 
 
 main.add_command(az_command)
+main.add_command(tenant_group)
+main.add_command(subscription_group)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Load balancers: frontends, backend pools, probes and load-balancing rules.
 
-Private link services sit on Standard load balancers; the rules that tie a service to
-its load balancer are checked here too (`check_private_link_services`) because either
-side's update can break them.
+Private link services sit on Standard load balancers; a load balancer's PUT can break the
+rules that tie a service to it, so the PUT workflow that re-checks them is
+`private_link.create_or_update_load_balancer` (this module knows nothing of services).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from privatelink.core.resource import (
 )
 from privatelink.core.virtual_network import resolve_subnet
 
+TYPE = "Microsoft.Network/loadBalancers"
 STANDARD = "Standard"
 BASIC = "Basic"
 PROTOCOLS = ("Tcp", "Udp", "All")
@@ -287,11 +288,12 @@ def _check_removed_children(view: StateView, old: LoadBalancer, new: LoadBalance
                 raise errors.BackendAddressPoolInUse(id=pool_id, user=users[0].id)
 
 
-def create_or_update(view: StateView, ctx: Context, desired: LoadBalancer) -> Changes:
-    """PUT a load balancer."""
-    # Local import: private_link_service imports this module.
-    from privatelink.core import private_link_service
+def prepare(view: StateView, ctx: Context, desired: LoadBalancer) -> LoadBalancer:
+    """The load balancer a PUT writes, checked against its own rules.
 
+    The PUT workflow is `private_link.create_or_update_load_balancer`: it also re-checks
+    the private link services on the load balancer.
+    """
     existing = get_typed(view, desired.id, LoadBalancer)
     lb = validate(view, ctx, desired, existing)
     lb = replace(lb, provisioning_state=ctx.initial_state)
@@ -301,16 +303,7 @@ def create_or_update(view: StateView, ctx: Context, desired: LoadBalancer) -> Ch
                 id=lb.id, location=lb.location, ref="its existing location", other=existing.location
             )
         _check_removed_children(view, existing, lb)
-    services = [
-        s
-        for s in view.referrers(lb.key, "lb")
-        if isinstance(s, private_link_service.PrivateLinkService)
-    ]
-    for service in services:
-        private_link_service.check_on_load_balancer(view, ctx, service, lb, services)
-    changes = Changes()
-    changes.put(lb)
-    return changes
+    return lb
 
 
 def delete(view: StateView, ctx: Context, lb_id: str) -> Changes:
@@ -346,3 +339,13 @@ def resolve_child(view: StateView, ref: str, kind: str, referrer: str) -> tuple[
     if name is None:
         raise errors.InvalidResourceReference(ref=ref, id=referrer)
     return lb, lb.child_id(kind, name)
+
+
+def references(lb: LoadBalancer) -> list[tuple[str, str]]:
+    """Index entries: the subnets of its frontends."""
+    return [("subnet", key(fe.subnet_id)) for fe in lb.frontends]
+
+
+def ip_usages(lb: LoadBalancer) -> list[tuple[str, str]]:
+    """Addresses held: (subnet key, ip) of each frontend."""
+    return [(key(f.subnet_id), f.private_ip) for f in lb.frontends if f.private_ip]

@@ -23,6 +23,8 @@ from privatelink.core.resource import (
 )
 from privatelink.core.virtual_network import resolve_subnet
 
+TYPE = "Microsoft.Network/networkInterfaces"
+
 
 @dataclass(frozen=True)
 class NicIpConfiguration(IpConfiguration):
@@ -169,3 +171,19 @@ def managed_nic(
         managed_by=owner.id,
         provisioning_state=owner.provisioning_state,
     )
+
+
+def references(nic: NetworkInterface) -> list[tuple[str, str]]:
+    """Index entries: subnets and pools of its configurations, and its owner if managed."""
+    refs: list[tuple[str, str]] = []
+    for config in nic.ip_configurations:
+        refs.append(("subnet", key(config.subnet_id)))
+        refs.extend(("pool", key(p)) for p in config.pool_ids)
+    if nic.managed_by:
+        refs.append(("owner", key(nic.managed_by)))
+    return refs
+
+
+def ip_usages(nic: NetworkInterface) -> list[tuple[str, str]]:
+    """Addresses held: (subnet key, ip) of each configuration (NAT and endpoint IPs too)."""
+    return [(key(c.subnet_id), c.private_ip) for c in nic.ip_configurations if c.private_ip]

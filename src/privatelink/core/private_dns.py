@@ -459,6 +459,27 @@ def answers_by_vnet(
     return {vnet: tuple(items) for vnet, items in out.items()}
 
 
+# --- what the store indexes -------------------------------------------------------------------
+
+
+def link_references(link: VirtualNetworkLink) -> list[tuple[str, str]]:
+    """Index entries of a virtual network link: its zone and its network."""
+    return [("dnslink-zone", key(link.zone_id)), ("dnslink-vnet", key(link.virtual_network_id))]
+
+
+def record_set_references(record: ARecordSet) -> list[tuple[str, str]]:
+    """Index entries of a record set: its zone."""
+    return [("dnsrecord-zone", key(record.zone_id))]
+
+
+def group_references(group: PrivateDnsZoneGroup) -> list[tuple[str, str]]:
+    """Index entries of a zone group: its endpoint and the zones it names."""
+    return [
+        ("dnsgroup-pe", key(group.endpoint_id)),
+        *(("dnsgroup-zone", key(c.zone_id)) for c in group.configs),
+    ]
+
+
 def zone_of(view: StateView, child_id: str) -> PrivateDnsZone:
     """The zone of a record set or link id (404 ParentResourceNotFound when absent)."""
     parent = str(ResourceId.parse(child_id).parent())

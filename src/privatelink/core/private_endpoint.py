@@ -3,6 +3,10 @@
 An endpoint lives in a consumer subnet, owns a managed NIC with one private IP there,
 and carries exactly one connection to a private link service, found by alias or by
 resource id (visibility permitting). Its connection state mirrors the provider's.
+
+This module holds the endpoint's own rules (its request, subnet, NIC and address); its
+PUT and DELETE also change the service's connections, so those workflows are
+`private_link.create_or_update_endpoint` and `private_link.delete_endpoint`.
 """
 
 from __future__ import annotations
@@ -10,28 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from privatelink.core import errors
-from privatelink.core.ids import ResourceId, key, valid_name
+from privatelink.core.ids import ResourceId, key, parse_ref, valid_name
 from privatelink.core.ip_configuration import STATIC
 from privatelink.core.network_interface import NetworkInterface, NicIpConfiguration, managed_nic
-from privatelink.core.private_link_service import (
-    APPROVED,
-    DISCONNECTED,
-    PENDING,
-    PrivateEndpointConnection,
-    PrivateLinkService,
-    find_service,
-    is_auto_approved,
-)
+from privatelink.core.private_link_service import APPROVED, DISCONNECTED, PENDING
 from privatelink.core.resource import (
     Changes,
     Context,
     Resource,
     StateView,
     check_unique_names,
-    get_typed,
     normalize_location,
 )
-from privatelink.core.virtual_network import resolve_subnet
+from privatelink.core.virtual_network import SubnetRef, resolve_subnet
 
 TYPE = "Microsoft.Network/privateEndpoints"
 
@@ -77,16 +72,22 @@ class PrivateEndpoint(Resource):
         return self.connections[0]
 
 
-def _dns_configs(service: PrivateLinkService, ip: str | None) -> tuple[DnsConfig, ...]:
-    return tuple(DnsConfig(fqdn, (ip,) if ip else ()) for fqdn in service.fqdns)
+def dns_configs(fqdns: tuple[str, ...], ip: str | None) -> tuple[DnsConfig, ...]:
+    """customDnsConfigs: each FQDN the service publishes, resolving to the endpoint's IP."""
+    return tuple(DnsConfig(fqdn, (ip,) if ip else ()) for fqdn in fqdns)
 
 
-def _link_identifier(guid: str) -> str:
+def link_identifier(guid: str) -> str:
+    """The connection's linkIdentifier, derived from a GUID."""
     # Azure shows a 32-bit number with bit 29 set (e.g. 536870913); derive one from a GUID.
     return str(0x20000000 | (int(guid.replace("-", "")[:8], 16) & 0x1FFFFFFF))
 
 
-def _check_connection_spec(ctx: Context, endpoint: PrivateEndpoint) -> PrivateLinkServiceConnection:
+def check_request(
+    ctx: Context, desired: PrivateEndpoint
+) -> tuple[PrivateEndpoint, PrivateLinkServiceConnection]:
+    """The endpoint of a PUT with its location normalised, and its one connection request."""
+    endpoint = replace(desired, location=normalize_location(desired.location))
     if len(endpoint.connections) != 1:
         raise errors.PrivateEndpointConnectionRequired(
             id=endpoint.id, count=len(endpoint.connections)
@@ -102,10 +103,12 @@ def _check_connection_spec(ctx: Context, endpoint: PrivateEndpoint) -> PrivateLi
         )
     if not conn.target.strip():
         raise errors.PrivateLinkServiceNotFound(target=conn.target)
-    return conn
+    if endpoint.custom_nic_name is not None and not valid_name(endpoint.custom_nic_name):
+        raise errors.InvalidResourceName(name=endpoint.custom_nic_name)
+    return endpoint, conn
 
 
-def _update_existing(ctx: Context, endpoint: PrivateEndpoint, existing: PrivateEndpoint) -> Changes:
+def update_existing(ctx: Context, endpoint: PrivateEndpoint, existing: PrivateEndpoint) -> Changes:
     """An endpoint PUT again: only tags and the request message may change."""
     conn = endpoint.connections[0]
     old = existing.connection
@@ -134,16 +137,8 @@ def _update_existing(ctx: Context, endpoint: PrivateEndpoint, existing: PrivateE
     return changes
 
 
-def create_or_update(view: StateView, ctx: Context, desired: PrivateEndpoint) -> Changes:
-    """PUT a private endpoint: allocate its IP, create its NIC and request the connection."""
-    endpoint = replace(desired, location=normalize_location(desired.location))
-    conn = _check_connection_spec(ctx, endpoint)
-    if endpoint.custom_nic_name is not None and not valid_name(endpoint.custom_nic_name):
-        raise errors.InvalidResourceName(name=endpoint.custom_nic_name)
-    existing = get_typed(view, endpoint.id, PrivateEndpoint)
-    if existing is not None:
-        return _update_existing(ctx, endpoint, existing)
-
+def resolve_placement(view: StateView, endpoint: PrivateEndpoint) -> SubnetRef:
+    """The subnet a new endpoint goes into (same region as the endpoint)."""
     subnet = resolve_subnet(view, endpoint.subnet_id, endpoint.id)
     if subnet.vnet.location != endpoint.location:
         raise errors.ResourceLocationMismatch(
@@ -152,21 +147,21 @@ def create_or_update(view: StateView, ctx: Context, desired: PrivateEndpoint) ->
             ref=subnet.vnet.id,
             other=subnet.vnet.location,
         )
-    consumer = endpoint.rid.subscription
-    service = find_service(view, conn.target, consumer)
-    if service is None:
-        raise errors.PrivateLinkServiceNotFound(target=conn.target)
-    if service.location != endpoint.location:
-        raise errors.PrivateEndpointLocationMismatch(
-            id=endpoint.id, location=endpoint.location, other=service.location
-        )
-    if len(service.connections) >= ctx.limits.pe_per_pls:
-        raise errors.PrivateEndpointsPerPrivateLinkServiceLimitReached(limit=ctx.limits.pe_per_pls)
+    return subnet
+
+
+def place(
+    view: StateView, ctx: Context, endpoint: PrivateEndpoint, subnet: SubnetRef
+) -> tuple[PrivateEndpoint, NetworkInterface, str]:
+    """A new endpoint in its subnet with its managed NIC and address.
+
+    Returns the endpoint (in the subnet, owning the NIC), the NIC, and the GUID that
+    named them (the connection's remote name is derived from it too).
+    """
     if view.count_referrers(subnet.vnet.key, "pe-vnet") >= ctx.limits.pe_per_vnet:
         raise errors.PrivateEndpointsPerVirtualNetworkLimitReached(
             vnet=subnet.vnet.id, limit=ctx.limits.pe_per_vnet
         )
-
     rid = endpoint.rid
     guid = ctx.new_guid()
     nic_name = endpoint.custom_nic_name or f"{endpoint.name}.nic.{guid}"
@@ -184,91 +179,16 @@ def create_or_update(view: StateView, ctx: Context, desired: PrivateEndpoint) ->
         primary=True,
     )
     nic = managed_nic(view, staged, nic_id, (nic_config,), None)
-
-    approved = is_auto_approved(service, consumer)
-    status = APPROVED if approved else PENDING
-    description = "Auto-Approved" if approved else (conn.request_message or "Awaiting approval")
-    remote_name = f"{endpoint.name}.{guid}"
-    remote = PrivateEndpointConnection(
-        name=remote_name,
-        private_endpoint_id=endpoint.id,
-        private_endpoint_location=endpoint.location,
-        link_identifier=_link_identifier(ctx.new_guid()),
-        status=status,
-        description=description,
-    )
-    local = replace(
-        conn,
-        private_link_service_id=service.id,
-        status=status,
-        description=description,
-        actions_required="None",
-        remote_name=remote_name,
-    )
-    staged = replace(
-        staged,
-        subnet_id=subnet.id,
-        nic_id=nic.id,
-        connections=(local,),
-        custom_dns_configs=_dns_configs(service, nic.primary_ip),
-    )
-    changes = Changes()
-    changes.put(nic)
-    changes.put(staged)
-    changes.put(replace(service, connections=(*service.connections, remote)))
-    return changes
+    return replace(staged, subnet_id=subnet.id, nic_id=nic.id), nic, guid
 
 
-def delete(view: StateView, ctx: Context, endpoint_id: str) -> Changes:
-    """DELETE an endpoint: its connection leaves the service, its NIC goes with it."""
-    endpoint = get_typed(view, endpoint_id, PrivateEndpoint)
-    changes = Changes()
-    if endpoint is None:
-        return changes
-    conn = endpoint.connection
-    service = get_typed(view, conn.private_link_service_id, PrivateLinkService)
-    if service is not None and service.connection(conn.remote_name) is not None:
-        changes.put(
-            replace(
-                service,
-                connections=tuple(
-                    c for c in service.connections if c.name.lower() != conn.remote_name.lower()
-                ),
-            )
-        )
+def delete_owned(view: StateView, changes: Changes, endpoint: PrivateEndpoint) -> None:
+    """Delete an endpoint with what it owns: its NIC and its private DNS zone groups."""
     # Its private DNS zone groups go with it (and so do their records).
     for group in view.referrers(endpoint.key, "dnsgroup-pe"):
         changes.delete(group.id)
     changes.delete(endpoint.nic_id)
     changes.delete(endpoint.id)
-    return changes
-
-
-def mirror_state(
-    view: StateView, changes: Changes, endpoint_id: str, remote: PrivateEndpointConnection
-) -> None:
-    """Copy the provider's connection state onto the endpoint (in the same change set)."""
-    endpoint = get_typed(view, endpoint_id, PrivateEndpoint)
-    if endpoint is None:
-        return
-    conn = replace(
-        endpoint.connection,
-        status=remote.status,
-        description=remote.description,
-        actions_required=remote.actions_required,
-    )
-    changes.put(replace(endpoint, connections=(conn,)))
-
-
-def refresh_dns(
-    view: StateView, changes: Changes, endpoint_id: str, service: PrivateLinkService
-) -> None:
-    """Re-derive an endpoint's customDnsConfigs after the service's FQDNs changed."""
-    endpoint = get_typed(view, endpoint_id, PrivateEndpoint)
-    nic = get_typed(view, endpoint.nic_id, NetworkInterface) if endpoint else None
-    if endpoint is None or nic is None:
-        return
-    changes.put(replace(endpoint, custom_dns_configs=_dns_configs(service, nic.primary_ip)))
 
 
 def is_connected(endpoint: PrivateEndpoint) -> bool:
@@ -276,14 +196,22 @@ def is_connected(endpoint: PrivateEndpoint) -> bool:
     return endpoint.connection.status == APPROVED
 
 
+def references(endpoint: PrivateEndpoint) -> list[tuple[str, str]]:
+    """Index entries: its subnet and virtual network, and the service it connects to."""
+    refs = [
+        ("subnet", key(endpoint.subnet_id)),
+        ("pe-vnet", parse_ref(endpoint.subnet_id, "virtualNetworks", "subnets").parent().key),
+    ]
+    for conn in endpoint.connections:
+        if conn.private_link_service_id:
+            refs.append(("pls", key(conn.private_link_service_id)))
+    return refs
+
+
 __all__ = [
     "DISCONNECTED",
     "DnsConfig",
     "PrivateEndpoint",
     "PrivateLinkServiceConnection",
-    "create_or_update",
-    "delete",
     "is_connected",
-    "mirror_state",
-    "refresh_dns",
 ]

@@ -2,9 +2,9 @@
 
 Owns the service resource, its NAT IP configurations (held by a managed NIC), its
 alias, visibility and auto-approval, its FQDNs, the rules that tie it to one Standard
-load balancer, and the provider's view of private endpoint connections with their
-state machine (Pending -> Approved | Rejected; Approved -> Rejected; delete ->
-the consumer sees Disconnected).
+load balancer, and the provider's record of private endpoint connections with the
+statuses they take. The connection state machine, and every workflow that also changes
+an endpoint (the service's PUT refreshes endpoints' DNS), are in `private_link`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass, replace
 
 from privatelink.core import errors
+from privatelink.core.actions import PLS_APPROVAL, PLS_READ
 from privatelink.core.alias import make_alias
+from privatelink.core.authorization import ALLOW_ALL, Access
 from privatelink.core.ids import ResourceId, is_guid, key
 from privatelink.core.ip_configuration import IPV4, IpConfiguration, is_ipv4
 from privatelink.core.load_balancer import STANDARD, LoadBalancer, resolve_child
@@ -96,14 +98,21 @@ class PrivateLinkService(Resource):
 # --- visibility ---------------------------------------------------------------------------
 
 
-def is_visible(service: PrivateLinkService, subscription: str) -> bool:
-    """Whether a subscription may find the service: RBAC (its own), `*`, or listed."""
+def is_visible(service: PrivateLinkService, subscription: str, access: Access = ALLOW_ALL) -> bool:
+    """Whether a caller in `subscription` may find the service.
+
+    Visibility `*` exposes it to everyone and a subscription list to those subscriptions;
+    beyond that, only principals with RBAC rights on the service find it (the seed's
+    "RBAC permissions only"): `Microsoft.Network/privateLinkServices/read` or the
+    approval action on it. With authorization off the service's own subscription stands
+    in for its RBAC holders.
+    """
     sub = subscription.lower()
-    return (
-        sub == service.subscription.lower()
-        or EVERYONE in service.visibility
-        or sub in (s.lower() for s in service.visibility)
-    )
+    if EVERYONE in service.visibility or sub in (s.lower() for s in service.visibility):
+        return True
+    if access is ALLOW_ALL:
+        return sub == service.subscription.lower()
+    return access.allows(PLS_READ, service.id) or access.allows(PLS_APPROVAL, service.id)
 
 
 def is_auto_approved(service: PrivateLinkService, subscription: str) -> bool:
@@ -111,8 +120,10 @@ def is_auto_approved(service: PrivateLinkService, subscription: str) -> bool:
     return subscription.lower() in (s.lower() for s in service.auto_approval)
 
 
-def find_service(view: StateView, target: str, subscription: str) -> PrivateLinkService | None:
-    """Resolve an alias or resource id as seen by `subscription`.
+def find_service(
+    view: StateView, target: str, subscription: str, access: Access = ALLOW_ALL
+) -> PrivateLinkService | None:
+    """Resolve an alias or resource id as seen by a caller (`access`) in `subscription`.
 
     A service outside the caller's visibility is indistinguishable from one that does
     not exist: both give None.
@@ -126,14 +137,16 @@ def find_service(view: StateView, target: str, subscription: str) -> PrivateLink
     else:
         matches = view.referrers(target.strip().lower(), "alias")
         found = matches[0] if matches else None
-    if not isinstance(found, PrivateLinkService) or not is_visible(found, subscription):
+    if not isinstance(found, PrivateLinkService) or not is_visible(found, subscription, access):
         return None
     return found
 
 
-def check_visibility(view: StateView, subscription: str, alias: str) -> bool:
-    """checkPrivateLinkServiceVisibility: can `subscription` see the service with `alias`."""
-    return find_service(view, alias, subscription) is not None
+def check_visibility(
+    view: StateView, subscription: str, alias: str, access: Access = ALLOW_ALL
+) -> bool:
+    """checkPrivateLinkServiceVisibility: can the caller in `subscription` see `alias`."""
+    return find_service(view, alias, subscription, access) is not None
 
 
 def auto_approved_services(
@@ -338,10 +351,20 @@ def _nic_id(service: PrivateLinkService, guid: str) -> str:
     )
 
 
-def create_or_update(view: StateView, ctx: Context, desired: PrivateLinkService) -> Changes:
-    """PUT a private link service (create, or update keeping alias and connections)."""
-    from privatelink.core import private_endpoint  # circular: endpoints refer to services
+def prepare(
+    view: StateView, ctx: Context, desired: PrivateLinkService
+) -> tuple[PrivateLinkService, NetworkInterface]:
+    """The service a PUT writes (create, or update keeping alias and connections) and its
+    managed NIC.
 
+    The PUT workflow is `private_link.create_or_update_service`: it also refreshes the
+    DNS configurations of the service's endpoints when its FQDNs change.
+    """
+    if desired.enable_proxy_protocol:
+        raise errors.UnsupportedProperty(
+            name="enableProxyProtocol",
+            why="PROXY protocol is not implemented yet; use false or leave it unset.",
+        )
     existing = get_typed(view, desired.id, PrivateLinkService)
     service = replace(
         desired, location=normalize_location(desired.location), provisioning_state=ctx.initial_state
@@ -397,13 +420,7 @@ def create_or_update(view: StateView, ctx: Context, desired: PrivateLinkService)
             replace(c, private_ip=assigned[c.name].private_ip) for c in configs
         ),
     )
-    changes = Changes()
-    changes.put(nic)
-    changes.put(service)
-    if existing is not None and existing.fqdns != service.fqdns:
-        for conn in service.connections:
-            private_endpoint.refresh_dns(view, changes, conn.private_endpoint_id, service)
-    return changes
+    return service, nic
 
 
 def delete(view: StateView, ctx: Context, service_id: str) -> Changes:
@@ -433,77 +450,13 @@ def get_connection(
     return service, conn
 
 
-def normalize_status(value: str) -> str:
-    """'approved' -> 'Approved'; anything unknown is a 400."""
-    for status in STATUSES:
-        if value.lower() == status.lower():
-            return status
-    raise errors.InvalidConnectionStatus(status=value)
-
-
-def next_status(current: str, wanted: str) -> str:
-    """The connection state machine of the provider's approve/reject.
-
-    Pending -> Approved | Rejected; Approved -> Rejected; a state to itself is allowed
-    (only the description changes). A rejected connection stays rejected: the
-    consumer recreates its endpoint to ask again. Nobody sets Pending or Disconnected.
-    """
-    status = normalize_status(wanted)
-    if status == current:
-        return status
-    allowed = {PENDING: (APPROVED, REJECTED), APPROVED: (REJECTED,)}
-    if status in (PENDING, DISCONNECTED) and current != status:
-        raise errors.InvalidConnectionStatus(status=status)
-    if status not in allowed.get(current, ()):
-        raise errors.ConnectionStatusTransitionNotAllowed(current=current, status=status)
-    return status
-
-
-def update_connection(
-    view: StateView,
-    ctx: Context,
-    service_id: str,
-    name: str,
-    status: str,
-    description: str | None,
-    actions_required: str | None,
-) -> Changes:
-    """Approve or reject a connection; the endpoint's copy of the state follows."""
-    from privatelink.core import private_endpoint
-
-    service, conn = get_connection(view, service_id, name)
-    new_status = next_status(conn.status, status)
-    updated = replace(
-        conn,
-        status=new_status,
-        description=description if description is not None else conn.description,
-        actions_required=actions_required or conn.actions_required or "None",
-    )
-    changes = Changes()
-    changes.put(
-        replace(
-            service,
-            connections=tuple(updated if c.name == conn.name else c for c in service.connections),
-        )
-    )
-    private_endpoint.mirror_state(view, changes, conn.private_endpoint_id, updated)
-    return changes
-
-
-def delete_connection(view: StateView, ctx: Context, service_id: str, name: str) -> Changes:
-    """Provider deletes a connection: gone from the service, Disconnected on the endpoint."""
-    from privatelink.core import private_endpoint
-
-    service = get_typed(view, service_id, PrivateLinkService)
-    changes = Changes()
-    conn = service.connection(name) if service else None
-    if service is None or conn is None:
-        return changes
-    changes.put(replace(service, connections=tuple(c for c in service.connections if c != conn)))
-    gone = replace(
-        conn,
-        status=DISCONNECTED,
-        description="The private endpoint connection was deleted by the service provider.",
-    )
-    private_endpoint.mirror_state(view, changes, conn.private_endpoint_id, gone)
-    return changes
+def references(service: PrivateLinkService) -> list[tuple[str, str]]:
+    """Index entries: its load balancer and frontends, its alias, auto-approved subscriptions."""
+    refs: list[tuple[str, str]] = []
+    if service.frontend_ids:
+        refs.append(("lb", service.load_balancer_key))
+    refs.extend(("frontend", key(f)) for f in service.frontend_ids)
+    if service.alias:
+        refs.append(("alias", service.alias.lower()))
+    refs.extend(("autoapproval", s.lower()) for s in service.auto_approval)
+    return refs

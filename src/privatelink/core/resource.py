@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from privatelink.core import errors
+from privatelink.core.authorization import ALLOW_ALL, Access
 from privatelink.core.ids import ResourceId, is_guid, key, valid_name, valid_resource_group
 from privatelink.core.limits import Limits
 from privatelink.core.principal import Principal
@@ -52,7 +53,7 @@ class StateView(Protocol):
         """The resource with this id (case-insensitive), or None."""
 
     def referrers(self, target: str, kind: str) -> list[Resource]:
-        """Resources whose index entries point at `target` with `kind` (see core.index)."""
+        """Resources whose index entries point at `target` with `kind` (core.registry)."""
 
     def count_referrers(self, target: str, kind: str) -> int:
         """How many resources index `target` under `kind` (without loading them)."""
@@ -66,12 +67,21 @@ class StateView(Protocol):
 
 @dataclass(frozen=True)
 class Context:
-    """What a workflow may use besides state: caller, limits and a GUID source."""
+    """What a workflow may use besides state: caller, limits and a GUID source.
+
+    `access` is the caller's effective RBAC permissions (everything allowed when
+    authorization is off); workflows ask it where a request reaches beyond its own
+    resource: visibility of a service, an automatic connection's approval.
+    `request_action` and `request_scope` name the request, for linked-check errors.
+    """
 
     caller: Principal | None
     limits: Limits
     new_guid: Callable[[], str]
     initial_state: str = SUCCEEDED
+    access: Access = ALLOW_ALL
+    request_action: str = ""
+    request_scope: str = ""
 
 
 @dataclass

@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from privatelink.core import errors
-from privatelink.core.ids import NETWORK
+from privatelink.core import errors, registry
 
 
 class InvalidTemplate(errors.BadRequest):
@@ -31,18 +30,8 @@ class UnsupportedResourceType(errors.BadRequest):
     )
 
 
-SUPPORTED_TYPES = (
-    f"{NETWORK}/virtualNetworks",
-    f"{NETWORK}/virtualNetworks/subnets",
-    f"{NETWORK}/loadBalancers",
-    f"{NETWORK}/networkInterfaces",
-    f"{NETWORK}/privateLinkServices",
-    f"{NETWORK}/privateEndpoints",
-    f"{NETWORK}/privateEndpoints/privateDnsZoneGroups",
-    f"{NETWORK}/privateDnsZones",
-    f"{NETWORK}/privateDnsZones/virtualNetworkLinks",
-    f"{NETWORK}/privateDnsZones/A",
-)
+# What templates may deploy, canonical casing, in the registry's order.
+SUPPORTED_TYPES = tuple(t.arm_type for t in registry.deployable())
 
 
 @dataclass(frozen=True)

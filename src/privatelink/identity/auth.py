@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from privatelink.core.principal import Principal
-from privatelink.identity.tokens import InvalidToken, TokenIssuer
+from privatelink.identity.tokens import InvalidToken, Resource, TokenIssuer
 
 
 class AuthenticationFailed(Exception):
@@ -47,32 +47,42 @@ class AuthenticationFailed(Exception):
         )
 
 
-def bearer_principal(issuer: TokenIssuer) -> Callable[[Request], Awaitable[Principal]]:
+def principal_from_header(
+    issuer: TokenIssuer, header: str | None, resource: Resource = "arm"
+) -> Principal:
+    """The caller named by an ``Authorization`` header value, for ``resource``.
+
+    Raises :class:`AuthenticationFailed` for a missing, non-Bearer or invalid token.
+    RSA verification takes microseconds and touches no store, so it may run on the
+    event loop.
+    """
+    if not header:
+        raise AuthenticationFailed("Authentication failed. The 'Authorization' header is missing.")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationFailed(
+            "Authentication failed. The 'Authorization' header is provided in an invalid "
+            "format; expected 'Bearer <access token>'."
+        )
+    try:
+        return issuer.verify(token, resource)
+    except InvalidToken as exc:
+        raise AuthenticationFailed(
+            exc.message, code="InvalidAuthenticationToken", reason=exc.reason
+        ) from exc
+
+
+def bearer_principal(
+    issuer: TokenIssuer, resource: Resource = "arm"
+) -> Callable[[Request], Awaitable[Principal]]:
     """Return a FastAPI dependency yielding the caller's :class:`Principal`.
 
     The dependency raises :class:`AuthenticationFailed` for a missing, non-Bearer or
-    invalid token.
+    invalid token, or a token of the other audience class than ``resource``.
     """
 
     async def principal(request: Request) -> Principal:
-        header = request.headers.get("authorization")
-        if not header:
-            raise AuthenticationFailed(
-                "Authentication failed. The 'Authorization' header is missing."
-            )
-        scheme, _, token = header.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise AuthenticationFailed(
-                "Authentication failed. The 'Authorization' header is provided in an invalid "
-                "format; expected 'Bearer <access token>'."
-            )
-        try:
-            # RSA verification takes microseconds, so running it on the event loop is fine.
-            return issuer.verify(token)
-        except InvalidToken as exc:
-            raise AuthenticationFailed(
-                exc.message, code="InvalidAuthenticationToken", reason=exc.reason
-            ) from exc
+        return principal_from_header(issuer, request.headers.get("authorization"), resource)
 
     return principal

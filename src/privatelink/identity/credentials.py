@@ -1,13 +1,19 @@
-"""The local tenant's client identity and the key that signs its tokens.
+"""The default tenant's admin identity, the key that signs tokens, and credential files.
 
 Owns three files in the data directory, all mode 600:
 
-* ``identity.json``: the one service principal this server knows (tenant id, client
+* ``identity.json``: the default tenant's admin service principal (tenant id, client
   id, client secret, object id), created on first use and then reused so that tokens
-  and ``credentials.json`` stay valid across restarts;
+  and ``credentials.json`` stay valid across restarts. The server imports it into the
+  directory (``store/directory.py``) as the tenant named ``default``; the directory is
+  where every tenant's principals are checked;
 * ``credentials.json``: what a client needs to connect (url, CA bundle, tenant, client
   id and secret), rewritten whenever the server starts on a new url;
 * ``token-signing-key.pem``: the RSA key used for RS256 access tokens.
+
+Other tenants' credential files (``tenants/<name>.json``, written by ``privatelink
+tenant create``) have the fields of ``credentials.json`` plus ``object_id`` and ``name``
+and are written with :func:`write_secret_json`.
 """
 
 from __future__ import annotations
@@ -118,6 +124,16 @@ def write_credentials_file(
         **(extra or {}),
     }
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_file_atomic(path, _dump_json(payload), 0o600)
+    return path
+
+
+def write_secret_json(path: Path, payload: dict[str, str]) -> Path:
+    """Write a JSON file holding a secret: mode 600, in a directory of mode 700."""
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkdir's mode is subject to umask, and the directory may be older: make it exact.
+    path.parent.chmod(0o700)
     write_file_atomic(path, _dump_json(payload), 0o600)
     return path
 

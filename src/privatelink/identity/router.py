@@ -5,6 +5,9 @@ v1 ``resource`` style, client-credentials grant only), the JWKS and AAD instance
 discovery. URLs in discovery documents are built from the request's own scheme, host
 and port, so they are right whatever address the server was started on.
 
+Tenants and clients are looked up in the issuer's directory (a database) on each
+request, off the event loop.
+
 Form bodies are parsed here with :mod:`urllib.parse`: Starlette's ``request.form()``
 needs ``python-multipart``, which is not a dependency of this project.
 """
@@ -20,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from privatelink.identity.credentials import new_guid
 from privatelink.identity.tokens import TokenIssuer, TokenRequestError
@@ -42,12 +46,12 @@ def build_identity_router(issuer: TokenIssuer) -> APIRouter:
     @router.get("/{tenant}/v2.0/.well-known/openid-configuration")
     async def openid_configuration_v2(tenant: str, request: Request) -> JSONResponse:
         """OpenID discovery (v2); MSAL reads ``token_endpoint`` and ``authorization_endpoint``."""
-        return _openid_configuration(issuer, tenant, request, v2=True)
+        return await _openid_configuration(issuer, tenant, request, v2=True)
 
     @router.get("/{tenant}/.well-known/openid-configuration")
     async def openid_configuration_v1(tenant: str, request: Request) -> JSONResponse:
         """OpenID discovery (v1 endpoints)."""
-        return _openid_configuration(issuer, tenant, request, v2=False)
+        return await _openid_configuration(issuer, tenant, request, v2=False)
 
     @router.post("/{tenant}/oauth2/v2.0/token")
     async def token_v2(tenant: str, request: Request) -> JSONResponse:
@@ -97,18 +101,19 @@ def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _openid_configuration(
+async def _openid_configuration(
     issuer: TokenIssuer, tenant: str, request: Request, *, v2: bool
 ) -> JSONResponse:
-    canonical = issuer.canonical_tenant(tenant)
+    canonical = await run_in_threadpool(issuer.canonical_tenant, tenant)
     if canonical is None:
         # Entra ID answers an unknown tenant here already, with 400 invalid_tenant.
         return _oauth_error(
             request,
             TokenRequestError(
                 "invalid_tenant",
-                f"Tenant '{tenant}' not found. Check that the tenant id is the one in this "
-                "server's credentials.json.",
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct "
+                "tenant ID: the one in this server's credentials.json, or in a tenant's file "
+                "(`privatelink tenant list` shows them).",
                 400,
                 90002,
             ),
@@ -171,7 +176,7 @@ async def _token(issuer: TokenIssuer, tenant: str, request: Request, *, v1: bool
             scope = f"{resource}/.default"
         if not scope:
             raise _missing("resource" if v1 else "scope")
-        body = issuer.issue(tenant, client_id, client_secret, scope)
+        body = await run_in_threadpool(issuer.issue, tenant, client_id, client_secret, scope)
     except TokenRequestError as exc:
         return _oauth_error(request, exc)
     if v1:

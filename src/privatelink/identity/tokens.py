@@ -1,9 +1,18 @@
 """Access-token issuance and verification (the local stand-in for Entra ID's STS).
 
-Owns the token format: RS256 JWTs shaped like Entra ID v1 app-only tokens for ARM
-(``aud``, ``iss``, ``tid``, ``oid``, ``appid``, ``azp``, ``sub``, ``iat``, ``nbf``,
-``exp``), the OAuth client-credentials checks, and the mapping of every rejection to a
-typed error with a message a human can act on.
+Owns the token format: RS256 JWTs shaped like Entra ID v1 app-only tokens (``aud``,
+``iss``, ``tid``, ``oid``, ``appid``, ``azp``, ``sub``, ``iat``, ``nbf``, ``exp``), the
+OAuth client-credentials checks, the two audience classes (ARM and Microsoft Graph) and
+the mapping of every rejection to a typed error with a message a human can act on.
+
+Tokens are per tenant: client credentials are checked against a :class:`ClientDirectory`
+(the store's ``SqlDirectory``) when a token is requested, so a tenant or principal
+created while the server runs can sign in at once. Verification needs no directory: a
+token is valid until it expires, as in Entra ID.
+
+Audience classes: an ARM token (``https://management.azure.com``,
+``https://management.core.windows.net`` or the server's own resourceManager URL) is
+refused where a Graph token is required and the other way round (``wrong_audience``).
 
 Issuer choice: ``iss`` is ``https://sts.privatelink.local/{tenant}/`` (shaped like
 Entra ID's ``https://sts.windows.net/{tenant}/``). It is a fixed name that does not
@@ -21,7 +30,8 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -35,6 +45,13 @@ DEFAULT_ISSUER_BASE = "https://sts.privatelink.local"
 #: Resources (token audiences) of Azure Resource Manager, as requested by the SDKs:
 #: ``https://management.azure.com/.default`` and ``https://management.core.windows.net//.default``.
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
+#: Microsoft Graph's resource; the server's own Graph resource is added per server.
+GRAPH_AUDIENCES = ("https://graph.microsoft.com",)
+#: Where the server serves Microsoft Graph, below its base URL (also its Graph resource).
+GRAPH_PATH = "/graph"
+
+#: The audience class a token must belong to.
+Resource = Literal["arm", "graph"]
 
 TOKEN_LIFETIME = 3600
 #: Clock skew tolerated on ``exp``/``nbf`` (issuer and verifier may be different processes).
@@ -45,6 +62,97 @@ _DEFAULT_SUFFIX = "/.default"
 #: OIDC scopes MSAL may add to a request; they carry no resource and are ignored.
 _RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 _REQUIRED_CLAIMS = ("aud", "iss", "exp", "nbf", "iat", "tid", "oid", "appid")
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+class DirectoryTenant(Protocol):
+    """A tenant as the issuer needs it (satisfied by ``store.directory.Tenant``)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+
+class DirectoryPrincipal(Protocol):
+    """A service principal as the issuer needs it (``store.directory.ServicePrincipal``)."""
+
+    @property
+    def object_id(self) -> str: ...
+
+    @property
+    def app_id(self) -> str: ...
+
+    @property
+    def tenant_id(self) -> str: ...
+
+
+class ClientDirectory(Protocol):
+    """Where client credentials are checked (satisfied by ``store.directory.SqlDirectory``).
+
+    ``check_client`` returns ``(outcome, principal)``; outcome is ``ok``, ``no_tenant``,
+    ``no_client`` or ``bad_secret`` (wrong, missing or expired secret), and the principal
+    is set for ``ok`` and ``bad_secret``.
+    """
+
+    def get_tenant(self, tenant_id: str) -> DirectoryTenant | None: ...
+
+    def check_client(
+        self, tenant_id: str, app_id: str, secret: str
+    ) -> tuple[str, DirectoryPrincipal | None]: ...
+
+
+@dataclass(frozen=True)
+class _StaticTenant:
+    tenant_id: str
+
+
+@dataclass(frozen=True)
+class _StaticPrincipal:
+    object_id: str
+    app_id: str
+    tenant_id: str
+
+
+class StaticDirectory:
+    """A fixed set of clients as a :class:`ClientDirectory` (tests, tools without a store)."""
+
+    def __init__(self, clients: Iterable[ClientCredentials]) -> None:
+        self._clients = {(c.tenant_id.lower(), c.client_id.lower()): c for c in clients}
+        self._tenants = {t: c.tenant_id for (t, _), c in self._clients.items()}
+
+    def get_tenant(self, tenant_id: str) -> _StaticTenant | None:
+        """The tenant of some client, by id (case-insensitive)."""
+        found = self._tenants.get(tenant_id.lower())
+        return _StaticTenant(found) if found else None
+
+    def check_client(
+        self, tenant_id: str, app_id: str, secret: str
+    ) -> tuple[str, _StaticPrincipal | None]:
+        """Check a client's secret in constant time."""
+        if tenant_id.lower() not in self._tenants:
+            return "no_tenant", None
+        client = self._clients.get((tenant_id.lower(), app_id.lower()))
+        if client is None:
+            return "no_client", None
+        sp = _StaticPrincipal(client.object_id, client.client_id, client.tenant_id)
+        ok = hmac.compare_digest(secret.encode(), client.client_secret.encode())
+        return ("ok" if ok and secret else "bad_secret"), sp
+
+
+def server_audiences(host: str, port: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The server's own (ARM, Graph) resources for a listen address.
+
+    ARM: ``https://127.0.0.1:PORT``, ``https://localhost:PORT`` and ``https://HOST:PORT``
+    when the configured host is another name (clients such as Ansible's azure collection
+    ask for ``<resourceManager URL>/.default``). Graph: each of those plus ``/graph``, the
+    ``microsoftGraphResourceId`` of the server's cloud metadata.
+    """
+    hosts = ["127.0.0.1", "localhost"]
+    if host not in _WILDCARD_HOSTS:
+        shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        if shown.lower() not in hosts:
+            hosts.append(shown.lower())
+    arm = tuple(f"https://{h}:{port}" for h in hosts)
+    return arm, tuple(a + GRAPH_PATH for a in arm)
 
 
 class TokenRequestError(Exception):
@@ -126,42 +234,48 @@ def _normalize_audience(value: str) -> str:
     return value[:-1] if value.endswith("/") else value
 
 
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_normalize_audience(v) for v in values))
+
+
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class TokenIssuer:
-    """Issues and verifies RS256 access tokens for a fixed set of known clients."""
+    """Issues and verifies RS256 access tokens for the principals of a directory."""
 
     def __init__(
         self,
         signing_key: rsa.RSAPrivateKey,
-        clients: Iterable[ClientCredentials],
+        directory: ClientDirectory,
         issuer_base: str = DEFAULT_ISSUER_BASE,
         *,
-        extra_audiences: Iterable[str] = (),
+        arm_audiences: Iterable[str] = (),
+        graph_audiences: Iterable[str] = (),
         lifetime: int = TOKEN_LIFETIME,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Create an issuer.
 
         ``issuer_base`` names the issuer (``iss = {issuer_base}/{tenant}/``);
-        ``extra_audiences`` adds resources accepted besides ARM's; ``clock`` returns
+        ``arm_audiences`` and ``graph_audiences`` add resources of each class to
+        ARM's and Graph's public ones (see :func:`server_audiences`); ``clock`` returns
         Unix time and exists for tests.
         """
         self._key = signing_key
         self._public_key = signing_key.public_key()
+        self._directory = directory
         self._issuer_base = issuer_base.rstrip("/")
         self._lifetime = int(lifetime)
         self._clock = clock
-        self._clients: dict[tuple[str, str], ClientCredentials] = {}
-        self._tenants: dict[str, str] = {}  # lower-case -> canonical spelling
-        for client in clients:
-            self._clients[(client.tenant_id.lower(), client.client_id.lower())] = client
-            self._tenants[client.tenant_id.lower()] = client.tenant_id
-        self._audiences = tuple(
-            dict.fromkeys(_normalize_audience(a) for a in (*ARM_AUDIENCES, *extra_audiences))
-        )
+        self._classes: dict[Resource, tuple[str, ...]] = {
+            "arm": _unique((*ARM_AUDIENCES, *arm_audiences)),
+            "graph": _unique((*GRAPH_AUDIENCES, *graph_audiences)),
+        }
+        overlap = set(self._classes["arm"]) & set(self._classes["graph"])
+        if overlap:
+            raise ValueError(f"audiences in both ARM and Graph: {sorted(overlap)}")
         jwk = RSAAlgorithm.to_jwk(self._public_key, as_dict=True)
         self._jwk_public = {"kty": "RSA", "n": jwk["n"], "e": jwk["e"]}
         # RFC 7638 thumbprint: stable for a given key, so kid survives restarts.
@@ -170,38 +284,58 @@ class TokenIssuer:
 
     @property
     def audiences(self) -> tuple[str, ...]:
-        """Accepted resources, without trailing slash (either spelling is accepted)."""
-        return self._audiences
+        """Every accepted resource (ARM's, then Graph's), without trailing slash."""
+        return self._classes["arm"] + self._classes["graph"]
+
+    def audiences_for(self, resource: Resource) -> tuple[str, ...]:
+        """The resources of one audience class, without trailing slash."""
+        return self._classes[resource]
+
+    def resource_of(self, audience: str) -> Resource | None:
+        """The audience class of a token audience (either spelling), or None."""
+        value = _normalize_audience(audience)
+        for resource, values in self._classes.items():
+            if value in values:
+                return resource
+        return None
 
     def issuer_for(self, tenant_id: str) -> str:
         """Return the ``iss`` value of tokens issued for ``tenant_id``."""
         return f"{self._issuer_base}/{tenant_id}/"
 
     def canonical_tenant(self, tenant_id: str) -> str | None:
-        """Return the known tenant's canonical id (case-insensitive lookup), or None."""
-        return self._tenants.get(tenant_id.lower())
+        """Return the known tenant's canonical id (case-insensitive lookup), or None.
+
+        Reads the directory: call it off the event loop.
+        """
+        tenant = self._directory.get_tenant(tenant_id)
+        return tenant.tenant_id if tenant is not None else None
 
     def jwks(self) -> dict[str, Any]:
         """Return the JSON Web Key Set that verifies issued tokens."""
         return {"keys": [{**self._jwk_public, "use": "sig", "alg": _ALGORITHM, "kid": self.kid}]}
 
-    def authenticate(self, tenant_id: str, client_id: str, client_secret: str) -> ClientCredentials:
-        """Check client credentials; raise :class:`InvalidClient` (Entra ID codes) if wrong."""
-        tenant = self.canonical_tenant(tenant_id)
-        if tenant is None:
+    def authenticate(self, tenant_id: str, client_id: str, client_secret: str) -> Principal:
+        """Check client credentials in the directory; raise :class:`InvalidClient` if wrong.
+
+        Reads the directory: call it off the event loop.
+        """
+        outcome, sp = self._directory.check_client(tenant_id, client_id, client_secret or "")
+        if outcome == "no_tenant":
             raise InvalidClient(
                 "invalid_request",
-                f"Tenant '{tenant_id}' not found. Check that the tenant id is the one in "
-                "this server's credentials.json.",
+                f"Tenant '{tenant_id}' not found. Check to make sure you have the correct "
+                "tenant ID: the one in this server's credentials.json, or in a tenant's file "
+                "(`privatelink tenant list` shows them).",
                 400,
                 90002,
             )
-        client = self._clients.get((tenant.lower(), client_id.lower()))
-        if client is None:
+        if outcome == "no_client" or sp is None:
             raise InvalidClient(
                 "unauthorized_client",
                 f"Application with identifier '{client_id}' was not found in the directory "
-                f"'{tenant}'.",
+                f"'{tenant_id}'. You may have sent your authentication request to the wrong "
+                "tenant.",
                 400,
                 700016,
             )
@@ -212,15 +346,14 @@ class TokenIssuer:
                 401,
                 7000218,
             )
-        # Constant-time comparison: do not leak how much of a guessed secret is right.
-        if not hmac.compare_digest(client_secret.encode(), client.client_secret.encode()):
+        if outcome != "ok":
             raise InvalidClient(
                 "invalid_client",
-                f"Invalid client secret provided for app '{client.client_id}'.",
+                f"Invalid client secret provided for app '{sp.app_id}'.",
                 401,
                 7000215,
             )
-        return client
+        return Principal(tenant_id=sp.tenant_id, object_id=sp.object_id, client_id=sp.app_id)
 
     def issue(
         self, tenant_id: str, client_id: str, client_secret: str, scope: str
@@ -229,30 +362,31 @@ class TokenIssuer:
 
         Raises :class:`InvalidClient` for wrong tenant/client/secret and
         :class:`InvalidScope` for a scope that is not ``<accepted resource>/.default``.
+        Reads the directory: call it off the event loop.
         """
-        client = self.authenticate(tenant_id, client_id, client_secret)
+        principal = self.authenticate(tenant_id, client_id, client_secret)
         resource = resource_from_scope(scope)
-        if _normalize_audience(resource) not in self._audiences:
+        if self.resource_of(resource) is None:
             raise InvalidScope(
                 "invalid_resource",
                 f"The resource principal named {resource} was not found in the tenant "
-                f"named {client.tenant_id}. This server issues tokens for: "
-                + ", ".join(self._audiences),
+                f"named {principal.tenant_id}. This server issues tokens for: "
+                + ", ".join(self.audiences),
                 400,
                 500011,
             )
         now = int(self._clock())
         claims = {
             "aud": resource,
-            "iss": self.issuer_for(client.tenant_id),
+            "iss": self.issuer_for(principal.tenant_id),
             "iat": now,
             "nbf": now,
             "exp": now + self._lifetime,
-            "tid": client.tenant_id,
-            "oid": client.object_id,
-            "sub": client.object_id,  # app-only tokens: sub is the service principal
-            "appid": client.client_id,  # v1 name of the client id
-            "azp": client.client_id,  # v2 name of the client id
+            "tid": principal.tenant_id,
+            "oid": principal.object_id,
+            "sub": principal.object_id,  # app-only tokens: sub is the service principal
+            "appid": principal.client_id,  # v1 name of the client id
+            "azp": principal.client_id,  # v2 name of the client id
             "appidacr": "1",  # authenticated with a client secret
             "idtyp": "app",
             "ver": "1.0",
@@ -266,8 +400,12 @@ class TokenIssuer:
             "access_token": token,
         }
 
-    def verify(self, token: str) -> Principal:
-        """Validate an access token and return its caller; raise :class:`InvalidToken`."""
+    def verify(self, token: str, resource: Resource = "arm") -> Principal:
+        """Validate an access token for ``resource`` and return its caller.
+
+        Raises :class:`InvalidToken`; a token of the other audience class (a Graph token
+        on ARM, an ARM token on Graph) is ``wrong_audience``.
+        """
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -283,7 +421,7 @@ class TokenIssuer:
                 "have been regenerated). Request a new token.",
                 "unknown_key",
             )
-        accepted = [v for a in self._audiences for v in (a, a + "/")]
+        accepted = [v for a in self._classes[resource] for v in (a, a + "/")]
         try:
             claims = jwt.decode(
                 token,

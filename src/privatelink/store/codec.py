@@ -7,30 +7,11 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from privatelink.core.load_balancer import LoadBalancer
-from privatelink.core.network_interface import NetworkInterface
-from privatelink.core.private_dns import (
-    ARecordSet,
-    PrivateDnsZone,
-    PrivateDnsZoneGroup,
-    VirtualNetworkLink,
-)
-from privatelink.core.private_endpoint import PrivateEndpoint
-from privatelink.core.private_link_service import PrivateLinkService
+from privatelink.core import registry
 from privatelink.core.resource import Resource
-from privatelink.core.virtual_network import VirtualNetwork
 
-TYPES: dict[str, type[Resource]] = {
-    "microsoft.network/virtualnetworks": VirtualNetwork,
-    "microsoft.network/loadbalancers": LoadBalancer,
-    "microsoft.network/networkinterfaces": NetworkInterface,
-    "microsoft.network/privatelinkservices": PrivateLinkService,
-    "microsoft.network/privateendpoints": PrivateEndpoint,
-    "microsoft.network/privatednszones": PrivateDnsZone,
-    "microsoft.network/privatednszones/virtualnetworklinks": VirtualNetworkLink,
-    "microsoft.network/privatednszones/a": ARecordSet,
-    "microsoft.network/privateendpoints/privatednszonegroups": PrivateDnsZoneGroup,
-}
+# Lower-case ARM type -> model class: the registry's stored types.
+TYPES: dict[str, type[Resource]] = {t.key: t.model for t in registry.stored() if t.model}
 NAMES = {cls: name for name, cls in TYPES.items()}
 
 

@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 
 from privatelink.core import errors
 from privatelink.core.ids import key
-from privatelink.core.index import ip_usages, references
+from privatelink.core.registry import ip_usages, references
 from privatelink.core.resource import Changes, Resource
 from privatelink.store import codec
 from privatelink.store.repository import Operation, Page
@@ -506,6 +506,14 @@ class SqlRepository:
         with self.engine.connect() as conn:
             rows = conn.execute(select(subscriptions).order_by(subscriptions.c.key)).all()
         return [dict(r._mapping) for r in rows]
+
+    def get_subscription(self, subscription_id: str) -> dict[str, str] | None:
+        """One subscription by id (case-insensitive), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(subscriptions).where(subscriptions.c.key == subscription_id.lower())
+            ).first()
+        return dict(row._mapping) if row else None
 
     def put_resource_group(
         self, subscription: str, name: str, location: str, tags: dict[str, str]

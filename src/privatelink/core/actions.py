@@ -1,0 +1,187 @@
+"""Which RBAC action an ARM request performs, and at which scope: derived from its path.
+
+ARM derives the action of a request from its URL and method, and so do we: the resource
+provider namespace and the chain of resource types in the path, then `read` (GET, HEAD),
+`write` (PUT, PATCH), `delete` (DELETE) or, for a POST to a type, `<type>/action`:
+
+    PUT  .../providers/Microsoft.Network/privateLinkServices/pls1
+         -> Microsoft.Network/privateLinkServices/write over that id
+    GET  .../providers/Microsoft.Network/virtualNetworks/v1/subnets
+         -> Microsoft.Network/virtualNetworks/subnets/read over the VNet
+    POST /subscriptions/s/providers/Microsoft.Network/locations/l/checkPrivateLinkServiceVisibility
+         -> Microsoft.Network/locations/checkPrivateLinkServiceVisibility/action
+
+Extension resources (`{scope}/providers/Microsoft.Authorization/roleAssignments/{id}`)
+take their provider from the last `/providers/` of the path. A few routes carry
+alternatives: a private endpoint connection on a service may be approved, rejected or
+deleted with the connection's own write/delete action or with the service's
+`privateEndpointConnectionsApproval/action`, as in Azure.
+
+Pure: no HTTP types; the API layer asks `describe(method, path)` with the canonical path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+READ = "read"
+WRITE = "write"
+DELETE = "delete"
+ACTION = "action"
+
+#: Azure's approval permission for private endpoint connections of a private link service.
+PLS_APPROVAL = "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action"
+SUBNET_JOIN = "Microsoft.Network/virtualNetworks/subnets/join/action"
+POOL_JOIN = "Microsoft.Network/loadBalancers/backendAddressPools/join/action"
+FRONTEND_JOIN = "Microsoft.Network/loadBalancers/frontendIPConfigurations/join/action"
+PLS_READ = "Microsoft.Network/privateLinkServices/read"
+VNET_JOIN = "Microsoft.Network/virtualNetworks/join/action"
+DNS_ZONE_JOIN = "Microsoft.Network/privateDnsZones/join/action"
+
+_VERBS = {"GET": READ, "HEAD": READ, "PUT": WRITE, "PATCH": WRITE, "DELETE": DELETE}
+
+
+@dataclass(frozen=True)
+class RequestAction:
+    """What one request does, as RBAC sees it.
+
+    `action` is checked at `scope` (a resource id, or the resource group, subscription
+    or parent resource of a collection). `alternatives` are further actions any one of
+    which also allows the request. `collection` marks a list of tracked resources at a
+    resource group or subscription: instead of refusing it, the API lists what the caller
+    may read (`item_action` on each item); `verb` is read/write/delete/action.
+    """
+
+    action: str
+    scope: str
+    verb: str
+    collection: bool = False
+    item_action: str = ""
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The action and its alternatives."""
+        return (self.action, *self.alternatives)
+
+    @property
+    def subscription(self) -> str:
+        """The subscription in the scope, or "" for tenant-level scopes."""
+        parts = self.scope.split("/")
+        return parts[2] if len(parts) > 2 and parts[1].lower() == "subscriptions" else ""
+
+
+def _segments(path: str) -> list[str]:
+    return [p for p in path.split("/") if p]
+
+
+def describe(method: str, path: str) -> RequestAction | None:
+    """The action and scope of an ARM request, or None for paths that need no check.
+
+    `path` is canonical (see api/paths.py). None is returned for `GET /subscriptions`
+    and `GET /tenants` (their answers are filtered by the caller's roles instead) and
+    for paths outside ARM.
+    """
+    method = method.upper()
+    verb = _VERBS.get(method, ACTION if method == "POST" else "")
+    if not verb:
+        return None
+    parts = _segments(path)
+    low = [p.lower() for p in parts]
+    if not parts:
+        return None
+    if "providers" in low:
+        return _provider_action(method, verb, parts, low)
+    if low[0] != "subscriptions":
+        return None
+    if len(parts) == 1:
+        return None  # GET /subscriptions: listed by role
+    sub = f"/subscriptions/{parts[1]}"
+    rest = low[2:]
+    if not rest:
+        return RequestAction("Microsoft.Resources/subscriptions/read", sub, READ)
+    if rest == ["resourcegroups"]:
+        return RequestAction(
+            "Microsoft.Resources/subscriptions/resourceGroups/read",
+            sub,
+            READ,
+            collection=True,
+            item_action="Microsoft.Resources/subscriptions/resourceGroups/read",
+        )
+    if rest == ["resources"]:
+        return RequestAction(
+            "Microsoft.Resources/subscriptions/resources/read", sub, READ, collection=True
+        )
+    if rest[0] == "resourcegroups" and len(rest) >= 2:
+        group = f"{sub}/resourceGroups/{parts[3]}"
+        tail = rest[2:]
+        if not tail:
+            return RequestAction(
+                f"Microsoft.Resources/subscriptions/resourceGroups/{verb}", group, verb
+            )
+        if tail == ["resources"]:
+            return RequestAction(
+                "Microsoft.Resources/subscriptions/resourceGroups/resources/read",
+                group,
+                READ,
+                collection=True,
+            )
+        if len(tail) >= 2 and tail[0] == "deployments":
+            # The legacy `.../resourceGroups/{g}/deployments/{name}/operations` form.
+            scope = f"{group}/providers/Microsoft.Resources/deployments/{parts[5]}"
+            return RequestAction("Microsoft.Resources/deployments/operations/read", scope, READ)
+    return None
+
+
+def _provider_action(
+    method: str, verb: str, parts: list[str], low: list[str]
+) -> RequestAction | None:
+    at = len(low) - 1 - low[::-1].index("providers")
+    scope_parts = parts[:at]
+    tail = parts[at + 1 :]
+    if not tail:
+        return None
+    namespace, chain = tail[0], tail[1:]
+    if not chain:
+        return None
+    scope = "/" + "/".join(scope_parts) if scope_parts else "/"
+    types = chain[0::2]
+    names = chain[1::2]
+    full = "/" + "/".join(parts)
+    type_path = f"{namespace}/" + "/".join(types)
+    if len(chain) % 2 == 0:
+        # A resource (the last segment is a name).
+        result = RequestAction(f"{type_path}/{verb}", full, verb)
+        return _with_alternatives(result, namespace, types)
+    # A collection, or a POST to a type (an action).
+    parent = "/" + "/".join(parts[: len(parts) - 1])
+    if method == "POST":
+        return RequestAction(f"{type_path}/action", parent, ACTION)
+    if verb != READ:
+        return None  # PUT/DELETE on a collection: no such route
+    top_level = len(types) == 1 and names == []
+    tracked = (
+        top_level and len(scope_parts) in (2, 4) and namespace.lower() != "microsoft.authorization"
+    )
+    return RequestAction(
+        f"{type_path}/read",
+        parent if not top_level else (scope if scope_parts else "/"),
+        READ,
+        collection=tracked,
+        item_action=f"{type_path}/read" if tracked else "",
+    )
+
+
+def _with_alternatives(result: RequestAction, namespace: str, types: list[str]) -> RequestAction:
+    chain = [t.lower() for t in types]
+    if (
+        namespace.lower() == "microsoft.network"
+        and chain
+        == [
+            "privatelinkservices",
+            "privateendpointconnections",
+        ]
+        and result.verb in (WRITE, DELETE)
+    ):
+        return RequestAction(result.action, result.scope, result.verb, alternatives=(PLS_APPROVAL,))
+    return result
