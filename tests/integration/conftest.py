@@ -578,7 +578,6 @@ class World:
         ).result()
         return c
 
-
     def _default_sub(self) -> str:
         # A fresh subscription: created on first use by a tenant admin, in its tenant.
         return new_sub()

@@ -204,9 +204,7 @@ def test_reader_reads_and_is_refused_every_write(
     assert "Microsoft.Network/privateLinkServices/write" in str(err.message)
     _forbidden(lambda: _approve(as_reader, provider.rg, name, conn.name))
     _forbidden(lambda: as_reader.private_link_services.begin_delete(provider.rg, name).result())
-    _forbidden(
-        lambda: as_reader.virtual_networks.begin_delete(provider.rg, provider.vnet).result()
-    )
+    _forbidden(lambda: as_reader.virtual_networks.begin_delete(provider.rg, provider.vnet).result())
     # Nothing changed.
     got = provider.client.private_link_services.get(provider.rg, name)
     assert got.visibility.subscriptions == [consumer.sub]
@@ -235,9 +233,7 @@ def test_network_contributor_on_one_group_cannot_touch_another(
     assert any(f"/resourcegroups/{mine.lower()}/" in i for i in listed)
     assert not any(f"/resourcegroups/{theirs.lower()}/" in i for i in listed)
     # Network Contributor may not hand out roles.
-    _forbidden(
-        lambda: assign(netc, f"/subscriptions/{sub}/resourceGroups/{mine}", "Reader", netc)
-    )
+    _forbidden(lambda: assign(netc, f"/subscriptions/{sub}/resourceGroups/{mine}", "Reader", netc))
 
 
 def test_custom_role_with_only_the_approval_action(

@@ -29,7 +29,7 @@ def _status(pe: Any) -> str:
 
 def test_outside_visibility_looks_like_a_missing_alias(world: Any, helpers: Any) -> None:
     allowed = world.consumer()
-    stranger = world.consumer()
+    stranger = world.new_tenant().consumer()  # no RBAC rights on the provider's service
     provider = world.provider()
     pls = provider.create_pls(helpers.unique("pls"), visibility=[allowed.sub])
     fake_alias = pls.alias.replace(pls.alias.split(".")[1], "00000000-0000-4000-8000-000000000000")
@@ -77,16 +77,18 @@ def test_empty_visibility_is_rbac_only(world: Any, helpers: Any) -> None:
     provider = world.provider()
     pls = provider.create_pls(helpers.unique("pls"), visibility=[])
     assert not (pls.visibility and pls.visibility.subscriptions)
-    other = world.consumer()
+    # Another tenant: neither its subscription nor its principal is RBAC-entitled.
+    elsewhere = world.new_tenant()
+    other = elsewhere.consumer()
 
     assert _visible(provider.client, pls.alias) is True
     assert _visible(other.client, pls.alias) is False
-    assert _visible(world.server.client(helpers.new_sub()), pls.alias) is False
+    assert _visible(elsewhere.client(helpers.new_sub()), pls.alias) is False
     helpers.expect_error(
         lambda: other.create_pe("pe", pls.alias), 400, "PrivateLinkServiceNotFound"
     )
 
-    # The provider's own subscription (another VNet, another resource group) can connect.
+    # The provider's admin (RBAC rights on the service) can connect from another VNet.
     own = world.consumer(provider.sub, prefix="10.1.0.0/16", subnet="10.1.1.0/24")
     pe = own.create_pe("pe-own", pls.alias)
     assert _status(pe) == "Pending"
@@ -102,7 +104,7 @@ def test_star_visibility_is_everyone(world: Any, helpers: Any) -> None:
 
 
 def test_visibility_change_applies_to_new_requests(world: Any, helpers: Any) -> None:
-    consumer = world.consumer()
+    consumer = world.new_tenant().consumer()
     provider = world.provider()
     name = helpers.unique("pls")
     pls = provider.create_pls(name, visibility=[])

@@ -64,7 +64,9 @@ def test_full_workflow(backend_server: Any, helpers: Any) -> None:
     assert ops.begin_check_private_link_service_visibility(LOCATION, body).result().visible is True
     by_rg = ops.begin_check_private_link_service_visibility_by_resource_group
     assert by_rg(LOCATION, consumer.rg, body).result().visible is True
-    other = backend_server.client(outsider).private_link_services
+    # Another tenant's subscription (the provider's own admin has RBAC rights everywhere).
+    elsewhere = world.new_tenant()
+    other = elsewhere.client(outsider).private_link_services
     assert (
         other.begin_check_private_link_service_visibility(LOCATION, body).result().visible is False
     )
@@ -176,6 +178,7 @@ def test_full_workflow(backend_server: Any, helpers: Any) -> None:
     consumer.client.private_endpoints.begin_delete(consumer.rg, "pe-manual").result()
     with pytest.raises(ResourceNotFoundError):
         consumer.client.network_interfaces.get(consumer.rg, pe_nic.name)
+    world.close()
 
 
 def test_auto_approval(world: Any, helpers: Any) -> None:
@@ -216,13 +219,17 @@ def test_auto_approval(world: Any, helpers: Any) -> None:
     provider.client.private_link_services.begin_delete(provider.rg, pls_name).result()
 
 
-def test_manual_connection_by_resource_id_without_auto_approval_is_pending(
-    world: Any, helpers: Any
-) -> None:
-    consumer = world.consumer()
+def test_connection_by_resource_id_without_auto_approval(world: Any, helpers: Any) -> None:
+    consumer = world.new_tenant().consumer()  # a principal without rights on the service
     provider = world.provider()
     pls = provider.create_pls(helpers.unique("pls"), visibility=[consumer.sub])
-    pe = consumer.create_pe("pe", pls.id, manual=False)
-    assert pe.private_link_service_connections[0].private_link_service_connection_state.status == (
-        "Pending"
+    pe = consumer.create_pe("pe", pls.id)
+    assert pe.manual_private_link_service_connections[
+        0
+    ].private_link_service_connection_state.status == ("Pending")
+    # An automatic connection needs the approval right on the service (Azure's rule).
+    helpers.expect_error(
+        lambda: consumer.create_pe("pe-auto", pls.id, manual=False),
+        403,
+        "LinkedAuthorizationFailed",
     )
