@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from privatelink.api.authorize import check
 from privatelink.core.actions import PLS_APPROVAL, describe
+from privatelink.core.authorization import (
+    BUILT_IN_ROLES,
+    Access,
+    AuthorizationFailed,
+    RoleAssignment,
+)
+from privatelink.core.principal import Principal
 
 S = "/subscriptions/11111111-1111-4111-8111-111111111111"
 G = f"{S}/resourceGroups/rg"
@@ -162,3 +170,54 @@ def test_subscription_of_scope() -> None:
     assert found is not None and found.subscription == S.split("/")[2]
     root = describe("GET", "/providers/Microsoft.Authorization/roleDefinitions")
     assert root is not None and root.subscription == "" and root.scope == "/"
+
+
+# --- the enforcement decision (api.authorize.check) over these descriptions -------------
+
+
+def _access(role: str, scope: str) -> Access:
+    principal = Principal("t", "0000000a-0000-4000-8000-000000000000", "c")
+    assignment = RoleAssignment("a", scope, role, principal.object_id, "ServicePrincipal")
+    return Access(principal, [assignment], BUILT_IN_ROLES)
+
+
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+
+
+def _allowed(access: Access, method: str, path: str) -> bool:
+    described = describe(method, path)
+    assert described is not None
+    try:
+        check(access, described)
+    except AuthorizationFailed:
+        return False
+    return True
+
+
+def test_a_list_is_served_to_a_caller_with_some_role_below_it() -> None:
+    in_group = _access(NETWORK_CONTRIBUTOR, G)
+    assert _allowed(in_group, "GET", f"{S}/providers/Microsoft.Network/virtualNetworks")
+    elsewhere = _access(NETWORK_CONTRIBUTOR, f"{S}/resourceGroups/other")
+    assert _allowed(elsewhere, "GET", f"{S}/providers/Microsoft.Network/virtualNetworks")
+    nobody = _access(READER, "/subscriptions/22222222-2222-4222-8222-222222222222")
+    assert not _allowed(nobody, "GET", f"{S}/providers/Microsoft.Network/virtualNetworks")
+
+
+def test_subscription_and_operation_reads_need_only_some_role_in_it() -> None:
+    in_group = _access(NETWORK_CONTRIBUTOR, G)
+    assert _allowed(in_group, "GET", S)
+    assert _allowed(in_group, "GET", f"{S}/providers/Microsoft.Network/locations/l/operations/x")
+    nobody = _access(READER, "/subscriptions/22222222-2222-4222-8222-222222222222")
+    assert not _allowed(nobody, "GET", S)
+
+
+def test_writes_follow_the_roles() -> None:
+    reader = _access(READER, G)
+    assert _allowed(reader, "GET", f"{N}/privateLinkServices/p")
+    assert not _allowed(reader, "PUT", f"{N}/privateLinkServices/p")
+    netc = _access(NETWORK_CONTRIBUTOR, G)
+    assert _allowed(netc, "PUT", f"{N}/privateLinkServices/p")
+    assert _allowed(netc, "PUT", f"{N}/privateLinkServices/p/privateEndpointConnections/c")
+    assert not _allowed(netc, "PUT", f"{S}/providers/Microsoft.Authorization/roleAssignments/a")
+    assert not _allowed(netc, "PUT", f"{S}/resourceGroups/rg2/providers/Microsoft.Network/x/y")

@@ -27,7 +27,7 @@ _SUBSCRIPTION_READS = frozenset(
         "Microsoft.Resources/subscriptions/read",
         "Microsoft.Network/locations/operations/read",
         "Microsoft.Network/locations/operationResults/read",
-        "Microsoft.Resources/subscriptions/resourceGroups/deployments/operationStatuses/read",
+        "Microsoft.Resources/deployments/operationStatuses/read",
     )
 )
 
