@@ -393,7 +393,9 @@ def test_templates_check_each_resource(
 # --- the activity log -----------------------------------------------------------------------
 
 
-def test_activity_log_shows_who_approved(world: Any, admin: Identity, helpers: Any) -> None:
+def test_activity_log_shows_who_approved(
+    world: Any, admin: Identity, principals: list[Identity], helpers: Any
+) -> None:
     provider = world.provider()
     fabrikam = world.new_tenant()
     consumer = fabrikam.consumer(fabrikam.identity.subscription_id)
@@ -404,7 +406,13 @@ def test_activity_log_shows_who_approved(world: Any, admin: Identity, helpers: A
         provider.rg, name
     )
     _approve(provider.client, provider.rg, name, conn.name)
-    # A denied attempt is recorded too.
+    # A refused attempt is recorded too (a Reader of the provider's tenant) ...
+    reader = _new_principal(admin, principals)
+    assign(admin, provider.pls_id(name), "Reader", reader)
+    _forbidden(
+        lambda: _approve(reader.network(provider.sub), provider.rg, name, conn.name, "Rejected")
+    )
+    # ... but not another tenant's: its token never reaches the provider's subscription.
     _wrong_tenant(
         lambda: _approve(fabrikam.client(provider.sub), provider.rg, name, conn.name, "Rejected")
     )
@@ -429,3 +437,52 @@ def test_activity_log_shows_who_approved(world: Any, admin: Identity, helpers: A
     )
     assert approvals[0].correlation_id
     assert approvals[0].resource_id.lower().startswith(pls.id.lower())
+    refused = [e for e in events if e.status.value == "Failed"]
+    assert [e.caller.lower() for e in refused] == [reader.oid().lower()]
+    assert refused[0].sub_status.value == "Forbidden"
+
+
+# --- Microsoft Graph -------------------------------------------------------------------------
+
+
+def test_graph_principals_belong_to_their_tenant(
+    world: Any, admin: Identity, principals: list[Identity]
+) -> None:
+    made = _new_principal(admin, principals)
+    assert made.oid()  # it signs in: the secret from addPassword works at once
+    graph = admin.graph()
+    found = graph.get(
+        "/graph/v1.0/servicePrincipals",
+        params={"$filter": f"displayName eq '{made.name}'"},
+    ).json()["value"]
+    assert [sp["appId"] for sp in found] == [made.client_id]
+    resolved = graph.post(
+        "/graph/v1.0/directoryObjects/getByIds",
+        json={"ids": [made.object_id], "types": ["servicePrincipal"]},
+    ).json()["value"]
+    assert [o["id"] for o in resolved] == [made.object_id]
+
+    # Only the tenant's admin creates principals.
+    refused = made.graph().post("/graph/v1.0/applications", json={"displayName": "nope"})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "Authorization_RequestDenied"
+    # Another tenant does not see them; an ARM token is not a Graph token.
+    other = world.new_tenant().identity
+    elsewhere = other.graph().get(f"/graph/v1.0/servicePrincipals/{made.object_id}")
+    assert elsewhere.status_code == 404
+    with admin.http() as arm_token:
+        wrong = arm_token.get("/graph/v1.0/servicePrincipals")
+    assert wrong.status_code == 401
+
+    # Deleted, it can no longer sign in.
+    assert graph.delete(f"/graph/v1.0/servicePrincipals/{made.object_id}").status_code == 204
+    stale = Identity(
+        url=made.url,
+        ca_file=made.ca_file,
+        tenant_id=made.tenant_id,
+        client_id=made.client_id,
+        client_secret=made.client_secret,
+    )
+    principals.append(stale)
+    with pytest.raises(ClientAuthenticationError):
+        stale.token()
