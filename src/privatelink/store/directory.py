@@ -352,15 +352,7 @@ class SqlDirectory:
         object_id: str | None = None,
     ) -> builtins.list[Application]:
         """A tenant's applications, oldest first, filtered as Graph's `$filter` forms ask."""
-        cond = [applications.c.tenant_id == _canon(tenant_id)]
-        if display_name is not None:
-            cond.append(applications.c.display_name_key == display_name.lower())
-        if display_name_prefix is not None:
-            cond.append(applications.c.display_name_key.startswith(display_name_prefix.lower()))
-        if app_id is not None:
-            cond.append(applications.c.app_id == _canon(app_id))
-        if object_id is not None:
-            cond.append(applications.c.object_id == _canon(object_id))
+        cond = _where(applications, tenant_id, display_name, display_name_prefix, app_id, object_id)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(applications).where(and_(*cond)).order_by(applications.c.seq)
@@ -602,15 +594,9 @@ class SqlDirectory:
     ) -> builtins.list[ServicePrincipal]:
         """A tenant's service principals, oldest first, filtered as Graph's forms ask."""
         c = service_principals.c
-        cond = [c.tenant_id == _canon(tenant_id)]
-        if display_name is not None:
-            cond.append(c.display_name_key == display_name.lower())
-        if display_name_prefix is not None:
-            cond.append(c.display_name_key.startswith(display_name_prefix.lower()))
-        if app_id is not None:
-            cond.append(c.app_id == _canon(app_id))
-        if object_id is not None:
-            cond.append(c.object_id == _canon(object_id))
+        cond = _where(
+            service_principals, tenant_id, display_name, display_name_prefix, app_id, object_id
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(select(service_principals).where(and_(*cond)).order_by(c.seq))
             return [
@@ -687,6 +673,28 @@ class SqlDirectory:
             match = hmac.compare_digest(digest, row.secret_sha256)
             ok = ok or (match and row.end >= now)
         return ("ok" if ok and secret else "bad_secret"), sp
+
+
+def _where(
+    table: Table,
+    tenant_id: str,
+    display_name: str | None,
+    display_name_prefix: str | None,
+    app_id: str | None,
+    object_id: str | None,
+) -> list[Any]:
+    """The conditions of Graph's filter forms on applications or service principals."""
+    c = table.c
+    cond = [c.tenant_id == _canon(tenant_id)]
+    if display_name is not None:
+        cond.append(c.display_name_key == display_name.lower())
+    if display_name_prefix is not None:
+        cond.append(c.display_name_key.startswith(display_name_prefix.lower()))
+    if app_id is not None:
+        cond.append(c.app_id == _canon(app_id))
+    if object_id is not None:
+        cond.append(c.object_id == _canon(object_id))
+    return cond
 
 
 def _tenant(row: Any) -> Tenant:
