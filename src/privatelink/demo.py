@@ -1,38 +1,67 @@
 """`make demo`: start a privatelink server and walk through the private link workflow.
 
-Drives the server with Microsoft's own azure-mgmt-network SDK, exactly as a user's
-automation would: a provider publishes a service behind a Standard Load Balancer, a
-consumer in another subscription (with an overlapping address space) finds it by
-alias and asks for a connection, the provider approves, rejects and deletes it, and
-finally deletes the service.
+Drives the server with Microsoft's own SDKs (azure-mgmt-network, -privatedns,
+-authorization, -monitor), exactly as a user's automation would, with one principal per
+party, each in its own tenant:
+
+- the provider is the default tenant's admin (`credentials.json`): it publishes a service
+  behind a Standard Load Balancer, and makes two principals of its own tenant through
+  Microsoft Graph, a Reader and an approver holding a custom role with only the approval
+  action;
+- the consumer is the admin of another tenant, made with `privatelink tenant create`, in
+  that tenant's subscription (with an overlapping address space): it finds the service by
+  alias and asks for a connection, and its attempt to approve it itself is refused;
+- a stranger, the admin of a third tenant, can't see the service.
+
+The approver approves, traffic flows through the endpoint and by name, the provider rejects
+and deletes the connection, deletes the service, and reads in the service's activity log
+who did what.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
+import jwt
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
 
-PROVIDER = "11111111-1111-4111-8111-111111111111"
-CONSUMER = "22222222-2222-4222-8222-222222222222"
-STRANGER = "33333333-3333-4333-8333-333333333333"
 REGION = "eastus"
 ZONE = "contoso.example"
 FQDN = f"svc.{ZONE}"  # the name the provider publishes; the consumer resolves it privately
+PROVIDER_RG = "provider-rg"
+CONSUMER_RG = "consumer-rg"
+CONSUMER_TENANT = "fabrikam"
+STRANGER_TENANT = "northwind"
+ARM_SCOPE = "https://management.azure.com/.default"
+READER_ROLE = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # the built-in Reader, Azure's GUID
+APPROVER_ROLE_NAME = "Private Link Connection Approver"
+APPROVAL_ACTION = "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action"
+CORRELATION_HEADER = "x-ms-correlation-request-id"
+#: The demo's requests that decide a connection, and how the activity log summary says it.
+VERDICTS = {"approve": "approved by", "reject": "rejected by"}
+_MISSING_ACTION = re.compile(r"perform action '([^']+)'")
+
+T = TypeVar("T")
 
 
 def _free_port() -> int:
@@ -141,6 +170,152 @@ def running_server(
             proc.wait()
 
 
+# --- principals ------------------------------------------------------------------------
+
+
+@dataclass
+class Principal:
+    """A service principal the demo acts as: its credentials, home subscription and clients.
+
+    Tokens come from the server (`authority` is its url), as they would from Entra ID.
+    """
+
+    label: str
+    url: str
+    ca_file: str
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    subscription_id: str
+    _credential: Any = field(default=None, repr=False)
+    _claims: dict[str, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_json(cls, label: str, raw: dict[str, Any]) -> Principal:
+        """From `credentials.json` or what `privatelink tenant create` prints."""
+        return cls(
+            label,
+            raw["url"],
+            raw["ca_file"],
+            raw["tenant_id"],
+            raw["client_id"],
+            raw["client_secret"],
+            raw["subscription_id"],
+        )
+
+    @property
+    def credential(self) -> Any:
+        """An azure-identity credential for this principal."""
+        if self._credential is None:
+            from azure.identity import ClientSecretCredential
+
+            self._credential = ClientSecretCredential(
+                self.tenant_id,
+                self.client_id,
+                self.client_secret,
+                authority=self.url,
+                disable_instance_discovery=True,
+                connection_verify=self.ca_file,
+            )
+        return self._credential
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The claims of its ARM token (`tid`, `oid`, `appid`): who the server sees."""
+        if self._claims is None:
+            token = self.credential.get_token(ARM_SCOPE).token
+            # Only read, to show them: the server checks the signature of every token it gets.
+            self._claims = dict(jwt.decode(token, options={"verify_signature": False}))
+        return self._claims
+
+    @property
+    def object_id(self) -> str:
+        return str(self.claims["oid"])
+
+    def sdk(self, cls: Callable[..., T], subscription: str | None = None) -> T:
+        """An azure-mgmt-* client as this principal (its own subscription by default)."""
+        return cls(
+            self.credential,
+            subscription or self.subscription_id,
+            base_url=self.url,
+            connection_verify=self.ca_file,
+            polling_interval=0,
+            retry_total=0,
+        )
+
+    def graph(self) -> httpx.Client:
+        """httpx on the server's Microsoft Graph, with a Graph token of this principal."""
+        token = self.credential.get_token(f"{self.url}/graph/.default").token
+        return httpx.Client(
+            base_url=f"{self.url}/graph/v1.0",
+            verify=ssl.create_default_context(cafile=self.ca_file),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            trust_env=False,
+        )
+
+
+def create_tenant(data_dir: Path, name: str, label: str) -> Principal:
+    """A new tenant, its admin and subscription, with `privatelink tenant create NAME`."""
+    console.print(f"    $ privatelink tenant create {name} --data-dir {data_dir}")
+    cli = [sys.executable, "-m", "privatelink.cli.main"]
+    proc = subprocess.run(
+        [*cli, "tenant", "create", name, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"demo failed: privatelink tenant create {name}: {proc.stderr.strip()}")
+    return Principal.from_json(label, json.loads(proc.stdout))
+
+
+def _graph_json(reply: httpx.Response) -> dict[str, Any]:
+    if reply.status_code not in (200, 201):
+        raise SystemExit(f"demo failed: Graph {reply.request.url}: {reply.text}")
+    body: dict[str, Any] = reply.json()
+    return body
+
+
+def create_service_principal(admin: Principal, name: str, label: str) -> Principal:
+    """A service principal in the admin's tenant, made through Graph as `az ad sp` does."""
+    with admin.graph() as graph:
+        app = _graph_json(graph.post("/applications", json={"displayName": name}))
+        _graph_json(graph.post("/servicePrincipals", json={"appId": app["appId"]}))
+        secret = _graph_json(
+            graph.post(
+                f"/applications/{app['id']}/addPassword",
+                json={"passwordCredential": {"displayName": "demo"}},
+            )
+        )
+    return Principal(
+        label,
+        admin.url,
+        admin.ca_file,
+        admin.tenant_id,
+        app["appId"],
+        secret["secretText"],
+        admin.subscription_id,
+    )
+
+
+class Requests:
+    """The demo's own writes, by the correlation id each one sends, to name them in the log."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def tag(self, name: str) -> dict[str, Any]:
+        """Keyword arguments for an SDK call: a fresh `x-ms-correlation-request-id`."""
+        correlation = str(uuid.uuid4())
+        self.names[correlation] = name
+        return {"headers": {CORRELATION_HEADER: correlation}}
+
+
+# --- printing --------------------------------------------------------------------------
+
+
 def _status(endpoint: Any) -> str:
     """The state of an endpoint's (manual) connection."""
     conn = (endpoint.manual_private_link_service_connections or [])[0]
@@ -157,59 +332,187 @@ def show(label: str, value: object) -> None:
     console.print(f"    {label}: [green]{value}[/]")
 
 
-def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
-    """The private link workflow of the seed, step by step."""
+def folding_table(*headers: str) -> Table:
+    """A table whose long cells (ids) wrap in a narrow terminal rather than being cut."""
+    table = Table()
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def refused(exc: Any) -> str:
+    """`status code` of an ARM error, and the action it lacks when it says so."""
+    code = exc.error.code if exc.error else ""
+    lacks = _MISSING_ACTION.search(str(exc.error.message if exc.error else ""))
+    return f"{exc.status_code} {code}" + (f" (lacks {lacks.group(1)})" if lacks else "")
+
+
+def make_reader_and_approver(
+    provider: Principal, pls_id: str, requests: Requests
+) -> tuple[Principal, Principal]:
+    """Two principals of the provider's tenant: a Reader on its group, an approver.
+
+    Made as a user makes them: service principals through Microsoft Graph, a custom role
+    holding only the approval action and the assignments through azure-mgmt-authorization.
+    """
+    from azure.mgmt.authorization import AuthorizationManagementClient
+
+    reader = create_service_principal(provider, "contoso-reader", "reader")
+    approver = create_service_principal(provider, "contoso-approver", "approver")
+    sub = f"/subscriptions/{provider.subscription_id}"
+    authz = provider.sdk(AuthorizationManagementClient)
+    role = str(uuid.uuid4())
+    authz.role_definitions.create_or_update(
+        sub,
+        role,
+        {
+            "properties": {
+                "roleName": APPROVER_ROLE_NAME,
+                "description": "Approves and rejects private endpoint connections, nothing else",
+                "type": "CustomRole",
+                "permissions": [{"actions": [APPROVAL_ACTION], "notActions": []}],
+                "assignableScopes": [sub],
+            }
+        },
+    )
+    grants = (
+        (reader, f"{sub}/resourceGroups/{PROVIDER_RG}", READER_ROLE, "assign Reader"),
+        (approver, pls_id, role, "assign approver role"),
+    )
+    for who, scope, role_guid, tag in grants:
+        authz.role_assignments.create(
+            scope,
+            str(uuid.uuid4()),
+            {
+                "properties": {
+                    "roleDefinitionId": (
+                        f"{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
+                    ),
+                    "principalId": who.object_id,
+                    "principalType": "ServicePrincipal",
+                }
+            },
+            **requests.tag(tag),
+        )
+    show("reader", f"object {reader.object_id}, Reader on {PROVIDER_RG}")
+    show("approver", f"object {approver.object_id}, a custom role on the service:")
+    show(f"    {APPROVER_ROLE_NAME!r}", f"{APPROVAL_ACTION} only")
+    return reader, approver
+
+
+def show_activity_log(
+    provider: Principal,
+    pls_id: str,
+    since: datetime,
+    requests: Requests,
+    names: dict[str, str],
+) -> None:
+    """The service's activity log as the provider reads it, and who approved and rejected.
+
+    What `az monitor activity-log list --resource-id PLS --start-time T` shows, through
+    azure-mgmt-monitor: one `EndRequest` event per request, on the service and its
+    children (connections, role assignments), oldest first here. `names` labels callers by
+    object id; the request column names the demo's own calls by their correlation id.
+    """
+    from azure.mgmt.monitor import MonitorManagementClient
+
+    monitor = provider.sdk(MonitorManagementClient)
+    events = monitor.activity_logs.list(
+        filter=(
+            f"eventTimestamp ge '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}' "
+            f"and resourceUri eq '{pls_id}'"
+        )
+    )
+    ended = sorted(
+        (e for e in events if e.event_name and e.event_name.value == "EndRequest"),
+        key=lambda e: e.event_timestamp or since,
+    )
+    table = folding_table("time (UTC)", "request", "caller (oid)", "who", "operation", "status")
+    verdicts: list[tuple[str, str]] = []
+    for event in ended:
+        caller = str(event.caller or "")
+        request = requests.names.get(str(event.correlation_id), "")
+        status = event.status.value if event.status else ""
+        sub_status = event.sub_status.value if event.sub_status else ""
+        operation = event.operation_name.value if event.operation_name else ""
+        table.add_row(
+            (event.event_timestamp or since).strftime("%H:%M:%S"),
+            request,
+            caller,
+            names.get(caller.lower(), ""),
+            str(operation).removeprefix("Microsoft.Network/"),
+            f"{status} ({sub_status})" if sub_status else status,
+        )
+        if request in VERDICTS and status == "Succeeded":
+            verdicts.append((VERDICTS[request], f"{names.get(caller.lower(), '?')} ({caller})"))
+    show(
+        "read as", "one row per request, oldest first; request = the demo's call, by correlation id"
+    )
+    console.print(table)
+    for label, value in verdicts:
+        show(label, value)
+    show(
+        "not in it",
+        "the consumer's cross-tenant attempt: refused at authentication, which is not logged",
+    )
+
+
+# --- the scenario ------------------------------------------------------------------------
+
+
+def run_scenario(creds: dict[str, Any], data_dir: Path, traffic: Traffic | None) -> None:
+    """The private link workflow of the seed, step by step, one principal per party."""
     try:
         from azure.core.exceptions import HttpResponseError
-        from azure.identity import ClientSecretCredential
+        from azure.identity import ClientSecretCredential  # noqa: F401
+        from azure.mgmt.authorization import AuthorizationManagementClient  # noqa: F401
+        from azure.mgmt.monitor import MonitorManagementClient  # noqa: F401
         from azure.mgmt.network import NetworkManagementClient
         from azure.mgmt.privatedns import PrivateDnsManagementClient
     except ImportError as exc:  # pragma: no cover - make demo installs them
         raise SystemExit(
-            f"the demo needs azure-mgmt-network, azure-mgmt-privatedns and azure-identity: {exc}"
+            "the demo needs azure-mgmt-network, -privatedns, -authorization, -monitor and "
+            f"azure-identity: {exc}"
         ) from exc
 
-    credential = ClientSecretCredential(
-        creds["tenant_id"],
-        creds["client_id"],
-        creds["client_secret"],
-        authority=creds["url"],
-        disable_instance_discovery=True,
-        connection_verify=creds["ca_file"],
-    )
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    requests = Requests()
 
-    def client(subscription: str) -> NetworkManagementClient:
-        return NetworkManagementClient(
-            credential,
-            subscription,
-            base_url=creds["url"],
-            connection_verify=creds["ca_file"],
-            polling_interval=0,
-            retry_total=0,
-        )
+    step("Who is who: one principal per party, each in its own tenant")
+    provider_id = Principal.from_json("contoso admin (provider)", creds)
+    show("provider", "the default tenant's admin, from credentials.json")
+    show("consumer and stranger", "the admins of two new tenants, made with the admin API:")
+    consumer_id = create_tenant(data_dir, CONSUMER_TENANT, f"{CONSUMER_TENANT} admin (consumer)")
+    stranger_id = create_tenant(data_dir, STRANGER_TENANT, f"{STRANGER_TENANT} admin (stranger)")
+    show("their credentials", f"printed as JSON, and kept in {data_dir}/tenants/<name>.json")
+    table = folding_table("principal", "tenant id (tid)", "object id (oid)", "subscription")
+    for who in (provider_id, consumer_id, stranger_id):
+        table.add_row(who.label, who.claims["tid"], who.object_id, who.subscription_id)
+    console.print(table)
+    if len({w.claims["tid"] for w in (provider_id, consumer_id, stranger_id)}) != 3:
+        raise SystemExit("demo failed: the parties do not have tenants of their own")
+    show("tid and oid", "the claims of each principal's token, as the server sees them")
+    show("provider and consumer", "different principals in different tenants")
+    names = {w.object_id.lower(): w.label for w in (provider_id, consumer_id, stranger_id)}
 
-    provider, consumer, stranger = client(PROVIDER), client(CONSUMER), client(STRANGER)
-    consumer_dns = PrivateDnsManagementClient(
-        credential,
-        CONSUMER,
-        base_url=creds["url"],
-        connection_verify=creds["ca_file"],
-        polling_interval=0,
-        retry_total=0,
-    )
+    provider = provider_id.sdk(NetworkManagementClient)
+    consumer = consumer_id.sdk(NetworkManagementClient)
+    stranger = stranger_id.sdk(NetworkManagementClient)
+    consumer_dns = consumer_id.sdk(PrivateDnsManagementClient)
+    psub, csub = provider_id.subscription_id, consumer_id.subscription_id
 
     def zone_records() -> list[tuple[str, list[str]]]:
         return [
             (r.name or "", [a.ipv4_address or "" for a in r.a_records or []])
-            for r in consumer_dns.record_sets.list_by_type("consumer-rg", ZONE, "A")
+            for r in consumer_dns.record_sets.list_by_type(CONSUMER_RG, ZONE, "A")
         ]
 
-    net = f"/subscriptions/{PROVIDER}/resourceGroups/provider-rg/providers/Microsoft.Network"
-    cnet = f"/subscriptions/{CONSUMER}/resourceGroups/consumer-rg/providers/Microsoft.Network"
+    net = f"/subscriptions/{psub}/resourceGroups/{PROVIDER_RG}/providers/Microsoft.Network"
+    cnet = f"/subscriptions/{csub}/resourceGroups/{CONSUMER_RG}/providers/Microsoft.Network"
 
     step("Provider: virtual network 10.0.0.0/16 with frontend, backend and NAT subnets")
     vnet = provider.virtual_networks.begin_create_or_update(
-        "provider-rg",
+        PROVIDER_RG,
         "provider-vnet",
         {
             "location": REGION,
@@ -234,7 +537,7 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
     step("Provider: Standard internal load balancer, TCP 80 -> backend 8080, TCP probe")
     lb_id = f"{net}/loadBalancers/provider-lb"
     lb = provider.load_balancers.begin_create_or_update(
-        "provider-rg",
+        PROVIDER_RG,
         "provider-lb",
         {
             "location": REGION,
@@ -273,7 +576,7 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
 
     step("Provider: a backend VM NIC in the load balancer's pool")
     nic = provider.network_interfaces.begin_create_or_update(
-        "provider-rg",
+        PROVIDER_RG,
         "backend-vm-nic",
         {
             "location": REGION,
@@ -301,7 +604,7 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
     step("Provider: Basic load balancers are refused for private link")
     try:
         provider.load_balancers.begin_create_or_update(
-            "provider-rg",
+            PROVIDER_RG,
             "basic-lb",
             {
                 "location": REGION,
@@ -317,7 +620,7 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
             },
         ).result()
         provider.private_link_services.begin_create_or_update(
-            "provider-rg",
+            PROVIDER_RG,
             "basic-pls",
             {
                 "location": REGION,
@@ -332,12 +635,12 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
             },
         ).result()
     except HttpResponseError as exc:
-        show("refused", f"{exc.status_code} {exc.error.code if exc.error else ''}")
-    provider.load_balancers.begin_delete("provider-rg", "basic-lb").result()
+        show("refused", refused(exc))
+    provider.load_balancers.begin_delete(PROVIDER_RG, "basic-lb").result()
 
-    step("Provider: publish the private link service (visible to the consumer's subscription)")
+    step("Provider: publish the private link service, visible to the consumer's subscription")
     pls = provider.private_link_services.begin_create_or_update(
-        "provider-rg",
+        PROVIDER_RG,
         "contoso-svc",
         {
             "location": REGION,
@@ -353,18 +656,20 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
                     }
                     for i in (1, 2)
                 ],
-                "visibility": {"subscriptions": [CONSUMER]},
+                "visibility": {"subscriptions": [csub]},
                 "fqdns": [FQDN],
             },
         },
+        **requests.tag("publish"),
     ).result()
+    pls_id = str(pls.id)
     show("alias", pls.alias)
     show("NAT IPs", ", ".join(c.private_ip_address or "" for c in pls.ip_configurations or []))
-    show("provisioningState", pls.provisioning_state)
+    show("provisioningState", getattr(pls.provisioning_state, "value", pls.provisioning_state))
 
-    step("Consumer (another subscription): overlapping virtual network 10.0.0.0/16")
+    step(f"Consumer ({CONSUMER_TENANT} tenant, its own subscription): overlapping VNet 10.0.0.0/16")
     cvnet = consumer.virtual_networks.begin_create_or_update(
-        "consumer-rg",
+        CONSUMER_RG,
         "consumer-vnet",
         {
             "location": REGION,
@@ -379,7 +684,7 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
     ).result()
     show("vnet", cvnet.id)
     vm = consumer.network_interfaces.begin_create_or_update(
-        "consumer-rg",
+        CONSUMER_RG,
         "consumer-vm-nic",
         {
             "location": REGION,
@@ -399,16 +704,16 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
         "(the provider's backend has the same address: the spaces overlap)",
     )
 
-    step("Who can see the alias? checkPrivateLinkServiceVisibility")
-    for name, c in (("consumer", consumer), ("stranger", stranger)):
+    step("Who can see the alias? checkPrivateLinkServiceVisibility, each in its own subscription")
+    for who, c in ((consumer_id, consumer), (stranger_id, stranger)):
         visible = c.private_link_services.begin_check_private_link_service_visibility(
             REGION, {"privateLinkServiceAlias": pls.alias}
         ).result()
-        show(name, f"visible={visible.visible}")
+        show(who.label, f"visible={visible.visible}")
 
     step("Consumer: private endpoint by alias, manual approval with a request message")
     pe = consumer.private_endpoints.begin_create_or_update(
-        "consumer-rg",
+        CONSUMER_RG,
         "to-contoso",
         {
             "location": REGION,
@@ -426,13 +731,10 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
             },
         },
     ).result()
-    state = (pe.manual_private_link_service_connections or [])[
-        0
-    ].private_link_service_connection_state
-    show("endpoint connection", state.status if state else None)
+    show("endpoint connection", _status(pe))
     show("customDnsConfigs", [(d.fqdn, d.ip_addresses) for d in pe.custom_dns_configs or []])
     pe_nic_name = (pe.network_interfaces or [])[0].id.rsplit("/", 1)[-1]  # type: ignore[union-attr]
-    pe_nic = consumer.network_interfaces.get("consumer-rg", pe_nic_name)
+    pe_nic = consumer.network_interfaces.get(CONSUMER_RG, pe_nic_name)
     pe_ip = (pe_nic.ip_configurations or [])[0].private_ip_address
     show("private endpoint IP", pe_ip)
     url = f"http://{pe_ip}/"
@@ -446,10 +748,10 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
 
     step(f"Consumer: private DNS zone {ZONE}, linked to consumer-vnet; a zone group on the PE")
     zone = consumer_dns.private_zones.begin_create_or_update(
-        "consumer-rg", ZONE, {"location": "global"}
+        CONSUMER_RG, ZONE, {"location": "global"}
     ).result()
     consumer_dns.virtual_network_links.begin_create_or_update(
-        "consumer-rg",
+        CONSUMER_RG,
         ZONE,
         "consumer-vnet-link",
         {
@@ -461,7 +763,7 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
         },
     ).result()
     consumer.private_dns_zone_groups.begin_create_or_update(
-        "consumer-rg",
+        CONSUMER_RG,
         "to-contoso",
         "default",
         {
@@ -476,11 +778,9 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
 
     step("Provider: pending requests on the service")
     conns = list(
-        provider.private_link_services.list_private_endpoint_connections(
-            "provider-rg", "contoso-svc"
-        )
+        provider.private_link_services.list_private_endpoint_connections(PROVIDER_RG, "contoso-svc")
     )
-    table = Table("connection", "private endpoint", "status", "message")
+    table = folding_table("connection", "private endpoint", "status", "message")
     for conn in conns:
         s = conn.private_link_service_connection_state
         table.add_row(
@@ -490,32 +790,68 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
             s.description,
         )
     console.print(table)
+    conn_name = str(conns[0].name)
 
-    step("Provider: approve")
-    approved = provider.private_link_services.update_private_endpoint_connection(
-        "provider-rg",
-        "contoso-svc",
-        conns[0].name,
-        {
-            "properties": {
-                "privateLinkServiceConnectionState": {
-                    "status": "Approved",
-                    "description": "Welcome",
+    def set_state(client: Any, status: str, description: str, tag: str) -> Any:
+        """Approve or reject the connection, as the principal behind `client`."""
+        return client.private_link_services.update_private_endpoint_connection(
+            PROVIDER_RG,
+            "contoso-svc",
+            conn_name,
+            {
+                "properties": {
+                    "privateLinkServiceConnectionState": {
+                        "status": status,
+                        "description": description,
+                    }
                 }
-            }
-        },
+            },
+            **requests.tag(tag),
+        )
+
+    step("Consumer: tries to approve its own request on the provider's service")
+    try:
+        set_state(
+            consumer_id.sdk(NetworkManagementClient, psub),
+            "Approved",
+            "self-service",
+            "approve",
+        )
+        raise SystemExit("demo failed: the consumer approved its own connection")
+    except HttpResponseError as exc:
+        show("refused", refused(exc))
+        show("why", f"its token is {CONSUMER_TENANT}'s; the subscription is the provider tenant's")
+
+    step("Provider: two principals of its tenant, made through Microsoft Graph, and their roles")
+    reader_id, approver_id = make_reader_and_approver(provider_id, pls_id, requests)
+    names.update({w.object_id.lower(): w.label for w in (reader_id, approver_id)})
+
+    step(f"Reader (provider's tenant, Reader on {PROVIDER_RG}): sees the request, tries to approve")
+    as_reader = reader_id.sdk(NetworkManagementClient)
+    seen = as_reader.private_link_services.list_private_endpoint_connections(
+        PROVIDER_RG, "contoso-svc"
     )
-    show("provider sees", approved.private_link_service_connection_state.status)
-    pe = consumer.private_endpoints.get("consumer-rg", "to-contoso")
+    show("reader sees", [c.private_link_service_connection_state.status for c in seen])
+    try:
+        set_state(as_reader, "Approved", "Welcome", "approve")
+        raise SystemExit("demo failed: a Reader approved a connection")
+    except HttpResponseError as exc:
+        show("refused", refused(exc))
+
+    step("Approver (custom role on the service): approve")
+    show("allowed by", "the service's approval action, which stands in for the connection's write")
+    approved = set_state(approver_id.sdk(NetworkManagementClient), "Approved", "Welcome", "approve")
+    show("approver sees", approved.private_link_service_connection_state.status)
+    pe = consumer.private_endpoints.get(CONSUMER_RG, "to-contoso")
     show("consumer sees", _status(pe))
     if traffic is not None:
         step(f"Consumer VM: curl {url} through the private endpoint")
         page = traffic.curl_until("consumer-vm-nic", url)
         show("answer", page or "nothing!")
         nat_ips = {c.private_ip_address for c in pls.ip_configurations or []}
-        seen = page.rsplit(" ", 1)[-1] if page else ""
-        show("the backend saw", f"{seen}, one of the service's NAT IPs {sorted(nat_ips)}")
-        if seen not in nat_ips:
+        seen_as = page.rsplit(" ", 1)[-1] if page else ""
+        show("the backend saw", f"{seen_as}, one of the service's NAT IPs {sorted(nat_ips)}")
+        if seen_as not in nat_ips:
             raise SystemExit("demo failed: traffic did not arrive from a NAT IP")
     show(f"A records in {ZONE} (Approved)", zone_records())
     if traffic is not None:
@@ -528,28 +864,18 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
 
     step("Provider: the service cannot be deleted while it has connections")
     try:
-        provider.private_link_services.begin_delete("provider-rg", "contoso-svc").result()
+        provider.private_link_services.begin_delete(
+            PROVIDER_RG, "contoso-svc", **requests.tag("delete (too early)")
+        ).result()
     except HttpResponseError as exc:
-        show("refused", f"{exc.status_code} {exc.error.code if exc.error else ''}")
+        show("refused", refused(exc))
 
     step("Provider: reject, then delete the connection")
-    provider.private_link_services.update_private_endpoint_connection(
-        "provider-rg",
-        "contoso-svc",
-        conns[0].name,
-        {
-            "properties": {
-                "privateLinkServiceConnectionState": {
-                    "status": "Rejected",
-                    "description": "Contract ended",
-                }
-            }
-        },
-    )
+    set_state(provider, "Rejected", "Contract ended", "reject")
     provider.private_link_services.begin_delete_private_endpoint_connection(
-        "provider-rg", "contoso-svc", conns[0].name
+        PROVIDER_RG, "contoso-svc", conn_name, **requests.tag("delete connection")
     ).result()
-    pe = consumer.private_endpoints.get("consumer-rg", "to-contoso")
+    pe = consumer.private_endpoints.get(CONSUMER_RG, "to-contoso")
     show("consumer sees", _status(pe))
     show(f"A records in {ZONE}", zone_records() or "none")
     if traffic is not None:
@@ -563,9 +889,14 @@ def run_scenario(creds: dict[str, Any], traffic: Traffic | None) -> None:
         )
 
     step("Provider: delete the service (no connections left)")
-    provider.private_link_services.begin_delete("provider-rg", "contoso-svc").result()
-    left = [p.name for p in provider.private_link_services.list("provider-rg")]
+    provider.private_link_services.begin_delete(
+        PROVIDER_RG, "contoso-svc", **requests.tag("delete")
+    ).result()
+    left = [p.name for p in provider.private_link_services.list(PROVIDER_RG)]
     show("services left", left or "none")
+
+    step("Provider: the service's activity log (az monitor activity-log list --resource-id ...)")
+    show_activity_log(provider_id, pls_id, started, requests, names)
     console.print("\n[bold green]Demo complete.[/]")
 
 
@@ -587,7 +918,7 @@ def main() -> None:
             show("server", creds["url"])
             show("CA file", creds["ca_file"])
             try:
-                run_scenario(creds, traffic)
+                run_scenario(creds, data_dir, traffic)
             finally:
                 if traffic is not None:
                     traffic.stop()
