@@ -7,7 +7,9 @@ then they fail, so CI can't pass by silently skipping them.
 `az_server` starts one server per test module (control plane only) in a temporary data
 directory; `server_factory` starts more, e.g. on the same data directory and another
 port. `AzRunner.run(...)` is `python -m privatelink.cli.main az --data-dir DIR -- ...`
-as a subprocess, the way a user types `privatelink az ...`.
+as a subprocess, the way a user types `privatelink az ...`; `AzRunner.as_(NAME|FILE)` is
+the same with `--identity`, and `tenant_create(data_dir, NAME)` runs `privatelink tenant
+create NAME` (both through `az_helpers`).
 
 Tests can't import this module (pytest runs with --import-mode=importlib): what they
 need is reached through fixtures.
@@ -107,15 +109,22 @@ class AzResult:
 
 
 class AzRunner:
-    """Runs `privatelink az --data-dir DIR -- ARGS` as a subprocess."""
+    """Runs `privatelink az --data-dir DIR [--identity ID] -- ARGS` as a subprocess."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, identity: str | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.identity = identity
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("NO_PROXY", LOCAL)
         self.env.setdefault("no_proxy", LOCAL)
         # No colours or interactive prompts in captured output.
         self.env["AZURE_CORE_NO_COLOR"] = "true"
+
+    def as_(self, identity: str | Path) -> AzRunner:
+        """The same runner as another principal (`--identity NAME|FILE`)."""
+        return AzRunner(self.data_dir, self.env, str(identity))
 
     def argv(self, *args: str, separator: bool = True) -> list[str]:
         head = [
@@ -126,6 +135,8 @@ class AzRunner:
             "--data-dir",
             str(self.data_dir),
         ]
+        if self.identity is not None:
+            head += ["--identity", self.identity]
         return [*head, *(["--"] if separator else []), *args]
 
     def run(
@@ -166,6 +177,23 @@ class AzRunner:
         assert result.returncode != 0, f"expected a failure:\n{result}"
         assert code in result.stderr, f"expected {code} in stderr:\n{result}"
         return result
+
+
+def tenant_create(data_dir: Path, name: str) -> dict[str, Any]:
+    """`privatelink tenant create NAME`: the new tenant admin's credentials (its JSON)."""
+    cmd = [sys.executable, "-m", "privatelink.cli.main", "tenant", "create", name]
+    proc = subprocess.run(
+        [*cmd, "--data-dir", str(data_dir)],
+        env=dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"privatelink tenant create {name}: {proc.stderr}"
+    created: dict[str, Any] = json.loads(proc.stdout)
+    return created
 
 
 @pytest.fixture(scope="session")
@@ -212,6 +240,7 @@ def az_helpers() -> Any:
 
     class _H:
         unique = staticmethod(unique)
+        tenant_create = staticmethod(tenant_create)
         AzRunner = AzRunner
 
     return _H

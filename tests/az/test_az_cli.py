@@ -7,6 +7,10 @@ in a second subscription creates private endpoints by alias with `--manual-reque
 the provider lists, approves, rejects, updates and deletes the connections. Outputs are
 checked through `--query` with `-o tsv`, `-o json` and `-o table`.
 
+Both sides are the server's one client: it made the second subscription on first use
+and is Owner of both, so RBAC lets it do everything here (and it sees every service,
+whatever the visibility). test_az_rbac.py puts the consumer in another tenant.
+
 One server per module; every test uses fresh names. Each `az` run costs about a
 second and a half, so the module takes about a minute and a half.
 """
@@ -17,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,8 +118,6 @@ def provider(az_exe: str, az: Any, az_server: Any, az_helpers: Any) -> Provider:
 @pytest.fixture(scope="module")
 def consumer(az_exe: str, az: Any, az_server: Any, az_helpers: Any) -> Consumer:
     """A second subscription, made known to az, with a VNet for private endpoints."""
-    import uuid
-
     sub = str(uuid.uuid4())
     # az refuses `--subscription` ids that are not in its account list, and so does
     # `az rest --url /subscriptions/<id>/...` (it looks the id up to pick a token). The
@@ -528,16 +531,18 @@ def test_errors_carry_the_arm_code(
         code="PrivateLinkServiceNetworkPoliciesEnabledOnSubnet",
     )
     assert result.returncode == 1
-    # A service not visible to the consumer can't be found, even by alias.
-    hidden = _create_pls(az, p, az_helpers.unique("pls"), "fe-err", "--visibility", p.sub)
+    # An alias that names no service. (A service outside the consumer's visibility looks
+    # the same, but only to a principal without RBAC read on it: here one client is
+    # Owner on both sides and sees everything; test_az_rbac.py shows it with a consumer
+    # in another tenant.)
+    missing = f"nope.{uuid.uuid4()}.{LOCATION}.azure.privatelinkservice"
     az.fails(
         *("network", "private-endpoint", "create", "-g", c.rg, "-n", az_helpers.unique("pe")),
         *("--vnet-name", c.vnet, "--subnet", "pe", "--subscription", c.sub),
-        *("--private-connection-resource-id", hidden["alias"], "--connection-name", "x"),
+        *("--private-connection-resource-id", missing, "--connection-name", "x"),
         *("--manual-request", "true"),
         code="PrivateLinkServiceNotFound",
     )
-    az.run("network", "private-link-service", "delete", "-g", p.rg, "-n", hidden["name"])
 
 
 def test_private_dns_zone_link_records_and_zone_group(

@@ -8,9 +8,6 @@ AZURE_CONFIG_DIR under `<data-dir>/az-identities`.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +15,12 @@ import pytest
 
 pytestmark = pytest.mark.az
 
-LOCAL = "127.0.0.1,localhost"
-
-
-def _tenant_create(data_dir: Path, name: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "privatelink.cli.main", "tenant", "create", name]
-    proc = subprocess.run(
-        [*cmd, "--data-dir", str(data_dir)],
-        env=dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    created: dict[str, Any] = json.loads(proc.stdout)
-    return created
-
 
 def test_identity_by_tenant_name_and_by_file(
     az_exe: str, az_server: Any, az_helpers: Any, tmp_path: Path
 ) -> None:
     data_dir = az_server.data_dir
-    fab = _tenant_create(data_dir, "fabrikam")
+    fab = az_helpers.tenant_create(data_dir, "fabrikam")
     az = az_helpers.AzRunner(data_dir)
 
     def as_(identity: str, *args: str) -> Any:

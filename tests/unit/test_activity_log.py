@@ -5,10 +5,12 @@ PostgreSQL), the recorder middleware and the list route, read back through azure
 from __future__ import annotations
 
 import io
+import json
 import logging
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +29,7 @@ from privatelink.api import activity_log as api
 from privatelink.api import errors as api_errors
 from privatelink.core import errors
 from privatelink.core.activity import (
+    MAX_BODY_CHARS,
     ActivityEvent,
     InvalidActivityLogFilter,
     RequestFacts,
@@ -330,6 +333,44 @@ def test_request_events(
     assert end.resource_type == "Microsoft.Network/privateLinkServices/privateEndpointConnections"
 
 
+ASSIGNMENT = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments/a1"
+ASSIGNMENT_BODY = '{"properties":{"roleDefinitionId":"r","principalId":"p"}}'
+
+
+def test_role_assignment_events_carry_their_bodies() -> None:
+    """Begin of a role assignment write: requestbody; End of its delete: responseBody."""
+    write = facts(
+        201,
+        action="Microsoft.Authorization/roleAssignments/write",
+        scope=ASSIGNMENT,
+        request_body=ASSIGNMENT_BODY,
+        response_body=ASSIGNMENT_BODY,
+    )
+    begin, end = request_events(write, uuid.uuid4)
+    assert begin.properties["requestbody"] == ASSIGNMENT_BODY
+    assert "requestbody" not in end.properties and "responseBody" not in end.properties
+
+    delete = facts(
+        200,
+        action="Microsoft.Authorization/roleAssignments/delete",
+        scope=ASSIGNMENT,
+        method="DELETE",
+        request_body=ASSIGNMENT_BODY,
+        response_body=ASSIGNMENT_BODY,
+    )
+    begin, end = request_events(delete, uuid.uuid4)
+    assert end.properties["responseBody"] == ASSIGNMENT_BODY
+    assert "requestbody" not in begin.properties
+    # A failed delete has no response body to show; other actions keep none.
+    failed = request_events(replace(delete, http_status=400, error_code="X"), uuid.uuid4)
+    assert all("responseBody" not in e.properties for e in failed)
+    other = request_events(facts(200, request_body=ASSIGNMENT_BODY), uuid.uuid4)
+    assert all("requestbody" not in e.properties for e in other)
+    # Kept whole or not at all.
+    long = replace(write, request_body='{"x":"' + "y" * MAX_BODY_CHARS + '"}')
+    assert "requestbody" not in request_events(long, uuid.uuid4)[0].properties
+
+
 def test_event_record_round_trip() -> None:
     events = request_events(facts(201, service_request_id="srv-1"), uuid.uuid4)
     for event in events:
@@ -599,6 +640,20 @@ def build_app(log: Any) -> FastAPI:
     def check() -> JSONResponse:
         return JSONResponse({"visible": True})
 
+    assignment = "/subscriptions/{s}/providers/Microsoft.Authorization/roleAssignments/{n}"
+
+    @app.put(assignment)
+    async def assign(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse({"error": {"code": "InvalidRequestContent"}}, status_code=400)
+        return JSONResponse({"properties": body["properties"], "name": "a1"}, status_code=201)
+
+    @app.delete(assignment)
+    def unassign() -> JSONResponse:
+        return JSONResponse({"properties": {"principalId": OID, "scope": f"/subscriptions/{SUB}"}})
+
     @app.put("/subscriptions/{s}/providers/Microsoft.Network/unknown/{n}")
     def unknown() -> JSONResponse:
         return JSONResponse({})
@@ -698,6 +753,38 @@ def test_recorder_looks_up_an_operation_by_its_correlation_id(client: TestClient
         ("Started", "DELETE"),
     ]
     assert body["value"][0]["operationName"]["value"].endswith("/privateEndpointConnections/delete")
+
+
+def test_recorder_keeps_the_bodies_of_role_assignments(client: TestClient) -> None:
+    """What `az role assignment list-changelogs` reads: requestbody on the PUT's Begin,
+    responseBody on the DELETE's End (compact JSON text)."""
+    url = f"{ASSIGNMENT}?api-version=2022-04-01"
+    sent = {"properties": {"roleDefinitionId": "r", "principalId": OID}}
+
+    def events_of(correlation: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        end, begin = read_log(client, f" and correlationId eq '{correlation}'")["value"]
+        return begin, end
+
+    put = client.put(url, json=sent, headers={"x-ms-correlation-request-id": "c-put"})
+    assert put.status_code == 201
+    begin, end = events_of("c-put")
+    assert begin["properties"]["requestbody"] == json.dumps(sent, separators=(",", ":"))
+    assert "responseBody" not in end["properties"]
+
+    deleted = client.delete(url, headers={"x-ms-correlation-request-id": "c-del"})
+    assert deleted.status_code == 200
+    begin, end = events_of("c-del")
+    assert json.loads(end["properties"]["responseBody"])["properties"]["principalId"] == OID
+    assert "requestbody" not in begin["properties"]
+
+    # An unparsable body is not kept; nothing else carries bodies.
+    bad = client.put(url, content=b"{not json", headers={"x-ms-correlation-request-id": "c-bad"})
+    assert bad.status_code == 400
+    begin, end = events_of("c-bad")
+    assert "requestbody" not in begin["properties"]
+    client.put(CONN_URL, json=sent)
+    conn_events = read_log(client, f" and resourceId eq '{CONN}'")["value"]
+    assert all("requestbody" not in e["properties"] for e in conn_events)
 
 
 def test_recorder_records_actions_at_their_scope(client: TestClient) -> None:

@@ -974,6 +974,22 @@ def test_unserved_paths_answer_in_graph_shape(
     assert_graph_error(other_version, 400, "Request_BadRequest")
 
 
+@pytest.mark.parametrize(
+    ("path", "segment"),
+    [
+        ("/groups", "groups"),
+        ("/groups/x/members", "groups"),
+        ("/servicePrincipals/{id}/owners", "owners"),  # az ad sp owner list
+        ("/applications/{id}/owners/$ref", "owners"),
+        ("/applications/{id}/federatedIdentityCredentials", "federatedIdentityCredentials"),
+    ],
+)
+def test_unserved_segments_are_named(env: Env, path: str, segment: str) -> None:
+    response = env.call("GET", path.format(id=str(uuid.uuid4())))
+    error = assert_graph_error(response, 400, "Request_BadRequest")
+    assert error["message"].startswith(f"Resource not found for the segment '{segment}'.")
+
+
 def test_bad_object_ids_are_400(env: Env) -> None:
     for path in ("/applications/nope", "/servicePrincipals/%00", "/directoryObjects/1234"):
         assert_graph_error(env.call("GET", path), 400, "Request_BadRequest")

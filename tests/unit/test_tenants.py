@@ -28,6 +28,7 @@ from privatelink.api.resource_manager import cloud_metadata
 from privatelink.cli import tenant as tenant_cli
 from privatelink.cli.az import (
     ServerCredentials,
+    ensure_setup,
     identity_config_dir,
     resolve_identity,
     setup_steps,
@@ -600,6 +601,30 @@ def test_login_allows_no_subscriptions_and_selects_the_identitys() -> None:
     assert steps[-1].hint is not None and "role on subscription" in steps[-1].hint
     no_sub = ServerCredentials.from_mapping(dict(SERVER, subscription_id=""), "x")
     assert all(s.argv[0] != "account" for s in setup_steps(no_sub))
+
+
+@pytest.mark.parametrize(
+    ("output", "hint"),
+    [
+        ("ERROR: AADSTS7000215: Invalid client secret provided", "refused the sign-in of c1"),
+        ("ERROR: HTTPSConnectionPool(host='127.0.0.1', port=9443)", "Is `privatelink serve`"),
+    ],
+)
+def test_a_refused_login_says_so_rather_than_asking_for_the_server(
+    tmp_path: Path, output: str, hint: str
+) -> None:
+    """The login step fails: AADSTS (the server answered) blames the credentials."""
+    (tmp_path / "bin").mkdir()
+    az = tmp_path / "bin" / "az"
+    az.write_text(f'#!/bin/sh\nif [ "$1" = login ]; then echo "{output}" >&2; exit 1; fi\nexit 0\n')
+    az.chmod(0o755)
+    creds = ServerCredentials.from_mapping(SERVER, "credentials.json")
+    with pytest.raises(click.ClickException) as failed:
+        ensure_setup(str(az), tmp_path, creds, {"PATH": "/usr/bin:/bin"})
+    message = failed.value.message
+    assert "`az login --service-principal" in message and "--password=***" in message
+    assert output in message and hint in message
+    assert "s1" not in message.replace("sub-default", "")
 
 
 def test_stamp_changes_with_the_secret_but_holds_none() -> None:

@@ -9,7 +9,9 @@
   last byte of the response goes out (so a client that reads the log right after sees its
   own operation). Unauthenticated requests (no principal) are not recorded, as in Azure;
   nor are paths `describe` does not know. Every /subscriptions response carries
-  `x-ms-correlation-request-id`: the client's own if it sent one, else a new GUID.
+  `x-ms-correlation-request-id`: the client's own if it sent one, else a new GUID. For the
+  few operations whose events carry bodies (role assignments, see `core/activity.py`) it
+  keeps the request or response body too, up to `MAX_BODY_CHARS`.
 
 The rules of which events a request gives live in `core/activity.py`.
 """
@@ -34,9 +36,12 @@ from starlette.datastructures import Headers, MutableHeaders
 from privatelink.api.arm import JSON, base_url, check_subscription
 from privatelink.core import errors
 from privatelink.core.activity import (
+    MAX_BODY_CHARS,
     WRITE_METHODS,
     ActivityEvent,
     RequestFacts,
+    keeps_request_body,
+    keeps_response_body,
     parse_filter,
     parse_select,
     request_events,
@@ -282,6 +287,11 @@ class _Exchange:
     service_request_id: str = ""
     error: bytearray = field(default_factory=bytearray)
     recorded: bool = False
+    action: RequestActionLike | None = None
+    # Bodies kept for the events (None: not kept for this action); one byte over the
+    # limit marks a body too long to keep.
+    request_body: bytearray | None = None
+    response_body: bytearray | None = None
 
 
 class ActivityRecorder:
@@ -313,6 +323,18 @@ class ActivityRecorder:
         method = scope["method"].upper()
         ex = _Exchange(scope, headers, method, correlation, self.clock())
         recording = method in WRITE_METHODS
+        if recording:
+            ex.action = self.describe(method, scope["path"])
+            if ex.action is not None and keeps_request_body(ex.action.action):
+                ex.request_body = bytearray()
+            if ex.action is not None and keeps_response_body(ex.action.action):
+                ex.response_body = bytearray()
+
+        async def receive_wrapper() -> Message:
+            message: Message = await receive()
+            if message["type"] == "http.request" and ex.request_body is not None:
+                _keep(ex.request_body, message.get("body", b""))
+            return message
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -325,6 +347,8 @@ class ActivityRecorder:
                 room = MAX_ERROR_BODY - len(ex.error)
                 if ex.status is not None and ex.status >= 400 and room > 0:
                     ex.error.extend(message.get("body", b"")[:room])
+                if ex.response_body is not None and ex.status is not None and ex.status < 400:
+                    _keep(ex.response_body, message.get("body", b""))
                 if not message.get("more_body", False):
                     await self._record(ex)  # before the last byte: the client can read it
             await send(message)
@@ -333,7 +357,7 @@ class ActivityRecorder:
             await self.app(scope, receive, send_wrapper)
             return
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
         except Exception:
             if ex.status is None:
                 ex.status = 500
@@ -360,7 +384,7 @@ class ActivityRecorder:
         parts = path.split("/")
         if len(parts) < 3 or not is_guid(parts[2]):
             return []  # no subscription whose log could hold it
-        action = self.describe(ex.method, path)
+        action = ex.action
         if action is None:
             return []
         error_code, error_text = _error_of(bytes(ex.error)) if status >= 400 else (None, None)
@@ -383,5 +407,26 @@ class ActivityRecorder:
             client_ip=str(client[0]) if client else "",
             client_request_id=(ex.headers.get(CLIENT_REQUEST_HEADER) or "")[:200],
             service_request_id=ex.service_request_id[:200],
+            request_body=_json_text(ex.request_body),
+            response_body=_json_text(ex.response_body),
         )
         return request_events(facts, uuid.uuid4)
+
+
+def _keep(kept: bytearray, chunk: bytes) -> None:
+    """Append what fits of `chunk`, and one byte more to mark a body as too long."""
+    room = MAX_BODY_CHARS + 1 - len(kept)
+    if room > 0:
+        kept.extend(chunk[:room])
+
+
+def _json_text(body: bytearray | None) -> str | None:
+    """A kept body as compact JSON text; None when absent, too long or not JSON."""
+    if not body or len(body) > MAX_BODY_CHARS:
+        return None
+    try:
+        parsed = json.loads(bytes(body).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    text = json.dumps(parsed, separators=(",", ":"))
+    return text if len(text) <= MAX_BODY_CHARS else None

@@ -260,6 +260,8 @@ class SetupStep:
     shell_fallback: list[str] | None = None
     # What to tell the user when the step fails (default: is the server running?).
     hint: str | None = None
+    # What to tell instead when the server answered and refused the sign-in (AADSTS...).
+    refused_hint: str | None = None
 
 
 def setup_steps(creds: ServerCredentials) -> list[SetupStep]:
@@ -293,6 +295,11 @@ def setup_steps(creds: ServerCredentials) -> list[SetupStep]:
         SetupStep(
             [*login, f"--password={creds.client_secret}"],
             [*login, "--password=***"],
+            refused_hint=(
+                f"The server refused the sign-in of {creds.client_id} in tenant "
+                f"{creds.tenant_id}: is the secret current (`az ad sp credential reset` "
+                "replaces it) and does the service principal still exist?"
+            ),
         ),
     ]
     if creds.subscription_id:
@@ -345,7 +352,10 @@ def _run_step(az: str, step: SetupStep, env: Mapping[str, str], timeout: float, 
         raise click.ClickException(f"setting up az: cannot run {az}: {exc}") from exc
     if proc.returncode != 0:
         output = "\n".join(s for s in (proc.stdout.strip(), proc.stderr.strip()) if s)
-        hint = step.hint or f"Is `privatelink serve` running at {url}?"
+        if step.refused_hint is not None and "AADSTS" in output:
+            hint = step.refused_hint
+        else:
+            hint = step.hint or f"Is `privatelink serve` running at {url}?"
         raise click.ClickException(
             f"setting up az: `{shown}` failed (exit {proc.returncode}):\n{output}\n{hint}"
         )

@@ -18,6 +18,12 @@ Azure Monitor's activity log (`Microsoft.Insights/eventtypes/management/values`,
   retention is refused, as Azure refuses one older than 90 days. Anything else is a 400
   `BadRequest`, Azure's code for a bad activity-log query.
 
+Role assignments carry their bodies, as in Azure (`az role assignment list-changelogs` reads
+them): the `BeginRequest` of a `Microsoft.Authorization/roleAssignments/write` has the request
+body as `properties.requestbody` (Azure's casing), the `EndRequest` of a successful
+`.../roleAssignments/delete` the response body as `properties.responseBody`. Both are JSON
+text; other operations record no bodies.
+
 Matching rules (ours, documented): string comparisons are case-insensitive; `resourceUri eq X`
 matches events on X and on X's child resources, so a private link service's id shows the
 approvals of its private endpoint connections; `caller eq X` matches the caller's object id
@@ -49,6 +55,12 @@ AUTHORIZATION_CODES = frozenset({"AuthorizationFailed", "LinkedAuthorizationFail
 LEVELS = ("Critical", "Error", "Warning", "Informational", "Verbose")
 # Administrative events travel on Azure's "Operation" channel.
 CHANNEL = "Operation"
+#: Actions whose request body the BeginRequest event keeps (`properties.requestbody`).
+REQUEST_BODY_ACTIONS = frozenset({"microsoft.authorization/roleassignments/write"})
+#: Actions whose response body a successful EndRequest event keeps (`properties.responseBody`).
+RESPONSE_BODY_ACTIONS = frozenset({"microsoft.authorization/roleassignments/delete"})
+#: Longest body kept in an event (a role assignment is under 1 KB); longer ones are dropped.
+MAX_BODY_CHARS = 4096
 # A client computing "now - 90 days" is a little older by the time the query arrives.
 START_GRACE = timedelta(minutes=5)
 
@@ -176,6 +188,23 @@ class RequestFacts:
     client_ip: str = ""
     client_request_id: str = ""
     service_request_id: str = ""
+    request_body: str | None = None
+    response_body: str | None = None
+
+
+def keeps_request_body(action: str) -> bool:
+    """Whether the events of `action` carry the request body (the recorder keeps it then)."""
+    return action.lower() in REQUEST_BODY_ACTIONS
+
+
+def keeps_response_body(action: str) -> bool:
+    """Whether the events of `action` carry the response body."""
+    return action.lower() in RESPONSE_BODY_ACTIONS
+
+
+def _kept(body: str | None) -> bool:
+    """A body is kept whole or not at all (a cut JSON text would not parse)."""
+    return bool(body) and len(body or "") <= MAX_BODY_CHARS
 
 
 def request_events(facts: RequestFacts, new_id: Callable[[], object]) -> list[ActivityEvent]:
@@ -192,6 +221,8 @@ def request_events(facts: RequestFacts, new_id: Callable[[], object]) -> list[Ac
         end_props["serviceRequestId"] = facts.service_request_id
     if status == FAILED and facts.error_body:
         end_props["statusMessage"] = facts.error_body
+    if status != FAILED and _kept(facts.response_body) and keeps_response_body(facts.action):
+        end_props["responseBody"] = str(facts.response_body)
     end = ActivityEvent(
         event_data_id=str(new_id()),
         correlation_id=facts.correlation_id,
@@ -216,6 +247,9 @@ def request_events(facts: RequestFacts, new_id: Callable[[], object]) -> list[Ac
     )
     if is_refusal(facts.http_status, facts.error_code):
         return [end]
+    begin_props = dict(common)
+    if _kept(facts.request_body) and keeps_request_body(facts.action):
+        begin_props["requestbody"] = str(facts.request_body)
     begin = replace(
         end,
         event_data_id=str(new_id()),
@@ -225,7 +259,7 @@ def request_events(facts: RequestFacts, new_id: Callable[[], object]) -> list[Ac
         sub_status="",
         http_status=None,
         level=INFORMATIONAL,
-        properties=common,
+        properties=begin_props,
     )
     return [begin, end]
 

@@ -559,6 +559,9 @@ USERS = _Collection(
     guids=frozenset({"id"}),
 )
 
+#: The collections served at the root of the Graph subset (lower-case).
+_SERVED_ROOTS = frozenset({"applications", "serviceprincipals", "directoryobjects", "users", "me"})
+
 #: Types getByIds knows (lower-case); the directory holds only the first two.
 _DIRECTORY_TYPES = frozenset(
     {
@@ -1435,7 +1438,11 @@ def build_graph_router(directory: GraphDirectory, verify: Callable[[str], Princi
         path = call.request.url.path
         if not path.startswith(BASE + "/"):
             raise _bad(f"This server serves Microsoft Graph {VERSION} only, under {BASE}/.")
-        segment = path[len(BASE) + 1 :].split("/", 1)[0]
+        parts = path[len(BASE) + 1 :].split("/")
+        # The first segment not served: a collection, or what follows an object's id
+        # (`/servicePrincipals/{id}/owners` -> 'owners'), as Graph names it.
+        at = 2 if len(parts) > 2 and parts[0].lower() in _SERVED_ROOTS else 0
+        segment = parts[at]
         raise _bad(
             f"Resource not found for the segment '{segment}'. This server serves the subset "
             "of Microsoft Graph that az uses (applications, servicePrincipals, "
