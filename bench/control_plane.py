@@ -28,10 +28,22 @@ For each measured phase it also records the server process's CPU time (from
 Every loop is bounded both in count and in time; a phase that hits its time budget is
 reported as truncated with the number of operations it did.
 
+`--authorization` measures something else instead: the cost of RBAC enforcement per
+request. Two servers built by the same API calls (SQLite, data plane off), one with
+`{"authorization": false}` in config.json, get GETs, lists and a PUT as the tenant admin
+and as a member principal whose rights come from a role assignment; their requests
+alternate one by one, and the servers swap settings halfway through each level. Levels:
+1 (really 2: the two callers' own), 100 and 1000 role assignments in the subscription,
+most of them other principals' (made through Graph and the roleAssignments API). It
+also runs an A/A control (both on), the same comparison in process (two apps, httpx's
+ASGITransport) and times `access_for`/`check` directly. See docs/benchmarks.md.
+
 Usage:
     python bench/control_plane.py [--quick] [--db-url URL] [--dataplane off|auto|on] [--write]
+    python bench/control_plane.py --authorization [--quick] [--write]
 
-`--write` stores the results as JSON in docs/benchmarks-control-plane.json. With
+`--write` stores the results as JSON in docs/benchmarks-control-plane.json
+(docs/benchmarks-authorization.json with `--authorization`). With
 `--db-url` (e.g. PostgreSQL) the database should be empty; subscription ids are random
 per run, so leftovers of earlier runs do not collide but do make tables bigger.
 """
@@ -39,6 +51,8 @@ per run, so leftovers of earlier runs do not collide but do make tables bigger.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import datetime
 import json
 import math
@@ -46,6 +60,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,12 +84,14 @@ from common import (
     ROOT,
     credential,
     free_port,
+    log,
     network_base,
     process_cpu,
     stop_process,
     vnet_body,
     wait_ready,
 )
+from fastapi import Request
 
 JSON_OUT = ROOT / "docs" / "benchmarks-control-plane.json"
 SCOPE = "https://management.azure.com/.default"
@@ -672,6 +689,952 @@ class Bench:
         self.results["4_pls_with_many_pes"] = out
 
 
+# --- authorization cost (--authorization) -----------------------------------------------
+
+AUTHZ_API = "2022-04-01"
+AUTH_JSON_OUT = ROOT / "docs" / "benchmarks-authorization.json"
+#: Role assignments in the subscription at each level (the smallest level holds the two
+#: measuring callers' own assignments only: the admin's Owner and the non-admin's role).
+AUTH_LEVELS = (1, 100, 1000)
+ROLES = {
+    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "Network Contributor": "4d97b98b-1d4f-4787-a291-c67834d212e7",
+    "Private DNS Zone Contributor": "b12aa53e-6015-4669-85d0-8515ebb3ae7f",
+}
+OTHER_ROLES = ("Reader", "Contributor", "Network Contributor", "Private DNS Zone Contributor")
+OTHER_GROUPS = 60  # resource groups the other principals' assignments are spread over
+AUTH_KINDS = ("get", "list_rg", "list_sub", "put")
+CALLERS = ("admin", "member")
+BENCH_NS = uuid.UUID("5b1c0e57-6d8a-4c39-9a0e-2f4d6c1b7a10")  # names of assignments
+
+
+@dataclass(frozen=True)
+class AuthSizes:
+    """Rounds per level (settings swap halfway) and the bounds of each timed block."""
+
+    rounds: int
+    block_requests: int
+    block_seconds: float
+    services: int  # PLSs in the resource group, listed by `list_rg` and `list_sub`
+    per_principal: int  # assignments per other principal
+    setup_budget: float  # seconds for populating one level on both servers
+
+
+AUTH_FULL = AuthSizes(
+    rounds=16,
+    block_requests=60,
+    block_seconds=1.5,
+    services=8,
+    per_principal=5,
+    setup_budget=600.0,
+)
+AUTH_QUICK = AuthSizes(
+    rounds=4,
+    block_requests=40,
+    block_seconds=0.5,
+    services=8,
+    per_principal=5,
+    setup_budget=300.0,
+)
+
+
+def _token(http: httpx.Client, tenant: str, client_id: str, secret: str, scope: str) -> str:
+    """A client-credentials token from the server's own token endpoint."""
+    reply = http.post(
+        f"/{tenant}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": scope,
+        },
+    )
+    reply.raise_for_status()
+    return str(reply.json()["access_token"])
+
+
+def _expect(reply: httpx.Response, *codes: int) -> dict[str, Any]:
+    if reply.status_code not in codes:
+        raise RuntimeError(
+            f"{reply.request.method} {reply.request.url.path} -> {reply.status_code}: "
+            f"{reply.text[:500]}"
+        )
+    body: dict[str, Any] = reply.json() if reply.content else {}
+    return body
+
+
+class AuthServer:
+    """One `privatelink serve` (SQLite, data plane off) on its own data directory.
+
+    Restartable with authorization on or off (`config.json`), on a fresh port each time;
+    the directory, its database and the principals in it survive restarts. Holds httpx
+    clients (keep-alive, bearer tokens) for the tenant admin and for one member principal.
+    """
+
+    def __init__(self, root: Path, label: str) -> None:
+        self.label = label
+        self.tmp = root / label
+        self.data_dir = self.tmp / "data"
+        self.data_dir.mkdir(parents=True, mode=0o700)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.authorization = True
+        self.creds: dict[str, str] = {}
+        self.member: dict[str, str] = {}  # client_id, secret, object_id
+        self.http: dict[str, httpx.Client] = {}
+        self.graph: httpx.Client | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def subscription(self) -> str:
+        return self.creds["subscription_id"]
+
+    def start(self, authorization: bool) -> None:
+        self.authorization = authorization
+        (self.data_dir / "config.json").write_text(json.dumps({"authorization": authorization}))
+        (self.data_dir / "credentials.json").unlink(missing_ok=True)
+        port = free_port()
+        cmd = [sys.executable, "-m", "privatelink.cli.main", "serve", "--dataplane", "off"]
+        cmd += ["--data-dir", str(self.data_dir), "--port", str(port)]
+        with (self.tmp / "server.log").open("ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            self.creds = wait_ready(self.proc, self.data_dir, port)
+        except Exception:
+            tail = (self.tmp / "server.log").read_text(errors="replace")[-4000:]
+            print(f"--- server log ({self.label}, tail) ---\n{tail}", file=sys.stderr)
+            raise
+        self._connect()
+
+    def _client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(
+            base_url=self.creds["url"],
+            verify=self.creds["ca_file"],
+            headers=headers,
+            timeout=60,
+            trust_env=False,
+        )
+
+    def _connect(self) -> None:
+        self.close_clients()
+        c = self.creds
+        with self._client() as anon:
+            admin = _token(anon, c["tenant_id"], c["client_id"], c["client_secret"], SCOPE)
+            graph = _token(
+                anon,
+                c["tenant_id"],
+                c["client_id"],
+                c["client_secret"],
+                f"{c['url']}/graph/.default",
+            )
+            member = (
+                _token(anon, c["tenant_id"], self.member["client_id"], self.member["secret"], SCOPE)
+                if self.member
+                else None
+            )
+        self.http["admin"] = self._client(admin)
+        if member:
+            self.http["member"] = self._client(member)
+        self.graph = self._client(graph)
+
+    def close_clients(self) -> None:
+        for client in [*self.http.values(), *([self.graph] if self.graph else [])]:
+            client.close()
+        self.http = {}
+        self.graph = None
+
+    def stop(self) -> None:
+        self.close_clients()
+        stop_process(self.proc, timeout=15)
+        self.proc = None
+
+    # setup through the real API ------------------------------------------------------------
+
+    def new_principal(self, name: str, secret: bool = False) -> dict[str, str]:
+        """An application and its service principal through Graph (and a password)."""
+        assert self.graph is not None
+        app = _expect(self.graph.post("/graph/v1.0/applications", json={"displayName": name}), 201)
+        sp = _expect(
+            self.graph.post("/graph/v1.0/servicePrincipals", json={"appId": app["appId"]}), 201
+        )
+        out = {"client_id": app["appId"], "object_id": sp["id"]}
+        if secret:
+            pw = _expect(
+                self.graph.post(
+                    f"/graph/v1.0/applications/{app['id']}/addPassword",
+                    json={"passwordCredential": {"displayName": "bench"}},
+                ),
+                200,
+            )
+            out["secret"] = pw["secretText"]
+        return out
+
+    def assign(self, name: str, scope: str, role: str, principal_id: str) -> None:
+        sub = self.subscription
+        body = {
+            "properties": {
+                "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/"
+                f"roleDefinitions/{ROLES[role]}",
+                "principalId": principal_id,
+                "principalType": "ServicePrincipal",
+            }
+        }
+        url = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}"
+        _expect(self.http["admin"].put(url, params={"api-version": AUTHZ_API}, json=body), 201)
+
+    def count_assignments(self) -> int:
+        """Role assignments at or below the subscription, as the API lists them (paged)."""
+        url: str | None = (
+            f"/subscriptions/{self.subscription}/providers/Microsoft.Authorization/"
+            f"roleAssignments?api-version={AUTHZ_API}"
+        )
+        n = 0
+        while url:
+            body = _expect(self.http["admin"].get(url), 200)
+            n += len(body.get("value", []))
+            url = body.get("nextLink")
+        return n
+
+    def put_network(self, path: str, body: dict[str, Any]) -> None:
+        reply = self.http["admin"].put(path, params={"api-version": API_VERSION}, json=body)
+        got = _expect(reply, 200, 201)
+        state = got.get("properties", {}).get("provisioningState")
+        if state != "Succeeded":
+            raise RuntimeError(f"PUT {path}: provisioningState {state}")
+
+
+class AuthBench:
+    """Authorization on vs off, side by side: two servers with the same data, alternated."""
+
+    def __init__(self, root: Path, sizes: AuthSizes) -> None:
+        self.sizes = sizes
+        # Which server has authorization on swaps halfway through each level.
+        self.servers = [AuthServer(root, "a"), AuthServer(root, "b")]
+        self.assignments = 0  # in the subscription, the same on both servers
+        self.others = 0  # other principals created (per server)
+        self.plan: Iterator[tuple[int, str, str]] = self._other_assignments()
+        self.principals: dict[int, list[str]] = {}  # other principal -> object id per server
+        self.levels: list[dict[str, Any]] = []
+        self.aa: dict[str, Any] = {}
+        self.inproc: dict[str, Any] = {}
+        self.root = root
+        self.setup: dict[str, Any] = {}
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    # setup -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        t0 = time.perf_counter()
+        self.servers[0].start(authorization=True)
+        self.servers[1].start(authorization=False)
+        for server in self.servers:
+            self._network(server)
+            server.member = server.new_principal("bench-member", secret=True)
+            server.assign(
+                self._name("member-nc"),
+                self._rg(server, RG),
+                "Network Contributor",
+                server.member["object_id"],
+            )
+            server._connect()  # now with the member's token too
+        # The admin's Owner at the subscription (made at first start) and the member's
+        # Network Contributor at the resource group.
+        self.assignments = 2
+        for server in self.servers:
+            got = server.count_assignments()
+            if got != self.assignments:
+                raise RuntimeError(f"{server.label}: {got} assignments, expected 2")
+        self.setup = {"wall_s": round(time.perf_counter() - t0, 1)}
+
+    def _name(self, label: str) -> str:
+        return str(uuid.uuid5(BENCH_NS, label))
+
+    @staticmethod
+    def _rg(server: AuthServer, group: str) -> str:
+        return f"/subscriptions/{server.subscription}/resourceGroups/{group}"
+
+    def _network(self, server: AuthServer) -> None:
+        """A VNet, two load balancers and `services` + 1 private link services in RG."""
+        base = network_base(server.subscription)
+        n = self.sizes.services
+        server.put_network(
+            f"{base}/virtualNetworks/vp",
+            vnet_body("10.0.0.0/16", {"fe": ("10.0.0.0/20", False), "nat": ("10.0.16.0/20", True)}),
+        )
+        server.put_network(f"{base}/loadBalancers/lb0", lb_body(base, "lb0", n))
+        server.put_network(f"{base}/loadBalancers/lb1", lb_body(base, "lb1", 1))
+        for i in range(n):
+            fe = f"{base}/loadBalancers/lb0/frontendIPConfigurations/fe{i}"
+            body = pls_body(base, fe, server.subscription, f"s{i}.example")
+            server.put_network(f"{base}/privateLinkServices/pls{i}", body)
+        server.put_network(f"{base}/privateLinkServices/plsput", self._put_body(server))
+
+    @staticmethod
+    def _put_body(server: AuthServer) -> dict[str, Any]:
+        base = network_base(server.subscription)
+        fe = f"{base}/loadBalancers/lb1/frontendIPConfigurations/fe0"
+        return pls_body(base, fe, server.subscription, "put.example")
+
+    def _other_assignments(self) -> Iterator[tuple[int, str, str]]:
+        """(principal index, role, scope): several roles per principal at distinct scopes.
+
+        Scopes are relative: "" is the subscription, else a resource group name.
+        """
+        per = self.sizes.per_principal
+        p = 0
+        while True:
+            for j in range(per):
+                scope = "" if j == 0 and p % 10 == 0 else f"rg-{(p * per + j) % OTHER_GROUPS:02d}"
+                yield p, OTHER_ROLES[(p + j) % len(OTHER_ROLES)], scope
+            p += 1
+
+    def populate(self, requested: int) -> dict[str, Any]:
+        """Add role assignments on both servers until the subscription holds `requested`.
+
+        Level 1 holds 2: the member needs its own role to be measured at all. From level
+        100 on, the admin has 5 (Owner on the subscription, 4 at resource groups) and the
+        member 3 (all at resource groups); the rest belong to other principals made
+        through Graph, 5 each at the subscription or resource groups.
+        """
+        level = max(requested, self.assignments)
+        t0 = time.perf_counter()
+        deadline = t0 + self.sizes.setup_budget
+        if self.assignments < level and self.assignments == 2:
+            # A realistic handful of each caller's own (beyond the two of the first level).
+            own = [
+                ("admin", "Network Contributor", RG),
+                ("admin", "Reader", "rg-00"),
+                ("admin", "Contributor", "rg-01"),
+                ("admin", "Private DNS Zone Contributor", "rg-02"),
+                ("member", "Reader", "rg-03"),
+                ("member", "Private DNS Zone Contributor", "rg-04"),
+            ]
+            for who, role, group in own:
+                for server in self.servers:
+                    oid = self._admin_oid(server) if who == "admin" else server.member["object_id"]
+                    server.assign(
+                        self._name(f"{who}-{role}-{group}"), self._rg(server, group), role, oid
+                    )
+                self.assignments += 1
+        principals = self.principals
+        while self.assignments < level:
+            if time.perf_counter() >= deadline:
+                raise RuntimeError(f"populating {level} assignments exceeded its budget")
+            p, role, group = next(self.plan)
+            if p >= self.others:
+                principals[p] = [
+                    s.new_principal(f"bench-other-{p}")["object_id"] for s in self.servers
+                ]
+                self.others = p + 1
+            for k, server in enumerate(self.servers):
+                scope = (
+                    self._rg(server, group) if group else f"/subscriptions/{server.subscription}"
+                )
+                server.assign(
+                    self._name(f"other-{p}-{role}-{group}"), scope, role, principals[p][k]
+                )
+            self.assignments += 1
+        counts = [s.count_assignments() for s in self.servers]
+        if any(c != level for c in counts):
+            raise RuntimeError(f"assignments in the subscription {counts}, expected {level}")
+        return {
+            "level": requested,
+            "assignments": level,
+            "other_principals": self.others,
+            "populate_wall_s": round(time.perf_counter() - t0, 1),
+        }
+
+    @staticmethod
+    def _admin_oid(server: AuthServer) -> str:
+        """The admin's object id (from its token: credentials.json does not name it)."""
+        if "object_id" in server.creds:
+            return server.creds["object_id"]
+        token = server.http["admin"].headers["Authorization"].split()[1]
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        server.creds["object_id"] = str(claims["oid"])
+        return server.creds["object_id"]
+
+    # measurement -------------------------------------------------------------------------
+
+    def _request(self, server: AuthServer, kind: str) -> tuple[str, str, dict[str, Any] | None]:
+        return self._request_of(server.subscription, kind, self._put_body(server))
+
+    @staticmethod
+    def _request_of(
+        subscription: str, kind: str, put_body: dict[str, Any] | None
+    ) -> tuple[str, str, dict[str, Any] | None]:
+        """Method, URL (path and query) and body of one request kind."""
+        base = network_base(subscription)
+        q = f"?api-version={API_VERSION}"
+        if kind == "get":
+            return "GET", f"{base}/privateLinkServices/pls0{q}", None
+        if kind == "list_rg":
+            return "GET", f"{base}/privateLinkServices{q}", None
+        if kind == "list_sub":
+            sub = f"/subscriptions/{subscription}"
+            return "GET", f"{sub}/providers/Microsoft.Network/privateLinkServices{q}", None
+        return "PUT", f"{base}/privateLinkServices/plsput{q}", put_body
+
+    def _op(self, server: AuthServer, caller: str, kind: str) -> Callable[[], None]:
+        """One request of `kind` as `caller` on `server`, checked (status, list length)."""
+        method, url, body = self._request(server, kind)
+        http = server.http[caller]
+        expected = (200, 201) if method == "PUT" else (200,)
+        items = self.sizes.services + 1 if kind.startswith("list") else None  # + plsput
+
+        def op() -> None:
+            reply = http.request(method, url, json=body)
+            if reply.status_code not in expected:
+                raise RuntimeError(f"{caller} {kind} -> {reply.status_code}: {reply.text[:300]}")
+            if items is not None and len(reply.json()["value"]) != items:
+                raise RuntimeError(f"{caller} {kind}: {len(reply.json()['value'])} items")
+
+        return op
+
+    def block(
+        self,
+        caller: str,
+        kind: str,
+        count: int,
+        on_first: bool,
+        pair: tuple[AuthServer, AuthServer] | None = None,
+    ) -> dict[str, Any]:
+        """`count` request pairs, one on each server in turn (bounded in time).
+
+        The two servers' requests alternate one by one (which goes first alternates too), so
+        load from elsewhere on the machine hits both alike. Each server's CPU over the
+        block is its own: it only works while serving its requests. `pair` overrides which
+        server counts as "on" and which as "off" (the A/A control).
+        """
+        if pair is None:
+            on = next(x for x in self.servers if x.authorization)
+            off = next(x for x in self.servers if not x.authorization)
+        else:
+            on, off = pair
+        ops = {"on": self._op(on, caller, kind), "off": self._op(off, caller, kind)}
+        durations: dict[str, list[float]] = {"on": [], "off": []}
+        cpu0 = {"on": process_cpu(on.pid), "off": process_cpu(off.pid)}
+        deadline = time.perf_counter() + self.sizes.block_seconds
+        truncated = False
+        for i in range(count):
+            if time.perf_counter() >= deadline:
+                truncated = True
+                break
+            for side in ("on", "off") if (i % 2 == 0) == on_first else ("off", "on"):
+                t0 = time.perf_counter()
+                ops[side]()
+                durations[side].append(time.perf_counter() - t0)
+        return {
+            side: {
+                "durations": durations[side],
+                "server_cpu": process_cpu(server.pid) - cpu0[side],
+                "truncated": truncated,
+            }
+            for side, server in (("on", on), ("off", off))
+        } | {"on_server": on.label}
+
+    def check_enforcement(self) -> None:
+        """The member is refused outside its resource group exactly where authorization is on."""
+        for server in self.servers:
+            url = (
+                f"{self._rg(server, 'elsewhere')}/providers/Microsoft.Network/virtualNetworks/"
+                f"nope?api-version={API_VERSION}"
+            )
+            status = server.http["member"].get(url).status_code
+            want = 403 if server.authorization else 404
+            if status != want:
+                raise RuntimeError(
+                    f"{server.label} (authorization {server.authorization}): member got {status}, "
+                    f"expected {want}"
+                )
+
+    def swap(self) -> None:
+        """Restart both servers with the authorization setting exchanged."""
+        for server in self.servers:
+            server.stop()
+        for server in self.servers:
+            server.start(authorization=not server.authorization)
+        self.check_enforcement()
+
+    def measure_level(self, level: int) -> dict[str, Any]:
+        """Populate to `level`, then alternate on/off; both servers swap settings halfway."""
+        s = self.sizes
+        info = self.populate(level)
+        log(f"level {level}: populated in {info['populate_wall_s']} s ({self.others} others)")
+        self.check_enforcement()
+        samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        swapped_at = s.rounds // 2
+        for r in range(s.rounds):
+            if r == swapped_at:
+                self.swap()
+            if r in (0, swapped_at):
+                for caller in CALLERS:  # warm: caches, connections, Access objects
+                    for kind in AUTH_KINDS:
+                        self.block(caller, kind, 5, True)
+            for caller in CALLERS:
+                for kind in AUTH_KINDS:
+                    pair = self.block(caller, kind, s.block_requests, r % 2 == 0)
+                    samples.setdefault((caller, kind), []).append(pair)
+        by_kind = {f"{c}/{k}": auth_ratios(v) for (c, k), v in samples.items()}
+        work = authorization_work(self.servers[0], self.sizes.services + 1)
+        ratios = [x["ratio_p50_median"] for x in by_kind.values()]
+        return {
+            **info,
+            "rounds": s.rounds,
+            "median_over_kinds": round(statistics.median(ratios), 3),
+            "max_over_kinds": round(max(ratios), 3),
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "by_kind": by_kind,
+            "in_process_us": work,
+        }
+
+    def control(self) -> dict[str, Any]:
+        """A/A: both servers with authorization on, measured like the levels (a over b).
+
+        Shows the resolution of the method: the ratios two identical servers give.
+        """
+        t0 = time.perf_counter()
+        for server in self.servers:
+            if not server.authorization:
+                server.stop()
+                server.start(authorization=True)
+        a, b = self.servers
+        samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for caller in CALLERS:
+            for kind in AUTH_KINDS:
+                self.block(caller, kind, 5, True, (a, b))
+        for r in range(self.sizes.rounds):
+            for caller in CALLERS:
+                for kind in AUTH_KINDS:
+                    got = self.block(caller, kind, self.sizes.block_requests, r % 2 == 0, (a, b))
+                    samples.setdefault((caller, kind), []).append(got)
+        by_kind = {f"{c}/{k}": auth_ratios(v) for (c, k), v in samples.items()}
+        ratios = [x["ratio_p50_median"] for x in by_kind.values()]
+        return {
+            "what": "both servers with authorization on; ratios are server a / server b",
+            "assignments": self.assignments,
+            "rounds": self.sizes.rounds,
+            "median_over_kinds": round(statistics.median(ratios), 3),
+            "max_over_kinds": round(max(ratios), 3),
+            "min_over_kinds": round(min(ratios), 3),
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "by_kind": by_kind,
+        }
+
+    def run(self) -> None:
+        """Every level, then the A/A control, then the in-process comparison."""
+        self.start()
+        log(f"servers up, networks built, member assigned ({self.setup['wall_s']} s)")
+        for level in AUTH_LEVELS:
+            t0 = time.perf_counter()
+            result = self.measure_level(level)
+            result["level_wall_s"] = round(time.perf_counter() - t0, 1)
+            self.levels.append(result)
+            log(
+                f"level {level}: on/off p50 median over kinds {result['median_over_kinds']}, "
+                f"max {result['max_over_kinds']} ({result['level_wall_s']} s)"
+            )
+        self.aa = self.control()
+        log(
+            f"A/A control: a/b p50 median over kinds {self.aa['median_over_kinds']}, "
+            f"range {self.aa['min_over_kinds']}-{self.aa['max_over_kinds']}"
+        )
+        for server in self.servers:
+            server.stop()
+        self.inproc = asyncio.run(in_process_ab(self.servers[0], self.root, self.sizes))
+        log(
+            f"in process: on/off p50 median over kinds {self.inproc['median_over_kinds']}, "
+            f"max {self.inproc['max_over_kinds']}"
+        )
+
+
+def _server_build() -> Callable[..., Any]:
+    """`privatelink.server.build`, imported without bench/ on the path.
+
+    Run as a script, bench/ comes first on `sys.path`, and its dns.py would shadow
+    dnspython, which `privatelink.server` imports.
+    """
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    shadow = sys.modules.get("dns")
+    if shadow is not None and Path(getattr(shadow, "__file__", "") or "").parent == here:
+        del sys.modules["dns"]
+    from privatelink.server import build
+
+    return build
+
+
+def _timed(dependency: Callable[[Request], Any], spent: list[Any]) -> Callable[..., Any]:
+    """A FastAPI dependency that runs `dependency` and adds its wall time to `spent`."""
+
+    async def timed(request: Request) -> None:
+        t0 = time.perf_counter()
+        try:
+            await dependency(request)
+        finally:
+            spent[0] += time.perf_counter() - t0
+            spent[1] += 1
+
+    return timed
+
+
+async def in_process_ab(server: AuthServer, root: Path, sizes: AuthSizes) -> dict[str, Any]:
+    """The same request pairs on two apps in this process (httpx's ASGITransport).
+
+    Both apps are built by `privatelink.server.build` on copies of one stopped server's
+    data directory (the last level's assignments), one with authorization on and one off.
+    No TLS, sockets or scheduling between processes: far less noise than over HTTPS, but
+    this process's CPU time includes the client's (httpx) share, which dilutes the ratio.
+    """
+    build = _server_build()
+    from privatelink.api.authorize import authorize
+
+    c = server.creds
+    apps: dict[str, Any] = {}
+    # Time spent in the `authorize` dependency itself: [seconds, calls] per side.
+    in_authorize = {"on": [0.0, 0], "off": [0.0, 0]}
+    for side in ("on", "off"):
+        copy = root / f"inproc-{side}"
+        shutil.copytree(server.data_dir, copy)
+        (copy / "config.json").write_text(json.dumps({"authorization": side == "on"}))
+        apps[side] = build(copy, "127.0.0.1", 1)  # the port only names token audiences
+        apps[side].app.dependency_overrides[authorize] = _timed(authorize, in_authorize[side])
+    base = "https://127.0.0.1:1"
+    clients: dict[tuple[str, str], httpx.AsyncClient] = {}
+    secrets = {
+        "admin": (c["client_id"], c["client_secret"]),
+        "member": (server.member["client_id"], server.member["secret"]),
+    }
+    put_body = AuthBench._put_body(server)
+    try:
+        for side, built in apps.items():
+            transport = httpx.ASGITransport(app=built.app)
+            async with httpx.AsyncClient(transport=transport, base_url=base) as anon:
+                for caller, (client_id, secret) in secrets.items():
+                    reply = await anon.post(
+                        f"/{c['tenant_id']}/oauth2/v2.0/token",
+                        data={
+                            "grant_type": "client_credentials",
+                            "client_id": client_id,
+                            "client_secret": secret,
+                            "scope": SCOPE,
+                        },
+                    )
+                    reply.raise_for_status()
+                    clients[(side, caller)] = httpx.AsyncClient(
+                        transport=transport,
+                        base_url=base,
+                        headers={"Authorization": f"Bearer {reply.json()['access_token']}"},
+                    )
+
+        async def one(side: str, caller: str, kind: str) -> tuple[float, float]:
+            method, url, body = AuthBench._request_of(server.subscription, kind, put_body)
+            t0, c0 = time.perf_counter(), time.process_time()
+            reply = await clients[(side, caller)].request(method, url, json=body)
+            took = time.perf_counter() - t0, time.process_time() - c0
+            if reply.status_code not in (200, 201):
+                raise RuntimeError(
+                    f"in process {side} {caller} {kind}: {reply.status_code} {reply.text[:300]}"
+                )
+            return took
+
+        for caller in CALLERS:  # warm
+            for kind in AUTH_KINDS:
+                for side in ("on", "off"):
+                    for _ in range(10):
+                        await one(side, caller, kind)
+        for spent in in_authorize.values():
+            spent[0], spent[1] = 0.0, 0
+        samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        rounds = max(3, sizes.rounds // 3)
+        for r in range(rounds):
+            for caller in CALLERS:
+                for kind in AUTH_KINDS:
+                    got: dict[str, Any] = {
+                        side: {"durations": [], "server_cpu": 0.0, "truncated": False}
+                        for side in ("on", "off")
+                    }
+                    deadline = time.perf_counter() + sizes.block_seconds * 2
+                    for i in range(sizes.block_requests * 2):
+                        if time.perf_counter() >= deadline:
+                            got["on"]["truncated"] = got["off"]["truncated"] = True
+                            break
+                        for side in ("on", "off") if (i + r) % 2 == 0 else ("off", "on"):
+                            wall, cpu = await one(side, caller, kind)
+                            got[side]["durations"].append(wall)
+                            got[side]["server_cpu"] += cpu
+                    got["on_server"] = "in-process"
+                    samples.setdefault((caller, kind), []).append(got)
+                    for side, spent in in_authorize.items():
+                        got[side]["authorize_s"] = spent[0]
+                        got[side]["authorize_calls"] = spent[1]
+                        spent[0], spent[1] = 0.0, 0
+    finally:
+        for client in clients.values():
+            await client.aclose()
+        for built in apps.values():
+            built.repo.engine.dispose()
+    by_kind = {f"{c}/{k}": auth_ratios(v) for (c, k), v in samples.items()}
+    for (c, k), pairs in samples.items():
+        for side in ("on", "off"):
+            spent = sum(p[side]["authorize_s"] for p in pairs)
+            calls = sum(p[side]["authorize_calls"] for p in pairs)
+            by_kind[f"{c}/{k}"][f"{side}_authorize_us_per_req"] = round(spent / calls * 1e6, 1)
+    ratios = [x["ratio_p50_median"] for x in by_kind.values()]
+    return {
+        "what": "two apps in this process (ASGITransport) on copies of the last level's data; "
+        "'server_cpu' here is this process's CPU time (server and httpx client); "
+        "'authorize_us_per_req': wall time inside the `authorize` dependency",
+        "rounds": rounds,
+        "median_over_kinds": round(statistics.median(ratios), 3),
+        "max_over_kinds": round(max(ratios), 3),
+        "by_kind": by_kind,
+    }
+
+
+def _per_call_us(fn: Callable[[], object], n: int, repeat: int = 5) -> float:
+    """Median over `repeat` runs of the mean time of `fn()` over `n` calls, in µs."""
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        runs.append((time.perf_counter() - t0) / n * 1e6)
+    return round(statistics.median(runs), 2)
+
+
+def authorization_work(server: AuthServer, items: int) -> dict[str, Any]:
+    """The authorization work of each request, timed in this process on the server's data.
+
+    Opens the server's SQLite database (WAL: concurrent reads are safe) with the server's
+    own `SqlRbacStore` and times what `api/authorize.py` adds when authorization is on:
+    `access_for` (cached, and rebuilt as after an RBAC write) and `check` of each request
+    kind (`describe` runs with authorization off too); for a list the caller may not read
+    as a whole, also the per-item `allows` the route's `readable` makes (`items` items).
+    """
+    from sqlalchemy import create_engine
+
+    from privatelink.core.principal import Principal
+    from privatelink.store.rbac import SqlRbacStore
+
+    c = server.creds
+    who = {
+        "admin": Principal(c["tenant_id"], AuthBench._admin_oid(server), c["client_id"]),
+        "member": Principal(c["tenant_id"], server.member["object_id"], server.member["client_id"]),
+    }
+    engine = create_engine(f"sqlite:///{server.data_dir / 'privatelink.db'}")
+    try:
+        store = SqlRbacStore(engine)
+        return {
+            caller: _caller_work(store, principal, server.subscription, items)
+            for caller, principal in who.items()
+        }
+    finally:
+        engine.dispose()
+
+
+def _caller_work(store: Any, principal: Any, subscription: str, items: int) -> dict[str, Any]:
+    from privatelink.api.authorize import check
+    from privatelink.core.actions import describe
+
+    access = store.access_for(principal)
+
+    def rebuilt() -> None:
+        store.invalidate()
+        store.access_for(principal)
+
+    row: dict[str, Any] = {
+        "own_assignments": len(access.assignments),
+        "access_for_cached_us": _per_call_us(lambda: store.access_for(principal), 5000),
+        "access_for_rebuilt_us": _per_call_us(rebuilt, 200),
+    }
+    access = store.access_for(principal)
+    base = network_base(subscription)
+    for kind in AUTH_KINDS:
+        method, url, _ = AuthBench._request_of(subscription, kind, None)
+        path = url.split("?", 1)[0]
+        described = describe(method, path)
+        assert described is not None, path
+        check(access, described)
+        row[f"check_{kind}_us"] = _per_call_us(lambda d=described: check(access, d), 5000)
+        row[f"describe_{kind}_us"] = _per_call_us(lambda m=method, p=path: describe(m, p), 5000)
+        if kind == "get":
+            # The first request after an RBAC write: a new Access, nothing memoized.
+            def first(d: Any = described) -> None:
+                store.invalidate()
+                check(store.access_for(principal), d)
+
+            row["rebuilt_and_first_check_get_us"] = _per_call_us(first, 200)
+        if described.collection and not access.allows(described.action, described.scope):
+            ids = [f"{base}/privateLinkServices/pls{i}" for i in range(items)]
+            action = described.item_action
+
+            def each(ids: list[str] = ids, action: str = action) -> None:
+                for item in ids:
+                    access.allows(action, item)
+
+            row[f"{kind}_item_checks_us"] = _per_call_us(each, 2000)
+    return row
+
+
+def auth_ratios(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """On/off ratios per round (p50 latency, mean latency) and pooled server CPU."""
+    p50 = []
+    mean = []
+    for pair in pairs:
+        on, off = pair["on"]["durations"], pair["off"]["durations"]
+        p50.append(statistics.median(on) / statistics.median(off))
+        mean.append((sum(on) / len(on)) / (sum(off) / len(off)))
+
+    def pooled(side: str) -> tuple[float, int]:
+        cpu = sum(p[side]["server_cpu"] for p in pairs)
+        ops = sum(len(p[side]["durations"]) for p in pairs)
+        return cpu, ops
+
+    (con, non), (coff, noff) = pooled("on"), pooled("off")
+
+    def ms(side: str) -> float:
+        return round(
+            statistics.median(statistics.median(p[side]["durations"]) for p in pairs) * 1e3, 3
+        )
+
+    return {
+        "ratio_p50_median": round(statistics.median(p50), 3),
+        "ratio_p50_min": round(min(p50), 3),
+        "ratio_p50_max": round(max(p50), 3),
+        "ratio_p50_per_round": [round(x, 3) for x in p50],
+        "ratio_mean_median": round(statistics.median(mean), 3),
+        "server_cpu_ratio_pooled": round((con / non) / (coff / noff), 3) if coff else None,
+        "on_p50_ms": ms("on"),
+        "off_p50_ms": ms("off"),
+        "on_server_cpu_ms_per_req": round(con / non * 1e3, 3),
+        "off_server_cpu_ms_per_req": round(coff / noff * 1e3, 3),
+        "requests_per_block": [len(p["on"]["durations"]) for p in pairs],
+        "truncated_blocks": sum(p["on"]["truncated"] + p["off"]["truncated"] for p in pairs),
+        "on_server_per_round": [p["on_server"] for p in pairs],
+    }
+
+
+def print_auth_table(results: dict[str, Any]) -> None:
+    """Print the on/off ratios per level and kind, and the in-process timings."""
+    rows = []
+    aa = results["results"].get("aa_control") or {}
+    inproc = results["results"].get("in_process") or {}
+    levels = [
+        *results["results"]["levels"],
+        *([{**aa, "label": "A/A (a/b)"}] if aa else []),
+        *([{**inproc, "label": "in process"}] if inproc else []),
+    ]
+    for level in levels:
+        for name, r in level["by_kind"].items():
+            rows.append(
+                (
+                    level.get("label") or str(level["assignments"]),
+                    name,
+                    f"{r['ratio_p50_median']:.3f}",
+                    f"{r['ratio_p50_min']:.3f}-{r['ratio_p50_max']:.3f}",
+                    f"{r['server_cpu_ratio_pooled']:.3f}" if r["server_cpu_ratio_pooled"] else "-",
+                    f"{r['on_p50_ms']:.2f} / {r['off_p50_ms']:.2f}",
+                    f"{r['on_authorize_us_per_req']:.0f} / {r['off_authorize_us_per_req']:.0f}"
+                    if "on_authorize_us_per_req" in r
+                    else "",
+                )
+            )
+    head = (
+        "assignments",
+        "caller/request",
+        "on/off p50",
+        "per-round range",
+        "CPU on/off",
+        "p50 ms on / off",
+        "in authorize µs",
+    )
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is a dependency
+        for row in (head, *rows):
+            print("  ".join(f"{c:>16}" for c in row))
+        return
+    table = Table(title="privatelink: authorization on / off, per request (median of rounds)")
+    for h in head:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*row)
+    console = Console(width=160)
+    console.print(table)
+    work = Table(title="authorization work per request, in process (µs)")
+    for h in (
+        "assignments",
+        "caller",
+        "access_for cached",
+        "rebuilt",
+        "check get/list_rg/list_sub/put",
+        "per-item checks",
+    ):
+        work.add_column(h)
+    for level in results["results"]["levels"]:
+        for caller, w in level["in_process_us"].items():
+            checks = "/".join(f"{w[f'check_{k}_us']:.1f}" for k in AUTH_KINDS)
+            work.add_row(
+                str(level["assignments"]),
+                caller,
+                f"{w['access_for_cached_us']:.1f}",
+                f"{w['access_for_rebuilt_us']:.0f}",
+                checks,
+                f"{w.get('list_sub_item_checks_us', 0):.1f}",
+            )
+    console.print(work)
+
+
+def run_authorization(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """`--authorization`: the cost of RBAC enforcement per request, on vs off."""
+    sizes = AUTH_QUICK if args.quick else AUTH_FULL
+    started = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="pl-bench-authz-"))
+    bench = AuthBench(root, sizes)
+    try:
+        bench.run()
+    finally:
+        bench.close()
+        shutil.rmtree(root, ignore_errors=True)
+    results = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/control_plane.py", *(argv or sys.argv[1:])]),
+        "mode": "quick" if args.quick else "full",
+        "store": "sqlite",
+        "dataplane": "off",
+        "machine": machine(),
+        "versions": versions(),
+        "source": source_revision(),
+        "sizes": vars(sizes),
+        "total_wall_s": round(time.perf_counter() - started, 1),
+        "results": {
+            "setup": bench.setup,
+            "levels": bench.levels,
+            "aa_control": bench.aa,
+            "in_process": bench.inproc,
+        },
+    }
+    print_auth_table(results)
+    print(f"total wall time {results['total_wall_s']} s", file=sys.stderr)
+    if args.write:
+        AUTH_JSON_OUT.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {AUTH_JSON_OUT}", file=sys.stderr)
+    return 0
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -837,6 +1800,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--write", action="store_true", help=f"write JSON results to {JSON_OUT.relative_to(ROOT)}"
     )
+    parser.add_argument(
+        "--authorization",
+        action="store_true",
+        help="instead of the phases above: the cost of RBAC enforcement per request, two "
+        "servers (authorization on / off) side by side with 1, 100 and 1000 role assignments "
+        f"(--write: {AUTH_JSON_OUT.relative_to(ROOT)})",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     for var in ("NO_PROXY", "no_proxy"):
@@ -844,6 +1814,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # A SIGTERM (e.g. a timeout) unwinds like Ctrl-C, so the server is stopped and removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.authorization:
+        if args.db_url or args.dataplane != "off":
+            parser.error("--authorization runs its own SQLite servers with the data plane off")
+        return run_authorization(args, argv)
     started = time.perf_counter()
     with serve(args.db_url, args.dataplane) as server:
         bench = Bench(server, sizes)
