@@ -5,7 +5,8 @@ what they own (a managed NIC, child resources). A workflow that must also change
 re-check, another resource is here:
 
 - the connection between an endpoint and a service, with its state machine: requested
-  by the endpoint's PUT (Pending, or Approved at once when auto-approved), approved or
+  by the endpoint's PUT (Pending, or Approved at once when auto-approved or asked for
+  automatically by a holder of the service's approval right), approved or
   rejected by the provider (Pending -> Approved | Rejected; Approved -> Rejected),
   deleted by the provider (the endpoint sees Disconnected), removed from the service by
   the endpoint's DELETE; the endpoint's copy of the state and of the service's FQDNs;
@@ -81,9 +82,11 @@ def create_or_update_service(view: StateView, ctx: Context, desired: PrivateLink
 def create_or_update_endpoint(view: StateView, ctx: Context, desired: PrivateEndpoint) -> Changes:
     """PUT a private endpoint: allocate its IP, create its NIC and request the connection.
 
-    The service (found by alias or id, visibility permitting) gets the provider's record
-    of the connection: Approved at once when the consumer's subscription is auto-approved,
-    Pending otherwise. An endpoint PUT again only changes its tags and request message.
+    The service (found by alias or id, visibility for the caller permitting) gets the
+    provider's record of the connection: Approved at once when the consumer's
+    subscription is auto-approved or when an automatic request comes from a holder of the
+    approval right (refused without it), Pending otherwise. An endpoint PUT again only
+    changes its tags and request message.
     """
     endpoint, request = private_endpoint.check_request(ctx, desired)
     existing = get_typed(view, endpoint.id, PrivateEndpoint)
