@@ -145,6 +145,7 @@ def test_subscriptions_are_listed_per_principal(world: Any, admin: Identity) -> 
     with fabrikam.identity.http() as http:
         tenants = http.get("/tenants", params={"api-version": "2022-12-01"}).json()["value"]
     assert [t["tenantId"] for t in tenants] == [fabrikam.identity.tenant_id]
+    assert tenants[0]["displayName"] == fabrikam.identity.name
 
 
 def _subscription_ids(identity: Identity) -> list[str]:

@@ -125,6 +125,7 @@ def create_app(
     app.state.activity_log = tenancy.activity_log
     app.state.access_for = tenancy.access_for
     app.state.principal_exists = tenancy.directory.principal_exists
+    app.state.directory = tenancy.directory
     errors.install(app)
 
     async def arm_request(request: Request) -> None:

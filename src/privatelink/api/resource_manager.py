@@ -134,9 +134,11 @@ def get_subscription(subscription: str, plane: ControlPlane = Depends(control_pl
 
 
 @router.get("/tenants")
-def list_tenants(who: Principal = Depends(principal)) -> Response:
-    """The caller's tenant."""
+def list_tenants(request: Request, who: Principal = Depends(principal)) -> Response:
+    """The caller's tenant, named as in the directory."""
     tid = who.tenant_id
+    directory = getattr(request.app.state, "directory", None)
+    tenant = directory.get_tenant(tid) if directory is not None else None
     return arm.ok(
         {
             "value": [
@@ -144,8 +146,9 @@ def list_tenants(who: Principal = Depends(principal)) -> Response:
                     "id": f"/tenants/{tid}",
                     "tenantId": tid,
                     "tenantCategory": "Home",
-                    "displayName": "privatelink",
-                    "defaultDomain": "privatelink.local",
+                    "displayName": tenant.display_name if tenant else "privatelink",
+                    "defaultDomain": tenant.default_domain if tenant else "privatelink.local",
+                    "domains": [tenant.default_domain] if tenant else ["privatelink.local"],
                 }
             ]
         }
