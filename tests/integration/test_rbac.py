@@ -487,3 +487,18 @@ def test_graph_principals_belong_to_their_tenant(
     principals.append(stale)
     with pytest.raises(ClientAuthenticationError):
         stale.token()
+
+
+def test_tenants_is_authenticated_not_a_500(world: Any, admin: Identity) -> None:
+    # Issue 11, defect 5: GET /tenants used to answer 500 (it sat outside the gate).
+    with admin.http() as http:
+        reply = http.get("/tenants", params={"api-version": "2022-12-01"})
+    assert reply.status_code == 200
+    assert [t["tenantId"] for t in reply.json()["value"]] == [admin.tenant_id]
+    anonymous = world.server.anonymous()
+    try:
+        refused = anonymous.get("/tenants", params={"api-version": "2022-12-01"})
+    finally:
+        anonymous.close()
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "AuthenticationFailed"
