@@ -35,7 +35,7 @@ from privatelink.identity.credentials import (
     ensure_signing_key,
     write_credentials_file,
 )
-from privatelink.identity.pki import Pki, ensure_pki
+from privatelink.identity.pki import Pki, ensure_pki, restrict
 from privatelink.identity.tokens import TokenIssuer, server_audiences
 from privatelink.service import ControlPlane, Realizer, Realizers
 from privatelink.store.activity import SqlActivityLog
@@ -168,10 +168,15 @@ def build(
     subscription comes to exist (default one, first use by a tenant admin, admin API).
     """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pki = ensure_pki(data_dir)
+    pki = ensure_pki(data_dir)  # also makes the data directory 700
     client = ensure_client(data_dir)
     config = ServerConfig.load(data_dir)
-    repo = SqlRepository(db_url) if db_url else SqlRepository.sqlite_in(data_dir)
+    if db_url:
+        repo = SqlRepository(db_url)
+    else:
+        _restrict_sqlite(data_dir)
+        repo = SqlRepository.sqlite_in(data_dir)
+        _restrict_sqlite(data_dir)
     directory = SqlDirectory(repo.engine)
     ensure_default_tenant(directory, client)
     arm_audiences, graph_audiences = server_audiences(host, port)
@@ -249,6 +254,18 @@ def build(
     return Server(
         app, pki, client, url, creds_file, repo, reconciler, dns, directory=directory, issuer=issuer
     )
+
+
+def _restrict_sqlite(data_dir: Path) -> None:
+    """The SQLite database and its WAL files: mode 600, whatever they had before.
+
+    A missing database is created empty (a valid SQLite file) with mode 600, so that it
+    is never readable by others, even before the first chmod.
+    """
+    db = data_dir / SqlRepository.SQLITE_FILE
+    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        restrict(path, 0o600)
 
 
 def _subscriptions_of(repo: SqlRepository, tenant_id: str) -> list[dict[str, str]]:

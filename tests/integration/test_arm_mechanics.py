@@ -149,6 +149,54 @@ def test_if_match_and_if_none_match(server: Any, vnet_path: str) -> None:
     assert http.get(other + Q).status_code == 200
 
 
+def test_if_match_on_private_endpoint_connections(server: Any, world: Any, helpers: Any) -> None:
+    provider, _consumer, pls = _connected_pls(world, helpers)
+    http = server.http
+    (conn,) = http.get(provider.pls_id(pls.name) + "/privateEndpointConnections" + Q).json()[
+        "value"
+    ]
+    path = provider.pls_id(pls.name) + "/privateEndpointConnections/" + conn["name"]
+
+    def body(status: str) -> dict[str, Any]:
+        state = {"status": status, "description": f"set {status}", "actionsRequired": "None"}
+        return {"properties": {"privateLinkServiceConnectionState": state}}
+
+    def status() -> str:
+        state = http.get(path + Q).json()["properties"]["privateLinkServiceConnectionState"]
+        return str(state["status"])
+
+    etag = http.get(path + Q).json()["etag"]
+    assert etag
+    approved = http.put(path + Q, json=body("Approved"), headers={"If-Match": etag})
+    assert approved.status_code == 200, approved.text
+    new_etag = approved.json()["etag"]
+    assert new_etag and new_etag != etag
+
+    # The second writer holds the etag the first one already spent: refused, nothing lost.
+    stale = http.put(path + Q, json=body("Rejected"), headers={"If-Match": etag})
+    _arm_error(stale, 412, "PreconditionFailed")
+    assert status() == "Approved"
+    bogus = http.put(path + Q, json=body("Rejected"), headers={"If-Match": 'W/"nope"'})
+    _arm_error(bogus, 412, "PreconditionFailed")
+    assert status() == "Approved"
+    assert http.get(path + Q).json()["etag"] == new_etag
+
+    # If-Match: * means "the connection exists".
+    missing = path[: -len(conn["name"])] + "nope"
+    _arm_error(
+        http.put(missing + Q, json=body("Approved"), headers={"If-Match": "*"}),
+        412,
+        "PreconditionFailed",
+    )
+    _arm_error(http.delete(missing + Q, headers={"If-Match": "*"}), 412, "PreconditionFailed")
+
+    _arm_error(http.delete(path + Q, headers={"If-Match": etag}), 412, "PreconditionFailed")
+    assert status() == "Approved"
+    deleted = http.delete(path + Q, headers={"If-Match": new_etag})
+    assert deleted.status_code in (200, 202, 204), deleted.text
+    _arm_error(http.get(path + Q), 404)
+
+
 # --- api-version, body, auth -------------------------------------------------------------------
 
 

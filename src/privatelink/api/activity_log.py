@@ -57,7 +57,7 @@ CORRELATION_HEADER = "x-ms-correlation-request-id"
 CLIENT_REQUEST_HEADER = "x-ms-client-request-id"
 DEFAULT_PAGE_SIZE = 100
 MAX_ERROR_BODY = 4096
-_HEADER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HEADER_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NET_EPOCH_TICKS = 621355968000000000  # .NET ticks (100 ns) at 1970-01-01
 
 
@@ -255,7 +255,7 @@ ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 def correlation_id(value: str | None) -> str:
     """The client's correlation id when it is a plausible id, else a new GUID."""
-    if value and _HEADER_ID.match(value):
+    if value and _HEADER_ID.fullmatch(value):
         return value
     return str(uuid.uuid4())
 

@@ -26,9 +26,10 @@ from privatelink.api import (
     virtual_network,
 )
 from privatelink.api.activity_log import ActivityRecorder
-from privatelink.api.arm import check_api_version
+from privatelink.api.arm import check_api_version, check_subscription
 from privatelink.api.authorize import authorize
 from privatelink.api.gate import ArmGate, SubscriptionCreated, SubscriptionStore
+from privatelink.api.limits import BodyLimit
 from privatelink.api.paths import CanonicalPathMiddleware
 from privatelink.core.actions import describe
 from privatelink.core.authorization import Access
@@ -131,6 +132,9 @@ def create_app(
     async def arm_request(request: Request) -> None:
         # The gate (middleware) has authenticated the caller before routing.
         check_api_version(request)
+        # A malformed subscription id is a 400 before any role check or write.
+        if "subscription" in request.path_params:
+            check_subscription(request.path_params["subscription"])
 
     arm = APIRouter(dependencies=[Depends(arm_request), Depends(authorize)])
     for module in (*RESOURCES, operations, resource_manager, deployment, authorization):
@@ -158,4 +162,5 @@ def create_app(
         on_subscription_created=tenancy.on_subscription_created,
     )
     app.add_middleware(CanonicalPathMiddleware)
+    app.add_middleware(BodyLimit)
     return app

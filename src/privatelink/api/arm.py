@@ -6,16 +6,19 @@ operation responses (Azure-AsyncOperation / Location), etag preconditions, pagin
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from datetime import date
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from privatelink.api import limits
 from privatelink.core import errors
 from privatelink.core.ids import ResourceId
 from privatelink.core.ip_configuration import IpConfiguration, check_allocation_method
@@ -23,7 +26,7 @@ from privatelink.core.resource import Resource, StateView, check_resource_id
 from privatelink.store.repository import Operation
 
 LATEST_API_VERSION = "2026-03-01"
-_DATED = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(-preview)?$")
+_DATED = re.compile(r"(\d{4})-(\d{2})-(\d{2})(-preview)?")
 OLDEST_API_VERSION = "2015-05-01"
 JSON = "application/json; charset=utf-8"
 # While an operation runs, clients wait Retry-After seconds before polling again (else
@@ -31,6 +34,23 @@ JSON = "application/json; charset=utf-8"
 POLL_HINT = {"Retry-After": "1"}
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class ArmJSONResponse(JSONResponse):
+    """A JSON response that renders whatever is stored.
+
+    Non-ASCII text goes out as UTF-8; should a stored string not be encodable (a lone
+    surrogate written before requests were checked), the body falls back to ASCII with
+    `\\u` escapes, the same JSON the client sent, instead of failing the read.
+    """
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(
+                content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+            ).encode("ascii")
 
 
 class Wire(BaseModel):
@@ -106,14 +126,27 @@ def ip_configuration_wire(config: IpConfiguration, state: str) -> dict[str, Any]
 
 
 def check_api_version(request: Request) -> str:
-    """The request's api-version; a missing or unknown one is a 400."""
-    value = request.query_params.get("api-version")
+    """The request's api-version; a missing, repeated or unknown one is a 400."""
+    given = request.query_params.getlist("api-version")
+    if len(given) > 1:
+        raise MultipleApiVersions(values=", ".join(given))
+    value = given[0] if given else None
     if not value:
         raise MissingApiVersion()
-    m = _DATED.match(value)
-    if not m or not (OLDEST_API_VERSION <= value[:10] <= LATEST_API_VERSION):
+    if not valid_api_version(value):
         raise InvalidApiVersion(value=value)
     return value
+
+
+def valid_api_version(value: str) -> bool:
+    """True for a dated version (a real calendar date, optionally `-preview`) we serve."""
+    if _DATED.fullmatch(value) is None:
+        return False
+    try:
+        date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return OLDEST_API_VERSION <= value[:10] <= LATEST_API_VERSION
 
 
 class MissingApiVersion(errors.BadRequest):
@@ -123,10 +156,17 @@ class MissingApiVersion(errors.BadRequest):
 
 class InvalidApiVersion(errors.BadRequest):
     code = "InvalidApiVersionParameter"
+    echo_limit = errors.MAX_ECHO
     template = (
         "The api-version '{value}' is invalid. Supported: dated versions from "
         f"{OLDEST_API_VERSION} to {LATEST_API_VERSION}."
     )
+
+
+class MultipleApiVersions(errors.BadRequest):
+    code = "InvalidApiVersionParameter"
+    echo_limit = errors.MAX_ECHO
+    template = "The api-version query parameter may be given only once; got '{values}'."
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -134,16 +174,25 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def parse_body(model: type[M], body: Any) -> M:
-    """Validate a JSON body into a wire model; errors become one 400 with every problem."""
+    """Validate a JSON body into a wire model; errors become one 400 with every problem.
+
+    Every string must be encodable (no lone surrogate) and `tags`, where the model has
+    them, must keep within ARM's limits (`limits.check_tags`).
+    """
     if body is None:
         raise errors.InvalidRequestContent("The request body is missing.")
     if not isinstance(body, dict):
         raise errors.InvalidRequestContent("The request body must be a JSON object.")
+    limits.check_text(body)
     try:
-        return model.model_validate(body)
+        wire = model.model_validate(body)
     except ValidationError as exc:
         problems = "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
         raise errors.InvalidRequestContent(f"The request content is invalid: {problems}") from exc
+    tags = getattr(wire, "tags", None)
+    if isinstance(tags, dict):
+        limits.check_tags(tags)
+    return wire
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -182,11 +231,12 @@ def base_url(request: Request) -> str:
 
 def operation_urls(request: Request, op: Operation, location: str) -> tuple[str, str]:
     """(Azure-AsyncOperation, Location) URLs of an operation."""
-    subscription = op.resource_id.split("/")[2]  # "/subscriptions/<id>/..."
+    # Both were validated before the write; quoting keeps a header safe regardless.
+    subscription = quote(op.resource_id.split("/")[2], safe="")  # "/subscriptions/<id>/..."
     version = request.query_params.get("api-version", LATEST_API_VERSION)
     root = (
         f"{base_url(request)}/subscriptions/{subscription}/providers/Microsoft.Network"
-        f"/locations/{location or 'global'}"
+        f"/locations/{quote(location or 'global', safe='')}"
     )
     query = "?" + urlencode({"api-version": version})
     return f"{root}/operations/{op.id}{query}", f"{root}/operationResults/{op.id}{query}"
@@ -198,7 +248,7 @@ def put_response(
     """201 (created) or 200 (updated) with the resource and Azure-AsyncOperation."""
     async_url, _ = operation_urls(request, op, location)
     running = body.get("properties", {}).get("provisioningState") == "Updating"
-    return JSONResponse(
+    return ArmJSONResponse(
         body,
         status_code=201 if created else 200,
         headers={"Azure-AsyncOperation": async_url, **(POLL_HINT if running else {})},
@@ -256,7 +306,7 @@ def page(request: Request, items: list[dict[str, Any]], next_token: str | None) 
         query = {"api-version": request.query_params.get("api-version", LATEST_API_VERSION)}
         query["$skipToken"] = next_token
         body["nextLink"] = f"{base_url(request)}{request.url.path}?{urlencode(query)}"
-    return JSONResponse(body, media_type=JSON)
+    return ArmJSONResponse(body, media_type=JSON)
 
 
 def page_slice(
@@ -290,4 +340,4 @@ def skip_token(request: Request) -> str | None:
 
 def ok(body: dict[str, Any], status: int = 200) -> JSONResponse:
     """A JSON response."""
-    return JSONResponse(body, status_code=status, media_type=JSON)
+    return ArmJSONResponse(body, status_code=status, media_type=JSON)

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 
-from privatelink.api import arm, crud
+from privatelink.api import arm, crud, limits
 from privatelink.api.deps import caller, control_plane
 from privatelink.api.virtual_network import SubnetWire, render_subnet, subnet_from_wire
 from privatelink.core import errors, registry
@@ -233,6 +233,7 @@ def _prepare(
 ) -> tuple[str, dict[str, Any], Scope, dict[str, Any], Evaluator, list[Planned], Deployer]:
     """Everything checked before a template runs: a problem here is a synchronous 400."""
     deployment_id = _deployment_id(subscription, group, name)
+    limits.check_text(body)  # the template is stored and echoed back whole
     spec = _properties(body)
     location = _location(plane, subscription, group, body)
     tenant = who.principal.tenant_id if who.principal is not None else ""

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from privatelink.api.arm import JSON
+from privatelink.api.arm import JSON, ArmJSONResponse
 from privatelink.core.errors import ArmError
 from privatelink.identity.auth import AuthenticationFailed
 
@@ -20,7 +20,7 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     """`{"error": {"code", "message"}}` with a status."""
-    return JSONResponse(
+    return ArmJSONResponse(
         {"error": {"code": code, "message": message}},
         status_code=status,
         headers=headers,

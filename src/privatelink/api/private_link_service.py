@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -127,7 +128,11 @@ def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.Private
 def render_connection(
     service: core.PrivateLinkService, conn: core.PrivateEndpointConnection
 ) -> dict[str, Any]:
-    """One connection as the provider sees it."""
+    """One connection as the provider sees it.
+
+    A connection carries its service's etag: connection preconditions (If-Match) are
+    checked against the service, so any change to the service makes them stale.
+    """
     return arm.dump(
         ConnectionWire(
             id=service.connection_id(conn.name),
@@ -238,8 +243,25 @@ def get_private_endpoint_connection(
         return arm.ok(render_connection(service, conn))
 
 
+def _connection_precondition(
+    request: Request, service_id: str, connection: str
+) -> Callable[[StateView], None]:
+    """If-Match / If-None-Match on a connection, against its service's etag.
+
+    A connection that does not exist counts as absent (`If-Match: *` fails).
+    """
+
+    def check(view: StateView) -> None:
+        service = view.get(service_id)
+        exists = isinstance(service, core.PrivateLinkService) and service.connection(connection)
+        arm.check_preconditions(request, service if exists else None)
+
+    return check
+
+
 @router.put(CONNECTIONS + "/{connection}")
 def update_private_endpoint_connection(
+    request: Request,
     subscription: str,
     group: str,
     name: str,
@@ -267,6 +289,7 @@ def update_private_endpoint_connection(
         state.status,
         state.description,
         state.actions_required,
+        precondition=_connection_precondition(request, rid, connection),
     )
     with plane.read() as view:
         service, conn = core.get_connection(view, rid, connection)
@@ -289,8 +312,17 @@ def delete_private_endpoint_connection(
         current = view.get(rid)
         exists = isinstance(current, core.PrivateLinkService) and current.connection(connection)
     if not exists or current is None:
+        arm.check_preconditions(request, None)
         return arm.delete_response(request, None, "")
-    out = plane.change(who, rid, "delete", private_link.delete_connection, rid, connection)
+    out = plane.change(
+        who,
+        rid,
+        "delete",
+        private_link.delete_connection,
+        rid,
+        connection,
+        precondition=_connection_precondition(request, rid, connection),
+    )
     return arm.delete_response(request, out.operation, current.location)
 
 

@@ -258,7 +258,7 @@ class UnsupportedFilter(errors.BadRequest):
     )
 
 
-_CLAUSE = re.compile(r"^\s*(resourceGroup|name|resourceType|location)\s+eq\s+'([^']*)'\s*$", re.I)
+_CLAUSE = re.compile(r"\s*(resourceGroup|name|resourceType|location)\s+eq\s+'([^']*)'\s*", re.I)
 
 
 def parse_filter(value: str | None) -> dict[str, str]:
@@ -267,7 +267,7 @@ def parse_filter(value: str | None) -> dict[str, str]:
         return {}
     clauses: dict[str, str] = {}
     for part in re.split(r"\s+and\s+", value, flags=re.I):
-        m = _CLAUSE.match(part)
+        m = _CLAUSE.fullmatch(part)
         if not m:
             raise UnsupportedFilter(value=value[:200])
         clauses[m.group(1).lower()] = m.group(2).lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.console import Console
 from privatelink import __version__
 from privatelink.cli.az import az_command
 from privatelink.cli.tenant import DATA_DIR_HELP, subscription_group, tenant_group
+
+if TYPE_CHECKING:
+    from privatelink.server import Server
 
 console = Console()
 
@@ -52,6 +55,11 @@ def _port_free(host: str, port: int) -> bool:
     help="Realize networks in the kernel (auto: when root on Linux with nft, ip, conntrack).",
 )
 @click.option("--netns-prefix", default=None, help="Prefix of the namespaces privatelink owns.")
+@click.option(
+    "--show-secret",
+    is_flag=True,
+    help="Also print the client secret (it is always in credentials.json).",
+)
 def serve(
     host: str,
     port: int,
@@ -60,6 +68,7 @@ def serve(
     log_level: str,
     dataplane: str,
     netns_prefix: str | None,
+    show_secret: bool,
 ) -> None:
     """Run the ARM-compatible HTTPS server (and the data plane)."""
     import uvicorn
@@ -74,19 +83,9 @@ def serve(
         raise click.ClickException(f"--dataplane on: {missing}")
     use_dataplane = dataplane == "on" or (dataplane == "auto" and missing is None)
     server = build(data_dir, host, port, db_url, dataplane=use_dataplane, netns_prefix=netns_prefix)
-    console.print(f"[bold]privatelink[/] {__version__} listening on [cyan]{server.url}[/]")
-    console.print(f"  CA file:      {server.pki.ca_file}")
-    console.print(f"  tenant id:    {server.client.tenant_id}")
-    console.print(f"  client id:    {server.client.client_id}")
-    console.print(f"  client secret:{' '}{server.client.client_secret}")
-    console.print(f"  credentials:  {server.credentials_file}")
-    console.print(f"  store:        {db_url or 'sqlite in ' + str(data_dir)}", highlight=False)
-    if server.reconciler is not None:
-        console.print(f"  data plane:   on (namespaces {server.reconciler.prefix}-*)")
-        if server.dns is not None:
-            console.print(f"  private DNS:  {server.dns.address}:{server.dns.port} in every VNet")
-    else:
-        console.print(f"  data plane:   off{' (' + missing + ')' if missing else ''}")
+    store = db_url or f"sqlite in {data_dir}"
+    for line in banner(server, show_secret, store=store, dataplane_missing=missing):
+        console.print(line, highlight=False, soft_wrap=True)
     uvicorn.run(
         server.app,
         host=host,
@@ -97,6 +96,39 @@ def serve(
         # Idle TLS keep-alive clients would otherwise hold shutdown for ~30 s.
         timeout_graceful_shutdown=3,
     )
+
+
+def banner(
+    server: Server,
+    show_secret: bool,
+    *,
+    store: str = "",
+    dataplane_missing: str | None = None,
+) -> list[str]:
+    """What `serve` prints at start (rich markup), one line each.
+
+    The client secret is printed only when asked for: stdout ends up in logs and
+    terminals' scrollback; credentials.json (mode 600) is where clients read it.
+    """
+    lines = [
+        f"[bold]privatelink[/] {__version__} listening on [cyan]{server.url}[/]",
+        f"  CA file:      {server.pki.ca_file}",
+        f"  tenant id:    {server.client.tenant_id}",
+        f"  client id:    {server.client.client_id}",
+    ]
+    if show_secret:
+        lines.append(f"  client secret: {server.client.client_secret}")
+    lines.append(f"  credentials:  {server.credentials_file} (holds the client secret)")
+    if store:
+        lines.append(f"  store:        {store}")
+    if server.reconciler is not None:
+        lines.append(f"  data plane:   on (namespaces {server.reconciler.prefix}-*)")
+        if server.dns is not None:
+            lines.append(f"  private DNS:  {server.dns.address}:{server.dns.port} in every VNet")
+    else:
+        why = f" ({dataplane_missing})" if dataplane_missing else ""
+        lines.append(f"  data plane:   off{why}")
+    return lines
 
 
 def _data_dir(value: Path | None) -> Path:

@@ -589,7 +589,7 @@ def parse_scope(value: str, *, allow_root: bool = False) -> str:
 # --- ids and names -------------------------------------------------------------------------
 
 _ROLE_DEFINITION_ID = re.compile(
-    r"^(?:/.*)?/providers/microsoft\.authorization/roledefinitions/([^/]+)/?$", re.IGNORECASE
+    r"(?:/.*)?/providers/microsoft\.authorization/roledefinitions/([^/]+)/?", re.IGNORECASE
 )
 
 
@@ -598,7 +598,7 @@ def parse_role_definition_id(value: str) -> str:
     text = (value or "").strip()
     if is_guid(text):
         return text.lower()
-    m = _ROLE_DEFINITION_ID.match(text)
+    m = _ROLE_DEFINITION_ID.fullmatch(text)
     if m and is_guid(m.group(1)):
         return m.group(1).lower()
     raise InvalidRoleDefinitionId(id=text[:300])
@@ -690,14 +690,14 @@ def updated_assignment(existing: RoleAssignment, wanted: RoleAssignment) -> Role
     )
 
 
-_ACTION = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9*._\-]*(/[A-Za-z0-9*._\-]+)*$")
+_ACTION = re.compile(r"[A-Za-z0-9*][A-Za-z0-9*._\-]*(/[A-Za-z0-9*._\-]+)*")
 MAX_ROLE_NAME = 512
 
 
 def check_action(pattern: str) -> str:
     """An action pattern of a custom role: `*`, `*/read`, `Namespace/type/verb`..."""
     text = pattern.strip() if isinstance(pattern, str) else ""
-    if not text or len(text) > 1024 or not _ACTION.match(text):
+    if not text or len(text) > 1024 or not _ACTION.fullmatch(text):
         raise InvalidActionOrNotAction(action=str(pattern)[:300])
     return text
 

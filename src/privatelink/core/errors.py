@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+# A rejected value echoed back in a message is cut to this many characters (then "...").
+MAX_ECHO = 200
+# Any other field (resource ids, reasons): longer than any valid id, still bounded.
+MAX_FIELD = 1024
+
+
+def clip(value: str, limit: int = MAX_ECHO) -> str:
+    """A user value as echoed in an error message: at most `limit` characters, then '...'."""
+    return value if len(value) <= limit else value[:limit] + "..."
+
 
 class ArmError(Exception):
     """Base of every error that reaches a client as an ARM error body."""
@@ -17,11 +27,15 @@ class ArmError(Exception):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "BadRequest"
     template: ClassVar[str] = "{message}"
+    # How much of each string field the message shows (fields may be user input).
+    echo_limit: ClassVar[int] = MAX_FIELD
 
     def __init__(self, message: str | None = None, **fields: Any) -> None:
         self.fields = fields
         if message is None:
-            message = self.template.format(**fields)
+            limit = self.echo_limit
+            shown = {k: clip(v, limit) if isinstance(v, str) else v for k, v in fields.items()}
+            message = self.template.format(**shown)
         self.message = message
         super().__init__(message)
 
@@ -53,13 +67,15 @@ class InvalidResourceId(BadRequest):
 
     def __init__(self, value: str, expected: str | None = None) -> None:
         want = f" of type {expected}" if expected else ""
+        shown = clip(value, MAX_FIELD)
         super().__init__(
-            f"Property id '{value}' is not a valid Microsoft.Network resource id{want}."
+            f"Property id '{shown}' is not a valid Microsoft.Network resource id{want}."
         )
 
 
 class InvalidResourceName(BadRequest):
     code = "InvalidResourceName"
+    echo_limit = MAX_ECHO
     template = (
         "Resource name '{name}' is invalid: use 1-80 letters, digits, '_', '.' or '-', "
         "starting with a letter, digit or '_' and not ending with '.' or '-'."
@@ -68,11 +84,13 @@ class InvalidResourceName(BadRequest):
 
 class InvalidResourceGroupName(BadRequest):
     code = "InvalidResourceGroupName"
+    echo_limit = MAX_ECHO
     template = "Resource group name '{name}' is invalid."
 
 
 class InvalidSubscriptionId(BadRequest):
     code = "InvalidSubscriptionId"
+    echo_limit = MAX_ECHO
     template = "The provided subscription identifier '{value}' is malformed or invalid."
 
 
@@ -83,6 +101,7 @@ class LocationRequired(BadRequest):
 
 class InvalidLocation(BadRequest):
     code = "LocationNotAvailableForResourceType"
+    echo_limit = MAX_ECHO
     template = "'{value}' is not a valid region name (letters and digits, e.g. 'eastus')."
 
 

@@ -13,10 +13,10 @@ from privatelink.core.errors import InvalidResourceId
 
 NETWORK = "Microsoft.Network"
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # ARM resource names: no slashes, no control characters, bounded length.
-_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.\-]{0,78}[A-Za-z0-9_])?$")
-_RG = re.compile(r"^[-\w._()]{1,90}$")
+_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.\-]{0,78}[A-Za-z0-9_])?")
+_RG = re.compile(r"[-\w._()]{1,90}")
 
 
 def key(resource_id: str) -> str:
@@ -26,17 +26,17 @@ def key(resource_id: str) -> str:
 
 def is_guid(value: str) -> bool:
     """True when `value` is a GUID in its 8-4-4-4-12 text form."""
-    return bool(_GUID.match(value))
+    return bool(_GUID.fullmatch(value))
 
 
 def valid_name(name: str) -> bool:
     """True for a valid network resource (or child) name."""
-    return bool(_NAME.match(name)) and not name.endswith(".")
+    return bool(_NAME.fullmatch(name)) and not name.endswith(".")
 
 
 def valid_resource_group(name: str) -> bool:
     """True for a valid resource group name (ARM: 1-90 chars, no trailing period)."""
-    return bool(_RG.match(name)) and not name.endswith(".")
+    return bool(_RG.fullmatch(name)) and not name.endswith(".")
 
 
 @dataclass(frozen=True)

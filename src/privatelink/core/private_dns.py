@@ -37,7 +37,7 @@ SOA_EMAIL = "azureprivatedns-host.microsoft.com"
 SOA_TIMES = {"refresh": 3600, "retry": 300, "expire": 2419200, "minimum": 10}
 SOA_TTL = 3600
 
-_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 SUPPORTED_RECORD_TYPES = ("A",)
 
 
@@ -135,7 +135,7 @@ def normalize_zone_name(name: str) -> str:
     ok = (
         len(domain) <= 253
         and len(labels) >= 2
-        and all(_LABEL.match(label) for label in labels)
+        and all(_LABEL.fullmatch(label) for label in labels)
         and not labels[-1].isdigit()
     )
     if not ok:
@@ -152,7 +152,9 @@ def normalize_record_name(name: str, zone: str) -> str:
     ok = (
         bool(relative)
         and len(relative) + 1 + len(zone) <= 253
-        and all(_LABEL.match(label) or (i == 0 and label == "*") for i, label in enumerate(labels))
+        and all(
+            _LABEL.fullmatch(label) or (i == 0 and label == "*") for i, label in enumerate(labels)
+        )
     )
     if not ok:
         raise errors.InvalidRecordSetName(name=name, zone=zone)

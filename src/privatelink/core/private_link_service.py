@@ -40,7 +40,7 @@ DISCONNECTED = "Disconnected"
 STATUSES = (PENDING, APPROVED, REJECTED, DISCONNECTED)
 EVERYONE = "*"
 
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ def _check_fqdns(fqdns: tuple[str, ...]) -> tuple[str, ...]:
     cleaned = []
     for fqdn in fqdns:
         name = fqdn.strip().rstrip(".")
-        if not name or len(name) > 253 or not all(_LABEL.match(p) for p in name.split(".")):
+        if not name or len(name) > 253 or not all(_LABEL.fullmatch(p) for p in name.split(".")):
             raise errors.InvalidFqdn(value=fqdn)
         cleaned.append(name)
     return tuple(dict.fromkeys(cleaned))

@@ -18,7 +18,7 @@ from privatelink.core.limits import Limits
 from privatelink.core.principal import Principal
 
 SUCCEEDED = "Succeeded"
-_LOCATION = re.compile(r"^[a-z][a-z0-9]{1,39}$")
+_LOCATION = re.compile(r"[a-z][a-z0-9]{1,39}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +121,7 @@ def normalize_location(location: str | None) -> str:
     if not location or not location.strip():
         raise errors.LocationRequired()
     normal = location.replace(" ", "").lower()
-    if not _LOCATION.match(normal):
+    if not _LOCATION.fullmatch(normal):
         raise errors.InvalidLocation(value=location)
     return normal
 

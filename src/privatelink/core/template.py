@@ -232,7 +232,7 @@ def _resource_id(ev: Evaluator, *args: Any) -> str:
 
 
 def _looks_like_guid(value: str) -> bool:
-    return bool(re.match(r"^[0-9a-fA-F-]{36}$", value))
+    return bool(re.fullmatch(r"[0-9a-fA-F-]{36}", value))
 
 
 def _reference(ev: Evaluator, target: Any, api_version: Any = None, full: Any = None) -> Any:

@@ -27,12 +27,12 @@ TABLE = "privatelink"
 ENDPOINT_TABLE = 100
 ENDPOINT_RULE_PREF = 500
 LOCAL_RULE_PREF = 1000
-_PREFIX = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+_PREFIX = re.compile(r"[a-z][a-z0-9]{0,7}")
 
 
 def check_prefix(prefix: str) -> str:
     """A namespace prefix: 1-8 lower-case letters/digits, starting with a letter."""
-    if not _PREFIX.match(prefix):
+    if not _PREFIX.fullmatch(prefix):
         raise ValueError(
             f"invalid namespace prefix {prefix!r}: 1-8 of [a-z0-9], starting with a letter"
         )

@@ -40,7 +40,7 @@ from privatelink.identity.tokens import TokenIssuer
 log = logging.getLogger("privatelink.admin")
 
 PREFIX = "/privatelink/admin"
-TENANT_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
+TENANT_NAME = re.compile(r"[A-Za-z0-9-]{1,63}")
 #: Called with (subscription id, tenant id, owner's object id) when a subscription is new.
 SubscriptionCreated = Callable[[str, str, str], object]
 
@@ -117,7 +117,7 @@ class AdminError(Exception):
 
 def check_tenant_name(name: Any) -> str:
     """`name` when it is a valid tenant name, else `AdminError` 400 `InvalidTenantName`."""
-    if not isinstance(name, str) or not TENANT_NAME.match(name) or _is_guid(name):
+    if not isinstance(name, str) or not TENANT_NAME.fullmatch(name) or _is_guid(name):
         raise AdminError(
             400,
             "InvalidTenantName",

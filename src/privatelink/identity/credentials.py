@@ -27,7 +27,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from privatelink.identity.pki import data_dir_lock, write_file_atomic
+from privatelink.identity.pki import data_dir_lock, restrict, write_file_atomic
 
 IDENTITY_FILE = "identity.json"
 CREDENTIALS_FILE = "credentials.json"
@@ -76,6 +76,7 @@ def ensure_client(data_dir: Path) -> ClientCredentials:
     path = data_dir / IDENTITY_FILE
     with data_dir_lock(data_dir):
         if path.exists():
+            restrict(path, 0o600)
             return _load_client(path)
         creds = new_client()
         write_file_atomic(path, _dump_json(asdict(creds)), 0o600)
@@ -144,6 +145,7 @@ def ensure_signing_key(data_dir: Path) -> rsa.RSAPrivateKey:
     path = data_dir / SIGNING_KEY_FILE
     with data_dir_lock(data_dir):
         if path.exists():
+            restrict(path, 0o600)
             try:
                 key = serialization.load_pem_private_key(path.read_bytes(), password=None)
             except (OSError, ValueError, TypeError) as exc:

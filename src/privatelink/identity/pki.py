@@ -12,8 +12,9 @@ for other hosts. When the server certificate has to be replaced (expired, or fil
 missing/corrupt), the whole PKI is regenerated and clients must pick up the new
 ``ca.pem``.
 
-Also hosts :func:`write_file_atomic` and :func:`data_dir_lock`, shared by the identity
-modules that persist files.
+Also hosts :func:`write_file_atomic`, :func:`restrict` and :func:`data_dir_lock`, shared
+by the identity modules that persist files. The data directory is kept at mode 700 and
+every secret in it at 600, also when it comes from an older, laxer start.
 """
 
 from __future__ import annotations
@@ -86,6 +87,16 @@ def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
+def restrict(path: Path, mode: int) -> None:
+    """Set ``path``'s mode to exactly ``mode`` if it exists.
+
+    Creating files with the right mode is not enough: a file or directory left by an
+    older version, a restore or a careless ``chmod`` keeps its mode until we fix it.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        path.chmod(mode)
+
+
 @contextlib.contextmanager
 def data_dir_lock(data_dir: Path) -> Iterator[None]:
     """Serialize first-run file creation between processes sharing ``data_dir``.
@@ -94,6 +105,8 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
     ``ca.pem`` from one, ``server.pem`` from the other) that never verifies.
     """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # mkdir's mode is subject to umask, and the directory may be older: make it exact.
+    data_dir.chmod(0o700)
     if fcntl is None:  # pragma: no cover - non-POSIX
         yield
         return
@@ -120,6 +133,7 @@ def ensure_pki(data_dir: Path) -> Pki:
     with data_dir_lock(data_dir):
         if not _is_usable(pki):
             _generate(pki)
+        restrict(pki.key_file, 0o600)
     return pki
 
 

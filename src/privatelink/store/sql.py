@@ -274,6 +274,9 @@ class SqlUnitOfWork(SqlView):
 class SqlRepository:
     """The repository on a SQLAlchemy engine."""
 
+    #: The default store's file name in the data directory.
+    SQLITE_FILE = "privatelink.db"
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = create_engine(url, future=True)
@@ -295,7 +298,7 @@ class SqlRepository:
     @classmethod
     def sqlite_in(cls, data_dir: Path) -> SqlRepository:
         """The default store: a SQLite file in the data directory."""
-        return cls(f"sqlite:///{data_dir / 'privatelink.db'}")
+        return cls(f"sqlite:///{data_dir / cls.SQLITE_FILE}")
 
     @contextmanager
     def read(self) -> Iterator[SqlView]:
