@@ -22,9 +22,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from privatelink.api.app import DEFAULT_PAGE_SIZE, Tenancy, create_app
-from privatelink.api.gate import SubscriptionCreated
 from privatelink.core.authorization import OWNER, RoleAssignment, RoleAssignmentExists
 from privatelink.core.limits import Limits
+from privatelink.core.principal import SubscriptionCreated, no_owner
 from privatelink.dataplane import names
 from privatelink.dataplane.reconciler import Reconciler
 from privatelink.dns.server import DnsServer
@@ -149,10 +149,6 @@ def ensure_default_tenant(directory: SqlDirectory, client: ClientCredentials) ->
     return tenant
 
 
-def _no_owner(_subscription: str, _tenant: str, _owner: str) -> None:
-    """Default `on_subscription_created`: nothing to record."""
-
-
 def build(
     data_dir: Path,
     host: str,
@@ -160,7 +156,7 @@ def build(
     db_url: str | None = None,
     dataplane: bool = False,
     netns_prefix: str | None = None,
-    on_subscription_created: SubscriptionCreated = _no_owner,
+    on_subscription_created: SubscriptionCreated = no_owner,
 ) -> Server:
     """Create (first start) or load the data directory and assemble the app.
 

@@ -28,12 +28,12 @@ from privatelink.api import (
 from privatelink.api.activity_log import ActivityRecorder
 from privatelink.api.arm import check_api_version, check_subscription
 from privatelink.api.authorize import authorize
-from privatelink.api.gate import ArmGate, SubscriptionCreated, SubscriptionStore
+from privatelink.api.gate import ArmGate, SubscriptionStore
 from privatelink.api.limits import BodyLimit
 from privatelink.api.paths import CanonicalPathMiddleware
 from privatelink.core.actions import describe
 from privatelink.core.authorization import Access
-from privatelink.core.principal import Principal
+from privatelink.core.principal import Principal, SubscriptionCreated
 from privatelink.core.registry import ResourceType
 from privatelink.identity.auth import bearer_principal
 from privatelink.identity.graph import build_graph_router

@@ -31,13 +31,11 @@ from starlette.responses import Response
 from privatelink.api.errors import error_response
 from privatelink.api.paths import is_arm_path
 from privatelink.core.ids import is_guid
-from privatelink.core.principal import Principal
+from privatelink.core.principal import Principal, SubscriptionCreated, no_owner
 from privatelink.identity.auth import AuthenticationFailed
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
-#: Called with (subscription id, tenant id, owner's object id) when a subscription is new.
-SubscriptionCreated = Callable[[str, str, str], object]
 
 
 class SubscriptionStore(Protocol):
@@ -52,10 +50,6 @@ class TenantAdmins(Protocol):
     """Who administers a tenant (satisfied by `SqlDirectory`)."""
 
     def is_admin(self, tenant_id: str, object_id: str) -> bool: ...
-
-
-def _no_owner(_subscription: str, _tenant: str, _owner: str) -> None:
-    """Default `on_subscription_created`: nothing to record."""
 
 
 def wrong_tenant_message(token_issuer: str, tenant_issuer: str, authority: str) -> str:
@@ -81,7 +75,7 @@ class ArmGate:
         subscriptions: SubscriptionStore,
         admins: TenantAdmins,
         issuer_for: Callable[[str], str],
-        on_subscription_created: SubscriptionCreated = _no_owner,
+        on_subscription_created: SubscriptionCreated = no_owner,
     ) -> None:
         """Wrap `app`.
 

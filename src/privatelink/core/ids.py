@@ -7,6 +7,8 @@ resource was created with for display and use `key()` (lower-case) for identity.
 from __future__ import annotations
 
 import re
+import secrets
+import uuid
 from dataclasses import dataclass
 
 from privatelink.core.errors import InvalidResourceId
@@ -27,6 +29,11 @@ def key(resource_id: str) -> str:
 def is_guid(value: str) -> bool:
     """True when `value` is a GUID in its 8-4-4-4-12 text form."""
     return bool(_GUID.fullmatch(value))
+
+
+def new_guid() -> str:
+    """A random (version 4) GUID string drawn from the ``secrets`` CSPRNG."""
+    return str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
 
 
 def valid_name(name: str) -> bool:

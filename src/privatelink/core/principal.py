@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+#: Called with (subscription id, tenant id, owner's object id) when a subscription comes
+#: to exist (first use by a tenant admin, the admin API, the server's default one); the
+#: server makes the owner its `Owner` there.
+SubscriptionCreated = Callable[[str, str, str], object]
+
+
+def no_owner(_subscription: str, _tenant: str, _owner: str) -> None:
+    """The default `SubscriptionCreated`: nothing to record."""
 
 
 @dataclass(frozen=True)

@@ -32,17 +32,15 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
-from privatelink.core.principal import Principal
+from privatelink.core.ids import new_guid
+from privatelink.core.principal import Principal, SubscriptionCreated, no_owner
 from privatelink.identity.auth import AuthenticationFailed, principal_from_header
-from privatelink.identity.credentials import new_guid
 from privatelink.identity.tokens import TokenIssuer
 
 log = logging.getLogger("privatelink.admin")
 
 PREFIX = "/privatelink/admin"
 TENANT_NAME = re.compile(r"[A-Za-z0-9-]{1,63}")
-#: Called with (subscription id, tenant id, owner's object id) when a subscription is new.
-SubscriptionCreated = Callable[[str, str, str], object]
 
 
 class TenantRecord(Protocol):
@@ -135,10 +133,6 @@ def _is_guid(value: str) -> bool:
     return True
 
 
-def _no_owner(_subscription: str, _tenant: str, _owner: str) -> None:
-    """Default `on_subscription_created`: nothing to record."""
-
-
 def build_admin_router(
     issuer: TokenIssuer,
     directory: TenantDirectory,
@@ -147,7 +141,7 @@ def build_admin_router(
     *,
     server_url: str,
     ca_file: str,
-    on_subscription_created: SubscriptionCreated = _no_owner,
+    on_subscription_created: SubscriptionCreated = no_owner,
 ) -> APIRouter:
     """The admin routes under `/privatelink/admin`.
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from privatelink.core.ids import new_guid
 from privatelink.identity.pki import data_dir_lock, restrict, write_file_atomic
 
 IDENTITY_FILE = "identity.json"
@@ -48,11 +49,6 @@ class ClientCredentials:
     client_id: str
     client_secret: str
     object_id: str
-
-
-def new_guid() -> str:
-    """Return a random (version 4) GUID string drawn from the ``secrets`` CSPRNG."""
-    return str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
 
 
 def new_client() -> ClientCredentials:

@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from privatelink.identity.credentials import new_guid
+from privatelink.core.ids import new_guid
 from privatelink.identity.tokens import TokenIssuer, TokenRequestError
 
 #: Token requests are a few hundred bytes; refuse to buffer anything much larger.

@@ -37,8 +37,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from privatelink.core.ids import new_guid
 from privatelink.core.principal import Principal
-from privatelink.identity.credentials import ClientCredentials, new_guid
+from privatelink.identity.credentials import ClientCredentials
 
 DEFAULT_ISSUER_BASE = "https://sts.privatelink.local"
 

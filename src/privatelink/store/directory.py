@@ -39,6 +39,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from privatelink.core.ids import new_guid
+
 metadata = MetaData()
 
 tenants = Table(
@@ -161,11 +163,6 @@ class ServicePrincipal:
     display_name: str
     app_object_id: str
     created: str
-
-
-def new_guid() -> str:
-    """A random (version 4) GUID from the CSPRNG."""
-    return str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
 
 
 def new_secret() -> str:
