@@ -151,10 +151,10 @@ def serve(
     data_dir = tmp / "data"
     data_dir.mkdir(mode=0o700)
     port = free_port()
-    cmd = [sys.executable, "-m", "privatelink.cli.main", "serve", "--dataplane", "on"]
-    cmd += ["--data-dir", str(data_dir), "--port", str(port), "--netns-prefix", prefix]
     log_file = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        server_command(data_dir, port, prefix), stdout=log_file, stderr=subprocess.STDOUT
+    )
     if on_start is not None:
         on_start(proc.pid)
     try:
@@ -168,17 +168,27 @@ def serve(
     finally:
         stop_process(proc)
         log_file.close()
-        sweep = [sys.executable, "-m", "privatelink.cli.main", "cleanup", "--netns-prefix", prefix]
-        done = subprocess.run(sweep, capture_output=True, text=True, timeout=300, check=False)
-        log(f"cleanup --netns-prefix {prefix}: {done.stdout.splitlines()[:1]}")
-        # If the CLI could not run (e.g. src/ is being edited), remove them ourselves.
-        left = [
-            n for n in os.listdir("/run/netns") if n.startswith((f"{prefix}-v-", f"{prefix}-n-"))
-        ]
-        for netns in left:
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
-        if left:
-            log(f"removed {len(left)} namespaces the cleanup command left")
+        sweep(prefix)
+
+
+def server_command(data_dir: Path, port: int, prefix: str) -> list[str]:
+    """argv of `privatelink serve --dataplane on` on a data dir, port and namespace prefix
+    (the same argv restarts a server on the same state)."""
+    cmd = [sys.executable, "-m", "privatelink.cli.main", "serve", "--dataplane", "on"]
+    return [*cmd, "--data-dir", str(data_dir), "--port", str(port), "--netns-prefix", prefix]
+
+
+def sweep(prefix: str) -> None:
+    """`privatelink cleanup --netns-prefix`, then remove whatever namespace of the prefix
+    is left (e.g. when the CLI cannot run because src/ is being edited)."""
+    cmd = [sys.executable, "-m", "privatelink.cli.main", "cleanup", "--netns-prefix", prefix]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    log(f"cleanup --netns-prefix {prefix}: {done.stdout.splitlines()[:1]}")
+    left = [n for n in os.listdir("/run/netns") if n.startswith((f"{prefix}-v-", f"{prefix}-n-"))]
+    for netns in left:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+    if left:
+        log(f"removed {len(left)} namespaces the cleanup command left")
 
 
 def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict[str, str]:

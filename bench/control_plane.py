@@ -53,11 +53,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import datetime
 import json
 import math
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -1635,6 +1637,520 @@ def run_authorization(args: argparse.Namespace, argv: list[str] | None) -> int:
     return 0
 
 
+# --- API speed: the real server next to a minimal FastAPI app (--api-speed) ----------------
+
+API_JSON_OUT = ROOT / "docs" / "benchmarks-api-speed.json"
+MINIMAL_APP = ROOT / "bench" / "api_minimal.py"
+READY_SECONDS = 30.0
+#: uvicorn's loop and HTTP implementation as `privatelink serve` sets them (cli/main.py);
+#: the baseline gets the same. Checked at run time against the libraries each process
+#: has loaded (`_event_loop_of`).
+SERVE_LOOP = "uvloop"
+SERVE_HTTP = "h11"
+#: wrk's Lua hooks: a bearer token on every request, and the summary as one JSON line.
+WRK_SCRIPT = """
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("PL_BENCH_TOKEN")
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'PLBENCH {"requests":%d,"duration_us":%d,"bytes":%d,"status_errors":%d,' ..
+    '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"timeouts":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\\n',
+    summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read,
+    e.write, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+@dataclass(frozen=True)
+class SpeedSizes:
+    """Seconds per wrk run, rounds (each runs both servers, order swapped every round)."""
+
+    seconds: int
+    rounds: int
+    latency_seconds: int
+    latency_rounds: int
+    connections: int = 16
+    connections_pending: int = 4  # private endpoints on the PLS (half of them approved)
+
+
+SPEED_FULL = SpeedSizes(seconds=8, rounds=5, latency_seconds=5, latency_rounds=3)
+SPEED_QUICK = SpeedSizes(seconds=4, rounds=2, latency_seconds=3, latency_rounds=1)
+
+
+def _pin(pid: int, cpus: set[int] | None) -> None:
+    """Restrict every thread of a process we started to `cpus` (threads it makes later
+    inherit the creating thread's mask). None: leave it alone."""
+    if cpus is None:
+        return
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that just ended
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def _event_loop_of(pid: int) -> dict[str, bool]:
+    """Whether a process has uvloop / httptools loaded (what uvicorn's "auto" picked)."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return {}
+    return {"uvloop": "uvloop" in maps, "httptools": "httptools" in maps}
+
+
+class ApiSpeed:
+    """The real server and the minimal app, driven alternately by wrk."""
+
+    def __init__(self, server: RunningServer, root: Path, sizes: SpeedSizes, pin: bool) -> None:
+        self.server = server
+        self.root = root
+        self.sizes = sizes
+        c = server.creds
+        self.creds = c
+        self.http = httpx.Client(
+            base_url=c["url"], verify=c["ca_file"], timeout=60, trust_env=False
+        )
+        self.token = _token(self.http, c["tenant_id"], c["client_id"], c["client_secret"], SCOPE)
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
+        two = (os.cpu_count() or 1) >= 2
+        # wrk on CPU 0, each server on CPU 1: a server gets one core to itself (it is one
+        # Python process; the GIL keeps it near one core anyway) and the client's CPU is
+        # not taken from it.
+        self.client_cpus: set[int] | None = {0} if pin and two else None
+        self.server_cpus: set[int] | None = {1} if pin and two else None
+        self.minimal: subprocess.Popen[bytes] | None = None
+        self.minimal_url = ""
+        self.path = ""
+        self.body = b""
+
+    def close(self) -> None:
+        self.http.close()
+        stop_process(self.minimal, timeout=15)
+
+    # the provider world ------------------------------------------------------------------
+
+    def _put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        got = _expect(self.http.put(path, params={"api-version": API_VERSION}, json=body), 200, 201)
+        state = got.get("properties", {}).get("provisioningState")
+        if state != "Succeeded":
+            raise RuntimeError(f"PUT {path}: provisioningState {state}")
+        return got
+
+    def build_world(self) -> None:
+        """A PLS on a Standard LB with `connections_pending` private endpoints (half approved)."""
+        provider = self.creds["subscription_id"]
+        consumer = str(uuid.uuid4())  # created on first use by the tenant admin
+        pbase, cbase = network_base(provider), network_base(consumer)
+        self._put(
+            f"{pbase}/virtualNetworks/vp",
+            vnet_body("10.0.0.0/16", {"fe": ("10.0.0.0/24", False), "nat": ("10.0.1.0/24", True)}),
+        )
+        self._put(f"{pbase}/loadBalancers/lb", lb_body(pbase, "lb", 1))
+        frontend = f"{pbase}/loadBalancers/lb/frontendIPConfigurations/fe0"
+        self.path = f"{pbase}/privateLinkServices/pls"
+        pls = self._put(self.path, pls_body(pbase, frontend, consumer, "api.example"))
+        alias = pls["properties"]["alias"]
+        self._put(
+            f"{cbase}/virtualNetworks/vc", vnet_body("10.2.0.0/16", {"pe": ("10.2.0.0/24", False)})
+        )
+        for i in range(self.sizes.connections_pending):
+            self._put(
+                f"{cbase}/privateEndpoints/pe{i}",
+                pe_body(f"{cbase}/virtualNetworks/vc/subnets/pe", alias),
+            )
+        conns = _expect(
+            self.http.get(
+                f"{self.path}/privateEndpointConnections", params={"api-version": API_VERSION}
+            ),
+            200,
+        )["value"]
+        for conn in conns[: len(conns) // 2]:
+            body = {
+                "properties": {
+                    "privateLinkServiceConnectionState": {
+                        "status": "Approved",
+                        "description": "approved by bench",
+                    }
+                }
+            }
+            reply = self.http.put(
+                f"{self.path}/privateEndpointConnections/{conn['name']}",
+                params={"api-version": API_VERSION},
+                json=body,
+            )
+            _expect(reply, 200)
+        reply = self.http.get(self.path, params={"api-version": API_VERSION})
+        _expect(reply, 200)
+        self.body = reply.content
+        got = json.loads(self.body)
+        if len(got["properties"]["privateEndpointConnections"]) != len(conns):
+            raise RuntimeError("the PLS does not list its connections")
+
+    # the baseline ------------------------------------------------------------------------
+
+    def start_minimal(self, loop: str, http: str) -> None:
+        """The minimal app in its own process, same cert and key, answering `self.body`."""
+        body_file = self.root / "body.json"
+        body_file.write_bytes(self.body)
+        pki = self.server.data_dir
+        port = free_port()
+        cmd = [sys.executable, str(MINIMAL_APP), "--port", str(port), "--path", self.path]
+        cmd += ["--certfile", str(pki / "server.pem"), "--keyfile", str(pki / "server-key.pem")]
+        cmd += ["--body", str(body_file), "--loop", loop, "--http", http]
+        with (self.root / "minimal.log").open("ab") as out:
+            self.minimal = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.minimal_url = f"https://127.0.0.1:{port}"
+        deadline = time.monotonic() + READY_SECONDS
+        with httpx.Client(verify=self.creds["ca_file"], trust_env=False, timeout=5) as probe:
+            while time.monotonic() < deadline:
+                if self.minimal.poll() is not None:
+                    raise RuntimeError(f"the minimal app exited ({self.minimal.returncode})")
+                try:
+                    reply = probe.get(f"{self.minimal_url}{self.path}")
+                    if reply.status_code == 200:
+                        if reply.content != self.body:
+                            raise RuntimeError("the minimal app answers other bytes")
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        raise TimeoutError("the minimal app did not start")
+
+    # load --------------------------------------------------------------------------------
+
+    def wrk(self, base: str, pid: int, connections: int, seconds: int) -> dict[str, Any]:
+        """One wrk run against `base` (keep-alive, `connections` clients, a bearer token)."""
+        script = self.root / "wrk.lua"
+        script.write_text(WRK_SCRIPT)
+        url = f"{base}{self.path}?api-version={API_VERSION}"
+        threads = min(2, connections)
+        argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s"]
+        argv += ["--timeout", "10s", "-s", str(script), url]
+        if self.client_cpus is not None:
+            argv = ["taskset", "-c", ",".join(map(str, sorted(self.client_cpus))), *argv]
+        _pin(pid, self.server_cpus)
+        env = {**os.environ, "PL_BENCH_TOKEN": self.token}
+        cpu0, w0 = process_cpu(pid), time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            out, err = proc.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        wall = time.perf_counter() - w0
+        server_cpu = process_cpu(pid) - cpu0
+        # The child's CPU (wrk, via taskset's exec): rusage of our reaped children.
+        line = next((x for x in out.decode().splitlines() if x.startswith("PLBENCH ")), None)
+        if proc.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed ({proc.returncode}): {err.decode()[-500:]}")
+        r = json.loads(line.removeprefix("PLBENCH "))
+        n = max(1, r["requests"])
+        errors = sum(
+            r[k]
+            for k in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+        )
+        return {
+            "connections": connections,
+            "requests": r["requests"],
+            "errors": errors,
+            "req_per_s": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+            "p50_ms": round(r["p50_us"] / 1000, 2),
+            "p90_ms": round(r["p90_us"] / 1000, 2),
+            "p99_ms": round(r["p99_us"] / 1000, 2),
+            "max_ms": round(r["max_us"] / 1000, 2),
+            "mean_ms": round(r["mean_us"] / 1000, 2),
+            "bytes_per_response": round(r["bytes"] / n),
+            "server_cpu_ms_per_req": round(server_cpu / n * 1000, 3),
+            "server_cpu_share": round(server_cpu / wall, 2),
+            "wall_s": round(wall, 2),
+        }
+
+    def run_pair(self, connections: int, seconds: int, order: int) -> dict[str, Any]:
+        """Both servers, one after the other (`order` 0: real first)."""
+        who = [("real", self.creds["url"], self.server.proc.pid)]
+        assert self.minimal is not None
+        who.append(("minimal", self.minimal_url, self.minimal.pid))
+        if order % 2:
+            who.reverse()
+        out: dict[str, Any] = {}
+        for label, base, pid in who:
+            c0 = _children_cpu()
+            out[label] = self.wrk(base, pid, connections, seconds)
+            spent = _children_cpu() - c0
+            out[label]["client_cpu_ms_per_req"] = round(
+                spent / max(1, out[label]["requests"]) * 1000, 3
+            )
+            out[label]["client_cpu_share"] = round(spent / out[label]["wall_s"], 2)
+            if out[label]["errors"]:
+                raise RuntimeError(f"{label}: {out[label]['errors']} failed requests: {out[label]}")
+            log(
+                f"  {label:7} c={connections:2}: {out[label]['req_per_s']:7.1f} req/s  "
+                f"p50 {out[label]['p50_ms']:6.2f} ms  p99 {out[label]['p99_ms']:6.2f} ms  "
+                f"server CPU {out[label]['server_cpu_share']:.2f}, "
+                f"client CPU {out[label]['client_cpu_share']:.2f}"
+            )
+        out["ratio_req_per_s"] = round(out["real"]["req_per_s"] / out["minimal"]["req_per_s"], 3)
+        return out
+
+    def profile(self, seconds: int, out_file: Path) -> dict[str, Any]:
+        """py-spy on the real server during one extra 16-client run (not a measured one)."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(spy).exists():
+            return {"skipped": "py-spy is not installed (pip install py-spy; profiling only)"}
+        pid = self.server.proc.pid
+        argv = [spy, "record", "--pid", str(pid), "--duration", str(seconds + 1)]
+        argv += ["--rate", "500", "--format", "raw", "--gil", "--nonblocking", "-o", str(out_file)]
+        if self.client_cpus is not None:
+            argv = ["taskset", "-c", ",".join(map(str, sorted(self.client_cpus))), *argv]
+        spy_proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            self.wrk(self.creds["url"], pid, self.sizes.connections, seconds)
+            _, err = spy_proc.communicate(timeout=seconds + 60)
+        finally:
+            stop_process(spy_proc)
+        if not out_file.exists():
+            return {"skipped": f"py-spy wrote nothing: {err.decode()[-300:]}"}
+        return {"file": str(out_file), **collapsed_top(out_file.read_text())}
+
+
+def _children_cpu() -> float:
+    """User+system CPU seconds of this process's reaped children (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+#: Parts of a request, each the samples with any of these frames on the stack (py-spy's
+#: names, `function (dir/file.py)`); they overlap where one part calls another.
+COMPONENTS = {
+    "bearer token (TokenIssuer.verify)": ("TokenIssuer.verify (identity/tokens.py)",),
+    "route matching (FastAPI)": (
+        "APIRouter.matches (fastapi/routing.py)",
+        "_IncludedRouter._match (fastapi/routing.py)",
+    ),
+    "dependencies and parameters (FastAPI)": ("solve_dependencies (dependencies/utils.py)",),
+    "thread-pool hop": ("run_in_threadpool (starlette/concurrency.py)",),
+    "store read (SQLAlchemy, decode)": (
+        "SqlView.get (store/sql.py)",
+        "ControlPlane.read (privatelink/service.py)",
+    ),
+    "render (resource to JSON-ready dict)": ("render (api/private_link_service.py)",),
+    "JSON response": ("ok (api/arm.py)",),
+    "throttle (ArmThrottle)": ("Throttle.charge (core/throttle.py)",),
+    "TLS (ssl.SSLObject)": ("SSLObject.read (ssl.py)", "SSLObject.write (ssl.py)"),
+    "HTTP/1.1 (h11)": (
+        "H11Protocol.handle_events (http/h11_impl.py)",
+        "RequestResponseCycle.send (http/h11_impl.py)",
+    ),
+}
+
+
+def collapsed_top(text: str, n: int = 40) -> dict[str, Any]:
+    """Self and inclusive shares of functions in py-spy's collapsed stacks ("a;b;c count"),
+    and of the `COMPONENTS` of a request."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    parts = dict.fromkeys(COMPONENTS, 0)
+    total = 0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        k = int(count)
+        total += k
+        frames = [_frame_name(f) for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + k
+        seen = set(frames)
+        for frame in seen:
+            inclusive[frame] = inclusive.get(frame, 0) + k
+        for part, names in COMPONENTS.items():
+            if not seen.isdisjoint(names):
+                parts[part] += k
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:n]
+        return [(name, round(100 * k / max(total, 1), 1)) for name, k in ranked]
+
+    return {
+        "samples": total,
+        "components_pct": {p: round(100 * k / max(total, 1), 1) for p, k in parts.items()},
+        "self_pct": top(own),
+        "inclusive_pct": top(inclusive),
+    }
+
+
+def _frame_name(frame: str) -> str:
+    """`func (path/to/mod.py:123)` -> `func (mod.py)`: lines apart, the same function."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    parts = Path(path).parts
+    short = "/".join(parts[-2:]) if parts else path
+    return f"{name} ({short})"
+
+
+def run_api_speed(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """`--api-speed`: the real server's GET next to a minimal FastAPI app, side by side."""
+    if shutil.which("wrk") is None:
+        print(
+            "--api-speed needs wrk (a C load generator, so that the client is not the "
+            "bottleneck on 2 cores): apt-get install -y wrk. Skipped.",
+            file=sys.stderr,
+        )
+        return 2
+    sizes = SPEED_QUICK if args.quick else SPEED_FULL
+    pin = not args.no_pin
+    started = time.perf_counter()
+    root = Path(tempfile.mkdtemp(prefix="pl-bench-api-"))
+    results: dict[str, Any] = {}
+    try:
+        with serve(None, "off") as server:
+            speed = ApiSpeed(server, root, sizes, pin)
+            try:
+                log("building the provider world ...")
+                speed.build_world()
+                speed.start_minimal(args.loop or SERVE_LOOP, SERVE_HTTP)
+                loops = {
+                    "real": _event_loop_of(server.proc.pid),
+                    "minimal": _event_loop_of(speed.minimal.pid if speed.minimal else 0),
+                }
+                if loops["real"] != loops["minimal"]:
+                    raise RuntimeError(f"the two servers run different loops: {loops}")
+                log(f"warm-up; loop/http libraries loaded: {loops['real']}")
+                speed.run_pair(sizes.connections, 1, 0)
+                speed.run_pair(1, 1, 1)
+                rounds = []
+                for i in range(sizes.rounds):
+                    log(f"round {i + 1}/{sizes.rounds}, {sizes.connections} clients")
+                    rounds.append(speed.run_pair(sizes.connections, sizes.seconds, i))
+                single = []
+                for i in range(sizes.latency_rounds):
+                    log(f"latency round {i + 1}/{sizes.latency_rounds}, 1 client")
+                    single.append(speed.run_pair(1, sizes.latency_seconds, i))
+                profile = {}
+                if args.profile:
+                    log("profiling the real server (py-spy, one extra run) ...")
+                    profile = speed.profile(sizes.seconds, Path(args.profile))
+                results = {
+                    "world": {
+                        "path": speed.path,
+                        "response_bytes": len(speed.body),
+                        "connections_on_pls": sizes.connections_pending,
+                    },
+                    "libraries_loaded": loops,
+                    "pinned": {
+                        "client_cpus": sorted(speed.client_cpus or []),
+                        "server_cpus": sorted(speed.server_cpus or []),
+                    },
+                    "concurrent": _speed_summary(rounds),
+                    "single_client": _speed_summary(single),
+                    "profile": profile,
+                }
+            finally:
+                speed.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    out = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/control_plane.py", *(argv or sys.argv[1:])]),
+        "mode": "quick" if args.quick else "full",
+        "store": "sqlite",
+        "dataplane": "off",
+        "machine": machine(),
+        "versions": {**versions(), **_server_versions()},
+        "source": {**source_revision(), "pythonpath": os.environ.get("PYTHONPATH", "")},
+        "label": args.label,
+        "sizes": vars(sizes),
+        "total_wall_s": round(time.perf_counter() - started, 1),
+        "results": results,
+    }
+    print_speed_table(out)
+    if args.write:
+        # One file, one entry per label: "before" and "after" runs sit side by side.
+        kept = json.loads(API_JSON_OUT.read_text()) if API_JSON_OUT.exists() else {}
+        runs = kept.get("runs", {}) if isinstance(kept, dict) else {}
+        runs[args.label] = out
+        API_JSON_OUT.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+        print(f"wrote {API_JSON_OUT} (runs: {', '.join(runs)})", file=sys.stderr)
+    return 0
+
+
+def _server_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("fastapi", "starlette", "uvicorn", "h11", "uvloop", "httptools", "pydantic"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    try:
+        done = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+        out["wrk"] = (done.stdout + done.stderr).split()[1]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        out["wrk"] = "?"
+    return out
+
+
+def _speed_summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over rounds for each server, and the real/minimal ratios per round."""
+    out: dict[str, Any] = {"rounds": rounds}
+    for label in ("real", "minimal"):
+        runs = [r[label] for r in rounds]
+        out[label] = {
+            key: round(statistics.median(run[key] for run in runs), 3)
+            for key in (
+                "req_per_s",
+                "p50_ms",
+                "p99_ms",
+                "server_cpu_ms_per_req",
+                "server_cpu_share",
+                "client_cpu_ms_per_req",
+                "client_cpu_share",
+                "bytes_per_response",
+            )
+        }
+    ratios = [r["ratio_req_per_s"] for r in rounds]
+    out["ratio_req_per_s_median"] = round(statistics.median(ratios), 3)
+    out["ratio_req_per_s_per_round"] = ratios
+    out["ratio_server_cpu_per_req"] = round(
+        out["minimal"]["server_cpu_ms_per_req"] / out["real"]["server_cpu_ms_per_req"], 3
+    )
+    return out
+
+
+def print_speed_table(results: dict[str, Any]) -> None:
+    """The headline figures of --api-speed."""
+    r = results["results"]
+    for key, title in (("concurrent", "16 clients"), ("single_client", "1 client")):
+        s = r[key]
+        print(f"{title}:")
+        for label in ("real", "minimal"):
+            d = s[label]
+            print(
+                f"  {label:8} {d['req_per_s']:8.1f} req/s  p50 {d['p50_ms']:7.2f} ms  "
+                f"p99 {d['p99_ms']:7.2f} ms  server CPU {d['server_cpu_ms_per_req']:.3f} ms/req "
+                f"({d['server_cpu_share']:.2f} cores)  client CPU "
+                f"{d['client_cpu_ms_per_req']:.3f} ms/req ({d['client_cpu_share']:.2f} cores)"
+            )
+        print(
+            f"  real/minimal req/s: x{s['ratio_req_per_s_median']} "
+            f"(per round {s['ratio_req_per_s_per_round']})"
+        )
+    prof = r.get("profile") or {}
+    if prof.get("components_pct"):
+        print(f"profile of the real server ({prof['samples']} samples), parts of a request:")
+        for name, pct in prof["components_pct"].items():
+            print(f"  {pct:5.1f}%  {name}")
+    if prof.get("self_pct"):
+        print(f"profile of the real server ({prof['samples']} samples), top self time:")
+        for name, pct in prof["self_pct"][:15]:
+            print(f"  {pct:5.1f}%  {name}")
+        print("top inclusive:")
+        for name, pct in prof["inclusive_pct"][:40]:
+            print(f"  {pct:5.1f}%  {name}")
+    print(f"total wall time {results['total_wall_s']} s", file=sys.stderr)
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -1807,6 +2323,37 @@ def main(argv: list[str] | None = None) -> int:
         "servers (authorization on / off) side by side with 1, 100 and 1000 role assignments "
         f"(--write: {AUTH_JSON_OUT.relative_to(ROOT)})",
     )
+    parser.add_argument(
+        "--api-speed",
+        action="store_true",
+        help="instead of the phases above: GET req/s and latency of the real server next to a "
+        "minimal FastAPI+uvicorn TLS app answering the same JSON, driven by wrk, 16 and 1 "
+        f"keep-alive clients (--write: {API_JSON_OUT.relative_to(ROOT)})",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="--api-speed: leave wrk and the servers to the scheduler (default: wrk on CPU 0, "
+        "the server under load on CPU 1)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        default=None,
+        help="--api-speed: also profile the real server with py-spy during one extra run "
+        "(collapsed stacks to FILE; its top functions go into the results)",
+    )
+    parser.add_argument(
+        "--loop",
+        default=None,
+        help=f"--api-speed: the baseline's uvicorn loop (default {SERVE_LOOP!r}, what serve "
+        "uses); for a run of another source tree (PYTHONPATH) whose serve uses another loop",
+    )
+    parser.add_argument(
+        "--label",
+        default="current",
+        help="--api-speed: the name of this run in the JSON file (e.g. before, after)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     for var in ("NO_PROXY", "no_proxy"):
@@ -1814,6 +2361,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # A SIGTERM (e.g. a timeout) unwinds like Ctrl-C, so the server is stopped and removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.api_speed:
+        if args.db_url or args.dataplane != "off" or args.authorization:
+            parser.error("--api-speed runs its own SQLite server with the data plane off")
+        return run_api_speed(args, argv)
     if args.authorization:
         if args.db_url or args.dataplane != "off":
             parser.error("--authorization runs its own SQLite servers with the data plane off")

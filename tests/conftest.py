@@ -177,6 +177,19 @@ class _PgServer:
             PG_DATABASE,
         )
 
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server as an outage would (`pg_ctl stop -m MODE`), keeping its data."""
+        self._run("pg_ctl", "stop", "-D", str(self.datadir), "-m", mode, "-w")
+
+    def resume(self) -> None:
+        """Start a halted server again, same data and port; wait until it is ready."""
+        self._run("pg_ctl", "start", "-W", "-D", str(self.datadir), "-l", str(self.logfile))
+        deadline = time.monotonic() + PG_START_DEADLINE_S
+        while not self._is_ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not come back{self._log_tail()}")
+            time.sleep(0.1)
+
     def stop(self) -> None:
         try:
             if self._postmaster_pid() is not None:
@@ -210,14 +223,7 @@ class _PgServer:
         return f"postgresql+psycopg://{PG_SUPERUSER}@127.0.0.1:{self.port}/{PG_DATABASE}"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """SQLAlchemy URL of a throwaway PostgreSQL database, `privatelink_test`.
-
-    The server runs for the whole session from a fresh temp dir (as the
-    `postgres` user when the tests run as root) on 127.0.0.1 and a free port,
-    and is stopped and removed afterwards, also on failure.
-    """
+def _require_pg_bindir() -> Path:
     bindir = _pg_bindir()
     if bindir is None:
         reason = (
@@ -227,8 +233,30 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(reason + " (CI is set: failing instead of skipping)", pytrace=False)
         pytest.skip(reason)
+    return bindir
 
-    server = _PgServer(bindir)
+
+@pytest.fixture
+def own_postgres() -> Iterator[_PgServer]:
+    """A PostgreSQL cluster of the test's own (temp dir, free port), which the test may
+    `halt()` and `resume()`; the session's `postgres_url` server is never touched."""
+    server = _PgServer(_require_pg_bindir())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL of a throwaway PostgreSQL database, `privatelink_test`.
+
+    The server runs for the whole session from a fresh temp dir (as the
+    `postgres` user when the tests run as root) on 127.0.0.1 and a free port,
+    and is stopped and removed afterwards, also on failure.
+    """
+    server = _PgServer(_require_pg_bindir())
     try:
         server.start()
         yield server.url

@@ -16,7 +16,7 @@ import shutil
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -25,6 +25,7 @@ from privatelink.api.app import DEFAULT_PAGE_SIZE, Tenancy, create_app
 from privatelink.core.authorization import OWNER, RoleAssignment, RoleAssignmentExists
 from privatelink.core.limits import Limits
 from privatelink.core.principal import SubscriptionCreated, no_owner
+from privatelink.core.throttle import ThrottlingConfig
 from privatelink.dataplane import names
 from privatelink.dataplane.reconciler import Reconciler
 from privatelink.dns.server import DnsServer
@@ -61,7 +62,9 @@ class ServerConfig:
     `{"limits": {...}, "page_size": N, "netns_prefix": P, "authorization": true,
     "activity_log": {"retention_days": 90}}`; `authorization: false` turns RBAC
     enforcement off (every authenticated caller may do everything, as before tenants;
-    benchmarks compare against it).
+    benchmarks compare against it). `"throttling": {...}` sets ARM's request budgets and
+    the sign-in lockout (`core.throttle.ThrottlingConfig`; `{"enabled": false}` turns both
+    off, `{"scale": 1}` gives Azure's own limits).
     """
 
     limits: Limits
@@ -69,6 +72,10 @@ class ServerConfig:
     netns_prefix: str
     authorization: bool = True
     activity_log_retention_days: int = 90
+    throttling: ThrottlingConfig = field(default_factory=ThrottlingConfig)
+    # Conntrack entries per hub at which new flows are refused (data plane; default 90 %
+    # of nf_conntrack_max): `"conntrack_limit": N`.
+    conntrack_limit: int | None = None
 
     @classmethod
     def load(cls, data_dir: Path) -> ServerConfig:
@@ -85,6 +92,8 @@ class ServerConfig:
             activity_log_retention_days=int(
                 (raw.get("activity_log") or {}).get("retention_days", 90)
             ),
+            throttling=ThrottlingConfig.from_mapping(raw.get("throttling")),
+            conntrack_limit=int(raw["conntrack_limit"]) if raw.get("conntrack_limit") else None,
         )
 
 
@@ -189,14 +198,19 @@ def build(
     on_stop: Callable[[], None] | None = None
     if dataplane:
         prefix = netns_prefix or config.netns_prefix
-        reconciler = Reconciler(repo, prefix, data_dir)
+        reconciler = Reconciler(repo, prefix, data_dir, conntrack_limit=config.conntrack_limit)
         # Each VNet's resolver (168.63.129.16 in its hub) follows the store like the
         # kernel state does, and re-checks its sockets whenever hubs may have changed.
         dns = DnsServer(repo, prefix)
         reconciler.add_listener(dns.hubs_changed)
         realizer = Realizers(reconciler, dns)
         on_start = _both(dns.start, reconciler.start)
+        # The loop finishes the sync in progress (an nft transaction is atomic anyway)
+        # and stops its probes; nothing is torn down: flows go on, a restart resumes.
         on_stop = _both(reconciler.stop, dns.stop)
+    # After the last request and the data plane: close the store's connections (SQLite
+    # folds its WAL into the database file).
+    on_stop = _both(on_stop, repo.dispose) if on_stop is not None else repo.dispose
     # A change waits (bounded) until the kernel has it, so clients rarely poll.
     plane = ControlPlane(repo, config.limits, realizer=realizer, realization_wait=5.0)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "127.0.0.1") else host
@@ -235,6 +249,7 @@ def build(
         page_size=config.page_size,
         on_start=on_start,
         on_stop=on_stop,
+        throttling=config.throttling,
     )
     backfill_owners(repo, directory, rbac)
     known = _subscriptions_of(repo, client.tenant_id)
@@ -259,7 +274,12 @@ def _restrict_sqlite(data_dir: Path) -> None:
     is never readable by others, even before the first chmod.
     """
     db = data_dir / SqlRepository.SQLITE_FILE
-    os.close(os.open(db, os.O_RDWR | os.O_CREAT, 0o600))
+    # Only when missing (O_EXCL): never open and close a database file this process may
+    # hold SQLite connections on. close() drops every POSIX lock of the process on the
+    # file, SQLite's too; the next process to close the database then deletes the WAL
+    # under us, and committed writes are lost (tests/unit/test_sqlite_shared_file.py).
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(db, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
         restrict(path, 0o600)
 

@@ -23,7 +23,14 @@ from privatelink.core.ids import key
 from privatelink.core.limits import Limits
 from privatelink.core.linked import check_links
 from privatelink.core.principal import Principal
-from privatelink.core.resource import SUCCEEDED, Changes, Context, Resource, StateView
+from privatelink.core.resource import (
+    SUCCEEDED,
+    Changes,
+    Context,
+    Resource,
+    Staged,
+    StateView,
+)
 from privatelink.store.repository import Operation, Repository, utc_now
 
 Workflow = Callable[..., Changes]
@@ -65,6 +72,8 @@ class Outcome:
     written: dict[str, Resource]
     operation: Operation
     existed: bool
+    #: What `change(render=...)` built of the stored state for the response.
+    rendered: Any = None
 
 
 class ControlPlane:
@@ -128,6 +137,7 @@ class ControlPlane:
         workflow: Workflow,
         *args: Any,
         precondition: Callable[[StateView], None] | None = None,
+        render: Callable[[StateView], Any] | None = None,
     ) -> Outcome:
         """Run one workflow in one transaction and record its (finished) operation.
 
@@ -135,30 +145,47 @@ class ControlPlane:
         the same view first (If-Match / If-None-Match checks). `caller` is the caller's
         `Access` (a bare principal, or None, for internal callers: all allowed); what the
         change refers to anew is checked for linked authorization before anything is
-        written.
+        written. A `Staged` workflow's `check` (the request alone) runs before the
+        store's write lock is taken, so one large or invalid body holds up no other writer.
+
+        `render(view)` builds the response (`Outcome.rendered`) inside the transaction,
+        so a store fault after the commit never reports a stored change as failed; with
+        a data plane it is built again after the realization wait (newer provisioning
+        states), keeping the first one if the store fails by then.
         """
+        ctx = self.context(caller, resource_id, kind)
+        if isinstance(workflow, Staged):
+            args = workflow.check(ctx, *args)
+            workflow = workflow.run
         with self._exclusive(resource_id), self.repo.write() as uow:
             existed = uow.get(resource_id) is not None
             if precondition is not None:
                 precondition(uow)
-            ctx = self.context(caller, resource_id, kind)
             changes = workflow(uow, ctx, *args)
             check_links(uow, ctx, changes)
             written = uow.apply(changes)
-        now = utc_now()
-        # With a data plane the operation ends when the kernel state is applied.
-        pending = self.realizer is not None
-        operation = Operation(
-            id=str(uuid.uuid4()),
-            resource_id=resource_id,
-            kind=kind,
-            status="InProgress" if pending else "Succeeded",
-            start_time=now,
-            end_time=None if pending else now,
-        )
-        self.repo.save_operation(operation)
+            now = utc_now()
+            # With a data plane the operation ends when the kernel state is applied.
+            pending = self.realizer is not None
+            operation = Operation(
+                id=str(uuid.uuid4()),
+                resource_id=resource_id,
+                kind=kind,
+                status="InProgress" if pending else "Succeeded",
+                start_time=now,
+                end_time=None if pending else now,
+            )
+            # In the change's own transaction: a store fault leaves both or neither.
+            uow.save_operation(operation)
+            rendered = render(uow) if render is not None else None
         self._realize()
-        return Outcome(written, operation, existed)
+        if render is not None and self.realizer is not None:
+            try:
+                with self.repo.read() as view:
+                    rendered = render(view)
+            except errors.StoreFault:
+                pass  # the change is stored: answer with what its transaction saw
+        return Outcome(written, operation, existed, rendered)
 
     def _realize(self) -> None:
         """Hand the change to the data plane; wait a little for it, as ARM would."""

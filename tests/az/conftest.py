@@ -8,8 +8,9 @@ then they fail, so CI can't pass by silently skipping them.
 directory; `server_factory` starts more, e.g. on the same data directory and another
 port. `AzRunner.run(...)` is `python -m privatelink.cli.main az --data-dir DIR -- ...`
 as a subprocess, the way a user types `privatelink az ...`; `AzRunner.as_(NAME|FILE)` is
-the same with `--identity`, and `tenant_create(data_dir, NAME)` runs `privatelink tenant
-create NAME` (both through `az_helpers`).
+the same with `--identity`, `tenant_create(data_dir, NAME)` runs `privatelink tenant
+create NAME` and `subscription_create(data_dir, TENANT)` runs `privatelink subscription
+create --tenant TENANT` (both through `az_helpers`).
 
 Tests can't import this module (pytest runs with --import-mode=importlib): what they
 need is reached through fixtures.
@@ -179,9 +180,9 @@ class AzRunner:
         return result
 
 
-def tenant_create(data_dir: Path, name: str) -> dict[str, Any]:
-    """`privatelink tenant create NAME`: the new tenant admin's credentials (its JSON)."""
-    cmd = [sys.executable, "-m", "privatelink.cli.main", "tenant", "create", name]
+def _privatelink_json(data_dir: Path, *args: str) -> dict[str, Any]:
+    """`privatelink ARGS --data-dir DIR`, which must succeed: its JSON output."""
+    cmd = [sys.executable, "-m", "privatelink.cli.main", *args]
     proc = subprocess.run(
         [*cmd, "--data-dir", str(data_dir)],
         env=dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL),
@@ -191,9 +192,20 @@ def tenant_create(data_dir: Path, name: str) -> dict[str, Any]:
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 0, f"privatelink tenant create {name}: {proc.stderr}"
+    assert proc.returncode == 0, f"privatelink {' '.join(args)}: {proc.stderr}"
     created: dict[str, Any] = json.loads(proc.stdout)
     return created
+
+
+def tenant_create(data_dir: Path, name: str) -> dict[str, Any]:
+    """`privatelink tenant create NAME`: the new tenant admin's credentials (its JSON)."""
+    return _privatelink_json(data_dir, "tenant", "create", name)
+
+
+def subscription_create(data_dir: Path, tenant: str, name: str | None = None) -> dict[str, Any]:
+    """`privatelink subscription create --tenant TENANT`: the new subscription (its JSON)."""
+    named = ["--name", name] if name else []
+    return _privatelink_json(data_dir, "subscription", "create", "--tenant", tenant, *named)
 
 
 @pytest.fixture(scope="session")
@@ -241,6 +253,7 @@ def az_helpers() -> Any:
     class _H:
         unique = staticmethod(unique)
         tenant_create = staticmethod(tenant_create)
+        subscription_create = staticmethod(subscription_create)
         AzRunner = AzRunner
 
     return _H

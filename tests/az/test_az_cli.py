@@ -7,9 +7,10 @@ in a second subscription creates private endpoints by alias with `--manual-reque
 the provider lists, approves, rejects, updates and deletes the connections. Outputs are
 checked through `--query` with `-o tsv`, `-o json` and `-o table`.
 
-Both sides are the server's one client: it made the second subscription on first use
-and is Owner of both, so RBAC lets it do everything here (and it sees every service,
-whatever the visibility). test_az_rbac.py puts the consumer in another tenant.
+Both sides are the server's one client: it made the second subscription with
+`privatelink subscription create` in its own tenant and is Owner of both, so RBAC lets
+it do everything here (and it sees every service, whatever the visibility).
+test_az_rbac.py puts the consumer in another tenant.
 
 One server per module; every test uses fresh names. Each `az` run costs about a
 second and a half, so the module takes about a minute and a half.
@@ -118,20 +119,13 @@ def provider(az_exe: str, az: Any, az_server: Any, az_helpers: Any) -> Provider:
 @pytest.fixture(scope="module")
 def consumer(az_exe: str, az: Any, az_server: Any, az_helpers: Any) -> Consumer:
     """A second subscription, made known to az, with a VNet for private endpoints."""
-    sub = str(uuid.uuid4())
-    # az refuses `--subscription` ids that are not in its account list, and so does
-    # `az rest --url /subscriptions/<id>/...` (it looks the id up to pick a token). The
-    # server creates a subscription on first use: reach it once through a URL az does
-    # not recognize as its ARM endpoint (localhost instead of 127.0.0.1; the token is
-    # then the default subscription's, same tenant), and refresh the account list.
-    got = az.json(
-        *("rest", "--method", "get", "--resource", "https://management.core.windows.net/"),
-        *(
-            "--url",
-            f"https://localhost:{az_server.port}/subscriptions/{sub}?api-version=2022-12-01",
-        ),
-    )
-    assert got["subscriptionId"] == sub
+    # az refuses `--subscription` ids that are not in its account list. The explicit way
+    # to make a subscription is the admin API (a read of an unknown id never creates one):
+    # `privatelink subscription create`, in the default tenant, then refresh the list.
+    tenant = str(az_server.credentials["tenant_id"])
+    made = az_helpers.subscription_create(az_server.data_dir, tenant, "consumer")
+    sub = str(made["subscription_id"])
+    assert made["tenant_id"] == tenant
     ids = az.tsv("account", "list", "--refresh", "--query", "[].id").split()
     assert sub in ids and az_server.subscription in ids
     # The default subscription did not change.

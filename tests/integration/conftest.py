@@ -29,11 +29,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from arm_bodies import Rule, lb_body, provider_vnet_body
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.privatedns import PrivateDnsManagementClient
-from identities import Identity, create_tenant
+from identities import Identity, create_subscription, create_tenant
 from serverproc import serve_process, tail_of
 
 API_VERSION = "2026-03-01"
@@ -51,7 +52,11 @@ _RUNNING: list[RunningServer] = []
 
 
 def new_sub() -> str:
-    """A fresh subscription id (the server accepts any GUID)."""
+    """A fresh subscription id: the default tenant's admin creates it with its first PUT.
+
+    A read of it first answers 404 `SubscriptionNotFound` (a read never creates), and so
+    does any use by another principal: `World.new_subscription` makes one for a tenant.
+    """
     return str(uuid.uuid4())
 
 
@@ -282,15 +287,6 @@ def expect_error(fn: Callable[[], Any], status: int, code: str) -> HttpResponseE
 
 
 @dataclass
-class Rule:
-    name: str
-    frontend: str
-    pool: str
-    protocol: str = "Tcp"
-    port: int = 80
-
-
-@dataclass
 class Provider:
     """A provider subscription with a VNet (frontend/backend/nat) and a load balancer."""
 
@@ -420,6 +416,11 @@ class World:
     By default everything is built by the server's default tenant admin; `as_identity`
     gives a world whose topologies belong to another principal, and `new_tenant` one
     in a tenant of its own (a consumer in another Microsoft Entra tenant).
+
+    A topology built without a subscription gets a fresh one: a new GUID for the
+    default tenant (its admin's first PUT creates it), else one made through the admin
+    API in the world's tenant (only the default tenant's admin creates subscriptions
+    implicitly).
     """
 
     def __init__(self, server: RunningServer, identity: Identity | None = None) -> None:
@@ -468,23 +469,8 @@ class World:
         rg = unique("rg-prov")
         client = self.client(sub)
         p = Provider(self.server, client, sub, rg, "vnet-prov", "lb-std", location)
-        nat_props: dict[str, Any] = {"addressPrefix": "10.0.3.0/24"}
-        if nat_policies:
-            nat_props["privateLinkServiceNetworkPolicies"] = nat_policies
         client.virtual_networks.begin_create_or_update(
-            rg,
-            p.vnet,
-            {
-                "location": location,
-                "properties": {
-                    "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
-                    "subnets": [
-                        {"name": "frontend", "properties": {"addressPrefix": "10.0.1.0/24"}},
-                        {"name": "backend", "properties": {"addressPrefix": "10.0.2.0/24"}},
-                        {"name": "nat", "properties": nat_props},
-                    ],
-                },
-            },
+            rg, p.vnet, provider_vnet_body(location, nat_policies=nat_policies)
         ).result()
         if rules is None:
             rules = [
@@ -496,61 +482,9 @@ class World:
         return p
 
     @staticmethod
-    def lb_body(
-        p: Provider,
-        *,
-        sku: str = "Standard",
-        frontends: tuple[str, ...] = ("fe",),
-        pools: tuple[str, ...] = ("be",),
-        rules: list[Rule],
-    ) -> dict[str, Any]:
-        lb = f"{p.base}/loadBalancers/{p.lb}"
-        return {
-            "location": p.location,
-            "sku": {"name": sku, "tier": "Regional"},
-            "properties": {
-                "frontendIPConfigurations": [
-                    {
-                        "name": f,
-                        "properties": {
-                            "privateIPAllocationMethod": "Dynamic",
-                            "subnet": {"id": p.subnet_id("frontend")},
-                        },
-                    }
-                    for f in frontends
-                ],
-                "backendAddressPools": [{"name": b} for b in pools],
-                "probes": [
-                    {
-                        "name": "tcp-8080",
-                        "properties": {
-                            "protocol": "Tcp",
-                            "port": 8080,
-                            "intervalInSeconds": 5,
-                            "numberOfProbes": 2,
-                        },
-                    }
-                ],
-                "loadBalancingRules": [
-                    {
-                        "name": r.name,
-                        "properties": {
-                            "protocol": r.protocol,
-                            "frontendPort": r.port,
-                            "backendPort": 8080,
-                            "idleTimeoutInMinutes": 4,
-                            "enableFloatingIP": False,
-                            "frontendIPConfiguration": {
-                                "id": f"{lb}/frontendIPConfigurations/{r.frontend}"
-                            },
-                            "backendAddressPool": {"id": f"{lb}/backendAddressPools/{r.pool}"},
-                            "probe": {"id": f"{lb}/probes/tcp-8080"},
-                        },
-                    }
-                    for r in rules
-                ],
-            },
-        }
+    def lb_body(p: Provider, **kw: Any) -> dict[str, Any]:
+        """The body of `p`'s load balancer; `kw` as for arm_bodies.lb_body (`rules` needed)."""
+        return lb_body(f"{p.base}/loadBalancers/{p.lb}", p.subnet_id("frontend"), p.location, **kw)
 
     def consumer(
         self,
@@ -578,9 +512,27 @@ class World:
         ).result()
         return c
 
+    def new_subscription(self) -> str:
+        """A fresh subscription id in this world's tenant (see the class docstring)."""
+        default_tenant = str(self.server.credentials["tenant_id"]).lower()
+        if self.identity is None or self.identity.tenant_id.lower() == default_tenant:
+            return new_sub()
+        return create_subscription(self.admin(), self.identity.tenant_id)
+
+    def existing_subscription(self) -> str:
+        """A fresh subscription that exists already, so that a read of it answers 200.
+
+        Its first write makes it (in the default tenant): an empty resource group.
+        """
+        sub = self.new_subscription()
+        group = f"/subscriptions/{sub}/resourceGroups/{unique('rg-made')}"
+        http = self.server.http if self.identity is None else self.identity.http()
+        reply = http.put(f"{group}?api-version={API_VERSION}", json={"location": LOCATION})
+        assert reply.status_code == 201, reply.text
+        return sub
+
     def _default_sub(self) -> str:
-        # A fresh subscription: created on first use by a tenant admin, in its tenant.
-        return new_sub()
+        return self.new_subscription()
 
 
 @pytest.fixture

@@ -40,8 +40,10 @@ def _vnet_body(prefix: str = "10.0.0.0/16") -> dict[str, Any]:
 
 
 @pytest.fixture
-def vnet_path(helpers: Any) -> str:
-    return f"{helpers.base_path(helpers.new_sub(), helpers.unique('rg'))}/virtualNetworks/vnet1"
+def vnet_path(server: Any, helpers: Any) -> str:
+    # In an existing subscription: a read in a fresh GUID is 404 SubscriptionNotFound.
+    sub = server.credentials["subscription_id"]
+    return f"{helpers.base_path(sub, helpers.unique('rg'))}/virtualNetworks/vnet1"
 
 
 def _assert_https_url_with_api_version(url: str, server: Any) -> None:
@@ -214,7 +216,7 @@ def test_unknown_api_version_is_400(server: Any, vnet_path: str, version: str) -
 
 
 def test_unknown_api_version_through_the_sdk(server: Any, helpers: Any) -> None:
-    client = server.client(helpers.new_sub())
+    client = server.client(server.credentials["subscription_id"])
     err = helpers.expect_error(
         lambda: client.virtual_networks.get("rg", "v", api_version="2099-01-01"),
         400,

@@ -1,20 +1,35 @@
-"""Odd request bodies never produce a 5xx: every PUT endpoint answers 4xx + ARM error.
+"""Odd requests never produce a 5xx: every PUT endpoint answers 4xx + ARM error.
 
 A 5xx is worse than wrong here: azure-core silently retries 500/502/503/504 (a persistent
-one costs ~5 s per call) and the caller never sees why. Bounded to ~100 requests.
+one costs ~5 s per call) and the caller never sees why. The hand-made and hypothesis
+sweeps are bounded to ~100 requests; the schemathesis run over the served OpenAPI
+document (every ARM operation, positive and negative cases, against a real topology) to
+~2,600 requests, about a minute and a half here.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
+import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+import requests
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -391,3 +406,522 @@ def test_nul_characters_are_not_a_500(
         json=consumer.pe_body(pls.alias, message="a\x00b"),
     )
     assert ok.status_code == 201, ok.text
+
+
+@pytest.mark.parametrize("digit", ["\u00b2", "\u0663", "1\u00b9"])
+def test_non_ascii_digits_in_paging_are_a_400(target: Target, digit: str) -> None:
+    """Found by schemathesis: `str.isdigit()` is true for '²' and Arabic-Indic digits, but
+    `int()` refuses some of them, so a `$skipToken` or `$top` of them was a 500."""
+    c = target.consumer
+    zone = f"{c.base}/privateDnsZones/fuzz.example"
+    log = f"/subscriptions/{c.sub}/providers/Microsoft.Insights/eventtypes/management/values"
+    since = "eventTimestamp ge '2026-01-01T00:00:00Z'"
+    requests_ = [
+        (f"{zone}/ALL", {"api-version": API, "$skipToken": digit}),  # an in-memory page
+        (f"{c.base}/virtualNetworks", {"api-version": API, "$skipToken": digit}),  # the store
+        (f"{c.base}/privateDnsZones", {"api-version": API, "$top": digit}),
+        (log, {"api-version": "2015-04-01", "$filter": since, "$skipToken": digit * 30}),
+    ]
+    for path, params in requests_:
+        _assert_arm_4xx(target.server.http.get(path, params=params), f"{path} {params}")
+
+
+TEMPLATE_SHAPES: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({"outputs": {"o": False}}, {}),  # found by schemathesis: a 500 after deploying
+    ({"outputs": [1]}, {}),
+    ({"outputs": "x"}, {}),
+    ({"variables": 5}, {}),
+    ({"resources": 5}, {}),
+    ({"parameters": {"p": [1]}}, {"p": {"value": 1}}),
+    ({"parameters": "p"}, {}),
+]
+
+
+@pytest.mark.parametrize(("sections", "parameters"), TEMPLATE_SHAPES)
+def test_template_sections_of_the_wrong_type_are_a_400_before_deploying(
+    target: Target, sections: dict[str, Any], parameters: dict[str, Any]
+) -> None:
+    c = target.consumer
+    zone = f"shape-{abs(hash(json.dumps(sections))) % 10**8}.example"
+    template = {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "resources": [
+            {
+                "type": "Microsoft.Network/privateDnsZones",
+                "apiVersion": "2020-06-01",
+                "name": zone,
+                "location": "global",
+            }
+        ],
+        **sections,
+    }
+    body = {"properties": {"mode": "Incremental", "template": template, "parameters": parameters}}
+    group = f"/subscriptions/{c.sub}/resourceGroups/{c.rg}"
+    http = target.server.http
+    reply = http.put(f"{group}/providers/Microsoft.Resources/deployments/shape{Q}", json=body)
+    _assert_arm_4xx(reply, f"template {sections}")
+    assert reply.json()["error"]["code"] == "InvalidTemplate", reply.text
+    assert http.get(f"{c.base}/privateDnsZones/{zone}{Q}").status_code == 404
+
+
+# Where each model of `openapi.UNSUPPORTED` sits in one of `target.bodies`.
+UNSUPPORTED_AT: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "VirtualNetworkWire": ("vnet", ()),
+    "VirtualNetworkProperties": ("vnet", ("properties",)),
+    "DhcpOptions": ("vnet", ("properties", "dhcpOptions")),
+    "SubnetProperties": ("subnet", ("properties",)),
+    "LoadBalancerProperties": ("lb", ("properties",)),
+    "FrontendProperties": ("lb", ("properties", "frontendIPConfigurations", 0, "properties")),
+    "NetworkInterfaceProperties": ("nic", ("properties",)),
+    "IpConfigurationProperties": ("nic", ("properties", "ipConfigurations", 0, "properties")),
+    "PrivateEndpointWire": ("pe", ()),
+    "PrivateEndpointProperties": ("pe", ("properties",)),
+    "PrivateLinkServiceWire": ("pls", ()),
+    "PrivateLinkServiceProperties": ("pls", ("properties",)),
+    "RecordSetProperties": ("record", ("properties",)),
+}
+
+
+def _unsupported_value(alias: str) -> Any:
+    if alias.startswith("enable"):
+        return True
+    if alias in ("dnsServers",):
+        return ["10.0.0.53"]
+    if alias == "destinationIPAddress":
+        return "10.0.0.9"
+    if alias.endswith("s") and alias != "publicIPAddress":
+        return [{"id": "/x"}]
+    return {"id": "/x", "name": "x"}
+
+
+def test_fields_the_document_calls_unsupported_are_refused(target: Target) -> None:
+    """`openapi.UNSUPPORTED` (described as null) matches what the server refuses."""
+    from privatelink.api import openapi
+
+    checked = 0
+    for model, aliases in openapi.UNSUPPORTED.items():
+        if model.__name__ not in UNSUPPORTED_AT:
+            # Role assignments and definitions: tests/unit/test_authorization_api.py.
+            assert model.__module__.endswith("authorization"), model
+            continue
+        endpoint, at = UNSUPPORTED_AT[model.__name__]
+        _, valid = target.bodies[endpoint]
+        for alias in aliases:
+            body = copy.deepcopy(valid)
+            node = body
+            for step in at:
+                node = node.setdefault(step, {}) if isinstance(node, dict) else node[step]
+            node[alias] = _unsupported_value(alias)
+            resp = _put(target, endpoint, f"unsupported-{checked}", body)
+            _assert_arm_4xx(resp, f"{model.__name__}.{alias}")
+            assert resp.json()["error"]["code"] == "UnsupportedProperty", resp.text
+            checked += 1
+    assert checked > 25
+
+
+# --- schemathesis over the served OpenAPI document ------------------------------------------
+#
+# Every ARM operation of /openapi.json, positive and negative cases, against the real server.
+# The document describes bodies, api-version and id patterns (api/openapi.py); here its path
+# parameters and references are also offered the names and ids of a real topology, so that
+# generated requests pass the gate and reach validation, workflows and the store.
+
+FUZZ_POSITIVE = 16  # examples per operation (schema-valid)
+FUZZ_NEGATIVE = 8  # examples per operation (schema-violating)
+
+
+@dataclass
+class FuzzWorld:
+    """A topology whose names and ids the generated requests use."""
+
+    sub: str
+    groups: list[str]
+    names: list[str]  # resource and child names that exist
+    ids: list[str]  # ids of resources and children that exist
+    zone: str
+    zone_id: str
+    record: str
+    pls_id: str
+    alias: str
+    connection: str
+    paths: list[str]  # ids of everything that exists (resources and children)
+    bodies: dict[str, dict[str, Any]]  # PUT path template ending -> a valid body
+
+
+@pytest.fixture(scope="module")
+def fuzz_world(server: Any, helpers: Any) -> FuzzWorld:
+    world = helpers.World(server)
+    provider = world.provider()
+    consumer = world.consumer(provider.sub)
+    pls = provider.create_pls("pls-fuzz", visibility=["*"])
+    consumer.create_pe("pe-fuzz", pls.alias)
+    http = server.http
+    zone_id = f"{consumer.base}/privateDnsZones/fuzz.example"
+    vnet_id = f"{consumer.base}/virtualNetworks/{consumer.vnet}"
+    writes = [
+        (zone_id, {"location": "global"}),
+        (
+            f"{zone_id}/virtualNetworkLinks/link-fuzz",
+            {"location": "global", "properties": {"virtualNetwork": {"id": vnet_id}}},
+        ),
+        (
+            f"{zone_id}/A/www",
+            {"properties": {"ttl": 10, "aRecords": [{"ipv4Address": "10.0.1.9"}]}},
+        ),
+        (
+            f"{consumer.base}/privateEndpoints/pe-fuzz/privateDnsZoneGroups/zg-fuzz",
+            {
+                "properties": {
+                    "privateDnsZoneConfigs": [
+                        {"name": "z", "properties": {"privateDnsZoneId": zone_id}}
+                    ]
+                }
+            },
+        ),
+    ]
+    for path, body in writes:
+        reply = http.put(path + Q, json=body)
+        assert reply.status_code in (200, 201), reply.text
+    (conn,) = provider.client.private_link_services.list_private_endpoint_connections(
+        provider.rg, "pls-fuzz"
+    )
+    lb = f"{provider.base}/loadBalancers/{provider.lb}"
+    ids = [
+        provider.subnet_id("frontend"),
+        provider.subnet_id("nat"),
+        consumer.subnet,
+        vnet_id,
+        lb,
+        provider.fe_id("fe"),
+        provider.pool_id("be"),
+        f"{lb}/probes/tcp-8080",
+        provider.pls_id("pls-fuzz"),
+        f"{consumer.base}/privateEndpoints/pe-fuzz",
+        zone_id,
+    ]
+    # Everything that exists, down to children: the paths whose parameters are real together.
+    paths = [
+        *ids,
+        f"{lb}/loadBalancingRules/rule-fe",
+        f"{provider.pls_id('pls-fuzz')}/privateEndpointConnections/{conn.name}",
+        *(path for path, _ in writes),
+    ]
+    names = [  # the two networks first (`vnet` parameters)
+        provider.vnet,
+        consumer.vnet,
+        provider.lb,
+        "frontend",
+        "nat",
+        "pe",
+        "fe",
+        "be",
+        "tcp-8080",
+        "rule-fe",
+        "pls-fuzz",
+        "pe-fuzz",
+        conn.name,
+        "link-fuzz",
+        "zg-fuzz",
+    ]
+    bodies = {
+        "/virtualNetworks/{name}": {
+            "location": "eastus",
+            "properties": {
+                "addressSpace": {"addressPrefixes": ["10.60.0.0/16"]},
+                "subnets": [{"name": "a", "properties": {"addressPrefix": "10.60.1.0/24"}}],
+            },
+        },
+        "/subnets/{name}": {"properties": {"addressPrefix": "10.0.200.0/24"}},
+        "/loadBalancers/{name}": world.lb_body(provider, rules=[helpers.Rule("r", "fe", "be")]),
+        "/networkInterfaces/{name}": {
+            "location": "eastus",
+            "properties": {
+                "ipConfigurations": [
+                    {"name": "ip1", "properties": {"subnet": {"id": consumer.subnet}}}
+                ]
+            },
+        },
+        "/privateLinkServices/{name}": provider.pls_body(visibility=["*"]),
+        "/privateEndpoints/{name}": consumer.pe_body(pls.alias, message="fuzz"),
+        "/privateEndpointConnections/{connection}": {
+            "properties": {
+                "privateLinkServiceConnectionState": {"status": "Approved", "description": "ok"}
+            }
+        },
+        "/privateDnsZones/{zone}": {"location": "global", "tags": {"a": "b"}},
+        "/virtualNetworkLinks/{name}": {
+            "location": "global",
+            "properties": {"virtualNetwork": {"id": vnet_id}, "registrationEnabled": False},
+        },
+        "/{record_type}/{name}": {
+            "properties": {"ttl": 10, "aRecords": [{"ipv4Address": "10.0.1.9"}]}
+        },
+        "/privateDnsZoneGroups/{name}": writes[3][1],
+        "/resourceGroups/{group}": {"location": "eastus"},
+    }
+    return FuzzWorld(
+        provider.sub,
+        [provider.rg, consumer.rg],
+        names,
+        ids,
+        "fuzz.example",
+        zone_id,
+        "www",
+        provider.pls_id("pls-fuzz"),
+        pls.alias,
+        conn.name,
+        paths,
+        bodies,
+    )
+
+
+# Path parameters and body fields offered the topology's real names and ids.
+REAL_PARAMS = ("group", "name", "vnet", "endpoint", "connection", "child", "zone", "location")
+
+
+def _bind(spec: dict[str, Any], w: FuzzWorld, *, real: bool) -> dict[str, Any]:
+    """A copy of the document aimed at `w`: its subscription always (a generated GUID would
+    be an unknown subscription, and an admin's PUT there would create it); with `real`,
+    only the topology's names and ids where the document has patterns.
+
+    Two copies rather than `anyOf` of both: generators drop an enum that a pattern beside
+    it already covers, so the real names would never be drawn.
+    """
+    out = copy.deepcopy(spec)
+    _expand_scopes(out)
+    values: dict[str, list[str]] = {
+        "group": w.groups,
+        "name": [*w.names, w.record],
+        "vnet": w.names[:2],
+        "endpoint": ["pe-fuzz"],
+        "connection": [w.connection],
+        "child": ["fe", "be", "tcp-8080", "rule-fe"],
+        "zone": [w.zone],
+        "location": ["eastus"],
+    }
+    for operations in out["paths"].values():
+        for op in operations.values():
+            for param in op.get("parameters", []):
+                if param.get("in") != "path":
+                    continue
+                if param["name"] == "subscription":
+                    param["schema"] = {"enum": [w.sub]}
+                elif real and param["name"] in REAL_PARAMS and "pattern" in param["schema"]:
+                    param["schema"] = {"enum": values[param["name"]]}
+    if real:
+        schemas = _bodies_apart(out)
+        fields = [
+            ("SubResource", "id", w.ids),
+            ("LinkConnectionProperties", "privateLinkServiceId", [w.pls_id, w.alias]),
+            ("VisibilityRequest", "privateLinkServiceAlias", [w.alias]),
+            ("ZoneConfigProperties", "privateDnsZoneId", [w.zone_id]),
+            ("SubscriptionList", "subscriptions", [w.sub, "*"]),
+        ]
+        for component, field, choices in fields:
+            props = schemas[component]["properties"]
+            branches = props[field].get("anyOf", [props[field]])
+            for i, branch in enumerate(branches):
+                if branch.get("type") == "array":
+                    branch["items"] = {"enum": choices}
+                elif branch.get("type") != "null":
+                    branches[i] = {"enum": choices}
+            props[field] = {"anyOf": branches} if len(branches) > 1 else branches[0]
+    return out
+
+
+BOUND = "Bound"
+
+
+def _bodies_apart(spec: dict[str, Any]) -> dict[str, Any]:
+    """Request bodies on copies of the component schemas (`Bound...`), so that narrowing
+    them to real ids leaves the response schemas as served; returns the copies by name."""
+    schemas = spec["components"]["schemas"]
+    prefix = "#/components/schemas/"
+    text = json.dumps(schemas).replace(f'"{prefix}', f'"{prefix}{BOUND}')
+    copies = {BOUND + name: schema for name, schema in json.loads(text).items()}
+    schemas.update(copies)
+    for operations in spec["paths"].values():
+        for op in operations.values():
+            media = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if media is not None:  # a $ref, or allOf [$ref, what a PUT requires]
+                body = json.dumps(media["schema"]).replace(f'"{prefix}', f'"{prefix}{BOUND}')
+                media["schema"] = json.loads(body)
+    return {name.removeprefix(BOUND): schema for name, schema in copies.items()}
+
+
+def _expand_scopes(spec: dict[str, Any]) -> None:
+    """`/{scope}/providers/...` as the subscription and resource group paths it stands for
+    (a scope holds slashes, which a generated path parameter never does)."""
+    group = next(
+        p
+        for ops in spec["paths"].values()
+        for op in ops.values()
+        for p in op.get("parameters", [])
+        if p.get("name") == "group"
+    )
+    subscription = {"name": "subscription", "in": "path", "required": True, "schema": {}}
+    for path in [p for p in spec["paths"] if p.startswith("/{scope}/")]:
+        operations = spec["paths"].pop(path)
+        rest = path.removeprefix("/{scope}")
+        for prefix, extra in (
+            ("/subscriptions/{subscription}", [subscription]),
+            ("/subscriptions/{subscription}/resourceGroups/{group}", [subscription, group]),
+        ):
+            copies = copy.deepcopy(operations)
+            for op in copies.values():
+                rest_params = [p for p in op["parameters"] if p.get("name") != "scope"]
+                op["parameters"] = copy.deepcopy(extra) + rest_params
+            spec["paths"][prefix + rest] = copies
+
+
+def _arm_operations(schema: Any) -> dict[str, Any]:
+    """label ("PUT /subscriptions/...") -> operation, for the ARM operations of a schema."""
+    out = {}
+    for result in schema.get_all_operations():
+        op = result.ok()
+        if op.path.startswith(("/subscriptions", "/providers/", "/tenants")):
+            out[op.label] = op
+    return out
+
+
+def _real_parameters(template: str, w: FuzzWorld) -> list[dict[str, str]]:
+    """Path parameters naming something that exists: each id of the topology (or an
+    ancestor of it, for collections) that the path template matches, as parameters."""
+    parts = re.split(r"\{(\w+)\}", template)
+    pattern = "".join(
+        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+    )
+    found: list[dict[str, str]] = []
+    for rid in w.paths:
+        segments = rid.split("/")
+        for end in range(3, len(segments) + 1):
+            match = re.fullmatch(pattern, "/".join(segments[:end]), flags=re.IGNORECASE)
+            if match is not None and match.groupdict() not in found:
+                found.append(match.groupdict())
+    return found
+
+
+def _valid_body(label: str, w: FuzzWorld) -> dict[str, Any] | None:
+    method, path = label.split(" ", 1)
+    if method != "PUT":
+        return None
+    return next((b for end, b in w.bodies.items() if path.endswith(end)), None)
+
+
+def _order(label: str) -> tuple[int, str]:
+    """Deletes last (they remove what the others use), the resource group's very last."""
+    method, path = label.split(" ", 1)
+    if method != "DELETE":
+        return (0, label)
+    return (2 if path.endswith("/resourceGroups/{group}") else 1, label)
+
+
+def _fuzz(
+    strategy: Any,
+    count: int,
+    session: requests.Session,
+    server: Any,
+    checks: list[Any],
+    counters: list[Counter[int]],
+    codes: Counter[str],
+) -> None:
+    """Send `count` generated cases; every response is checked and counted (statuses into
+    `counters`, "METHOD status ARM-code" of 4xx answers into `codes`)."""
+
+    @settings(
+        max_examples=count,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy)
+    def call(case: Any) -> None:
+        response = case.call(
+            base_url=server.url, session=session, verify=server.ca_file, timeout=30
+        )
+        for counter in counters:
+            counter[response.status_code] += 1
+        if 400 <= response.status_code < 500 and response.content:
+            body = response.json()
+            if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                codes[f"{case.method} {response.status_code} {body['error'].get('code')}"] += 1
+        case.validate_response(response, checks=checks)
+
+    call()
+
+
+def test_schemathesis_never_5xx(server: Any, fuzz_world: FuzzWorld) -> None:
+    """schemathesis over every ARM operation: no 5xx, no dropped connection, ARM 4xx bodies.
+
+    A dropped connection is a `requests.ConnectionError` out of `case.call`: it fails the
+    test like any other exception.
+    """
+    with server.anonymous() as anonymous:
+        reply = anonymous.get("/openapi.json")
+    assert reply.status_code == 200, reply.text
+    spec = reply.json()
+    served = _arm_operations(schemathesis.openapi.from_dict(_bind(spec, fuzz_world, real=False)))
+    bound = _arm_operations(schemathesis.openapi.from_dict(_bind(spec, fuzz_world, real=True)))
+    assert served.keys() == bound.keys()
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    statuses: Counter[int] = Counter()
+    per_operation: dict[str, Counter[int]] = {}
+    codes: Counter[str] = Counter()
+    durations: dict[str, float] = {}
+    started = time.monotonic()
+    with requests.Session() as session:
+        session.trust_env = False  # 127.0.0.1, never through a proxy
+        session.headers["Authorization"] = f"Bearer {server.token()}"
+        for label in sorted(served, key=_order):
+            op_started = time.monotonic()
+            seen = per_operation.setdefault(label, Counter())
+            for mode, count in (
+                (GenerationMode.POSITIVE, FUZZ_POSITIVE),
+                (GenerationMode.NEGATIVE, FUZZ_NEGATIVE),
+            ):
+                strategies = [served[label].as_strategy(generation_mode=mode)]
+                if mode is GenerationMode.POSITIVE:
+                    op = bound[label]
+                    strategies.append(op.as_strategy(generation_mode=mode))
+                    real = _real_parameters(op.path, fuzz_world)
+                    strategies += [
+                        op.as_strategy(generation_mode=mode, path_parameters=p) for p in real
+                    ]
+                    valid = _valid_body(label, fuzz_world)
+                    if valid is not None:  # a body that passes validation: the workflows run
+                        # ... updating what exists, and creating under generated names
+                        strategies += [
+                            op.as_strategy(generation_mode=mode, body=valid, path_parameters=p)
+                            for p in real
+                        ]
+                        strategies.append(
+                            served[label].as_strategy(generation_mode=mode, body=valid)
+                        )
+                _fuzz(
+                    st.one_of(strategies), count, session, server, checks, [statuses, seen], codes
+                )
+            durations[label] = time.monotonic() - op_started
+    elapsed = time.monotonic() - started
+    total = sum(statuses.values())
+    print(
+        f"\nschemathesis: {total} requests over {len(served)} operations in {elapsed:.0f} s; "
+        f"statuses {dict(sorted(statuses.items()))}"
+    )
+    for code, n in codes.most_common(40):
+        print(f"  {n:5d} {code}")
+    for label, seen in per_operation.items():
+        print(f"  {durations[label]:5.1f} s {dict(sorted(seen.items()))} {label}")
+    assert len(served) >= 100, sorted(served)
+    # Deep, not refused at the door: reads, creations, updates, deletions and conflicts
+    # all happen, and a good share of the requests succeed.
+    for status in (200, 201, 202, 204, 400, 404, 409):
+        assert statuses[status], (status, statuses)
+    succeeded = sum(n for status, n in statuses.items() if status < 300)
+    assert succeeded >= 0.15 * total, statuses

@@ -160,3 +160,61 @@ def test_negative_skip_token_on_connections_is_refused(paged_server: Any, helper
     resp = _skip_token_answer(paged_server, path, "-1")
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["code"]
+
+
+# --- GET /subscriptions (issue 11: 2032 items in one page, no nextLink) ----------------------
+
+
+def _subscription_ids(server: Any, http: httpx.Client) -> tuple[list[str], list[str]]:
+    """Walk GET /subscriptions by nextLink; (ids, links)."""
+    ids: list[str] = []
+    links: list[str] = []
+    url: str | None = f"/subscriptions?api-version={API}"
+    while url:
+        resp = http.get(url)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert len(body["value"]) <= 2
+        ids += [s["subscriptionId"] for s in body["value"]]
+        url = body.get("nextLink")
+        if url:
+            links.append(url)
+            assert len(links) < 200, "nextLink loop"
+    return ids, links
+
+
+def test_subscriptions_list_across_pages(paged_server: Any, helpers: Any) -> None:
+    world = helpers.World(paged_server)
+    try:
+        made = [world.existing_subscription() for _ in range(5)]
+        ids, links = _subscription_ids(paged_server, paged_server.http)
+        assert len(ids) == len(set(ids)), "a subscription on two pages"
+        assert set(made) <= set(ids)
+        assert paged_server.credentials["subscription_id"] in ids
+        assert len(links) >= 2  # at least 6 subscriptions, 2 a page
+        _assert_links_carry_api_version(paged_server, links)
+        assert all(parse_qs(urlsplit(link).query).get("$skipToken") for link in links)
+
+        # Another tenant's admin pages through its own subscriptions only.
+        other = world.new_tenant()
+        theirs = [
+            other.identity.subscription_id,
+            other.new_subscription(),
+            other.new_subscription(),
+        ]
+        listed, links = _subscription_ids(paged_server, other.identity.http())
+        assert sorted(listed) == sorted(theirs)
+        assert len(links) == 1  # 2 + 1
+        mine, _ = _subscription_ids(paged_server, paged_server.http)
+        assert not set(theirs) & set(mine)
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("token", ["-1", "abc", str(2**31), "999999"])
+def test_subscriptions_skip_token_is_never_a_500(paged_server: Any, token: str) -> None:
+    resp = _skip_token_answer(paged_server, "/subscriptions", token)
+    if resp.status_code == 200:
+        assert resp.json()["value"] == [] and "nextLink" not in resp.json()
+    else:
+        assert resp.status_code == 400 and resp.json()["error"]["code"]

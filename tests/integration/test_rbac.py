@@ -149,22 +149,45 @@ def test_subscriptions_are_listed_per_principal(world: Any, admin: Identity) -> 
 
 
 def _subscription_ids(identity: Identity) -> list[str]:
+    """GET /subscriptions as `identity`, following nextLink as the SDKs do."""
+    ids: list[str] = []
     with identity.http() as http:
-        reply = http.get("/subscriptions", params={"api-version": "2022-12-01"})
-    assert reply.status_code == 200, reply.text
-    return [s["subscriptionId"] for s in reply.json()["value"]]
+        url: str | None = "/subscriptions?api-version=2022-12-01"
+        while url:
+            reply = http.get(url)
+            assert reply.status_code == 200, reply.text
+            ids += [s["subscriptionId"] for s in reply.json()["value"]]
+            url = reply.json().get("nextLink")
+            assert len(ids) < 100_000, "nextLink loop"
+    return ids
 
 
-def test_unknown_subscription_exists_only_for_tenant_admins(
+def test_unknown_subscription_is_created_only_by_a_put_of_the_default_admin(
     world: Any, admin: Identity, principals: list[Identity]
 ) -> None:
     nobody = _new_principal(admin, principals)
     sub = helpers_new_sub()
-    with pytest.raises(HttpResponseError) as info:
-        list(nobody.network(sub).virtual_networks.list_all())
-    assert info.value.status_code == 404
-    assert info.value.error is not None and info.value.error.code == "SubscriptionNotFound"
-    # The tenant admin's first use creates it, with the admin as Owner.
+    group = {"location": LOCATION}
+    for who in (nobody, admin):
+        # A read never creates a subscription, whoever asks (issue 11).
+        with pytest.raises(HttpResponseError) as info:
+            list(who.network(sub).virtual_networks.list_all())
+        assert info.value.status_code == 404
+        assert info.value.error is not None and info.value.error.code == "SubscriptionNotFound"
+    # A write by anyone but the default tenant's admin does not either.
+    with nobody.http() as http:
+        reply = http.put(
+            f"/subscriptions/{sub}/resourceGroups/rg?api-version=2022-12-01", json=group
+        )
+    assert reply.status_code == 404, reply.text
+    assert reply.json()["error"]["code"] == "SubscriptionNotFound"
+    assert sub not in _subscription_ids(admin)
+    # The default admin's first write creates it, with the admin as Owner.
+    with admin.http() as http:
+        reply = http.put(
+            f"/subscriptions/{sub}/resourceGroups/rg?api-version=2022-12-01", json=group
+        )
+    assert reply.status_code == 201, reply.text
     assert list(admin.network(sub).virtual_networks.list_all()) == []
     owners = [
         a
@@ -172,6 +195,7 @@ def test_unknown_subscription_exists_only_for_tenant_admins(
         if a.role_definition_id.lower().endswith("8e3af657-a8ff-443c-a75c-2fe8c4bcb635")
     ]
     assert owners
+    assert sub in _subscription_ids(admin)
 
 
 def helpers_new_sub() -> str:

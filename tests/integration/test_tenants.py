@@ -236,15 +236,38 @@ def test_new_tenant_works_in_its_own_subscription_only(tenancy: Tenancy, sdk: An
         list(tenancy.server.client(fab["subscription_id"]).virtual_networks.list_all())
 
 
-def test_admin_creates_subscriptions_on_first_use_in_its_tenant(tenancy: Tenancy, sdk: Any) -> None:
+def _not_found(fn: Any, sub: str) -> None:
+    with pytest.raises(ResourceNotFoundError) as info:
+        fn()
+    assert info.value.status_code == 404
+    assert info.value.error is not None and info.value.error.code == "SubscriptionNotFound"
+    assert f"The subscription '{sub}' could not be found." in str(info.value.message)
+
+
+def test_only_the_default_admin_creates_a_subscription_by_writing_in_it(
+    tenancy: Tenancy, sdk: Any
+) -> None:
     fab = tenancy.fabrikam
     as_fab = sdk(tenancy.server, fab["tenant_id"], fab["client_id"], fab["client_secret"])
     fresh = str(uuid.uuid4())
-    assert list(as_fab.network(fresh).virtual_networks.list_all()) == []
-    shown = tenancy.cli.json("tenant", "show", "fabrikam")
-    assert fresh in [s["subscription_id"] for s in shown["subscriptions"]]
+    # Another tenant's admin creates subscriptions explicitly (`subscription create`):
+    # neither its reads nor its writes conjure one.
+    _not_found(lambda: list(as_fab.network(fresh).virtual_networks.list_all()), fresh)
+    _not_found(lambda: _vnet(as_fab.network(fresh), "rg-fab"), fresh)
+    # The default tenant's admin: a read answers 404 and creates nothing ...
+    as_default = tenancy.server.client(fresh)
+    _not_found(lambda: list(as_default.virtual_networks.list_all()), fresh)
+
+    def owned(tenant: str) -> list[str]:
+        listed = tenancy.cli.json("tenant", "show", tenant)["subscriptions"]
+        return [s["subscription_id"] for s in listed]
+
+    assert fresh not in owned("fabrikam") and fresh not in owned("default")
+    # ... its first PUT creates it, in the default tenant.
+    assert _vnet(as_default, "rg-default").name == "vnet"
+    assert fresh in owned("default") and fresh not in owned("fabrikam")
     with pytest.raises(ClientAuthenticationError):
-        list(tenancy.server.client(fresh).virtual_networks.list_all())
+        list(as_fab.network(fresh).virtual_networks.list_all())
 
 
 def test_non_admin_gets_404_for_an_unknown_subscription(tenancy: Tenancy, sdk: Any) -> None:

@@ -1,7 +1,10 @@
-"""Issue 11: names, ids and api-versions are validated whole, before anything is written."""
+"""Issue 11: names, ids and api-versions are validated whole, before anything is written;
+a read never creates a subscription; a private link service's lists are bounded and unique.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -67,7 +70,84 @@ def test_repeated_api_version_is_refused(server: Any, helpers: Any) -> None:
 
 def test_long_name_is_not_echoed_whole(server: Any, helpers: Any) -> None:
     base = helpers.base_path(helpers.new_sub(), helpers.unique("rg"))
-    resp = server.http.put(f"{base}/virtualNetworks/{'n' * 20_000}{Q}", json=VNET)
+    # 10,000 characters: within the request line's limit (16 KiB, else 414 before routing).
+    resp = server.http.put(f"{base}/virtualNetworks/{'n' * 10_000}{Q}", json=VNET)
     error = _arm_error(resp, 400, "InvalidResourceName")
     assert len(error["message"]) < 500
     assert "n" * 200 + "..." in error["message"]
+
+
+# --- defect 6: reads never create subscriptions; PLS lists are bounded and unique -------------
+
+
+def _all_subscriptions(http: httpx.Client) -> list[str]:
+    """GET /subscriptions, every page (nextLink followed, as the SDKs do)."""
+    ids: list[str] = []
+    url: str | None = f"/subscriptions{Q}"
+    for _ in range(1000):  # bounded: a nextLink loop fails the test instead of hanging it
+        if url is None:
+            return ids
+        resp = http.get(url)
+        assert resp.status_code == 200, resp.text
+        ids += [s["subscriptionId"] for s in resp.json()["value"]]
+        url = resp.json().get("nextLink")
+    raise AssertionError("nextLink loop")
+
+
+def test_reads_of_unknown_subscriptions_create_nothing(server: Any) -> None:
+    # Before: 2000 GETs created 2000 subscriptions, listed in one page with no nextLink.
+    http = server.http
+    before = _all_subscriptions(http)
+    paths = [
+        "",
+        "/resourceGroups",
+        "/resourceGroups/rg",
+        "/providers/Microsoft.Network/virtualNetworks",
+        "/resourceGroups/rg/providers/Microsoft.Network/privateLinkServices/pls",
+    ]
+    for i in range(50):
+        sub = str(uuid.uuid4())
+        if i % 10 == 9:
+            head = http.head(f"/subscriptions/{sub}/resourceGroups/rg{Q}")
+            assert head.status_code == 404
+            continue
+        resp = http.get(f"/subscriptions/{sub}{paths[i % len(paths)]}{Q}")
+        error = _arm_error(resp, 404, "SubscriptionNotFound")
+        assert error["message"] == f"The subscription '{sub}' could not be found."
+    assert _all_subscriptions(http) == before
+
+
+def test_pls_subscription_lists_refuse_repeats(world: Any, helpers: Any) -> None:
+    provider = world.provider()
+    sub = provider.sub
+    path = f"{provider.pls_id(helpers.unique('pls'))}{Q}"
+    for body, field in (
+        (provider.pls_body(visibility=[sub, sub.upper()]), "visibility.subscriptions"),
+        (provider.pls_body(visibility=["*"], auto_approval=[sub, sub]), "autoApproval"),
+    ):
+        resp = world.server.http.put(path, json=body)
+        error = _arm_error(resp, 400, "DuplicateSubscriptionInPrivateLinkServiceList")
+        assert field in error["message"]
+    assert world.server.http.get(path).status_code == 404
+
+
+def test_pls_fqdns_are_bounded_and_unique(world: Any, helpers: Any) -> None:
+    provider = world.provider()
+    path = f"{provider.pls_id(helpers.unique('pls'))}{Q}"
+    http = world.server.http
+    many = [f"h{i}.contoso.example" for i in range(10_000)]
+    error = _arm_error(
+        http.put(path, json=provider.pls_body(fqdns=many)), 400, "FqdnListLimitExceeded"
+    )
+    assert "10000" in error["message"]
+    _arm_error(
+        http.put(path, json=provider.pls_body(fqdns=["a.example", "A.Example."])),
+        400,
+        "DuplicateFqdnInPrivateLinkService",
+    )
+    for bad in ("x" * 64 + ".example", ".".join(["a" * 63] * 4)):
+        _arm_error(http.put(path, json=provider.pls_body(fqdns=[bad])), 400, "InvalidFqdn")
+    assert http.get(path).status_code == 404
+    created = http.put(path, json=provider.pls_body(fqdns=many[:100]))
+    assert created.status_code in (200, 201), created.text
+    assert created.json()["properties"]["fqdns"] == many[:100]

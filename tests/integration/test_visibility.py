@@ -83,7 +83,7 @@ def test_empty_visibility_is_rbac_only(world: Any, helpers: Any) -> None:
 
     assert _visible(provider.client, pls.alias) is True
     assert _visible(other.client, pls.alias) is False
-    assert _visible(elsewhere.client(helpers.new_sub()), pls.alias) is False
+    assert _visible(elsewhere.client(elsewhere.new_subscription()), pls.alias) is False
     helpers.expect_error(
         lambda: other.create_pe("pe", pls.alias), 400, "PrivateLinkServiceNotFound"
     )

@@ -41,7 +41,6 @@ def test_full_workflow(backend_server: Any, helpers: Any) -> None:
     world = helpers.World(backend_server)
     provider = world.provider()
     consumer = world.consumer()  # the same 10.0.0.0/16 as the provider: overlap is fine
-    outsider = helpers.new_sub()
     pls_name = helpers.unique("pls")
     fqdn = f"{pls_name}.contoso.example"
 
@@ -66,7 +65,7 @@ def test_full_workflow(backend_server: Any, helpers: Any) -> None:
     assert by_rg(LOCATION, consumer.rg, body).result().visible is True
     # Another tenant's subscription (the provider's own admin has RBAC rights everywhere).
     elsewhere = world.new_tenant()
-    other = elsewhere.client(outsider).private_link_services
+    other = elsewhere.client(elsewhere.new_subscription()).private_link_services
     assert (
         other.begin_check_private_link_service_visibility(LOCATION, body).result().visible is False
     )
@@ -205,7 +204,7 @@ def test_auto_approval(world: Any, helpers: Any) -> None:
     ]
     assert [x.lower() for x in listed] == [pls.id.lower()]
     assert list(ops.list_auto_approved_private_link_services("westus")) == []
-    outsider = world.server.client(helpers.new_sub()).private_link_services
+    outsider = world.server.client(world.existing_subscription()).private_link_services
     assert list(outsider.list_auto_approved_private_link_services(LOCATION)) == []
 
     nic_name = pe.network_interfaces[0].id.rsplit("/", 1)[1]

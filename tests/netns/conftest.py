@@ -25,15 +25,37 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    """A fresh data plane with its own namespace prefix; always cleaned up."""
+def _require_netns() -> None:
+    """Skip where namespaces can't be made; under CI fail instead, so it can't pass empty."""
     reason = _missing()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"netns tests cannot run in CI: {reason}")
         pytest.skip(reason)
-    w = World(tmp_path)
+
+
+@pytest.fixture
+def netns_required() -> None:
+    """For a test that makes its own namespaces: root and `ip`, `nft`, `conntrack`."""
+    _require_netns()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A fresh data plane with its own namespace prefix; always cleaned up."""
+    yield from _world(tmp_path, realize=True)
+
+
+@pytest.fixture
+def store_world(tmp_path: Path) -> Iterator[World]:
+    """Like `world`, but without a data plane: resources only go into the store, for a
+    server process started on `world.data_dir` with `--netns-prefix world.prefix`."""
+    yield from _world(tmp_path, realize=False)
+
+
+def _world(tmp_path: Path, realize: bool) -> Iterator[World]:
+    _require_netns()
+    w = World(tmp_path, realize=realize)
     try:
         yield w
     finally:

@@ -109,23 +109,32 @@ def try_get(netns: str, ip: str, port: int, timeout: float = 1.0) -> str | None:
 class World:
     """One isolated data plane with a unique namespace prefix."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, realize: bool = True) -> None:
+        """`realize=False`: resources only go into the store (a server process started
+        on `data_dir` with `--netns-prefix <prefix>` makes them real)."""
         self.prefix = "t" + secrets.token_hex(3)  # unique per test: never touches others
         self.data_dir = data_dir
         self.repo = SqlRepository.sqlite_in(data_dir)
-        self.reconciler = Reconciler(self.repo, self.prefix, data_dir)
-        self.plane = ControlPlane(self.repo, realizer=self.reconciler)
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.reconciler.start()
+        self._reconciler = Reconciler(self.repo, self.prefix, data_dir) if realize else None
+        self.plane = ControlPlane(self.repo, realizer=self._reconciler)
+        if self._reconciler is not None:
+            self._reconciler.start()
+
+    @property
+    def reconciler(self) -> Reconciler:
+        """The in-process data plane (a world made with `realize=False` has none)."""
+        assert self._reconciler is not None, "this world has no data plane of its own"
+        return self._reconciler
 
     # --- lifecycle --------------------------------------------------------------------
 
     def restart_reconciler(self) -> None:
         """Stop the data plane loop and start a fresh one (what a server restart does)."""
         self.reconciler.stop()
-        self.reconciler = Reconciler(self.repo, self.prefix, self.data_dir)
-        self.plane.realizer = self.reconciler
-        self.reconciler.start()
+        self._reconciler = Reconciler(self.repo, self.prefix, self.data_dir)
+        self.plane.realizer = self._reconciler
+        self._reconciler.start()
 
     def close(self) -> None:
         """Stop everything and remove every namespace of this world."""
@@ -135,7 +144,8 @@ class World:
             for proc in self.procs:
                 with contextlib.suppress(Exception):
                     proc.wait(timeout=5)
-            self.reconciler.stop()
+            if self._reconciler is not None:
+                self._reconciler.stop()
         finally:
             cleanup(self.prefix)
             self.repo.dispose()

@@ -1,4 +1,5 @@
-"""Principals for tests: a tenant admin, new tenants, new service principals, role assignments.
+"""Principals for tests: a tenant admin, new tenants and subscriptions, new service principals,
+role assignments.
 
 Everything goes through the server's public surfaces, as a user would: the admin API
 behind `privatelink tenant create`, Microsoft Graph (as `az ad sp create-for-rbac` does)
@@ -142,6 +143,21 @@ def create_tenant(admin: Identity, name: str | None = None) -> Identity:
         reply = http.post("/privatelink/admin/tenants", json={"name": name})
     assert reply.status_code in (200, 201), reply.text
     return Identity.from_json(reply.json())
+
+
+def create_subscription(admin: Identity, tenant: str, name: str | None = None) -> str:
+    """A new subscription in `tenant` (name or id) through the admin API, as
+    `privatelink subscription create --tenant` makes it: the tenant's admin is Owner.
+
+    `admin` is the default tenant's admin (only it may call the admin API). A tenant's
+    admin never creates subscriptions by using a new GUID: only the default tenant's admin
+    does, and only with a write (a PUT).
+    """
+    body = {"tenant": tenant} | ({"display_name": name} if name else {})
+    with admin.http() as http:
+        reply = http.post("/privatelink/admin/subscriptions", json=body)
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["subscription_id"])
 
 
 def create_principal(tenant_admin: Identity, name: str | None = None) -> Identity:

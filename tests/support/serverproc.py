@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import socket
 import ssl
 import subprocess
@@ -25,7 +26,7 @@ import httpx
 import pytest
 
 START_DEADLINE_S = 30.0
-STOP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 30.0  # above the default drain (10 s) plus the data plane's stop
 LOCAL = "127.0.0.1,localhost"
 
 
@@ -85,9 +86,39 @@ class ServerProcess:
     def ca_file(self) -> str:
         return str(self.credentials["ca_file"])
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def stderr(self, tail: int = 80) -> str:
         """The end of the server's stderr."""
         return tail_of(self.stderr_path, tail)
+
+    def accepts_connections(self) -> bool:
+        """Whether a TCP connection to the server's port is accepted right now."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+        except OSError:
+            return False
+        return True
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        """Send a signal (SIGTERM by default) to the server process."""
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait (at most `timeout` seconds) for the process to exit; its exit status.
+
+        Fails the test, with the server's stderr, when it is still running by then.
+        """
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"privatelink serve still running {timeout} s after being asked to stop.\n"
+                f"--- stderr ---\n{self.stderr()}",
+                pytrace=False,
+            )
 
 
 @contextlib.contextmanager

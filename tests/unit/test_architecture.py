@@ -51,8 +51,19 @@ FORBIDDEN = {
         "starlette",
     ],
     "identity": ["privatelink.api", "privatelink.store", "privatelink.service"],
-    "api": ["privatelink.store.sql", "sqlalchemy", "privatelink.cli", "privatelink.server"],
+    "api": [
+        "privatelink.store.sql",
+        "sqlalchemy",
+        "privatelink.cli",
+        "privatelink.server",
+        "privatelink.serving",
+    ],
 }
+
+# The HTTP server itself (uvicorn, h11) is configured in one module, serving.py; the CLI
+# only hands it the app.
+HTTP_SERVER_MODULES = ("uvicorn", "h11")
+MAY_IMPORT_HTTP_SERVER = {"serving.py", "cli/main.py"}
 
 
 def imports_of(path: Path) -> list[str]:
@@ -81,6 +92,33 @@ def test_layer_imports_point_inwards(layer: str) -> None:
         for name in imports_of(path)
         for banned in FORBIDDEN[layer]
         if name == banned or name.startswith(banned + ".")
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_only_the_serving_layer_imports_the_http_server() -> None:
+    bad = [
+        f"{path.relative_to(SRC)} imports {name}"
+        for path in sorted(SRC.rglob("*.py"))
+        if str(path.relative_to(SRC)) not in MAY_IMPORT_HTTP_SERVER
+        for name in imports_of(path)
+        if name.split(".")[0] in HTTP_SERVER_MODULES
+    ]
+    assert not bad, "\n".join(bad)
+
+
+# In the data plane only privileged.py touches the kernel: netlink, nftables, programs,
+# raw syscalls. (Sockets stay allowed: the proxy path and probes use ordinary ones.)
+KERNEL_MODULES = ("pyroute2", "nftables", "subprocess", "ctypes", "select", "resource", "fcntl")
+
+
+def test_only_privileged_touches_the_kernel_in_the_data_plane() -> None:
+    bad = [
+        f"{path.relative_to(SRC)} imports {name}"
+        for path in modules("dataplane")
+        if path.name != "privileged.py"
+        for name in imports_of(path)
+        if name.split(".")[0] in KERNEL_MODULES
     ]
     assert not bad, "\n".join(bad)
 

@@ -304,9 +304,14 @@ def test_visibility_subscription_limit(make_world: MakeWorld) -> None:
         pl.create_or_update_service,
         make_pls(visibility=(S2, S3, S4)),
     )
-    # repeated entries count once
-    pls = w.create_pls(visibility=(S2, S3, S2))
-    assert pls.visibility == (S2, S3)
+    # a repeated entry is refused (not silently dropped): see test_private_link_service
+    w.refuse(
+        errors.DuplicateSubscriptionInList,
+        "DuplicateSubscriptionInPrivateLinkServiceList",
+        400,
+        pl.create_or_update_service,
+        make_pls(visibility=(S2, S2)),
+    )
 
 
 def test_auto_approval_subscription_limit(make_world: MakeWorld) -> None:

@@ -571,6 +571,116 @@ def test_invalid_fqdn_refused(pw: World) -> None:
     create_refused(pw, errors.InvalidFqdn, "InvalidFqdn", make_pls(fqdns=("bad_name!.com",)))
 
 
+# Issue 11: duplicate entries in visibility and 10,000 FQDNs were accepted.
+
+
+@pytest.mark.parametrize(
+    ("visibility", "auto", "field"),
+    [
+        ((S2, S3, S2), (), "visibility.subscriptions"),
+        ((S2, S2.upper()), (), "visibility.subscriptions"),
+        ((S2, f" {S2} "), (), "visibility.subscriptions"),
+        (("*", "*"), (), "visibility.subscriptions"),
+        (("*",), (S2, S2), "autoApproval.subscriptions"),
+        ((S2, S3), (S3, S3.upper()), "autoApproval.subscriptions"),
+    ],
+)
+def test_repeated_subscriptions_are_refused(
+    pw: World, visibility: tuple[str, ...], auto: tuple[str, ...], field: str
+) -> None:
+    with pytest.raises(errors.DuplicateSubscriptionInList) as info:
+        pw.run(pl.create_or_update_service, make_pls(visibility=visibility, auto_approval=auto))
+    assert info.value.code == "DuplicateSubscriptionInPrivateLinkServiceList"
+    assert info.value.status == 400
+    assert field in info.value.message
+    assert pw.get(pls_id("pls1")) is None
+
+
+def test_an_update_with_a_repeated_subscription_keeps_the_old_lists(pw: World) -> None:
+    pw.create_pls(visibility=(S2, S3), auto_approval=(S2,))
+    create = pl.create_or_update_service
+    repeated = replace(pw.pls(), visibility=(S2, S3, S3))
+    pw.refuse(
+        errors.DuplicateSubscriptionInList,
+        "DuplicateSubscriptionInPrivateLinkServiceList",
+        400,
+        create,
+        repeated,
+    )
+    assert pw.pls().visibility == (S2, S3)
+
+
+def test_fqdns_are_capped_by_the_limit(pw: World) -> None:
+    many = tuple(f"h{i}.contoso.com" for i in range(10_000))
+    with pytest.raises(errors.FqdnListLimitExceeded) as info:
+        pw.run(pl.create_or_update_service, make_pls(fqdns=many))
+    assert info.value.code == "FqdnListLimitExceeded"
+    assert info.value.status == 400
+    assert "10000" in info.value.message and "100 " in info.value.message
+    assert pw.get(pls_id("pls1")) is None
+    create_refused(
+        pw, errors.FqdnListLimitExceeded, "FqdnListLimitExceeded", make_pls(fqdns=many[:101])
+    )
+    assert pw.create_pls(fqdns=many[:100]).fqdns == many[:100]
+
+
+def test_fqdn_limit_is_configurable(make_world: Callable[..., World]) -> None:
+    w = make_world(fqdns=2)
+    w.provider(n=1)
+    create_refused(
+        w,
+        errors.FqdnListLimitExceeded,
+        "FqdnListLimitExceeded",
+        make_pls(fqdns=("a.x", "b.x", "c.x")),
+    )
+    assert w.create_pls(fqdns=("a.x", "b.x")).fqdns == ("a.x", "b.x")
+
+
+@pytest.mark.parametrize(
+    "fqdns",
+    [
+        ("a.contoso.com", "a.contoso.com"),
+        ("a.contoso.com", "A.Contoso.COM"),
+        ("a.contoso.com", "a.contoso.com."),
+    ],
+)
+def test_repeated_fqdns_are_refused(pw: World, fqdns: tuple[str, ...]) -> None:
+    create_refused(
+        pw, errors.DuplicateFqdn, "DuplicateFqdnInPrivateLinkService", make_pls(fqdns=fqdns)
+    )
+
+
+LABEL63 = "a" * 63
+
+
+@pytest.mark.parametrize(
+    "fqdn",
+    [
+        "a" * 64 + ".com",  # a label of 64
+        ".".join([LABEL63] * 4),  # 255 characters
+        ".".join([LABEL63, LABEL63, LABEL63, "a" * 62]),  # 254 characters
+        "-a.com",
+        "a-.com",
+        "a..com",
+        "",
+        ".",
+    ],
+)
+def test_fqdn_length_and_syntax(pw: World, fqdn: str) -> None:
+    create_refused(pw, errors.InvalidFqdn, "InvalidFqdn", make_pls(fqdns=(fqdn,)))
+
+
+def test_longest_fqdn_is_accepted(pw: World) -> None:
+    longest = ".".join([LABEL63, LABEL63, LABEL63, "a" * 61])
+    assert len(longest) == 253
+    assert pw.create_pls(fqdns=(longest, "x.example.")).fqdns == (longest, "x.example")
+
+
+def test_duplicate_error_echoes_a_clipped_value() -> None:
+    message = errors.DuplicateSubscriptionInList(value="x" * 5000, field="visibility").message
+    assert len(message) < 500
+
+
 # --- deletion ----------------------------------------------------------------------------------
 
 

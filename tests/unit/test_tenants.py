@@ -239,11 +239,26 @@ def _get(gate: TestClient, who: str | None, sub: str) -> httpx.Response:
     return gate.get(f"/subscriptions/{sub}/resourceGroups?api-version=2022-12-01", headers=headers)
 
 
-def test_admin_creates_unknown_subscription_in_its_tenant(
+def _put(gate: TestClient, who: str, sub: str, path: str = "/resourceGroups/rg") -> httpx.Response:
+    headers = {"Authorization": f"Bearer {who}"}
+    return gate.put(f"/subscriptions/{sub}{path}?api-version=2022-12-01", headers=headers, json={})
+
+
+def _assert_subscription_not_found(reply: httpx.Response, sub: str) -> None:
+    assert reply.status_code == 404
+    assert reply.json() == {
+        "error": {
+            "code": "SubscriptionNotFound",
+            "message": f"The subscription '{sub}' could not be found.",
+        }
+    }
+
+
+def test_default_admin_creates_unknown_subscription_with_a_put(
     gate: TestClient, subs: FakeSubscriptions, created: list[tuple[str, str, str]]
 ) -> None:
     sub = str(uuid.uuid4())
-    assert _get(gate, "admin", sub).status_code == 200
+    assert _put(gate, "admin", sub).status_code == 200
     assert subs.rows[sub]["tenant_id"] == DEFAULT_T
     assert created == [(sub, DEFAULT_T, ADMIN.object_id)]
     # Known from now on: a principal of the same tenant passes, no second creation.
@@ -263,6 +278,52 @@ def test_non_admin_gets_404_for_unknown_subscription(
             "message": f"The subscription '{sub}' could not be found.",
         }
     }
+    assert not subs.rows and not created
+
+
+def test_reads_never_create_a_subscription(
+    gate: TestClient, subs: FakeSubscriptions, created: list[tuple[str, str, str]]
+) -> None:
+    # Issue 11: 2000 GETs on unknown GUIDs created 2000 subscriptions.
+    auth = {"Authorization": "Bearer admin"}
+    for _ in range(5):
+        sub = str(uuid.uuid4())
+        _assert_subscription_not_found(_get(gate, "admin", sub), sub)
+        _assert_subscription_not_found(gate.get(f"/subscriptions/{sub}", headers=auth), sub)
+        assert gate.head(f"/subscriptions/{sub}/resourceGroups/rg", headers=auth).status_code == 404
+    assert not subs.rows and not created
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE", "POST"])
+def test_other_writes_of_the_default_admin_do_not_create(
+    gate: TestClient, subs: FakeSubscriptions, created: list[tuple[str, str, str]], method: str
+) -> None:
+    sub = str(uuid.uuid4())
+    reply = gate.request(
+        method,
+        f"/subscriptions/{sub}/resourceGroups/rg?api-version=2022-12-01",
+        headers={"Authorization": "Bearer admin"},
+    )
+    _assert_subscription_not_found(reply, sub)
+    assert not subs.rows and not created
+
+
+@pytest.mark.parametrize("who", ["user", "other"])
+def test_only_the_default_tenants_admin_creates_with_a_put(
+    gate: TestClient, subs: FakeSubscriptions, created: list[tuple[str, str, str]], who: str
+) -> None:
+    # `other` administers its own tenant: it creates subscriptions through the admin API.
+    sub = str(uuid.uuid4())
+    _assert_subscription_not_found(_put(gate, who, sub), sub)
+    assert not subs.rows and not created
+
+
+def test_a_put_of_the_bare_subscription_does_not_create(
+    gate: TestClient, subs: FakeSubscriptions, created: list[tuple[str, str, str]]
+) -> None:
+    sub = str(uuid.uuid4())
+    _assert_subscription_not_found(_put(gate, "admin", sub, path=""), sub)
+    _assert_subscription_not_found(_put(gate, "admin", sub, path="/"), sub)
     assert not subs.rows and not created
 
 
@@ -308,7 +369,7 @@ def test_creation_race_lost_to_another_tenant(
     gate: TestClient, subs: FakeSubscriptions, created: list[tuple[str, str, str]]
 ) -> None:
     subs.race_tenant = OTHER_T
-    reply = _get(gate, "admin", str(uuid.uuid4()))
+    reply = _put(gate, "admin", str(uuid.uuid4()))
     assert reply.status_code == 401
     assert reply.json()["error"]["code"] == "InvalidAuthenticationTokenTenant"
     assert not created

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import pytest
+from fastapi import Body, FastAPI
 from starlette.requests import Request
 
+from privatelink.api import errors as api_errors
 from privatelink.api.arm import (
     InvalidApiVersion,
     MultipleApiVersions,
@@ -19,6 +24,10 @@ from privatelink.core.private_dns import normalize_record_name, normalize_zone_n
 from privatelink.core.resource import normalize_location
 from privatelink.dataplane.names import check_prefix
 from privatelink.identity.admin import TENANT_NAME
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
 
 GUID = "11111111-1111-4111-8111-111111111111"
 
@@ -102,3 +111,20 @@ def test_echoed_values_are_truncated() -> None:
     assert rid in errors.ResourceNotFound(id=rid).message
     assert len(errors.ResourceNotFound(id=rid * 100).message) < errors.MAX_FIELD + 100
     assert len(errors.InvalidResourceId("/" + long).message) < errors.MAX_FIELD + 100
+
+
+def test_a_body_that_is_not_json_is_invalid_request_content() -> None:
+    """The framework's own 400 for an unparsable body carries ARM's code, not `HttpError`."""
+    app = FastAPI()
+    api_errors.install(app)
+
+    @app.put("/thing")
+    def put(body: Any = Body(None)) -> dict[str, Any]:
+        return {"body": body}
+
+    with TestClient(app) as client:
+        resp = client.put(
+            "/thing", content=b'{"location": ', headers={"Content-Type": "application/json"}
+        )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "InvalidRequestContent"

@@ -59,6 +59,8 @@ DEFAULT_PAGE_SIZE = 100
 MAX_ERROR_BODY = 4096
 _HEADER_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _NET_EPOCH_TICKS = 621355968000000000  # .NET ticks (100 ns) at 1970-01-01
+# Responses that report a store fault: ARM code -> status.
+_STORE_FAULTS = {e.code: e.status for e in (errors.StoreUnavailable, errors.InsufficientStorage)}
 
 
 class ActivityStore(Protocol):
@@ -321,14 +323,15 @@ class ActivityRecorder:
         correlation = correlation_id(headers.get(CORRELATION_HEADER))
         scope.setdefault("state", {})["correlation_id"] = correlation
         method = scope["method"].upper()
+        if method not in WRITE_METHODS:  # a read: nothing to record, only the header to add
+            await self.app(scope, receive, _with_correlation(send, correlation))
+            return
         ex = _Exchange(scope, headers, method, correlation, self.clock())
-        recording = method in WRITE_METHODS
-        if recording:
-            ex.action = self.describe(method, scope["path"])
-            if ex.action is not None and keeps_request_body(ex.action.action):
-                ex.request_body = bytearray()
-            if ex.action is not None and keeps_response_body(ex.action.action):
-                ex.response_body = bytearray()
+        ex.action = self.describe(method, scope["path"])
+        if ex.action is not None and keeps_request_body(ex.action.action):
+            ex.request_body = bytearray()
+        if ex.action is not None and keeps_response_body(ex.action.action):
+            ex.response_body = bytearray()
 
         async def receive_wrapper() -> Message:
             message: Message = await receive()
@@ -343,7 +346,7 @@ class ActivityRecorder:
                 if CORRELATION_HEADER not in out:
                     out[CORRELATION_HEADER] = correlation
                 ex.service_request_id = out.get("x-ms-request-id", "")
-            elif message["type"] == "http.response.body" and recording:
+            elif message["type"] == "http.response.body":
                 room = MAX_ERROR_BODY - len(ex.error)
                 if ex.status is not None and ex.status >= 400 and room > 0:
                     ex.error.extend(message.get("body", b"")[:room])
@@ -353,9 +356,6 @@ class ActivityRecorder:
                     await self._record(ex)  # before the last byte: the client can read it
             await send(message)
 
-        if not recording:
-            await self.app(scope, receive, send_wrapper)
-            return
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except Exception:
@@ -369,10 +369,17 @@ class ActivityRecorder:
         if ex.recorded or ex.status is None:
             return
         ex.recorded = True
+        if ex.status >= 500 and _STORE_FAULTS.get(_error_of(bytes(ex.error))[0] or "") == ex.status:
+            # The log lives in the store that just failed the request: writing it now would
+            # fail too, only later (a connect timeout) and holding the response back.
+            log.warning("not recorded (store fault): %s %s", ex.method, ex.scope["path"])
+            return
         try:
             events = self._events(ex, ex.status)
             if events:
                 await run_in_threadpool(self.log.record, *events)
+        except errors.StoreFault as exc:
+            log.warning("could not record %s %s: %s", ex.method, ex.scope["path"], exc.code)
         except Exception:
             log.exception("could not record %s %s in the activity log", ex.method, ex.scope["path"])
 
@@ -411,6 +418,19 @@ class ActivityRecorder:
             response_body=_json_text(ex.response_body),
         )
         return request_events(facts, uuid.uuid4)
+
+
+def _with_correlation(send: Any, correlation: str) -> Callable[[Message], Awaitable[None]]:
+    """`send` adding `x-ms-correlation-request-id` to a response that has none."""
+
+    async def send_correlated(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            out = MutableHeaders(scope=message)
+            if CORRELATION_HEADER not in out:
+                out[CORRELATION_HEADER] = correlation
+        await send(message)
+
+    return send_correlated
 
 
 def _keep(kept: bytearray, chunk: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,12 +18,14 @@ from privatelink.api import (
     errors,
     load_balancer,
     network_interface,
+    openapi,
     operations,
     private_dns,
     private_dns_zone_group,
     private_endpoint,
     private_link_service,
     resource_manager,
+    route_filter,
     virtual_network,
 )
 from privatelink.api.activity_log import ActivityRecorder
@@ -31,10 +34,12 @@ from privatelink.api.authorize import authorize
 from privatelink.api.gate import ArmGate, SubscriptionStore
 from privatelink.api.limits import BodyLimit
 from privatelink.api.paths import CanonicalPathMiddleware
+from privatelink.api.throttle import ArmThrottle
 from privatelink.core.actions import describe
 from privatelink.core.authorization import Access
 from privatelink.core.principal import Principal, SubscriptionCreated
 from privatelink.core.registry import ResourceType
+from privatelink.core.throttle import SignInGuard, SignInPolicy, Throttle, ThrottlingConfig
 from privatelink.identity.auth import bearer_principal
 from privatelink.identity.graph import build_graph_router
 from privatelink.identity.router import build_identity_router
@@ -99,11 +104,14 @@ def create_app(
     page_size: int = DEFAULT_PAGE_SIZE,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    throttling: ThrottlingConfig | None = None,
 ) -> FastAPI:
     """Assemble the server app around a control plane, a token issuer and the tenancy.
 
-    `on_start`/`on_stop` run when the server starts and stops (the data plane loop).
+    `on_start`/`on_stop` run when the server starts and stops (the data plane loop);
+    `throttling` sets ARM's request budgets and the sign-in lockout (default: generous).
     """
+    throttling = throttling or ThrottlingConfig()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +136,7 @@ def create_app(
     app.state.principal_exists = tenancy.directory.principal_exists
     app.state.directory = tenancy.directory
     errors.install(app)
+    openapi.install(app)  # /openapi.json describes bodies, api-version, id patterns
 
     async def arm_request(request: Request) -> None:
         # The gate (middleware) has authenticated the caller before routing.
@@ -135,23 +144,28 @@ def create_app(
         # A malformed subscription id is a 400 before any role check or write.
         if "subscription" in request.path_params:
             check_subscription(request.path_params["subscription"])
+        await authorize(request)  # one dependency, not two: each costs FastAPI a lot
 
-    arm = APIRouter(dependencies=[Depends(arm_request), Depends(authorize)])
+    # Each module's router directly in the app, behind a path filter: FastAPI tests a
+    # nested router's routes once per level, each test costly (api/route_filter.py).
+    arm = [Depends(arm_request)]
     for module in (*RESOURCES, operations, resource_manager, deployment, authorization):
-        arm.include_router(module.router)
-    app.include_router(arm)
+        app.include_router(route_filter.prefilter(module.router), dependencies=arm)
     # The activity log checks its own (older) api-version.
     app.include_router(activity_log.router, dependencies=[Depends(authorize)])
     app.include_router(resource_manager.public)
-    app.include_router(build_identity_router(issuer))
+    sign_in = throttling.sign_in if throttling.enabled else SignInPolicy(enabled=False)
+    app.include_router(build_identity_router(issuer, SignInGuard(sign_in, time.monotonic)))
     app.include_router(
         build_graph_router(tenancy.directory, lambda token: issuer.verify(token, resource="graph"))
     )
     for router in tenancy.extra_routers:
         app.include_router(router)
-    # Added last = runs first: canonical paths, then the gate, then the activity
-    # recorder (it needs the gate's principal), then routing.
+    # Added last = runs first: canonical paths, then the gate, then the throttle and
+    # the activity recorder (both need the gate's principal), then routing.
     app.add_middleware(ActivityRecorder, log=tenancy.activity_log, describe=describe)
+    if throttling.enabled:
+        app.add_middleware(ArmThrottle, throttle=Throttle(throttling, time.monotonic))
     app.add_middleware(
         ArmGate,
         authenticate=bearer_principal(issuer),

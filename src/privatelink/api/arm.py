@@ -333,7 +333,7 @@ def skip_token(request: Request) -> str | None:
     token = request.query_params.get("$skipToken") or request.query_params.get("$skiptoken")
     if token is None:
         return None
-    if not token.isdigit() or int(token) > MAX_SKIP_TOKEN:
+    if not (token.isascii() and token.isdigit()) or int(token) > MAX_SKIP_TOKEN:
         raise errors.InvalidRequestContent(f"Invalid $skipToken '{token[:40]}'.")
     return token
 

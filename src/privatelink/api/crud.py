@@ -88,6 +88,11 @@ def put_resource(
     resource and its operation. `location` names the operation's region (the resource's
     own by default)."""
     rid = desired.id
+
+    def respond(view: StateView) -> tuple[dict[str, Any], str]:
+        current = require(view, rid, kind.cls)
+        return kind.render(view, current), current.location
+
     out = plane.change(
         who,
         rid,
@@ -95,16 +100,12 @@ def put_resource(
         kind.create_or_update,
         desired,
         precondition=arm.precondition_for(request, rid),
+        render=respond,  # built before the commit: no "failed" for a stored change
     )
-    with plane.read() as view:
-        current = require(view, rid, kind.cls)
-        return arm.put_response(
-            request,
-            kind.render(view, current),
-            not out.existed and verb == "put",
-            out.operation,
-            location or current.location,
-        )
+    body, own_location = out.rendered
+    return arm.put_response(
+        request, body, not out.existed and verb == "put", out.operation, location or own_location
+    )
 
 
 def delete_resource(
@@ -144,10 +145,9 @@ def register(router: APIRouter, kind: ResourceKind) -> None:
         desired = kind.to_domain(rid, name, arm.parse_body(kind.wire, body))
         return put_resource(request, plane, who, kind, desired)
 
-    def get(
-        subscription: str, group: str, name: str, plane: ControlPlane = Depends(control_plane)
-    ) -> Response:
+    def get(request: Request, subscription: str, group: str, name: str) -> Response:
         rid = str(arm.resource_id(subscription, group, kind.segment, name))
+        plane: ControlPlane = request.app.state.control_plane  # not a dependency: cheaper
         with plane.read() as view:
             return arm.ok(kind.render(view, require(view, rid, kind.cls)))
 

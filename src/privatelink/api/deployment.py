@@ -71,6 +71,7 @@ def _properties(body: Any) -> dict[str, Any]:
     template = props.get("template")
     if not isinstance(template, dict):
         raise InvalidTemplate("properties.template must be a template object.")
+    _check_sections(template)
     mode = str(props.get("mode", "Incremental"))
     if mode.lower() != "incremental":
         raise InvalidTemplate(f"Deployment mode '{mode}' is not supported; use Incremental.")
@@ -78,6 +79,21 @@ def _properties(body: Any) -> dict[str, Any]:
     if not isinstance(parameters, dict):
         raise InvalidTemplate("properties.parameters must be an object.")
     return {"template": template, "parameters": parameters, "mode": "Incremental"}
+
+
+def _check_sections(template: dict[str, Any]) -> None:
+    """The template's sections have ARM's JSON types, before anything is deployed (else a
+    `false` output, found by schemathesis, was a 500 after the resources were made)."""
+    for section, kinds in (("parameters", dict), ("variables", dict), ("outputs", dict)):
+        value = template.get(section)
+        if value is not None and not isinstance(value, kinds):
+            raise InvalidTemplate(f"The template's '{section}' must be an object.")
+    if template.get("resources") is not None and not isinstance(template["resources"], list | dict):
+        raise InvalidTemplate("The template's 'resources' must be an array.")
+    for section in ("parameters", "outputs"):
+        for name, item in (template.get(section) or {}).items():
+            if not isinstance(item, dict) and (item is not None or section == "outputs"):
+                raise InvalidTemplate(f"The template's {section} '{name[:80]}' must be an object.")
 
 
 Kinds = Mapping[ResourceType[Any], crud.ResourceKind]
@@ -275,6 +291,8 @@ def create_or_update(
         try:
             deployer.deploy(planned, ev)
             deployed.append(planned)
+        except errors.StoreFault:
+            raise  # the server failed, not the template: 503/507, and a retry redeploys
         except errors.ArmError as exc:
             error = {
                 "code": "DeploymentFailed",
@@ -295,6 +313,8 @@ def create_or_update(
                     "type": out.get("type", "String"),
                     "value": ev.value(out.get("value")),
                 }
+        except errors.StoreFault:
+            raise
         except errors.ArmError as exc:
             error = {"code": exc.code, "message": exc.message}
     op = plane.record_operation(

@@ -8,10 +8,16 @@ Every subscription belongs to one tenant. On a path naming a subscription GUID:
 * a subscription of another tenant than the token's: `401 InvalidAuthenticationTokenTenant`,
   with Azure's message and a `WWW-Authenticate` header naming the subscription's tenant
   authority (az and azure-identity read the tenant from it);
-* an unknown subscription comes to exist on first use only when the caller is a tenant
-  admin: it joins the caller's tenant and `on_subscription_created(subscription, tenant,
-  owner)` runs (the Owner role assignment is made there). Anyone else gets
-  `404 SubscriptionNotFound`.
+* an unknown subscription answers `404 SubscriptionNotFound` ("The subscription 'x'
+  could not be found.", as ARM does), with one exception: a PUT inside it by the
+  default tenant's admin creates it (the convenience that lets `credentials.json` use
+  any GUID): it joins the default tenant and `on_subscription_created(subscription,
+  tenant, owner)` runs (the Owner role assignment is made there). A read never creates
+  anything, and neither does any other principal, nor another tenant's admin: they
+  create subscriptions explicitly (`privatelink subscription create --tenant`, the admin
+  API). Only PUT creates, since it is the one verb that creates a resource; PATCH,
+  DELETE and POST act on something that exists, and in an unknown subscription nothing
+  does.
 
 A subscription never changes tenant and is never deleted, so subscription -> tenant is
 cached once seen; unknown subscriptions are not cached (another server on the same
@@ -28,8 +34,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from privatelink.api.errors import error_response
+from privatelink.api.errors import arm_error_response, error_response
 from privatelink.api.paths import is_arm_path
+from privatelink.core.errors import StoreFault
 from privatelink.core.ids import is_guid
 from privatelink.core.principal import Principal, SubscriptionCreated, no_owner
 from privatelink.identity.auth import AuthenticationFailed
@@ -118,19 +125,29 @@ class ArmGate:
         scope.setdefault("state", {})["principal"] = principal
         parts = scope["path"].split("/")
         if len(parts) > 2 and is_guid(parts[2]):
-            refused = await self._check_subscription(parts[2], principal, base)
+            # A PUT of something inside the subscription (never of the bare
+            # /subscriptions/{id}, which is no resource anyone can PUT).
+            creates = scope.get("method") == "PUT" and len(parts) > 3 and parts[3] != ""
+            try:
+                refused = await self._check_subscription(parts[2], principal, base, creates)
+            except StoreFault as exc:  # the store could not be asked (503/507, ARM body)
+                refused = arm_error_response(exc)
             if refused is not None:
                 await refused(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
     async def _check_subscription(
-        self, subscription: str, principal: Principal, base: str
+        self, subscription: str, principal: Principal, base: str, creates: bool
     ) -> Response | None:
-        """None when `principal` may use `subscription`, else the error response."""
+        """None when `principal` may use `subscription`, else the error response.
+
+        `creates`: the request is a write that may create an unknown subscription (when
+        its caller is the default tenant's admin).
+        """
         tenant = self._tenant_of.get(subscription.lower())
         if tenant is None:
-            tenant = await run_in_threadpool(self._resolve, subscription, principal)
+            tenant = await run_in_threadpool(self._resolve, subscription, principal, creates)
             if tenant is None:
                 return error_response(
                     404,
@@ -155,15 +172,26 @@ class ArmGate:
             {"WWW-Authenticate": failed.www_authenticate(authority)},
         )
 
-    def _resolve(self, subscription: str, principal: Principal) -> str | None:
-        """The subscription's tenant (lower-case), creating it for a tenant admin; else None."""
+    def may_create(self, principal: Principal) -> bool:
+        """Whether a write by `principal` may create an unknown subscription."""
+        return principal.tenant_id.lower() == self.tenant.lower() and self.admins.is_admin(
+            principal.tenant_id, principal.object_id
+        )
+
+    def _resolve(self, subscription: str, principal: Principal, creates: bool) -> str | None:
+        """The subscription's tenant (lower-case), else None.
+
+        An unknown subscription is created (in the default tenant) when `creates` and the
+        caller is the default tenant's admin; otherwise it stays unknown.
+        """
         record = self.subscriptions.get_subscription(subscription)
         if record is None:
-            if not self.admins.is_admin(principal.tenant_id, principal.object_id):
+            if not (creates and self.may_create(principal)):
                 return None
             if self.subscriptions.ensure_subscription(subscription, principal.tenant_id):
                 self.on_subscription_created(subscription, principal.tenant_id, principal.object_id)
-            # Re-read: another admin (of another tenant) may have created it concurrently.
+            # Re-read: it may have been created concurrently (by the admin API, in another
+            # tenant).
             record = self.subscriptions.get_subscription(subscription)
             if record is None:
                 return None

@@ -372,7 +372,7 @@ def _page_size(request: Request, size: int) -> int:
     top = request.query_params.get("$top")
     if top is None:
         return size
-    if not top.isdigit() or not 1 <= int(top) <= 1000:
+    if not (top.isascii() and top.isdigit()) or not 1 <= int(top) <= 1000:
         raise errors.InvalidRequestContent(f"$top '{top[:20]}' must be 1 to 1000.")
     return min(size, int(top))
 
@@ -527,13 +527,17 @@ def list_links(
 # Record sets.
 
 
-def _record_response(
-    view: StateView, zone: core.PrivateDnsZone, name: str, status: int = 200
-) -> Response:
+def _record_body(view: StateView, zone: core.PrivateDnsZone, name: str) -> dict[str, Any]:
     record = core.record_view(view, zone, name)
     if record is None:
         raise errors.ResourceNotFound(id=f"{zone.id}/A/{name}")
-    return arm.ok(render_record(zone, record), status)
+    return render_record(zone, record)
+
+
+def _record_response(
+    view: StateView, zone: core.PrivateDnsZone, name: str, status: int = 200
+) -> Response:
+    return arm.ok(_record_body(view, zone, name), status)
 
 
 @router.put(ZONE + "/{record_type}/{name}", name="recordSets_create_or_update")
@@ -560,10 +564,10 @@ def put_record_set(
         core.create_or_update_record_set,
         desired,
         precondition=arm.precondition_for(request, rid),
+        # Built before the commit: no "failed" for a stored change.
+        render=lambda view: _record_body(view, core.zone_of(view, rid), name),
     )
-    with plane.read() as view:
-        found = core.zone_of(view, rid)
-        return _record_response(view, found, name, 200 if out.existed else 201)
+    return arm.ok(out.rendered, 200 if out.existed else 201)
 
 
 @router.patch(ZONE + "/{record_type}/{name}", name="recordSets_update")
@@ -595,16 +599,16 @@ def patch_record_set(
         ),
         metadata=current.metadata if props.metadata is None else patched.metadata,
     )
-    plane.change(
+    out = plane.change(
         who,
         rid,
         "patch",
         core.create_or_update_record_set,
         desired,
         precondition=arm.precondition_for(request, rid),
+        render=lambda view: _record_body(view, core.zone_of(view, rid), current.name),
     )
-    with plane.read() as view:
-        return _record_response(view, core.zone_of(view, rid), current.name)
+    return arm.ok(out.rendered)
 
 
 @router.get(ZONE + "/{record_type}/{name}", name="recordSets_get")

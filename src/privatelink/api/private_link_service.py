@@ -125,6 +125,17 @@ def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.Private
     )
 
 
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that are not None, in order (ARM leaves absent properties out)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+# The two renderers below build the JSON directly: they run on every GET and list, and
+# building the wire models (`ConnectionWire`, `PrivateLinkServiceWire`) to dump them
+# cost more than the rest of such a request. The output is the models' dump (camelCase
+# names in field order, None left out); tests/unit/test_private_link_service.py compares.
+
+
 def render_connection(
     service: core.PrivateLinkService, conn: core.PrivateEndpointConnection
 ) -> dict[str, Any]:
@@ -133,67 +144,67 @@ def render_connection(
     A connection carries its service's etag: connection preconditions (If-Match) are
     checked against the service, so any change to the service makes them stale.
     """
-    return arm.dump(
-        ConnectionWire(
-            id=service.connection_id(conn.name),
-            name=conn.name,
-            type=CONNECTION_TYPE,
-            etag=service.etag,
-            properties=ConnectionProperties(
-                private_endpoint=SubResource(id=conn.private_endpoint_id),
-                private_link_service_connection_state=ConnectionState(
-                    status=conn.status,
-                    description=conn.description,
-                    actions_required=conn.actions_required,
-                ),
-                provisioning_state=conn.provisioning_state,
-                link_identifier=conn.link_identifier,
-                private_endpoint_location=conn.private_endpoint_location,
+    return _present(
+        id=service.connection_id(conn.name),
+        name=conn.name,
+        type=CONNECTION_TYPE,
+        etag=service.etag,
+        properties=_present(
+            privateEndpoint=_present(id=conn.private_endpoint_id),
+            privateLinkServiceConnectionState=_present(
+                status=conn.status,
+                description=conn.description,
+                actionsRequired=conn.actions_required,
             ),
-        )
+            provisioningState=conn.provisioning_state,
+            linkIdentifier=conn.link_identifier,
+            privateEndpointLocation=conn.private_endpoint_location,
+        ),
     )
 
 
 def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
     """A private link service as ARM JSON."""
-    props = PrivateLinkServiceProperties(
-        load_balancer_frontend_ip_configurations=[SubResource(id=f) for f in service.frontend_ids],
-        ip_configurations=[
-            NatIpConfigurationWire(
+    state = service.provisioning_state
+    props = _present(
+        loadBalancerFrontendIpConfigurations=[_present(id=f) for f in service.frontend_ids],
+        ipConfigurations=[
+            _present(
                 id=f"{service.id}/ipConfigurations/{c.name}",
                 name=c.name,
                 type=f"{TYPE}/ipConfigurations",
                 etag=service.etag,
-                properties=NatIpConfigurationProperties(
-                    **arm.ip_configuration_wire(c, service.provisioning_state),
+                properties=_present(
+                    privateIPAddress=c.private_ip,
+                    privateIPAllocationMethod=c.allocation,
+                    privateIPAddressVersion=c.ip_version,
+                    subnet=_present(id=c.subnet_id),
                     primary=bool(c.primary),
+                    provisioningState=state,
                 ),
             )
             for c in service.ip_configurations
         ],
-        visibility=SubscriptionList(subscriptions=list(service.visibility)),
-        auto_approval=SubscriptionList(subscriptions=list(service.auto_approval)),
+        visibility={"subscriptions": list(service.visibility)},
+        autoApproval={"subscriptions": list(service.auto_approval)},
         fqdns=list(service.fqdns),
-        enable_proxy_protocol=service.enable_proxy_protocol,
+        enableProxyProtocol=service.enable_proxy_protocol,
         alias=service.alias,
-        network_interfaces=[SubResource(id=service.nic_id)],
-        provisioning_state=service.provisioning_state,
+        networkInterfaces=[_present(id=service.nic_id)],
+        provisioningState=state,
     )
-    body = arm.dump(
-        PrivateLinkServiceWire(
-            id=service.id,
-            name=service.name,
-            type=TYPE,
-            location=service.location,
-            tags=service.tags,
-            etag=service.etag,
-            properties=props,
-        )
-    )
-    body["properties"]["privateEndpointConnections"] = [
+    props["privateEndpointConnections"] = [
         render_connection(service, c) for c in service.connections
     ]
-    return body
+    return _present(
+        id=service.id,
+        name=service.name,
+        type=TYPE,
+        etag=service.etag,
+        location=service.location,
+        tags=None if service.tags is None else dict(service.tags),
+        properties=props,
+    )
 
 
 router = APIRouter()
@@ -279,7 +290,7 @@ def update_private_endpoint_connection(
             "properties.privateLinkServiceConnectionState.status is required "
             "(Approved or Rejected)."
         )
-    plane.change(
+    out = plane.change(
         who,
         rid,
         "put",
@@ -290,10 +301,10 @@ def update_private_endpoint_connection(
         state.description,
         state.actions_required,
         precondition=_connection_precondition(request, rid, connection),
+        # Built before the commit: no "failed" for a stored change.
+        render=lambda view: render_connection(*core.get_connection(view, rid, connection)),
     )
-    with plane.read() as view:
-        service, conn = core.get_connection(view, rid, connection)
-        return arm.ok(render_connection(service, conn))
+    return arm.ok(out.rendered)
 
 
 @router.delete(CONNECTIONS + "/{connection}")

@@ -1,10 +1,14 @@
 """Microsoft.Resources for `az`: cloud metadata, subscriptions, tenants, resource groups.
 
-Subscriptions come to exist in two ways: the server's default subscription (created at
-first start, listed in credentials.json) and any subscription id a caller uses (created
-on first use). Resource groups are implicit for network resources, as before; `az
-group create` records one explicitly (location, tags), and deleting it deletes every
-network resource in it.
+Subscriptions come to exist in three ways: the server's default subscription (created
+at first start, listed in credentials.json), the admin API (`privatelink tenant create`,
+`privatelink subscription create`), and a PUT by the default tenant's admin inside an
+unknown subscription id (the gate, `api/gate.py`; a read never creates one). `GET
+/subscriptions` pages like every other list (`page_size`, `$skipToken`).
+
+Resource groups are implicit for network resources, as before; `az group create`
+records one explicitly (location, tags), and deleting it deletes every network resource
+in it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from fastapi.responses import Response
 from privatelink.api import arm
 from privatelink.api.arm import Wire
 from privatelink.api.authorize import readable
-from privatelink.api.deps import caller, control_plane, principal
+from privatelink.api.deps import caller, control_plane, page_size, principal
 from privatelink.core import errors
 from privatelink.core.authorization import Access
 from privatelink.core.ids import is_guid, valid_resource_group
@@ -112,21 +116,26 @@ def list_subscriptions(
     request: Request,
     plane: ControlPlane = Depends(control_plane),
     who: Access = Depends(caller),
+    size: int = Depends(page_size),
 ) -> Response:
-    """The subscriptions of the caller's tenant on which it has some role, as in ARM."""
+    """The subscriptions of the caller's tenant on which it has some role, as in ARM.
+
+    Paged: `page_size` items, then a `nextLink` whose `$skipToken` is the offset into
+    this caller's list (ordered by id, so pages are stable while nothing is added).
+    """
     tenant = who.principal.tenant_id.lower() if who.principal is not None else None
-    items = [
-        _subscription(r)
+    records = [
+        r
         for r in plane.repo.list_subscriptions()
         if (tenant is None or r["tenant_id"].lower() == tenant)
         and who.can_read_anything_under(f"/subscriptions/{r['subscription_id']}")
     ]
-    return arm.ok({"value": items})
+    return arm.page_slice(request, records, size, _subscription)
 
 
 @router.get("/subscriptions/{subscription}")
 def get_subscription(subscription: str, plane: ControlPlane = Depends(control_plane)) -> Response:
-    """One subscription (created on first use by the gate)."""
+    """One subscription (the gate has answered 404 for an unknown one already)."""
     for record in plane.repo.list_subscriptions():
         if record["key"] == subscription.lower():
             return arm.ok(_subscription(record))

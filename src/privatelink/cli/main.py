@@ -60,6 +60,13 @@ def _port_free(host: str, port: int) -> bool:
     is_flag=True,
     help="Also print the client secret (it is always in credentials.json).",
 )
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="On SIGTERM/SIGINT, seconds in-flight requests get to finish.",
+)
 def serve(
     host: str,
     port: int,
@@ -69,10 +76,17 @@ def serve(
     dataplane: str,
     netns_prefix: str | None,
     show_secret: bool,
+    shutdown_timeout: float,
 ) -> None:
-    """Run the ARM-compatible HTTPS server (and the data plane)."""
+    """Run the ARM-compatible HTTPS server (and the data plane).
+
+    SIGTERM or SIGINT stops it gracefully: no new connections, in-flight requests get
+    --shutdown-timeout seconds, then the data plane loop, probes and DNS server stop
+    and the process exits 0. The kernel state stays (flows go on); a restart resumes.
+    """
     import uvicorn
 
+    from privatelink import serving
     from privatelink.server import build, dataplane_available, default_data_dir
 
     data_dir = (data_dir or default_data_dir()).resolve()
@@ -86,16 +100,19 @@ def serve(
     store = db_url or f"sqlite in {data_dir}"
     for line in banner(server, show_secret, store=store, dataplane_missing=missing):
         console.print(line, highlight=False, soft_wrap=True)
-    uvicorn.run(
-        server.app,
+    config = uvicorn.Config(
+        serving.HeadLimits(server.app),
         host=host,
         port=port,
         ssl_certfile=str(server.pki.cert_file),
         ssl_keyfile=str(server.pki.key_file),
         log_level=log_level,
-        # Idle TLS keep-alive clients would otherwise hold shutdown for ~30 s.
-        timeout_graceful_shutdown=3,
+        # h11 with ARM errors for bad request heads and bounded TLS closes (serving.py).
+        http=serving.ArmH11Protocol,
+        loop="uvloop",  # a third more requests/s than asyncio's (docs/benchmarks.md)
     )
+    if not serving.serve(config, drain_timeout=shutdown_timeout):
+        raise SystemExit(3)  # uvicorn's exit status for a failed start
 
 
 def banner(

@@ -182,6 +182,16 @@ class SubnetTooSmall(BadRequest):
     template = "Subnet prefix {prefix} is too small: Azure subnets are /29 or larger."
 
 
+class SubnetsPerVirtualNetworkLimitReached(LimitExceeded):
+    code = "SubnetsPerVirtualNetworkLimitReached"
+    template = "Virtual network {id} would have {count} subnets; at most {limit} are allowed."
+
+
+class AddressPrefixesPerVirtualNetworkLimitReached(LimitExceeded):
+    code = "AddressPrefixesPerVirtualNetworkLimitReached"
+    template = "Virtual network {id} lists {count} address prefixes; at most {limit} are allowed."
+
+
 class InUseSubnetCannotBeDeleted(BadRequest):
     code = "InUseSubnetCannotBeDeleted"
     template = "Subnet {id} is in use by {user} and cannot be deleted."
@@ -401,6 +411,29 @@ class InvalidFqdn(BadRequest):
     template = "'{value}' in fqdns is not a valid fully qualified domain name."
 
 
+class DuplicateSubscriptionInList(BadRequest):
+    code = "DuplicateSubscriptionInPrivateLinkServiceList"
+    template = (
+        "Subscription '{value}' appears more than once in {field} (subscription ids compare "
+        "case-insensitively); list each subscription once."
+    )
+    echo_limit = MAX_ECHO
+
+
+class DuplicateFqdn(BadRequest):
+    code = "DuplicateFqdnInPrivateLinkService"
+    template = (
+        "'{value}' appears more than once in fqdns (names compare case-insensitively, "
+        "without a trailing dot); list each name once."
+    )
+    echo_limit = MAX_ECHO
+
+
+class FqdnListLimitExceeded(LimitExceeded):
+    code = "FqdnListLimitExceeded"
+    template = "fqdns lists {count} names; at most {limit} are allowed."
+
+
 class PrivateLinkServiceHasConnections(Conflict):
     code = "PrivateLinkServiceHasPrivateEndpointConnections"
     template = (
@@ -608,3 +641,60 @@ class PrivateDnsZoneConfigRequired(BadRequest):
         "Zone group '{id}' needs properties.privateDnsZoneConfigs with at least one "
         "{{name, properties.privateDnsZoneId}}."
     )
+
+
+# --- store faults (the database behind the server; see store/faults.py) -----------------
+
+
+class StoreFault(ArmError):
+    """The server's own database failed the request: not the caller's fault.
+
+    `retry_after` (seconds, or None) goes out as the `Retry-After` header, which Azure
+    SDKs and az honour by retrying the request after that long.
+    """
+
+    status = 503
+    code = "StoreUnavailable"
+    retry_after: int | None = None
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: int | None = None, **fields: Any
+    ) -> None:
+        super().__init__(message, **fields)
+        if retry_after is not None:
+            self.retry_after = retry_after
+
+
+class StoreUnavailable(StoreFault):
+    """503: the database cannot be reached, is restarting, or stayed locked too long.
+
+    The transaction was rolled back (or never began); retrying later is the remedy. Only
+    a connection lost while its COMMIT was in flight leaves the outcome unknown, which
+    the retry of an idempotent ARM request (PUT, DELETE) settles.
+    """
+
+    status = 503
+    code = "StoreUnavailable"
+    retry_after = 5
+    template = (
+        "The request failed because the server's database is unavailable ({reason}). "
+        "Retry the request in {seconds} seconds."
+    )
+
+    def __init__(self, reason: str, *, retry_after: int | None = None) -> None:
+        seconds = retry_after if retry_after is not None else type(self).retry_after
+        super().__init__(reason=reason, seconds=seconds, retry_after=retry_after)
+
+
+class InsufficientStorage(StoreFault):
+    """507: the database's disk is full; nothing was written. An operator must free space."""
+
+    status = 507
+    code = "InsufficientStorage"
+    template = (
+        "The request failed because the server's database has no space left ({reason}); "
+        "nothing was written. Free space on the volume that holds the database, then retry."
+    )
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason=reason)

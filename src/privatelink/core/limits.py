@@ -15,8 +15,11 @@ class Limits:
     nat_ip_configurations: int = 8
     pe_per_pls: int = 1000
     pe_per_vnet: int = 1000
+    subnets_per_vnet: int = 3000
+    address_prefixes_per_vnet: int = 3000  # Azure publishes none: ours
     visibility_subscriptions: int = 100
     auto_approval_subscriptions: int = 100
+    fqdns: int = 100  # Azure publishes none: ours (see _check_fqdns)
     request_message_length: int = 140
 
     @classmethod

@@ -164,29 +164,46 @@ def auto_approved_services(
 # --- validation ---------------------------------------------------------------------------
 
 
-def _dedupe(values: tuple[str, ...]) -> tuple[str, ...]:
-    """Strip and drop repeats, comparing case-insensitively (GUIDs are)."""
-    seen: dict[str, str] = {}
+def _check_unique(values: tuple[str, ...], field: str) -> tuple[str, ...]:
+    """The values stripped; a repeat (compared case-insensitively, as GUIDs are) is a 400.
+
+    A list is a set to ARM's clients (Terraform keeps these as sets); a repeat is most
+    likely a mistake, and accepting it would store and echo something else than was sent.
+    """
+    seen: set[str] = set()
+    cleaned = []
     for value in values:
-        seen.setdefault(value.strip().lower(), value.strip())
-    return tuple(seen.values())
+        value = value.strip()
+        key = value.lower()
+        if key in seen:
+            raise errors.DuplicateSubscriptionInList(value=value, field=field)
+        seen.add(key)
+        cleaned.append(value)
+    return tuple(cleaned)
 
 
 def _check_subscriptions(ctx: Context, service: PrivateLinkService) -> PrivateLinkService:
-    vis = _dedupe(service.visibility)
-    auto = _dedupe(service.auto_approval)
+    checked: dict[str, tuple[str, ...]] = {}
     for field, values, limit in (
-        ("visibility.subscriptions", vis, ctx.limits.visibility_subscriptions),
-        ("autoApproval.subscriptions", auto, ctx.limits.auto_approval_subscriptions),
+        ("visibility.subscriptions", service.visibility, ctx.limits.visibility_subscriptions),
+        (
+            "autoApproval.subscriptions",
+            service.auto_approval,
+            ctx.limits.auto_approval_subscriptions,
+        ),
     ):
+        # The count first: it bounds the work of every check after it.
         if len(values) > limit:
             raise errors.SubscriptionListLimitExceeded(field=field, count=len(values), limit=limit)
+        star_ok = field.startswith("visibility")
         for value in values:
-            star_ok = field.startswith("visibility")
-            if not (is_guid(value) or (star_ok and value == EVERYONE)):
+            if not (is_guid(value.strip()) or (star_ok and value.strip() == EVERYONE)):
                 raise errors.InvalidVisibilitySubscription(
                     value=value, field=field, star=" or '*'" if star_ok else ""
                 )
+        checked[field] = _check_unique(values, field)
+    vis = checked["visibility.subscriptions"]
+    auto = checked["autoApproval.subscriptions"]
     if EVERYONE not in vis:
         listed = {v.lower() for v in vis}
         for value in auto:
@@ -195,14 +212,26 @@ def _check_subscriptions(ctx: Context, service: PrivateLinkService) -> PrivateLi
     return replace(service, visibility=vis, auto_approval=auto)
 
 
-def _check_fqdns(fqdns: tuple[str, ...]) -> tuple[str, ...]:
+def _check_fqdns(ctx: Context, fqdns: tuple[str, ...]) -> tuple[str, ...]:
+    """The FQDNs, each a DNS name of at most 253 characters in labels of 1-63.
+
+    Azure publishes no limit on their number; ours (`Limits.fqdns`, 100 by default, like
+    the visibility list's) keeps a service's endpoints' DNS configurations bounded. A
+    repeat (case-insensitive, trailing dot ignored: DNS names compare so) is a 400.
+    """
+    if len(fqdns) > ctx.limits.fqdns:
+        raise errors.FqdnListLimitExceeded(count=len(fqdns), limit=ctx.limits.fqdns)
+    seen: set[str] = set()
     cleaned = []
     for fqdn in fqdns:
         name = fqdn.strip().rstrip(".")
         if not name or len(name) > 253 or not all(_LABEL.fullmatch(p) for p in name.split(".")):
             raise errors.InvalidFqdn(value=fqdn)
+        if name.lower() in seen:
+            raise errors.DuplicateFqdn(value=fqdn)
+        seen.add(name.lower())
         cleaned.append(name)
-    return tuple(dict.fromkeys(cleaned))
+    return tuple(cleaned)
 
 
 def _resolve_frontends(
@@ -397,7 +426,7 @@ def prepare(
     lb, frontend_ids = _resolve_frontends(view, service)
     service = replace(service, frontend_ids=frontend_ids)
     service = _check_subscriptions(ctx, service)
-    service = replace(service, fqdns=_check_fqdns(service.fqdns))
+    service = replace(service, fqdns=_check_fqdns(ctx, service.fqdns))
     services = [s for s in view.referrers(lb.key, "lb") if isinstance(s, PrivateLinkService)]
     check_on_load_balancer(view, ctx, service, lb, services)
     configs = _nat_configurations(view, ctx, service, lb, existing)

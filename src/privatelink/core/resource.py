@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from privatelink.core import errors
 from privatelink.core.authorization import ALLOW_ALL, Access
@@ -58,6 +58,12 @@ class StateView(Protocol):
     def count_referrers(self, target: str, kind: str) -> int:
         """How many resources index `target` under `kind` (without loading them)."""
 
+    def referrers_within(self, parent: str, kind: str) -> dict[str, list[Resource]]:
+        """`referrers` of every child of `parent` at once: target key -> resources.
+
+        One query however many children `parent` has (the subnets of a network).
+        """
+
     def used_ips(self, subnet_id: str) -> dict[str, str]:
         """Allocated addresses of a subnet: ip -> owning resource id."""
 
@@ -82,6 +88,25 @@ class Context:
     access: Access = ALLOW_ALL
     request_action: str = ""
     request_scope: str = ""
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A workflow in two steps, so that checking a large request holds no lock.
+
+    `check(ctx, *args)` looks at the request alone (no state): it validates and
+    normalizes, and returns the arguments of `run(view, ctx, *checked)`, which does what
+    needs stored state. `ControlPlane.change` runs `check` before it takes the store's
+    write lock; called like a plain workflow, a `Staged` runs both steps in order.
+    `run` trusts its arguments: they must come from `check`.
+    """
+
+    check: Callable[..., tuple[Any, ...]]
+    run: Callable[..., Changes]
+
+    def __call__(self, view: StateView, ctx: Context, *args: Any) -> Changes:
+        """Both steps, as one plain workflow."""
+        return self.run(view, ctx, *self.check(ctx, *args))
 
 
 @dataclass

@@ -21,6 +21,9 @@ AZURE_PLATFORM_IP = "168.63.129.16"  # health probes (and DNS) come from here, a
 LINK_BASE = int(IPv4Address("169.254.64.0"))
 MAX_SLOTS = (256 - 64) * 64  # /30 per link in 169.254.64.0 - 169.254.255.255
 TABLE = "privatelink"
+# Named counter in every hub's table: new flows refused because the hub's conntrack
+# table was at its limit (the reconciler reads and resets it).
+REFUSED_COUNTER = "refused"
 # A hub routes each live endpoint IP into its link from its own routing table, looked
 # up before `local` (the endpoint IP stays local so that without a live link the input
 # chain answers with a reset). The kernel's rule 0 for `local` moves behind it.

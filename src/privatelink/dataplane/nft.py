@@ -17,6 +17,9 @@ both           forward     flows of links being removed are reset (only during t
                            only flows its consumer marked and its provider DNATs
                input       PE and NAT IPs are local to the hub: without a live NATed
                            flow a TCP packet to them gets a reset here
+               admission   only while the hub's conntrack table is at its limit: new
+                           flows are counted and refused (TCP reset, ICMP otherwise)
+                           before the kernel would drop them silently
 same network   prerouting  PE ip -> link chain (vmap) when endpoint and service share a
                            hub: no veth, the provider side's NAT happens in place
 """
@@ -24,7 +27,7 @@ same network   prerouting  PE ip -> link chain (vmap) when endpoint and service 
 from __future__ import annotations
 
 from privatelink.dataplane.desired import HubPlan, RulePlan
-from privatelink.dataplane.names import TABLE
+from privatelink.dataplane.names import REFUSED_COUNTER, TABLE
 
 _HASH = {
     "Default": "jhash ip saddr . th sport . ip daddr . th dport",
@@ -68,11 +71,13 @@ def _rule_chain(rule: RulePlan) -> list[str]:
     return lines
 
 
-def render(hub: HubPlan, dying: frozenset[int] = frozenset()) -> str:
+def render(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False) -> str:
     """The hub's whole table, replacing any previous one in the same transaction.
 
     `dying`: marks of links being removed right now; their flows get a reset on the
-    next packet until the reconciler has deleted their conntrack entries."""
+    next packet until the reconciler has deleted their conntrack entries. `full`: the
+    hub's conntrack table is at its limit; new flows are refused (and counted) until it
+    is not (no rule otherwise: no per-packet cost in the normal case)."""
     live = sorted({str(x.mark) for x in (*hub.links_out, *hub.links_in)}, key=int)
     pe_mark = [f"{x.pe_ip} . {port} : {x.mark}" for x in hub.links_out for port in x.ports]
     link_chains = [
@@ -99,6 +104,7 @@ def render(hub: HubPlan, dying: frozenset[int] = frozenset()) -> str:
         f"table ip {TABLE} {{}}",
         f"delete table ip {TABLE}",
         f"table ip {TABLE} {{",
+        f"  counter {REFUSED_COUNTER} {{ }}",
         _set("live_links", "mark", live),
         _set("dying_links", "mark", [str(m) for m in sorted(dying)]) if dying else None,
         _set("pe_ips", "ipv4_addr", list(hub.pe_ips)),
@@ -135,6 +141,7 @@ def render(hub: HubPlan, dying: frozenset[int] = frozenset()) -> str:
         "    ct mark @dying_links jump dead_link" if dying else None,
         # Established flows of live links (and all others) need no further checks.
         "    ct state established,related accept",
+        "    ct state new jump refuse_new" if full else None,
         "    iifname @link_in_ifs ct mark != @live_links drop",
         # What the provider did not DNAT to a backend never enters its network.
         "    iifname @link_in_ifs ct status & dnat == 0 drop",
@@ -149,6 +156,7 @@ def render(hub: HubPlan, dying: frozenset[int] = frozenset()) -> str:
         "  }",
         "  chain input {",
         "    type filter hook input priority filter; policy accept;",
+        "    ct state new jump refuse_new" if full else None,
         "    iifname @link_in_ifs drop",
         "    iifname @link_out_ifs drop",
         "    ip daddr @pe_ips meta l4proto tcp reject with tcp reset",
@@ -161,6 +169,13 @@ def render(hub: HubPlan, dying: frozenset[int] = frozenset()) -> str:
         "  chain dead_link {",
         "    meta l4proto tcp reject with tcp reset",
         "    drop",
+        "  }",
+        # A refused flow's entry is never confirmed (it is freed with the packet), so
+        # refusing keeps the table below the kernel's limit; the client learns at once.
+        "  chain refuse_new {",
+        f'    counter name "{REFUSED_COUNTER}"',
+        "    meta l4proto tcp reject with tcp reset",
+        "    reject with icmp type admin-prohibited",
         "  }",
     ]
     for x in hub.links_in:

@@ -1,21 +1,31 @@
 """Everything that needs root: namespaces, links, addresses, routes, nft, conntrack.
 
-The one module of privatelink that changes the kernel or runs programs. Kernel errors
-(errno) become typed exceptions here; a namespace that vanished mid-operation is
-reported as `NetnsNotFound` so the next sync can repair.
+The one module of privatelink that changes the kernel or runs programs, and the one that
+listens to it (`KernelEvents`, `ConntrackGauge`). Kernel errors (errno) become typed
+exceptions here; a namespace that vanished mid-operation is reported as `NetnsNotFound`
+so the next sync can repair.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
+import json
 import os
+import resource
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from privatelink.dataplane import events
+from privatelink.dataplane.events import KernelEvent
 
 T = TypeVar("T")
 
@@ -60,23 +70,48 @@ def _wrap(exc: Exception, what: str, netns: str) -> KernelError:
 # --- namespaces -------------------------------------------------------------------------
 
 
+NETNS_DIR = "/run/netns"
+
+
 def list_netns() -> list[str]:
     """Names of all named network namespaces."""
     try:
-        return sorted(os.listdir("/run/netns"))
+        return sorted(os.listdir(NETNS_DIR))
     except FileNotFoundError:
         return []
 
 
+def netns_ok(name: str) -> bool:
+    """Whether /run/netns/<name> is a namespace: a mount of nsfs, not the empty file that
+    `ip netns add` (or pyroute2) leaves when it is killed between creating and mounting."""
+    try:
+        return os.stat(os.path.join(NETNS_DIR, name)).st_dev != os.stat(NETNS_DIR).st_dev
+    except OSError:
+        return False
+
+
 def create_netns(name: str) -> None:
-    """Create a named namespace (no error if it exists)."""
+    """Create a named namespace (no error if it exists; a half-made one is made again)."""
     if name in list_netns():
-        return
+        if netns_ok(name):
+            return
+        _remove_netns_file(name)
     try:
         _pyroute2().netns.create(name)
     except OSError as exc:
         if exc.errno != errno.EEXIST:
             raise KernelError(f"create namespace {name}: {exc}") from exc
+
+
+def _remove_netns_file(name: str) -> None:
+    path = os.path.join(NETNS_DIR, name)
+    _libc().umount2(path.encode(), MNT_DETACH)  # not mounted: EINVAL, fine
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise KernelError(f"remove the half-made namespace {name}: {exc}") from exc
 
 
 def delete_netns(name: str) -> None:
@@ -430,11 +465,15 @@ class Netlink:
 
 
 def apply_nft(netns: str, ruleset: str) -> None:
-    """Apply a ruleset as one atomic transaction inside a namespace (libnftables)."""
+    """Apply a ruleset as one atomic transaction inside a namespace (libnftables).
+
+    The committing thread is named `OWN_NFT_THREAD`: the kernel puts that name in the
+    commit's notification, which is how the watcher tells our commits from others'."""
 
     def run() -> tuple[int, str]:
         import nftables
 
+        _name_this_thread(OWN_NFT_THREAD)
         nft = nftables.Nftables()
         rc, _out, err = nft.cmd(ruleset)
         return rc, err
@@ -476,6 +515,30 @@ def conntrack_delete_mark(netns: str, mark: int) -> None:
         raise CommandFailed(f"conntrack -D --mark {mark} in {netns}: {proc.stderr.strip()}")
 
 
+NO_SUCH_MARK = 0xFFFFFFFF  # no link has it (marks are slot + 1 <= MAX_SLOTS)
+
+
+def conntrack_reap(netns: str) -> None:
+    """Make the kernel free a namespace's expired conntrack entries now.
+
+    An entry that timed out stays in the namespace's count (the one the kernel compares
+    with nf_conntrack_max) until the garbage collector reaches it, up to a minute later;
+    a dump frees the expired entries it walks over. This one matches nothing, so it
+    prints nothing: the count then says how many entries are live."""
+    try:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", netns, "conntrack", "-L", "--mark", str(NO_SUCH_MARK)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CommandFailed(f"conntrack -L in {netns}: {exc}") from exc
+    if proc.returncode not in (0, 1):
+        raise CommandFailed(f"conntrack -L in {netns}: {proc.stderr.strip()[:500]}")
+
+
 def exec_in_netns(netns: str, argv: list[str]) -> None:
     """Replace this process with `argv` running inside a namespace (`ip netns exec`)."""
     if netns not in list_netns():
@@ -494,3 +557,316 @@ def run_in_netns(
         timeout=timeout,
         check=False,
     )
+
+
+def take_nft_counter(netns: str, table: str, name: str) -> int:
+    """Packets counted by a named counter since the last call, zeroing it (`nft reset
+    counter`); 0 when the table or counter does not exist."""
+
+    def run() -> tuple[int, str]:
+        import nftables
+
+        _name_this_thread(OWN_NFT_THREAD)
+        nft = nftables.Nftables()
+        nft.set_json_output(True)
+        rc, out, _err = nft.cmd(f"reset counter ip {table} {name}")
+        return rc, str(out)
+
+    rc, out = in_netns(netns, run)
+    if rc != 0:
+        return 0
+    try:
+        items = json.loads(out).get("nftables", [])
+    except ValueError as exc:
+        raise KernelError(f"reset counter {name} in {netns}: unreadable answer") from exc
+    return sum(int(item["counter"].get("packets", 0)) for item in items if "counter" in item)
+
+
+# --- watching the kernel -------------------------------------------------------------------
+
+SOL_NETLINK = 270
+NETLINK_ADD_MEMBERSHIP = 1
+NETLINK_LISTEN_ALL_NSID = 8
+NETLINK_NETFILTER = 12
+SO_ATTACH_FILTER = 26
+SO_RCVBUFFORCE = 33
+PR_SET_NAME = 15
+MNT_DETACH = 2
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+OWN_NFT_THREAD = events.OWN_NFT_THREAD  # the kernel names it in our commits' events
+EVENT_BUFFER = 8 << 20  # bytes of socket buffer per event socket (SO_RCVBUFFORCE)
+CONNTRACK_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
+CONNTRACK_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
+CONNTRACK_STAT = "/proc/net/stat/nf_conntrack"
+
+
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _name_this_thread(name: str) -> None:
+    _libc().prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; the new limit.
+
+    The watcher keeps two descriptors per hub (`ConntrackGauge`)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return int(hard)
+    return int(soft)
+
+
+def conntrack_max() -> int:
+    """The host's nf_conntrack_max: how many entries the kernel tracks per namespace
+    before it drops new flows ("table full"); 0 when conntrack is not loaded."""
+    try:
+        with open(CONNTRACK_MAX) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def _netlink_talk(sock: socket.socket, message: bytes, seq: int) -> list[events.Message]:
+    """Send one request on a netlink socket; its answers up to the ACK or error."""
+    sock.send(message)
+    answers: list[events.Message] = []
+    while True:
+        data = sock.recv(1 << 16)
+        for msg in events.messages(data):
+            if msg.seq != seq:
+                continue
+            code = events.error_code(msg)
+            if code is not None:
+                if code:
+                    raise OSError(code, os.strerror(code))
+                return answers
+            answers.append(msg)
+            if not msg.flags & 0x2:  # not NLM_F_MULTI: a single answer, no ACK asked for
+                return answers
+
+
+def netns_id(name: str) -> int:
+    """The id of namespace `name` as seen from ours, assigned now if it has none (what
+    `ip netns set NAME auto` does). Events of a namespace with an id reach a socket of
+    ours that listens with NETLINK_LISTEN_ALL_NSID. Call from a thread in our namespace."""
+    try:
+        fd = os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NetnsNotFound(f"open namespace {name}: {exc}") from exc
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC) as sock:
+            sock.bind((0, 0))
+            sock.settimeout(5)
+            ask = events.nsid_request(events.RTM_GETNSID, 1, fd)
+            found = [n for m in _netlink_talk(sock, ask, 1) if (n := events.nsid_of(m)) is not None]
+            if found and found[0] >= 0:
+                return found[0]
+            assign = events.nsid_request(events.RTM_NEWNSID, 2, fd, events.NETNSA_NSID_NOT_ASSIGNED)
+            try:
+                _netlink_talk(sock, assign, 2)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:  # someone else just gave it one
+                    raise
+            ask = events.nsid_request(events.RTM_GETNSID, 3, fd)
+            found = [n for m in _netlink_talk(sock, ask, 3) if (n := events.nsid_of(m)) is not None]
+            if not found or found[0] < 0:
+                raise KernelError(f"namespace {name} got no id")
+            return found[0]
+    except OSError as exc:
+        raise KernelError(f"namespace id of {name}: {exc}") from exc
+    finally:
+        os.close(fd)
+
+
+class KernelEvents:
+    """What changes in our namespaces, read from our own namespace (`read()`).
+
+    - rtnetlink (link, IPv4 address and route groups): deleted interfaces, addresses and
+      routes, from every namespace that has an id here (`netns_id`);
+    - nfnetlink (NFNLGRP_NFTABLES): every nftables commit in those namespaces, with the
+      committing thread's name;
+    - inotify on /run/netns: namespaces appearing and disappearing.
+
+    NETLINK_LISTEN_ALL_NSID makes two sockets serve any number of namespaces, and a
+    socket filter keeps only the message types above, so our own bulk changes (new
+    links, tables) never fill the buffers. A full buffer is reported as `EventsLost`.
+    """
+
+    def __init__(self) -> None:
+        self._sockets: dict[int, tuple[socket.socket, Callable[..., KernelEvent | None], str]] = {}
+        self._inotify = -1
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            rt = self._listen(
+                socket.NETLINK_ROUTE,
+                (events.RTNLGRP_LINK, events.RTNLGRP_IPV4_IFADDR, events.RTNLGRP_IPV4_ROUTE),
+                (events.RTM_DELLINK, events.RTM_DELADDR, events.RTM_DELROUTE),
+            )
+            self._sockets[rt.fileno()] = (rt, events.rtnetlink_event, "rtnetlink")
+            nf = self._listen(NETLINK_NETFILTER, (events.NFNLGRP_NFTABLES,), (events.NFT_NEWGEN,))
+            self._sockets[nf.fileno()] = (nf, events.nftables_event, "nftables")
+            os.makedirs(NETNS_DIR, exist_ok=True)
+            libc = _libc()
+            self._inotify = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+            if self._inotify < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            if libc.inotify_add_watch(self._inotify, NETNS_DIR.encode(), events.NETNS_DIR_MASK) < 0:
+                raise OSError(ctypes.get_errno(), f"inotify_add_watch {NETNS_DIR}")
+        except OSError as exc:
+            self.close()
+            raise KernelError(f"watch the kernel: {exc}") from exc
+        self._poll = select.poll()
+        for fd in (*self._sockets, self._inotify, self._wake_r):
+            self._poll.register(fd, select.POLLIN)
+
+    @staticmethod
+    def _listen(protocol: int, groups: Iterable[int], types: Iterable[int]) -> socket.socket:
+        sock = socket.socket(
+            socket.AF_NETLINK,
+            socket.SOCK_RAW | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC,
+            protocol,
+        )
+        try:
+            program = events.type_filter(types)
+            buffer = ctypes.create_string_buffer(program)
+            fprog = struct.pack(
+                "HL", len(program) // events.BPF_INSN.size, ctypes.addressof(buffer)
+            )
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, EVENT_BUFFER)
+            except PermissionError:  # without CAP_NET_ADMIN: as much as rmem_max allows
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, EVENT_BUFFER)
+            sock.bind((0, 0))
+            for group in groups:
+                sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group)
+            sock.setsockopt(SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 1)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def read(self, timeout: float) -> list[KernelEvent]:
+        """Events that arrived, waiting at most `timeout` seconds for the first one."""
+        found: list[KernelEvent] = []
+        for fd, _mask in self._poll.poll(max(timeout, 0.0) * 1000):
+            if fd == self._wake_r:
+                with _suppress_again():
+                    os.read(self._wake_r, 4096)
+            elif fd == self._inotify:
+                while True:
+                    try:
+                        data = os.read(self._inotify, 1 << 16)
+                    except BlockingIOError:
+                        break
+                    found.extend(events.inotify_events(data))
+            else:
+                sock, decode, source = self._sockets[fd]
+                found.extend(self._drain(sock, decode, source))
+        return found
+
+    @staticmethod
+    def _drain(
+        sock: socket.socket, decode: Callable[..., KernelEvent | None], source: str
+    ) -> list[KernelEvent]:
+        found: list[KernelEvent] = []
+        while True:
+            try:
+                data, ancillary, _flags, _addr = sock.recvmsg(1 << 16, socket.CMSG_SPACE(4))
+            except BlockingIOError:
+                return found
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:  # the kernel dropped some: say so, go on
+                    found.append(events.EventsLost(source))
+                    continue
+                raise KernelError(f"read {source} events: {exc}") from exc
+            nsid = next(
+                (
+                    struct.unpack("=i", payload[:4])[0]
+                    for level, kind, payload in ancillary
+                    if level == SOL_NETLINK and kind == NETLINK_LISTEN_ALL_NSID
+                ),
+                None,
+            )
+            if nsid is None or nsid < 0:
+                continue  # our own namespace: nothing of ours lives here
+            for message in events.messages(data):
+                event = decode(nsid, message)
+                if event is not None:
+                    found.append(event)
+
+    def wake(self) -> None:
+        """Make a `read()` in progress return now (from another thread)."""
+        with _suppress_again():
+            os.write(self._wake_w, b"x")
+
+    def close(self) -> None:
+        """Release the sockets and descriptors."""
+        for sock, _decode, _source in self._sockets.values():
+            sock.close()
+        self._sockets.clear()
+        for fd in (self._inotify, self._wake_r, self._wake_w):
+            if fd >= 0:
+                with _suppress_again():
+                    os.close(fd)
+        self._inotify = self._wake_r = self._wake_w = -1
+
+
+@contextlib.contextmanager
+def _suppress_again() -> Iterator[None]:
+    """Ignore a non-blocking descriptor's EAGAIN (and a closed one's EBADF)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EBADF):
+            raise
+
+
+class ConntrackGauge:
+    """How full one namespace's conntrack table is, readable from any thread.
+
+    The count and the statistics are opened inside the namespace once (sysctl and
+    /proc/net files stay bound to the namespace they were opened in); reading them
+    later is one pread each. Neither keeps the namespace alive: once it is gone they
+    raise `NetnsNotFound`."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+
+        def open_both() -> tuple[int, int]:
+            count = os.open(CONNTRACK_COUNT, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                return count, os.open(CONNTRACK_STAT, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                os.close(count)
+                raise
+
+        try:
+            self._count, self._stat = in_netns(netns, open_both)
+        except OSError as exc:
+            raise KernelError(f"conntrack of {netns}: {exc}") from exc
+
+    def count(self) -> int:
+        """Entries tracked in the namespace now (what the kernel compares to its max)."""
+        try:
+            return int(os.pread(self._count, 64, 0).strip() or 0)
+        except OSError as exc:
+            raise NetnsNotFound(f"conntrack count of {self.netns}: {exc}") from exc
+
+    def drops(self) -> int:
+        """Packets dropped so far because the table was full (all CPUs)."""
+        try:
+            return events.conntrack_drops(os.pread(self._stat, 1 << 20, 0).decode())
+        except OSError as exc:
+            raise NetnsNotFound(f"conntrack statistics of {self.netns}: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the descriptors."""
+        for fd in (self._count, self._stat):
+            with _suppress_again():
+                os.close(fd)
+        self._count = self._stat = -1

@@ -6,6 +6,14 @@ then each hub's nft table as one transaction, then the removal of what is stale
 (conntrack entries of dead links before their veths). Success reports provisioning
 states back (Updating -> Succeeded); failure reports Failed with the reason and is
 retried with back-off. Nothing is applied before the first full snapshot is read.
+
+Self-repair: a watcher (watcher.py) reports kernel events (a namespace, interface,
+address or route of ours deleted, our nft table changed by someone else); `report()`
+turns them into damaged hubs, links and tables (repair.py) that the next sync
+re-verifies even if the store did not change, within a second. The full pass every
+`FULL_RESYNC_SECONDS` repairs anything the events missed. The watcher also samples each
+hub's conntrack count: at `conntrack_limit` the hub's table refuses new flows with a
+reset (counted, logged) instead of letting the kernel drop them silently.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +39,11 @@ from privatelink.dataplane.desired import (
     connection_key,
     plan,
 )
+from privatelink.dataplane.events import KernelEvent
 from privatelink.dataplane.health import Prober
 from privatelink.dataplane.privileged import KernelError, Netlink
+from privatelink.dataplane.repair import NONE, Damage, Owned, links_touching
+from privatelink.dataplane.watcher import Watcher
 from privatelink.store.repository import utc_now
 from privatelink.store.sql import SqlRepository
 
@@ -56,7 +67,13 @@ RESOLV_CONF = (
     "# Written by privatelink: the private DNS server of this virtual network.\n"
     f"nameserver {names.AZURE_PLATFORM_IP}\n"
 )
-FULL_RESYNC_SECONDS = 300.0  # a full check repairs drift (someone deleting our veths)
+# A full check repairs what no event reported (events lost, or missed while a hub was
+# being (re)subscribed). Events repair the rest within a second, so the full pass stays
+# rare: with 1000 links it takes about 11 s (docs/dataplane.md, "Self-repair").
+FULL_RESYNC_SECONDS = 300.0
+# Default conntrack limit per hub: this share of nf_conntrack_max, which the kernel
+# applies to each namespace's own count. Above it the hub refuses new flows.
+CONNTRACK_LIMIT_SHARE = 0.9
 
 
 @dataclass
@@ -67,6 +84,28 @@ class SyncReport:
     hubs: int
     links: int
     error: str | None = None
+    repaired: tuple[str, ...] = ()  # what damage reported by the watcher it re-verified
+
+
+@dataclass(frozen=True)
+class DataplaneStats:
+    """Counters of the data plane's self-repair and admission (for status and metrics).
+
+    `refused_flows`: new flows refused (TCP reset / ICMP) because their hub's conntrack
+    table was at `conntrack_limit`; `kernel_drops`: packets the kernel dropped anyway
+    because a table was full (nf_conntrack "table full"); `repairs`: syncs that
+    re-verified damage the watcher reported."""
+
+    refused_flows: int
+    refused_by_hub: Mapping[str, int]
+    kernel_drops: int
+    conntrack: Mapping[str, int]  # last sampled count per hub
+    conntrack_limit: int
+    full_hubs: tuple[str, ...]  # hubs refusing new flows right now
+    repairs: int
+    last_repair: tuple[str, ...] = ()
+    damage_pending: bool = False
+    watching: bool = False
 
 
 class Reconciler:
@@ -78,8 +117,13 @@ class Reconciler:
         prefix: str,
         data_dir: Path | None = None,
         kernel: Any = privileged,
+        conntrack_limit: int | None = None,
+        watch: bool = True,
     ) -> None:
-        """`kernel` is the privileged module (tests pass a fake with the same functions)."""
+        """`kernel` is the privileged module (tests pass a fake with the same functions).
+
+        `conntrack_limit`: entries per hub at which new flows are refused (default
+        `CONNTRACK_LIMIT_SHARE` of nf_conntrack_max); `watch`: run the kernel watcher."""
         self.repo = repo
         self.kernel = kernel
         self.prefix = names.check_prefix(prefix)
@@ -100,6 +144,24 @@ class Reconciler:
         self.last: SyncReport | None = None
         self.syncs = 0
         self._listeners: list[Callable[[], None]] = []
+        # Self-repair: what the kernel reported damaged, against the last published plan.
+        self._owned = Owned()
+        self._damage_lock = threading.Lock()
+        self._damage: Damage = NONE
+        self._repairs = 0
+        self._last_repair: tuple[str, ...] = ()
+        # Admission: per-hub conntrack counts, hubs refusing new flows, what was refused.
+        if conntrack_limit is not None and conntrack_limit < 1:
+            raise ValueError("conntrack_limit must be at least 1")
+        self._conntrack_limit = conntrack_limit
+        self._admission_lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._full: set[str] = set()
+        self._drops_seen: dict[str, int] = {}
+        self._kernel_drops = 0
+        self._refused: dict[str, int] = {}
+        self._gated_applied: set[str] = set()  # hubs whose applied table refuses new flows
+        self._watcher: Watcher | None = Watcher(self, kernel) if watch else None
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call `listener()` after every sync (the DNS server re-checks its hubs)."""
@@ -121,15 +183,19 @@ class Reconciler:
         self._dirty.set()
 
     def start(self) -> None:
-        """Start the sync loop (the first sync runs at once)."""
+        """Start the sync loop (the first sync runs at once) and the kernel watcher."""
         self._dirty.set()
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
         self._thread.start()
+        if self._watcher is not None:
+            self._watcher.start()
 
     def stop(self) -> None:
         """Stop the loop (kernel state stays: flows survive a restart)."""
         self._stop.set()
         self._dirty.set()
+        if self._watcher is not None:
+            self._watcher.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.prober.stop()
@@ -179,6 +245,137 @@ class Reconciler:
             time.sleep(0.005)
         return False
 
+    # --- self-repair and admission (called by the watcher's thread) ------------------
+
+    def owned(self) -> Owned:
+        """What the data plane owns, as of the plan being applied (the watcher's map)."""
+        return self._owned
+
+    def report(self, event: KernelEvent, netns: str | None = None) -> Damage | None:
+        """A kernel event (from namespace `netns`): if it damaged something of ours,
+        remember it and sync soon. Returns the damage, or None when it did not matter."""
+        damage = self._owned.damage(event, netns)
+        if not damage:
+            return None
+        with self._damage_lock:
+            self._damage = self._damage | damage
+        log.warning("kernel state damaged: %s", "; ".join(damage.why))
+        self.mark_dirty()
+        return damage
+
+    @property
+    def conntrack_limit(self) -> int:
+        """Conntrack entries per hub at which new flows are refused."""
+        if self._conntrack_limit is not None:
+            return self._conntrack_limit
+        return max(int(self.kernel.conntrack_max() * CONNTRACK_LIMIT_SHARE), 1)
+
+    @conntrack_limit.setter
+    def conntrack_limit(self, value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError("conntrack_limit must be at least 1")
+        self._conntrack_limit = value
+
+    def observe_conntrack(self, netns: str, count: int, drops: int | None = None) -> None:
+        """A hub's conntrack count (and the kernel's drop counter, when read).
+
+        At `conntrack_limit` the hub starts refusing new flows; 5 % below it, it takes
+        them again (the gap keeps it from flapping). Drops are what the kernel could not
+        track: they mean the limit was no protection, and are logged as errors."""
+        limit = self.conntrack_limit
+        low = limit - max(1, limit // 20)
+        changed = False
+        with self._admission_lock:
+            self._counts[netns] = count
+            if count >= limit and netns not in self._full:
+                self._full.add(netns)
+                changed = True
+                log.warning(
+                    "hub %s holds %d conntrack entries, its limit is %d: new flows are "
+                    "refused with a reset until it holds fewer than %d",
+                    netns,
+                    count,
+                    limit,
+                    low,
+                )
+            elif count < low and netns in self._full:
+                self._full.discard(netns)
+                changed = True
+                log.info("hub %s holds %d conntrack entries: new flows are admitted", netns, count)
+            if drops is not None:
+                seen = self._drops_seen.setdefault(netns, drops)
+                if drops > seen:
+                    self._kernel_drops += drops - seen
+                    log.error(
+                        "hub %s: the kernel dropped %d packets because its conntrack table "
+                        "was full (nf_conntrack_max %d, %d entries now)",
+                        netns,
+                        drops - seen,
+                        self.kernel.conntrack_max(),
+                        count,
+                    )
+                self._drops_seen[netns] = drops
+        if changed:
+            self.mark_dirty()
+
+    def forget_conntrack(self, netns: str) -> None:
+        """A hub is gone (or made again): its samples no longer apply."""
+        with self._admission_lock:
+            self._counts.pop(netns, None)
+            self._drops_seen.pop(netns, None)
+            was_full = netns in self._full
+            self._full.discard(netns)
+        if was_full:
+            self.mark_dirty()
+
+    def collect_refusals(self) -> int:
+        """Read (and zero) the refusal counters of the hubs that refuse new flows now;
+        logs a warning per hub that refused some. Returns how many were added."""
+        with self._admission_lock:
+            hubs = sorted(self._full | (self._gated_applied & set(self._counts)))
+        return sum(self._take_refused(netns) for netns in hubs)
+
+    def _take_refused(self, netns: str) -> int:
+        try:
+            refused = self.kernel.take_nft_counter(netns, names.TABLE, names.REFUSED_COUNTER)
+        except KernelError as exc:
+            log.debug("refusal counter of %s unreadable: %s", netns, exc.message)
+            return 0
+        if refused:
+            with self._admission_lock:
+                self._refused[netns] = self._refused.get(netns, 0) + refused
+                count = self._counts.get(netns, 0)
+            log.warning(
+                "hub %s refused %d new flows: its conntrack table holds %d entries (limit %d)",
+                netns,
+                refused,
+                count,
+                self.conntrack_limit,
+            )
+        return int(refused)
+
+    def stats(self) -> DataplaneStats:
+        """The data plane's repair and admission counters (for status pages and metrics)."""
+        with self._admission_lock:
+            refused = dict(self._refused)
+            counts = dict(self._counts)
+            full = tuple(sorted(self._full))
+            drops = self._kernel_drops
+        with self._damage_lock:
+            pending = bool(self._damage)
+        return DataplaneStats(
+            refused_flows=sum(refused.values()),
+            refused_by_hub=refused,
+            kernel_drops=drops,
+            conntrack=counts,
+            conntrack_limit=self.conntrack_limit,
+            full_hubs=full,
+            repairs=self._repairs,
+            last_repair=self._last_repair,
+            damage_pending=pending,
+            watching=self._watcher is not None and self._watcher.watching,
+        )
+
     # --- one sync ------------------------------------------------------------------
 
     def sync_once(self) -> SyncReport:
@@ -203,15 +400,18 @@ class Reconciler:
             for c in s.connections
             if c.status == APPROVED
         }
+        repaired: tuple[str, ...] = ()
         try:
             slots = self.repo.link_slots(conn_keys, names.MAX_SLOTS)
             desired = plan(snapshot, slots, self.prober.verdicts(), self.prefix)
             full = time.monotonic() >= self._full_due
-            self.apply(desired, full=full)
+            repaired = self.apply(desired, full=full)
             if full:
                 self._full_due = time.monotonic() + FULL_RESYNC_SECONDS
             self.prober.track(desired.health_checks)
             self._write_index(desired)
+            if self._watcher is not None:
+                self._watcher.refresh()  # watch new hubs, forget gone ones
             error = None
         except KernelError as exc:
             error = exc.message
@@ -235,11 +435,16 @@ class Reconciler:
         failures = {r.key: error for r in resources} if error else problems
         self.repo.complete_operations(started, failures, utc_now())
         self.syncs += 1
+        if repaired and not error:
+            self._repairs += 1
+            self._last_repair = repaired
+            log.warning("repaired: %s", "; ".join(repaired))
         self.last = SyncReport(
             time.monotonic() - began,
             len(desired.hubs) if desired else 0,
             len(desired.links) if desired else 0,
             error,
+            repaired,
         )
         return self.last
 
@@ -258,23 +463,45 @@ class Reconciler:
         self._prepared.discard(netns)
         self._hub_sigs.pop(netns, None)
 
-    def apply(self, desired: Plan, full: bool = True) -> None:
-        """Make the kernel match a plan.
+    def apply(self, desired: Plan, full: bool = True) -> tuple[str, ...]:
+        """Make the kernel match a plan; returns what reported damage it re-verified.
 
         A full pass checks every namespace, interface, address and route; an
         incremental pass (the normal case) touches only hubs whose NICs or addresses
-        changed and links that appeared or vanished, then the nft tables that changed.
+        changed and links that appeared or vanished, then the nft tables that changed,
+        plus whatever the watcher reported damaged (and what a missing namespace
+        touches: its hub, and the links of a hub).
         """
+        # Published before any change: our own deletions of what the plan no longer wants
+        # are then never taken for damage.
+        before, self._owned = self._owned, Owned.of(desired)
+        with self._damage_lock:
+            damage, self._damage = self._damage, NONE
+        full = full or damage.everything
         existing = {n for n in self.kernel.list_netns() if names.is_ours(self.prefix, n)}
         wanted = {h.netns for h in desired.hubs} | {n.netns for h in desired.hubs for n in h.nics}
-        if wanted - existing:
-            full = True  # a namespace (re)appears: its hub's veths and routes need checking
-        for netns in sorted(wanted - existing):
+        missing = wanted - existing
+        if full:
+            # A file in /run/netns that is no namespace (a crash between creating and
+            # mounting it) would fail every sync: make it again.
+            missing |= {n for n in wanted & existing if not self.kernel.netns_ok(n)}
+        nic_hub = {n.netns: h.netns for h in desired.hubs for n in h.nics}
+        why = list(damage.why)
+        damaged_hubs = set(damage.hubs)
+        for netns in sorted(missing):
             self.kernel.create_netns(netns)
             self._forget(netns)
+            # A namespace made again: its hub re-checks its veths, routes and NICs.
+            damaged_hubs.add(nic_hub.get(netns, netns))
+            known = netns in before.hubs or netns in before.nic_hub
+            if known and not any(netns in reason for reason in damage.why):
+                why.append(f"namespace {netns} was missing")  # no event told us
+        relink = set(damage.links) | links_touching(desired, damaged_hubs)
+        for netns in damaged_hubs | set(damage.tables):
+            self._applied.pop(netns, None)  # re-apply its table (gone with a namespace)
         for hub in desired.hubs:
             sig = (hub.nics, hub.pe_ips, tuple(ip for s in hub.services for ip in s.nat_ips))
-            if full or self._hub_sigs.get(hub.netns) != sig:
+            if full or hub.netns in damaged_hubs or self._hub_sigs.get(hub.netns) != sig:
                 self._hub(hub)
                 self._hub_sigs[hub.netns] = sig
         links = {x.slot: x for x in desired.links}
@@ -304,7 +531,7 @@ class Reconciler:
                 if not _same_wire(links.get(slot), self._links[slot]):
                     self._remove_link(self._links.pop(slot), wanted)
         for slot, link in links.items():
-            if full or not _same_wire(self._links.get(slot), link):
+            if full or slot in relink or not _same_wire(self._links.get(slot), link):
                 self._link(link)
             self._links[slot] = link
         # The dying links' entries are deleted: a new packet of such a flow has mark 0
@@ -321,12 +548,24 @@ class Reconciler:
             for netns in self.kernel.list_netns_etc():
                 if names.is_ours(self.prefix, netns) and netns not in wanted:
                     self.kernel.remove_netns_etc(netns)
+        return tuple(why)
 
     def _apply_nft(self, hub: HubPlan, dying: frozenset[int]) -> None:
-        text = nft.render(hub, dying)
+        with self._admission_lock:
+            full = hub.netns in self._full
+            gated = hub.netns in self._gated_applied
+        text = nft.render(hub, dying, full=full)
         if self._applied.get(hub.netns) != text:
+            if gated:
+                # Replacing the table zeroes its counter: take what it counted first.
+                self._take_refused(hub.netns)
             self.kernel.apply_nft(hub.netns, text)
             self._applied[hub.netns] = text
+            with self._admission_lock:
+                if full:
+                    self._gated_applied.add(hub.netns)
+                else:
+                    self._gated_applied.discard(hub.netns)
 
     def _remove_link(self, gone: LinkPlan, wanted: set[str]) -> None:
         """Cut a link's flows in both hubs, then delete its veth pair."""
@@ -343,11 +582,19 @@ class Reconciler:
         if link.local:
             return  # endpoint and service in one network: NAT inside the hub, no veth
         nl = self._netlink(link.consumer_netns)
+        provider = self._netlink(link.provider_netns)
         # Single-interface queries: listing every link per link would be O(n^2) at 1000s.
-        if nl.link(link.consumer_ifname) is None:
+        here = nl.link(link.consumer_ifname)
+        there = provider.link(link.provider_ifname)
+        if here is None or there is None:
+            # One end without the other: its peer is in a namespace that was deleted (or
+            # made again while something held the old one open). Make the pair anew.
+            if here is not None:
+                nl.delete_link(link.consumer_ifname)
+            if there is not None:
+                provider.delete_link(link.provider_ifname)
             nl.add_veth(link.consumer_ifname, link.provider_ifname, link.provider_netns)
         self._link_address(nl, link.consumer_ifname, f"{link.consumer_addr}/30")
-        provider = self._netlink(link.provider_netns)
         self._link_address(provider, link.provider_ifname, f"{link.provider_addr}/30")
         # Last, once both ends are up: the PE ip now goes into the link, to the provider
         # end's address (the provider hub answers ARP for that one only). The route goes
@@ -406,6 +653,11 @@ class Reconciler:
                     # replace that pair, the old hub is gone for good.
                     self._netlink(nic.netns).delete_link(names.NIC_IFNAME)
                     nl.add_veth(nic.hub_ifname, names.NIC_IFNAME, nic.netns)
+            elif self._netlink(nic.netns).link(names.NIC_IFNAME) is None:
+                # The VM's namespace was made again while something held the old one (a
+                # process running in it): our end is still paired with the old eth0.
+                nl.delete_link(nic.hub_ifname)
+                nl.add_veth(nic.hub_ifname, names.NIC_IFNAME, nic.netns)
         links = nl.links()
         for nic in hub.nics:
             link = links[nic.hub_ifname]

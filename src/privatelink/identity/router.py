@@ -10,6 +10,15 @@ request, off the event loop.
 
 Form bodies are parsed here with :mod:`urllib.parse`: Starlette's ``request.form()``
 needs ``python-multipart``, which is not a dependency of this project.
+
+Failed client-credential sign-ins are slowed down (``core.throttle.SignInGuard``, Entra
+ID's smart lockout defaults): a known application that sent too many wrong secrets is
+locked for a while, and so is a source address that named too many unknown tenants or
+applications. A locked sign-in is answered at once (the event loop never waits) with 429,
+``Retry-After`` and an Entra-shaped body (``AADSTS50053`` for the application,
+``AADSTS50196`` for the address), without looking at the secret; the failure that locks
+still gets its usual answer. A correct secret works again once the lock has passed, and
+forgets the failures.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import time
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -25,8 +35,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from privatelink.core.errors import StoreFault
 from privatelink.core.ids import new_guid
-from privatelink.identity.tokens import TokenIssuer, TokenRequestError
+from privatelink.core.throttle import SignInGuard, SignInPolicy
+from privatelink.identity.tokens import (
+    InvalidClientSecret,
+    TokenIssuer,
+    TokenRequestError,
+    UnknownClient,
+)
 
 #: Token requests are a few hundred bytes; refuse to buffer anything much larger.
 MAX_FORM_BYTES = 64 * 1024
@@ -39,9 +56,21 @@ class _BadForm(TokenRequestError):
     """The token request body could not be read as an OAuth form."""
 
 
-def build_identity_router(issuer: TokenIssuer) -> APIRouter:
-    """Return a router serving discovery, token and key endpoints for ``issuer``."""
+class SignInLocked(TokenRequestError):
+    """Too many failed sign-ins: refused for ``retry_after`` seconds (HTTP 429)."""
+
+    def __init__(self, description: str, code: int, retry_after: int) -> None:
+        super().__init__("invalid_client", description, 429, code)
+        self.retry_after = retry_after
+
+
+def build_identity_router(issuer: TokenIssuer, guard: SignInGuard | None = None) -> APIRouter:
+    """Return a router serving discovery, token and key endpoints for ``issuer``.
+
+    ``guard`` tracks failed sign-ins (default: Entra ID's smart lockout defaults).
+    """
     router = APIRouter(tags=["identity"])
+    sign_ins = guard if guard is not None else SignInGuard(SignInPolicy(), time.monotonic)
 
     @router.get("/{tenant}/v2.0/.well-known/openid-configuration")
     async def openid_configuration_v2(tenant: str, request: Request) -> JSONResponse:
@@ -56,12 +85,12 @@ def build_identity_router(issuer: TokenIssuer) -> APIRouter:
     @router.post("/{tenant}/oauth2/v2.0/token")
     async def token_v2(tenant: str, request: Request) -> JSONResponse:
         """Client-credentials grant with ``scope=<resource>/.default``."""
-        return await _token(issuer, tenant, request, v1=False)
+        return await _token(issuer, sign_ins, tenant, request, v1=False)
 
     @router.post("/{tenant}/oauth2/token")
     async def token_v1(tenant: str, request: Request) -> JSONResponse:
         """Client-credentials grant with ``resource=<resource>`` (``scope`` also accepted)."""
-        return await _token(issuer, tenant, request, v1=True)
+        return await _token(issuer, sign_ins, tenant, request, v1=True)
 
     @router.get("/{tenant}/discovery/v2.0/keys")
     @router.get("/{tenant}/discovery/keys")
@@ -104,7 +133,10 @@ def _base_url(request: Request) -> str:
 async def _openid_configuration(
     issuer: TokenIssuer, tenant: str, request: Request, *, v2: bool
 ) -> JSONResponse:
-    canonical = await run_in_threadpool(issuer.canonical_tenant, tenant)
+    try:
+        canonical = await run_in_threadpool(issuer.canonical_tenant, tenant)
+    except StoreFault as exc:
+        return _store_fault(request, exc)
     if canonical is None:
         # Entra ID answers an unknown tenant here already, with 400 invalid_tenant.
         return _oauth_error(
@@ -153,7 +185,9 @@ async def _openid_configuration(
     )
 
 
-async def _token(issuer: TokenIssuer, tenant: str, request: Request, *, v1: bool) -> JSONResponse:
+async def _token(
+    issuer: TokenIssuer, guard: SignInGuard, tenant: str, request: Request, *, v1: bool
+) -> JSONResponse:
     try:
         form = await _read_form(request)
         grant_type = form.get("grant_type")
@@ -176,9 +210,14 @@ async def _token(issuer: TokenIssuer, tenant: str, request: Request, *, v1: bool
             scope = f"{resource}/.default"
         if not scope:
             raise _missing("resource" if v1 else "scope")
-        body = await run_in_threadpool(issuer.issue, tenant, client_id, client_secret, scope)
+        body = await _guarded_issue(issuer, guard, tenant, client_id, client_secret, scope, request)
     except TokenRequestError as exc:
-        return _oauth_error(request, exc)
+        response = _oauth_error(request, exc)
+        if isinstance(exc, SignInLocked):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except StoreFault as exc:
+        return _store_fault(request, exc)
     if v1:
         # Entra ID v1 responses also carry these, as strings.
         claims = jwt.decode(body["access_token"], options={"verify_signature": False})
@@ -188,6 +227,55 @@ async def _token(issuer: TokenIssuer, tenant: str, request: Request, *, v1: bool
             "not_before": str(claims["nbf"]),
         }
     return JSONResponse(body, headers=_echo_request_id(request) | _NO_STORE)
+
+
+async def _guarded_issue(
+    issuer: TokenIssuer,
+    guard: SignInGuard,
+    tenant: str,
+    client_id: str,
+    client_secret: str,
+    scope: str,
+    request: Request,
+) -> dict[str, Any]:
+    """``issuer.issue`` behind the sign-in lockout (see the module docstring).
+
+    A known application's failures count against the application; failures naming an
+    unknown tenant or application count against the source address (so that made-up
+    client ids cannot fill the table). Keys are looked at, never inserted, before the
+    directory has said which kind a failure is.
+    """
+    client_key = ("client", tenant.lower(), client_id.lower())
+    locked = guard.locked_for(client_key)
+    if locked:
+        raise SignInLocked(
+            f"The application '{client_id}' is locked because it tried to sign in too many "
+            f"times with an invalid client secret. Try again in {locked} seconds.",
+            50053,
+            locked,
+        )
+    try:
+        body: dict[str, Any] = await run_in_threadpool(
+            issuer.issue, tenant, client_id, client_secret, scope
+        )
+    except InvalidClientSecret:
+        guard.failed(client_key)
+        raise
+    except UnknownClient:
+        address = request.client.host if request.client else "unknown"
+        address_key = ("address", address)
+        locked = guard.locked_for(address_key)
+        if locked:
+            raise SignInLocked(
+                f"A client loop has been detected: too many sign-ins from {address} named an "
+                f"unknown tenant or application. Try again in {locked} seconds.",
+                50196,
+                locked,
+            ) from None
+        guard.failed(address_key)
+        raise
+    guard.succeeded(client_key)
+    return body
 
 
 async def _read_form(request: Request) -> dict[str, str]:
@@ -278,3 +366,14 @@ def _oauth_error(request: Request, exc: TokenRequestError) -> JSONResponse:
     # delays server shutdown by the TLS close timeout.
     headers = _echo_request_id(request) | _NO_STORE | {"Connection": "close"}
     return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def _store_fault(request: Request, exc: StoreFault) -> JSONResponse:
+    """The directory's database failed: OAuth's `temporarily_unavailable` (RFC 6749), with
+    the fault's status (503/507) and `Retry-After` (MSAL retries a 5xx token request)."""
+    response = _oauth_error(
+        request, TokenRequestError("temporarily_unavailable", exc.message, exc.status)
+    )
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response

@@ -8,7 +8,14 @@ the mapping of every rejection to a typed error with a message a human can act o
 Tokens are per tenant: client credentials are checked against a :class:`ClientDirectory`
 (the store's ``SqlDirectory``) when a token is requested, so a tenant or principal
 created while the server runs can sign in at once. Verification needs no directory: a
-token is valid until it expires, as in Entra ID.
+token is valid until it expires, as in Entra ID (an issued access token cannot be
+revoked there either; deleting the principal or its secret stops new tokens only).
+
+Verified tokens are remembered by their exact text (:data:`VERIFIED_CACHE_SIZE` of them,
+oldest dropped first), so a client's next request with the same token skips the JWT
+parsing and the RS256 check; the time checks (``exp``, ``nbf``) run on every request,
+cached or not, with the same errors. Nothing but the signing key, which an issuer never
+changes, decides whether a token verifies, so the cache changes no outcome.
 
 Audience classes: an ARM token (``https://management.azure.com``,
 ``https://management.core.windows.net`` or the server's own resourceManager URL) is
@@ -28,6 +35,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -55,6 +63,9 @@ GRAPH_PATH = "/graph"
 Resource = Literal["arm", "graph"]
 
 TOKEN_LIFETIME = 3600
+#: Verified tokens an issuer remembers (a few hundred bytes to 2 KB each): about one per
+#: active client, whose SDK reuses its token for most of an hour.
+VERIFIED_CACHE_SIZE = 1024
 #: Clock skew tolerated on ``exp``/``nbf`` (issuer and verifier may be different processes).
 CLOCK_SKEW = 60
 
@@ -99,6 +110,15 @@ class ClientDirectory(Protocol):
     def check_client(
         self, tenant_id: str, app_id: str, secret: str
     ) -> tuple[str, DirectoryPrincipal | None]: ...
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """What verifying a token established, apart from time: its caller and its window."""
+
+    principal: Principal
+    exp: int
+    nbf: int
 
 
 @dataclass(frozen=True)
@@ -182,6 +202,14 @@ class InvalidClient(TokenRequestError):
     """Unknown tenant, unknown client or wrong/missing client secret."""
 
 
+class UnknownClient(InvalidClient):
+    """The tenant or the application is not in the directory."""
+
+
+class InvalidClientSecret(InvalidClient):
+    """A known application sent a wrong, expired or no client secret (a failed sign-in)."""
+
+
 class InvalidScope(TokenRequestError):
     """Missing or unusable scope/resource (not ``/.default``, or not an accepted resource)."""
 
@@ -256,13 +284,15 @@ class TokenIssuer:
         graph_audiences: Iterable[str] = (),
         lifetime: int = TOKEN_LIFETIME,
         clock: Callable[[], float] = time.time,
+        verified_cache_size: int = VERIFIED_CACHE_SIZE,
     ) -> None:
         """Create an issuer.
 
         ``issuer_base`` names the issuer (``iss = {issuer_base}/{tenant}/``);
         ``arm_audiences`` and ``graph_audiences`` add resources of each class to
         ARM's and Graph's public ones (see :func:`server_audiences`); ``clock`` returns
-        Unix time and exists for tests.
+        Unix time and exists for tests; ``verified_cache_size`` bounds the verified
+        tokens remembered (0: none).
         """
         self._key = signing_key
         self._public_key = signing_key.public_key()
@@ -270,6 +300,10 @@ class TokenIssuer:
         self._issuer_base = issuer_base.rstrip("/")
         self._lifetime = int(lifetime)
         self._clock = clock
+        # (resource, token) -> what its verification established; insertion order is age.
+        self._verified: dict[tuple[str, str], _Verified] = {}
+        self._verified_limit = max(0, int(verified_cache_size))
+        self._verified_lock = threading.Lock()
         self._classes: dict[Resource, tuple[str, ...]] = {
             "arm": _unique((*ARM_AUDIENCES, *arm_audiences)),
             "graph": _unique((*GRAPH_AUDIENCES, *graph_audiences)),
@@ -323,7 +357,7 @@ class TokenIssuer:
         """
         outcome, sp = self._directory.check_client(tenant_id, client_id, client_secret or "")
         if outcome == "no_tenant":
-            raise InvalidClient(
+            raise UnknownClient(
                 "invalid_request",
                 f"Tenant '{tenant_id}' not found. Check to make sure you have the correct "
                 "tenant ID: the one in this server's credentials.json, or in a tenant's file "
@@ -332,7 +366,7 @@ class TokenIssuer:
                 90002,
             )
         if outcome == "no_client" or sp is None:
-            raise InvalidClient(
+            raise UnknownClient(
                 "unauthorized_client",
                 f"Application with identifier '{client_id}' was not found in the directory "
                 f"'{tenant_id}'. You may have sent your authentication request to the wrong "
@@ -341,14 +375,14 @@ class TokenIssuer:
                 700016,
             )
         if not client_secret:
-            raise InvalidClient(
+            raise InvalidClientSecret(
                 "invalid_client",
                 "The request body must contain the following parameter: 'client_secret'.",
                 401,
                 7000218,
             )
         if outcome != "ok":
-            raise InvalidClient(
+            raise InvalidClientSecret(
                 "invalid_client",
                 f"Invalid client secret provided for app '{sp.app_id}'.",
                 401,
@@ -401,12 +435,46 @@ class TokenIssuer:
             "access_token": token,
         }
 
+    @property
+    def verified_tokens(self) -> int:
+        """How many verified tokens are remembered now (at most ``verified_cache_size``)."""
+        return len(self._verified)
+
     def verify(self, token: str, resource: Resource = "arm") -> Principal:
         """Validate an access token for ``resource`` and return its caller.
 
         Raises :class:`InvalidToken`; a token of the other audience class (a Graph token
-        on ARM, an ARM token on Graph) is ``wrong_audience``.
+        on ARM, an ARM token on Graph) is ``wrong_audience``. A token verified before is
+        answered from memory, its lifetime checked again against the clock.
         """
+        cache_key = (resource, token)
+        known = self._verified.get(cache_key)
+        if known is not None:
+            try:
+                self._check_times(known.exp, known.nbf)
+            except InvalidToken:
+                self._forget(cache_key)
+                raise
+            return known.principal
+        claims = self._verify_signed(token, resource)
+        principal = self._check_claims(claims)
+        self._remember(cache_key, _Verified(principal, claims["exp"], claims["nbf"]))
+        return principal
+
+    def _remember(self, cache_key: tuple[str, str], verified: _Verified) -> None:
+        if self._verified_limit == 0:
+            return
+        with self._verified_lock:
+            while len(self._verified) >= self._verified_limit:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[cache_key] = verified
+
+    def _forget(self, cache_key: tuple[str, str]) -> None:
+        with self._verified_lock:
+            self._verified.pop(cache_key, None)
+
+    def _verify_signed(self, token: str, resource: Resource) -> dict[str, Any]:
+        """The claims of a token signed by our key for ``resource`` (time not checked)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -450,7 +518,7 @@ class TokenIssuer:
             ) from exc
         except jwt.InvalidTokenError as exc:
             raise InvalidToken(f"The access token is malformed: {exc}.", "malformed") from exc
-        return self._check_claims(claims)
+        return claims
 
     def _check_claims(self, claims: dict[str, Any]) -> Principal:
         """Check issuer, lifetime and identity claims of a signature-checked token."""
@@ -466,6 +534,11 @@ class TokenIssuer:
                 f"'{self.issuer_for(tid)}'.",
                 "wrong_issuer",
             )
+        self._check_times(exp, nbf)
+        return Principal(tenant_id=tid, object_id=oid, client_id=appid)
+
+    def _check_times(self, exp: int, nbf: int) -> None:
+        """Raise :class:`InvalidToken` unless now is within [nbf, exp] (with skew)."""
         now = int(self._clock())
         if now > exp + CLOCK_SKEW:
             raise InvalidToken(
@@ -479,7 +552,6 @@ class TokenIssuer:
                 f"(current UTC time '{_utc(now)}').",
                 "not_yet_valid",
             )
-        return Principal(tenant_id=tid, object_id=oid, client_id=appid)
 
 
 def _utc(timestamp: int) -> str:

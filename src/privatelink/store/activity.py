@@ -229,6 +229,7 @@ class SqlActivityLog:
 
     @staticmethod
     def _parse_token(token: str) -> tuple[int, int]:
-        if not token.isdigit() or not (_SEQ_DIGITS < len(token) <= _MAX_TOKEN):
+        digits = token.isascii() and token.isdigit()  # str.isdigit() admits '²'
+        if not digits or not (_SEQ_DIGITS < len(token) <= _MAX_TOKEN):
             raise errors.InvalidRequestContent(f"Invalid $skipToken '{token[:40]}'.")
         return int(token[:-_SEQ_DIGITS]), int(token[-_SEQ_DIGITS:])

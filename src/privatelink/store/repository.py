@@ -37,6 +37,9 @@ class UnitOfWork(StateView, Protocol):
     def apply(self, changes: Changes) -> dict[str, Resource]:
         """Write all changes; returns what was written by key (with fresh etags)."""
 
+    def save_operation(self, operation: Operation) -> None:
+        """Record the change's operation in the same transaction (both or neither)."""
+
 
 @dataclass(frozen=True)
 class Page:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -43,7 +44,7 @@ from privatelink.core import errors
 from privatelink.core.ids import key
 from privatelink.core.registry import ip_usages, references
 from privatelink.core.resource import Changes, Resource
-from privatelink.store import codec
+from privatelink.store import codec, faults
 from privatelink.store.repository import Operation, Page
 
 metadata = MetaData()
@@ -140,6 +141,27 @@ _ADVISORY_LOCK = 0x706C6E6B  # "plnk"
 REALIZED_TYPES = tuple(codec.TYPES)
 
 
+def _save_operation(conn: Connection, operation: Operation) -> None:
+    values = {
+        "id": operation.id,
+        "resource_id": operation.resource_id,
+        "kind": operation.kind,
+        "status": operation.status,
+        "error_code": operation.error_code,
+        "error_message": operation.error_message,
+        "start_time": operation.start_time,
+        "end_time": operation.end_time,
+    }
+    conn.execute(delete(operations).where(operations.c.id == operation.id))
+    conn.execute(insert(operations).values(**values))
+
+
+# Built once: the hottest statement (every GET); SQLAlchemy memoizes its cache key.
+_GET_RESOURCE = select(resources.c.type, resources.c.body).where(
+    resources.c.key == bindparam("key")
+)
+
+
 class SqlView:
     """StateView over one connection, with a per-transaction cache of decoded documents."""
 
@@ -153,9 +175,7 @@ class SqlView:
         if "\x00" in k:
             return None  # PostgreSQL text cannot hold NUL; no such resource can exist
         if k not in self._cache:
-            row = self._conn.execute(
-                select(resources.c.type, resources.c.body).where(resources.c.key == k)
-            ).first()
+            row = self._conn.execute(_GET_RESOURCE, {"key": k}).first()
             self._cache[k] = codec.loads(row.type, row.body) if row else None
         return self._cache[k]
 
@@ -189,6 +209,28 @@ class SqlView:
                 .where(and_(refs.c.dst == target.lower(), refs.c.kind == kind))
             ).scalar_one()
         )
+
+    def referrers_within(self, parent: str, kind: str) -> dict[str, list[Resource]]:
+        """Resources that index a child of `parent` under `kind`, by target key (one query)."""
+        prefix = key(parent) + "/"
+        if "\x00" in prefix:
+            return {}
+        rows = self._conn.execute(
+            select(refs.c.dst, resources.c.key, resources.c.type, resources.c.body)
+            .join(refs, refs.c.src == resources.c.key)
+            .where(and_(refs.c.kind == kind, refs.c.dst.startswith(prefix, autoescape=True)))
+            .order_by(resources.c.seq)
+        ).all()
+        found: dict[str, list[Resource]] = {}
+        for row in rows:
+            if not row.dst.startswith(prefix):
+                continue  # SQLite's LIKE ignores ASCII case; keys are compared exactly
+            if row.key not in self._cache:
+                self._cache[row.key] = codec.loads(row.type, row.body)
+            item = self._cache[row.key]
+            if item is not None:
+                found.setdefault(row.dst, []).append(item)
+        return found
 
     def used_ips(self, subnet_id: str) -> dict[str, str]:
         """ip -> owner id for a subnet."""
@@ -270,6 +312,11 @@ class SqlUnitOfWork(SqlView):
             written[k] = resource
         return written
 
+    def save_operation(self, operation: Operation) -> None:
+        """Insert or replace an operation record in this transaction (with the change it
+        records: both are written, or neither)."""
+        _save_operation(self._conn, operation)
+
 
 class SqlRepository:
     """The repository on a SQLAlchemy engine."""
@@ -279,7 +326,9 @@ class SqlRepository:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, future=True)
+        self.engine: Engine = create_engine(url, future=True, **faults.engine_options(url))
+        # Database failures leave the store as typed ARM errors (503/507), never as 500s.
+        faults.install(self.engine)
         if self.engine.dialect.name == "sqlite":
             self._tune_sqlite(self.engine)
         metadata.create_all(self.engine)
@@ -362,19 +411,8 @@ class SqlRepository:
 
     def save_operation(self, operation: Operation) -> None:
         """Insert or replace an operation record."""
-        values = {
-            "id": operation.id,
-            "resource_id": operation.resource_id,
-            "kind": operation.kind,
-            "status": operation.status,
-            "error_code": operation.error_code,
-            "error_message": operation.error_message,
-            "start_time": operation.start_time,
-            "end_time": operation.end_time,
-        }
         with self.engine.begin() as conn:
-            conn.execute(delete(operations).where(operations.c.id == operation.id))
-            conn.execute(insert(operations).values(**values))
+            _save_operation(conn, operation)
 
     def get_operation(self, operation_id: str) -> Operation | None:
         """An operation by id."""
@@ -387,11 +425,23 @@ class SqlRepository:
     # --- what the data plane needs -------------------------------------------------
 
     def snapshot(self) -> builtins.list[Resource]:
-        """Every network resource, read in one transaction."""
+        """Every network resource, read in one transaction.
+
+        The read starts after writes in flight (the process lock; on PostgreSQL the
+        shared advisory lock, for other servers): a change records its operation inside
+        its transaction, with a start time before its commit, and `complete_operations`
+        relies on every operation started before a snapshot being in that snapshot. The
+        process lock is held only until the query has its snapshot (SQLite takes it at
+        the first step, which `execute` does), not while the rows are read.
+        """
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(resources.c.type, resources.c.body).order_by(resources.c.seq)
-            ).all()
+            with self._lock:
+                if self.engine.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({_ADVISORY_LOCK})")
+                result = conn.execute(
+                    select(resources.c.type, resources.c.body).order_by(resources.c.seq)
+                )
+            rows = result.all()
         return [codec.loads(r.type, r.body) for r in rows]
 
     def link_slots(self, keys: set[str], limit: int, now: float | None = None) -> dict[str, int]:

@@ -1,0 +1,358 @@
+"""What the API-speed work changed must not change behaviour (docs/benchmarks.md, API speed).
+
+- The token issuer remembers verified tokens: a remembered token still expires on time,
+  with the same error; the memory is bounded; a token is remembered per audience class;
+  a token that does not verify is never remembered.
+- `route_filter.prefilter` answers "no match" only where FastAPI would: matching paths
+  still route (a wrong method is still 405), routes added later are found.
+- The private link service renderers build JSON by hand: it is the wire models' dump.
+- The activity recorder's read path only adds `x-ms-correlation-request-id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, FastAPI
+
+from privatelink.api import activity_log, arm, route_filter
+from privatelink.api import private_link_service as api
+from privatelink.core import private_link_service as core
+from privatelink.identity.credentials import ClientCredentials, ensure_client, ensure_signing_key
+from privatelink.identity.tokens import InvalidToken, StaticDirectory, TokenIssuer
+
+with warnings.catch_warnings():
+    # Starlette >= 1.x warns at import that it prefers httpx2 over httpx.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+ARM_SCOPE = "https://management.azure.com/.default"
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+
+# --- the verified-token memory -------------------------------------------------------------
+
+
+class Clock:
+    """A settable clock (Unix seconds)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def creds(tmp_path: Path) -> ClientCredentials:
+    return ensure_client(tmp_path / "data")
+
+
+def _issuer(
+    tmp_path: Path, creds: ClientCredentials, clock: Clock, size: int = 1024
+) -> TokenIssuer:
+    return TokenIssuer(
+        ensure_signing_key(tmp_path / "data"),
+        StaticDirectory([creds]),
+        clock=clock,
+        verified_cache_size=size,
+    )
+
+
+def _token(issuer: TokenIssuer, creds: ClientCredentials, scope: str = ARM_SCOPE) -> str:
+    got = issuer.issue(creds.tenant_id, creds.client_id, creds.client_secret, scope)
+    return str(got["access_token"])
+
+
+def test_a_remembered_token_still_expires_with_the_same_error(
+    tmp_path: Path, creds: ClientCredentials
+) -> None:
+    clock = Clock(1_900_000_000)
+    issuer = _issuer(tmp_path, creds, clock)
+    token = _token(issuer, creds)
+    assert issuer.verify(token).object_id == creds.object_id
+    assert issuer.verified_tokens == 1
+    assert issuer.verify(token).object_id == creds.object_id  # from memory
+    clock.now += 3600 + 61  # past exp and the clock skew
+    with pytest.raises(InvalidToken) as remembered:
+        issuer.verify(token)
+    assert issuer.verified_tokens == 0  # an expired token is forgotten
+    with pytest.raises(InvalidToken) as fresh:
+        _issuer(tmp_path, creds, clock).verify(token)  # never seen: the full check
+    assert remembered.value.reason == fresh.value.reason == "expired"
+    assert remembered.value.message == fresh.value.message
+
+
+def test_the_memory_is_bounded_oldest_first(tmp_path: Path, creds: ClientCredentials) -> None:
+    clock = Clock(1_900_000_000)
+    issuer = _issuer(tmp_path, creds, clock, size=2)
+    tokens = [_token(issuer, creds) for _ in range(3)]  # distinct (`uti`)
+    assert len(set(tokens)) == 3
+    for token in tokens:
+        issuer.verify(token)
+    assert issuer.verified_tokens == 2
+    # The first was dropped; it still verifies (in full) and is remembered again.
+    assert issuer.verify(tokens[0]).object_id == creds.object_id
+    assert issuer.verified_tokens == 2
+
+
+def test_size_zero_remembers_nothing(tmp_path: Path, creds: ClientCredentials) -> None:
+    issuer = _issuer(tmp_path, creds, Clock(1_900_000_000), size=0)
+    token = _token(issuer, creds)
+    issuer.verify(token)
+    issuer.verify(token)
+    assert issuer.verified_tokens == 0
+
+
+def test_remembered_per_audience_class(tmp_path: Path, creds: ClientCredentials) -> None:
+    issuer = _issuer(tmp_path, creds, Clock(1_900_000_000))
+    arm_token = _token(issuer, creds)
+    issuer.verify(arm_token, "arm")
+    with pytest.raises(InvalidToken) as info:
+        issuer.verify(arm_token, "graph")  # remembered for ARM only
+    assert info.value.reason == "wrong_audience"
+    graph_token = _token(issuer, creds, GRAPH_SCOPE)
+    issuer.verify(graph_token, "graph")
+    with pytest.raises(InvalidToken):
+        issuer.verify(graph_token, "arm")
+
+
+def test_tokens_that_fail_are_not_remembered(tmp_path: Path, creds: ClientCredentials) -> None:
+    clock = Clock(1_900_000_000)
+    issuer = _issuer(tmp_path, creds, clock)
+    token = _token(issuer, creds)
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[:-4]}AAAA"
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            issuer.verify(forged)
+    early = _issuer(tmp_path, creds, Clock(clock.now + 3600))
+    future = _token(early, creds)  # nbf an hour ahead of `issuer`'s clock
+    with pytest.raises(InvalidToken) as info:
+        issuer.verify(future)
+    assert info.value.reason == "not_yet_valid"
+    assert issuer.verified_tokens == 0
+    clock.now += 3600
+    assert issuer.verify(future).object_id == creds.object_id  # valid once its time comes
+
+
+# --- the route filter ----------------------------------------------------------------------
+
+
+def _router(seen: list[str]) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/things/{name}")
+    def get_thing(name: str) -> dict[str, str]:
+        seen.append(name)
+        return {"name": name}
+
+    @router.put("/things/{name}/parts/{part}")
+    def put_part(name: str, part: str) -> dict[str, str]:
+        return {"name": name, "part": part}
+
+    return router
+
+
+def test_prefilter_routes_as_fastapi_does() -> None:
+    seen: list[str] = []
+    router = route_filter.prefilter(_router(seen))
+    assert route_filter.prefilter(router) is router  # once only, however often applied
+    other = APIRouter()
+
+    @other.get("/others/{name}")
+    def get_other(name: str) -> dict[str, str]:
+        return {"other": name}
+
+    app = FastAPI()
+    app.include_router(router)
+    app.include_router(route_filter.prefilter(other))
+    calls = 0
+    original = router.matches
+
+    def counting(scope: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(scope)
+
+    router.matches = counting  # type: ignore[method-assign]
+    with TestClient(app) as client:
+        assert client.get("/things/a").json() == {"name": "a"}
+        assert client.put("/things/a/parts/b").json() == {"name": "a", "part": "b"}
+        assert client.get("/others/x").json() == {"other": "x"}  # past the filtered router
+        assert client.get("/things/a/parts/b").status_code == 405  # path matches: FastAPI's
+        assert client.get("/nothing/here").status_code == 404
+        assert client.get("/things").status_code == 404
+        # FastAPI still asks the router (through the filter): if it stopped asking, the
+        # filter would be dead code and this test says so.
+        assert calls >= 6
+
+        @router.get("/late/{name}")
+        def late(name: str) -> dict[str, str]:
+            return {"late": name}
+
+        assert client.get("/late/z").json() == {"late": "z"}  # the filter was rebuilt
+    assert seen == ["a"]
+
+
+def test_paths_pattern_is_exact() -> None:
+    pattern = route_filter.paths_pattern(_router([]).routes)
+    assert pattern is not None
+    assert pattern.match("/things/a")
+    assert pattern.match("/things/a/parts/b")
+    assert not pattern.match("/things/a/")
+    assert not pattern.match("/things/a/b")
+    assert not pattern.match("/thing/a")
+
+
+# --- the private link service renderers ----------------------------------------------------
+
+
+def _reference_connection(
+    service: core.PrivateLinkService, conn: core.PrivateEndpointConnection
+) -> dict[str, Any]:
+    """The renderer as it was: the wire models, dumped."""
+    return arm.dump(
+        api.ConnectionWire(
+            id=service.connection_id(conn.name),
+            name=conn.name,
+            type=api.CONNECTION_TYPE,
+            etag=service.etag,
+            properties=api.ConnectionProperties(
+                private_endpoint=arm.SubResource(id=conn.private_endpoint_id),
+                private_link_service_connection_state=api.ConnectionState(
+                    status=conn.status,
+                    description=conn.description,
+                    actions_required=conn.actions_required,
+                ),
+                provisioning_state=conn.provisioning_state,
+                link_identifier=conn.link_identifier,
+                private_endpoint_location=conn.private_endpoint_location,
+            ),
+        )
+    )
+
+
+def _reference(service: core.PrivateLinkService) -> dict[str, Any]:
+    props = api.PrivateLinkServiceProperties(
+        load_balancer_frontend_ip_configurations=[
+            arm.SubResource(id=f) for f in service.frontend_ids
+        ],
+        ip_configurations=[
+            api.NatIpConfigurationWire(
+                id=f"{service.id}/ipConfigurations/{c.name}",
+                name=c.name,
+                type=f"{api.TYPE}/ipConfigurations",
+                etag=service.etag,
+                properties=api.NatIpConfigurationProperties(
+                    **arm.ip_configuration_wire(c, service.provisioning_state),
+                    primary=bool(c.primary),
+                ),
+            )
+            for c in service.ip_configurations
+        ],
+        visibility=api.SubscriptionList(subscriptions=list(service.visibility)),
+        auto_approval=api.SubscriptionList(subscriptions=list(service.auto_approval)),
+        fqdns=list(service.fqdns),
+        enable_proxy_protocol=service.enable_proxy_protocol,
+        alias=service.alias,
+        network_interfaces=[arm.SubResource(id=service.nic_id)],
+        provisioning_state=service.provisioning_state,
+    )
+    body = arm.dump(
+        api.PrivateLinkServiceWire(
+            id=service.id,
+            name=service.name,
+            type=api.TYPE,
+            location=service.location,
+            tags=service.tags,
+            etag=service.etag,
+            properties=props,
+        )
+    )
+    body["properties"]["privateEndpointConnections"] = [
+        _reference_connection(service, c) for c in service.connections
+    ]
+    return body
+
+
+SUB = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers"
+PLS_ID = f"{SUB}/Microsoft.Network/privateLinkServices/pls"
+SUBNET = f"{SUB}/Microsoft.Network/virtualNetworks/v/subnets/s"
+
+
+def _services() -> list[core.PrivateLinkService]:
+    bare = core.PrivateLinkService(id=PLS_ID, name="pls", location="eastus")
+    full = core.PrivateLinkService(
+        id=PLS_ID,
+        name="pls",
+        location="westeurope",
+        tags={"env": "prod", "ünï": "cödé"},
+        etag='W/"1f2e"',
+        provisioning_state="Updating",
+        frontend_ids=(f"{SUB}/Microsoft.Network/loadBalancers/lb/frontendIPConfigurations/fe",),
+        ip_configurations=(
+            core.NatIpConfiguration("a", SUBNET, primary=True),
+            core.NatIpConfiguration("b", SUBNET, private_ip="10.0.1.9", allocation="Static"),
+        ),
+        visibility=("*",),
+        auto_approval=("00000000-0000-0000-0000-000000000002",),
+        fqdns=("a.example", "b.example"),
+        enable_proxy_protocol=True,
+        alias="pls.guid.eastus.azure.privatelinkservice",
+        nic_id=f"{SUB}/Microsoft.Network/networkInterfaces/pls.nic.x",
+        connections=(
+            core.PrivateEndpointConnection(
+                "pe1.guid", f"{SUB}/Microsoft.Network/privateEndpoints/pe1", "eastus", "536870913"
+            ),
+            core.PrivateEndpointConnection(
+                "pe2.guid",
+                f"{SUB}/Microsoft.Network/privateEndpoints/pe2",
+                "westus",
+                "",
+                status="Approved",
+                description="approved by bench",
+                actions_required="Recreate",
+                provisioning_state="Updating",
+            ),
+        ),
+    )
+    return [bare, full]
+
+
+@pytest.mark.parametrize("service", _services(), ids=["bare", "full"])
+def test_render_is_the_wire_models_dump(service: core.PrivateLinkService) -> None:
+    got = api.render(None, service)  # type: ignore[arg-type]  # the view is not read
+    # Same keys, same order, same values: the same bytes on the wire.
+    assert json.dumps(got) == json.dumps(_reference(service))
+    for conn in service.connections:
+        assert json.dumps(api.render_connection(service, conn)) == json.dumps(
+            _reference_connection(service, conn)
+        )
+
+
+# --- the activity recorder's read path --------------------------------------------------
+
+
+def test_reads_get_the_correlation_header_and_nothing_else() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        wrapped = activity_log._with_correlation(send, "corr-1")
+        await wrapped({"type": "http.response.start", "status": 200, "headers": []})
+        await wrapped({"type": "http.response.body", "body": b"{}"})
+        own = [(b"x-ms-correlation-request-id", b"theirs")]
+        await wrapped({"type": "http.response.start", "status": 200, "headers": own})
+
+    asyncio.run(run())
+    assert sent[0]["headers"] == [(b"x-ms-correlation-request-id", b"corr-1")]
+    assert sent[1] == {"type": "http.response.body", "body": b"{}"}
+    assert sent[2]["headers"] == [(b"x-ms-correlation-request-id", b"theirs")]  # kept
