@@ -38,12 +38,26 @@ most of them other principals' (made through Graph and the roleAssignments API).
 also runs an A/A control (both on), the same comparison in process (two apps, httpx's
 ASGITransport) and times `access_for`/`check` directly. See docs/benchmarks.md.
 
+`--api-speed` measures the served API's own speed against a baseline instead: the real
+`privatelink serve` (SQLite, data plane off) with a private link service with four
+connections, and, in another process, the minimal FastAPI app of `bench/api_minimal.py`
+(same uvicorn version, loop, HTTP implementation, certificate), whose one route answers
+the very bytes the real server answered for the GET of that service. wrk (C, keep-alive,
+a bearer token on each request) drives them in turn, 16 clients then 1, for a fixed time
+per run, rounds alternating the order; wrk runs on CPU 0 and the server under load on CPU
+1 (`--no-pin`: left to the scheduler), so that the client never takes the server's CPU
+and its own CPU is reported. `--profile FILE` adds one run of the real server under
+py-spy. `bench/api_instructions.py` counts the app's machine instructions per GET
+instead, a measure other load does not move.
+
 Usage:
     python bench/control_plane.py [--quick] [--db-url URL] [--dataplane off|auto|on] [--write]
     python bench/control_plane.py --authorization [--quick] [--write]
+    python bench/control_plane.py --api-speed [--quick] [--profile FILE] [--write --label L]
 
 `--write` stores the results as JSON in docs/benchmarks-control-plane.json
-(docs/benchmarks-authorization.json with `--authorization`). With
+(docs/benchmarks-authorization.json with `--authorization`, docs/benchmarks-api-speed.json
+under the run's `--label` with `--api-speed`). With
 `--db-url` (e.g. PostgreSQL) the database should be empty; subscription ids are random
 per run, so leftovers of earlier runs do not collide but do make tables bigger.
 """
@@ -1645,7 +1659,7 @@ READY_SECONDS = 30.0
 #: uvicorn's loop and HTTP implementation as `privatelink serve` sets them (cli/main.py);
 #: the baseline gets the same. Checked at run time against the libraries each process
 #: has loaded (`_event_loop_of`).
-SERVE_LOOP = "uvloop"
+SERVE_LOOP = "auto"
 SERVE_HTTP = "h11"
 #: wrk's Lua hooks: a bearer token on every request, and the summary as one JSON line.
 WRK_SCRIPT = """
@@ -2067,9 +2081,10 @@ def run_api_speed(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.write:
         # One file, one entry per label: "before" and "after" runs sit side by side.
         kept = json.loads(API_JSON_OUT.read_text()) if API_JSON_OUT.exists() else {}
-        runs = kept.get("runs", {}) if isinstance(kept, dict) else {}
+        kept = kept if isinstance(kept, dict) else {}
+        runs = kept.setdefault("runs", {})
         runs[args.label] = out
-        API_JSON_OUT.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+        API_JSON_OUT.write_text(json.dumps(kept, indent=2) + "\n")
         print(f"wrote {API_JSON_OUT} (runs: {', '.join(runs)})", file=sys.stderr)
     return 0
 

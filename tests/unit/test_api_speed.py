@@ -7,21 +7,27 @@
   still route (a wrong method is still 405), routes added later are found.
 - The private link service renderers build JSON by hand: it is the wire models' dump.
 - The activity recorder's read path only adds `x-ms-correlation-request-id`.
+- `serve` freezes what exists at start out of the garbage collector's full collections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import socket
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from fastapi import APIRouter, FastAPI
 
+from privatelink import serving
 from privatelink.api import activity_log, arm, route_filter
 from privatelink.api import private_link_service as api
+from privatelink.cli.main import main
 from privatelink.core import private_link_service as core
 from privatelink.identity.credentials import ClientCredentials, ensure_client, ensure_signing_key
 from privatelink.identity.tokens import InvalidToken, StaticDirectory, TokenIssuer
@@ -356,3 +362,24 @@ def test_reads_get_the_correlation_header_and_nothing_else() -> None:
     assert sent[0]["headers"] == [(b"x-ms-correlation-request-id", b"corr-1")]
     assert sent[1] == {"type": "http.response.body", "body": b"{}"}
     assert sent[2]["headers"] == [(b"x-ms-correlation-request-id", b"theirs")]  # kept
+
+
+# --- serve's settings ----------------------------------------------------------------------
+
+
+def test_serve_freezes_the_startup_heap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+
+    def serve(config: Any, drain_timeout: float) -> bool:
+        calls.append("serve")
+        return True
+
+    monkeypatch.setattr(serving, "serve", serve)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["serve", "--data-dir", str(tmp_path / "d"), "--port", str(port), "--dataplane", "off"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert calls == ["freeze", "serve"]
