@@ -90,7 +90,6 @@ import re
 import shutil
 import signal
 import socket
-import string
 import subprocess
 import sys
 import tempfile
@@ -118,6 +117,8 @@ from common import (
     source_version,
     stop_process,
     sweep,
+    sweep_on_signals,
+    unique_prefix,
     vnet_body,
     wait_ready,
 )
@@ -1315,16 +1316,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"missing tools: {', '.join(missing)}")
 
-    main_pid = os.getpid()
-
-    def interrupted(signum: int, _frame: object) -> None:
-        if os.getpid() != main_pid:  # a forked helper (e.g. pyroute2's) must just die
-            os._exit(128 + signum)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)  # so that the finally blocks clean up
-    prefix = "bch" + "".join(random.choices(string.ascii_lowercase + string.digits, k=3))
+    sweep_on_signals()
+    prefix = unique_prefix("bch")
     tmp = Path(tempfile.mkdtemp(prefix="pl-chaos-"))
     results: dict[str, Any] = {
         "benchmark": "chaos",

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
+import signal
 import socket
 import statistics
+import string
 import subprocess
 import sys
 import time
@@ -242,3 +245,26 @@ def source_version() -> dict[str, Any]:
         return proc.stdout.strip()
 
     return {"commit": git("rev-parse", "HEAD"), "src_changes": git("status", "--porcelain", "src")}
+
+
+# --- namespaces and interruption ------------------------------------------------------------
+
+
+def unique_prefix(stem: str) -> str:
+    """A namespace prefix for one run: `stem` plus 3 random characters."""
+    return stem + "".join(random.choices(string.ascii_lowercase + string.digits, k=3))
+
+
+def sweep_on_signals() -> None:
+    """Make SIGTERM and SIGHUP raise KeyboardInterrupt in this process, so that the
+    benchmark's `finally` blocks sweep its namespaces; a forked helper (e.g. pyroute2's)
+    just exits."""
+    main_pid = os.getpid()
+
+    def interrupted(signum: int, _frame: object) -> None:
+        if os.getpid() != main_pid:
+            os._exit(128 + signum)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)

@@ -63,13 +63,10 @@ import datetime
 import itertools
 import json
 import os
-import random
 import re
 import resource
 import shutil
-import signal
 import socket
-import string
 import subprocess
 import sys
 import tempfile
@@ -106,6 +103,8 @@ from common import (
     serve,
     source_version,
     stop_process,
+    sweep_on_signals,
+    unique_prefix,
     vnet_body,
 )
 
@@ -1427,16 +1426,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"missing tools: {', '.join(missing)} (apt-get install -y iperf3 wrk haproxy)")
 
-    main_pid = os.getpid()
-
-    def interrupted(signum: int, _frame: object) -> None:
-        if os.getpid() != main_pid:  # a forked helper (e.g. pyroute2's) must just die
-            os._exit(128 + signum)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)  # so that the finally blocks clean up
-    prefix = "bdp" + "".join(random.choices(string.ascii_lowercase + string.digits, k=3))
+    sweep_on_signals()
+    prefix = unique_prefix("bdp")
     tmp = Path(tempfile.mkdtemp(prefix="pl-dpbench-"))
     results: dict[str, Any] = {
         "benchmark": "dataplane",
