@@ -100,6 +100,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))]
 
 
+def summary(durations: list[float]) -> dict[str, Any]:
+    """Count, p50, p99, mean, min, max in milliseconds."""
+    if not durations:
+        return {"n": 0}
+    ms = [d * 1000 for d in durations]
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
+        "mean_ms": round(sum(ms) / len(ms), 2),
+        "min_ms": round(min(ms), 2),
+        "max_ms": round(max(ms), 2),
+    }
+
+
 def netns_run(ns: str, argv: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ip", "netns", "exec", ns, *argv],

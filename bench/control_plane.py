@@ -104,6 +104,7 @@ from common import (
     network_base,
     process_cpu,
     stop_process,
+    summary,
     vnet_body,
     wait_ready,
 )
@@ -172,21 +173,6 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-def summary(durations: list[float]) -> dict[str, Any]:
-    """Count, p50, p99, mean, min, max in milliseconds."""
-    if not durations:
-        return {"n": 0}
-    ms = [d * 1000 for d in durations]
-    return {
-        "n": len(ms),
-        "p50_ms": round(percentile(ms, 50), 2),
-        "p99_ms": round(percentile(ms, 99), 2),
-        "mean_ms": round(sum(ms) / len(ms), 2),
-        "min_ms": round(min(ms), 2),
-        "max_ms": round(max(ms), 2),
-    }
 
 
 def tenths(durations: list[float]) -> dict[str, Any]:

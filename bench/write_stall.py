@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import signal
@@ -52,6 +51,7 @@ from common import (
     process_cpu,
     source_version,
     stop_process,
+    summary,
     wait_ready,
 )
 
@@ -64,25 +64,6 @@ TINY_CAP = 20_000  # tiny PUTs per loaded phase, at most
 
 
 # --- statistics -----------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
-
-
-def summary(durations: list[float]) -> dict[str, Any]:
-    """n, p50, p99, max in milliseconds."""
-    if not durations:
-        return {"n": 0}
-    ms = [d * 1000 for d in durations]
-    return {
-        "n": len(ms),
-        "p50_ms": round(percentile(ms, 50), 2),
-        "p99_ms": round(percentile(ms, 99), 2),
-        "max_ms": round(max(ms), 2),
-    }
 
 
 def ratios(loaded: dict[str, Any], idle: dict[str, Any]) -> dict[str, float | None]:
