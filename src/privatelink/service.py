@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from privatelink.core import errors, registry
 from privatelink.core.actions import describe
@@ -34,6 +34,7 @@ from privatelink.core.resource import (
 from privatelink.store.repository import Operation, Repository, utc_now
 
 Workflow = Callable[..., Changes]
+T = TypeVar("T")
 #: Who asks for a change: the caller's access, or a bare principal / None (all allowed).
 Caller = Access | Principal | None
 
@@ -257,3 +258,13 @@ class ControlPlane:
         """A consistent read view."""
         with self.repo.read() as view:
             yield view
+
+    def read_inline(self, fn: Callable[[StateView], T]) -> T:
+        """`fn(view)` on this thread when the store promises not to wait, else
+        `InlineReadRefused` (`Repository.read_inline`)."""
+        return self.repo.read_inline(fn)
+
+    def read_with(self, fn: Callable[[StateView], T]) -> T:
+        """`fn(view)` in an ordinary read (for a worker thread)."""
+        with self.repo.read() as view:
+            return fn(view)

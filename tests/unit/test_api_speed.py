@@ -23,6 +23,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fastapi import APIRouter, FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.routing import Route
 
 from privatelink import serving
 from privatelink.api import activity_log, arm, route_filter
@@ -206,14 +209,66 @@ def test_prefilter_routes_as_fastapi_does() -> None:
     assert seen == ["a"]
 
 
-def test_paths_pattern_is_exact() -> None:
-    pattern = route_filter.paths_pattern(_router([]).routes)
-    assert pattern is not None
-    assert pattern.match("/things/a")
-    assert pattern.match("/things/a/parts/b")
-    assert not pattern.match("/things/a/")
-    assert not pattern.match("/things/a/b")
-    assert not pattern.match("/thing/a")
+def test_path_templates_are_exact() -> None:
+    templates = route_filter.path_templates(_router([]).routes)
+    assert templates is not None
+    assert route_filter.fits(templates, "/things/a")
+    assert route_filter.fits(templates, "/things/a/parts/b")
+    assert not route_filter.fits(templates, "/things/a/")
+    assert not route_filter.fits(templates, "/things/a/b")
+    assert not route_filter.fits(templates, "/thing/a")
+    assert not route_filter.fits(templates, "/things/")
+    assert not route_filter.fits(templates, "things/a")
+
+
+def test_converters_and_partial_segments_are_left_to_fastapi() -> None:
+    router = APIRouter()
+
+    @router.get("/files/{rest:path}")
+    def files(rest: str) -> str:
+        return rest
+
+    assert route_filter.path_templates(router.routes) is None
+    other = APIRouter()
+
+    @other.get("/v{version}/x")
+    def versioned(version: str) -> str:
+        return version
+
+    assert route_filter.path_templates(other.routes) is None
+
+
+_SEGMENTS = st.sampled_from(["things", "parts", "a", "b", "", "x\n", "Things", "p.q", "%2F"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_SEGMENTS, min_size=0, max_size=5), st.booleans())
+def test_fits_agrees_with_the_routes_expressions(segments: list[str], newline: bool) -> None:
+    """The filter says "no" only where no route's own expression matches."""
+    routes = _router([]).routes
+    routes += _router_wide().routes
+    templates = route_filter.path_templates(routes)
+    assert templates is not None
+    path = "/" + "/".join(segments) + ("\n" if newline else "")
+    matched = any(r.path_regex.match(path) for r in routes if isinstance(r, Route))
+    if matched:
+        assert route_filter.fits(templates, path)
+    elif not path.endswith("\n"):
+        assert not route_filter.fits(templates, path)
+
+
+def _router_wide() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/{a}/parts/{b}")
+    def two(a: str, b: str) -> str:
+        return a + b
+
+    @router.get("/things")
+    def bare() -> str:
+        return ""
+
+    return router
 
 
 # --- the private link service renderers ----------------------------------------------------

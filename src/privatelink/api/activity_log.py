@@ -54,6 +54,7 @@ log = logging.getLogger("privatelink.api.activity_log")
 API_VERSIONS = ("2015-04-01",)
 EVENT_TYPE = "management"
 CORRELATION_HEADER = "x-ms-correlation-request-id"
+_CORRELATION_KEY = CORRELATION_HEADER.encode("latin-1")
 CLIENT_REQUEST_HEADER = "x-ms-client-request-id"
 DEFAULT_PAGE_SIZE = 100
 MAX_ERROR_BODY = 4096
@@ -319,13 +320,15 @@ class ActivityRecorder:
         if scope["type"] != "http" or not scope["path"].lower().startswith("/subscriptions"):
             await self.app(scope, receive, send)
             return
+        method = scope["method"].upper()
+        if method not in WRITE_METHODS:  # a read: nothing to record, only the header to add
+            correlation = correlation_id(_raw_header(scope, _CORRELATION_KEY))
+            scope.setdefault("state", {})["correlation_id"] = correlation
+            await self.app(scope, receive, _with_correlation(send, correlation))
+            return
         headers = Headers(scope=scope)
         correlation = correlation_id(headers.get(CORRELATION_HEADER))
         scope.setdefault("state", {})["correlation_id"] = correlation
-        method = scope["method"].upper()
-        if method not in WRITE_METHODS:  # a read: nothing to record, only the header to add
-            await self.app(scope, receive, _with_correlation(send, correlation))
-            return
         ex = _Exchange(scope, headers, method, correlation, self.clock())
         ex.action = self.describe(method, scope["path"])
         if ex.action is not None and keeps_request_body(ex.action.action):
@@ -422,15 +425,25 @@ class ActivityRecorder:
 
 def _with_correlation(send: Any, correlation: str) -> Callable[[Message], Awaitable[None]]:
     """`send` adding `x-ms-correlation-request-id` to a response that has none."""
+    value = correlation.encode("latin-1")
 
     async def send_correlated(message: Message) -> None:
         if message["type"] == "http.response.start":
-            out = MutableHeaders(scope=message)
-            if CORRELATION_HEADER not in out:
-                out[CORRELATION_HEADER] = correlation
+            headers = list(message.get("headers", ()))
+            if all(k.lower() != _CORRELATION_KEY for k, _ in headers):
+                headers.append((_CORRELATION_KEY, value))
+                message = {**message, "headers": headers}
         await send(message)
 
     return send_correlated
+
+
+def _raw_header(scope: Scope, name: bytes) -> str | None:
+    """A request header's first value (ASGI header names are lower-case)."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _keep(kept: bytearray, chunk: bytes) -> None:

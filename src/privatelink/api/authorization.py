@@ -25,6 +25,7 @@ from fastapi.responses import Response
 
 from privatelink.api import arm
 from privatelink.api.arm import Wire
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import authorization as core
 from privatelink.core import errors
 from privatelink.core.authorization import (
@@ -41,7 +42,7 @@ from privatelink.identity.auth import AuthenticationFailed
 if TYPE_CHECKING:
     from privatelink.store.rbac import SqlRbacStore
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 ASSIGNMENTS = f"/providers/{ROLE_ASSIGNMENTS_TYPE}"
 DEFINITIONS = f"/providers/{ROLE_DEFINITIONS_TYPE}"

@@ -52,7 +52,8 @@ async def authorize(request: Request) -> None:
     access_for: AccessFor | None = getattr(request.app.state, "access_for", None)
     access = ALLOW_ALL if principal is None or access_for is None else access_for(principal)
     request.state.access = access
-    described = describe(request.method, request.url.path)
+    # The routed path (as FastAPI matched it), root path first as in `request.url`.
+    described = describe(request.method, request.scope.get("root_path", "") + request.scope["path"])
     request.state.request_action = described
     if described is None or access is ALLOW_ALL:
         return

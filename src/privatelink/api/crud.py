@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from privatelink.api import arm
+from privatelink.api import arm, reading
 from privatelink.api.authorize import readable
 from privatelink.api.deps import caller, control_plane, page_size
 from privatelink.core.authorization import Access
@@ -145,11 +145,13 @@ def register(router: APIRouter, kind: ResourceKind) -> None:
         desired = kind.to_domain(rid, name, arm.parse_body(kind.wire, body))
         return put_resource(request, plane, who, kind, desired)
 
-    def get(request: Request, subscription: str, group: str, name: str) -> Response:
+    async def get(request: Request, subscription: str, group: str, name: str) -> Response:
         rid = str(arm.resource_id(subscription, group, kind.segment, name))
         plane: ControlPlane = request.app.state.control_plane  # not a dependency: cheaper
-        with plane.read() as view:
-            return arm.ok(kind.render(view, require(view, rid, kind.cls)))
+        body = await reading.read(
+            plane, lambda view: kind.render(view, require(view, rid, kind.cls))
+        )
+        return arm.ok(body)
 
     def delete(
         request: Request,

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 
 from privatelink.api import arm, crud, limits
 from privatelink.api.deps import caller, control_plane
+from privatelink.api.lean_route import LeanRoute
 from privatelink.api.virtual_network import SubnetWire, render_subnet, subnet_from_wire
 from privatelink.core import errors, registry
 from privatelink.core import virtual_network as vnm
@@ -37,7 +38,7 @@ from privatelink.core.template import (
 from privatelink.service import ControlPlane
 from privatelink.store.repository import utc_now
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 PATH = (
     "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Resources/deployments"
 )

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, Protocol
-from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -71,6 +70,11 @@ def wrong_tenant_message(token_issuer: str, tenant_issuer: str, authority: str) 
     )
 
 
+def _base(request: Request) -> str:
+    """This server's base URL (only error answers name it: not built for every request)."""
+    return str(request.base_url).rstrip("/")
+
+
 class ArmGate:
     """ASGI middleware: NUL check, bearer authentication and tenant check for /subscriptions."""
 
@@ -102,15 +106,16 @@ class ArmGate:
         if scope["type"] != "http" or not is_arm_path(scope["path"]):
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        raw = scope["path"] + "?" + unquote(scope.get("query_string", b"").decode("latin-1"))
-        if "\x00" in raw:
+        query: bytes = scope.get("query_string", b"")
+        # A NUL in the URL: in the decoded path, or percent-encoded in the query (a raw
+        # NUL byte never gets past the HTTP parser).
+        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
             response: Response = error_response(
                 400, "InvalidRequestContent", "The URL contains a NUL character."
             )
             await response(scope, receive, send)
             return
-        base = str(request.base_url).rstrip("/")
+        request = Request(scope)
         try:
             principal = await self.authenticate(request)
         except AuthenticationFailed as exc:
@@ -118,7 +123,7 @@ class ArmGate:
                 401,
                 exc.code,
                 exc.message,
-                {"WWW-Authenticate": exc.www_authenticate(f"{base}/{self.tenant}")},
+                {"WWW-Authenticate": exc.www_authenticate(f"{_base(request)}/{self.tenant}")},
             )
             await response(scope, receive, send)
             return
@@ -129,7 +134,7 @@ class ArmGate:
             # /subscriptions/{id}, which is no resource anyone can PUT).
             creates = scope.get("method") == "PUT" and len(parts) > 3 and parts[3] != ""
             try:
-                refused = await self._check_subscription(parts[2], principal, base, creates)
+                refused = await self._check_subscription(parts[2], principal, request, creates)
             except StoreFault as exc:  # the store could not be asked (503/507, ARM body)
                 refused = arm_error_response(exc)
             if refused is not None:
@@ -138,7 +143,7 @@ class ArmGate:
         await self.app(scope, receive, send)
 
     async def _check_subscription(
-        self, subscription: str, principal: Principal, base: str, creates: bool
+        self, subscription: str, principal: Principal, request: Request, creates: bool
     ) -> Response | None:
         """None when `principal` may use `subscription`, else the error response.
 
@@ -157,7 +162,7 @@ class ArmGate:
             self._tenant_of[subscription.lower()] = tenant
         if tenant == principal.tenant_id.lower():
             return None
-        authority = f"{base}/{tenant}"
+        authority = f"{_base(request)}/{tenant}"
         failed = AuthenticationFailed(
             wrong_tenant_message(
                 self.issuer_for(principal.tenant_id), self.issuer_for(tenant), authority

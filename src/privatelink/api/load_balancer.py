@@ -17,6 +17,7 @@ from privatelink.api.arm import (
     Wire,
 )
 from privatelink.api.deps import control_plane, page_size
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import errors, registry
 from privatelink.core import load_balancer as core
 from privatelink.core.ids import key
@@ -365,7 +366,7 @@ def render(view: StateView, lb: core.LoadBalancer) -> dict[str, Any]:
     return out
 
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 
 KIND = crud.ResourceKind(

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import errors, registry
 from privatelink.core import network_interface as core
 from privatelink.core.resource import StateView
@@ -119,7 +120,7 @@ def render(view: StateView, nic: core.NetworkInterface) -> dict[str, Any]:
     )
 
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 KIND = crud.ResourceKind(
     entry=registry.require(TYPE),

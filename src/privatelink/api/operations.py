@@ -9,11 +9,12 @@ from fastapi.responses import Response
 
 from privatelink.api import arm, crud
 from privatelink.api.deps import control_plane
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import errors
 from privatelink.service import ControlPlane
 from privatelink.store.repository import Operation
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 TERMINAL = ("Succeeded", "Failed", "Canceled")
 
 

@@ -8,6 +8,7 @@ touched (never a resource name).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache
 from typing import Any
 
 from privatelink.core import registry
@@ -40,8 +41,20 @@ _LITERALS = [*_OTHER_LITERALS, *registry.segments()]
 _CANON = {s.lower(): s for s in _LITERALS}
 
 
+_CACHED_PATH = 1024  # longer paths are rewritten afresh: the cache stays a few MB
+
+
 def canonicalize(path: str) -> str:
     """Rewrite the literal segments of an ARM path to canonical casing."""
+    return _canonical(path) if len(path) <= _CACHED_PATH else _canonicalize(path)
+
+
+@lru_cache(maxsize=4096)  # every ARM request asks, and the same paths repeat
+def _canonical(path: str) -> str:
+    return _canonicalize(path)
+
+
+def _canonicalize(path: str) -> str:
     parts = path.split("/")
     # parts[0] is "" for an absolute path; literals sit at odd positions until
     # "providers", then at the namespace and every other segment after it. An extension

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import errors, registry
 from privatelink.core import private_dns as core
 from privatelink.core.authorization import Access
@@ -304,7 +305,7 @@ KINDS = (ZONE_KIND, LINK_KIND, RECORD_KIND)
 
 # --- routes -------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 
 @router.put(ZONE, name="privateDnsZones_create_or_update")

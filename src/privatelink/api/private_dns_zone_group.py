@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import errors, registry
 from privatelink.core import private_dns as core
 from privatelink.core.authorization import Access
@@ -127,7 +128,7 @@ GROUP_KIND = crud.ResourceKind(
 KINDS = (GROUP_KIND,)
 
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 
 @router.put(GROUPS + "/{name}", name="privateDnsZoneGroups_create_or_update")

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
+from privatelink.api.lean_route import LeanRoute
 from privatelink.api.private_link_service import ConnectionState
 from privatelink.core import errors, registry
 from privatelink.core import private_endpoint as core
@@ -172,7 +173,7 @@ def render(view: StateView, endpoint: core.PrivateEndpoint) -> dict[str, Any]:
     return body
 
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 KIND = crud.ResourceKind(
     entry=registry.require(TYPE),

@@ -18,6 +18,7 @@ from privatelink.api.arm import (
     Wire,
 )
 from privatelink.api.deps import caller, control_plane, page_size
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import errors, private_link, registry
 from privatelink.core import private_link_service as core
 from privatelink.core.authorization import Access
@@ -130,10 +131,16 @@ def _present(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _id(value: str | None) -> dict[str, Any]:
+    """A reference, `{"id": ...}` (`{}` without one)."""
+    return {} if value is None else {"id": value}
+
+
 # The two renderers below build the JSON directly: they run on every GET and list, and
 # building the wire models (`ConnectionWire`, `PrivateLinkServiceWire`) to dump them
 # cost more than the rest of such a request. The output is the models' dump (camelCase
-# names in field order, None left out); tests/unit/test_private_link_service.py compares.
+# names in field order, None left out); tests/unit/test_api_speed.py compares. Fields
+# that are never None are set directly (cheaper than `_present` on this path).
 
 
 def render_connection(
@@ -150,7 +157,7 @@ def render_connection(
         type=CONNECTION_TYPE,
         etag=service.etag,
         properties=_present(
-            privateEndpoint=_present(id=conn.private_endpoint_id),
+            privateEndpoint=_id(conn.private_endpoint_id),
             privateLinkServiceConnectionState=_present(
                 status=conn.status,
                 description=conn.description,
@@ -167,7 +174,7 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
     """A private link service as ARM JSON."""
     state = service.provisioning_state
     props = _present(
-        loadBalancerFrontendIpConfigurations=[_present(id=f) for f in service.frontend_ids],
+        loadBalancerFrontendIpConfigurations=[_id(f) for f in service.frontend_ids],
         ipConfigurations=[
             _present(
                 id=f"{service.id}/ipConfigurations/{c.name}",
@@ -178,7 +185,7 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
                     privateIPAddress=c.private_ip,
                     privateIPAllocationMethod=c.allocation,
                     privateIPAddressVersion=c.ip_version,
-                    subnet=_present(id=c.subnet_id),
+                    subnet=_id(c.subnet_id),
                     primary=bool(c.primary),
                     provisioningState=state,
                 ),
@@ -190,7 +197,7 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
         fqdns=list(service.fqdns),
         enableProxyProtocol=service.enable_proxy_protocol,
         alias=service.alias,
-        networkInterfaces=[_present(id=service.nic_id)],
+        networkInterfaces=[_id(service.nic_id)],
         provisioningState=state,
     )
     props["privateEndpointConnections"] = [
@@ -207,7 +214,7 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
     )
 
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 KIND = crud.ResourceKind(
     entry=registry.require(TYPE),

@@ -24,6 +24,7 @@ from privatelink.api import arm
 from privatelink.api.arm import Wire
 from privatelink.api.authorize import readable
 from privatelink.api.deps import caller, control_plane, page_size, principal
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import errors
 from privatelink.core.authorization import Access
 from privatelink.core.ids import is_guid, valid_resource_group
@@ -31,7 +32,7 @@ from privatelink.core.principal import Principal
 from privatelink.core.resource import normalize_location
 from privatelink.service import ControlPlane
 
-router = APIRouter()  # behind the gate (bearer token)
+router = APIRouter(route_class=LeanRoute)  # behind the gate (bearer token)
 public = APIRouter()  # no authentication (cloud discovery)
 
 AUDIENCES = ["https://management.core.windows.net/", "https://management.azure.com/"]

@@ -11,6 +11,7 @@ from pydantic import Field
 from privatelink.api import arm, crud
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
+from privatelink.api.lean_route import LeanRoute
 from privatelink.core import errors, registry
 from privatelink.core import virtual_network as core
 from privatelink.core.authorization import Access
@@ -201,7 +202,7 @@ def render_subnets(view: StateView, vnet: core.VirtualNetwork) -> list[dict[str,
     ]
 
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 KIND = crud.ResourceKind(
     entry=registry.require(TYPE),

@@ -23,6 +23,7 @@ Pure: no HTTP types; the API layer asks `describe(method, path)` with the canoni
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 READ = "read"
 WRITE = "write"
@@ -75,6 +76,9 @@ def _segments(path: str) -> list[str]:
     return [p for p in path.split("/") if p]
 
 
+_CACHED_PATH = 1024  # longer paths are described afresh: the cache stays a few MB
+
+
 def describe(method: str, path: str) -> RequestAction | None:
     """The action and scope of an ARM request, or None for paths that need no check.
 
@@ -82,6 +86,17 @@ def describe(method: str, path: str) -> RequestAction | None:
     and `GET /tenants` (their answers are filtered by the caller's roles instead) and
     for paths outside ARM.
     """
+    if len(path) > _CACHED_PATH:
+        return _describe(method, path)
+    return _described(method, path)
+
+
+@lru_cache(maxsize=4096)  # pure, asked on every request, and the same paths repeat
+def _described(method: str, path: str) -> RequestAction | None:
+    return _describe(method, path)
+
+
+def _describe(method: str, path: str) -> RequestAction | None:
     method = method.upper()
     verb = _VERBS.get(method, ACTION if method == "POST" else "")
     if not verb:

@@ -36,7 +36,8 @@ def dumps(resource: Resource) -> str:
 
 
 def loads(resource_type: str, text: str) -> Resource:
-    """Deserialize a resource of a (lower-case) ARM type."""
+    """Deserialize a resource of a (lower-case) ARM type (pydantic-core parses the JSON
+    text itself: half the time of `json.loads` and a validation of the result)."""
     cls = TYPES[resource_type]
-    result: Resource = _adapter(cls).validate_python(json.loads(text))
+    result: Resource = _adapter(cls).validate_json(text)
     return result

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from privatelink.core.resource import Changes, Resource, StateView
+
+T = TypeVar("T")
+
+
+class InlineReadRefused(Exception):
+    """The store will not run this read on the caller's thread (its database is not a
+    local file, another connection holds a lock, or the read outgrew its budget): read
+    through `Repository.read` in a worker thread instead. Never reaches a client."""
 
 
 def utc_now() -> str:
@@ -54,6 +62,12 @@ class Repository(Protocol):
 
     def read(self) -> AbstractContextManager[StateView]:
         """A consistent read-only view."""
+
+    def read_inline(self, fn: Callable[[StateView], T]) -> T:
+        """`fn(view)` on the calling thread, when the store can promise it will not wait:
+        a local database, nothing locked, at most a small budget of documents decoded
+        (else `InlineReadRefused`, possibly after `fn` began: `fn` must only read).
+        Lets an event loop answer small reads without a thread hop."""
 
     def write(self) -> AbstractContextManager[UnitOfWork]:
         """A serialized write transaction (commits on success, rolls back on error)."""

@@ -13,10 +13,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
@@ -43,9 +44,10 @@ from sqlalchemy.exc import IntegrityError
 from privatelink.core import errors
 from privatelink.core.ids import key
 from privatelink.core.registry import ip_usages, references
-from privatelink.core.resource import Changes, Resource
+from privatelink.core.resource import Changes, Resource, StateView
 from privatelink.store import codec, faults
-from privatelink.store.repository import Operation, Page
+from privatelink.store.inline import InlineReader, local_sqlite_file
+from privatelink.store.repository import InlineReadRefused, Operation, Page
 
 metadata = MetaData()
 
@@ -137,6 +139,7 @@ deployments = Table(
     Column("body", Text, nullable=False),
 )
 
+T = TypeVar("T")
 _ADVISORY_LOCK = 0x706C6E6B  # "plnk"
 REALIZED_TYPES = tuple(codec.TYPES)
 
@@ -160,14 +163,37 @@ def _save_operation(conn: Connection, operation: Operation) -> None:
 _GET_RESOURCE = select(resources.c.type, resources.c.body).where(
     resources.c.key == bindparam("key")
 )
+# The same for an inline read, straight to sqlite3 (no SQLAlchemy execution around it).
+_GET_RESOURCE_SQLITE = "SELECT type, body FROM resources WHERE key = ?"
+#: Stored bytes an inline read may decode before it is refused (then it runs in a worker
+#: thread): a few ordinary documents, about a millisecond of decoding and rendering.
+INLINE_READ_BUDGET = 64 * 1024
+_IP_ROW_BYTES = 64  # what a row of `ips` counts against that budget
 
 
 class SqlView:
-    """StateView over one connection, with a per-transaction cache of decoded documents."""
+    """StateView over one connection, with a per-transaction cache of decoded documents.
 
-    def __init__(self, conn: Connection) -> None:
+    An inline view (`SqlRepository.read_inline`) has a `budget` of stored bytes it may
+    decode (beyond it: `InlineReadRefused`) and reads single documents through the raw
+    sqlite3 connection `raw`.
+    """
+
+    def __init__(self, conn: Connection, budget: int | None = None, raw: Any = None) -> None:
         self._conn = conn
         self._cache: dict[str, Resource | None] = {}
+        self._budget = budget
+        self._raw = raw
+
+    def _spend(self, size: int) -> None:
+        if self._budget is not None:
+            self._budget -= size
+            if self._budget < 0:
+                raise InlineReadRefused("the read outgrew the inline budget")
+
+    def _decode(self, resource_type: str, body: str) -> Resource:
+        self._spend(len(body))
+        return codec.loads(resource_type, body)
 
     def get(self, resource_id: str) -> Resource | None:
         """The resource with this id, or None."""
@@ -175,8 +201,11 @@ class SqlView:
         if "\x00" in k:
             return None  # PostgreSQL text cannot hold NUL; no such resource can exist
         if k not in self._cache:
-            row = self._conn.execute(_GET_RESOURCE, {"key": k}).first()
-            self._cache[k] = codec.loads(row.type, row.body) if row else None
+            if self._raw is not None:
+                found = self._raw.execute(_GET_RESOURCE_SQLITE, (k,)).fetchone()
+            else:
+                found = self._conn.execute(_GET_RESOURCE, {"key": k}).first()
+            self._cache[k] = self._decode(found[0], found[1]) if found else None
         return self._cache[k]
 
     def referrers(self, target: str, kind: str) -> list[Resource]:
@@ -192,7 +221,7 @@ class SqlView:
         found = []
         for row in rows:
             if row.key not in self._cache:
-                self._cache[row.key] = codec.loads(row.type, row.body)
+                self._cache[row.key] = self._decode(row.type, row.body)
             item = self._cache[row.key]
             if item is not None:
                 found.append(item)
@@ -226,7 +255,7 @@ class SqlView:
             if not row.dst.startswith(prefix):
                 continue  # SQLite's LIKE ignores ASCII case; keys are compared exactly
             if row.key not in self._cache:
-                self._cache[row.key] = codec.loads(row.type, row.body)
+                self._cache[row.key] = self._decode(row.type, row.body)
             item = self._cache[row.key]
             if item is not None:
                 found.setdefault(row.dst, []).append(item)
@@ -237,6 +266,7 @@ class SqlView:
         rows = self._conn.execute(
             select(ips.c.ip, ips.c.owner_id).where(ips.c.subnet == key(subnet_id))
         ).all()
+        self._spend(len(rows) * _IP_ROW_BYTES)
         return {row.ip: row.owner_id for row in rows}
 
     def count(self, resource_type: str, subscription: str) -> int:
@@ -333,6 +363,13 @@ class SqlRepository:
             self._tune_sqlite(self.engine)
         metadata.create_all(self.engine)
         self._lock = threading.Lock()
+        # Small reads on the caller's thread (an event loop's GETs) for a local SQLite
+        # file; a database over the network always reads in a worker thread.
+        self._inline = (
+            InlineReader(url, lambda conn, raw: SqlView(conn, INLINE_READ_BUDGET, raw))
+            if local_sqlite_file(url)
+            else None
+        )
 
     @staticmethod
     def _tune_sqlite(engine: Engine) -> None:
@@ -354,6 +391,13 @@ class SqlRepository:
         """A read-only view (one transaction)."""
         with self.engine.connect() as conn:
             yield SqlView(conn)
+
+    def read_inline(self, fn: Callable[[StateView], T]) -> T:
+        """`fn(view)` on this thread if it cannot wait (store/inline.py), else
+        `InlineReadRefused`."""
+        if self._inline is None:
+            raise InlineReadRefused("the database is not a local file")
+        return self._inline.run(fn)
 
     @contextmanager
     def write(self) -> Iterator[SqlUnitOfWork]:
@@ -681,5 +725,7 @@ class SqlRepository:
             conn.execute(delete(deployments).where(deployments.c.key == deployment_id.lower()))
 
     def dispose(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections (and the inline readers')."""
+        if self._inline is not None:
+            self._inline.close()
         self.engine.dispose()
