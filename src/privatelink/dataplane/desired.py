@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from privatelink.core.ids import ResourceId, key
 from privatelink.core.load_balancer import LoadBalancer, Probe, Rule
@@ -155,6 +156,7 @@ def connection_key(service_id: str, connection_name: str) -> str:
     return f"{key(service_id)}/privateendpointconnections/{connection_name.lower()}"
 
 
+@lru_cache(maxsize=65536)  # asked for every NIC and endpoint of every plan
 def vnet_of_subnet(subnet_id: str) -> str:
     """Key of the network a subnet belongs to."""
     return ResourceId.parse(subnet_id).parent().key

@@ -29,6 +29,7 @@ from typing import Any
 
 from privatelink.core.ids import key
 from privatelink.core.private_link_service import APPROVED
+from privatelink.core.resource import Resource
 from privatelink.dataplane import names, nft, privileged
 from privatelink.dataplane.desired import (
     HubPlan,
@@ -141,6 +142,17 @@ class Reconciler:
         self._hub_sigs: dict[str, object] = {}
         self._links: dict[int, LinkPlan] = {}
         self._full_due = 0.0
+        # The stored resources as of change version `_version` (None: read them all next
+        # time), kept up to date from the store's change feed: a sync reads what changed,
+        # not every resource. Insertion order is creation order, as a snapshot's.
+        self._world: dict[str, Resource] = {}
+        self._version: int | None = None
+        self._feed_kept = 0  # the version read one full pass ago: the feed is pruned to it
+        # Link slots as last assigned, and for which connections: asked again only when
+        # the approved connections change.
+        self._slots: tuple[frozenset[str], dict[str, int]] | None = None
+        # Each hub's last rendered table, by what it was rendered from.
+        self._rendered: dict[str, tuple[object, str]] = {}
         self.last: SyncReport | None = None
         self.syncs = 0
         self._listeners: list[Callable[[], None]] = []
@@ -388,26 +400,55 @@ class Reconciler:
             self.last = SyncReport(0.0, 0, 0, f"sync failed: {exc}")
             return self.last
 
+    def _read_world(self, full: bool) -> list[Resource]:
+        """The stored resources now: what changed since the last read, applied to the
+        ones kept (`full`, a first read, or a feed pruned past us: all of them)."""
+        delta = None if full or self._version is None else self.repo.changes_since(self._version)
+        if delta is None:
+            version, everything = self.repo.versioned_snapshot()
+            self._world = {r.key: r for r in everything}
+        else:
+            version, put, deleted = delta
+            for k in deleted:
+                self._world.pop(k, None)
+            for r in put:
+                self._world[r.key] = r
+        self._version = version
+        return list(self._world.values())
+
+    def _link_slots(self, conn_keys: frozenset[str]) -> dict[str, int]:
+        if self._slots is None or self._slots[0] != conn_keys:
+            self._slots = (conn_keys, self.repo.link_slots(set(conn_keys), names.MAX_SLOTS))
+        return self._slots[1]
+
     def _sync(self) -> SyncReport:
         began = time.monotonic()
         started = utc_now()
-        resources = self.repo.snapshot()
+        full = time.monotonic() >= self._full_due
+        try:
+            resources = self._read_world(full)
+        except Exception:
+            self._version = None  # read everything again next time
+            raise
         snapshot = Snapshot.of(resources)
         # Only approved connections take a link slot (and so count against MAX_SLOTS).
-        conn_keys = {
+        conn_keys = frozenset(
             connection_key(s.id, c.name)
             for s in snapshot.services
             for c in s.connections
             if c.status == APPROVED
-        }
+        )
         repaired: tuple[str, ...] = ()
         try:
-            slots = self.repo.link_slots(conn_keys, names.MAX_SLOTS)
+            slots = self._link_slots(conn_keys)
             desired = plan(snapshot, slots, self.prober.verdicts(), self.prefix)
-            full = time.monotonic() >= self._full_due
             repaired = self.apply(desired, full=full)
             if full:
                 self._full_due = time.monotonic() + FULL_RESYNC_SECONDS
+                # Keep a full pass's worth of the change feed (other servers on the same
+                # PostgreSQL read it too; one further behind reads everything).
+                self.repo.prune_changes(self._feed_kept)
+                self._feed_kept = self._version or 0
             self.prober.track(desired.health_checks)
             self._write_index(desired)
             if self._watcher is not None:
@@ -417,6 +458,7 @@ class Reconciler:
             error = exc.message
             desired = None
             self._full_due = 0.0  # after a failure, check everything next time
+            self._slots = None
             for netns in list(self._handles):
                 self._forget(netns)
         except Exception as exc:  # a bug must not kill the loop; report it on resources
@@ -424,6 +466,7 @@ class Reconciler:
             error = f"internal error while applying network state: {exc}"
             desired = None
             self._full_due = 0.0
+            self._slots = None
         problems = dict(desired.problems) if desired else {}
         states = {}
         for r in resources:
@@ -554,7 +597,14 @@ class Reconciler:
         with self._admission_lock:
             full = hub.netns in self._full
             gated = hub.netns in self._gated_applied
-        text = nft.render(hub, dying, full=full)
+        # Rendering a hub with thousands of links costs more than comparing its plan.
+        inputs = (hub, dying, full)
+        cached = self._rendered.get(hub.netns)
+        if cached is not None and cached[0] == inputs:
+            text = cached[1]
+        else:
+            text = nft.render(hub, dying, full=full)
+            self._rendered[hub.netns] = (inputs, text)
         if self._applied.get(hub.netns) != text:
             if gated:
                 # Replacing the table zeroes its counter: take what it counted first.

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -91,6 +91,17 @@ operations = Table(
     Column("error_message", Text),
     Column("start_time", String(40), nullable=False),
     Column("end_time", String(40)),
+)
+
+# The change feed: every write transaction takes the next "change" version (a counter
+# row, so writers, even of several servers on one PostgreSQL, commit versions in order)
+# and records the keys it put or deleted under it. The data plane reads what changed
+# since the version it last saw instead of every resource (`changes_since`).
+changes = Table(
+    "changes",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("key", String(1024), primary_key=True),
 )
 
 counters = Table(
@@ -285,17 +296,45 @@ class SqlView:
         )
 
 
+_IN_CHUNK = 500  # keys per `IN (...)`: SQLite allows 32766 parameters, stay well below
+
+
+def _counter(conn: Connection, name: str) -> int:
+    """A counter's value (0 before its first use)."""
+    row = conn.execute(select(counters.c.value).where(counters.c.name == name)).first()
+    return int(row.value) if row else 0
+
+
+def _set_counter(conn: Connection, name: str, value: int) -> None:
+    if conn.execute(update(counters).where(counters.c.name == name).values(value=value)).rowcount:
+        return
+    conn.execute(insert(counters).values(name=name, value=value))
+
+
+def _next_counter(conn: Connection, name: str) -> int:
+    """The counter's next value, taken in the caller's transaction."""
+    row = conn.execute(select(counters.c.value).where(counters.c.name == name)).first()
+    value = (row.value if row else 0) + 1
+    if row:
+        conn.execute(update(counters).where(counters.c.name == name).values(value=value))
+    else:
+        conn.execute(insert(counters).values(name=name, value=value))
+    return value
+
+
+def _record_changes(conn: Connection, keys: Iterable[str]) -> None:
+    """Record `keys` as changed by this transaction (one new version for all of them)."""
+    unique = sorted(set(keys))
+    if unique:
+        version = _next_counter(conn, "change")
+        conn.execute(insert(changes), [{"version": version, "key": k} for k in unique])
+
+
 class SqlUnitOfWork(SqlView):
     """A write transaction."""
 
     def _next_seq(self) -> int:
-        row = self._conn.execute(select(counters.c.value).where(counters.c.name == "seq")).first()
-        value = (row.value if row else 0) + 1
-        if row:
-            self._conn.execute(update(counters).where(counters.c.name == "seq").values(value=value))
-        else:
-            self._conn.execute(insert(counters).values(name="seq", value=value))
-        return value
+        return _next_counter(self._conn, "seq")
 
     def _drop_index(self, k: str) -> None:
         self._conn.execute(delete(refs).where(refs.c.src == k))
@@ -340,6 +379,7 @@ class SqlUnitOfWork(SqlView):
                 self._conn.execute(insert(ips), held)
             self._cache[k] = resource
             written[k] = resource
+        _record_changes(self._conn, [key(r) for r in changes.deletes] + list(written))
         return written
 
     def save_operation(self, operation: Operation) -> None:
@@ -469,24 +509,82 @@ class SqlRepository:
     # --- what the data plane needs -------------------------------------------------
 
     def snapshot(self) -> builtins.list[Resource]:
-        """Every network resource, read in one transaction.
+        """Every network resource, read in one transaction (`versioned_snapshot`)."""
+        return self.versioned_snapshot()[1]
+
+    def versioned_snapshot(self) -> tuple[int, builtins.list[Resource]]:
+        """Every network resource, read in one transaction, and the change version it
+        includes (what to pass to `changes_since` next).
 
         The read starts after writes in flight (the process lock; on PostgreSQL the
         shared advisory lock, for other servers): a change records its operation inside
         its transaction, with a start time before its commit, and `complete_operations`
         relies on every operation started before a snapshot being in that snapshot. The
-        process lock is held only until the query has its snapshot (SQLite takes it at
-        the first step, which `execute` does), not while the rows are read.
+        process lock is held only until the version is read, not while the rows are.
         """
         with self.engine.connect() as conn:
             with self._lock:
                 if self.engine.dialect.name == "postgresql":
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({_ADVISORY_LOCK})")
-                result = conn.execute(
-                    select(resources.c.type, resources.c.body).order_by(resources.c.seq)
-                )
-            rows = result.all()
-        return [codec.loads(r.type, r.body) for r in rows]
+                # Read first: the rows below are at least this recent (maybe more: a
+                # resource changed since comes again from `changes_since`, harmlessly).
+                version = _counter(conn, "change")
+            rows = conn.execute(
+                select(resources.c.type, resources.c.body).order_by(resources.c.seq)
+            ).all()
+        return version, [codec.loads(r.type, r.body) for r in rows]
+
+    def changes_since(
+        self, version: int
+    ) -> tuple[int, builtins.list[Resource], builtins.list[str]] | None:
+        """What changed after `version`: (the version now, resources put, in creation
+        order, keys deleted); None when the feed no longer reaches back that far
+        (`prune_changes`): read a `versioned_snapshot` instead.
+
+        Taken after writes in flight, as `versioned_snapshot` is. A resource changed
+        again after the version read is returned as it is now (and again next time).
+        """
+        with self.engine.connect() as conn:
+            with self._lock:
+                if self.engine.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({_ADVISORY_LOCK})")
+                now = _counter(conn, "change")
+            if version < _counter(conn, "change_pruned"):
+                return None
+            if now <= version:
+                return version, [], []
+            keys = sorted(
+                {
+                    row.key
+                    for row in conn.execute(
+                        select(changes.c.key).where(
+                            and_(changes.c.version > version, changes.c.version <= now)
+                        )
+                    )
+                }
+            )
+            found: dict[str, tuple[int, str, str]] = {}
+            for start in range(0, len(keys), _IN_CHUNK):
+                chunk = keys[start : start + _IN_CHUNK]
+                for row in conn.execute(
+                    select(
+                        resources.c.key, resources.c.seq, resources.c.type, resources.c.body
+                    ).where(resources.c.key.in_(chunk))
+                ):
+                    found[row.key] = (row.seq, row.type, row.body)
+        put = [codec.loads(t, b) for _, t, b in sorted(found.values())]
+        return now, put, [k for k in keys if k not in found]
+
+    def prune_changes(self, through: int) -> int:
+        """Forget the change feed up to and including `through` (readers further behind
+        read a full snapshot); returns how many entries went."""
+        with self._lock, self.engine.begin() as conn:
+            pruned = _counter(conn, "change_pruned")
+            if through <= pruned:
+                return 0
+            gone = conn.execute(delete(changes).where(changes.c.version <= through)).rowcount
+            _set_counter(conn, "change_pruned", through)
+            return int(gone or 0)
 
     def link_slots(self, keys: set[str], limit: int, now: float | None = None) -> dict[str, int]:
         """Stable small integers for connection keys, kept while a key lives.
@@ -544,6 +642,7 @@ class SqlRepository:
                     resources.c.key.in_(list(states))
                 )
             ).all()
+            changed = []
             for row in rows:
                 resource = codec.loads(row.type, row.body)
                 etag, state = states[row.key]
@@ -551,6 +650,8 @@ class SqlRepository:
                     continue
                 body = codec.dumps(replace(resource, provisioning_state=state))
                 conn.execute(update(resources).where(resources.c.key == row.key).values(body=body))
+                changed.append(row.key)
+            _record_changes(conn, changed)
 
     def complete_operations(
         self, started_before: str, failed: dict[str, str] | None = None, now: str = ""
