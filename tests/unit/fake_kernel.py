@@ -8,10 +8,145 @@ conntrack, the kernel watcher's event source and gauges); every change is record
 from __future__ import annotations
 
 import queue
+import re
 from dataclasses import dataclass, field
 
 from privatelink.dataplane import privileged
+from privatelink.dataplane.names import TABLE
 from privatelink.dataplane.privileged import Link, NftApplyFailed
+
+
+class FakeNftTable:
+    """Our nft table in one namespace, as the kernel would hold it: applies the whole-table
+    transactions of `nft.serialize` and the element/chain commands of `nft.delta`, and
+    fails like the kernel does (a missing element or chain, a chain still jumped to, an
+    existing map key), the whole transaction or nothing."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, set[str]] | None = None  # None: no table
+        self.maps: dict[str, dict[str, str]] = {}
+        self.chains: dict[str, list[str]] = {}
+
+    def apply(self, text: str) -> None:
+        saved = (
+            None if self.sets is None else {k: set(v) for k, v in self.sets.items()},
+            {k: dict(v) for k, v in self.maps.items()},
+            {k: list(v) for k, v in self.chains.items()},
+        )
+        try:
+            if text.startswith(f"table ip {TABLE} {{}}"):
+                self._replace(text)
+            else:
+                for line in text.splitlines():
+                    if line.strip():
+                        self._command(line.strip())
+        except (KeyError, ValueError) as exc:
+            self.sets, self.maps, self.chains = saved
+            raise NftApplyFailed(f"nft transaction failed: Error: {exc}") from exc
+
+    def _replace(self, text: str) -> None:
+        self.sets, self.maps, self.chains = {}, {}, {}
+        chain: str | None = None
+        for raw in text.splitlines()[3:]:
+            line = raw.strip()
+            if chain is not None:
+                if line == "}":
+                    chain = None
+                elif not line.startswith("type "):  # a base chain's hook
+                    self.chains[chain].append(line)
+                continue
+            kind, _, rest = line.partition(" ")
+            name = rest.split(" ", 1)[0]
+            items = _elements(line)
+            if kind == "set":
+                self.sets[name] = set(items)
+            elif kind == "map":
+                self.maps[name] = dict(i.split(" : ", 1) for i in items)  # type: ignore[misc]
+            elif kind == "chain":
+                chain = name
+                self.chains[name] = []
+
+    def _command(self, line: str) -> None:
+        if self.sets is None:
+            raise KeyError("no such table")
+        verb, obj, _family, _table, name, *rest = line.split(" ", 5)
+        tail = rest[0] if rest else ""
+        if (verb, obj) == ("add", "chain"):
+            if name in self.chains:
+                raise ValueError(f"chain {name} exists")
+            self.chains[name] = []
+        elif (verb, obj) == ("flush", "chain"):
+            self.chains[name].clear() if name in self.chains else _missing(name)
+        elif (verb, obj) == ("add", "rule"):
+            self.chains[name].append(tail) if name in self.chains else _missing(name)
+        elif (verb, obj) == ("delete", "chain"):
+            if name not in self.chains:
+                _missing(name)
+            jump = re.compile(rf"jump {re.escape(name)}(?![\w])")
+            users = [r for rules in self.chains.values() for r in rules if jump.search(r)]
+            users += [v for m in self.maps.values() for v in m.values() if jump.search(v)]
+            if users:
+                raise ValueError(f"chain {name} is in use")
+            del self.chains[name]
+        elif obj == "element":
+            items = _elements(tail)
+            if name in self.sets:
+                target = self.sets[name]
+                for item in items:
+                    if verb == "delete":
+                        target.remove(item)
+                    else:
+                        target.add(item)
+            else:
+                mapping = self.maps[name]
+                for item in items:
+                    if verb == "delete":
+                        del mapping[item]
+                    else:
+                        k, v = item.split(" : ", 1)
+                        if k in mapping:
+                            raise ValueError(f"{k} exists in {name}")
+                        mapping[k] = v
+        else:
+            raise ValueError(f"unknown command {line}")
+
+    def text(self) -> str:
+        """The table in `nft.serialize`'s shape, elements sorted ('' without a table)."""
+        if self.sets is None:
+            return ""
+        lines = [f"table ip {TABLE} {{"]
+        for name, items in self.sets.items():
+            elements = f" elements = {{ {', '.join(sorted(items))} }};" if items else ""
+            lines.append(f"  set {name} {{{elements} }}")
+        for name, mapping in self.maps.items():
+            pairs = ", ".join(f"{k} : {v}" for k, v in sorted(mapping.items()))
+            lines.append(f"  map {name} {{{f' elements = {{ {pairs} }};' if pairs else ''} }}")
+        for name, rules in self.chains.items():
+            lines += [f"  chain {name} {{", *(f"    {r}" for r in rules), "  }"]
+        return "\n".join([*lines, "}"]) + "\n"
+
+    def state(self) -> tuple[object, ...]:
+        """What the table holds, order-free where the kernel's is."""
+        return (
+            self.sets,
+            self.maps,
+            {k: tuple(v) for k, v in self.chains.items()},
+        )
+
+
+def _elements(text: str) -> list[str]:
+    """The elements of a set/map block (`elements = { ... }`) or of a command (`{ ... }`)."""
+    if "elements = {" in text:
+        inner = text.split("elements = {", 1)[1].split("}", 1)[0]
+    elif text.startswith("{"):
+        inner = text[1:].rsplit("}", 1)[0]
+    else:
+        return []
+    return [i.strip() for i in inner.split(", ") if i.strip()]
+
+
+def _missing(name: str) -> None:
+    raise KeyError(f"no such chain {name}")
 
 
 @dataclass
@@ -20,11 +155,23 @@ class FakeNs:
     # table -> dst -> (out interface index, gateway); main is 254
     tables: dict[int, dict[str, tuple[int, str | None]]] = field(default_factory=dict)
     rules: set[tuple[int, int]] = field(default_factory=lambda: {(0, 255)})  # (pref, table)
-    nft: str = ""
+    table: FakeNftTable = field(default_factory=FakeNftTable)
 
     @property
     def routes(self) -> dict[str, tuple[int, str | None]]:
         return self.tables.setdefault(254, {})
+
+    @property
+    def nft(self) -> str:
+        """Our table's text ('' when there is none)."""
+        return self.table.text()
+
+    @nft.setter
+    def nft(self, text: str) -> None:
+        if text:
+            self.table.apply(text)
+        else:
+            self.table = FakeNftTable()  # `nft delete table`, or flushed: gone
 
 
 class FakeEvents:
@@ -142,7 +289,7 @@ class FakeKernel:
         if self.fail_nft:
             self.fail_nft -= 1
             raise NftApplyFailed(f"nft transaction in {name} failed: Error: simulated")
-        self.ns[name].nft = text
+        self.ns[name].table.apply(text)
 
     def conntrack_delete_mark(self, name: str, mark: int) -> None:
         self.calls.append(f"conntrack {name} {mark}")

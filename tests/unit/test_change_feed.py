@@ -160,3 +160,31 @@ def test_the_kept_world_always_equals_a_full_read(
         assert list(reconciler._world.values()) == world.repo.snapshot()
     finally:
         world.dispose()
+
+
+# --- link slots by difference ------------------------------------------------------------
+
+
+def test_slots_by_difference_match_slots_from_the_whole_set(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole = SqlRepository.sqlite_in(tmp_path / "a")
+    diff = SqlRepository.sqlite_in(tmp_path / "b")
+    try:
+        steps = [{"a", "b", "c"}, {"a", "c", "d"}, {"c", "d", "e", "f"}, {"f"}, {"f", "g", "h"}]
+        now = 1000.0
+        held: dict[str, int] = {}
+        previous: set[str] = set()
+        for i, keys in enumerate(steps):
+            now += 100 if i == 3 else 1  # step 3 lets the quarantine of earlier frees pass
+            expected = whole.link_slots(keys, 8, now=now)
+            got = diff.change_link_slots(keys - previous, previous - keys, 8, now=now)
+            held = {k: v for k, v in held.items() if k in keys} | got
+            assert held == expected, f"step {i}"
+            previous = keys
+        # Past the limit: the newest get none, as with the whole set.
+        many = {f"k{i}" for i in range(10)}
+        assert len(diff.change_link_slots(many, previous, 8, now=now + 1)) <= 8
+    finally:
+        whole.dispose()
+        diff.dispose()

@@ -291,7 +291,7 @@ def test_a_removed_link_resets_its_flows_only_until_its_conntrack_entries_are_go
     kernel.apply_nft = apply_nft  # type: ignore[method-assign]
     reconciler.apply(desired, full=True)
     # Steady state: no per-packet check of the link's mark on established flows.
-    assert all("dying_links" not in text for _name, text in applied)
+    assert all("@dying_links" not in text for _name, text in applied)
     assert all("jump dead_link" not in text.split("established")[0] for _n, text in applied)
 
     applied.clear()
@@ -305,13 +305,17 @@ def test_a_removed_link_resets_its_flows_only_until_its_conntrack_entries_are_go
     hubs = {link.consumer_netns, link.provider_netns}
     first = {name: text for name, text in applied[:2]}
     assert set(first) == hubs
-    for text in first.values():
-        assert f"set dying_links {{ type mark; elements = {{ {link.mark} }}; }}" in text
-        assert "ct mark @dying_links jump dead_link" in text
+    for text in first.values():  # by elements and rules, not a new table
+        assert f"add element ip privatelink dying_links {{ {link.mark} }}" in text
+        assert "add rule ip privatelink forward ct mark @dying_links jump dead_link" in text
+        assert "delete table" not in text
     # Then the entries go (both hubs), then the veth, then the rule again.
     order = [c for c in kernel.calls if c.split()[0] in ("nft", "conntrack", "dellink")]
     deletes = [i for i, c in enumerate(order) if c.startswith("conntrack")]
     assert len(deletes) == 2 and all(f" {link.mark}" in order[i] for i in deletes)
     last = {name: text for name, text in applied[2:]}
-    assert set(last) == hubs and all("dying_links" not in t for t in last.values())
+    assert set(last) == hubs
+    for name in hubs:
+        assert f"delete element ip privatelink dying_links {{ {link.mark} }}" in last[name]
+        assert "@dying_links" not in kernel.ns[name].table.text().split("chain forward")[1]
     assert max(deletes) < min(i for i, c in enumerate(order) if c.startswith("nft") and i > 1)

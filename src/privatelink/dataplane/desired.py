@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from privatelink.core.ids import ResourceId, key
 from privatelink.core.load_balancer import LoadBalancer, Probe, Rule
@@ -199,6 +200,69 @@ def plan(
     yet); `health` maps probe targets to their last verdict (absent = healthy, so a
     new backend takes traffic until its probe says otherwise).
     """
+    return Planner().plan(snapshot, slots, health, prefix)
+
+
+class Planner:
+    """`plan`, remembering the parts of the last plan that depend on one resource each.
+
+    A NIC's `NicPlan` and an endpoint's `LinkPlan` are reused when the objects they came
+    from are the very same (stored resources are immutable: a change is a new object)
+    and their other inputs are equal. With ten thousand endpoints most of a plan is
+    reused, and a reused part compares equal to the last plan's by identity, so the
+    reconciler's comparisons of hub plans stay cheap. The result is always what `plan`
+    computes (tests/unit/test_planner.py).
+    """
+
+    def __init__(self) -> None:
+        self._nics: dict[str, tuple[NetworkInterface, str, str, NicPlan]] = {}
+        self._links: dict[str, tuple[tuple[object, ...], LinkPlan]] = {}
+        self._facts: dict[str, tuple[Any, ...]] = {}
+
+    def plan(
+        self,
+        snapshot: Snapshot,
+        slots: Mapping[str, int],
+        health: Mapping[HealthKey, bool],
+        prefix: str = names.DEFAULT_PREFIX,
+    ) -> Plan:
+        """The desired kernel state (as `plan`)."""
+        nics: dict[str, tuple[NetworkInterface, str, str, NicPlan]] = {}
+        links: dict[str, tuple[tuple[object, ...], LinkPlan]] = {}
+        facts: dict[str, tuple[Any, ...]] = {}
+        result = _plan(
+            snapshot,
+            slots,
+            health,
+            prefix,
+            (self._nics, nics),
+            (self._links, links),
+            (self._facts, facts),
+        )
+        # Only what this plan used: the memory stays the size of the world.
+        self._nics, self._links, self._facts = nics, links, facts
+        return result
+
+
+_NicMemo = tuple[
+    dict[str, tuple[NetworkInterface, str, str, NicPlan]],
+    dict[str, tuple[NetworkInterface, str, str, NicPlan]],
+]
+_LinkMemo = tuple[
+    dict[str, tuple[tuple[object, ...], LinkPlan]],
+    dict[str, tuple[tuple[object, ...], LinkPlan]],
+]
+
+
+def _plan(
+    snapshot: Snapshot,
+    slots: Mapping[str, int],
+    health: Mapping[HealthKey, bool],
+    prefix: str,
+    nic_memo: _NicMemo,
+    link_memo: _LinkMemo,
+    fact_memo: tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]],
+) -> Plan:
     problems: dict[str, str] = {}
     hubs: dict[str, dict[str, list]] = {}
     hub_names = {v.key: names.hub_netns(prefix, v.id) for v in snapshot.vnets}
@@ -213,14 +277,21 @@ def plan(
     for v in snapshot.vnets:
         hub(v.key)
 
+    last_nics, used_nics = nic_memo
     for nic in snapshot.nics:
         if nic.managed_by or not nic.ip_configurations:
             continue  # service and endpoint NICs are realized by their hub's NAT rules
-        vnet = vnet_of_subnet(nic.ip_configurations[0].subnet_id)
-        ips = tuple(c.private_ip for c in nic.ip_configurations if c.private_ip)
-        hub(vnet)["nics"].append(
-            NicPlan(nic.id, names.nic_netns(prefix, nic.id), names.nic_hub_ifname(nic.id), ips)
-        )
+        kept = last_nics.get(nic.key)
+        if kept is not None and kept[0] is nic and kept[1] == prefix:
+            vnet, nic_plan = kept[2], kept[3]
+        else:
+            vnet = vnet_of_subnet(nic.ip_configurations[0].subnet_id)
+            ips = tuple(c.private_ip for c in nic.ip_configurations if c.private_ip)
+            nic_plan = NicPlan(
+                nic.id, names.nic_netns(prefix, nic.id), names.nic_hub_ifname(nic.id), ips
+            )
+        used_nics[nic.key] = (nic, prefix, vnet, nic_plan)
+        hub(vnet)["nics"].append(nic_plan)
 
     user_nics = [n for n in snapshot.nics if not n.managed_by]
     checks: list[HealthKey] = []
@@ -289,20 +360,34 @@ def plan(
         hub(vnet)["services"].append(sp)
 
     links: list[LinkPlan] = []
+    last_links, used_links = link_memo
     nics_by_key = {n.key: n for n in snapshot.nics}
+    last_facts, used_facts = fact_memo
     for pe in snapshot.endpoints:
-        consumer_vnet = vnet_of_subnet(pe.subnet_id)
+        # What follows from the endpoint and its NIC alone, kept while both are the same
+        # objects (a NIC's primary IP costs more to find than this whole check).
         pe_nic = nics_by_key.get(key(pe.nic_id))
-        pe_ip = pe_nic.primary_ip if pe_nic else None
+        facts = last_facts.get(pe.key)
+        if facts is None or facts[0] is not pe or facts[1] is not pe_nic:
+            conn = pe.connection
+            facts = (
+                pe,
+                pe_nic,
+                vnet_of_subnet(pe.subnet_id),
+                pe_nic.primary_ip if pe_nic else None,
+                key(conn.private_link_service_id),
+                conn.status == APPROVED,
+                connection_key(conn.private_link_service_id, conn.remote_name),
+            )
+        used_facts[pe.key] = facts
+        _, _, consumer_vnet, pe_ip, service_key, approved, link_key = facts
         if not pe_ip:
             continue
         hub(consumer_vnet)["pe"].append(pe_ip)
-        conn = pe.connection
-        found = services.get(key(conn.private_link_service_id))
-        if conn.status != APPROVED or found is None:
+        found = services.get(service_key)
+        if not approved or found is None:
             continue
         provider_vnet, sp = found
-        link_key = connection_key(conn.private_link_service_id, conn.remote_name)
         slot = slots.get(link_key)
         if consumer_vnet not in hub_names or provider_vnet not in hub_names:
             continue
@@ -311,22 +396,37 @@ def plan(
                 f"no free link slot (at most {names.MAX_SLOTS} approved connections per host)"
             )
             continue
-        consumer_addr, provider_addr = names.link_addresses(slot)
-        link = LinkPlan(
-            link_key=link_key,
-            slot=slot,
-            mark=names.link_mark(slot),
-            pe_ip=pe_ip,
-            consumer_netns=hub_names[consumer_vnet],
-            provider_netns=hub_names[provider_vnet],
-            consumer_ifname=names.link_ifname(slot, "c"),
-            provider_ifname=names.link_ifname(slot, "p"),
-            consumer_addr=consumer_addr,
-            provider_addr=provider_addr,
-            service_chain=sp.chain,
-            ports=tuple(port for _, port, _ in sp.ports),
-            local=consumer_vnet == provider_vnet,
+        inputs = (
+            link_key,
+            slot,
+            pe_ip,
+            hub_names[consumer_vnet],
+            hub_names[provider_vnet],
+            sp.chain,
+            sp.ports,
+            consumer_vnet == provider_vnet,
         )
+        kept_link = last_links.get(pe.key)
+        if kept_link is not None and kept_link[0] == inputs:
+            link = kept_link[1]
+        else:
+            consumer_addr, provider_addr = names.link_addresses(slot)
+            link = LinkPlan(
+                link_key=link_key,
+                slot=slot,
+                mark=names.link_mark(slot),
+                pe_ip=pe_ip,
+                consumer_netns=hub_names[consumer_vnet],
+                provider_netns=hub_names[provider_vnet],
+                consumer_ifname=names.link_ifname(slot, "c"),
+                provider_ifname=names.link_ifname(slot, "p"),
+                consumer_addr=consumer_addr,
+                provider_addr=provider_addr,
+                service_chain=sp.chain,
+                ports=tuple(port for _, port, _ in sp.ports),
+                local=consumer_vnet == provider_vnet,
+            )
+        used_links[pe.key] = (inputs, link)
         links.append(link)
         if not link.local:
             hub(consumer_vnet)["out"].append(link)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from ipaddress import IPv4Address
 
 from privatelink.core.ids import key
@@ -81,6 +82,7 @@ def link_ifname(slot: int, side: str) -> str:
     return f"k{slot}{side}"
 
 
+@lru_cache(maxsize=MAX_SLOTS)  # pure, and asked for every link of every plan
 def link_addresses(slot: int) -> tuple[str, str]:
     """(consumer, provider) addresses of a link's /30."""
     if not 0 <= slot < MAX_SLOTS:

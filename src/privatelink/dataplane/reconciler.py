@@ -36,9 +36,9 @@ from privatelink.dataplane.desired import (
     LinkPlan,
     NicPlan,
     Plan,
+    Planner,
     Snapshot,
     connection_key,
-    plan,
 )
 from privatelink.dataplane.events import KernelEvent
 from privatelink.dataplane.health import Prober
@@ -135,7 +135,7 @@ class Reconciler:
         self._wanted = 0  # bumped by mark_dirty
         self._done = 0  # the generation the last successful sync covered
         self._stop = threading.Event()
-        self._applied: dict[str, str] = {}
+        self._applied: dict[str, nft.Table] = {}  # each hub's table as last applied
         self._prepared: set[str] = set()
         self._thread: threading.Thread | None = None
         self._handles: dict[str, Netlink] = {}
@@ -152,7 +152,8 @@ class Reconciler:
         # the approved connections change.
         self._slots: tuple[frozenset[str], dict[str, int]] | None = None
         # Each hub's last rendered table, by what it was rendered from.
-        self._rendered: dict[str, tuple[object, str]] = {}
+        self._rendered: dict[str, tuple[object, nft.Table]] = {}
+        self._planner = Planner()
         self.last: SyncReport | None = None
         self.syncs = 0
         self._listeners: list[Callable[[], None]] = []
@@ -417,8 +418,17 @@ class Reconciler:
         return list(self._world.values())
 
     def _link_slots(self, conn_keys: frozenset[str]) -> dict[str, int]:
-        if self._slots is None or self._slots[0] != conn_keys:
+        """Slots of the approved connections: all read once, then only the difference."""
+        if self._slots is None:
             self._slots = (conn_keys, self.repo.link_slots(set(conn_keys), names.MAX_SLOTS))
+        elif self._slots[0] != conn_keys or len(self._slots[1]) < len(conn_keys):
+            # (Also while some connection has no slot: one may have come free.)
+            slots = self._slots[1]
+            added, removed = set(conn_keys - slots.keys()), set(slots.keys() - conn_keys)
+            got = self.repo.change_link_slots(added, removed, names.MAX_SLOTS)
+            kept = {k: v for k, v in slots.items() if k not in removed}
+            kept.update(got)
+            self._slots = (conn_keys, kept)
         return self._slots[1]
 
     def _sync(self) -> SyncReport:
@@ -441,7 +451,7 @@ class Reconciler:
         repaired: tuple[str, ...] = ()
         try:
             slots = self._link_slots(conn_keys)
-            desired = plan(snapshot, slots, self.prober.verdicts(), self.prefix)
+            desired = self._planner.plan(snapshot, slots, self.prober.verdicts(), self.prefix)
             repaired = self.apply(desired, full=full)
             if full:
                 self._full_due = time.monotonic() + FULL_RESYNC_SECONDS
@@ -594,28 +604,45 @@ class Reconciler:
         return tuple(why)
 
     def _apply_nft(self, hub: HubPlan, dying: frozenset[int]) -> None:
+        """Bring the hub's table to its plan: by elements and chains when we know what it
+        holds (`nft.delta`: a link costs the same with ten or ten thousand), else (first
+        time, after damage, or if the delta fails) by replacing the whole table."""
         with self._admission_lock:
             full = hub.netns in self._full
             gated = hub.netns in self._gated_applied
-        # Rendering a hub with thousands of links costs more than comparing its plan.
+        # Building the table of a hub with thousands of links costs more than comparing
+        # its plan with the last one.
         inputs = (hub, dying, full)
         cached = self._rendered.get(hub.netns)
         if cached is not None and cached[0] == inputs:
-            text = cached[1]
+            wanted = cached[1]
         else:
-            text = nft.render(hub, dying, full=full)
-            self._rendered[hub.netns] = (inputs, text)
-        if self._applied.get(hub.netns) != text:
-            if gated:
-                # Replacing the table zeroes its counter: take what it counted first.
-                self._take_refused(hub.netns)
-            self.kernel.apply_nft(hub.netns, text)
-            self._applied[hub.netns] = text
-            with self._admission_lock:
-                if full:
-                    self._gated_applied.add(hub.netns)
-                else:
-                    self._gated_applied.discard(hub.netns)
+            wanted = nft.table(hub, dying, full=full)
+            self._rendered[hub.netns] = (inputs, wanted)
+        applied = self._applied.get(hub.netns)
+        if applied == wanted:
+            return
+        if gated:
+            # What the gated table counted: taken now, since replacing the table zeroes
+            # the counter and an ungated hub's counter is no longer read.
+            self._take_refused(hub.netns)
+        done = False
+        if applied is not None:
+            change = nft.delta(applied, wanted)
+            try:
+                self.kernel.apply_nft(hub.netns, change)
+                done = True
+            except privileged.NftApplyFailed as exc:
+                # The table is not what we think (changed behind our back): replace it.
+                log.warning("nft delta failed in %s, replacing the table: %s", hub.netns, exc)
+        if not done:
+            self.kernel.apply_nft(hub.netns, nft.serialize(wanted))
+        self._applied[hub.netns] = wanted
+        with self._admission_lock:
+            if full:
+                self._gated_applied.add(hub.netns)
+            else:
+                self._gated_applied.discard(hub.netns)
 
     def _remove_link(self, gone: LinkPlan, wanted: set[str]) -> None:
         """Cut a link's flows in both hubs, then delete its veth pair."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from privatelink.dataplane import names
 from privatelink.dataplane.desired import Plan
@@ -56,6 +57,10 @@ class Damage:
 
 NONE = Damage()
 
+# Owned.of's per-link entries of the last plan, by the id of the link object (the entry
+# holds the object, so the id stays its own while the entry exists).
+_LINK_ENTRIES: dict[int, tuple[Any, ...]] = {}
+
 
 def _hub(netns: str, why: str) -> Damage:
     return Damage(hubs=frozenset({netns}), why=(why,))
@@ -96,18 +101,33 @@ class Owned:
                 addresses[(hub.netns, nic.hub_ifname)] = frozenset({f"{names.GATEWAY}/32"})
                 for ip in nic.ips:
                     routes[(hub.netns, MAIN_TABLE, f"{ip}/32")] = hub.netns
+        # A link's entries, kept per link object: the planner hands out the same object
+        # while a link does not change, so a plan of 10,000 links re-indexes only new ones.
+        global _LINK_ENTRIES
+        kept, used = _LINK_ENTRIES, {}
         for link in plan.links:
             if link.local:
                 continue
-            interfaces[(link.consumer_netns, link.consumer_ifname)] = link.slot
-            interfaces[(link.provider_netns, link.provider_ifname)] = link.slot
-            addresses[(link.consumer_netns, link.consumer_ifname)] = frozenset(
-                {f"{link.consumer_addr}/30"}
-            )
-            addresses[(link.provider_netns, link.provider_ifname)] = frozenset(
-                {f"{link.provider_addr}/30"}
-            )
-            routes[(link.consumer_netns, names.ENDPOINT_TABLE, f"{link.pe_ip}/32")] = link.slot
+            entry = kept.get(id(link))
+            if entry is None or entry[0] is not link:
+                consumer = (link.consumer_netns, link.consumer_ifname)
+                provider = (link.provider_netns, link.provider_ifname)
+                entry = (
+                    link,
+                    consumer,
+                    provider,
+                    frozenset({f"{link.consumer_addr}/30"}),
+                    frozenset({f"{link.provider_addr}/30"}),
+                    (link.consumer_netns, names.ENDPOINT_TABLE, f"{link.pe_ip}/32"),
+                )
+            used[id(link)] = entry
+            _, consumer, provider, consumer_addr, provider_addr, route = entry
+            interfaces[consumer] = link.slot
+            interfaces[provider] = link.slot
+            addresses[consumer] = consumer_addr
+            addresses[provider] = provider_addr
+            routes[route] = link.slot
+        _LINK_ENTRIES = used
         return cls(frozenset(h.netns for h in plan.hubs), nic_hub, interfaces, addresses, routes)
 
     def watched(self) -> frozenset[str]:

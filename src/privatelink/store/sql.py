@@ -35,6 +35,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -612,6 +613,73 @@ class SqlRepository:
             taken = {r.slot for r in rows}
             fresh = (slot for slot in range(limit) if slot not in taken)
             for k in sorted(keys - set(result)):
+                if rested:
+                    slot = rested.pop(0)
+                    conn.execute(
+                        update(link_slots)
+                        .where(link_slots.c.slot == slot)
+                        .values(key=k, released_at=None)
+                    )
+                else:
+                    new = next(fresh, None)
+                    if new is None:
+                        break
+                    slot = new
+                    conn.execute(insert(link_slots).values(slot=slot, key=k))
+                result[k] = slot
+            return result
+
+    def change_link_slots(
+        self, added: set[str], removed: set[str], limit: int, now: float | None = None
+    ) -> dict[str, int]:
+        """`link_slots` by difference: free the slots of `removed`, give slots to
+        `added` (quarantine as there); returns the slots of `added` (those that got one).
+
+        Reads only the free and resting slots, not every slot: what a link added or
+        removed costs does not grow with the links that exist.
+        """
+        now = time.time() if now is None else now
+        with self._lock, self.engine.begin() as conn:
+            if removed:
+                for start in range(0, len(removed), _IN_CHUNK):
+                    chunk = sorted(removed)[start : start + _IN_CHUNK]
+                    conn.execute(
+                        update(link_slots)
+                        .where(link_slots.c.key.in_(chunk))
+                        .values(key=None, released_at=now)
+                    )
+            result: dict[str, int] = {}
+            wanted = sorted(added)
+            for start in range(0, len(wanted), _IN_CHUNK):  # already held (a retry)
+                chunk = wanted[start : start + _IN_CHUNK]
+                for row in conn.execute(
+                    select(link_slots.c.key, link_slots.c.slot).where(link_slots.c.key.in_(chunk))
+                ):
+                    result[row.key] = row.slot
+            need = [k for k in wanted if k not in result]
+            if not need:
+                return result
+            rested = [
+                row.slot
+                for row in conn.execute(
+                    select(link_slots.c.slot)
+                    .where(
+                        and_(
+                            link_slots.c.key.is_(None),
+                            or_(
+                                link_slots.c.released_at.is_(None),
+                                link_slots.c.released_at <= now - SLOT_QUARANTINE_SECONDS,
+                            ),
+                        )
+                    )
+                    .order_by(link_slots.c.slot)
+                    .limit(len(need))
+                )
+            ]
+            top = conn.execute(select(func.max(link_slots.c.slot))).scalar()
+            fresh = iter(range(-1 if top is None else int(top), limit))
+            next(fresh, None)  # past the highest slot ever made
+            for k in need:
                 if rested:
                     slot = rested.pop(0)
                     conn.execute(

@@ -1,0 +1,100 @@
+"""The remembering planner (issue 12): whatever happened before, `Planner.plan` gives
+exactly what a fresh `plan` gives, and reuses the parts whose inputs did not change."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pl_world import S2, World, make_pe, make_pls, pe_id, pls_id
+
+from privatelink.core import private_link as pl
+from privatelink.core.limits import Limits
+from privatelink.core.private_endpoint import PrivateEndpoint
+from privatelink.core.private_link_service import APPROVED, PrivateLinkService
+from privatelink.dataplane.desired import Planner, Snapshot, connection_key, plan
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["pe", "delete pe", "approve", "reject", "service fqdn", "reslot"]),
+        st.integers(0, 3),
+        st.integers(0, 1),
+    ),
+    min_size=1,
+    max_size=14,
+)
+
+
+def _inputs(world: World, shift: int) -> tuple[Snapshot, dict[str, int]]:
+    snapshot = Snapshot.of(world.repo.snapshot())
+    keys = sorted(
+        connection_key(s.id, c.name)
+        for s in snapshot.services
+        for c in s.connections
+        if c.status == APPROVED
+    )
+    return snapshot, {k: (i + shift) % 50 for i, k in enumerate(keys)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS)
+def test_the_remembering_planner_plans_what_plan_plans(
+    tmp_path_factory: object, ops: list[tuple[str, int, int]]
+) -> None:
+    world = World(tmp_path_factory.mktemp("planner"), Limits())  # type: ignore[attr-defined]
+    try:
+        world.provider()
+        world.consumer()
+        world.create_pls(name="pls1", frontends=("fe1",))
+        world.create_pls(name="pls2", frontends=("fe2",), auto_approval=(S2,))
+        planner = Planner()
+        shift = 0
+        for op, n, which in ops:
+            target = pls_id(f"pls{which + 1}")
+            endpoint = world.get(pe_id(f"pe{n}"))
+            if op == "pe" and endpoint is None:
+                world.run(pl.create_or_update_endpoint, make_pe(target, name=f"pe{n}"))
+            elif op == "delete pe" and endpoint is not None:
+                world.run(pl.delete_endpoint, endpoint.id)
+            elif op in ("approve", "reject") and isinstance(endpoint, PrivateEndpoint):
+                conn = endpoint.connection
+                status = "Approved" if op == "approve" else "Rejected"
+                if conn.remote_name and conn.status in ("Pending", "Approved"):
+                    world.run(
+                        pl.update_connection,
+                        conn.private_link_service_id,
+                        conn.remote_name,
+                        status,
+                        None,
+                        None,
+                    )
+            elif op == "service fqdn":
+                service = world.get(target)
+                assert isinstance(service, PrivateLinkService)
+                fqdns = () if service.fqdns else (f"svc{n}.example",)
+                world.run(pl.create_or_update_service, replace(service, fqdns=fqdns))
+            elif op == "reslot":
+                shift += 1 + n
+            snapshot, slots = _inputs(world, shift)
+            assert planner.plan(snapshot, slots, {}, "tst") == plan(snapshot, slots, {}, "tst")
+    finally:
+        world.dispose()
+
+
+def test_unchanged_parts_are_the_same_objects(service_world: World) -> None:
+    world = service_world
+    world.create_pls(name="pls2", frontends=("fe2",), auto_approval=(S2,))
+    for i in range(3):
+        world.create_pe(pls_id("pls2"), name=f"pe{i}")
+    snapshot, slots = _inputs(world, 0)
+    planner = Planner()
+    first = planner.plan(snapshot, slots, {}, "tst")
+    world.create_pe(pls_id("pls2"), name="pe9")
+    snapshot, slots = _inputs(world, 0)
+    second = planner.plan(snapshot, slots, {}, "tst")
+    kept = {x.link_key: x for x in first.links}
+    again = [x for x in second.links if x.link_key in kept]
+    assert len(again) == 3 and all(x is kept[x.link_key] for x in again)
+    assert second == plan(snapshot, slots, {}, "tst")
+    assert make_pls  # the builders module is the one the world uses
