@@ -259,6 +259,12 @@ def test_restart_keeps_established_flows_and_duplicates_nothing(world: World) ->
         sock.sendall(b"two")
         assert sock.recv(16) == b"two", "the established flow did not survive the restart"
     assert _kernel_state(world) == before, "the restart changed or duplicated kernel state"
+    # No IPv6 on the hubs' interfaces (links included): no neighbour entries of ours in
+    # the host-wide IPv6 table.
+    for netns in (n for n in privileged.list_netns() if names.is_ours(world.prefix, n)):
+        if "-v-" in netns:
+            shown = privileged.run_in_netns(netns, ["ip", "-6", "addr"]).stdout
+            assert "inet6" not in shown, f"IPv6 addresses in {netns}: {shown}"
 
 
 def _kernel_state(world: World) -> dict[str, object]:

@@ -60,6 +60,11 @@ HUB_SYSCTLS = {
     # Shorter than the kernel's 120 s, so a short flow pins its entries half as long.
     "net.netfilter.nf_conntrack_tcp_timeout_time_wait": "65",
     "net.ipv4.conf.all.accept_local": "1",
+    # The data plane is IPv4. With IPv6 left on, every link veth makes link-local
+    # neighbour entries in the host-wide IPv6 table (1024 by default): a few hundred
+    # links fill it, for the whole host (bench/kernel_objects.py, docs/dataplane.md §8).
+    "net.ipv6.conf.all.disable_ipv6": "1",
+    "net.ipv6.conf.default.disable_ipv6": "1",
 }
 PENDING_STATES = ("Updating", "Failed")
 # `ip netns exec` (and so `privatelink exec`) bind-mounts /etc/netns/<ns>/resolv.conf over
