@@ -16,8 +16,15 @@ are reported. Also: from the start of a record PUT to the first answer a VM gets
 Needs root, dnsperf and dnsmasq (`apt-get install -y dnsperf dnsmasq-base`). Every loop
 is bounded in count and time; the namespaces go with the server (`cleanup`).
 
+`--rebuild-only` (no root, no tools): in one process, a `DnsServer` on 127.0.0.1 over a
+store whose linked zone holds `--rebuild-records` (2000) A records, next to other VNets
+with zones of their own; from a connection approval, a rejection and a record change to
+the first reply that reflects it (and from the server's `mark_dirty()` to that reply).
+The full run measures this too.
+
 Usage:
     python bench/dns.py [--records N] [--seconds S] [--rounds R] [--write]
+    python bench/dns.py --rebuild-only [--rebuild-records N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import random
 import secrets
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -67,7 +75,7 @@ DNSMASQ_PORT = 5353
 SUBSCRIPTION = "5eb0a1b2-0000-4000-8000-00000000d05e"
 CLIENTS, OUTSTANDING = 4, 64  # dnsperf load shape
 UNLOADED_QUERIES = 3000
-MIXED_QUERIES = 200_000
+MIXED_QUERIES = 400_000  # more than any server answers in one run: each name asked once
 READY_BUDGET = 30.0
 
 
@@ -306,16 +314,32 @@ class Bench:
             }
         return {"records": self.records, "runs": runs, "summary": summary}
 
-    def other_answers(self) -> dict[str, Any]:
-        """At full load, both servers: names in random case, names asked once each
-        (NXDOMAIN, no reply cache helps), NXDOMAIN for 1000 missing names, and REFUSED
-        (outside any linked zone)."""
+    def other_answers(self, rounds: int) -> dict[str, Any]:
+        """At full load, both servers, interleaved rounds (median kept): names in random
+        case, names asked once each (NXDOMAIN, no reply cache helps), NXDOMAIN for 1000
+        missing names, and REFUSED (outside any linked zone)."""
+        runs: dict[str, list[dict[str, Any]]] = {}
+        servers = [("privatelink", 53), ("dnsmasq", DNSMASQ_PORT)]
+        for r in range(rounds):
+            for kind in ("hit-mixed-case", "nxdomain-unique", "nxdomain", "refused"):
+                for name, port in servers if r % 2 == 0 else servers[::-1]:
+                    run = self.dnsperf(port, kind, max(2, self.seconds // 2))
+                    runs.setdefault(f"{kind} {name}", []).append(run)
+                    log(f"  r{r} {kind} {name}: {run.get('qps')} q/s {run.get('rcodes')}")
         out: dict[str, Any] = {}
-        for kind in ("hit-mixed-case", "nxdomain-unique", "nxdomain", "refused"):
-            for name, port in (("privatelink", 53), ("dnsmasq", DNSMASQ_PORT)):
-                run = self.dnsperf(port, kind, max(2, self.seconds // 2))
-                out[f"{kind} {name}"] = run
-                log(f"  {kind} {name}: {run.get('qps')} q/s {run.get('rcodes')}")
+        for label, items in runs.items():
+            rates = [x["qps"] for x in items if x.get("qps") is not None]
+            out[label] = {
+                "qps": statistics.median(rates) if rates else None,
+                "spread_qps": [x.get("qps") for x in items],
+                "lost": [x.get("lost") for x in items],
+                "rcodes": items[-1].get("rcodes"),
+                "server_cores": statistics.median(
+                    x["server_cores"] for x in items if x.get("server_cores") is not None
+                )
+                if any(x.get("server_cores") is not None for x in items)
+                else None,
+            }
         return out
 
     def record_change_to_answer(self) -> dict[str, Any]:
@@ -358,6 +382,312 @@ while time.monotonic() < end:
 """
 
 
+def import_dnspython() -> None:
+    """Make `import dns` find dnspython: this file is named dns.py, and a script's own
+    directory comes first on sys.path (so the server's modules are imported late)."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    shadow = sys.modules.get("dns")
+    if shadow is not None and Path(getattr(shadow, "__file__", "") or ".").parent == here:
+        del sys.modules["dns"]
+
+
+class LoopbackKernel:
+    """Every stored VNet's hub "exists"; its DNS sockets listen on 127.0.0.1 (a free port
+    pair), so the rebuild measure needs no namespace and no root."""
+
+    def __init__(self, kernel_error: type[Exception]) -> None:
+        self.KernelError = kernel_error
+        self.ports: dict[str, int] = {}
+
+    def netns_inode(self, name: str) -> int:
+        return 1
+
+    def server_sockets_in_netns(
+        self, name: str, address: str, port: int
+    ) -> tuple[socket.socket, socket.socket, int]:
+        for _ in range(20):  # a free UDP port whose TCP twin is free too
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", 0))
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            except OSError:
+                udp.close()
+                tcp.close()
+                continue
+            tcp.listen(16)
+            for sock in (udp, tcp):
+                sock.setblocking(False)
+            self.ports[name] = udp.getsockname()[1]
+            return udp, tcp, 1
+        raise self.KernelError(f"no free port pair for {name}")
+
+
+def rebuild_latency(records: int, rounds: int, other_vnets: int = 4) -> dict[str, Any]:
+    """From an approval, a rejection and a record change to the first reply that shows it,
+    with `records` A records in the zone and `other_vnets` VNets linked to zones of 100
+    records each (in-process; the reply is polled every ~0.5 ms over UDP).
+
+    A connection goes Pending -> Approved -> Rejected, and Rejected is final: each round
+    asks for a new endpoint (with its zone group) first."""
+    import_dnspython()
+    import dns.message as dnsmessage
+
+    from privatelink.core import load_balancer as lbm
+    from privatelink.core import private_dns as pdm
+    from privatelink.core import private_endpoint as pem
+    from privatelink.core import private_link as pl
+    from privatelink.core import private_link_service as plsm
+    from privatelink.core import virtual_network as vnm
+    from privatelink.dataplane import privileged
+    from privatelink.dns.server import DnsServer
+    from privatelink.service import ControlPlane
+    from privatelink.store.sql import SqlRepository
+
+    rid = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg/providers/Microsoft.Network"
+    with tempfile.TemporaryDirectory(prefix="pl-dnsrebuild-") as tmp_name:
+        repo = SqlRepository.sqlite_in(Path(tmp_name))
+        kernel = LoopbackKernel(privileged.KernelError)
+        server = DnsServer(repo, "br" + secrets.token_hex(2), recheck_seconds=60, kernel=kernel)
+        plane = ControlPlane(repo, realizer=server)
+
+        def put(workflow: Any, resource: Any) -> Any:
+            plane.change(None, resource.id, "put", workflow, resource)
+            with plane.read() as view:
+                return view.get(resource.id)
+
+        def network(name: str, prefix: str, subnets: dict[str, str]) -> Any:
+            return put(
+                vnm.create_or_update,
+                vnm.VirtualNetwork(
+                    id=f"{rid}/virtualNetworks/{name}",
+                    name=name,
+                    location=LOCATION,
+                    address_prefixes=(prefix,),
+                    subnets=tuple(
+                        vnm.Subnet(
+                            n,
+                            p,
+                            private_link_service_network_policies="Disabled"
+                            if n == "nat"
+                            else "Enabled",
+                        )
+                        for n, p in subnets.items()
+                    ),
+                ),
+            )
+
+        def zone(domain: str, vnet_id: str, count: int) -> str:
+            zone_id = f"{rid}/privateDnsZones/{domain}"
+            put(
+                pdm.create_or_update_zone,
+                pdm.PrivateDnsZone(id=zone_id, name=domain, location="global"),
+            )
+            link = pdm.VirtualNetworkLink(
+                id=f"{zone_id}/virtualNetworkLinks/l",
+                name="l",
+                location="global",
+                virtual_network_id=vnet_id,
+            )
+            put(pdm.create_or_update_link, link)
+            for i in range(count):
+                record = pdm.ARecordSet(
+                    id=f"{zone_id}/A/r{i:04d}",
+                    name=f"r{i:04d}",
+                    location="",
+                    ttl=300,
+                    ipv4_addresses=(record_ip(i),),
+                )
+                put(pdm.create_or_update_record_set, record)
+            return zone_id
+
+        started = time.monotonic()
+        prov = network("prov", "10.0.0.0/16", {"fe": "10.0.1.0/24", "nat": "10.0.3.0/24"})
+        lb_id = f"{rid}/loadBalancers/lb"
+        put(
+            pl.create_or_update_load_balancer,
+            lbm.LoadBalancer(
+                id=lb_id,
+                name="lb",
+                location=LOCATION,
+                frontends=(lbm.Frontend("fe", prov.subnet_id("fe")),),
+                pools=(lbm.BackendPool("be"),),
+                rules=(
+                    lbm.Rule(
+                        "http",
+                        "Tcp",
+                        80,
+                        8080,
+                        f"{lb_id}/frontendIPConfigurations/fe",
+                        (f"{lb_id}/backendAddressPools/be",),
+                        None,
+                    ),
+                ),
+            ),
+        )
+        service = put(
+            pl.create_or_update_service,
+            plsm.PrivateLinkService(
+                id=f"{rid}/privateLinkServices/svc",
+                name="svc",
+                location=LOCATION,
+                frontend_ids=(f"{lb_id}/frontendIPConfigurations/fe",),
+                ip_configurations=(
+                    plsm.NatIpConfiguration("nat0", prov.subnet_id("nat"), primary=True),
+                ),
+                visibility=("*",),
+                fqdns=(f"svc.{ZONE}",),
+            ),
+        )
+        cons = network("cons", "10.1.0.0/16", {"vms": "10.1.1.0/24", "pe": "10.1.2.0/24"})
+        zone_id = zone(ZONE, cons.id, records)
+        for i in range(other_vnets):
+            other = network(f"other{i}", f"10.{10 + i}.0.0/16", {"vms": f"10.{10 + i}.1.0/24"})
+            zone(f"other{i}.example", other.id, 100)
+
+        def new_endpoint(name: str) -> tuple[str, str]:
+            """A pending endpoint whose zone group names the zone: (its IP, its connection
+            name at the service)."""
+            endpoint = put(
+                pl.create_or_update_endpoint,
+                pem.PrivateEndpoint(
+                    id=f"{rid}/privateEndpoints/{name}",
+                    name=name,
+                    location=LOCATION,
+                    subnet_id=cons.subnet_id("pe"),
+                    connections=(pem.PrivateLinkServiceConnection("conn", service.alias),),
+                    manual=True,
+                ),
+            )
+            put(
+                pdm.create_or_update_group,
+                pdm.PrivateDnsZoneGroup(
+                    id=f"{endpoint.id}/privateDnsZoneGroups/default",
+                    name="default",
+                    location="",
+                    configs=(pdm.ZoneConfig("c1", zone_id),),
+                ),
+            )
+            with plane.read() as view:
+                pe_ip = str(view.get(endpoint.nic_id).primary_ip)
+                return pe_ip, view.get(endpoint.id).connection.remote_name
+
+        built_s = time.monotonic() - started
+        marks: list[float] = []
+        real_mark = server.mark_dirty
+
+        def mark() -> None:
+            marks.append(time.perf_counter())
+            real_mark()
+
+        server.mark_dirty = mark  # type: ignore[method-assign]
+        server.start()
+        try:
+            hub = names.hub_netns(server.prefix, cons.id)
+            deadline = time.monotonic() + READY_BUDGET
+            while hub not in server.bound() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            server.wait_idle(READY_BUDGET)
+            port = kernel.ports[hub]
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            client.settimeout(0.5)
+
+            def ask(name: str) -> tuple[int, list[str]]:
+                query = dnsmessage.make_query(name, "A")
+                client.sendto(query.to_wire(), ("127.0.0.1", port))
+                while True:  # skip late replies to earlier polls
+                    reply = dnsmessage.from_wire(client.recv(4096))
+                    if reply.id == query.id:
+                        return reply.rcode(), [rd.address for rr in reply.answer for rd in rr]
+
+            def measure(change: Any, name: str, shown: Any) -> dict[str, Any]:
+                marks.clear()
+                t0 = time.perf_counter()
+                change()
+                end = time.monotonic() + READY_BUDGET
+                while not shown(ask(name)):
+                    if time.monotonic() > end:
+                        raise TimeoutError(f"{name}: change not served in {READY_BUDGET} s")
+                    time.sleep(0.0005)
+                served = time.perf_counter()
+                stats = getattr(server, "last_rebuild", None)  # absent before issue 12
+                out: dict[str, Any] = {
+                    "change_to_served_ms": round((served - t0) * 1000, 1),
+                    "mark_to_served_ms": round((served - marks[0]) * 1000, 1),
+                }
+                if stats is not None:
+                    out["read_ms"] = round(stats.read_seconds * 1000, 1)
+                    out["compile_ms"] = round(stats.compile_seconds * 1000, 1)
+                    out["rebuilt_vnets"] = stats.rebuilt_vnets
+                    out["kept_vnets"] = stats.kept_vnets
+                return out
+
+            def connection(remote: str, status: str) -> Any:
+                return lambda: plane.change(
+                    None,
+                    service.id,
+                    "put",
+                    pl.update_connection,
+                    service.id,
+                    remote,
+                    status,
+                    status,
+                    None,
+                )
+
+            def record(address: str) -> Any:
+                body = pdm.ARecordSet(
+                    id=f"{zone_id}/A/r0000",
+                    name="r0000",
+                    location="",
+                    ttl=300,
+                    ipv4_addresses=(address,),
+                )
+                return lambda: plane.change(
+                    None, body.id, "put", pdm.create_or_update_record_set, body
+                )
+
+            runs: dict[str, list[dict[str, Any]]] = {"approve": [], "reject": [], "record": []}
+            svc = f"svc.{ZONE}"
+            for r in range(rounds):
+                pe_ip, remote = new_endpoint(f"pe{r}")
+                server.wait_idle(READY_BUDGET)
+                runs["approve"].append(
+                    measure(connection(remote, "Approved"), svc, lambda a, x=pe_ip: a[1] == [x])
+                )
+                runs["reject"].append(
+                    measure(connection(remote, "Rejected"), svc, lambda a: a[0] == 3)  # NXDOMAIN
+                )
+                address = f"10.1.250.{r + 1}"
+                runs["record"].append(
+                    measure(record(address), f"r0000.{ZONE}", lambda a, x=address: a[1] == [x])
+                )
+                log(f"  rebuild r{r}: " + ", ".join(f"{k} {v[-1]}" for k, v in runs.items()))
+            client.close()
+        finally:
+            server.stop()
+            repo.dispose()
+    summary = {
+        kind: {
+            "change_to_served_ms_median": statistics.median(
+                x["change_to_served_ms"] for x in items
+            ),
+            "mark_to_served_ms_median": statistics.median(x["mark_to_served_ms"] for x in items),
+            "mark_to_served_ms_max": max(x["mark_to_served_ms"] for x in items),
+        }
+        for kind, items in runs.items()
+    }
+    return {
+        "records": records,
+        "other_vnets": other_vnets,
+        "other_records": 100 * other_vnets,
+        "store_built_s": round(built_s, 1),
+        "runs": runs,
+        "summary": summary,
+    }
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
@@ -368,7 +698,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=5, help="seconds per dnsperf run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size")
     ap.add_argument("--write", action="store_true", help=f"write {JSON_OUT.relative_to(ROOT)}")
+    ap.add_argument(
+        "--rebuild-only",
+        action="store_true",
+        help="only the in-process change-to-answer measure (no root, no tools)",
+    )
+    ap.add_argument(
+        "--rebuild-records", type=int, default=2000, help="records in the rebuild measure"
+    )
     args = ap.parse_args(argv)
+    if args.rebuild_only:
+        rebuild = rebuild_latency(args.rebuild_records, args.rounds)
+        print(json.dumps(rebuild["summary"], indent=2))
+        return 0
     for tool in ("dnsperf", "dnsmasq", "ip"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: apt-get install -y dnsperf dnsmasq-base iproute2")
@@ -404,10 +746,12 @@ def main(argv: list[str] | None = None) -> int:
                 bench.start_dnsmasq()
                 log(f"measuring with {args.records} records")
                 large = bench.measure(args.rounds)
-                results["other_answers"] = bench.other_answers()
+                results["other_answers"] = bench.other_answers(args.rounds)
                 results["change_to_answer"].append(bench.record_change_to_answer())
             finally:
                 stop_process(bench.dnsmasq)
+    log(f"measuring change to answer in-process with {args.rebuild_records} records")
+    results["rebuild"] = rebuild_latency(args.rebuild_records, args.rounds)
     results["sizes"] = {"small": small, "large": large}
     ours, ref = large["summary"]["privatelink"], large["summary"]["dnsmasq"]
     results["ratios"] = {
@@ -420,8 +764,14 @@ def main(argv: list[str] | None = None) -> int:
             ours["qps"], small["summary"]["privatelink"]["qps"]
         ),
     }
+    other = results["other_answers"]
+    for kind in ("hit-mixed-case", "nxdomain-unique", "nxdomain", "refused"):
+        results["ratios"][f"{kind}_vs_dnsmasq_qps"] = ratio(
+            other[f"{kind} privatelink"]["qps"], other[f"{kind} dnsmasq"]["qps"]
+        )
     results["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     print(json.dumps({k: results[k] for k in ("ratios", "change_to_answer")}, indent=2))
+    print(json.dumps({"rebuild": results["rebuild"]["summary"]}, indent=2))
     for size in ("small", "large"):
         s = results["sizes"][size]
         for name, row in s["summary"].items():

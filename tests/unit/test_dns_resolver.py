@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 import dns.edns
 import dns.flags
@@ -291,16 +292,23 @@ def test_equal_queries_get_equal_replies_except_the_id() -> None:
     ]
 
 
+# An EDNS option (here a client cookie) leaves the fast path: dnspython answers, cached.
+COOKIE = {"use_edns": 0, "options": [dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"c" * 8)]}
+
+
 def test_a_cached_reply_carries_each_askers_spelling_of_the_name() -> None:
     table = ResolverTable.compile({V1: (CONTOSO,)})  # its own, empty reply cache
     spellings = ["svc.contoso.example", "SVC.contoso.EXAMPLE", "sVc.CoNtOsO.eXaMpLe"]
-    replies = [ask(name, table=table) for name in spellings]  # `ask` checks the echo
+    replies = [ask(name, table=table, **COOKIE) for name in spellings]  # `ask` checks the echo
     assert [addresses(r) for r in replies] == [["10.1.0.5"]] * 3
-    assert len(table._replies) == 1  # one cached reply served all three spellings
+    assert len(table._replies[V1]) == 1  # one cached reply served all three spellings
     # A name that folds alike but differs is not served from that entry.
-    assert ask("svc.contoso.examplf", table=table).rcode() == dns.rcode.REFUSED
-    nx = [ask(n, table=table) for n in ("nope.contoso.example", "NOPE.contoso.example")]
+    assert ask("svc.contoso.examplf", table=table, **COOKIE).rcode() == dns.rcode.REFUSED
+    nx = [ask(n, table=table, **COOKIE) for n in ("nope.contoso.example", "NOPE.contoso.example")]
     assert [r.rcode() for r in nx] == [dns.rcode.NXDOMAIN] * 2
+    # The common query is answered from its bytes and never cached.
+    assert addresses(ask("multi.contoso.example", table=table)) == ["10.1.0.6", "10.1.0.7"]
+    assert len(table._replies[V1]) == 3
 
 
 def test_a_table_of_1000_records_answers_each_of_them() -> None:
@@ -312,6 +320,49 @@ def test_a_table_of_1000_records_answers_each_of_them() -> None:
     for i in range(0, 1000, 37):
         assert addresses(ask(f"h{i}.big.example", table=table)) == [f"10.4.{i // 256}.{i % 256}"]
     assert ask("h1000.big.example", table=table).rcode() == dns.rcode.NXDOMAIN
+
+
+# --- rebuilding: only what changed ---------------------------------------------------------
+
+
+def test_a_rebuild_keeps_the_tables_and_caches_of_unchanged_vnets() -> None:
+    first = ResolverTable.compile({V1: (CONTOSO, SUB), V2: (CONTOSO_2,)})
+    assert first.rebuilt == {V1, V2}
+    for vnet in (V1, V2, BARE):
+        ask("svc.contoso.example", vnet=vnet, table=first, **COOKIE)  # fills each cache
+    # Equal inputs (new objects, as a fresh store read gives): nothing is compiled.
+    same = ResolverTable.compile(
+        {V1: (replace(CONTOSO), replace(SUB)), V2: (replace(CONTOSO_2),)}, previous=first
+    )
+    assert same.rebuilt == frozenset()
+    assert same._vnets[V1] is first._vnets[V1] and same._vnets[V2] is first._vnets[V2]
+    assert same._replies == first._replies  # every cache kept, BARE's too
+    # A record of V2's zone changes: V2 alone is rebuilt and loses its cache.
+    changed = ZoneAnswers("contoso.example", {"svc.contoso.example": (10, ("10.9.0.6",))})
+    after = ResolverTable.compile({V1: (CONTOSO, SUB), V2: (changed,)}, previous=same)
+    assert after.rebuilt == {V2}
+    assert after._vnets[V1] is first._vnets[V1]
+    assert set(after._replies) == {V1, BARE}
+    assert addresses(ask("svc.contoso.example", vnet=V2, table=after)) == ["10.9.0.6"]
+    assert addresses(ask("svc.contoso.example", vnet=V1, table=after)) == ["10.1.0.5"]
+
+
+def test_a_rebuild_recompiles_only_changed_zones_and_follows_links() -> None:
+    first = ResolverTable.compile({V1: (CONTOSO, SUB), V2: (CONTOSO_2,)})
+    sub_2 = ZoneAnswers("sub.contoso.example", {"y.sub.contoso.example": (10, ("10.3.0.2",))})
+    # V1's sub zone changes: V1 is rebuilt, but its unchanged contoso zone is reused.
+    after = ResolverTable.compile({V1: (CONTOSO, sub_2), V2: (CONTOSO_2,)}, previous=first)
+    assert after.rebuilt == {V1}
+    old_zones, new_zones = first._vnets[V1].zones, after._vnets[V1].zones
+    contoso = (b"contoso", b"example")
+    assert new_zones[contoso] is old_zones[contoso]
+    assert ask("x.sub.contoso.example", table=after).rcode() == dns.rcode.NXDOMAIN
+    assert addresses(ask("y.sub.contoso.example", table=after)) == ["10.3.0.2"]
+    # A link goes (V2 loses its zone) and one comes (BARE gets one).
+    relinked = ResolverTable.compile({V1: (CONTOSO, sub_2), BARE: (CONTOSO_2,)}, previous=after)
+    assert relinked.rebuilt == {V2, BARE}
+    assert ask("svc.contoso.example", vnet=V2, table=relinked).rcode() == dns.rcode.REFUSED
+    assert addresses(ask("svc.contoso.example", vnet=BARE, table=relinked)) == ["10.9.0.5"]
 
 
 def test_an_empty_table_refuses() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.edns
 import dns.message
 import dns.query
 import dns.rcode
@@ -178,6 +179,62 @@ def test_a_change_is_answered_once_wait_idle_returns(setup) -> None:
     plane.change(None, f"{zone_id}/A/svc", "delete", pdm.delete_record_set, f"{zone_id}/A/svc")
     assert server.wait_idle(5)
     assert query(kernel, hub, "svc.contoso.example").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_a_change_rebuilds_only_the_vnets_it_touches(setup) -> None:
+    kernel, server, plane = setup
+    v1, v2 = vnet(plane, "v1"), vnet(plane, "v2")
+    zone_with_link(plane, "one.example", v1, {"svc": "10.1.0.5"})
+    zone2 = zone_with_link(plane, "two.example", v2, {"svc": "10.2.0.5"})
+    assert server.wait_idle(5)
+    record = pdm.ARecordSet(
+        id=f"{zone2}/A/svc", name="svc", location="", ttl=10, ipv4_addresses=("10.2.0.6",)
+    )
+    put(plane, pdm.create_or_update_record_set, record)
+    assert server.wait_idle(5)
+    assert server.table.rebuilt == {key(v2)}
+    stats = server.last_rebuild
+    assert stats is not None and (stats.rebuilt_vnets, stats.kept_vnets) == (1, 1)
+    assert stats.mark_to_swap_seconds is not None and stats.mark_to_swap_seconds >= 0
+    assert stats.read_seconds >= 0 and stats.compile_seconds >= 0
+    vnet(plane, "v3")  # a change that touches no zone: every table is kept
+    assert server.wait_idle(5)
+    assert server.table.rebuilt == frozenset() and server.table.vnets == {key(v1), key(v2)}
+    hub2 = names.hub_netns("tst", v2)
+    kernel.inodes[hub2] = 1
+    server.hubs_changed()
+    wait_for(lambda: hub2 in server.bound(), 5, "the hub bound")
+    assert addresses(query(kernel, hub2, "svc.two.example")) == ["10.2.0.6"]
+
+
+def test_a_burst_of_udp_queries_is_answered_whole(setup) -> None:
+    kernel, server, plane = setup
+    v1 = vnet(plane, "v1")
+    zone_with_link(plane, "contoso.example", v1, {"svc": "10.1.0.5"})
+    hub = names.hub_netns("tst", v1)
+    kernel.inodes[hub] = 1
+    server.hubs_changed()
+    wait_for(lambda: hub in server.bound(), 5, "the hub bound")
+    assert server.wait_idle(5)
+    # 150 queries sent at once (several reads' worth), and one datagram of 3000 bytes
+    # (an EDNS option): each gets its reply.
+    big = dns.message.make_query(
+        "svc.contoso.example", "A", use_edns=0, options=[dns.edns.GenericOption(65001, b"x" * 3000)]
+    )
+    queries = [dns.message.make_query(f"n{i}.contoso.example", "A") for i in range(150)]
+    queries[0] = big
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.settimeout(2)
+        for q in queries:
+            sock.sendto(q.to_wire(max_size=65535), ("127.0.0.1", kernel.ports[hub]))
+        replies = {}
+        for _ in queries:
+            reply = dns.message.from_wire(sock.recv(65535))
+            replies[reply.id] = reply
+    assert len(replies) == len({q.id for q in queries})
+    assert addresses(replies[big.id]) == ["10.1.0.5"]
+    assert {r.rcode() for r in replies.values()} == {dns.rcode.NOERROR, dns.rcode.NXDOMAIN}
 
 
 def test_gone_hubs_are_closed_and_recreated_ones_rebound(setup) -> None:

@@ -1,9 +1,9 @@
 """What a VNet's resolver answers: pure logic from a compiled table, wire in, wire out.
 
 `ResolverTable.compile(answers_by_vnet(...))` turns the zones linked to each VNet into
-dicts keyed by lower-case label tuples, so one query costs a few dict lookups whatever
-the number of records. `ResolverTable.answer(vnet_key, wire, over_tcp)` applies the
-rules of a private zone resolver without recursion (there is no outside network):
+dicts keyed by lower-case names, so one query costs a few dict lookups whatever the
+number of records. `ResolverTable.answer(vnet_key, wire, over_tcp)` applies the rules of
+a private zone resolver without recursion (there is no outside network):
 
 - the longest linked zone containing the query name is authoritative (AA);
 - a name with A records answers its A rrset; the zone apex also answers its SOA;
@@ -19,6 +19,13 @@ rules of a private zone resolver without recursion (there is no outside network)
 Negative answers carry the SOA with TTL min(SOA TTL, SOA minimum) (RFC 2308 section 3).
 UDP replies larger than 512 bytes, or than the query's EDNS payload size, are sent
 empty with TC set so the client retries over TCP.
+
+Two paths give the same bytes: the common query (one IN question, EDNS or not) is
+answered from its wire by `fastpath.answer`; anything else is parsed and rendered by
+dnspython (`resolve`), and those replies are cached per VNet.
+
+`compile(answers, previous)` reuses the compiled table of every VNet whose zones and
+records did not change (and of every zone), so a change costs the VNets it touches.
 """
 
 from __future__ import annotations
@@ -45,18 +52,22 @@ from privatelink.core.private_dns import (
     SOA_TTL,
     ZoneAnswers,
 )
+from privatelink.dns import fastpath
 
 Labels = tuple[bytes, ...]  # a name's labels, lower-case, without the root label
+RecordData = tuple[int, tuple[str, ...]]  # a name's A rrset: TTL, addresses as stored
 
-UDP_MIN_PAYLOAD = 512  # RFC 1035: what a UDP reply may always use
+UDP_MIN_PAYLOAD = fastpath.UDP_MIN_PAYLOAD  # RFC 1035: what a UDP reply may always use
 OUR_PAYLOAD = 1232  # the EDNS payload size we advertise (DNS flag day 2020)
-TCP_MAX = 65535
-MAX_CACHED_REPLIES = 8192
+TCP_MAX = fastpath.TCP_MAX
+MAX_CACHED_REPLIES = 1024  # per VNet; only queries the fast path leaves are cached
 MAX_CACHED_QUERY = 512  # longer queries are odd (a client's own options); not worth keeping
-HEADER_LEN = 12
+HEADER_LEN = fastpath.HEADER_LEN
 SOA_SERIAL = 1  # Azure's private zones serve serial 1
 _QR = 0x8000
 _REFUSED_TYPES = frozenset({dns.rdatatype.AXFR, dns.rdatatype.IXFR})  # no zone transfers
+
+ReplyCache = dict[tuple[bool, bytes], bytes]  # (over TCP, folded query) -> reply
 
 
 def _labels(name: dns.name.Name) -> Labels:
@@ -64,23 +75,53 @@ def _labels(name: dns.name.Name) -> Labels:
     return tuple(label.lower() for label in name.labels[:-1])
 
 
+def _parse_name(fqdn: str) -> tuple[Labels, bytes] | None:
+    """Labels and lower-case wire of a record's name; None when dnspython rejects it."""
+    wire = fastpath.plain_name_wire(fqdn)
+    if wire is not None:  # plain ASCII labels: what dns.name.from_text would give
+        return tuple(fqdn.rstrip(".").lower().encode("ascii").split(b".")), wire
+    try:
+        name = dns.name.from_text(fqdn)
+    except (dns.exception.DNSException, ValueError):
+        return None
+    return _labels(name), fastpath.name_wire(name)
+
+
+def _parse_addresses(addresses: Sequence[str]) -> list[bytes] | None:
+    """The wire form of each address; None when dnspython rejects one of them."""
+    out = []
+    for address in addresses:
+        wire = fastpath.ipv4_wire(address)
+        if wire is None:  # not a plain dotted quad: dnspython judges it
+            try:
+                rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.A, address)
+            except (dns.exception.DNSException, ValueError):
+                return None
+            wire = rdata.to_digestable()
+        out.append(wire)
+    return out
+
+
 @dataclass(frozen=True)
 class CompiledZone:
     """One zone ready to answer: every existing name (with its A rrset, if any)."""
 
+    source: ZoneAnswers  # what it was compiled from (an equal one reuses it)
     origin: dns.name.Name
     depth: int  # labels of the origin
     soa: dns.rrset.RRset  # the apex SOA as answered
     negative_soa: dns.rrset.RRset  # the SOA of NXDOMAIN/NODATA answers (RFC 2308 TTL)
     # Names with records, their ancestors up to the apex (empty non-terminals) and the
     # apex itself; None when a name exists but holds no A record.
-    nodes: dict[Labels, dns.rrset.RRset | None]
+    nodes: dict[Labels, RecordData | None]
+    wire: fastpath.ZoneWire  # the same names in wire form, for the fast path
 
     @classmethod
     def compile(cls, zone: ZoneAnswers) -> CompiledZone:
-        """Build the lookup dict of one zone."""
+        """Build the lookup dicts of one zone."""
         origin = dns.name.from_text(zone.zone)
         apex = _labels(origin)
+        apex_wire = fastpath.name_wire(origin)
         soa_text = (
             f"{SOA_HOST}. {SOA_EMAIL}. {SOA_SERIAL} {SOA_TIMES['refresh']} "
             f"{SOA_TIMES['retry']} {SOA_TIMES['expire']} {SOA_TIMES['minimum']}"
@@ -88,27 +129,30 @@ class CompiledZone:
         soa_rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA, soa_text)
         soa = dns.rrset.from_rdata(origin, SOA_TTL, soa_rdata)
         negative = dns.rrset.from_rdata(origin, min(SOA_TTL, SOA_TIMES["minimum"]), soa_rdata)
-        nodes: dict[Labels, dns.rrset.RRset | None] = {apex: None}
+        nodes: dict[Labels, RecordData | None] = {apex: None}
+        wire_nodes: dict[bytes, fastpath.ARecords] = {apex_wire: None}
+        depth = len(apex)
         for fqdn, (ttl, addresses) in sorted(zone.records.items()):
-            try:
-                name = dns.name.from_text(fqdn)
-                rrset = (
-                    dns.rrset.from_text_list(
-                        name, ttl, dns.rdataclass.IN, dns.rdatatype.A, addresses
-                    )
-                    if addresses
-                    else None
-                )
-            except (dns.exception.DNSException, ValueError):
-                continue  # the core validates names and addresses; never let one sink a zone
-            labels = _labels(name)
-            if labels[len(labels) - len(apex) :] != apex:
+            # The core validates names and addresses; never let one sink a zone.
+            parsed = _parse_name(fqdn)
+            if parsed is None:
+                continue
+            labels, name_wire = parsed
+            if labels[len(labels) - depth :] != apex:
                 continue  # not inside this zone: never served from it
+            address_wires = _parse_addresses(addresses) if addresses else []
+            if address_wires is None or (addresses and not isinstance(ttl, int)):
+                continue
             # Ancestors exist as empty non-terminals unless they hold records themselves.
-            for cut in range(1, len(labels) - len(apex) + 1):
+            at = 0
+            for cut in range(1, len(labels) - depth + 1):
                 nodes.setdefault(labels[cut:], None)
-            nodes[labels] = rrset
-        return cls(origin, len(apex), soa, negative, nodes)
+                at += name_wire[at] + 1
+                wire_nodes.setdefault(name_wire[at:], None)
+            nodes[labels] = (ttl, tuple(addresses)) if addresses else None
+            wire_nodes[name_wire] = fastpath.a_records_wire(ttl, address_wires)
+        zone_wire = fastpath.ZoneWire.build(origin, wire_nodes, soa, negative)
+        return cls(zone, origin, depth, soa, negative, nodes, zone_wire)
 
 
 @dataclass(frozen=True)
@@ -123,9 +167,8 @@ class Lookup:
 def lookup(zone: CompiledZone, qname: dns.name.Name, labels: Labels, qtype: int) -> Lookup:
     """Answer `qname`/`qtype` from a zone that contains it (`labels` is its key)."""
     if labels in zone.nodes:
-        a_rrset = zone.nodes[labels]
         apex = len(labels) == zone.depth
-        return _node_answer(zone, a_rrset, zone.soa if apex else None, qtype)
+        return _node_answer(zone, qname, zone.nodes[labels], zone.soa if apex else None, qtype)
     # RFC 4592: the closest encloser is the longest existing ancestor (the apex at worst);
     # only `*.<closest encloser>` may synthesize an answer.
     for cut in range(1, len(labels) - zone.depth + 1):
@@ -134,22 +177,23 @@ def lookup(zone: CompiledZone, qname: dns.name.Name, labels: Labels, qtype: int)
             wildcard = (b"*", *encloser)
             if wildcard not in zone.nodes:
                 break
-            source = zone.nodes[wildcard]
-            synthesized = (
-                dns.rrset.from_rdata_list(qname, source.ttl, list(source))
-                if source is not None
-                else None
-            )
-            return _node_answer(zone, synthesized, None, qtype)
+            return _node_answer(zone, qname, zone.nodes[wildcard], None, qtype)
     return Lookup(dns.rcode.NXDOMAIN, (), (zone.negative_soa,))
 
 
 def _node_answer(
     zone: CompiledZone,
-    a_rrset: dns.rrset.RRset | None,
+    qname: dns.name.Name,
+    records: RecordData | None,
     soa: dns.rrset.RRset | None,
     qtype: int,
 ) -> Lookup:
+    # The A rrset is owned by the asked name (a wildcard's is synthesized under it).
+    a_rrset = (
+        dns.rrset.from_text_list(qname, records[0], dns.rdataclass.IN, dns.rdatatype.A, records[1])
+        if records is not None
+        else None
+    )
     held = [rrset for rrset in (a_rrset, soa) if rrset is not None]
     if qtype == dns.rdatatype.ANY:
         found = held
@@ -167,30 +211,86 @@ def _header_reply(wire: bytes, rcode: int) -> bytes:
     return struct.pack("!HHHHHH", query_id, reply_flags, 0, 0, 0, 0)
 
 
-class ResolverTable:
-    """The zones each VNet resolves, compiled for dict lookups; immutable once built."""
+@dataclass(frozen=True)
+class VnetTable:
+    """The zones one VNet resolves, compiled; immutable once built."""
 
-    def __init__(self, zones_by_vnet: Mapping[str, Mapping[Labels, CompiledZone]]) -> None:
-        """`zones_by_vnet`: VNet key -> {zone origin labels -> zone}."""
-        self._vnets = {vnet: dict(zones) for vnet, zones in zones_by_vnet.items()}
-        # Replies by (VNet, transport, query without its id): the table never changes, so
-        # equal queries get equal replies; parsing and rendering dominate the cost.
-        self._replies: dict[tuple[str, bool, bytes], bytes] = {}
+    inputs: tuple[ZoneAnswers, ...]  # what it was compiled from
+    zones: dict[Labels, CompiledZone]  # by origin labels
+    wire: fastpath.VnetWire  # the same zones for the fast path
 
     @classmethod
-    def compile(cls, answers: Mapping[str, Sequence[ZoneAnswers]]) -> ResolverTable:
-        """From `answers_by_vnet` output; a zone linked to several VNets compiles once."""
-        compiled: dict[int, CompiledZone] = {}
-        zones_by_vnet: dict[str, dict[Labels, CompiledZone]] = {}
+    def build(cls, inputs: tuple[ZoneAnswers, ...], compiled: Sequence[CompiledZone]) -> VnetTable:
+        """From a VNet's compiled zones (a later zone of the same origin wins)."""
+        zones = {_labels(zone.origin): zone for zone in compiled}
+        wire = fastpath.VnetWire.build({zone.wire.apex: zone.wire for zone in zones.values()})
+        return cls(inputs, zones, wire)
+
+
+class ResolverTable:
+    """The zones each VNet resolves, compiled for dict lookups; immutable once built
+    (but for the reply caches of the dnspython path)."""
+
+    def __init__(
+        self,
+        vnets: Mapping[str, VnetTable],
+        caches: Mapping[str, ReplyCache] | None = None,
+        rebuilt: frozenset[str] = frozenset(),
+    ) -> None:
+        """`vnets`: VNet key -> its table; `caches`: reply caches to keep (tables that did
+        not change); `rebuilt`: the VNets whose table was built anew or dropped."""
+        self._vnets = dict(vnets)
+        # Replies of the dnspython path by VNet, then (transport, query without its id):
+        # a VNet's table never changes, so equal queries get equal replies.
+        self._replies: dict[str, ReplyCache] = dict(caches or {})
+        self.rebuilt = rebuilt
+
+    @classmethod
+    def compile(
+        cls,
+        answers: Mapping[str, Sequence[ZoneAnswers]],
+        previous: ResolverTable | None = None,
+    ) -> ResolverTable:
+        """From `answers_by_vnet` output. A zone linked to several VNets compiles once;
+        with `previous`, a VNet whose zones are all equal to what its table was built
+        from keeps that table (and its reply cache), and an unchanged zone is reused."""
+        old_vnets = previous._vnets if previous is not None else {}
+        old_zones: dict[str, list[CompiledZone]] = {}
+        for table in old_vnets.values():
+            for zone in table.zones.values():
+                old_zones.setdefault(zone.source.zone, []).append(zone)
+        compiled: dict[int, CompiledZone] = {}  # by id() of the ZoneAnswers
+
+        def zone_of(answers: ZoneAnswers) -> CompiledZone:
+            # answers_by_vnet hands every VNet the same ZoneAnswers object for a zone.
+            built = compiled.get(id(answers))
+            if built is None:
+                same = (z for z in old_zones.get(answers.zone, ()) if z.source == answers)
+                built = next(same, None) or CompiledZone.compile(answers)
+                compiled[id(answers)] = built
+            return built
+
+        vnets: dict[str, VnetTable] = {}
+        rebuilt: set[str] = set()
         for vnet, zones in answers.items():
-            mine = zones_by_vnet.setdefault(vnet, {})
-            for zone in zones:
-                # answers_by_vnet hands every VNet the same ZoneAnswers object for a zone.
-                if id(zone) not in compiled:
-                    compiled[id(zone)] = CompiledZone.compile(zone)
-                built = compiled[id(zone)]
-                mine[_labels(built.origin)] = built
-        return cls(zones_by_vnet)
+            inputs = tuple(zones)
+            old = old_vnets.get(vnet)
+            if old is not None and old.inputs == inputs:
+                vnets[vnet] = old
+                continue
+            vnets[vnet] = VnetTable.build(inputs, [zone_of(z) for z in inputs])
+            rebuilt.add(vnet)
+        caches: dict[str, ReplyCache] = {}
+        if previous is not None:
+            # A copy: the serving thread may add a VNet's cache meanwhile.
+            for vnet, cache in previous._replies.copy().items():
+                kept = vnets.get(vnet)
+                if kept is not None and kept is old_vnets.get(vnet):
+                    caches[vnet] = cache  # same table
+                elif kept is None and vnet not in old_vnets:
+                    caches[vnet] = cache  # no links before or now: same answers
+        removed = frozenset(old_vnets) - frozenset(vnets)
+        return cls(vnets, caches, frozenset(rebuilt) | removed)
 
     @property
     def vnets(self) -> frozenset[str]:
@@ -199,10 +299,11 @@ class ResolverTable:
 
     def zones(self, vnet_key: str) -> tuple[str, ...]:
         """Domains a VNet resolves (lower-case, no trailing dot)."""
+        table = self._vnets.get(vnet_key)
         return tuple(
             sorted(
                 z.origin.to_text(omit_final_dot=True)
-                for z in self._vnets.get(vnet_key, {}).values()
+                for z in (table.zones.values() if table else ())
             )
         )
 
@@ -213,7 +314,8 @@ class ResolverTable:
             response.set_rcode(dns.rcode.BADVERS)  # RFC 6891: we speak EDNS version 0
             return response
         question = query.question[0]
-        zones = self._vnets.get(vnet_key)
+        table = self._vnets.get(vnet_key)
+        zones = table.zones if table is not None else None
         if not zones or question.rdclass != dns.rdataclass.IN or question.rdtype in _REFUSED_TYPES:
             response.set_rcode(dns.rcode.REFUSED)
             return response
@@ -235,6 +337,9 @@ class ResolverTable:
 
         Never raises: the wire comes from any process of the VNet.
         """
+        fast = self.answer_fast(vnet_key, query_wire, over_tcp)
+        if fast is not None:
+            return fast
         if len(query_wire) < HEADER_LEN or query_wire[2] & 0x80:
             return None  # no header to answer to, or a response: never reply
         opcode = (query_wire[2] >> 3) & 0xF
@@ -245,8 +350,11 @@ class ResolverTable:
         # asker's id and spelling of the name back (the question comes first, uncompressed).
         end = _qname_end(query_wire)
         folded = query_wire[2:HEADER_LEN] + query_wire[HEADER_LEN:end].lower() + query_wire[end:]
-        cache_key = (vnet_key, over_tcp, folded)
-        cached = self._replies.get(cache_key)
+        replies = self._replies.get(vnet_key)
+        if replies is None:
+            replies = self._replies[vnet_key] = {}
+        cache_key = (over_tcp, folded)
+        cached = replies.get(cache_key)
         if cached is not None:
             if end > HEADER_LEN and cached[HEADER_LEN:end].lower() == folded[10 : end - 2]:
                 return (
@@ -256,14 +364,22 @@ class ResolverTable:
                     + cached[end:]
                 )
             return query_wire[:2] + cached[2:]
-        reply = self._answer(vnet_key, query_wire, over_tcp)
+        reply = self.answer_slow(vnet_key, query_wire, over_tcp)
         if len(query_wire) <= MAX_CACHED_QUERY:
-            if len(self._replies) >= MAX_CACHED_REPLIES:
-                self._replies.clear()  # bounded memory; refills with what is asked now
-            self._replies[cache_key] = reply
+            if len(replies) >= MAX_CACHED_REPLIES:
+                replies.clear()  # bounded memory; refills with what is asked now
+            replies[cache_key] = reply
         return reply
 
-    def _answer(self, vnet_key: str, query_wire: bytes, over_tcp: bool) -> bytes:
+    def answer_fast(self, vnet_key: str, query_wire: bytes, over_tcp: bool = False) -> bytes | None:
+        """The reply to a common query straight from its bytes, or None when the query
+        is not one for the fast path (`fastpath`); never raises."""
+        table = self._vnets.get(vnet_key)
+        return fastpath.answer(table.wire if table is not None else None, query_wire, over_tcp)
+
+    def answer_slow(self, vnet_key: str, query_wire: bytes, over_tcp: bool = False) -> bytes:
+        """The reply through dnspython to a QUERY with a header, uncached (`answer` checks
+        the header and the opcode first)."""
         try:
             query = dns.message.from_wire(query_wire)
         except Exception:  # any malformed input (dnspython raises many kinds): FORMERR
@@ -278,7 +394,8 @@ class ResolverTable:
         else:
             limit = UDP_MIN_PAYLOAD
         try:
-            # Too big: every section is dropped and TC set (the client retries over TCP).
+            # Too big: the rrsets from the first that does not fit are dropped and TC set
+            # (the client retries over TCP).
             return response.to_wire(max_size=limit, prefer_truncation=True)
         except Exception:  # e.g. a name that no longer fits: a reply is still owed
             return _header_reply(query_wire, dns.rcode.SERVFAIL)

@@ -4,28 +4,35 @@ One thread runs one asyncio loop that serves every hub's sockets and keeps two t
 current, never both at once:
 
 - the answer table (`ResolverTable`): `mark_dirty()` (every committed change, through
-  the control plane) bumps a generation; the loop rebuilds the table from the store off
-  the loop (in an executor, so queries keep being answered from the previous table) and
-  swaps it in. `wait_idle()` returns once the table covers every mark made before it.
+  the control plane) bumps a generation; the loop reads every VNet's zones from the
+  store off the loop (in an executor, so queries keep being answered from the previous
+  table), compiles only the VNets whose zones or records differ from what their table
+  was built from, and swaps the new table in (`last_rebuild` says what it cost).
+  `wait_idle()` returns once the table covers every mark made before it.
 - the bindings: one UDP socket and one TCP listener per hub namespace of a VNet in the
   store. `hubs_changed()` (the reconciler, after each sync) and a timer every
   RECHECK_SECONDS compare them with /run/netns: new hubs are bound, sockets of gone hubs
   closed (a socket keeps its namespace alive), and a hub whose namespace was recreated
   (another inode) is rebound.
 
-A socket knows its VNet key; a VNet without links answers REFUSED. Errors are logged and
-retried; nothing here raises into the API server.
+A socket knows its VNet key; a VNet without links answers REFUSED. A readable UDP socket
+is drained of up to UDP_BATCH datagrams per wake-up (one loop iteration per datagram
+costs more than answering it). Errors are logged and retried; nothing here raises into
+the API server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import gc
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from privatelink.core.ids import key
 from privatelink.core.private_dns import LINK_TYPE, VirtualNetworkLink, answers_by_vnet
@@ -42,6 +49,20 @@ TCP_IDLE_SECONDS = 10.0  # a TCP client silent this long is disconnected
 MAX_TCP_QUERIES = 1000  # queries per TCP connection before we close it
 MAX_TCP_CONNECTIONS = 256  # open TCP connections over all hubs; more are closed at once
 MAX_BACKOFF_SECONDS = 5.0
+UDP_BATCH = 64  # datagrams read per wake-up of a UDP socket
+MAX_UDP_BACKLOG = 1024  # replies waiting for a full socket buffer; more are dropped
+UDP_MAX = 65535  # a datagram is read whole, however large
+
+
+@dataclass(frozen=True)
+class RebuildStats:
+    """What the last table swap cost."""
+
+    read_seconds: float  # reading every VNet's zones and records from the store
+    compile_seconds: float  # compiling the VNets that changed
+    rebuilt_vnets: int  # VNets compiled anew (or dropped)
+    kept_vnets: int  # VNets whose table was kept as it was
+    mark_to_swap_seconds: float | None  # oldest mark_dirty() covered -> the swap
 
 
 @dataclass
@@ -50,7 +71,7 @@ class Binding:
 
     vnet_key: str
     inode: int  # of the namespace the sockets live in
-    udp: asyncio.DatagramTransport
+    udp: _UdpEndpoint
     tcp: asyncio.Server
     clients: set[asyncio.StreamWriter] = field(default_factory=set)
 
@@ -63,26 +84,81 @@ class Binding:
         self.clients.clear()
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    """Answers the datagrams of one hub's UDP socket."""
+class _UdpEndpoint:
+    """Answers the datagrams of one hub's UDP socket, read in batches on the loop.
 
-    def __init__(self, server: DnsServer, vnet_key: str) -> None:
+    asyncio's datagram transport reads one datagram per loop iteration (into a 256 KiB
+    buffer); under load most of a query's cost was that, not the answer. Replies go
+    straight to the socket; when its buffer is full they wait (bounded) until it drains.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        server: DnsServer,
+        vnet_key: str,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
         self.server = server
         self.vnet_key = vnet_key
-        self.transport: asyncio.DatagramTransport | None = None
+        self._fd = sock.fileno()
+        self._buffer = bytearray(UDP_MAX)
+        self._view = memoryview(self._buffer)
+        self._backlog: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._closed = False
+        sock.setblocking(False)
+        loop.add_reader(self._fd, self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A datagram endpoint's transport (the selector class is not a registered subclass).
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def _readable(self) -> None:
+        sock, view = self.sock, self._view
+        for _ in range(UDP_BATCH):
+            try:
+                size, addr = sock.recvfrom_into(self._buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. an ICMP error queued on the socket
+                log.debug("udp error in %s: %s", self.vnet_key, exc)
+                return
+            reply = self.server.reply(self.vnet_key, view[:size].tobytes(), over_tcp=False)
+            if reply is not None:
+                self._send(reply, addr)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        reply = self.server.reply(self.vnet_key, data, over_tcp=False)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
+    def _send(self, reply: bytes, addr: Any) -> None:
+        if self._backlog:
+            if len(self._backlog) < MAX_UDP_BACKLOG:
+                self._backlog.append((reply, addr))
+            return
+        try:
+            self.sock.sendto(reply, addr)
+        except (BlockingIOError, InterruptedError):
+            self._backlog.append((reply, addr))
+            self.loop.add_writer(self._fd, self._writable)
+        except OSError as exc:  # e.g. the client's address is unreachable: drop it
+            log.debug("udp send in %s: %s", self.vnet_key, exc)
 
-    def error_received(self, exc: Exception) -> None:
-        # e.g. ICMP port unreachable from a client that gave up: nothing to do.
-        log.debug("udp error in %s: %s", self.vnet_key, exc)
+    def _writable(self) -> None:
+        while self._backlog:
+            reply, addr = self._backlog[0]
+            try:
+                self.sock.sendto(reply, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("udp send in %s: %s", self.vnet_key, exc)
+            self._backlog.popleft()
+        self.loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        """Stop reading and close the socket (idempotent; loop thread)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.loop.remove_reader(self._fd)
+        self.loop.remove_writer(self._fd)
+        self._backlog.clear()
+        self.sock.close()
 
 
 class DnsServer:
@@ -107,11 +183,13 @@ class DnsServer:
         self.kernel = kernel
         self.table: ResolverTable = EMPTY
         self.rebuilds = 0  # tables built so far
+        self.last_rebuild: RebuildStats | None = None
         self.binds = 0  # hub bindings made so far (a recreated hub is bound again)
         self.checks = 0  # binding checks completed so far
         self.last_error: str | None = None
         self._changed = threading.Condition()
         self._wanted = 0  # generation bumped by mark_dirty
+        self._marked_at: float | None = None  # the oldest mark no rebuild has started for
         self._built = 0  # generation the current table covers
         self._rebind = True
         self._stopping = False
@@ -128,6 +206,8 @@ class DnsServer:
         """The store changed: rebuild the table soon."""
         with self._changed:
             self._wanted += 1
+            if self._marked_at is None:
+                self._marked_at = time.monotonic()
         self._poke()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
@@ -220,6 +300,9 @@ class DnsServer:
             with self._changed:
                 target = self._wanted
                 dirty = self._built < target or self.rebuilds == 0
+                marked_at = self._marked_at if dirty else None
+                if dirty:
+                    self._marked_at = None
             now = time.monotonic()
             rebind = self._rebind or now >= next_check
             if not dirty and not rebind:
@@ -231,14 +314,24 @@ class DnsServer:
             failed = False
             if dirty:
                 try:
-                    table = await loop.run_in_executor(None, self._read_table)
+                    table, read_s, compile_s = await loop.run_in_executor(None, self._read_table)
                 except Exception as exc:  # e.g. the database is unreachable: retry
                     log.exception("rebuilding the DNS table failed")
                     self.last_error = f"rebuild: {exc}"
                     failed = True
+                    with self._changed:  # the marks are still to be covered
+                        if marked_at is not None and self._marked_at is None:
+                            self._marked_at = marked_at
                 else:
                     self.table = table
                     self.rebuilds += 1
+                    self.last_rebuild = RebuildStats(
+                        read_s,
+                        compile_s,
+                        len(table.rebuilt),
+                        len(table.vnets) - len(table.rebuilt & table.vnets),
+                        None if marked_at is None else time.monotonic() - marked_at,
+                    )
                     with self._changed:
                         self._built = max(self._built, target)
                         self._changed.notify_all()
@@ -267,12 +360,30 @@ class DnsServer:
             await self._wake.wait()
             self._wake.clear()
 
-    def _read_table(self) -> ResolverTable:
-        """The table of the store now (runs in an executor thread)."""
-        with self.repo.read() as view:
-            links = (r for r in self.repo.iter_all(LINK_TYPE) if isinstance(r, VirtualNetworkLink))
-            answers = answers_by_vnet(view, links)
-        return ResolverTable.compile(answers)
+    def _read_table(self) -> tuple[ResolverTable, float, float]:
+        """The table of the store now, with the seconds spent reading and compiling
+        (runs in an executor thread). VNets whose zones did not change keep their
+        compiled table (the current one is only read here, never changed)."""
+        # The cyclic collector stays off meanwhile: reading thousands of records makes
+        # objects that die within the rebuild, and a collection in the middle would
+        # promote them to older generations, soon calling for a full collection (~50 ms
+        # with a few hundred thousand live objects) in the middle of a later rebuild.
+        # Off, they die uncounted; what the table keeps is collected once it is back on.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            started = time.perf_counter()
+            with self.repo.read() as view:
+                links = (
+                    r for r in self.repo.iter_all(LINK_TYPE) if isinstance(r, VirtualNetworkLink)
+                )
+                answers = answers_by_vnet(view, links)
+            read = time.perf_counter()
+            table = ResolverTable.compile(answers, previous=self.table)
+            return table, read - started, time.perf_counter() - read
+        finally:
+            if collecting:
+                gc.enable()
 
     def _present_hubs(self) -> dict[str, tuple[str, int]]:
         """Hub namespace -> (VNet key, namespace inode) of every stored VNet whose hub
@@ -313,9 +424,7 @@ class DnsServer:
             None, self.kernel.server_sockets_in_netns, netns, self.address, self.port
         )
         try:
-            transport, _protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self, vnet_key), sock=udp_sock
-            )
+            udp = _UdpEndpoint(loop, udp_sock, self, vnet_key)
         except Exception:
             udp_sock.close()
             tcp_sock.close()
@@ -328,10 +437,10 @@ class DnsServer:
         try:
             server = await asyncio.start_server(handle, sock=tcp_sock)
         except Exception:
-            transport.close()
+            udp.close()
             tcp_sock.close()
             raise
-        self._bindings[netns] = Binding(vnet_key, inode, transport, server, clients)
+        self._bindings[netns] = Binding(vnet_key, inode, udp, server, clients)
         self.binds += 1
         log.info("DNS: serving %s:%d in %s", self.address, self.port, netns)
 
