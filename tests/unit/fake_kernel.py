@@ -321,6 +321,7 @@ class FakeNetlink:
         pass
 
     def links(self) -> dict[str, Link]:
+        self.kernel.calls.append(f"links {self.netns}")  # a dump: what a sync should avoid
         return dict(self.ns.links)
 
     def link(self, name: str) -> Link | None:
@@ -333,6 +334,13 @@ class FakeNetlink:
             self.ns.links[name] = Link(
                 link.name, link.index, link.up, tuple(sorted((*link.addresses, address)))
             )
+
+    def delete_address(self, name: str, address: str) -> None:
+        link = self.ns.links[name]
+        if address in link.addresses:
+            self.kernel.calls.append(f"deladdr {self.netns}/{name} {address}")
+            kept = tuple(a for a in link.addresses if a != address)
+            self.ns.links[name] = Link(link.name, link.index, link.up, kept)
 
     def add_veth(self, name: str, peer: str, peer_netns: str) -> None:
         self.kernel.calls.append(f"veth {self.netns}/{name} {peer_netns}/{peer}")

@@ -319,3 +319,35 @@ def test_a_removed_link_resets_its_flows_only_until_its_conntrack_entries_are_go
         assert f"delete element ip privatelink dying_links {{ {link.mark} }}" in last[name]
         assert "@dying_links" not in kernel.ns[name].table.text().split("chain forward")[1]
     assert max(deletes) < min(i for i, c in enumerate(order) if c.startswith("nft") and i > 1)
+
+
+def test_one_more_endpoint_costs_its_own_objects_only(setup) -> None:
+    """Issue 12: a new link among others lists no hub's interfaces, replaces no table:
+    its address on `lo`, its veth and route, and nft elements of its own."""
+    kernel, reconciler, _plane = setup
+    first, _ = _link_plan("10.0.2.4", slot=3)
+    reconciler.apply(first, full=True)
+    _, added = _link_plan("10.0.2.5", slot=4)
+    links = (*first.links, added)
+    both = Plan(
+        hubs=(
+            HubPlan("c", added.consumer_netns, links_out=links, pe_ips=("10.0.2.4", "10.0.2.5")),
+            HubPlan("p", added.provider_netns, links_in=links),
+        ),
+        links=links,
+        health_checks=(),
+    )
+    kernel.calls.clear()
+    applied: list[str] = []
+    real_apply = kernel.apply_nft
+    kernel.apply_nft = lambda name, text: (applied.append(text), real_apply(name, text))  # type: ignore[method-assign]
+    reconciler.apply(both, full=False)
+    assert not [c for c in kernel.calls if c.startswith("links ")], kernel.calls
+    assert f"addr {added.consumer_netns}/lo 10.0.2.5/32" in kernel.calls
+    assert all("delete table" not in text for text in applied)
+    assert any(f"add element ip privatelink live_links {{ {added.mark} }}" in t for t in applied)
+    # And the removal: the address goes again, still without a listing.
+    kernel.calls.clear()
+    reconciler.apply(first, full=False)
+    assert f"deladdr {added.consumer_netns}/lo 10.0.2.5/32" in kernel.calls
+    assert not [c for c in kernel.calls if c.startswith("links ")], kernel.calls

@@ -349,6 +349,18 @@ class Netlink:
                 return
             raise _wrap(exc, f"add {address} to {name}", self.netns) from exc
 
+    def delete_address(self, name: str, address: str) -> None:
+        """Remove "ip/len" from an interface; already gone is fine."""
+        try:
+            ip, plen = address.split("/")
+            self._ns.addr("del", index=self._index(name), address=ip, prefixlen=int(plen))
+        except KernelError:
+            raise
+        except Exception as exc:
+            if getattr(exc, "code", None) in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
+                return
+            raise _wrap(exc, f"delete {address} from {name}", self.netns) from exc
+
     def add_veth(self, name: str, peer: str, peer_netns: str) -> None:
         """A veth pair: `name` here, `peer` in `peer_netns` (never in the root namespace)."""
         try:

@@ -114,6 +114,14 @@ class DataplaneStats:
     watching: bool = False
 
 
+def _local_addresses(hub: HubPlan) -> frozenset[str]:
+    """The PE and NAT addresses of a hub's `lo`: local so that, when no live flow NATs
+    them, the input chain answers with a TCP reset instead of "unreachable"."""
+    return frozenset(f"{ip}/32" for ip in hub.pe_ips) | frozenset(
+        f"{ip}/32" for s in hub.services for ip in s.nat_ips
+    )
+
+
 class Reconciler:
     """Applies the desired state of a repository onto this host's kernel."""
 
@@ -144,7 +152,8 @@ class Reconciler:
         self._prepared: set[str] = set()
         self._thread: threading.Thread | None = None
         self._handles: dict[str, Netlink] = {}
-        self._hub_sigs: dict[str, object] = {}
+        # Each hub's NICs and local (PE and NAT) addresses as last made.
+        self._hub_sigs: dict[str, tuple[tuple[NicPlan, ...], frozenset[str]]] = {}
         self._links: dict[int, LinkPlan] = {}
         self._full_due = 0.0
         # The stored resources as of change version `_version` (None: read them all next
@@ -558,10 +567,20 @@ class Reconciler:
         for netns in damaged_hubs | set(damage.tables):
             self._applied.pop(netns, None)  # re-apply its table (gone with a namespace)
         for hub in desired.hubs:
-            sig = (hub.nics, hub.pe_ips, tuple(ip for s in hub.services for ip in s.nat_ips))
-            if full or hub.netns in damaged_hubs or self._hub_sigs.get(hub.netns) != sig:
+            local = _local_addresses(hub)
+            made = self._hub_sigs.get(hub.netns)
+            if full or hub.netns in damaged_hubs or made is None or made[0] != hub.nics:
                 self._hub(hub)
-                self._hub_sigs[hub.netns] = sig
+            elif made[1] != local:
+                # Only PE or NAT addresses changed (an endpoint came or went): add and
+                # remove those on `lo`, without listing the hub's interfaces (with
+                # thousands of link veths a listing costs seconds, docs/dataplane.md §8).
+                nl = self._netlink(hub.netns)
+                for address in sorted(made[1] - local):
+                    nl.delete_address("lo", address)
+                for address in sorted(local - made[1]):
+                    nl.add_address("lo", address)
+            self._hub_sigs[hub.netns] = (hub.nics, local)
         links = {x.slot: x for x in desired.links}
         # Marks of links this sync removes, per hub: until their conntrack entries are
         # gone, a `forward` rule resets their flows on the next packet. Only for that
@@ -709,13 +728,8 @@ class Reconciler:
         nl = self._netlink(hub.netns)
         links = nl.links()
         lo = links["lo"]
-        # PE and NAT addresses are local to the hub so that, when no live flow NATs
-        # them, the input chain answers with a TCP reset instead of "unreachable".
-        local = {f"{ip}/32" for ip in hub.pe_ips} | {
-            f"{ip}/32" for s in hub.services for ip in s.nat_ips
-        }
         # 168.63.129.16: health probes come from it and the VNet's DNS server listens on it.
-        wanted_lo = ["127.0.0.1/8", f"{names.AZURE_PLATFORM_IP}/32", *sorted(local)]
+        wanted_lo = ["127.0.0.1/8", f"{names.AZURE_PLATFORM_IP}/32", *sorted(_local_addresses(hub))]
         nl.set_addresses("lo", wanted_lo, lo.addresses)
         if not lo.up:
             nl.set_up("lo")
