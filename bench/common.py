@@ -12,6 +12,7 @@ import statistics
 import string
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,6 +85,28 @@ def vnet_body(space: str, subnets: dict[str, tuple[str, bool]]) -> dict[str, Any
     }
 
 
+class Bearer:
+    """`Authorization` headers for the server's client, the token cached and renewed
+    5 minutes before it expires (thread-safe: benches send from worker threads)."""
+
+    SCOPE = "https://management.azure.com/.default"
+
+    def __init__(self, creds: dict[str, str]) -> None:
+        self.credential = credential(creds)
+        self._lock = threading.Lock()
+        self._token: tuple[str, float] | None = None
+
+    def __call__(self) -> dict[str, str]:
+        with self._lock:
+            if self._token is None or self._token[1] - time.time() < 300:
+                got = self.credential.get_token(self.SCOPE)
+                self._token = (got.token, float(got.expires_on))
+            return {"Authorization": f"Bearer {self._token[0]}"}
+
+    def close(self) -> None:
+        self.credential.close()
+
+
 # --- processes, namespaces, statistics ----------------------------------------------------
 
 
@@ -134,6 +157,20 @@ def must(proc: subprocess.CompletedProcess[str], what: str) -> str:
 def ip(*args: str) -> str:
     proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
     return must(proc, "ip " + " ".join(args))
+
+
+def wait_process_idle(
+    pid: int, budget: float, window: float = 1.0, below: float = 0.05
+) -> dict[str, Any]:
+    """Wait (at most `budget` s) until a process used < `below` of a core in two windows
+    in a row (e.g. the server after a burst of writes); how long that took."""
+    t0 = time.monotonic()
+    quiet = 0
+    while quiet < 2 and time.monotonic() - t0 < budget:
+        c0, w0 = process_cpu(pid), time.monotonic()
+        time.sleep(window)
+        quiet = quiet + 1 if (process_cpu(pid) - c0) / (time.monotonic() - w0) < below else 0
+    return {"waited_s": round(time.monotonic() - t0, 1), "idle": quiet >= 2}
 
 
 def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
