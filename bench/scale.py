@@ -40,11 +40,12 @@ azure-mgmt-network) and measures, with real TCP from VM namespaces:
    page; target: within 2x).
 
 `--quick`: 100 services on 13 LBs, 1000 endpoints from 4 VNets in 2 subscriptions,
-5 samples for steps 2-3 (about 15 minutes on a 2-core machine). The full run is the
+5 samples for steps 2-3 (about 2 minutes on a 2-core machine). The full run is the
 issue's world: 1000 services on 125 LBs, 10,000 endpoints from 20 VNets in 10
-subscriptions, 20 samples (hours). Private DNS for 2000 endpoints, the kernel work per
-change and the data path at 10,000 links are not measured here (bench/dns.py,
-bench/kernel_objects.py, bench/dataplane.py); the output says so.
+subscriptions, 20 samples (25 minutes there, at commit f56e0c0). Private DNS for
+2000 endpoints, the kernel work per change and the data path at 10,000 links are not
+measured here (bench/dns.py, bench/kernel_objects.py, bench/dataplane.py); the output
+says so.
 
 Every loop is bounded in count and time. The server's CPU is its own process's (user +
 system; children such as `conntrack` not counted). The machine may be shared: figures
