@@ -45,7 +45,7 @@ def test_each_write_is_one_version_with_its_keys(world: World) -> None:
     _put(repo, _vnet("a"), _vnet("b"))
     v1, put, deleted = repo.changes_since(v0)  # type: ignore[misc]
     assert v1 == v0 + 1
-    assert [r.name for r in put] == ["a", "b"] and deleted == []
+    assert [r.name for _, r in put] == ["a", "b"] and deleted == []
     _delete(repo, vnet_id("a"))
     v2, put, deleted = repo.changes_since(v1)  # type: ignore[misc]
     assert (v2, put, deleted) == (v1 + 1, [], [vnet_id("a").lower()])
@@ -59,7 +59,7 @@ def test_a_resource_comes_as_it_is_now_in_creation_order(world: World) -> None:
     _put(repo, _vnet("a"))
     _put(repo, _vnet("b", "10.9.0.0/16"))  # an update keeps b's place
     _, put, _ = repo.changes_since(v0)  # type: ignore[misc]
-    assert [(r.name, r.address_prefixes) for r in put] == [  # type: ignore[attr-defined]
+    assert [(r.name, r.address_prefixes) for _, r in put] == [  # type: ignore[attr-defined]
         ("b", ("10.9.0.0/16",)),
         ("a", ("10.0.0.0/16",)),
     ]
@@ -67,7 +67,8 @@ def test_a_resource_comes_as_it_is_now_in_creation_order(world: World) -> None:
     _delete(repo, vnet_id("a"))
     _put(repo, _vnet("a"))
     _, put, deleted = repo.changes_since(v0)  # type: ignore[misc]
-    assert {r.name for r in put} == {"a", "b"} and deleted == []
+    assert {r.name for _, r in put} == {"a", "b"} and deleted == []
+    assert [r.name for _, r in put] == ["b", "a"]  # a, made again, is the newest now
 
 
 def test_provisioning_states_are_changes_too(world: World) -> None:
@@ -78,7 +79,7 @@ def test_provisioning_states_are_changes_too(world: World) -> None:
     v = repo.versioned_snapshot()[0]
     repo.set_provisioning_states({stored.key: (stored.etag, "Succeeded")})
     _, put, _ = repo.changes_since(v)  # type: ignore[misc]
-    assert [r.provisioning_state for r in put] == ["Succeeded"]
+    assert [r.provisioning_state for _, r in put] == ["Succeeded"]
     repo.set_provisioning_states({stored.key: (stored.etag, "Succeeded")})  # no change
     assert repo.changes_since(repo.versioned_snapshot()[0])[1:] == ([], [])  # type: ignore[index]
 
@@ -93,7 +94,7 @@ def test_a_reader_behind_the_pruned_feed_reads_everything(world: World) -> None:
     assert repo.prune_changes(v1) == 0  # once
     assert repo.changes_since(v0) is None  # too far behind
     _, put, _ = repo.changes_since(v1)  # type: ignore[misc]
-    assert [r.name for r in put] == ["b"]
+    assert [r.name for _, r in put] == ["b"]
 
 
 # --- the reconciler's copy of the world ------------------------------------------------------

@@ -160,6 +160,7 @@ class Reconciler:
         # time), kept up to date from the store's change feed: a sync reads what changed,
         # not every resource. Insertion order is creation order, as a snapshot's.
         self._world: dict[str, Resource] = {}
+        self._seqs: dict[str, int] = {}  # creation numbers of the kept resources
         self._version: int | None = None
         self._feed_kept = 0  # the version read one full pass ago: the feed is pruned to it
         # Link slots as last assigned, and for which connections: asked again only when
@@ -421,13 +422,19 @@ class Reconciler:
         delta = None if full or self._version is None else self.repo.changes_since(self._version)
         if delta is None:
             version, everything = self.repo.versioned_snapshot()
-            self._world = {r.key: r for r in everything}
+            self._world = {r.key: r for _, r in everything}
+            self._seqs = {r.key: seq for seq, r in everything}
         else:
             version, put, deleted = delta
             for k in deleted:
                 self._world.pop(k, None)
-            for r in put:
+                self._seqs.pop(k, None)
+            for seq, r in put:
+                if self._seqs.get(r.key, seq) != seq:
+                    # Deleted and made again since: it goes where a snapshot has it, last.
+                    del self._world[r.key]
                 self._world[r.key] = r
+                self._seqs[r.key] = seq
         self._version = version
         return list(self._world.values())
 

@@ -511,11 +511,11 @@ class SqlRepository:
 
     def snapshot(self) -> builtins.list[Resource]:
         """Every network resource, read in one transaction (`versioned_snapshot`)."""
-        return self.versioned_snapshot()[1]
+        return [r for _, r in self.versioned_snapshot()[1]]
 
-    def versioned_snapshot(self) -> tuple[int, builtins.list[Resource]]:
-        """Every network resource, read in one transaction, and the change version it
-        includes (what to pass to `changes_since` next).
+    def versioned_snapshot(self) -> tuple[int, builtins.list[tuple[int, Resource]]]:
+        """Every network resource with its creation number, in creation order, and the
+        change version the read includes (what to pass to `changes_since` next).
 
         The read starts after writes in flight (the process lock; on PostgreSQL the
         shared advisory lock, for other servers): a change records its operation inside
@@ -531,16 +531,19 @@ class SqlRepository:
                 # resource changed since comes again from `changes_since`, harmlessly).
                 version = _counter(conn, "change")
             rows = conn.execute(
-                select(resources.c.type, resources.c.body).order_by(resources.c.seq)
+                select(resources.c.seq, resources.c.type, resources.c.body).order_by(
+                    resources.c.seq
+                )
             ).all()
-        return version, [codec.loads(r.type, r.body) for r in rows]
+        return version, [(r.seq, codec.loads(r.type, r.body)) for r in rows]
 
     def changes_since(
         self, version: int
-    ) -> tuple[int, builtins.list[Resource], builtins.list[str]] | None:
-        """What changed after `version`: (the version now, resources put, in creation
-        order, keys deleted); None when the feed no longer reaches back that far
-        (`prune_changes`): read a `versioned_snapshot` instead.
+    ) -> tuple[int, builtins.list[tuple[int, Resource]], builtins.list[str]] | None:
+        """What changed after `version`: (the version now, the resources put with their
+        creation numbers, in creation order, the keys deleted); None when the feed no
+        longer reaches back that far (`prune_changes`): read a `versioned_snapshot`.
+        A key deleted and made again between two reads is a put with a new number.
 
         Taken after writes in flight, as `versioned_snapshot` is. A resource changed
         again after the version read is returned as it is now (and again next time).
@@ -573,7 +576,7 @@ class SqlRepository:
                     ).where(resources.c.key.in_(chunk))
                 ):
                     found[row.key] = (row.seq, row.type, row.body)
-        put = [codec.loads(t, b) for _, t, b in sorted(found.values())]
+        put = [(seq, codec.loads(t, b)) for seq, t, b in sorted(found.values())]
         return now, put, [k for k in keys if k not in found]
 
     def prune_changes(self, through: int) -> int:
