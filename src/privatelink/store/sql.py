@@ -331,6 +331,28 @@ def _record_changes(conn: Connection, keys: Iterable[str]) -> None:
         conn.execute(insert(changes), [{"version": version, "key": k} for k in unique])
 
 
+def _give_slots(
+    conn: Connection, keys: Iterable[str], rested: list[int], fresh: Iterator[int]
+) -> dict[str, int]:
+    """Give each key a slot, rested ones first (lowest first), then fresh ones, until
+    none is left; returns what was given."""
+    given: dict[str, int] = {}
+    for k in keys:
+        if rested:
+            slot = rested.pop(0)
+            conn.execute(
+                update(link_slots).where(link_slots.c.slot == slot).values(key=k, released_at=None)
+            )
+        else:
+            new = next(fresh, None)
+            if new is None:
+                break
+            slot = new
+            conn.execute(insert(link_slots).values(slot=slot, key=k))
+        given[k] = slot
+    return given
+
+
 class SqlUnitOfWork(SqlView):
     """A write transaction."""
 
@@ -615,21 +637,7 @@ class SqlRepository:
             )
             taken = {r.slot for r in rows}
             fresh = (slot for slot in range(limit) if slot not in taken)
-            for k in sorted(keys - set(result)):
-                if rested:
-                    slot = rested.pop(0)
-                    conn.execute(
-                        update(link_slots)
-                        .where(link_slots.c.slot == slot)
-                        .values(key=k, released_at=None)
-                    )
-                else:
-                    new = next(fresh, None)
-                    if new is None:
-                        break
-                    slot = new
-                    conn.execute(insert(link_slots).values(slot=slot, key=k))
-                result[k] = slot
+            result.update(_give_slots(conn, sorted(keys - set(result)), rested, fresh))
             return result
 
     def change_link_slots(
@@ -682,21 +690,7 @@ class SqlRepository:
             top = conn.execute(select(func.max(link_slots.c.slot))).scalar()
             fresh = iter(range(-1 if top is None else int(top), limit))
             next(fresh, None)  # past the highest slot ever made
-            for k in need:
-                if rested:
-                    slot = rested.pop(0)
-                    conn.execute(
-                        update(link_slots)
-                        .where(link_slots.c.slot == slot)
-                        .values(key=k, released_at=None)
-                    )
-                else:
-                    new = next(fresh, None)
-                    if new is None:
-                        break
-                    slot = new
-                    conn.execute(insert(link_slots).values(slot=slot, key=k))
-                result[k] = slot
+            result.update(_give_slots(conn, need, rested, fresh))
             return result
 
     def set_provisioning_states(self, states: dict[str, tuple[str, str]]) -> None:
