@@ -508,18 +508,23 @@ def list_nft(netns: str, table: str) -> str:
     return in_netns(netns, run)
 
 
-def conntrack_delete_mark(netns: str, mark: int) -> None:
-    """Delete a namespace's conntrack entries with a mark (none found is fine)."""
+def _conntrack(netns: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`conntrack ARGS` inside a namespace; failing to run it at all is CommandFailed."""
     try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", netns, "conntrack", "-D", "--mark", str(mark)],
+        return subprocess.run(
+            ["ip", "netns", "exec", netns, "conntrack", *args],
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=timeout,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CommandFailed(f"conntrack -D in {netns}: {exc}") from exc
+        raise CommandFailed(f"conntrack {args[0]} in {netns}: {exc}") from exc
+
+
+def conntrack_delete_mark(netns: str, mark: int) -> None:
+    """Delete a namespace's conntrack entries with a mark (none found is fine)."""
+    proc = _conntrack(netns, ["-D", "--mark", str(mark)], timeout=10)
     if proc.returncode not in (0, 1) and shutil.which("conntrack") is None:
         raise CommandFailed("conntrack is not installed (make deps-system installs it)")
     # conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
@@ -537,16 +542,7 @@ def conntrack_reap(netns: str) -> None:
     with nf_conntrack_max) until the garbage collector reaches it, up to a minute later;
     a dump frees the expired entries it walks over. This one matches nothing, so it
     prints nothing: the count then says how many entries are live."""
-    try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", netns, "conntrack", "-L", "--mark", str(NO_SUCH_MARK)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CommandFailed(f"conntrack -L in {netns}: {exc}") from exc
+    proc = _conntrack(netns, ["-L", "--mark", str(NO_SUCH_MARK)], timeout=30)
     if proc.returncode not in (0, 1):
         raise CommandFailed(f"conntrack -L in {netns}: {proc.stderr.strip()[:500]}")
 
