@@ -12,6 +12,7 @@ from __future__ import annotations
 from fake_kernel import FakeNftTable
 from hub_plans import NS, hubs, link, rule, service
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from privatelink.dataplane import names, nft
 from privatelink.dataplane.desired import HubPlan
@@ -62,3 +63,63 @@ def test_one_link_more_is_its_elements_and_its_chain() -> None:
     back = nft.delta(after, before).splitlines()
     assert back[-1] == "delete chain ip privatelink link_200"
     assert all(line.startswith("delete element") for line in back[:-1])
+
+
+@st.composite
+def _link_changes(
+    draw: st.DrawFn,
+) -> tuple[tuple[HubPlan, frozenset[int], bool], HubPlan, frozenset[int]]:
+    """A hub, and the same hub with links and PE addresses that came and went (links
+    re-made on their slot among them) and other dying marks."""
+    old, dying, full = draw(hubs())
+    if not old.services:
+        return (old, dying, full), old, dying
+    kept_in = [x for x in old.links_in if draw(st.booleans())]
+    kept_out = [x for x in old.links_out if draw(st.booleans())]
+    taken = {x.slot for x in (*kept_in, *kept_out)}
+    links_in = list(kept_in)
+    for slot in draw(st.sets(st.integers(0, 12), max_size=4)) - taken:
+        target = draw(st.sampled_from(old.services))
+        links_in.append(link(slot, target, True, local=draw(st.booleans()) and slot % 3 == 0))
+    links_out = list(kept_out)
+    for slot in draw(st.sets(st.integers(20, 30), max_size=3)) - taken:
+        links_out.append(link(slot, draw(st.sampled_from(old.services)), False))
+    pe_ips = {x.pe_ip for x in links_out} | set(
+        draw(st.sets(st.sampled_from(["10.1.9.1", "10.1.9.2"])))
+    )
+    new = HubPlan(
+        **{
+            **old.__dict__,
+            "links_in": tuple(sorted(links_in, key=lambda x: x.slot)),
+            "links_out": tuple(sorted(links_out, key=lambda x: x.slot)),
+            "pe_ips": tuple(sorted(pe_ips)),
+        }
+    )
+    marks = [x.mark for x in (*old.links_in, *old.links_out, *links_in, *links_out)]
+    now_dying = frozenset(draw(st.sets(st.sampled_from(marks), max_size=2))) if marks else dying
+    return (old, dying, full), new, now_dying
+
+
+@settings(max_examples=300, deadline=None)
+@given(change=_link_changes())
+def test_a_link_delta_takes_the_table_where_a_whole_delta_does(
+    change: tuple[tuple[HubPlan, frozenset[int], bool], HubPlan, frozenset[int]],
+) -> None:
+    """Issue 12: built from the links that came and went alone, the same end state."""
+    (old, dying, full), new, now_dying = change
+    was = {id(x) for x in (*old.links_in, *old.links_out)}
+    now = {id(x) for x in (*new.links_in, *new.links_out)}
+    added = [x for x in (*new.links_in, *new.links_out) if id(x) not in was]
+    removed = [x for x in (*old.links_in, *old.links_out) if id(x) not in now]
+    ips = (set(new.pe_ips) - set(old.pe_ips), set(old.pe_ips) - set(new.pe_ips))
+    fake = _holding(nft.table(old, dying, full))
+    fake.apply(nft.link_delta(new, added, removed, ips, (dying, now_dying), full))
+    assert fake.state() == _holding(nft.table(new, now_dying, full)).state()
+
+
+def test_a_link_delta_of_nothing_is_no_transaction() -> None:
+    svc = service(0, [rule(0, ("10.0.1.4",))], ("10.0.3.4",))
+    hub = HubPlan("vnet", NS, services=(svc,), links_in=(link(1, svc, True),))
+    assert nft.link_delta(hub, (), ()) == ""
+    one = link(2, svc, True)
+    assert nft.link_delta(hub, (one,), (one,)) == ""

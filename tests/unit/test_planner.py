@@ -1,5 +1,7 @@
 """The remembering planner (issue 12): whatever happened before, `Planner.plan` gives
-exactly what a fresh `plan` gives, and reuses the parts whose inputs did not change."""
+exactly what a fresh `plan` gives, and reuses the parts whose inputs did not change;
+`Planner.update`, given only the endpoints a change touched, gives it too, and says
+which links and PE addresses came and went."""
 
 from __future__ import annotations
 
@@ -11,9 +13,17 @@ from pl_world import S2, World, make_pe, make_pls, pe_id, pls_id
 
 from privatelink.core import private_link as pl
 from privatelink.core.limits import Limits
+from privatelink.core.network_interface import NetworkInterface
 from privatelink.core.private_endpoint import PrivateEndpoint
 from privatelink.core.private_link_service import APPROVED, PrivateLinkService
-from privatelink.dataplane.desired import Planner, Snapshot, connection_key, plan
+from privatelink.core.resource import Resource
+from privatelink.dataplane.desired import (
+    Planner,
+    Snapshot,
+    connection_key,
+    plan,
+    service_facts,
+)
 
 _OPS = st.lists(
     st.tuples(
@@ -98,3 +108,101 @@ def test_unchanged_parts_are_the_same_objects(service_world: World) -> None:
     assert len(again) == 3 and all(x is kept[x.link_key] for x in again)
     assert second == plan(snapshot, slots, {}, "tst")
     assert make_pls  # the builders module is the one the world uses
+
+
+def _endpoint_change(
+    planner: Planner, before: dict[str, Resource], now: dict[str, Resource]
+) -> set[str] | None:
+    """The endpoints a change touched, found as the reconciler finds them; None when
+    something other than endpoints, their NICs and connection states changed."""
+    touched: set[str] = set()
+    nics: set[str] = set()
+    for k in before.keys() | now.keys():
+        old, new = before.get(k), now.get(k)
+        if old == new:
+            continue
+        either = new if new is not None else old
+        if isinstance(either, PrivateEndpoint):
+            touched.add(k)
+        elif isinstance(either, NetworkInterface) and either.managed_by:
+            nics.add(k)
+        elif isinstance(old, PrivateLinkService) and isinstance(new, PrivateLinkService):
+            if service_facts(old) != service_facts(new):
+                return None
+        else:
+            return None
+    return touched | planner.endpoints_of(nic_keys=nics)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS)
+def test_an_update_by_the_endpoints_touched_plans_what_plan_plans(
+    tmp_path_factory: object, ops: list[tuple[str, int, int]]
+) -> None:
+    world = World(tmp_path_factory.mktemp("update"), Limits())  # type: ignore[attr-defined]
+    try:
+        world.provider()
+        world.consumer()
+        world.create_pls(name="pls1", frontends=("fe1",))
+        world.create_pls(name="pls2", frontends=("fe2",), auto_approval=(S2,))
+        planner = Planner()
+        shift = 0
+        snapshot, slots = _inputs(world, shift)
+        last = planner.plan(snapshot, slots, {}, "tst")
+        before = {r.key: r for r in world.repo.snapshot()}
+        updates = 0
+        for op, n, which in ops:
+            target = pls_id(f"pls{which + 1}")
+            endpoint = world.get(pe_id(f"pe{n}"))
+            if op == "pe" and endpoint is None:
+                world.run(pl.create_or_update_endpoint, make_pe(target, name=f"pe{n}"))
+            elif op == "delete pe" and endpoint is not None:
+                world.run(pl.delete_endpoint, endpoint.id)
+            elif op in ("approve", "reject") and isinstance(endpoint, PrivateEndpoint):
+                conn = endpoint.connection
+                status = "Approved" if op == "approve" else "Rejected"
+                if conn.remote_name and conn.status in ("Pending", "Approved"):
+                    world.run(
+                        pl.update_connection,
+                        conn.private_link_service_id,
+                        conn.remote_name,
+                        status,
+                        None,
+                        None,
+                    )
+            elif op == "service fqdn":
+                service = world.get(target)
+                assert isinstance(service, PrivateLinkService)
+                fqdns = () if service.fqdns else (f"svc{n}.example",)
+                world.run(pl.create_or_update_service, replace(service, fqdns=fqdns))
+            elif op == "reslot":
+                shift += 1 + n
+            now = {r.key: r for r in world.repo.snapshot()}
+            snapshot, new_slots = _inputs(world, shift)
+            expected = plan(snapshot, new_slots, {}, "tst")
+            touched = _endpoint_change(planner, before, now)
+            if touched is None:
+                got = planner.plan(snapshot, new_slots, {}, "tst")
+            else:
+                moved = {
+                    k for k in new_slots.keys() | slots.keys() if new_slots.get(k) != slots.get(k)
+                }
+                touched |= planner.endpoints_of(link_keys=moved)
+                change = planner.update(now.get, touched, new_slots)
+                updates += 1
+                got = change.plan
+                old_links, new_links = set(last.links), set(got.links)
+                assert set(change.added) == new_links - old_links
+                assert set(change.removed) == old_links - new_links
+                for hub in got.hubs:
+                    was = last.hub(hub.netns)
+                    assert was is not None
+                    came, went = change.pe_ips.get(hub.netns, (frozenset(), frozenset()))
+                    assert came == set(hub.pe_ips) - set(was.pe_ips)
+                    assert went == set(was.pe_ips) - set(hub.pe_ips)
+                    assert (hub != was) == (hub.netns in change.hubs)
+            assert got == expected
+            last, before, slots = got, now, new_slots
+        assert updates or not ops
+    finally:
+        world.dispose()

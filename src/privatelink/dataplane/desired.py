@@ -12,8 +12,9 @@ between the consumer's hub and the provider's hub.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+import bisect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -203,21 +204,202 @@ def plan(
     return Planner().plan(snapshot, slots, health, prefix)
 
 
-class Planner:
-    """`plan`, remembering the parts of the last plan that depend on one resource each.
+def service_facts(pls: PrivateLinkService) -> tuple[object, ...]:
+    """What a plan takes from a service, apart from its connections (whose approvals
+    reach a plan as link slots and through the endpoints' copies of their state): a
+    service changed only in other ways is re-planned by its endpoints alone."""
+    return (
+        pls.load_balancer_key,
+        pls.frontend_ids,
+        tuple(c.private_ip for c in pls.ip_configurations),
+    )
 
-    A NIC's `NicPlan` and an endpoint's `LinkPlan` are reused when the objects they came
-    from are the very same (stored resources are immutable: a change is a new object)
-    and their other inputs are equal. With ten thousand endpoints most of a plan is
-    reused, and a reused part compares equal to the last plan's by identity, so the
-    reconciler's comparisons of hub plans stay cheap. The result is always what `plan`
-    computes (tests/unit/test_planner.py).
+
+def approved_keys(pls: PrivateLinkService) -> set[str]:
+    """Connection keys of a service's approved connections (those that take a slot)."""
+    return {connection_key(pls.id, c.name) for c in pls.connections if c.status == APPROVED}
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """What one private endpoint adds to a plan, and what it was computed from."""
+
+    pe: PrivateEndpoint
+    nic: NetworkInterface | None
+    nic_key: str
+    consumer_vnet: str
+    pe_ip: str | None
+    service_key: str
+    approved: bool
+    link_key: str
+    inputs: tuple[object, ...] | None
+    link: LinkPlan | None
+    problem: str | None
+
+
+def _part(
+    pe: PrivateEndpoint,
+    nic: NetworkInterface | None,
+    old: _Part | None,
+    services: Mapping[str, tuple[str, ServicePlan]],
+    hub_names: Mapping[str, str],
+    slots: Mapping[str, int],
+) -> _Part:
+    """An endpoint's part of the plan; what depends on the endpoint and its NIC alone is
+    kept from `old` while both are the same objects (stored resources are immutable)."""
+    if old is not None and old.pe is pe and old.nic is nic:
+        nic_key, consumer_vnet, pe_ip = old.nic_key, old.consumer_vnet, old.pe_ip
+        service_key, approved, link_key = old.service_key, old.approved, old.link_key
+    else:
+        conn = pe.connection
+        nic_key = key(pe.nic_id)
+        consumer_vnet = vnet_of_subnet(pe.subnet_id)
+        pe_ip = nic.primary_ip if nic else None
+        service_key = key(conn.private_link_service_id)
+        approved = conn.status == APPROVED
+        link_key = connection_key(conn.private_link_service_id, conn.remote_name)
+    inputs: tuple[object, ...] | None = None
+    link: LinkPlan | None = None
+    problem: str | None = None
+    found = services.get(service_key) if pe_ip and approved else None
+    if found is not None and consumer_vnet in hub_names and found[0] in hub_names:
+        provider_vnet, sp = found
+        slot = slots.get(link_key)
+        if slot is None:
+            problem = f"no free link slot (at most {names.MAX_SLOTS} approved connections per host)"
+        else:
+            assert pe_ip is not None
+            inputs = (
+                link_key,
+                slot,
+                pe_ip,
+                hub_names[consumer_vnet],
+                hub_names[provider_vnet],
+                sp.chain,
+                sp.ports,
+                consumer_vnet == provider_vnet,
+            )
+            if old is not None and old.inputs == inputs:
+                link = old.link
+            else:
+                consumer_addr, provider_addr = names.link_addresses(slot)
+                link = LinkPlan(
+                    link_key=link_key,
+                    slot=slot,
+                    mark=names.link_mark(slot),
+                    pe_ip=pe_ip,
+                    consumer_netns=hub_names[consumer_vnet],
+                    provider_netns=hub_names[provider_vnet],
+                    consumer_ifname=names.link_ifname(slot, "c"),
+                    provider_ifname=names.link_ifname(slot, "p"),
+                    consumer_addr=consumer_addr,
+                    provider_addr=provider_addr,
+                    service_chain=sp.chain,
+                    ports=tuple(port for _, port, _ in sp.ports),
+                    local=consumer_vnet == provider_vnet,
+                )
+    return _Part(
+        pe,
+        nic,
+        nic_key,
+        consumer_vnet,
+        pe_ip,
+        service_key,
+        approved,
+        link_key,
+        inputs,
+        link,
+        problem,
+    )
+
+
+def _slot(link: LinkPlan) -> int:
+    return link.slot
+
+
+@dataclass
+class _Hub:
+    """A hub's endpoint-made contents, kept sorted as its plan lists them."""
+
+    out: list[LinkPlan] = field(default_factory=list)
+    into: list[LinkPlan] = field(default_factory=list)
+    pe_count: dict[str, int] = field(default_factory=dict)
+    pe_ips: list[str] = field(default_factory=list)
+
+    def add(self, part: _Part, provider: _Hub | None) -> None:
+        if part.pe_ip:
+            n = self.pe_count.get(part.pe_ip, 0)
+            self.pe_count[part.pe_ip] = n + 1
+            if not n:
+                bisect.insort(self.pe_ips, part.pe_ip)
+        link = part.link
+        if link is not None:
+            if not link.local:
+                bisect.insort(self.out, link, key=_slot)
+            if provider is not None:
+                bisect.insort(provider.into, link, key=_slot)
+
+    def remove(self, part: _Part, provider: _Hub | None) -> None:
+        if part.pe_ip:
+            n = self.pe_count[part.pe_ip] - 1
+            if n:
+                self.pe_count[part.pe_ip] = n
+            else:
+                del self.pe_count[part.pe_ip]
+                self.pe_ips.pop(bisect.bisect_left(self.pe_ips, part.pe_ip))
+        link = part.link
+        if link is not None:
+            if not link.local:
+                _take(self.out, link)
+            if provider is not None:
+                _take(provider.into, link)
+
+
+def _take(links: list[LinkPlan], link: LinkPlan) -> None:
+    i = bisect.bisect_left(links, link.slot, key=_slot)
+    while links[i] is not link:
+        i += 1
+    del links[i]
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    """An incremental plan: the new plan, the links that came and went, and per hub
+    (namespace) the PE addresses that came and went."""
+
+    plan: Plan
+    added: tuple[LinkPlan, ...]
+    removed: tuple[LinkPlan, ...]
+    hubs: frozenset[str]  # hubs whose plan changed
+    pe_ips: Mapping[str, tuple[frozenset[str], frozenset[str]]]  # netns -> (added, removed)
+
+
+class Planner:
+    """`plan`, remembering what each endpoint contributed, so that a change of endpoints
+    (or of their NICs or link slots) is planned by those endpoints alone (`update`).
+
+    Stored resources are immutable (a change is a new object): an endpoint's part is
+    kept while the endpoint, its NIC and the other inputs stay the same, and a kept link
+    is the very same object, so comparisons of hub plans stay cheap. Whatever happened
+    before, the result is what `plan` computes (tests/unit/test_planner.py).
     """
 
     def __init__(self) -> None:
+        self._parts: dict[str, _Part] = {}
         self._nics: dict[str, tuple[NetworkInterface, str, str, NicPlan]] = {}
-        self._links: dict[str, tuple[tuple[object, ...], LinkPlan]] = {}
-        self._facts: dict[str, tuple[Any, ...]] = {}
+        self._ready = False
+        self._prefix = ""
+        self._health: Mapping[HealthKey, bool] = {}
+        self._services: dict[str, tuple[str, ServicePlan]] = {}
+        self._hub_names: dict[str, str] = {}
+        self._hubs: dict[str, _Hub] = {}
+        self._hub_plans: dict[str, HubPlan] = {}
+        self._links: list[LinkPlan] = []
+        self._problems: dict[str, str] = {}  # endpoints' problems
+        self._static_problems: dict[str, str] = {}
+        self._by_nic: dict[str, set[str]] = {}
+        self._by_link_key: dict[str, set[str]] = {}
+        self._plan: Plan | None = None
 
     def plan(
         self,
@@ -226,231 +408,286 @@ class Planner:
         health: Mapping[HealthKey, bool],
         prefix: str = names.DEFAULT_PREFIX,
     ) -> Plan:
-        """The desired kernel state (as `plan`)."""
+        """The desired kernel state (as `plan`), from every resource."""
+        self._ready = False
+        problems: dict[str, str] = {}
+        hub_names = {v.key: names.hub_netns(prefix, v.id) for v in snapshot.vnets}
+        vnet_ids = {v.key: v.id for v in snapshot.vnets}
+        static: dict[str, dict[str, list[Any]]] = {k: {} for k in hub_names}
+
+        def hub_list(vnet_key: str, what: str) -> list[Any]:
+            return static.setdefault(vnet_key, {}).setdefault(what, [])
+
+        last_nics = self._nics
         nics: dict[str, tuple[NetworkInterface, str, str, NicPlan]] = {}
-        links: dict[str, tuple[tuple[object, ...], LinkPlan]] = {}
-        facts: dict[str, tuple[Any, ...]] = {}
-        result = _plan(
-            snapshot,
-            slots,
-            health,
-            prefix,
-            (self._nics, nics),
-            (self._links, links),
-            (self._facts, facts),
-        )
-        # Only what this plan used: the memory stays the size of the world.
-        self._nics, self._links, self._facts = nics, links, facts
-        return result
-
-
-_NicMemo = tuple[
-    dict[str, tuple[NetworkInterface, str, str, NicPlan]],
-    dict[str, tuple[NetworkInterface, str, str, NicPlan]],
-]
-_LinkMemo = tuple[
-    dict[str, tuple[tuple[object, ...], LinkPlan]],
-    dict[str, tuple[tuple[object, ...], LinkPlan]],
-]
-
-
-def _plan(
-    snapshot: Snapshot,
-    slots: Mapping[str, int],
-    health: Mapping[HealthKey, bool],
-    prefix: str,
-    nic_memo: _NicMemo,
-    link_memo: _LinkMemo,
-    fact_memo: tuple[dict[str, tuple[Any, ...]], dict[str, tuple[Any, ...]]],
-) -> Plan:
-    problems: dict[str, str] = {}
-    hubs: dict[str, dict[str, list]] = {}
-    hub_names = {v.key: names.hub_netns(prefix, v.id) for v in snapshot.vnets}
-    vnet_ids = {v.key: v.id for v in snapshot.vnets}
-
-    def hub(vnet_key: str) -> dict[str, list]:
-        return hubs.setdefault(
-            vnet_key,
-            {"nics": [], "rules": [], "services": [], "out": [], "in": [], "pe": []},
-        )
-
-    for v in snapshot.vnets:
-        hub(v.key)
-
-    last_nics, used_nics = nic_memo
-    for nic in snapshot.nics:
-        if nic.managed_by or not nic.ip_configurations:
-            continue  # service and endpoint NICs are realized by their hub's NAT rules
-        kept = last_nics.get(nic.key)
-        if kept is not None and kept[0] is nic and kept[1] == prefix:
-            vnet, nic_plan = kept[2], kept[3]
-        else:
-            vnet = vnet_of_subnet(nic.ip_configurations[0].subnet_id)
-            ips = tuple(c.private_ip for c in nic.ip_configurations if c.private_ip)
-            nic_plan = NicPlan(
-                nic.id, names.nic_netns(prefix, nic.id), names.nic_hub_ifname(nic.id), ips
-            )
-        used_nics[nic.key] = (nic, prefix, vnet, nic_plan)
-        hub(vnet)["nics"].append(nic_plan)
-
-    user_nics = [n for n in snapshot.nics if not n.managed_by]
-    checks: list[HealthKey] = []
-    rule_chains: dict[str, RulePlan] = {}
-    for lb in snapshot.load_balancers:
-        if not lb.frontends:
-            continue
-        vnet = vnet_of_subnet(lb.frontends[0].subnet_id)
-        netns = hub_names.get(vnet, "")
-        probes = {key(lb.child_id("probes", p.name)): p for p in lb.probes}
-        frontend_ips = {
-            key(lb.child_id("frontendIPConfigurations", f.name)): f.private_ip for f in lb.frontends
-        }
-        for rule in lb.rules:
-            rule_id = lb.child_id("loadBalancingRules", rule.name)
-            if rule.protocol == "All" or rule.frontend_port == 0:
-                problems[lb.key] = (
-                    "HA ports (protocol All, port 0) rules are not supported by the data plane."
+        for nic in snapshot.nics:
+            if nic.managed_by or not nic.ip_configurations:
+                continue  # service and endpoint NICs are realized by their hub's NAT rules
+            kept = last_nics.get(nic.key)
+            if kept is not None and kept[0] is nic and kept[1] == prefix:
+                vnet, nic_plan = kept[2], kept[3]
+            else:
+                vnet = vnet_of_subnet(nic.ip_configurations[0].subnet_id)
+                ips = tuple(c.private_ip for c in nic.ip_configurations if c.private_ip)
+                nic_plan = NicPlan(
+                    nic.id, names.nic_netns(prefix, nic.id), names.nic_hub_ifname(nic.id), ips
                 )
+            nics[nic.key] = (nic, prefix, vnet, nic_plan)
+            hub_list(vnet, "nics").append(nic_plan)
+        self._nics = nics
+
+        user_nics = [n for n in snapshot.nics if not n.managed_by]
+        checks: list[HealthKey] = []
+        rule_chains: dict[str, RulePlan] = {}
+        for lb in snapshot.load_balancers:
+            if not lb.frontends:
                 continue
-            members = sorted(_pool_members(lb, rule, user_nics))
-            spec = probes.get(key(rule.probe_id)) if rule.probe_id else None
-            healthy = []
-            for ip in members:
-                if spec is not None:
-                    check = HealthKey(netns, ip, probe_spec(spec))
-                    checks.append(check)
-                    if not health.get(check, True):
-                        continue
-                healthy.append(ip)
-            plan_rule = RulePlan(
-                rule_id=rule_id,
-                chain=names.chain_name("rule", rule_id),
-                protocol=rule.protocol.lower(),
-                frontend_ip=frontend_ips[key(rule.frontend_id)] or "",
-                frontend_port=rule.frontend_port,
-                backend_port=rule.backend_port,
-                backends=tuple(healthy),
-                distribution=rule.load_distribution,
-            )
-            rule_chains[key(rule_id)] = plan_rule
-            hub(vnet)["rules"].append(plan_rule)
+            vnet = vnet_of_subnet(lb.frontends[0].subnet_id)
+            netns = hub_names.get(vnet, "")
+            probes = {key(lb.child_id("probes", p.name)): p for p in lb.probes}
+            frontend_ips = {
+                key(lb.child_id("frontendIPConfigurations", f.name)): f.private_ip
+                for f in lb.frontends
+            }
+            for rule in lb.rules:
+                rule_id = lb.child_id("loadBalancingRules", rule.name)
+                if rule.protocol == "All" or rule.frontend_port == 0:
+                    problems[lb.key] = (
+                        "HA ports (protocol All, port 0) rules are not supported by the data plane."
+                    )
+                    continue
+                members = sorted(_pool_members(lb, rule, user_nics))
+                spec = probes.get(key(rule.probe_id)) if rule.probe_id else None
+                healthy = []
+                for ip in members:
+                    if spec is not None:
+                        check = HealthKey(netns, ip, probe_spec(spec))
+                        checks.append(check)
+                        if not health.get(check, True):
+                            continue
+                    healthy.append(ip)
+                plan_rule = RulePlan(
+                    rule_id=rule_id,
+                    chain=names.chain_name("rule", rule_id),
+                    protocol=rule.protocol.lower(),
+                    frontend_ip=frontend_ips[key(rule.frontend_id)] or "",
+                    frontend_port=rule.frontend_port,
+                    backend_port=rule.backend_port,
+                    backends=tuple(healthy),
+                    distribution=rule.load_distribution,
+                )
+                rule_chains[key(rule_id)] = plan_rule
+                hub_list(vnet, "rules").append(plan_rule)
 
-    services: dict[str, tuple[str, ServicePlan]] = {}
-    lbs = {lb.key: lb for lb in snapshot.load_balancers}
-    for pls in snapshot.services:
-        found_lb = lbs.get(pls.load_balancer_key) if pls.frontend_ids else None
-        if found_lb is None:
-            continue
-        lb = found_lb
-        vnet = vnet_of_subnet(lb.frontends[0].subnet_id)
-        ports: dict[tuple[str, int], str] = {}
-        for fe_id in pls.frontend_ids:  # the first frontend with a port wins
-            for rule in lb.rules_on(fe_id):
-                rp = rule_chains.get(key(lb.child_id("loadBalancingRules", rule.name)))
-                if rp is not None and rp.protocol == "tcp":
-                    ports.setdefault(("tcp", rp.frontend_port), rp.chain)
-        sp = ServicePlan(
-            pls_id=pls.id,
-            chain=names.chain_name("pls", pls.id),
-            snat_chain=names.chain_name("snat", pls.id),
-            nat_ips=tuple(c.private_ip for c in pls.ip_configurations if c.private_ip),
-            ports=tuple((p, port, chain) for (p, port), chain in sorted(ports.items())),
-        )
-        services[pls.key] = (vnet, sp)
-        hub(vnet)["services"].append(sp)
+        # Read with `service_facts`: whatever this loop takes from a service must be there.
+        services: dict[str, tuple[str, ServicePlan]] = {}
+        lbs = {lb.key: lb for lb in snapshot.load_balancers}
+        for pls in snapshot.services:
+            found_lb = lbs.get(pls.load_balancer_key) if pls.frontend_ids else None
+            if found_lb is None:
+                continue
+            lb = found_lb
+            vnet = vnet_of_subnet(lb.frontends[0].subnet_id)
+            ports: dict[tuple[str, int], str] = {}
+            for fe_id in pls.frontend_ids:  # the first frontend with a port wins
+                for rule in lb.rules_on(fe_id):
+                    rp = rule_chains.get(key(lb.child_id("loadBalancingRules", rule.name)))
+                    if rp is not None and rp.protocol == "tcp":
+                        ports.setdefault(("tcp", rp.frontend_port), rp.chain)
+            sp = ServicePlan(
+                pls_id=pls.id,
+                chain=names.chain_name("pls", pls.id),
+                snat_chain=names.chain_name("snat", pls.id),
+                nat_ips=tuple(c.private_ip for c in pls.ip_configurations if c.private_ip),
+                ports=tuple((p, port, chain) for (p, port), chain in sorted(ports.items())),
+            )
+            services[pls.key] = (vnet, sp)
+            hub_list(vnet, "services").append(sp)
 
-    links: list[LinkPlan] = []
-    last_links, used_links = link_memo
-    nics_by_key = {n.key: n for n in snapshot.nics}
-    last_facts, used_facts = fact_memo
-    for pe in snapshot.endpoints:
-        # What follows from the endpoint and its NIC alone, kept while both are the same
-        # objects (a NIC's primary IP costs more to find than this whole check).
-        pe_nic = nics_by_key.get(key(pe.nic_id))
-        facts = last_facts.get(pe.key)
-        if facts is None or facts[0] is not pe or facts[1] is not pe_nic:
-            conn = pe.connection
-            facts = (
-                pe,
-                pe_nic,
-                vnet_of_subnet(pe.subnet_id),
-                pe_nic.primary_ip if pe_nic else None,
-                key(conn.private_link_service_id),
-                conn.status == APPROVED,
-                connection_key(conn.private_link_service_id, conn.remote_name),
-            )
-        used_facts[pe.key] = facts
-        _, _, consumer_vnet, pe_ip, service_key, approved, link_key = facts
-        if not pe_ip:
-            continue
-        hub(consumer_vnet)["pe"].append(pe_ip)
-        found = services.get(service_key)
-        if not approved or found is None:
-            continue
-        provider_vnet, sp = found
-        slot = slots.get(link_key)
-        if consumer_vnet not in hub_names or provider_vnet not in hub_names:
-            continue
-        if slot is None:
-            problems[pe.key] = (
-                f"no free link slot (at most {names.MAX_SLOTS} approved connections per host)"
-            )
-            continue
-        inputs = (
-            link_key,
-            slot,
-            pe_ip,
-            hub_names[consumer_vnet],
-            hub_names[provider_vnet],
-            sp.chain,
-            sp.ports,
-            consumer_vnet == provider_vnet,
-        )
-        kept_link = last_links.get(pe.key)
-        if kept_link is not None and kept_link[0] == inputs:
-            link = kept_link[1]
-        else:
-            consumer_addr, provider_addr = names.link_addresses(slot)
-            link = LinkPlan(
-                link_key=link_key,
-                slot=slot,
-                mark=names.link_mark(slot),
-                pe_ip=pe_ip,
-                consumer_netns=hub_names[consumer_vnet],
-                provider_netns=hub_names[provider_vnet],
-                consumer_ifname=names.link_ifname(slot, "c"),
-                provider_ifname=names.link_ifname(slot, "p"),
-                consumer_addr=consumer_addr,
-                provider_addr=provider_addr,
-                service_chain=sp.chain,
-                ports=tuple(port for _, port, _ in sp.ports),
-                local=consumer_vnet == provider_vnet,
-            )
-        used_links[pe.key] = (inputs, link)
-        links.append(link)
-        if not link.local:
-            hub(consumer_vnet)["out"].append(link)
-        hub(provider_vnet)["in"].append(link)
+        self._prefix, self._health = prefix, health
+        self._services, self._hub_names = services, hub_names
+        self._static_problems = problems
+        self._hubs = {}
+        self._links = []
+        self._problems = {}
+        self._by_nic, self._by_link_key = {}, {}
+        nics_by_key = {n.key: n for n in snapshot.nics}
+        last_parts, self._parts = self._parts, {}
+        for pe in snapshot.endpoints:
+            pe_nic = nics_by_key.get(key(pe.nic_id))
+            self._add(_part(pe, pe_nic, last_parts.get(pe.key), services, hub_names, slots), False)
+        for hub in self._hubs.values():
+            # Endpoints come in creation order: sort once instead of inserting in order.
+            hub.out.sort(key=_slot)
+            hub.into.sort(key=_slot)
+            hub.pe_ips.sort()
+        self._links.sort(key=_slot)
 
-    plans = []
-    for vnet_key, parts in sorted(hubs.items()):
-        if vnet_key not in hub_names:
-            continue
-        plans.append(
-            HubPlan(
+        self._hub_plans = {}
+        for vnet_key in sorted(set(static) | set(self._hubs)):
+            if vnet_key not in hub_names:
+                continue
+            got = static.get(vnet_key, {})
+            self._hub_plans[vnet_key] = HubPlan(
                 vnet_id=vnet_ids[vnet_key],
                 netns=hub_names[vnet_key],
-                nics=tuple(sorted(parts["nics"], key=lambda n: n.netns)),
-                rules=tuple(sorted(parts["rules"], key=lambda r: r.chain)),
-                services=tuple(sorted(parts["services"], key=lambda s: s.chain)),
-                links_out=tuple(sorted(parts["out"], key=lambda x: x.slot)),
-                links_in=tuple(sorted(parts["in"], key=lambda x: x.slot)),
-                pe_ips=tuple(sorted(set(parts["pe"]))),
+                nics=tuple(sorted(got.get("nics", ()), key=lambda n: n.netns)),
+                rules=tuple(sorted(got.get("rules", ()), key=lambda r: r.chain)),
+                services=tuple(sorted(got.get("services", ()), key=lambda s: s.chain)),
             )
+            self._hub_plans[vnet_key] = self._hub_plan(vnet_key)
+        self._plan = Plan(
+            hubs=tuple(self._hub_plans.values()),
+            links=tuple(self._links),
+            health_checks=tuple(dict.fromkeys(checks)),
+            problems={**problems, **self._problems},
         )
-    return Plan(
-        hubs=tuple(plans),
-        links=tuple(sorted(links, key=lambda x: x.slot)),
-        health_checks=tuple(dict.fromkeys(checks)),
-        problems=problems,
-    )
+        self._ready = True
+        return self._plan
+
+    def _hub_plan(self, vnet_key: str) -> HubPlan:
+        base = self._hub_plans[vnet_key]
+        hub = self._hubs.get(vnet_key)
+        if hub is None:
+            return replace(base, links_out=(), links_in=(), pe_ips=())
+        return replace(
+            base, links_out=tuple(hub.out), links_in=tuple(hub.into), pe_ips=tuple(hub.pe_ips)
+        )
+
+    def _add(self, part: _Part, in_order: bool = True) -> None:
+        """Take in an endpoint's part: inserted in order, or (a whole plan) appended
+        and sorted once at the end."""
+        k = part.pe.key
+        self._parts[k] = part
+        self._by_nic.setdefault(part.nic_key, set()).add(k)
+        self._by_link_key.setdefault(part.link_key, set()).add(k)
+        if part.problem:
+            self._problems[k] = part.problem
+        if not part.pe_ip:
+            return
+        consumer = self._hubs.setdefault(part.consumer_vnet, _Hub())
+        provider = None
+        if part.link is not None:
+            provider = self._hubs.setdefault(self._services[part.service_key][0], _Hub())
+        if in_order:
+            consumer.add(part, provider)
+            if part.link is not None:
+                bisect.insort(self._links, part.link, key=_slot)
+            return
+        if part.pe_ip not in consumer.pe_count:
+            consumer.pe_ips.append(part.pe_ip)
+        consumer.pe_count[part.pe_ip] = consumer.pe_count.get(part.pe_ip, 0) + 1
+        if part.link is not None:
+            self._links.append(part.link)
+            if not part.link.local:
+                consumer.out.append(part.link)
+            assert provider is not None
+            provider.into.append(part.link)
+
+    def _remove(self, part: _Part) -> None:
+        k = part.pe.key
+        del self._parts[k]
+        for index, at in ((self._by_nic, part.nic_key), (self._by_link_key, part.link_key)):
+            keys = index[at]
+            keys.discard(k)
+            if not keys:
+                del index[at]
+        self._problems.pop(k, None)
+        if part.pe_ip:
+            provider = None
+            if part.link is not None:
+                provider = self._hubs[self._services[part.service_key][0]]
+                _take(self._links, part.link)
+            self._hubs[part.consumer_vnet].remove(part, provider)
+
+    def can_update(self, prefix: str, health: Mapping[HealthKey, bool]) -> bool:
+        """Whether `update` may follow the last plan (same prefix and probe verdicts)."""
+        return self._ready and prefix == self._prefix and health == self._health
+
+    def endpoints_of(self, nic_keys: Iterable[str] = (), link_keys: Iterable[str] = ()) -> set[str]:
+        """Keys of the endpoints whose part depends on these NICs or connection keys."""
+        found: set[str] = set()
+        for k in nic_keys:
+            found |= self._by_nic.get(k, set())
+        for k in link_keys:
+            found |= self._by_link_key.get(k, set())
+        return found
+
+    def update(
+        self,
+        get: Callable[[str], Resource | None],
+        endpoints: Iterable[str],
+        slots: Mapping[str, int],
+    ) -> PlanChange:
+        """The plan after a change of these endpoints only (by key; their NICs, link
+        slots or the services' connection states may have changed too): what `plan`
+        would compute from the resources `get` returns now, when nothing but endpoints,
+        their NICs, link slots and the connections of services changed since the last
+        plan (the caller checks; see `service_facts`)."""
+        assert self._ready and self._plan is not None
+        self._ready = False  # until done: a failure leaves the planner wanting a full plan
+        added: list[LinkPlan] = []
+        removed: list[LinkPlan] = []
+        touched: set[str] = set()
+        had: dict[tuple[str, str], bool] = {}  # (vnet, PE ip) -> present before
+
+        def note(part: _Part, links: list[LinkPlan]) -> None:
+            if part.pe_ip:
+                touched.add(part.consumer_vnet)
+                hub = self._hubs.get(part.consumer_vnet)
+                had.setdefault(
+                    (part.consumer_vnet, part.pe_ip),
+                    hub is not None and part.pe_ip in hub.pe_count,
+                )
+            if part.link is not None:
+                links.append(part.link)
+                touched.add(self._services[part.service_key][0])
+
+        for k in sorted(endpoints):
+            old = self._parts.get(k)
+            pe = get(k)
+            new = None
+            if isinstance(pe, PrivateEndpoint):
+                nic = get(key(pe.nic_id))
+                nic = nic if isinstance(nic, NetworkInterface) else None
+                new = _part(pe, nic, old, self._services, self._hub_names, slots)
+            if old is not None:
+                note(old, removed)
+                self._remove(old)
+            if new is not None:
+                note(new, added)
+                self._add(new)
+        # A link both removed and added (its endpoint re-planned to the same link) stays.
+        same = {id(x) for x in removed} & {id(x) for x in added}
+        added = [x for x in added if id(x) not in same]
+        removed = [x for x in removed if id(x) not in same]
+        hubs = dict(self._hub_plans)
+        changed: set[str] = set()
+        for vnet_key in touched:
+            if vnet_key in hubs:
+                hub = self._hub_plan(vnet_key)
+                if hub != hubs[vnet_key]:
+                    hubs[vnet_key] = hub
+                    changed.add(hub.netns)
+        pe_ips: dict[str, tuple[set[str], set[str]]] = {}
+        for (vnet_key, ip), before in had.items():
+            hub_now = self._hubs.get(vnet_key)
+            now = hub_now is not None and ip in hub_now.pe_count
+            if now != before and vnet_key in self._hub_names:
+                came, went = pe_ips.setdefault(self._hub_names[vnet_key], (set(), set()))
+                (came if now else went).add(ip)
+        self._hub_plans = hubs
+        self._plan = Plan(
+            hubs=tuple(hubs.values()),
+            links=tuple(self._links),
+            health_checks=self._plan.health_checks,
+            problems={**self._static_problems, **self._problems},
+        )
+        self._ready = True
+        return PlanChange(
+            self._plan,
+            tuple(added),
+            tuple(removed),
+            frozenset(changed),
+            {n: (frozenset(c), frozenset(w)) for n, (c, w) in pe_ips.items()},
+        )

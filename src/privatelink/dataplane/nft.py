@@ -26,9 +26,11 @@ same network   prerouting  PE ip -> link chain (vmap) when endpoint and service 
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from privatelink.dataplane.desired import HubPlan, RulePlan
+from privatelink.dataplane.desired import HubPlan, LinkPlan, RulePlan
 from privatelink.dataplane.names import REFUSED_COUNTER, TABLE
 
 _HASH = {
@@ -69,50 +71,99 @@ def _rule_chain(rule: RulePlan) -> tuple[str, ...]:
     return (f"meta l4proto {rule.protocol} dnat ip to {hashed} mod {n} map {{ {targets} }}",)
 
 
-def _pairs(items: list[str]) -> tuple[tuple[str, str], ...]:
-    return tuple(tuple(item.split(" : ", 1)) for item in items)  # type: ignore[misc]
+# What one link puts into its hubs' sets and maps: (set or map, key, value or None).
+_Item = tuple[str, str, str | None]
+
+
+def _out_items(x: LinkPlan) -> list[_Item]:
+    """A link's elements in its consumer hub (the hub its endpoint is in)."""
+    items: list[_Item] = [("live_links", str(x.mark), None)]
+    items += [("pe_mark", f"{x.pe_ip} . {port}", str(x.mark)) for port in x.ports]
+    items.append(("link_out_ifs", f'"{x.consumer_ifname}"', None))
+    items.append(("link_src", f'"{x.consumer_ifname}"', x.consumer_addr))
+    return items
+
+
+def _in_items(x: LinkPlan, snat_chain: dict[str, str]) -> list[_Item]:
+    """A link's elements in its provider hub (`snat_chain`: snat chain by service chain)."""
+    items: list[_Item] = [("live_links", str(x.mark), None)]
+    if x.local:
+        items.append(("pe_local", x.pe_ip, f"jump link_{x.slot}"))
+    else:
+        items.append(("links", f'"{x.provider_ifname}"', f"jump link_{x.slot}"))
+        items.append(("link_in_ifs", f'"{x.provider_ifname}"', None))
+    if x.service_chain in snat_chain:
+        items.append(("snat_by_mark", str(x.mark), f"jump {snat_chain[x.service_chain]}"))
+    return items
+
+
+def _link_chain(x: LinkPlan) -> tuple[str, tuple[str, ...]]:
+    """A link's own chain in its provider hub. Back from the service chain only when no
+    rule translated it (no healthy backend, a port without a rule): nothing from a
+    link is routed untranslated. (In the same network the PE ip is local: `input`
+    resets it.)"""
+    rules = (f"ct mark set {x.mark}", f"jump {x.service_chain}")
+    return f"link_{x.slot}", rules if x.local else (*rules, "drop")
+
+
+def _snat_chains(hub: HubPlan) -> dict[str, str]:
+    # By chain: a scan of every service per link was quadratic (10,000 links x 1000).
+    return {s.chain: s.snat_chain for s in hub.services}
 
 
 def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False) -> Table:
     """The hub's table (see `render` for `dying` and `full`)."""
-    live = sorted({str(x.mark) for x in (*hub.links_out, *hub.links_in)}, key=int)
-    pe_mark = [f"{x.pe_ip} . {port} : {x.mark}" for x in hub.links_out for port in x.ports]
-    link_chains = [
-        f'"{x.provider_ifname}" : jump link_{x.slot}' for x in hub.links_in if not x.local
-    ]
-    pe_local = [f"{x.pe_ip} : jump link_{x.slot}" for x in hub.links_in if x.local]
-    frontends = [
-        f"{r.frontend_ip} . {r.protocol} . {r.frontend_port} : jump {r.chain}"
+    snat_chain = _snat_chains(hub)
+    elements: dict[str, list[str]] = {name: [] for name in _SETS}
+    pairs: dict[str, list[tuple[str, str]]] = {name: [] for name in _MAPS}
+    for items in [
+        *map(_out_items, hub.links_out),
+        *(_in_items(x, snat_chain) for x in hub.links_in),
+    ]:
+        for name, k, v in items:
+            if v is None:
+                elements[name].append(k)
+            else:
+                pairs[name].append((k, v))
+    # A mark once, in order (a link has one end in each of two hubs, both ends in one).
+    elements["live_links"] = sorted(set(elements["live_links"]), key=int)
+    elements["dying_links"] = [str(m) for m in sorted(dying)]
+    elements["pe_ips"] = list(hub.pe_ips)
+    elements["nat_ips"] = sorted({ip for s in hub.services for ip in s.nat_ips})
+    pairs["frontends"] = [
+        (f"{r.frontend_ip} . {r.protocol} . {r.frontend_port}", f"jump {r.chain}")
         for r in hub.rules
         if r.frontend_ip
     ]
-    # By chain: a scan of every service per link was quadratic (10,000 links x 1000).
-    snat_chain = {s.chain: s.snat_chain for s in hub.services}
-    snat = [
-        f"{x.mark} : jump {snat_chain[x.service_chain]}"
-        for x in hub.links_in
-        if x.service_chain in snat_chain
-    ]
-    nat_ips = sorted({ip for s in hub.services for ip in s.nat_ips})
-    link_ifs = [f'"{x.provider_ifname}"' for x in hub.links_in if not x.local]
-    out_ifs = [f'"{x.consumer_ifname}"' for x in hub.links_out]
-    link_src = [f'"{x.consumer_ifname}" : {x.consumer_addr}' for x in hub.links_out]
-    sets = (
-        ("live_links", "mark", tuple(live)),
-        ("dying_links", "mark", tuple(str(m) for m in sorted(dying))),
-        ("pe_ips", "ipv4_addr", tuple(hub.pe_ips)),
-        ("nat_ips", "ipv4_addr", tuple(nat_ips)),
-        ("link_in_ifs", "ifname", tuple(link_ifs)),
-        ("link_out_ifs", "ifname", tuple(out_ifs)),
-    )
-    maps = (
-        ("pe_mark", "ipv4_addr . inet_service : mark", _pairs(pe_mark)),
-        ("links", "ifname : verdict", _pairs(link_chains)),
-        ("pe_local", "ipv4_addr : verdict", _pairs(pe_local)),
-        ("frontends", "ipv4_addr . inet_proto . inet_service : verdict", _pairs(frontends)),
-        ("snat_by_mark", "mark : verdict", _pairs(snat)),
-        ("link_src", "ifname : ipv4_addr", _pairs(link_src)),
-    )
+    sets = tuple((name, type_, tuple(elements[name])) for name, type_ in _SETS.items())
+    maps = tuple((name, type_, tuple(pairs[name])) for name, type_ in _MAPS.items())
+    chains: list[tuple[str, tuple[str, ...]]] = list(_base_chains(bool(dying), full))
+    chains += [_link_chain(x) for x in hub.links_in]
+    chains += _object_chains(hub)
+    return Table(sets=sets, maps=maps, chains=tuple(chains))
+
+
+_SETS = {
+    "live_links": "mark",
+    "dying_links": "mark",
+    "pe_ips": "ipv4_addr",
+    "nat_ips": "ipv4_addr",
+    "link_in_ifs": "ifname",
+    "link_out_ifs": "ifname",
+}
+_MAPS = {
+    "pe_mark": "ipv4_addr . inet_service : mark",
+    "links": "ifname : verdict",
+    "pe_local": "ipv4_addr : verdict",
+    "frontends": "ipv4_addr . inet_proto . inet_service : verdict",
+    "snat_by_mark": "mark : verdict",
+    "link_src": "ifname : ipv4_addr",
+}
+
+
+def _base_chains(dying: bool, full: bool) -> list[tuple[str, tuple[str, ...]]]:
+    """The hooked chains and their helpers: the same for every hub, but for the reset
+    rule of dying links and the admission gate."""
     base: list[tuple[str, tuple[str | None, ...]]] = [
         (
             "prerouting",
@@ -182,15 +233,12 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
             ),
         ),
     ]
-    chains: list[tuple[str, tuple[str, ...]]] = [
-        (name, tuple(r for r in rules if r is not None)) for name, rules in base
-    ]
-    for x in hub.links_in:
-        # Back from the service chain only when no rule translated it (no healthy
-        # backend, a port without a rule): nothing from a link is routed untranslated.
-        # (In the same network the PE ip is local: `input` resets it.)
-        rules = (f"ct mark set {x.mark}", f"jump {x.service_chain}")
-        chains.append((f"link_{x.slot}", rules if x.local else (*rules, "drop")))
+    return [(name, tuple(r for r in rules if r is not None)) for name, rules in base]
+
+
+def _object_chains(hub: HubPlan) -> list[tuple[str, tuple[str, ...]]]:
+    """The chains of the hub's services and load-balancing rules."""
+    chains: list[tuple[str, tuple[str, ...]]] = []
     for s in hub.services:
         ports = ", ".join(f"{proto} . {port} : jump {chain}" for proto, port, chain in s.ports)
         chains.append((s.chain, (f"meta l4proto . th dport vmap {{ {ports} }}",) if ports else ()))
@@ -203,7 +251,7 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
         chains.append((s.snat_chain, snat_rules))
     for rule in hub.rules:
         chains.append((rule.chain, _rule_chain(rule)))
-    return Table(sets=sets, maps=maps, chains=tuple(chains))
+    return chains
 
 
 def _block(kind: str, name: str, type_: str, elements: list[str]) -> str:
@@ -294,4 +342,70 @@ def delta(old: Table, new: Table) -> str:
     out += adds
     removed = sorted((n for n in old_chains if n not in new_chains), key=_deletion_rank)
     out += [f"delete chain {where} {n}" for n in removed]
+    return "\n".join(out) + "\n" if out else ""
+
+
+def link_delta(
+    hub: HubPlan,
+    added: Iterable[LinkPlan],
+    removed: Iterable[LinkPlan],
+    pe_ips: tuple[Iterable[str], Iterable[str]] = ((), ()),
+    dying: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset()),
+    full: bool = False,
+) -> str:
+    """`delta` of a hub's table when only links (of `added` and `removed`, either end in
+    this hub), PE addresses (`pe_ips`: came, went) and dying marks (`dying`: applied,
+    wanted) changed: built from those alone, so it costs the same with ten or ten
+    thousand links. `hub` is the new plan (its services name the snat chains); `full`
+    the admission gate, the same before and after."""
+    where = f"ip {TABLE}"
+    snat_chain = _snat_chains(hub)
+
+    def items(links: Iterable[LinkPlan]) -> tuple[list[_Item], dict[str, tuple[str, ...]]]:
+        found: list[_Item] = []
+        chains: dict[str, tuple[str, ...]] = {}
+        for x in links:
+            if x.provider_netns == hub.netns:
+                found += _in_items(x, snat_chain)
+                name, rules = _link_chain(x)
+                chains[name] = rules
+            if x.consumer_netns == hub.netns and not x.local:
+                found += _out_items(x)
+        return found, chains
+
+    went, old_chains = items(removed)
+    came, new_chains = items(added)
+    came_ips, went_ips = pe_ips
+    went += [("pe_ips", ip, None) for ip in sorted(went_ips)]
+    came += [("pe_ips", ip, None) for ip in sorted(came_ips)]
+    was_dying, now_dying = dying
+    went += [("dying_links", str(m), None) for m in sorted(was_dying - now_dying)]
+    came += [("dying_links", str(m), None) for m in sorted(now_dying - was_dying)]
+    # An element both removed and added (a link re-made on its slot) is left alone; a
+    # mark is live while one end of a link in this hub has it.
+    gone = Counter(went) - Counter(came)
+    new = Counter(came) - Counter(went)
+    live = {k for name, k, _ in came if name == "live_links"}
+    gone = Counter({i: n for i, n in gone.items() if i[0] != "live_links" or i[1] not in live})
+    out: list[str] = [f"add chain {where} {n}" for n in new_chains if n not in old_chains]
+    for name, rules in new_chains.items():
+        if name in old_chains:
+            if old_chains[name] == rules:
+                continue
+            out.append(f"flush chain {where} {name}")
+        out += [f"add rule {where} {name} {r}" for r in rules]
+    if bool(was_dying) != bool(now_dying):
+        # The forward chain's reset rule comes and goes with the dying links.
+        forward = dict(_base_chains(bool(now_dying), full))["forward"]
+        out.append(f"flush chain {where} forward")
+        out += [f"add rule {where} forward {r}" for r in forward]
+    for name in (*_SETS, *_MAPS):
+        keys = sorted(k for (n, k, _) in gone if n == name)
+        if keys:
+            out.append(f"delete element {where} {name} {{ {', '.join(keys)} }}")
+    for name in (*_SETS, *_MAPS):
+        texts = sorted(k if v is None else f"{k} : {v}" for (n, k, v) in new if n == name)
+        if texts:
+            out.append(f"add element {where} {name} {{ {', '.join(texts)} }}")
+    out += [f"delete chain {where} {n}" for n in old_chains if n not in new_chains]
     return "\n".join(out) + "\n" if out else ""

@@ -28,17 +28,23 @@ from pathlib import Path
 from typing import Any
 
 from privatelink.core.ids import key
-from privatelink.core.private_link_service import APPROVED
+from privatelink.core.network_interface import NetworkInterface
+from privatelink.core.private_endpoint import PrivateEndpoint
+from privatelink.core.private_link_service import APPROVED, PrivateLinkService
 from privatelink.core.resource import Resource
+from privatelink.core.virtual_network import VirtualNetwork
 from privatelink.dataplane import names, nft, privileged
 from privatelink.dataplane.desired import (
     HubPlan,
     LinkPlan,
     NicPlan,
     Plan,
+    PlanChange,
     Planner,
     Snapshot,
+    approved_keys,
     connection_key,
+    service_facts,
 )
 from privatelink.dataplane.events import KernelEvent
 from privatelink.dataplane.health import Prober
@@ -80,6 +86,19 @@ FULL_RESYNC_SECONDS = 300.0
 # Default conntrack limit per hub: this share of nf_conntrack_max, which the kernel
 # applies to each namespace's own count. Above it the hub refuses new flows.
 CONNTRACK_LIMIT_SHARE = 0.9
+
+
+# What a hub's table is rendered from: its plan, the marks of dying links, the gate.
+_TableInputs = tuple[HubPlan, frozenset[int], bool]
+
+
+@dataclass
+class _Read:
+    """What a read of the change feed brought: (as it was or None, as it is now) per
+    resource put, and the resources deleted as they were."""
+
+    put: list[tuple[Resource | None, Resource]]
+    deleted: list[Resource]
 
 
 @dataclass
@@ -148,7 +167,8 @@ class Reconciler:
         self._wanted = 0  # bumped by mark_dirty
         self._done = 0  # the generation the last successful sync covered
         self._stop = threading.Event()
-        self._applied: dict[str, nft.Table] = {}  # each hub's table as last applied
+        # Each hub's table as last applied, by what it was rendered from (hub, dying, gated).
+        self._applied: dict[str, _TableInputs] = {}
         self._prepared: set[str] = set()
         self._thread: threading.Thread | None = None
         self._handles: dict[str, Netlink] = {}
@@ -163,11 +183,16 @@ class Reconciler:
         self._seqs: dict[str, int] = {}  # creation numbers of the kept resources
         self._version: int | None = None
         self._feed_kept = 0  # the version read one full pass ago: the feed is pruned to it
-        # Link slots as last assigned, and for which connections: asked again only when
-        # the approved connections change.
-        self._slots: tuple[frozenset[str], dict[str, int]] | None = None
+        # Approved connections, their link slots as last assigned (None: ask for all
+        # next time) and those that got none: asked again only for what changed.
+        self._conn_keys: set[str] = set()
+        self._slot_of: dict[str, int] | None = None
+        self._unslotted: set[str] = set()
+        # Resources whose provisioning state the next sync settles (Updating, Failed).
+        self._pending: dict[str, Resource] = {}
+        self._plan: Plan | None = None  # the plan last applied whole or by difference
         # Each hub's last rendered table, by what it was rendered from.
-        self._rendered: dict[str, tuple[object, nft.Table]] = {}
+        self._rendered: dict[str, tuple[_TableInputs, nft.Table]] = {}
         self._planner = Planner()
         self.last: SyncReport | None = None
         self.syncs = 0
@@ -416,97 +441,142 @@ class Reconciler:
             self.last = SyncReport(0.0, 0, 0, f"sync failed: {exc}")
             return self.last
 
-    def _read_world(self, full: bool) -> list[Resource]:
-        """The stored resources now: what changed since the last read, applied to the
-        ones kept (`full`, a first read, or a feed pruned past us: all of them)."""
+    def _read_world(self, full: bool) -> _Read | None:
+        """Bring the kept resources up to now: what changed since the last read (returned,
+        with each resource as it was), or (`full`, a first read, or a feed pruned past
+        us) all of them, returning None."""
         delta = None if full or self._version is None else self.repo.changes_since(self._version)
         if delta is None:
             version, everything = self.repo.versioned_snapshot()
             self._world = {r.key: r for _, r in everything}
             self._seqs = {r.key: seq for seq, r in everything}
-        else:
-            version, put, deleted = delta
-            for k in deleted:
-                self._world.pop(k, None)
-                self._seqs.pop(k, None)
-            for seq, r in put:
-                if self._seqs.get(r.key, seq) != seq:
-                    # Deleted and made again since: it goes where a snapshot has it, last.
-                    del self._world[r.key]
-                self._world[r.key] = r
-                self._seqs[r.key] = seq
+            self._pending = {
+                k: r for k, r in self._world.items() if r.provisioning_state in PENDING_STATES
+            }
+            self._version = version
+            return None
+        version, put, deleted = delta
+        read = _Read([], [])
+        for k in deleted:
+            gone = self._world.pop(k, None)
+            self._seqs.pop(k, None)
+            self._pending.pop(k, None)
+            if gone is not None:
+                read.deleted.append(gone)
+        for seq, r in put:
+            old = self._world.get(r.key)
+            if self._seqs.get(r.key, seq) != seq:
+                # Deleted and made again since: it goes where a snapshot has it, last.
+                del self._world[r.key]
+            self._world[r.key] = r
+            self._seqs[r.key] = seq
+            if r.provisioning_state in PENDING_STATES:
+                self._pending[r.key] = r
+            else:
+                self._pending.pop(r.key, None)
+            read.put.append((old, r))
         self._version = version
-        return list(self._world.values())
+        return read
 
-    def _link_slots(self, conn_keys: frozenset[str]) -> dict[str, int]:
-        """Slots of the approved connections: all read once, then only the difference."""
-        if self._slots is None:
-            self._slots = (conn_keys, self.repo.link_slots(set(conn_keys), names.MAX_SLOTS))
-        elif self._slots[0] != conn_keys or len(self._slots[1]) < len(conn_keys):
-            # (Also while some connection has no slot: one may have come free.)
-            slots = self._slots[1]
-            added, removed = set(conn_keys - slots.keys()), set(slots.keys() - conn_keys)
-            got = self.repo.change_link_slots(added, removed, names.MAX_SLOTS)
-            kept = {k: v for k, v in slots.items() if k not in removed}
-            kept.update(got)
-            self._slots = (conn_keys, kept)
-        return self._slots[1]
+    def _change_slots(self, added: set[str], removed: set[str]) -> set[str]:
+        """Take approved connections in and out: frees the slots of `removed`, gives
+        slots to `added` (and again to those that had none: one may be free now).
+        Returns the connection keys whose slot changed."""
+        if self._slot_of is None:
+            self._conn_keys = (self._conn_keys | added) - removed
+            self._slot_of = self.repo.link_slots(set(self._conn_keys), names.MAX_SLOTS)
+            self._unslotted = self._conn_keys - self._slot_of.keys()
+            return set(self._conn_keys)
+        removed = removed & self._conn_keys
+        added = added - self._conn_keys
+        self._conn_keys -= removed
+        self._conn_keys |= added
+        self._unslotted -= removed
+        want = added | self._unslotted
+        if not want and not removed:
+            return set()
+        got = self.repo.change_link_slots(want, removed, names.MAX_SLOTS)
+        for k in removed:
+            self._slot_of.pop(k, None)
+        self._slot_of.update(got)
+        self._unslotted = want - got.keys()
+        return removed | got.keys()
+
+    def _endpoint_change(self, read: _Read) -> tuple[set[str], set[str], set[str]] | None:
+        """What a change did when it touched only endpoints, their NICs and the states of
+        connections (the common case, planned by difference): the endpoints to re-plan
+        and the approved connections that came and went. None for anything else."""
+        if self._plan is None or self._slot_of is None:
+            return None
+        with self._damage_lock:
+            if self._damage:
+                return None
+        if not self._planner.can_update(self.prefix, self.prober.verdicts()):
+            return None
+        endpoints: set[str] = set()
+        nics: set[str] = set()
+        came: set[str] = set()
+        went: set[str] = set()
+        for old, new in [*read.put, *((r, None) for r in read.deleted)]:
+            either = new if new is not None else old
+            if isinstance(either, PrivateEndpoint) and (
+                old is None or isinstance(old, PrivateEndpoint)
+            ):
+                endpoints.add(either.key)
+            elif (
+                isinstance(either, NetworkInterface)
+                and either.managed_by
+                and (old is None or (isinstance(old, NetworkInterface) and old.managed_by))
+            ):
+                nics.add(either.key)
+            elif isinstance(old, PrivateLinkService) and isinstance(new, PrivateLinkService):
+                if service_facts(old) != service_facts(new):
+                    return None
+                before, after = approved_keys(old), approved_keys(new)
+                came |= after - before
+                went |= before - after
+            elif isinstance(old, VirtualNetwork) and isinstance(new, VirtualNetwork):
+                continue  # a plan takes only a network's id
+            else:
+                return None
+        return endpoints | self._planner.endpoints_of(nic_keys=nics), came, went
 
     def _sync(self) -> SyncReport:
         began = time.monotonic()
         started = utc_now()
         full = time.monotonic() >= self._full_due
         try:
-            resources = self._read_world(full)
+            read = self._read_world(full)
         except Exception:
             self._version = None  # read everything again next time
             raise
-        snapshot = Snapshot.of(resources)
-        # Only approved connections take a link slot (and so count against MAX_SLOTS).
-        conn_keys = frozenset(
-            connection_key(s.id, c.name)
-            for s in snapshot.services
-            for c in s.connections
-            if c.status == APPROVED
-        )
         repaired: tuple[str, ...] = ()
+        desired: Plan | None = None
         try:
-            slots = self._link_slots(conn_keys)
-            desired = self._planner.plan(snapshot, slots, self.prober.verdicts(), self.prefix)
-            repaired = self.apply(desired, full=full)
-            if full:
-                self._full_due = time.monotonic() + FULL_RESYNC_SECONDS
-                # Keep a full pass's worth of the change feed (other servers on the same
-                # PostgreSQL read it too; one further behind reads everything).
-                self.repo.prune_changes(self._feed_kept)
-                self._feed_kept = self._version or 0
-            self.prober.track(desired.health_checks)
-            self._write_index(desired)
-            if self._watcher is not None:
-                self._watcher.refresh()  # watch new hubs, forget gone ones
+            change = None if read is None else self._endpoint_change(read)
+            if change is not None:
+                desired = self._sync_endpoints(*change)
+            else:
+                desired, repaired = self._sync_all(full)
             error = None
         except KernelError as exc:
             error = exc.message
             desired = None
-            self._full_due = 0.0  # after a failure, check everything next time
-            self._slots = None
+            self._failed()
             for netns in list(self._handles):
                 self._forget(netns)
         except Exception as exc:  # a bug must not kill the loop; report it on resources
             log.exception("sync failed")
             error = f"internal error while applying network state: {exc}"
             desired = None
-            self._full_due = 0.0
-            self._slots = None
+            self._failed()
         problems = dict(desired.problems) if desired else {}
         states = {}
-        for r in resources:
-            if r.provisioning_state not in PENDING_STATES:
-                continue
+        for r in self._pending.values():
             failed = error or problems.get(r.key)
             states[r.key] = (r.etag, "Failed" if failed else "Succeeded")
         self.repo.set_provisioning_states(states)
-        failures = {r.key: error for r in resources} if error else problems
+        failures = {k: error for k in self._world} if error else problems
         self.repo.complete_operations(started, failures, utc_now())
         self.syncs += 1
         if repaired and not error:
@@ -521,6 +591,56 @@ class Reconciler:
             repaired,
         )
         return self.last
+
+    def _failed(self) -> None:
+        """After a failure: check everything next time, against tables we no longer know."""
+        self._full_due = 0.0
+        self._slot_of = None
+        self._plan = None
+        self._applied.clear()
+
+    def _sync_all(self, full: bool) -> tuple[Plan, tuple[str, ...]]:
+        """Plan from every resource and apply (a full pass, or a change of more than
+        endpoints and connections)."""
+        snapshot = Snapshot.of(self._world.values())
+        # Only approved connections take a link slot (and so count against MAX_SLOTS).
+        conn_keys = {
+            connection_key(s.id, c.name)
+            for s in snapshot.services
+            for c in s.connections
+            if c.status == APPROVED
+        }
+        self._change_slots(conn_keys - self._conn_keys, self._conn_keys - conn_keys)
+        assert self._slot_of is not None
+        desired = self._planner.plan(snapshot, self._slot_of, self.prober.verdicts(), self.prefix)
+        repaired = self.apply(desired, full=full)
+        if full:
+            self._full_due = time.monotonic() + FULL_RESYNC_SECONDS
+            # Keep a full pass's worth of the change feed (other servers on the same
+            # PostgreSQL read it too; one further behind reads everything).
+            self.repo.prune_changes(self._feed_kept)
+            self._feed_kept = self._version or 0
+        self.prober.track(desired.health_checks)
+        self._write_index(desired)
+        if self._watcher is not None:
+            self._watcher.refresh()  # watch new hubs, forget gone ones
+        return desired, repaired
+
+    def _sync_endpoints(self, endpoints: set[str], came: set[str], went: set[str]) -> Plan:
+        """Plan and apply a change of endpoints and connections by difference: what one
+        endpoint costs does not grow with the endpoints that exist (no hub listing, no
+        table rendering, no pass over every link)."""
+        moved = self._change_slots(came, went)
+        assert self._slot_of is not None
+        endpoints |= self._planner.endpoints_of(link_keys=moved)
+        change = self._planner.update(self._world.get, endpoints, self._slot_of)
+        self._apply_change(change)
+        with self._admission_lock:
+            gate = self._full ^ self._gated_applied  # hubs to gate, or to open again
+        for hub in change.plan.hubs:
+            if hub.netns in gate:
+                self._apply_nft(hub, frozenset())
+        return change.plan
 
     def _netlink(self, netns: str) -> Netlink:
         """A cached netlink handle for a namespace (opening one costs ~20 ms)."""
@@ -573,11 +693,14 @@ class Reconciler:
         relink = set(damage.links) | links_touching(desired, damaged_hubs)
         for netns in damaged_hubs | set(damage.tables):
             self._applied.pop(netns, None)  # re-apply its table (gone with a namespace)
+        # Each hub's interfaces as listed once by this pass (a listing of thousands of
+        # link veths costs seconds): checked against the plan, not asked again per link.
+        listed: dict[str, dict[str, privileged.Link]] = {}
         for hub in desired.hubs:
             local = _local_addresses(hub)
             made = self._hub_sigs.get(hub.netns)
             if full or hub.netns in damaged_hubs or made is None or made[0] != hub.nics:
-                self._hub(hub)
+                listed[hub.netns] = self._hub(hub)
             elif made[1] != local:
                 # Only PE or NAT addresses changed (an endpoint came or went): add and
                 # remove those on `lo`, without listing the hub's interfaces (with
@@ -608,15 +731,16 @@ class Reconciler:
                 self._prepared.add(hub.netns)
         # Then removals (conntrack by mark, then veths), before any creation: a slot freed
         # in this sync may be handed to a new link, with the same interface names.
+        routed: dict[str, dict[str, tuple[int, str | None]]] = {}
         if full:
-            self._remove_stale_links(desired)
+            routed = self._remove_stale_links(desired, listed)
         else:
             for slot in list(self._links):
                 if not _same_wire(links.get(slot), self._links[slot]):
                     self._remove_link(self._links.pop(slot), wanted)
         for slot, link in links.items():
             if full or slot in relink or not _same_wire(self._links.get(slot), link):
-                self._link(link)
+                self._link(link, listed, routed)
             self._links[slot] = link
         # The dying links' entries are deleted: a new packet of such a flow has mark 0
         # and meets the rules for unmarked packets. Drop the reset rule again.
@@ -632,6 +756,7 @@ class Reconciler:
             for netns in self.kernel.list_netns_etc():
                 if names.is_ours(self.prefix, netns) and netns not in wanted:
                     self.kernel.remove_netns_etc(netns)
+        self._plan = desired
         return tuple(why)
 
     def _apply_nft(self, hub: HubPlan, dying: frozenset[int]) -> None:
@@ -640,40 +765,119 @@ class Reconciler:
         time, after damage, or if the delta fails) by replacing the whole table."""
         with self._admission_lock:
             full = hub.netns in self._full
-            gated = hub.netns in self._gated_applied
-        # Building the table of a hub with thousands of links costs more than comparing
-        # its plan with the last one.
         inputs = (hub, dying, full)
-        cached = self._rendered.get(hub.netns)
-        if cached is not None and cached[0] == inputs:
-            wanted = cached[1]
-        else:
-            wanted = nft.table(hub, dying, full=full)
-            self._rendered[hub.netns] = (inputs, wanted)
         applied = self._applied.get(hub.netns)
-        if applied == wanted:
+        if applied == inputs:
             return
-        if gated:
+        self._put_table(hub.netns, inputs, None if applied is None else self._table(applied))
+
+    def _table(self, inputs: _TableInputs) -> nft.Table:
+        """The table these inputs render (the last rendered of each hub is kept: building
+        the table of a hub with thousands of links costs more than comparing plans)."""
+        cached = self._rendered.get(inputs[0].netns)
+        if cached is not None and cached[0] == inputs:
+            return cached[1]
+        table = nft.table(*inputs)
+        self._rendered[inputs[0].netns] = (inputs, table)
+        return table
+
+    def _put_table(
+        self, netns: str, inputs: _TableInputs, applied: nft.Table | None, text: str | None = None
+    ) -> None:
+        """Apply `text` (or the delta from `applied`) taking the hub's table to what
+        `inputs` render; if that fails, or nothing is known, replace the whole table."""
+        if netns in self._gated_applied:
             # What the gated table counted: taken now, since replacing the table zeroes
             # the counter and an ungated hub's counter is no longer read.
-            self._take_refused(hub.netns)
+            self._take_refused(netns)
         done = False
-        if applied is not None:
-            change = nft.delta(applied, wanted)
+        if text is None and applied is not None:
+            text = nft.delta(applied, self._table(inputs))
+        if text is not None:
             try:
-                self.kernel.apply_nft(hub.netns, change)
+                self.kernel.apply_nft(netns, text)
                 done = True
             except privileged.NftApplyFailed as exc:
                 # The table is not what we think (changed behind our back): replace it.
-                log.warning("nft delta failed in %s, replacing the table: %s", hub.netns, exc)
+                log.warning("nft delta failed in %s, replacing the table: %s", netns, exc)
         if not done:
-            self.kernel.apply_nft(hub.netns, nft.serialize(wanted))
-        self._applied[hub.netns] = wanted
+            self.kernel.apply_nft(netns, nft.serialize(self._table(inputs)))
+        self._applied[netns] = inputs
         with self._admission_lock:
-            if full:
-                self._gated_applied.add(hub.netns)
+            if inputs[2]:
+                self._gated_applied.add(netns)
             else:
-                self._gated_applied.discard(hub.netns)
+                self._gated_applied.discard(netns)
+
+    def _apply_change(self, change: PlanChange) -> None:
+        """Apply an incremental plan (`Planner.update`): the PE addresses, links and nft
+        elements that came and went, in `apply`'s order, and nothing else."""
+        assert self._plan is not None
+        old_hubs = {h.netns: h for h in self._plan.hubs}
+        hubs = {h.netns: h for h in change.plan.hubs if h.netns in change.hubs}
+        lo: dict[str, frozenset[str]] = {}
+        was: dict[str, frozenset[str]] = {}
+        for netns in change.pe_ips:
+            made = self._hub_sigs.get(netns)
+            hub = hubs.get(netns)
+            if made is None or hub is None:
+                raise RuntimeError(f"hub {netns} changed before it was made")  # a bug
+            was[netns], lo[netns] = made[1], _local_addresses(hub)
+            self._hub_sigs[netns] = (made[0], lo[netns])
+        # Published before any change, as in `apply`: our own deletions are no damage.
+        self._owned = self._owned.changed(change.added, change.removed, lo)
+        for netns, local in lo.items():
+            # Only PE addresses changed: add and remove those on `lo` (no listing).
+            nl = self._netlink(netns)
+            for address in sorted(was[netns] - local):
+                nl.delete_address("lo", address)
+            for address in sorted(local - was[netns]):
+                nl.add_address("lo", address)
+        new_at = {x.slot: x for x in change.added}
+        dead = [x for x in change.removed if not _same_wire(new_at.get(x.slot), x)]
+        dying: dict[str, set[int]] = {}
+        for x in dead:
+            for netns in (x.consumer_netns, x.provider_netns):
+                dying.setdefault(netns, set()).add(x.mark)
+
+        def elements(netns: str, marks: frozenset[int], links: bool) -> None:
+            hub = hubs[netns]
+            with self._admission_lock:
+                gated = netns in self._full
+            applied = self._applied.get(netns)
+            inputs = (hub, marks, gated)
+            if applied is None or applied[2] != gated or applied[0] is not old_hubs[netns]:
+                # Not the table this change starts from: the whole way.
+                self._apply_nft(hub, marks)
+                return
+            text = nft.link_delta(
+                hub,
+                change.added if links else (),
+                change.removed if links else (),
+                change.pe_ips.get(netns, ((), ())) if links else ((), ()),
+                (applied[1], marks),
+                gated,
+            )
+            if text:
+                self._put_table(netns, inputs, None, text)
+            else:
+                self._applied[netns] = inputs
+
+        for netns in sorted(hubs):
+            elements(netns, frozenset(dying.get(netns, ())), True)
+        # Removals before creations: a slot freed here may be handed to a new link.
+        for x in dead:
+            self._remove_link(x, {x.consumer_netns, x.provider_netns})
+            if self._links.get(x.slot) is x:
+                del self._links[x.slot]
+        for x in change.added:
+            if not _same_wire(self._links.get(x.slot), x):
+                self._link(x)
+            self._links[x.slot] = x
+        for netns in sorted(dying):
+            old_hubs[netns] = hubs[netns]  # the table now holds the new plan
+            elements(netns, frozenset(), False)
+        self._plan = change.plan
 
     def _remove_link(self, gone: LinkPlan, wanted: set[str]) -> None:
         """Cut a link's flows in both hubs, then delete its veth pair."""
@@ -686,9 +890,33 @@ class Reconciler:
         if gone.provider_netns in wanted:
             self._netlink(gone.provider_netns).delete_link(gone.provider_ifname)
 
-    def _link(self, link: LinkPlan) -> None:
+    def _link(
+        self,
+        link: LinkPlan,
+        listed: Mapping[str, Mapping[str, privileged.Link]] = {},
+        routed: Mapping[str, Mapping[str, tuple[int, str | None]]] = {},
+    ) -> None:
+        """Make a link's veth pair, addresses and endpoint route. With the hubs' listings
+        (`listed`, and `routed`: their endpoint routes) a link that is as planned costs
+        no kernel call; without, it is asked for interface by interface."""
         if link.local:
             return  # endpoint and service in one network: NAT inside the hub, no veth
+        ends = (
+            (link.consumer_netns, link.consumer_ifname, f"{link.consumer_addr}/30"),
+            (link.provider_netns, link.provider_ifname, f"{link.provider_addr}/30"),
+        )
+        if all(netns in listed for netns, _, _ in ends):
+            seen = [listed[netns].get(ifname) for netns, ifname, _ in ends]
+            route = routed.get(link.consumer_netns, {}).get(f"{link.pe_ip}/32")
+            if (
+                all(
+                    x is not None and x.up and a in x.addresses
+                    for x, (_, _, a) in zip(seen, ends, strict=True)
+                )
+                and seen[0] is not None
+                and route == (seen[0].index, link.provider_addr)
+            ):
+                return
         nl = self._netlink(link.consumer_netns)
         provider = self._netlink(link.provider_netns)
         # Single-interface queries: listing every link per link would be O(n^2) at 1000s.
@@ -702,8 +930,8 @@ class Reconciler:
             if there is not None:
                 provider.delete_link(link.provider_ifname)
             nl.add_veth(link.consumer_ifname, link.provider_ifname, link.provider_netns)
-        self._link_address(nl, link.consumer_ifname, f"{link.consumer_addr}/30")
-        self._link_address(provider, link.provider_ifname, f"{link.provider_addr}/30")
+        self._link_address(nl, link.consumer_ifname, ends[0][2])
+        self._link_address(provider, link.provider_ifname, ends[1][2])
         # Last, once both ends are up: the PE ip now goes into the link, to the provider
         # end's address (the provider hub answers ARP for that one only). The route goes
         # with the veth when the link is removed.
@@ -731,7 +959,9 @@ class Reconciler:
         if not link.up:
             nl.set_up(ifname)
 
-    def _hub(self, hub: HubPlan) -> None:
+    def _hub(self, hub: HubPlan) -> dict[str, privileged.Link]:
+        """Make a hub's own parts (lo, NIC veths and routes, resolv.conf, the NICs);
+        returns its interfaces as listed (link veths as they were, NIC veths as now)."""
         nl = self._netlink(hub.netns)
         links = nl.links()
         lo = links["lo"]
@@ -761,7 +991,14 @@ class Reconciler:
                 # process running in it): our end is still paired with the old eth0.
                 nl.delete_link(nic.hub_ifname)
                 nl.add_veth(nic.hub_ifname, names.NIC_IFNAME, nic.netns)
-        links = nl.links()
+        made = [n.hub_ifname for n in hub.nics if n.hub_ifname not in links]
+        for name in [n for n in links if n.startswith("n") and n not in wanted]:
+            del links[name]
+        for name in made:  # just made: asked for alone (a new veth has no address yet)
+            found = nl.link(name)
+            if found is None:
+                raise privileged.InterfaceNotFound(f"{name} missing in {hub.netns}")
+            links[name] = found
         for nic in hub.nics:
             link = links[nic.hub_ifname]
             nl.set_addresses(nic.hub_ifname, [f"{names.GATEWAY}/32"], link.addresses)
@@ -781,6 +1018,7 @@ class Reconciler:
         self.kernel.write_netns_etc(hub.netns, "resolv.conf", RESOLV_CONF)
         for nic in hub.nics:
             self._nic(nic)
+        return links
 
     def _nic(self, nic: NicPlan) -> None:
         nl = self._netlink(nic.netns)
@@ -795,14 +1033,21 @@ class Reconciler:
             nl.replace_route("0.0.0.0/0", names.NIC_IFNAME, gateway=names.GATEWAY)
         self.kernel.write_netns_etc(nic.netns, "resolv.conf", RESOLV_CONF)
 
-    def _remove_stale_links(self, desired: Plan) -> None:
+    def _remove_stale_links(
+        self, desired: Plan, listed: dict[str, dict[str, privileged.Link]]
+    ) -> dict[str, dict[str, tuple[int, str | None]]]:
+        """Delete link veths and endpoint routes the plan does not want, from one listing
+        per hub (taken here for hubs `listed` lacks, kept up to date); returns each
+        hub's endpoint routes that stay."""
         veths = [x for x in desired.links if not x.local]
         wanted = {(x.consumer_netns, x.consumer_ifname) for x in veths} | {
             (x.provider_netns, x.provider_ifname) for x in veths
         }
         stale: list[tuple[str, str, int]] = []
         for hub in desired.hubs:
-            for name in self._netlink(hub.netns).links():
+            if hub.netns not in listed:
+                listed[hub.netns] = self._netlink(hub.netns).links()
+            for name in listed[hub.netns]:
                 is_link = name.startswith("k") and name[1:-1].isdigit()
                 if is_link and (hub.netns, name) not in wanted:
                     stale.append((hub.netns, name, names.link_mark(int(name[1:-1]))))
@@ -811,15 +1056,23 @@ class Reconciler:
             self.kernel.conntrack_delete_mark(netns, mark)
         for netns, name, _mark in stale:
             self._netlink(netns).delete_link(name)
+            listed[netns].pop(name, None)
+        # (A deleted veth's peer may still be listed in the other hub: `_link` trusts a
+        # listing only when both ends of a link are there, up and addressed.)
         # Endpoint routes without a link (their veth went, so did they) or of an
         # endpoint that is no longer linked; wrong ones are replaced by `_link`.
         routes = {(x.consumer_netns, f"{x.pe_ip}/32") for x in veths}
+        kept: dict[str, dict[str, tuple[int, str | None]]] = {}
         for hub in desired.hubs:
             nl = self._netlink(hub.netns)
-            for dst in nl.routes(table=names.ENDPOINT_TABLE):
+            kept[hub.netns] = {}
+            for dst, via in nl.routes(table=names.ENDPOINT_TABLE).items():
                 if (hub.netns, dst) not in routes:
                     nl.delete_route(dst, table=names.ENDPOINT_TABLE)
+                else:
+                    kept[hub.netns][dst] = via
         self._links = {x.slot: x for x in desired.links}
+        return kept
 
     def _write_index(self, desired: Plan) -> None:
         """`<data-dir>/dataplane.json`: which namespace is which NIC (for `privatelink exec`)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from privatelink.dataplane import names
-from privatelink.dataplane.desired import Plan
+from privatelink.dataplane.desired import LinkPlan, Plan
 from privatelink.dataplane.events import (
     OWN_NFT_THREAD,
     AddressGone,
@@ -62,6 +62,22 @@ NONE = Damage()
 _LINK_ENTRIES: dict[int, tuple[Any, ...]] = {}
 
 
+def _lo_addresses(local: Iterable[str]) -> frozenset[str]:
+    return frozenset({"127.0.0.1/8", f"{names.AZURE_PLATFORM_IP}/32", *local})
+
+
+def _link_entry(link: LinkPlan) -> tuple[Any, ...]:
+    """A link's interfaces, their addresses and its endpoint route, keyed as `Owned` keys them."""
+    return (
+        link,
+        (link.consumer_netns, link.consumer_ifname),
+        (link.provider_netns, link.provider_ifname),
+        frozenset({f"{link.consumer_addr}/30"}),
+        frozenset({f"{link.provider_addr}/30"}),
+        (link.consumer_netns, names.ENDPOINT_TABLE, f"{link.pe_ip}/32"),
+    )
+
+
 def _hub(netns: str, why: str) -> Damage:
     return Damage(hubs=frozenset({netns}), why=(why,))
 
@@ -92,9 +108,7 @@ class Owned:
             local = {f"{ip}/32" for ip in hub.pe_ips}
             local |= {f"{ip}/32" for s in hub.services for ip in s.nat_ips}
             interfaces[(hub.netns, "lo")] = hub.netns
-            addresses[(hub.netns, "lo")] = frozenset(
-                {"127.0.0.1/8", f"{names.AZURE_PLATFORM_IP}/32", *local}
-            )
+            addresses[(hub.netns, "lo")] = _lo_addresses(local)
             for nic in hub.nics:
                 nic_hub[nic.netns] = hub.netns
                 interfaces[(hub.netns, nic.hub_ifname)] = hub.netns
@@ -110,16 +124,7 @@ class Owned:
                 continue
             entry = kept.get(id(link))
             if entry is None or entry[0] is not link:
-                consumer = (link.consumer_netns, link.consumer_ifname)
-                provider = (link.provider_netns, link.provider_ifname)
-                entry = (
-                    link,
-                    consumer,
-                    provider,
-                    frozenset({f"{link.consumer_addr}/30"}),
-                    frozenset({f"{link.provider_addr}/30"}),
-                    (link.consumer_netns, names.ENDPOINT_TABLE, f"{link.pe_ip}/32"),
-                )
+                entry = _link_entry(link)
             used[id(link)] = entry
             _, consumer, provider, consumer_addr, provider_addr, route = entry
             interfaces[consumer] = link.slot
@@ -129,6 +134,42 @@ class Owned:
             routes[route] = link.slot
         _LINK_ENTRIES = used
         return cls(frozenset(h.netns for h in plan.hubs), nic_hub, interfaces, addresses, routes)
+
+    def changed(
+        self,
+        added: Iterable[LinkPlan],
+        removed: Iterable[LinkPlan],
+        lo: Mapping[str, frozenset[str]],
+    ) -> Owned:
+        """This index after links came and went and hubs' local (PE and NAT) addresses
+        changed (`lo`: hub -> its addresses now): the planner's incremental update,
+        indexed by difference."""
+        interfaces, addresses, routes = (
+            dict(self.interfaces),
+            dict(self.addresses),
+            dict(self.routes),
+        )
+        for link in removed:
+            if link.local:
+                continue
+            _, consumer, provider, _, _, route = _link_entry(link)
+            for end in (consumer, provider):
+                if interfaces.get(end) == link.slot:
+                    del interfaces[end]
+                    addresses.pop(end, None)
+            if routes.get(route) == link.slot:
+                del routes[route]
+        for link in added:
+            if link.local:
+                continue
+            _, consumer, provider, consumer_addr, provider_addr, route = _link_entry(link)
+            interfaces[consumer] = interfaces[provider] = link.slot
+            addresses[consumer] = consumer_addr
+            addresses[provider] = provider_addr
+            routes[route] = link.slot
+        for netns, local in lo.items():
+            addresses[(netns, "lo")] = _lo_addresses(local)
+        return Owned(self.hubs, self.nic_hub, interfaces, addresses, routes)
 
     def watched(self) -> frozenset[str]:
         """The namespaces whose events matter: the hubs (a NIC's veth is seen from its hub)."""
