@@ -140,10 +140,17 @@ def test_an_approved_connection_becomes_a_link_with_nat_entries(world) -> None:
     # The consumer only marks (PE ip . service port -> link); routing takes it into the link.
     assert f"{link.pe_ip} . 80 : 8" in c_text
     assert "dnat ip to" not in c_text
-    assert '"k7p" : jump link_7' in p_text
-    # What no rule DNATs (a port without a rule, no healthy backend) stops in the link chain.
-    chain = p_text.split("chain link_7 {")[1].split("}")[0].split()
-    assert chain[-1] == "drop" and "jump" in chain
+    # From the link: its mark and its service's chain, by maps (no chain per link).
+    service = provider.services[0]
+    assert '"k7p" : 8 }' in p_text.split("map link_marks")[1].split("\n")[0]
+    assert f'"k7p" : jump {service.chain} }}' in p_text.split("map links ")[1].split("\n")[0]
+    assert "chain link_" not in p_text
+    # What no rule DNATs (a port without a rule, no healthy backend) stops right after.
+    prerouting = p_text.split("chain prerouting {")[1].split("}")[0].splitlines()
+    rules = [r.strip() for r in prerouting if r.strip()]
+    at = rules.index("iifname vmap @links")
+    assert rules[at - 1] == "ct mark set iifname map @link_marks"
+    assert rules[at + 1] == "iifname @link_in_ifs drop"
     assert "snat ip to jhash ip saddr . th sport mod 1 map { 0 : 10.0.3.4 }" in p_text
     assert "mod 2 map { 0 : 10.0.2.4 . 8080, 1 : 10.0.2.5 . 8080 }" in p_text
     assert f"{lb.frontends[0].private_ip} . tcp . 80 : jump" in p_text

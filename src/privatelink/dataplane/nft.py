@@ -6,8 +6,8 @@ sets so per-packet cost does not grow with the number of links:
 consumer side  prerouting  PE ip . port -> ct mark = link (map); no DNAT: the hub's
                            endpoint routing table sends a live PE ip into its link
                postrouting snat to the link's consumer address (map by oifname)
-provider side  prerouting  iifname -> link chain (vmap): ct mark = link, jump service;
-                           what no rule DNATs is dropped
+provider side  prerouting  iifname -> ct mark = link (map), iifname -> jump service
+                           (vmap); what no rule DNATs is dropped (no chain per link)
                service     protocol . port -> rule chain (vmap)
                rule        dnat to a backend by hash (jhash over healthy backends)
                frontends   frontend ip . protocol . port -> rule chain (intra-VNet LB)
@@ -20,8 +20,9 @@ both           forward     flows of links being removed are reset (only during t
                admission   only while the hub's conntrack table is at its limit: new
                            flows are counted and refused (TCP reset, ICMP otherwise)
                            before the kernel would drop them silently
-same network   prerouting  PE ip -> link chain (vmap) when endpoint and service share a
-                           hub: no veth, the provider side's NAT happens in place
+same network   prerouting  PE ip -> ct mark, PE ip -> jump service (maps) when endpoint
+                           and service share a hub: no veth, the provider side's NAT
+                           happens in place
 """
 
 from __future__ import annotations
@@ -85,25 +86,22 @@ def _out_items(x: LinkPlan) -> list[_Item]:
 
 
 def _in_items(x: LinkPlan, snat_chain: dict[str, str]) -> list[_Item]:
-    """A link's elements in its provider hub (`snat_chain`: snat chain by service chain)."""
+    """A link's elements in its provider hub (`snat_chain`: snat chain by service chain).
+
+    Its mark and service come from maps, not a chain of its own: a transaction on a
+    table of thousands of chains costs libnftables a listing of all of them (22 ms at
+    10,000 against 1.3 ms without, `bench/kernel_objects.py`)."""
     items: list[_Item] = [("live_links", str(x.mark), None)]
     if x.local:
-        items.append(("pe_local", x.pe_ip, f"jump link_{x.slot}"))
+        items.append(("pe_local_marks", x.pe_ip, str(x.mark)))
+        items.append(("pe_local", x.pe_ip, f"jump {x.service_chain}"))
     else:
-        items.append(("links", f'"{x.provider_ifname}"', f"jump link_{x.slot}"))
+        items.append(("link_marks", f'"{x.provider_ifname}"', str(x.mark)))
+        items.append(("links", f'"{x.provider_ifname}"', f"jump {x.service_chain}"))
         items.append(("link_in_ifs", f'"{x.provider_ifname}"', None))
     if x.service_chain in snat_chain:
         items.append(("snat_by_mark", str(x.mark), f"jump {snat_chain[x.service_chain]}"))
     return items
-
-
-def _link_chain(x: LinkPlan) -> tuple[str, tuple[str, ...]]:
-    """A link's own chain in its provider hub. Back from the service chain only when no
-    rule translated it (no healthy backend, a port without a rule): nothing from a
-    link is routed untranslated. (In the same network the PE ip is local: `input`
-    resets it.)"""
-    rules = (f"ct mark set {x.mark}", f"jump {x.service_chain}")
-    return f"link_{x.slot}", rules if x.local else (*rules, "drop")
 
 
 def _snat_chains(hub: HubPlan) -> dict[str, str]:
@@ -138,7 +136,6 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
     sets = tuple((name, type_, tuple(elements[name])) for name, type_ in _SETS.items())
     maps = tuple((name, type_, tuple(pairs[name])) for name, type_ in _MAPS.items())
     chains: list[tuple[str, tuple[str, ...]]] = list(_base_chains(bool(dying), full))
-    chains += [_link_chain(x) for x in hub.links_in]
     chains += _object_chains(hub)
     return Table(sets=sets, maps=maps, chains=tuple(chains))
 
@@ -153,7 +150,9 @@ _SETS = {
 }
 _MAPS = {
     "pe_mark": "ipv4_addr . inet_service : mark",
+    "link_marks": "ifname : mark",
     "links": "ifname : verdict",
+    "pe_local_marks": "ipv4_addr : mark",
     "pe_local": "ipv4_addr : verdict",
     "frontends": "ipv4_addr . inet_proto . inet_service : verdict",
     "snat_by_mark": "mark : verdict",
@@ -168,7 +167,15 @@ def _base_chains(dying: bool, full: bool) -> list[tuple[str, tuple[str, ...]]]:
         (
             "prerouting",
             (
+                # From a link: its mark, then its service's chain. Back from there only
+                # when no rule translated it (no healthy backend, a port without a
+                # rule): nothing from a link is routed untranslated.
+                "ct mark set iifname map @link_marks",
                 "iifname vmap @links",
+                "iifname @link_in_ifs drop",
+                # An endpoint in the service's own network: the same, by its address (in
+                # the same network the PE ip is local: `input` resets what comes back).
+                "meta l4proto tcp ct mark set ip daddr map @pe_local_marks",
                 "meta l4proto tcp ip daddr vmap @pe_local",
                 # Only a mark: the endpoint routing table routes the PE ip into its link,
                 # one NAT fewer than a DNAT to the link's address (which then needs
@@ -295,13 +302,9 @@ def render(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False
 
 
 # Chains that rules of other per-object chains jump to come before them when deleted
-# last: link chains jump to service chains, whose maps jump to rule chains.
+# last: service chains' maps jump to rule chains.
 def _deletion_rank(name: str) -> int:
-    if name.startswith("link_"):
-        return 0
-    if name.startswith(("pls_", "snat_")):
-        return 1
-    return 2
+    return 0 if name.startswith(("pls_", "snat_")) else 1
 
 
 def delta(old: Table, new: Table) -> str:
@@ -361,20 +364,16 @@ def link_delta(
     where = f"ip {TABLE}"
     snat_chain = _snat_chains(hub)
 
-    def items(links: Iterable[LinkPlan]) -> tuple[list[_Item], dict[str, tuple[str, ...]]]:
+    def items(links: Iterable[LinkPlan]) -> list[_Item]:
         found: list[_Item] = []
-        chains: dict[str, tuple[str, ...]] = {}
         for x in links:
             if x.provider_netns == hub.netns:
                 found += _in_items(x, snat_chain)
-                name, rules = _link_chain(x)
-                chains[name] = rules
             if x.consumer_netns == hub.netns and not x.local:
                 found += _out_items(x)
-        return found, chains
+        return found
 
-    went, old_chains = items(removed)
-    came, new_chains = items(added)
+    went, came = items(removed), items(added)
     came_ips, went_ips = pe_ips
     went += [("pe_ips", ip, None) for ip in sorted(went_ips)]
     came += [("pe_ips", ip, None) for ip in sorted(came_ips)]
@@ -387,13 +386,7 @@ def link_delta(
     new = Counter(came) - Counter(went)
     live = {k for name, k, _ in came if name == "live_links"}
     gone = Counter({i: n for i, n in gone.items() if i[0] != "live_links" or i[1] not in live})
-    out: list[str] = [f"add chain {where} {n}" for n in new_chains if n not in old_chains]
-    for name, rules in new_chains.items():
-        if name in old_chains:
-            if old_chains[name] == rules:
-                continue
-            out.append(f"flush chain {where} {name}")
-        out += [f"add rule {where} {name} {r}" for r in rules]
+    out: list[str] = []
     if bool(was_dying) != bool(now_dying):
         # The forward chain's reset rule comes and goes with the dying links.
         forward = dict(_base_chains(bool(now_dying), full))["forward"]
@@ -407,5 +400,4 @@ def link_delta(
         texts = sorted(k if v is None else f"{k} : {v}" for (n, k, v) in new if n == name)
         if texts:
             out.append(f"add element {where} {name} {{ {', '.join(texts)} }}")
-    out += [f"delete chain {where} {n}" for n in old_chains if n not in new_chains]
     return "\n".join(out) + "\n" if out else ""
