@@ -284,6 +284,9 @@ class FakeKernel:
     def write_sysctls(self, name: str, values: dict[str, str]) -> None:
         self.calls.append(f"sysctl {name}")
 
+    def forget_nft(self, name: str) -> None:
+        pass  # no sockets here
+
     def apply_nft(self, name: str, text: str) -> None:
         self.calls.append(f"nft {name}")
         if self.fail_nft:

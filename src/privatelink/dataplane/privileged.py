@@ -8,6 +8,7 @@ so the next sync can repair.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import errno
@@ -116,6 +117,7 @@ def _remove_netns_file(name: str) -> None:
 
 def delete_netns(name: str) -> None:
     """Delete a named namespace (no error if already gone)."""
+    forget_nft(name)
     try:
         _pyroute2().netns.remove(name)
     except OSError as exc:
@@ -476,36 +478,82 @@ class Netlink:
 # --- nftables and conntrack --------------------------------------------------------------
 
 
-def apply_nft(netns: str, ruleset: str) -> None:
-    """Apply a ruleset as one atomic transaction inside a namespace (libnftables).
+class _NftContexts:
+    """One libnftables context per namespace, all used from one thread.
 
-    The committing thread is named `OWN_NFT_THREAD`: the kernel puts that name in the
-    commit's notification, which is how the watcher tells our commits from others'."""
+    A context's netlink socket lives in the namespace it was made in, so it serves that
+    namespace from any thread. Kept, not made per transaction: freeing a context whose
+    socket committed a deletion waits for the kernel (about 15 ms, most of what removing
+    a link cost). The thread is named `OWN_NFT_THREAD`: the kernel puts that name in the
+    commit's notification, which is how the watcher tells our commits from others'. A
+    namespace made again under the same name gets a new context; `forget_nft` closes
+    one (an open socket would keep a deleted namespace alive)."""
 
-    def run() -> tuple[int, str]:
+    def __init__(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="nft",
+            initializer=_name_this_thread,
+            initargs=(OWN_NFT_THREAD,),
+        )
+        self._made: dict[str, tuple[int, Any]] = {}  # only touched by the pool's thread
+
+    def run(self, netns: str, command: str, json_output: bool = False) -> tuple[int, str, str]:
+        """Run one nft command text in a namespace: (rc, output, error)."""
+        return self._pool.submit(self._run, netns, command, json_output).result()
+
+    def forget(self, netns: str) -> None:
+        """Close the context of a namespace (deleted, or about to be)."""
+        self._pool.submit(self._made.pop, netns, None).result()
+
+    def _run(self, netns: str, command: str, json_output: bool) -> tuple[int, str, str]:
         import nftables
 
-        _name_this_thread(OWN_NFT_THREAD)
-        nft = nftables.Nftables()
-        rc, _out, err = nft.cmd(ruleset)
-        return rc, err
+        inode = netns_inode(netns)
+        if inode is None:
+            self._made.pop(netns, None)
+            raise NetnsNotFound(f"namespace {netns} not found")
+        made = self._made.get(netns)
+        if made is None or made[0] != inode:
+            self._made.pop(netns, None)
+            made = self._made[netns] = (inode, in_netns(netns, nftables.Nftables))
+        nft = made[1]
+        nft.set_json_output(json_output)
+        rc, out, err = nft.cmd(command)
+        return int(rc), str(out), str(err)
 
-    rc, err = in_netns(netns, run)
+
+_NFT: list[_NftContexts] = []  # made on first use
+_NFT_LOCK = threading.Lock()
+
+
+def _nft() -> _NftContexts:
+    with _NFT_LOCK:
+        if not _NFT:
+            _NFT.append(_NftContexts())
+        return _NFT[0]
+
+
+def forget_nft(netns: str) -> None:
+    """Close our nft context of a namespace (see `_NftContexts`)."""
+    if _NFT:
+        _NFT[0].forget(netns)
+
+
+def apply_nft(netns: str, ruleset: str) -> None:
+    """Apply a ruleset as one atomic transaction inside a namespace (libnftables)."""
+    rc, _out, err = _nft().run(netns, ruleset)
     if rc != 0:
         raise NftApplyFailed(f"nft transaction in {netns} failed: {err.strip()[:2000]}")
 
 
 def list_nft(netns: str, table: str) -> str:
     """The text of a table in a namespace ('' when absent)."""
-
-    def run() -> str:
-        import nftables
-
-        nft = nftables.Nftables()
-        rc, out, _err = nft.cmd(f"list table ip {table}")
-        return str(out) if rc == 0 else ""
-
-    return in_netns(netns, run)
+    try:
+        rc, out, _err = _nft().run(netns, f"list table ip {table}")
+    except NetnsNotFound:
+        return ""
+    return out if rc == 0 else ""
 
 
 def _conntrack(netns: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -571,16 +619,7 @@ def take_nft_counter(netns: str, table: str, name: str) -> int:
     """Packets counted by a named counter since the last call, zeroing it (`nft reset
     counter`); 0 when the table or counter does not exist."""
 
-    def run() -> tuple[int, str]:
-        import nftables
-
-        _name_this_thread(OWN_NFT_THREAD)
-        nft = nftables.Nftables()
-        nft.set_json_output(True)
-        rc, out, _err = nft.cmd(f"reset counter ip {table} {name}")
-        return rc, str(out)
-
-    rc, out = in_netns(netns, run)
+    rc, out, _err = _nft().run(netns, f"reset counter ip {table} {name}", json_output=True)
     if rc != 0:
         return 0
     try:

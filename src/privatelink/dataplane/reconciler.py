@@ -653,6 +653,7 @@ class Reconciler:
         handle = self._handles.pop(netns, None)
         if handle is not None:
             handle.close()
+        self.kernel.forget_nft(netns)  # its socket would keep a deleted namespace alive
         self._applied.pop(netns, None)
         self._prepared.discard(netns)
         self._hub_sigs.pop(netns, None)
@@ -751,6 +752,8 @@ class Reconciler:
             self._forget(netns)
             self.kernel.delete_netns(netns)
             self.kernel.remove_netns_etc(netns)
+        for netns in set(self._handles) - wanted - existing:
+            self._forget(netns)  # deleted by someone else and no longer wanted
         if full:
             # Files of namespaces that vanished without us (or before a crash).
             for netns in self.kernel.list_netns_etc():
