@@ -92,6 +92,9 @@ operations = Table(
     Column("error_message", Text),
     Column("start_time", String(40), nullable=False),
     Column("end_time", String(40)),
+    # Every sync completes the operations still in progress: found through this, not
+    # by a scan of every operation ever recorded.
+    Index("ix_operations_status_start", "status", "start_time"),
 )
 
 # The change feed: every write transaction takes the next "change" version (a counter
@@ -425,6 +428,9 @@ class SqlRepository:
         if self.engine.dialect.name == "sqlite":
             self._tune_sqlite(self.engine)
         metadata.create_all(self.engine)
+        # Indexes added since a table was first made (create_all skips existing tables).
+        for index in operations.indexes:
+            index.create(self.engine, checkfirst=True)
         self._lock = threading.Lock()
         # Small reads on the caller's thread (an event loop's GETs) for a local SQLite
         # file; a database over the network always reads in a worker thread.
