@@ -796,6 +796,10 @@ class Reconciler:
         done = False
         if text is None and applied is not None:
             text = nft.delta(applied, self._table(inputs))
+        elif text is not None:
+            # Applied by difference: the table last rendered for this hub is stale now,
+            # and keeping it would hold a copy of every link's elements for nothing.
+            self._rendered.pop(netns, None)
         if text is not None:
             try:
                 self.kernel.apply_nft(netns, text)
