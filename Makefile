@@ -32,16 +32,19 @@ SERVE_ARGS ?=
 # Debian packages: PostgreSQL server (tests start a throwaway one), the
 # dataplane tools, and HTTPS basics.
 SYSTEM_PACKAGES := postgresql nftables iproute2 conntrack curl ca-certificates
+# What the data-plane benchmarks drive traffic with (bench/dataplane.py, bench/scale.py).
+BENCH_PACKAGES := iperf3 wrk haproxy
 
 # Directories that exist in a fresh clone (git keeps no empty directory).
 LINT_PATHS = $(wildcard src tests bench)
 
-.PHONY: help deps-system venv az test check typecheck demo serve bench clean
+.PHONY: help deps-system deps-bench venv az test check typecheck demo serve bench clean
 
 help:
 	@echo "make demo         install what is missing, run the private-link demo"
 	@echo "make test         install test dependencies, run the whole suite (PYTEST_ARGS=...)"
 	@echo "make deps-system  install missing Debian packages (root)"
+	@echo "make deps-bench   also the benchmarks' traffic tools: $(BENCH_PACKAGES) (root)"
 	@echo "make venv         create/update .venv with the package and its test extras"
 	@echo "make az           install azure-cli $(AZ_VERSION) in $(AZ_VENV) (az: $(AZ_SHIM)/az)"
 	@echo "make check        ruff format --check, ruff check, mypy src"
@@ -133,6 +136,9 @@ check: venv
 
 typecheck: venv
 	$(VENV_BIN)/mypy src
+
+deps-bench:
+	@$(MAKE) --no-print-directory deps-system SYSTEM_PACKAGES="$(SYSTEM_PACKAGES) $(BENCH_PACKAGES)"
 
 demo: deps-system venv
 	$(VENV_BIN)/python -m privatelink.demo

@@ -38,14 +38,23 @@ azure-mgmt-network) and measures, with real TCP from VM namespaces:
    `plsempty`, alternated in blocks; the paged list of `pls0`'s connections and of a
    consumer subscription's endpoints vs the same lists where they are short (ms per
    page; target: within 2x).
+6. Data path: the small world's backend `be` and one big-world backend `bb` (in
+   pls0's pool, on lb0 with the same rules) also run an iperf3 server (rule 5201 ->
+   5201) and the HAProxy HTTP responder of bench/dataplane.py (rule 81 -> 8081, pinned
+   like there). Through an approved endpoint, from the world's client namespace:
+   iperf3 with 1 stream and wrk's new connections per second (`Connection: close`),
+   DP_ROUNDS rounds of DP_SECONDS s each, with 1 link (a new endpoint on `plsm` after
+   step 3's samples, rejected after) and with all N links (an auto-approved endpoint
+   of step 1 on pls0 from `vc0`, after the big world's samples). Targets: the medians'
+   ratios big/small >= 0.95. The two worlds are measured minutes apart, so a neighbour's
+   load on a shared machine moves the ratio (each round records the load average).
 
 `--quick`: 100 services on 13 LBs, 1000 endpoints from 4 VNets in 2 subscriptions,
 5 samples for steps 2-3 (about 2 minutes on a 2-core machine). The full run is the
 issue's world: 1000 services on 125 LBs, 10,000 endpoints from 20 VNets in 10
 subscriptions, 20 samples (25 minutes there, at commit f56e0c0). Private DNS for
-2000 endpoints, the kernel work per change and the data path at 10,000 links are not
-measured here (bench/dns.py, bench/kernel_objects.py, bench/dataplane.py); the output
-says so.
+2000 endpoints and the kernel work per change are not measured here (bench/dns.py,
+bench/kernel_objects.py); the output says so.
 
 Every loop is bounded in count and time. The server's CPU is its own process's (user +
 system; children such as `conntrack` not counted). The machine may be shared: figures
@@ -54,6 +63,8 @@ moves less.
 
 Usage:
     python bench/scale.py [--quick] [--workers N] [--endpoints N] [--write]
+
+Needs root, ip, iperf3, wrk, haproxy and taskset (`make deps-bench` installs them).
 
 `--write` stores the results as JSON in docs/benchmarks-scale.json, under the run's
 mode (`quick`, `full`, or `...-custom` with --workers/--endpoints; the other modes' last
@@ -94,6 +105,8 @@ from common import (
     log,
     machine,
     median,
+    must,
+    netns_run,
     network_base,
     process_cpu,
     serve,
@@ -110,7 +123,19 @@ from common import (
 )
 from control_plane import FRONTENDS_PER_LB, Meter, Phase, bounded, lb_body, pls_body
 from control_plane import pe_body as manual_pe_body
-from dataplane import nic_body, pe_body, poll_first_byte
+from dataplane import (
+    CLIENT_SYSCTLS,
+    HTTP_RESPONDER,
+    IPERF_PORT,
+    PIN_CPUS,
+    Target,
+    http_get,
+    iperf,
+    nic_body,
+    pe_body,
+    poll_first_byte,
+    wrk,
+)
 
 from privatelink.dataplane import names, privileged
 
@@ -122,6 +147,13 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: scale\r\n\r\n"
 CUT_INTERVAL = 0.005  # s between requests of the flow that a reject must cut
 KEEP_INTERVAL = 0.05  # s between requests of the flow that must survive the restart
 STOP_TIMEOUT = 60.0  # s a SIGTERMed server gets to exit
+# Step 6: the backends' data-path servers, on ports of their own (8080 is the Python
+# server's: steps 2-4 and the probe). HTTP_RESPONDER binds four ports; three stay
+# unused here.
+DP_HTTP_PORT, DP_BACKEND_PORT = 81, 8081
+DP_ROUNDS, DP_SECONDS, DP_CONNECTIONS = 3, 3, 32
+DP_BUDGET = 300.0  # s for one world's rounds
+TOOLS = ("ip", "iperf3", "wrk", "haproxy", "taskset")
 
 # The backend: HTTP/1.1 with keep-alive (a flow can carry many requests), threads.
 BACKEND_SERVER = r"""
@@ -192,7 +224,6 @@ QUICK = Sizes(
 NOT_MEASURED = {
     "private_dns_2000_records": "not measured here: bench/dns.py",
     "kernel_work_per_link_change": "not measured here: bench/kernel_objects.py",
-    "data_path_throughput_and_conn_per_s_at_10k": "not measured here: bench/dataplane.py",
 }
 
 
@@ -504,7 +535,7 @@ class Scale:
                 deadline,
             )
         pb = self.pb[0]
-        api.put_wait(f"{pb}/loadBalancers/lbx", lb_body(pb, "lbx", 2), deadline)
+        api.put_wait(f"{pb}/loadBalancers/lbx", data_path_lb_body(pb, "lbx", 2), deadline)
         fe = f"{pb}/loadBalancers/lbx/frontendIPConfigurations/fe"
         pool = f"{pb}/loadBalancers/lbx/backendAddressPools/be0"
         be = api.put_wait(
@@ -528,17 +559,39 @@ class Scale:
         )
         backend_ns = self.netns_of_nic(be["id"])
         self.client_ns = {"small": self.netns_of_nic(cl["id"])}
-        port = str(BACKEND_PORT)
-        with (self.tmp / "backend.log").open("ab") as out:
-            self.procs.append(
-                subprocess.Popen(
-                    ["ip", "netns", "exec", backend_ns, sys.executable, "-c", BACKEND_SERVER, port],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        self.start_backend(backend_ns, "be")
         self.results["small_world_build_s"] = round(time.monotonic() - t0, 1)
+
+    def start_backend(self, netns: str, name: str) -> None:
+        """In a backend NIC namespace of ours: the keep-alive HTTP server (BACKEND_PORT,
+        steps 2-4 and the probe), the HAProxy HTTP responder (DP_BACKEND_PORT, pinned to
+        PIN_CPUS[1] as in bench/dataplane.py) and an iperf3 server (step 6). Each is a
+        child of ours (`ip netns exec` and taskset exec it), stopped by `close`."""
+        cfg = self.tmp / f"responder-{name}.cfg"
+        cfg.write_text(
+            HTTP_RESPONDER.format(
+                port=DP_BACKEND_PORT,
+                lb_port=DP_BACKEND_PORT + 1,
+                direct_port=DP_BACKEND_PORT + 2,
+                haproxy_port=DP_BACKEND_PORT + 3,
+                name=name,
+            )
+        )
+        pin = ["taskset", "-c", str(PIN_CPUS[1])] if PIN_CPUS else []
+        for what, argv in (
+            ("http", [sys.executable, "-c", BACKEND_SERVER, str(BACKEND_PORT)]),
+            ("responder", [*pin, "haproxy", "-db", "-f", str(cfg)]),
+            ("iperf3", ["iperf3", "-s", "-p", str(IPERF_PORT)]),
+        ):
+            with (self.tmp / f"{name}-{what}.log").open("ab") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        ["ip", "netns", "exec", netns, *argv],
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
 
     # --- steps 2 and 3 ----------------------------------------------------------------------
 
@@ -647,13 +700,16 @@ class Scale:
         if warm.first_byte_ms is None:
             raise RuntimeError(f"the backend does not answer through plsm: {warm.error}")
         self.results["warmup_first_byte_ms"] = warm.first_byte_ms
-        # Back to no link: reject the warm-up connection without measuring.
+        self.reject_approved()  # back to no link, without measuring
+        self.results["small"] = self.samples("small", sb, subnet, "s")
+
+    def reject_approved(self) -> None:
+        """Reject every approved connection of `plsm`."""
         for page in self.api.pages(f"{self.plsm}/privateEndpointConnections"):
             for conn in page:
                 state = conn["properties"]["privateLinkServiceConnectionState"]["status"]
                 if state == "Approved":
                     self.api.set_connection(self.plsm, conn["name"], "Rejected")
-        self.results["small"] = self.samples("small", sb, subnet, "s")
 
     # --- step 1: the big world --------------------------------------------------------------
 
@@ -666,7 +722,10 @@ class Scale:
             list(range(self.n_lbs)),
             lambda lb: api.put_wait(
                 f"{self.pb[lb // self.lbs_per_sub]}/loadBalancers/lb{lb}",
-                lb_body(self.pb[lb // self.lbs_per_sub], f"lb{lb}", FRONTENDS_PER_LB),
+                # lb0's fe0 is pls0's: step 6's rules there, the others as they were.
+                (data_path_lb_body if lb == 0 else lb_body)(
+                    self.pb[lb // self.lbs_per_sub], f"lb{lb}", FRONTENDS_PER_LB
+                ),
                 deadline,
             ),
             deadline,
@@ -680,6 +739,18 @@ class Scale:
             api.put_wait(self.service_id(j), body, deadline)
 
         failures += run_parallel(s.workers, list(range(s.services)), service, deadline)
+        # Step 6's backend: pls0's only backend, a copy of the small world's `be`.
+        p0, lb0, _ = self.service(0)
+        pb0 = self.pb[p0]
+        bb = api.put_wait(
+            f"{pb0}/networkInterfaces/bb",
+            nic_body(
+                f"{pb0}/virtualNetworks/vp/subnets/be",
+                f"{pb0}/loadBalancers/{lb0}/backendAddressPools/be0",
+            ),
+            deadline,
+        )
+        self.start_backend(self.netns_of_nic(bb["id"]), "bb")
         for v in range(s.consumer_vnets):
             base, vnet_id = self.vnet(v)
             space = f"10.{64 + v}.0.0"
@@ -693,6 +764,7 @@ class Scale:
         if failures:
             raise RuntimeError(f"building the big world: {failures[:5]}")
         self.results["big_world_build"] = {
+            "backend_nics": 2,
             "load_balancers": self.n_lbs + 1,
             "services": s.services + 2,
             "consumer_vnets": s.consumer_vnets + 1,
@@ -802,6 +874,96 @@ class Scale:
         self.results["idle_before_big_samples"] = wait_process_idle(self.pid, 300)
         base, vnet_id = self.vnet(0)
         self.results["big"] = self.samples("big", base, f"{vnet_id}/subnets/pe", "b")
+
+    # --- step 6: the data path ----------------------------------------------------------------
+
+    def small_data_path(self) -> None:
+        """Step 6 with 1 link: a new endpoint on `plsm` from `vcl`, rejected after."""
+        sb = self.sb
+        got = self.sample("small", sb, f"{sb}/virtualNetworks/vcl/subnets/pe", "d0", cut=False)
+        if got.first_byte_ms is None:
+            raise RuntimeError(f"d0 does not answer: {got.error}")
+        ip_addr = self._endpoint_ip(f"{sb}/privateEndpoints/d0")
+        target = Target(self.client_ns["small"], (ip_addr, DP_HTTP_PORT), (ip_addr, IPERF_PORT))
+        try:
+            small = self.data_path(target, "be", "d0 on plsm from vcl")
+        finally:
+            self.reject_approved()
+        self.results["6_data_path"] = {
+            "rounds": DP_ROUNDS,
+            "seconds": DP_SECONDS,
+            "wrk_connections": DP_CONNECTIONS,
+            "pinned_cpus": {"wrk": PIN_CPUS[0], "responder": PIN_CPUS[1]} if PIN_CPUS else None,
+            "small": small,
+        }
+
+    def big_data_path(self) -> None:
+        """Step 6 with all links: an auto-approved endpoint of step 1 on pls0 from `vc0`."""
+        base, _ = self.vnet(0)
+        v = self.sizes.consumer_vnets
+        chosen = None
+        for i in [i for i, j in enumerate(self.assignments()) if j == 0 and i % v == 0][:20]:
+            r = self.api.request("GET", f"{base}/privateEndpoints/e{i}")
+            if r.status_code != 200:
+                continue
+            props = r.json()["properties"]
+            conns = props.get("privateLinkServiceConnections") or [{}]
+            state = conns[0].get("properties", {}).get("privateLinkServiceConnectionState", {})
+            if props.get("provisioningState") == "Succeeded" and state.get("status") == "Approved":
+                chosen = f"e{i}"
+                break
+        if chosen is None:
+            raise RuntimeError("no approved endpoint of pls0 in vc0")
+        ip_addr = self._endpoint_ip(f"{base}/privateEndpoints/{chosen}")
+        target = Target(self.client_ns["big"], (ip_addr, DP_HTTP_PORT), (ip_addr, IPERF_PORT))
+        out = self.results.setdefault("6_data_path", {})
+        out["big"] = self.data_path(target, "bb", f"{chosen} on pls0 from vc0")
+        out["big_over_small"] = data_path_ratios(self.results)
+
+    def data_path(self, target: Target, backend: str, endpoint: str) -> dict[str, Any]:
+        """DP_ROUNDS rounds of iperf3 (1 stream) and wrk through one approved link, once
+        it answers from `backend`, with the server idle; per round and medians."""
+        for key, value in CLIENT_SYSCTLS.items():  # as bench/dataplane.py's clients
+            must(netns_run(target.client_ns, ["sysctl", "-q", "-w", f"{key}={value}"]), key)
+        reached = ""
+        deadline = time.monotonic() + 60  # the backend's probe must pass first
+        for _ in range(200):
+            reached = http_get(target.client_ns, *target.http)
+            if reached.startswith(f"{backend} ") or time.monotonic() >= deadline:
+                break
+            time.sleep(0.3)
+        if not reached.startswith(f"{backend} "):
+            raise RuntimeError(f"{endpoint} port {DP_HTTP_PORT} answered {reached!r}")
+        out: dict[str, Any] = {
+            "endpoint": endpoint,
+            "endpoint_ip": target.http[0],
+            "reached": reached,  # "<backend> <source address it saw>"
+            "links": self.links(),
+            "idle_before": wait_process_idle(self.pid, 300),
+        }
+        rounds: list[dict[str, Any]] = []
+        deadline = time.monotonic() + DP_BUDGET
+        for r in range(DP_ROUNDS):
+            if time.monotonic() >= deadline:
+                break
+            c0, t0 = process_cpu(self.pid), time.monotonic()
+            run: dict[str, Any] = {"round": r, "loadavg": os.getloadavg()[0]}
+            run["iperf_p1"] = iperf(target, 1, DP_SECONDS)
+            run["wrk"] = wrk(target, DP_SECONDS, DP_CONNECTIONS)
+            run["server_cores"] = round((process_cpu(self.pid) - c0) / (time.monotonic() - t0), 3)
+            log(f"data path {endpoint} round {r}: {run}")
+            rounds.append(run)
+        gbps = [x["iperf_p1"]["gbps"] for x in rounds if "gbps" in x["iperf_p1"]]
+        cps = [x["wrk"]["conn_per_s"] for x in rounds if "conn_per_s" in x["wrk"]]
+        out.update(
+            iperf_p1_gbps=gbps,
+            conn_per_s=cps,
+            iperf_p1_gbps_median=median(gbps),
+            conn_per_s_median=median(cps),
+            wrk_errors=sum(x["wrk"].get("errors", 0) for x in rounds),
+            rounds=rounds,
+        )
+        return out
 
     # --- step 5 -----------------------------------------------------------------------------
 
@@ -1006,6 +1168,32 @@ class Scale:
         return str(nic["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"])
 
 
+def data_path_lb_body(base: str, lb: str, frontends: int) -> dict[str, Any]:
+    """`lb_body` plus step 6's TCP rules on fe0 (pool be0, the same probe): DP_HTTP_PORT
+    -> DP_BACKEND_PORT and IPERF_PORT -> IPERF_PORT; a private link service forwards
+    every TCP rule of its frontend."""
+    body = lb_body(base, lb, frontends)
+    lb_id = f"{base}/loadBalancers/{lb}"
+    for name, port, backend_port in (
+        ("dp-http", DP_HTTP_PORT, DP_BACKEND_PORT),
+        ("dp-iperf", IPERF_PORT, IPERF_PORT),
+    ):
+        body["properties"]["loadBalancingRules"].append(
+            {
+                "name": name,
+                "properties": {
+                    "protocol": "Tcp",
+                    "frontendPort": port,
+                    "backendPort": backend_port,
+                    "frontendIPConfiguration": {"id": f"{lb_id}/frontendIPConfigurations/fe0"},
+                    "backendAddressPool": {"id": f"{lb_id}/backendAddressPools/be0"},
+                    "probe": {"id": f"{lb_id}/probes/p"},
+                },
+            }
+        )
+    return body
+
+
 def _is_link_end(line: str, side: str) -> bool:
     """Whether an `ip -o link` line is a link's veth end (`k<slot><side>@...`)."""
     name = line.split(": ", 2)[1].split("@", 1)[0] if line.count(": ") >= 2 else ""
@@ -1013,6 +1201,16 @@ def _is_link_end(line: str, side: str) -> bool:
 
 
 # --- report -----------------------------------------------------------------------------------
+
+
+def data_path_ratios(r: dict[str, Any]) -> dict[str, float | None]:
+    """Step 6's medians, big world over small world."""
+    dp = r.get("6_data_path", {})
+    out: dict[str, float | None] = {}
+    for key in ("iperf_p1_gbps_median", "conn_per_s_median"):
+        a, b = dp.get("small", {}).get(key), dp.get("big", {}).get(key)
+        out[key.removesuffix("_median")] = round(b / a, 3) if a and b else None
+    return out
 
 
 def targets(r: dict[str, Any], sizes: Sizes) -> dict[str, dict[str, Any]]:
@@ -1030,6 +1228,7 @@ def targets(r: dict[str, Any], sizes: Sizes) -> dict[str, dict[str, Any]]:
     api = r.get("5_api", {})
     restart = r.get("4_restart", {})
     scale_note = f"at {sizes.endpoints} endpoints (target stated for 10,000)"
+    dp = data_path_ratios(r)
     rows: dict[str, dict[str, Any]] = {
         "create_last_over_first_rate": {
             "value": create.get("last_over_first_rate"),
@@ -1065,6 +1264,16 @@ def targets(r: dict[str, Any], sizes: Sizes) -> dict[str, dict[str, Any]]:
             "value": restart.get("flow_survived"),
             "target": "true",
             "met": restart.get("flow_survived"),
+        },
+        "data_path_throughput_ratio": {
+            "value": dp["iperf_p1_gbps"],
+            "target": ">= 0.95 " + scale_note,
+            "met": _at_least(dp["iperf_p1_gbps"], 0.95),
+        },
+        "data_path_conn_per_s_ratio": {
+            "value": dp["conn_per_s"],
+            "target": ">= 0.95 " + scale_note,
+            "met": _at_least(dp["conn_per_s"], 0.95),
         },
     }
     for kind, got in api.items():
@@ -1104,6 +1313,22 @@ def markdown(r: dict[str, Any]) -> str:
         b = r.get("big", {}).get(what, {}).get("p50_ms")
         ratio = round(b / a, 2) if a and b else None
         lines.append(f"| {what} p50 ms | {a} | {b} | {ratio} |")
+    dp = r.get("6_data_path", {})
+    small, big, ratios = dp.get("small", {}), dp.get("big", {}), data_path_ratios(r)
+    lines += [
+        "",
+        f"| data path (median of {dp.get('rounds')} rounds) | small world "
+        f"({small.get('links')} link) | big world ({big.get('links')} links) | big/small |",
+        "| --- | --- | --- | --- |",
+    ]
+    for what, key in (
+        ("iperf3 1 stream Gbit/s", "iperf_p1_gbps"),
+        ("wrk new connections/s", "conn_per_s"),
+    ):
+        lines.append(
+            f"| {what} | {small.get(key + '_median')} | {big.get(key + '_median')} | "
+            f"{ratios[key]} |"
+        )
     lines += ["", "| API (p50 ms) | many | few | ratio |", "| --- | --- | --- | --- |"]
     for kind, got in r.get("5_api", {}).items():
         lines.append(
@@ -1144,8 +1369,9 @@ def main(argv: list[str] | None = None) -> int:
         sizes = Sizes(**{**asdict(sizes), "endpoints": n, "big": min(sizes.big, n // 4)})
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces)")
-    if shutil.which("ip") is None:
-        parser.error("needs ip (iproute2)")
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        parser.error(f"missing tools: {', '.join(missing)} (apt-get install -y iperf3 wrk haproxy)")
 
     sweep_on_signals()
     prefix = unique_prefix("bsc")
@@ -1180,11 +1406,13 @@ def main(argv: list[str] | None = None) -> int:
                 steps: list[tuple[str, Callable[[], None]]] = [
                     ("small world", bench.build_small),
                     ("small-world samples", bench.small_samples),
+                    ("6 data path, small world", bench.small_data_path),
                     ("big world", bench.build_big),
                     ("1 create endpoints", bench.create_endpoints),
                     ("sdk spot check", bench.sdk_spot_check),
                     ("5 api", bench.api_with_many),
                     ("2+3 big-world samples", bench.big_samples),
+                    ("6 data path, big world", bench.big_data_path),
                     ("4 restart", bench.restart),
                 ]
                 for stage, step in steps:
