@@ -337,6 +337,28 @@ class World:
         self.run(pl.create_or_update_endpoint, desired)
         return self.typed(desired.id, pem.PrivateEndpoint)
 
+    def two_services(self, auto_approval: tuple[str, ...] = (S2,)) -> None:
+        """Provider and consumer networks, `pls1` (manual approval) on fe1 and `pls2` on
+        fe2 approving `auto_approval` at once."""
+        self.provider()
+        self.consumer()
+        self.create_pls(name="pls1", frontends=("fe1",))
+        self.create_pls(name="pls2", frontends=("fe2",), auto_approval=auto_approval)
+
+    def decide(self, endpoint: pem.PrivateEndpoint, status: str) -> None:
+        """As the provider, approve or reject an endpoint's connection ("Approved" or
+        "Rejected") when it has one that is still Pending or Approved."""
+        conn = endpoint.connection
+        if conn.remote_name and conn.status in ("Pending", "Approved"):
+            self.run(
+                pl.update_connection,
+                conn.private_link_service_id,
+                conn.remote_name,
+                status,
+                None,
+                None,
+            )
+
     def update_pls(self, **changes: Any) -> plsm.PrivateLinkService:
         """PUT the service again with some fields replaced."""
         current = self.pls()

@@ -103,20 +103,10 @@ def _step(world: World, op: str, n: int, which: int) -> None:
         if not isinstance(chosen, PrivateEndpoint):
             return
         conn = chosen.connection
-        if not conn.remote_name:
-            return
-        if op == "remove connection":
+        if op == "remove connection" and conn.remote_name:
             world.run(pl.delete_connection, conn.private_link_service_id, conn.remote_name)
-        elif conn.status in ("Pending", "Approved"):
-            status = "Approved" if op == "approve" else "Rejected"
-            world.run(
-                pl.update_connection,
-                conn.private_link_service_id,
-                conn.remote_name,
-                status,
-                None,
-                None,
-            )
+        elif op != "remove connection":
+            world.decide(chosen, "Approved" if op == "approve" else "Rejected")
     elif op in ("service fqdn", "service nat"):
         service = world.get(target)
         assert isinstance(service, PrivateLinkService)
@@ -139,10 +129,7 @@ def _step(world: World, op: str, n: int, which: int) -> None:
 def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path / "w", Limits())
     try:
-        w.provider()
-        w.consumer()
-        w.create_pls(name="pls1", frontends=("fe1",))
-        w.create_pls(name="pls2", frontends=("fe2",), auto_approval=(S2, S1))
+        w.two_services(auto_approval=(S2, S1))
         yield w
     finally:
         w.dispose()
@@ -155,10 +142,7 @@ def test_changes_applied_by_difference_leave_what_a_full_sync_leaves(
 ) -> None:
     world = World(tmp_path_factory.mktemp("inc"), Limits())
     try:
-        world.provider()
-        world.consumer()
-        world.create_pls(name="pls1", frontends=("fe1",))
-        world.create_pls(name="pls2", frontends=("fe2",), auto_approval=(S2, S1))
+        world.two_services(auto_approval=(S2, S1))
         kernel = FakeKernel()
         reconciler = Reconciler(world.repo, "tst", None, kernel=kernel, watch=False)
         counts = _counting(reconciler)

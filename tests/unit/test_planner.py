@@ -47,6 +47,26 @@ def _inputs(world: World, shift: int) -> tuple[Snapshot, dict[str, int]]:
     return snapshot, {k: (i + shift) % 50 for i, k in enumerate(keys)}
 
 
+def _step(world: World, op: str, n: int, which: int) -> int:
+    """Carry out one drawn operation; returns how far it moves the slots ("reslot")."""
+    target = pls_id(f"pls{which + 1}")
+    endpoint = world.get(pe_id(f"pe{n}"))
+    if op == "pe" and endpoint is None:
+        world.run(pl.create_or_update_endpoint, make_pe(target, name=f"pe{n}"))
+    elif op == "delete pe" and endpoint is not None:
+        world.run(pl.delete_endpoint, endpoint.id)
+    elif op in ("approve", "reject") and isinstance(endpoint, PrivateEndpoint):
+        world.decide(endpoint, "Approved" if op == "approve" else "Rejected")
+    elif op == "service fqdn":
+        service = world.get(target)
+        assert isinstance(service, PrivateLinkService)
+        fqdns = () if service.fqdns else (f"svc{n}.example",)
+        world.run(pl.create_or_update_service, replace(service, fqdns=fqdns))
+    elif op == "reslot":
+        return 1 + n
+    return 0
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=_OPS)
 def test_the_remembering_planner_plans_what_plan_plans(
@@ -54,38 +74,11 @@ def test_the_remembering_planner_plans_what_plan_plans(
 ) -> None:
     world = World(tmp_path_factory.mktemp("planner"), Limits())  # type: ignore[attr-defined]
     try:
-        world.provider()
-        world.consumer()
-        world.create_pls(name="pls1", frontends=("fe1",))
-        world.create_pls(name="pls2", frontends=("fe2",), auto_approval=(S2,))
+        world.two_services()
         planner = Planner()
         shift = 0
         for op, n, which in ops:
-            target = pls_id(f"pls{which + 1}")
-            endpoint = world.get(pe_id(f"pe{n}"))
-            if op == "pe" and endpoint is None:
-                world.run(pl.create_or_update_endpoint, make_pe(target, name=f"pe{n}"))
-            elif op == "delete pe" and endpoint is not None:
-                world.run(pl.delete_endpoint, endpoint.id)
-            elif op in ("approve", "reject") and isinstance(endpoint, PrivateEndpoint):
-                conn = endpoint.connection
-                status = "Approved" if op == "approve" else "Rejected"
-                if conn.remote_name and conn.status in ("Pending", "Approved"):
-                    world.run(
-                        pl.update_connection,
-                        conn.private_link_service_id,
-                        conn.remote_name,
-                        status,
-                        None,
-                        None,
-                    )
-            elif op == "service fqdn":
-                service = world.get(target)
-                assert isinstance(service, PrivateLinkService)
-                fqdns = () if service.fqdns else (f"svc{n}.example",)
-                world.run(pl.create_or_update_service, replace(service, fqdns=fqdns))
-            elif op == "reslot":
-                shift += 1 + n
+            shift += _step(world, op, n, which)
             snapshot, slots = _inputs(world, shift)
             assert planner.plan(snapshot, slots, {}, "tst") == plan(snapshot, slots, {}, "tst")
     finally:
@@ -141,10 +134,7 @@ def test_an_update_by_the_endpoints_touched_plans_what_plan_plans(
 ) -> None:
     world = World(tmp_path_factory.mktemp("update"), Limits())  # type: ignore[attr-defined]
     try:
-        world.provider()
-        world.consumer()
-        world.create_pls(name="pls1", frontends=("fe1",))
-        world.create_pls(name="pls2", frontends=("fe2",), auto_approval=(S2,))
+        world.two_services()
         planner = Planner()
         shift = 0
         snapshot, slots = _inputs(world, shift)
@@ -152,31 +142,7 @@ def test_an_update_by_the_endpoints_touched_plans_what_plan_plans(
         before = {r.key: r for r in world.repo.snapshot()}
         updates = 0
         for op, n, which in ops:
-            target = pls_id(f"pls{which + 1}")
-            endpoint = world.get(pe_id(f"pe{n}"))
-            if op == "pe" and endpoint is None:
-                world.run(pl.create_or_update_endpoint, make_pe(target, name=f"pe{n}"))
-            elif op == "delete pe" and endpoint is not None:
-                world.run(pl.delete_endpoint, endpoint.id)
-            elif op in ("approve", "reject") and isinstance(endpoint, PrivateEndpoint):
-                conn = endpoint.connection
-                status = "Approved" if op == "approve" else "Rejected"
-                if conn.remote_name and conn.status in ("Pending", "Approved"):
-                    world.run(
-                        pl.update_connection,
-                        conn.private_link_service_id,
-                        conn.remote_name,
-                        status,
-                        None,
-                        None,
-                    )
-            elif op == "service fqdn":
-                service = world.get(target)
-                assert isinstance(service, PrivateLinkService)
-                fqdns = () if service.fqdns else (f"svc{n}.example",)
-                world.run(pl.create_or_update_service, replace(service, fqdns=fqdns))
-            elif op == "reslot":
-                shift += 1 + n
+            shift += _step(world, op, n, which)
             now = {r.key: r for r in world.repo.snapshot()}
             snapshot, new_slots = _inputs(world, shift)
             expected = plan(snapshot, new_slots, {}, "tst")

@@ -30,7 +30,7 @@ from typing import Any
 from privatelink.core.ids import key
 from privatelink.core.network_interface import NetworkInterface
 from privatelink.core.private_endpoint import PrivateEndpoint
-from privatelink.core.private_link_service import APPROVED, PrivateLinkService
+from privatelink.core.private_link_service import PrivateLinkService
 from privatelink.core.resource import Resource
 from privatelink.core.virtual_network import VirtualNetwork
 from privatelink.dataplane import names, nft, privileged
@@ -43,7 +43,6 @@ from privatelink.dataplane.desired import (
     Planner,
     Snapshot,
     approved_keys,
-    connection_key,
     service_facts,
 )
 from privatelink.dataplane.events import KernelEvent
@@ -606,12 +605,7 @@ class Reconciler:
         endpoints and connections)."""
         snapshot = Snapshot.of(self._world.values())
         # Only approved connections take a link slot (and so count against MAX_SLOTS).
-        conn_keys = {
-            connection_key(s.id, c.name)
-            for s in snapshot.services
-            for c in s.connections
-            if c.status == APPROVED
-        }
+        conn_keys: set[str] = set().union(*map(approved_keys, snapshot.services))
         self._change_slots(conn_keys - self._conn_keys, self._conn_keys - conn_keys)
         assert self._slot_of is not None
         desired = self._planner.plan(snapshot, self._slot_of, self.prober.verdicts(), self.prefix)
