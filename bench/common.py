@@ -269,6 +269,28 @@ def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict
 # --- provenance -----------------------------------------------------------------------------
 
 
+def link_sizes(
+    sizes: str | None,
+    quick: bool,
+    quick_sizes: tuple[int, ...],
+    full_sizes: tuple[int, ...],
+    extra: int,
+) -> tuple[int, ...]:
+    """The link counts a kernel benchmark builds (`--sizes` "1,1000", else `--quick`'s or
+    the full ones); exits unless run as root and within the host's link slots (`extra`:
+    slots used on top of the largest size)."""
+    from privatelink.dataplane import names
+
+    if os.geteuid() != 0:
+        sys.exit("needs root (network namespaces)")
+    chosen = (
+        tuple(int(x) for x in sizes.split(",")) if sizes else (quick_sizes if quick else full_sizes)
+    )
+    if max(chosen) + extra > names.MAX_SLOTS:
+        sys.exit(f"at most {names.MAX_SLOTS - extra} links")
+    return chosen
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -62,7 +62,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from common import log, machine, source_version, sweep_on_signals
+from common import link_sizes, log, machine, source_version, sweep_on_signals
 
 from privatelink.dataplane import names, nft, privileged
 from privatelink.dataplane.desired import HubPlan, LinkPlan, RulePlan, ServicePlan
@@ -201,20 +201,8 @@ def pe_ip(slot: int) -> str:
 
 
 def link_plan(slot: int, consumer: str, provider: str) -> LinkPlan:
-    consumer_addr, provider_addr = names.link_addresses(slot)
-    return LinkPlan(
-        link_key=f"bench/{slot}",
-        slot=slot,
-        mark=names.link_mark(slot),
-        pe_ip=pe_ip(slot),
-        consumer_netns=consumer,
-        provider_netns=provider,
-        consumer_ifname=names.link_ifname(slot, "c"),
-        provider_ifname=names.link_ifname(slot, "p"),
-        consumer_addr=consumer_addr,
-        provider_addr=provider_addr,
-        service_chain=SERVICE.chain,
-        ports=(PORT,),
+    return LinkPlan.on_slot(
+        slot, f"bench/{slot}", pe_ip(slot), consumer, provider, SERVICE.chain, (PORT,)
     )
 
 
@@ -742,15 +730,7 @@ def main() -> None:
     )
     parser.add_argument("--write", action="store_true", help=f"write {JSON_OUT.name}")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("needs root (network namespaces)")
-    sizes = (
-        tuple(int(x) for x in args.sizes.split(","))
-        if args.sizes
-        else (QUICK_SIZES if args.quick else FULL_SIZES)
-    )
-    if max(sizes) + REPEAT > names.MAX_SLOTS:
-        sys.exit(f"at most {names.MAX_SLOTS - REPEAT} links")
+    sizes = link_sizes(args.sizes, args.quick, QUICK_SIZES, FULL_SIZES, REPEAT)
     sweep_on_signals()
     prefix = "ko" + secrets.token_hex(2)
     budget = Budget(args.budget, reserve=60.0)

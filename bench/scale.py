@@ -54,7 +54,7 @@ azure-mgmt-network) and measures, with real TCP from VM namespaces:
 issue's world: 1000 services on 125 LBs, 10,000 endpoints from 20 VNets in 10
 subscriptions, 20 samples (25 minutes there, at commit f56e0c0). Private DNS for
 2000 endpoints and the kernel work per change are not measured here (bench/dns.py,
-bench/kernel_objects.py); the output says so.
+bench/link_change.py); the output says so.
 
 Every loop is bounded in count and time. The server's CPU is its own process's (user +
 system; children such as `conntrack` not counted). The machine may be shared: figures
@@ -223,7 +223,7 @@ QUICK = Sizes(
 
 NOT_MEASURED = {
     "private_dns_2000_records": "not measured here: bench/dns.py",
-    "kernel_work_per_link_change": "not measured here: bench/kernel_objects.py",
+    "kernel_work_per_link_change": "not measured here: bench/link_change.py",
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from privatelink.dataplane import names
 from privatelink.dataplane.desired import HubPlan, LinkPlan, RulePlan, ServicePlan
 
 NS = "tst-v-hub"
@@ -22,20 +21,14 @@ def service(i: int, rules: list[RulePlan], nat_ips: tuple[str, ...]) -> ServiceP
 
 
 def link(slot: int, service: ServicePlan, inbound: bool, local: bool = False) -> LinkPlan:
-    consumer, provider = names.link_addresses(slot)
-    return LinkPlan(
-        link_key=f"link{slot}",
-        slot=slot,
-        mark=names.link_mark(slot),
-        pe_ip=f"10.1.0.{slot + 4}",
-        consumer_netns=NS if not inbound else "other",
-        provider_netns=NS if inbound else "other",
-        consumer_ifname=names.link_ifname(slot, "c"),
-        provider_ifname=names.link_ifname(slot, "p"),
-        consumer_addr=consumer,
-        provider_addr=provider,
-        service_chain=service.chain,
-        ports=tuple(port for _, port, _ in service.ports),
+    return LinkPlan.on_slot(
+        slot,
+        f"link{slot}",
+        f"10.1.0.{slot + 4}",
+        NS if not inbound else "other",
+        NS if inbound else "other",
+        service.chain,
+        tuple(port for _, port, _ in service.ports),
         local=local,
     )
 

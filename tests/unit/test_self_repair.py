@@ -44,21 +44,7 @@ SLOT = 3
 
 def world(link: bool = True, pe_ip: str = "10.0.2.4") -> Plan:
     """Two hubs with a VM each; with `link`, an approved endpoint in the consumer's."""
-    consumer_addr, provider_addr = names.link_addresses(SLOT)
-    x = LinkPlan(
-        link_key="svc/conn",
-        slot=SLOT,
-        mark=names.link_mark(SLOT),
-        pe_ip=pe_ip,
-        consumer_netns=CONSUMER,
-        provider_netns=PROVIDER,
-        consumer_ifname=names.link_ifname(SLOT, "c"),
-        provider_ifname=names.link_ifname(SLOT, "p"),
-        consumer_addr=consumer_addr,
-        provider_addr=provider_addr,
-        service_chain="pls_x",
-        ports=(80,),
-    )
+    x = LinkPlan.on_slot(SLOT, "svc/conn", pe_ip, CONSUMER, PROVIDER, "pls_x", (80,))
     client = NicPlan("client", CLIENT, "nclient00000", ("10.0.1.4",))
     backend = NicPlan("backend", BACKEND, "nbackend0000", ("10.0.2.4",))
     links = (x,) if link else ()

@@ -101,6 +101,36 @@ class LinkPlan:
     ports: tuple[int, ...]
     local: bool = False  # endpoint and service in the same network: no veth, NAT in the hub
 
+    @classmethod
+    def on_slot(
+        cls,
+        slot: int,
+        link_key: str,
+        pe_ip: str,
+        consumer_netns: str,
+        provider_netns: str,
+        service_chain: str,
+        ports: tuple[int, ...],
+        local: bool = False,
+    ) -> LinkPlan:
+        """A link whose mark, interface names and addresses come from its slot (names.py)."""
+        consumer_addr, provider_addr = names.link_addresses(slot)
+        return cls(
+            link_key=link_key,
+            slot=slot,
+            mark=names.link_mark(slot),
+            pe_ip=pe_ip,
+            consumer_netns=consumer_netns,
+            provider_netns=provider_netns,
+            consumer_ifname=names.link_ifname(slot, "c"),
+            provider_ifname=names.link_ifname(slot, "p"),
+            consumer_addr=consumer_addr,
+            provider_addr=provider_addr,
+            service_chain=service_chain,
+            ports=ports,
+            local=local,
+        )
+
 
 @dataclass(frozen=True)
 class HubPlan:
@@ -282,20 +312,14 @@ def _part(
             if old is not None and old.inputs == inputs:
                 link = old.link
             else:
-                consumer_addr, provider_addr = names.link_addresses(slot)
-                link = LinkPlan(
-                    link_key=link_key,
-                    slot=slot,
-                    mark=names.link_mark(slot),
-                    pe_ip=pe_ip,
-                    consumer_netns=hub_names[consumer_vnet],
-                    provider_netns=hub_names[provider_vnet],
-                    consumer_ifname=names.link_ifname(slot, "c"),
-                    provider_ifname=names.link_ifname(slot, "p"),
-                    consumer_addr=consumer_addr,
-                    provider_addr=provider_addr,
-                    service_chain=sp.chain,
-                    ports=tuple(port for _, port, _ in sp.ports),
+                link = LinkPlan.on_slot(
+                    slot,
+                    link_key,
+                    pe_ip,
+                    hub_names[consumer_vnet],
+                    hub_names[provider_vnet],
+                    sp.chain,
+                    tuple(port for _, port, _ in sp.ports),
                     local=consumer_vnet == provider_vnet,
                 )
     return _Part(
