@@ -330,8 +330,9 @@ class FakeNetlink:
     def link(self, name: str) -> Link | None:
         return self.ns.links.get(name)
 
-    def add_address(self, name: str, address: str) -> None:
+    def add_address(self, name: str, address: str, index: int | None = None) -> None:
         link = self.ns.links[name]
+        assert index in (None, link.index), f"{name} has index {link.index}, not {index}"
         if address not in link.addresses:
             self.kernel.calls.append(f"addr {self.netns}/{name} {address}")
             self.ns.links[name] = Link(
@@ -360,8 +361,9 @@ class FakeNetlink:
             for dst in [d for d, (oif, _gw) in table.items() if link and oif == link.index]:
                 del table[dst]
 
-    def set_up(self, name: str) -> None:
+    def set_up(self, name: str, index: int | None = None) -> None:
         link = self.ns.links[name]
+        assert index in (None, link.index), f"{name} has index {link.index}, not {index}"
         self.ns.links[name] = Link(link.name, link.index, True, link.addresses)
 
     def set_addresses(self, name: str, wanted: list[str], current: tuple[str, ...]) -> None:
@@ -374,7 +376,12 @@ class FakeNetlink:
         return dict(self.ns.tables.get(table, {}))
 
     def replace_route(
-        self, dst: str, ifname: str, gateway: str | None = None, table: int = 254
+        self,
+        dst: str,
+        ifname: str,
+        gateway: str | None = None,
+        table: int = 254,
+        index: int | None = None,
     ) -> None:
         self.kernel.calls.append(f"route {self.netns} {dst}" + (f" table {table}" * (table != 254)))
         self.ns.tables.setdefault(table, {})[dst] = (self.ns.links[ifname].index, gateway)

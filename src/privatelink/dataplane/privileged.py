@@ -363,11 +363,13 @@ class Netlink:
         msg = found[0]
         return Link(name=name, index=msg["index"], up=bool(msg["flags"] & 1), addresses=())
 
-    def add_address(self, name: str, address: str) -> None:
-        """Add "ip/len" to an interface; already there is fine."""
+    def add_address(self, name: str, address: str, index: int | None = None) -> None:
+        """Add "ip/len" to an interface (`index`: its index, when known; saves a lookup);
+        already there is fine."""
         try:
             ip, plen = address.split("/")
-            self._ns.addr("add", index=self._index(name), address=ip, prefixlen=int(plen))
+            at = self._index(name) if index is None else index
+            self._ns.addr("add", index=at, address=ip, prefixlen=int(plen))
         except KernelError:
             raise
         except Exception as exc:
@@ -415,10 +417,10 @@ class Netlink:
             raise InterfaceNotFound(f"{name} not found in {self.netns}")
         return int(idx[0])
 
-    def set_up(self, name: str) -> None:
-        """Bring an interface up."""
+    def set_up(self, name: str, index: int | None = None) -> None:
+        """Bring an interface up (`index`: as for `add_address`)."""
         try:
-            self._ns.link("set", index=self._index(name), state="up")
+            self._ns.link("set", index=self._index(name) if index is None else index, state="up")
         except KernelError:
             raise
         except Exception as exc:
@@ -464,11 +466,18 @@ class Netlink:
         return out
 
     def replace_route(
-        self, dst: str, ifname: str, gateway: str | None = None, table: int = MAIN_TABLE
+        self,
+        dst: str,
+        ifname: str,
+        gateway: str | None = None,
+        table: int = MAIN_TABLE,
+        index: int | None = None,
     ) -> None:
-        """Install (or replace) a route; with a gateway it is marked on-link."""
+        """Install (or replace) a route; with a gateway it is marked on-link (`index`:
+        the interface's, when known; saves a lookup)."""
         try:
-            kwargs: dict[str, Any] = {"dst": dst, "oif": self._index(ifname), "table": table}
+            oif = self._index(ifname) if index is None else index
+            kwargs: dict[str, Any] = {"dst": dst, "oif": oif, "table": table}
             if gateway:
                 kwargs.update(gateway=gateway, flags=4)  # RTNH_F_ONLINK
             else:

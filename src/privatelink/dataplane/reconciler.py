@@ -933,8 +933,12 @@ class Reconciler:
             if there is not None:
                 provider.delete_link(link.provider_ifname)
             nl.add_veth(link.consumer_ifname, link.provider_ifname, link.provider_netns)
-        self._link_address(nl, link.consumer_ifname, ends[0][2])
-        self._link_address(provider, link.provider_ifname, ends[1][2])
+            here = nl.link(link.consumer_ifname)
+            there = provider.link(link.provider_ifname)
+        # The ends' indexes as just asked: no further lookup per address, state or route.
+        self._link_address(nl, here, link.consumer_ifname, ends[0][2])
+        self._link_address(provider, there, link.provider_ifname, ends[1][2])
+        assert here is not None
         # Last, once both ends are up: the PE ip now goes into the link, to the provider
         # end's address (the provider hub answers ARP for that one only). The route goes
         # with the veth when the link is removed.
@@ -943,16 +947,18 @@ class Reconciler:
             link.consumer_ifname,
             gateway=link.provider_addr,
             table=names.ENDPOINT_TABLE,
+            index=here.index,
         )
 
-    def _link_address(self, nl: Netlink, ifname: str, address: str) -> None:
+    def _link_address(
+        self, nl: Netlink, link: privileged.Link | None, ifname: str, address: str
+    ) -> None:
         # A link's address only ever comes from its slot: adding is enough (no listing).
-        link = nl.link(ifname)
         if link is None:
             raise privileged.InterfaceNotFound(f"{ifname} missing in {nl.netns}")
-        nl.add_address(ifname, address)
+        nl.add_address(ifname, address, index=link.index)
         if not link.up:
-            nl.set_up(ifname)
+            nl.set_up(ifname, index=link.index)
 
     def _address(self, nl: Netlink, ifname: str, addresses: list[str]) -> None:
         link = nl.links().get(ifname)
