@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -267,6 +268,15 @@ def wait_ready(proc: subprocess.Popen[bytes], data_dir: Path, port: int) -> dict
 
 
 # --- provenance -----------------------------------------------------------------------------
+
+
+def require_root_and_tools(parser: Any, tools: tuple[str, ...]) -> None:
+    """Stop with a usage error unless run as root with every tool of `tools` on PATH."""
+    if os.geteuid() != 0:
+        parser.error("needs root (network namespaces)")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        parser.error(f"missing tools: {', '.join(missing)} (make deps-bench installs them)")
 
 
 def link_sizes(

@@ -100,6 +100,7 @@ from common import (
     network_base,
     percentile,
     process_cpu,
+    require_root_and_tools,
     serve,
     source_version,
     stop_process,
@@ -1420,11 +1421,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = Sizes(**{**sizes.__dict__, "rounds": max(1, min(args.rounds, 20))})
     if args.links is not None:
         sizes = Sizes(**{**sizes.__dict__, "links": max(10, min(args.links, 1000))})
-    if os.geteuid() != 0:
-        parser.error("needs root (network namespaces)")
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        parser.error(f"missing tools: {', '.join(missing)} (apt-get install -y iperf3 wrk haproxy)")
+    require_root_and_tools(parser, TOOLS)
 
     sweep_on_signals()
     prefix = unique_prefix("bdp")

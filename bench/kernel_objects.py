@@ -324,6 +324,16 @@ def _key_only(element: str) -> str:
 # --- namespaces --------------------------------------------------------------------------------
 
 
+def finish(doc: dict[str, Any], prefix: str) -> None:
+    """End of a run: sweep our namespaces, record any left, stamp the time."""
+    sweep(prefix)
+    left = ours(prefix)
+    doc["namespaces_left"] = left
+    if left:
+        log(f"namespaces left: {left}")
+    doc["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def ours(prefix: str) -> list[str]:
     return [n for n in privileged.list_netns() if n.startswith(f"{prefix}-")]
 
@@ -778,12 +788,7 @@ def main() -> None:
                 if args.write:
                     JSON_OUT.write_text(json.dumps(doc, indent=1) + "\n")
     finally:
-        sweep(prefix)
-        left = ours(prefix)
-        doc["namespaces_left"] = left
-        if left:
-            log(f"namespaces left: {left}")
-    doc["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        finish(doc, prefix)
     for size, shapes in results.items():
         print(f"\nN = {size}")
         print(table(shapes))

@@ -62,7 +62,17 @@ from common import (
     sweep_on_signals,
     unique_prefix,
 )
-from kernel_objects import Budget, OutOfTime, make_netns, ours, pe_ip, run, sample, sweep, timed
+from kernel_objects import (
+    Budget,
+    OutOfTime,
+    finish,
+    make_netns,
+    pe_ip,
+    run,
+    sample,
+    sweep,
+    timed,
+)
 
 from privatelink.dataplane import names, nft, privileged
 from privatelink.dataplane.desired import HubPlan, LinkPlan, ServicePlan
@@ -469,12 +479,7 @@ def main() -> None:
             if args.write:
                 JSON_OUT.write_text(json.dumps(doc, indent=1) + "\n")
     finally:
-        sweep(prefix)
-        left = ours(prefix)
-        doc["namespaces_left"] = left
-        if left:
-            log(f"namespaces left: {left}")
-    doc["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        finish(doc, prefix)
     print(markdown(results))
     if args.write:
         JSON_OUT.write_text(json.dumps(doc, indent=1) + "\n")

@@ -109,6 +109,7 @@ from common import (
     netns_run,
     network_base,
     process_cpu,
+    require_root_and_tools,
     serve,
     server_command,
     source_version,
@@ -1367,11 +1368,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.endpoints is not None:
         n = max(sizes.consumer_vnets * 10, min(args.endpoints, sizes.consumer_vnets * 1000))
         sizes = Sizes(**{**asdict(sizes), "endpoints": n, "big": min(sizes.big, n // 4)})
-    if os.geteuid() != 0:
-        parser.error("needs root (network namespaces)")
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
-        parser.error(f"missing tools: {', '.join(missing)} (apt-get install -y iperf3 wrk haproxy)")
+    require_root_and_tools(parser, TOOLS)
 
     sweep_on_signals()
     prefix = unique_prefix("bsc")
