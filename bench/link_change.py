@@ -4,23 +4,25 @@ Issue 12's target: "One link added or removed with 10,000 present: kernel work <
 (nft map/set element updates and one veth, not a table replacement)". This measures that
 work on real namespaces, for each N (1, 1000, 10000; `--quick`: 1, 1000; `--sizes`):
 
-setup      two hub namespaces, consumer C and provider P, with `HUB_SYSCTLS` (written
+setup      hub namespaces C (consumer), P and Q (providers), with `HUB_SYSCTLS` (written
            after the first table, before any veth, as the reconciler does), `lo` holding
-           168.63.129.16, the PE IPs (C) and the NAT IPs (P), and N link veth pairs made
-           fast with `ip -batch` (not timed): `k<slot>c` in C and `k<slot>p` in P, each
-           end with its /30 (`names.link_addresses`), up, and the PE IP's route in C's
-           table 100 via the provider end, on-link. Both tables hold the N links
-           (`nft.serialize(nft.table(hub))`; a few services and one rule in P).
-add        REPEAT times, a new link (and its endpoint's PE IP, which comes with it when an
-           endpoint is made), in `Reconciler._apply_change`'s order: the PE IP on C's `lo`,
-           then `nft.link_delta` of each hub (two transactions, `privileged.apply_nft`,
-           whose libnftables context per namespace is kept as in the server), then
-           `Reconciler._link` itself (run on this script's netlink handles: link lookups,
-           veth, addresses, up, endpoint route).
+           168.63.129.16, the PE IPs (C) and the NAT IPs (P, Q); the N links from C to P
+           share the pair veth of (C, P), `k0c`/`k0p` with its /30 (`names.link_addresses`),
+           and each has its PE IP's route in C's table 100 via the provider end, made fast
+           with `ip -batch` (not timed). Both tables hold the N links
+           (`nft.serialize(nft.table(hub))`; a few services and one rule in P and Q).
+add        REPEAT times, a new link from C to P (and its endpoint's PE IP, which comes with
+           it when an endpoint is made), in `Reconciler._apply_change`'s order: the PE IP
+           on C's `lo`, then `nft.link_delta` of each hub (two transactions,
+           `privileged.apply_nft`, whose libnftables context per namespace is kept as in
+           the server), then `Reconciler._link` itself (run on this script's netlink
+           handles, with the pair veth's index known as the server keeps it: the route).
 remove     the same link again: the PE IP off `lo`, the first `link_delta` per hub (link
            gone, its mark dying: the forward chain gets its reset rule), then
-           `Reconciler._remove_link` (`conntrack -D --mark` in both hubs, the veth), then
+           `Reconciler._remove_link` (`conntrack -D --mark` in both hubs, the route), then
            the second `link_delta` per hub (the dying mark and the reset rule go).
+new pair   the same for a link from C to Q, the first (and then last) of its pair of hubs:
+           `_link` makes the pair veth, `_remove_link` deletes it.
 replace    for comparison, both whole tables replaced (`nft.serialize` of the full table):
            what every change cost before issue 12; and the Python time to render them.
 
@@ -98,8 +100,8 @@ BATCH_TIMEOUT = 600.0
 # --- plans -------------------------------------------------------------------------------------
 
 
-def link_plan(slot: int, consumer: str, provider: str) -> LinkPlan:
-    """Link `slot` from C to one of the services in P (round robin)."""
+def link_plan(slot: int, consumer: str, provider: str, pair: int = 0) -> LinkPlan:
+    """Link `slot` from C to one of the services in P (round robin), over `pair`'s veth."""
     service: ServicePlan = SERVICES[slot % len(SERVICES)]
     return LinkPlan.on_slot(
         slot,
@@ -109,6 +111,7 @@ def link_plan(slot: int, consumer: str, provider: str) -> LinkPlan:
         provider,
         service.chain,
         tuple(port for _, port, _ in service.ports),
+        pair=pair,
     )
 
 
@@ -148,12 +151,14 @@ class Hands:
     handle per hub, its kernel), so that they run as they are, without a repository."""
 
     _link = Reconciler._link
+    _pair = Reconciler._pair
     _link_address = Reconciler._link_address
     _remove_link = Reconciler._remove_link
 
     def __init__(self, handles: dict[str, Netlink]) -> None:
         self.handles = handles
         self.kernel = ConntrackTimer()
+        self._pair_index: dict[int, int] = {}
 
     def _netlink(self, netns: str) -> Netlink:
         return self.handles[netns]
@@ -182,15 +187,15 @@ def make_hub_netns(name: str, tries: int = 5) -> None:
             time.sleep(5)
 
 
-def setup(c: str, p: str, links: tuple[LinkPlan, ...]) -> dict[str, Any]:
-    """Both hubs with their sysctls, `lo` addresses, the links' veths, addresses and
-    routes, and both tables holding the links (see the module docstring)."""
+def setup(c: str, p: str, q: str, links: tuple[LinkPlan, ...]) -> dict[str, Any]:
+    """The hubs with their sysctls, `lo` addresses, the pair veth of (C, P) and the links'
+    routes, and the tables holding the links (see the module docstring)."""
     out: dict[str, Any] = {}
     start = time.perf_counter()
-    for netns in (c, p):
+    for netns in (c, p, q):
         make_hub_netns(netns)
     empty_c, empty_p = hubs((), c, p)
-    for hub in (empty_c, empty_p):
+    for hub in (empty_c, empty_p, hubs((), c, q)[1]):
         privileged.apply_nft(hub.netns, nft.serialize(nft.table(hub)))
         # After the first table (conntrack's sysctls exist then), before any veth (no
         # IPv6 on the links), as `Reconciler.apply` does.
@@ -202,24 +207,29 @@ def setup(c: str, p: str, links: tuple[LinkPlan, ...]) -> dict[str, Any]:
     platform = f"addr add {names.AZURE_PLATFORM_IP}/32 dev lo"
     lines_c = [platform, *(f"addr add {x.pe_ip}/32 dev lo" for x in links)]
     lines_p = [platform, *(f"addr add {ip}/32 dev lo" for s in SERVICES for ip in s.nat_ips)]
-    for x in links:
+    batch(q, lines_p)
+    for x in links[:1]:  # the pair veth all of them share
         lines_c += [
             f"link add {x.consumer_ifname} type veth peer name {x.provider_ifname} netns {p}",
             f"addr add {x.consumer_addr}/30 dev {x.consumer_ifname}",
             f"link set {x.consumer_ifname} up",
-            f"route add {x.pe_ip}/32 via {x.provider_addr} dev {x.consumer_ifname} onlink "
-            f"table {names.ENDPOINT_TABLE}",
         ]
         lines_p += [
             f"addr add {x.provider_addr}/30 dev {x.provider_ifname}",
             f"link set {x.provider_ifname} up",
         ]
+    lines_c += [
+        f"route add {x.pe_ip}/32 via {x.provider_addr} dev {x.consumer_ifname} onlink "
+        f"table {names.ENDPOINT_TABLE}"
+        for x in links
+    ]
     batch(c, lines_c)
     batch(p, lines_p)
     out["netlink_s"] = round(time.perf_counter() - start, 2)
     veths = len(run("ip", "-n", c, "-br", "link", "show", "type", "veth").splitlines())
-    if veths != len(links):
-        raise RuntimeError(f"{veths} veths in {c}, {len(links)} wanted")
+    routes = run("ip", "-n", c, "route", "show", "table", str(names.ENDPOINT_TABLE))
+    if veths != min(len(links), 1) or len(routes.splitlines()) != len(links):
+        raise RuntimeError(f"{veths} veths and {len(routes.splitlines())} routes in {c}")
     hub_c, hub_p = hubs(links, c, p)
     texts = [nft.serialize(nft.table(h)) for h in (hub_c, hub_p)]
     out["table_kib"] = round(sum(map(len, texts)) / 1024, 1)
@@ -231,13 +241,12 @@ def setup(c: str, p: str, links: tuple[LinkPlan, ...]) -> dict[str, Any]:
     return out
 
 
-def teardown(c: str, p: str, n: int) -> dict[str, Any]:
-    """Delete C, wait (bounded) until its veths' peers are gone from P, then delete P: the
-    kernel's cleanup of thousands of veths would otherwise run into the next size."""
+def teardown(c: str, p: str, q: str) -> dict[str, Any]:
+    """Delete C, wait (bounded) until its veth's peer is gone from P, then delete P and Q."""
     start = time.perf_counter()
     out: dict[str, Any] = {}
     privileged.delete_netns(c)
-    probes = {names.link_ifname(0, "p"), names.link_ifname(max(0, n - 1), "p")}
+    probes = {names.link_ifname(0, "p")}
     deadline = time.monotonic() + 600
     try:
         with Netlink(p) as nl:
@@ -250,6 +259,7 @@ def teardown(c: str, p: str, n: int) -> dict[str, Any]:
     except KernelError as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
     privileged.delete_netns(p)
+    privileged.delete_netns(q)
     out["seconds"] = round(time.perf_counter() - start, 2)
     return out
 
@@ -263,22 +273,33 @@ def apply_timed(times: dict[str, list[float]], key: str, netns: str, text: str) 
 
 
 ADD_PARTS = ("pe_address", "nft", "netlink")
-REMOVE_PARTS = ("pe_address", "nft_first", "conntrack", "veth", "nft_second")
+REMOVE_PARTS = ("pe_address", "nft_first", "conntrack", "netlink", "nft_second")
 
 
 def add_remove(
-    c: str, p: str, links: tuple[LinkPlan, ...], hands: Hands, budget: Budget
+    c: str,
+    p: str,
+    links: tuple[LinkPlan, ...],
+    hands: Hands,
+    budget: Budget,
+    pair: int = 0,
+    first: int = 0,
 ) -> dict[str, Any]:
-    """Add and remove one more link REPEAT times (a new slot each time), in the
-    reconciler's order; per part and in total: summaries in ms."""
+    """Add and remove one more link from C to P over `pair`'s veth REPEAT times (a new
+    slot each time, from `first` past the links), in the reconciler's order; per part
+    and in total: summaries in ms."""
     nc = hands.handles[c]
     add: dict[str, list[float]] = {k: [] for k in (*ADD_PARTS, "delta_text")}
     rem: dict[str, list[float]] = {k: [] for k in (*REMOVE_PARTS, "delta_text")}
     present_c, present_p = hubs(links, c, p)
-    n = len(links)
+    present_p = replace(present_p, links_in=tuple(x for x in links if x.provider_netns == p))
+    n = len(links) + first
+    # The pair's first link makes its veth (and its last deletes it), with its elements.
+    new_pair = frozenset() if any(x.pair == pair for x in links) else frozenset({pair})
+    pairs = (new_pair, frozenset())
     for i in range(REPEAT):
         budget.check(f"repetition {i}")
-        link = link_plan(n + i, c, p)
+        link = link_plan(n + i, c, p, pair)
         # The new plans (Python, not timed: the reconciler's planner has them already).
         new_c = replace(
             present_c,
@@ -292,19 +313,20 @@ def add_remove(
 
         # Add: PE address, nft elements in both hubs, then the veth (Reconciler._link).
         t0 = time.perf_counter()
-        text_c = nft.link_delta(new_c, (link,), (), ((link.pe_ip,), ()))
-        text_p = nft.link_delta(new_p, (link,), ())
+        text_c = nft.link_delta(new_c, (link,), (), ((link.pe_ip,), ()), pairs=pairs)
+        text_p = nft.link_delta(new_p, (link,), (), pairs=pairs)
         add["delta_text"][-1] = time.perf_counter() - t0
         add["pe_address"][-1] = timed(partial(nc.add_address, "lo", f"{link.pe_ip}/32"))
         apply_timed(add, "nft", c, text_c)
         apply_timed(add, "nft", p, text_p)
-        add["netlink"][-1] = timed(partial(hands._link, link))
+        add["netlink"][-1] = timed(partial(hands._link, link, pairs=hands._pair_index))
 
         # Remove: PE address, nft with the mark dying, flows and veth, nft again.
         dying = (frozenset(), frozenset({link.mark}))
         t0 = time.perf_counter()
-        first_c = nft.link_delta(present_c, (), (link,), ((), (link.pe_ip,)), dying)
-        first_p = nft.link_delta(present_p, (), (link,), dying=dying)
+        gone = (frozenset(), new_pair)
+        first_c = nft.link_delta(present_c, (), (link,), ((), (link.pe_ip,)), dying, pairs=gone)
+        first_p = nft.link_delta(present_p, (), (link,), dying=dying, pairs=gone)
         settled = (frozenset({link.mark}), frozenset())
         second = {h.netns: nft.link_delta(h, (), (), dying=settled) for h in (present_c, present_p)}
         rem["delta_text"][-1] = time.perf_counter() - t0
@@ -312,9 +334,9 @@ def add_remove(
         apply_timed(rem, "nft_first", c, first_c)
         apply_timed(rem, "nft_first", p, first_p)
         hands.kernel.seconds = 0.0
-        whole = timed(partial(hands._remove_link, link, {c, p}))
+        whole = timed(partial(hands._remove_link, link, {c, p}, bool(new_pair)))
         rem["conntrack"][-1] = hands.kernel.seconds
-        rem["veth"][-1] = whole - hands.kernel.seconds
+        rem["netlink"][-1] = whole - hands.kernel.seconds
         for netns in (c, p):
             apply_timed(rem, "nft_second", netns, second[netns])
     out: dict[str, Any] = {}
@@ -349,16 +371,22 @@ def replace_tables(c: str, p: str, links: tuple[LinkPlan, ...]) -> dict[str, Any
 def measure(n: int, prefix: str, budget: Budget) -> dict[str, Any]:
     """Set up N links, measure one link's add and remove and the whole-table replace,
     tear everything down (always)."""
-    c, p = f"{prefix}-c{n}", f"{prefix}-p{n}"
+    c, p, q = f"{prefix}-c{n}", f"{prefix}-p{n}", f"{prefix}-q{n}"
     out: dict[str, Any] = {"n": n}
     handles: dict[str, Netlink] = {}
     links = tuple(link_plan(s, c, p) for s in range(n))
     try:
-        out["setup"] = setup(c, p, links)
-        handles.update({c: Netlink(c), p: Netlink(p)})
+        out["setup"] = setup(c, p, q, links)
+        handles.update({c: Netlink(c), p: Netlink(p), q: Netlink(q)})
         time.sleep(1)  # the new veths' own events settle before timing
+        hands = Hands(handles)
+        if links:  # the server knows its pair veths' indexes from its last sync
+            hands._pair_index[0] = hands._pair(links[0], {})
         budget.check("add/remove")
-        out.update(add_remove(c, p, links, Hands(handles), budget))
+        out.update(add_remove(c, p, links, hands, budget))
+        budget.check("new pair")
+        pair = add_remove(c, q, links, hands, budget, pair=1, first=REPEAT)
+        out["add_pair"], out["remove_pair"] = pair["add"], pair["remove"]
         budget.check("replace")
         out["replace_both"] = replace_tables(c, p, links)
     except (KernelError, RuntimeError, OSError, OutOfTime, subprocess.TimeoutExpired) as exc:
@@ -367,7 +395,7 @@ def measure(n: int, prefix: str, budget: Budget) -> dict[str, Any]:
     finally:
         for handle in handles.values():
             handle.close()  # an open netlink socket would keep its namespace alive
-        out["teardown"] = teardown(c, p, n)
+        out["teardown"] = teardown(c, p, q)
     return out
 
 
@@ -413,8 +441,12 @@ COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], dict[str, Any] | None]], ..
     ("rm: lo PE", lambda r: r.get("remove", {}).get("pe_address")),
     ("rm: nft 1st C+P", lambda r: r.get("remove", {}).get("nft_first")),
     ("rm: conntrack C+P", lambda r: r.get("remove", {}).get("conntrack")),
-    ("rm: veth", lambda r: r.get("remove", {}).get("veth")),
+    ("rm: route", lambda r: r.get("remove", {}).get("netlink")),
     ("rm: nft 2nd C+P", lambda r: r.get("remove", {}).get("nft_second")),
+    ("new pair: add", lambda r: r.get("add_pair", {}).get("total")),
+    ("add: veth", lambda r: r.get("add_pair", {}).get("netlink")),
+    ("last of pair: remove", lambda r: r.get("remove_pair", {}).get("total")),
+    ("rm: veth", lambda r: r.get("remove_pair", {}).get("netlink")),
     ("whole tables C+P", lambda r: r.get("replace_both", {}).get("apply")),
 )
 

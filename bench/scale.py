@@ -502,7 +502,23 @@ class Scale:
         return netns
 
     def links(self) -> int:
-        """Approved links in the kernel: consumer-side veth ends in every hub of ours."""
+        """Approved links in the kernel: endpoint routes (one per live link, into its
+        pair veth) in every hub of ours."""
+        total = 0
+        for netns in os.listdir("/run/netns"):
+            if netns.startswith(f"{self.server.prefix}-v-"):
+                out = subprocess.run(
+                    ["ip", "-n", netns, "-o", "route", "show", "table", str(names.ENDPOINT_TABLE)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                ).stdout
+                total += len(out.splitlines())
+        return total
+
+    def pair_veths(self) -> int:
+        """Pair veths in the kernel: consumer-side ends in every hub of ours."""
         total = 0
         for netns in os.listdir("/run/netns"):
             if netns.startswith(f"{self.server.prefix}-v-"):
@@ -868,6 +884,7 @@ class Scale:
             "rss_mb_max": max(rss) if rss else None,
             "timeline_s_endpoints_rss_mb": timeline[:: max(1, len(timeline) // 100)],
             "links_in_kernel": self.links(),
+            "pair_veths_in_kernel": self.pair_veths(),
         }
         log(f"created {len(done)}/{s.endpoints} endpoints in {wall:.0f} s: {tenths}")
 
@@ -1196,7 +1213,7 @@ def data_path_lb_body(base: str, lb: str, frontends: int) -> dict[str, Any]:
 
 
 def _is_link_end(line: str, side: str) -> bool:
-    """Whether an `ip -o link` line is a link's veth end (`k<slot><side>@...`)."""
+    """Whether an `ip -o link` line is a pair veth's end (`k<pair slot><side>@...`)."""
     name = line.split(": ", 2)[1].split("@", 1)[0] if line.count(": ") >= 2 else ""
     return len(name) > 2 and name[0] == "k" and name[-1] == side and name[1:-1].isdigit()
 

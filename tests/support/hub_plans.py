@@ -21,6 +21,7 @@ def service(i: int, rules: list[RulePlan], nat_ips: tuple[str, ...]) -> ServiceP
 
 
 def link(slot: int, service: ServicePlan, inbound: bool, local: bool = False) -> LinkPlan:
+    """A link on `slot`; links of neighbouring slots share a pair veth (four a pair)."""
     return LinkPlan.on_slot(
         slot,
         f"link{slot}",
@@ -30,6 +31,7 @@ def link(slot: int, service: ServicePlan, inbound: bool, local: bool = False) ->
         service.chain,
         tuple(port for _, port, _ in service.ports),
         local=local,
+        pair=slot // 4,
     )
 
 

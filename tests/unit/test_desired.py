@@ -132,7 +132,9 @@ def test_an_approved_connection_becomes_a_link_with_nat_entries(world) -> None:
     assert len(desired.links) == 1
     link = desired.links[0]
     assert (link.slot, link.mark, link.ports) == (7, 8, (80,))
-    assert (link.consumer_addr, link.provider_addr) == names.link_addresses(7)
+    # The veth is its pair of hubs', the first pair: slot 0 names it and gives its /30.
+    assert link.pair == 0 and (link.consumer_ifname, link.provider_ifname) == ("k0c", "k0p")
+    assert (link.consumer_addr, link.provider_addr) == names.link_addresses(0)
     consumer = desired.hub(link.consumer_netns)
     provider = desired.hub(link.provider_netns)
     assert consumer is not None and provider is not None
@@ -142,14 +144,16 @@ def test_an_approved_connection_becomes_a_link_with_nat_entries(world) -> None:
     assert "dnat ip to" not in c_text
     # From the link: its mark and its service's chain, by maps (no chain per link).
     service = provider.services[0]
-    assert '"k7p" : 8 }' in p_text.split("map link_marks")[1].split("\n")[0]
-    assert f'"k7p" : jump {service.chain} }}' in p_text.split("map links ")[1].split("\n")[0]
+    # Keyed by the pair veth and the PE ip: other connections share the veth.
+    at_link = f'"k0p" . {link.pe_ip}'
+    assert f"{at_link} : 8 }}" in p_text.split("map link_marks")[1].split("\n")[0]
+    assert f"{at_link} : jump {service.chain} }}" in p_text.split("map links ")[1].split("\n")[0]
     assert "chain link_" not in p_text
     # What no rule DNATs (a port without a rule, no healthy backend) stops right after.
     prerouting = p_text.split("chain prerouting {")[1].split("}")[0].splitlines()
     rules = [r.strip() for r in prerouting if r.strip()]
-    at = rules.index("iifname vmap @links")
-    assert rules[at - 1] == "ct mark set iifname map @link_marks"
+    at = rules.index("iifname . ip daddr vmap @links")
+    assert rules[at - 1] == "ct mark set iifname . ip daddr map @link_marks"
     assert rules[at + 1] == "iifname @link_in_ifs drop"
     assert "snat ip to jhash ip saddr . th sport mod 1 map { 0 : 10.0.3.4 }" in p_text
     assert "mod 2 map { 0 : 10.0.2.4 . 8080, 1 : 10.0.2.5 . 8080 }" in p_text

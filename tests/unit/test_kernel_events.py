@@ -133,3 +133,13 @@ def test_conntrack_drops_are_summed_over_cpus() -> None:
     )
     assert events.conntrack_drops(text) == 16
     assert events.conntrack_drops("") == 0
+
+
+def test_a_conntrack_flush_by_mark_request() -> None:
+    raw = events.conntrack_flush_mark_request(9, 0x01020304)
+    (message,) = events.messages(raw)
+    # IPCTNL_MSG_CT_DELETE of ctnetlink, asking for an ACK; no tuple: a filtered flush.
+    assert (message.type, message.flags, message.seq) == (0x0102, 0x5, 9)
+    assert message.payload[:4] == bytes([events.AF_INET, 0, 0, 0])  # nfgenmsg, version 0
+    attrs = events.attributes(message.payload, 4)
+    assert attrs == {events.CTA_MARK: b"\x01\x02\x03\x04", events.CTA_MARK_MASK: b"\xff" * 4}

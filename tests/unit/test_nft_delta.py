@@ -48,14 +48,19 @@ def test_one_link_more_is_its_elements() -> None:
     before = nft.table(HubPlan(**{**base.__dict__, "links_in": many}))
     after = nft.table(HubPlan(**{**base.__dict__, "links_in": (*many, link(200, svc, True))}))
     change = nft.delta(before, after).splitlines()
-    mark = names.link_mark(200)
+    mark, pe_ip = names.link_mark(200), link(200, svc, True).pe_ip
+    # Slot 200 is the first of its pair (slots 200-203 share one veth): its end comes too.
     assert change == [
         f"add element ip privatelink live_links {{ {mark} }}",
-        'add element ip privatelink link_in_ifs { "k200p" }',
-        f'add element ip privatelink link_marks {{ "k200p" : {mark} }}',
-        f'add element ip privatelink links {{ "k200p" : jump {svc.chain} }}',
+        'add element ip privatelink link_in_ifs { "k50p" }',
+        f'add element ip privatelink link_marks {{ "k50p" . {pe_ip} : {mark} }}',
+        f'add element ip privatelink links {{ "k50p" . {pe_ip} : jump {svc.chain} }}',
         f"add element ip privatelink snat_by_mark {{ {mark} : jump {svc.snat_chain} }}",
     ]
+    # One more link over a pair veth that exists: its own elements only.
+    shared = (*many, link(200, svc, True))
+    more = nft.table(HubPlan(**{**base.__dict__, "links_in": (*shared, link(201, svc, True))}))
+    assert not any("link_in_ifs" in line for line in nft.delta(after, more).splitlines())
     # And back: only elements go.
     back = nft.delta(after, before).splitlines()
     assert back and all(line.startswith("delete element") for line in back)
@@ -108,8 +113,11 @@ def test_a_link_delta_takes_the_table_where_a_whole_delta_does(
     added = [x for x in (*new.links_in, *new.links_out) if id(x) not in was]
     removed = [x for x in (*old.links_in, *old.links_out) if id(x) not in now]
     ips = (set(new.pe_ips) - set(old.pe_ips), set(old.pe_ips) - set(new.pe_ips))
+    pairs_before = {x.pair for x in (*old.links_in, *old.links_out) if not x.local}
+    pairs_after = {x.pair for x in (*new.links_in, *new.links_out) if not x.local}
+    pairs = (frozenset(pairs_after - pairs_before), frozenset(pairs_before - pairs_after))
     fake = _holding(nft.table(old, dying, full))
-    fake.apply(nft.link_delta(new, added, removed, ips, (dying, now_dying), full))
+    fake.apply(nft.link_delta(new, added, removed, ips, (dying, now_dying), full, pairs))
     assert fake.state() == _holding(nft.table(new, now_dying, full)).state()
 
 

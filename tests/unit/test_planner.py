@@ -18,6 +18,8 @@ from privatelink.core.private_endpoint import PrivateEndpoint
 from privatelink.core.private_link_service import APPROVED, PrivateLinkService
 from privatelink.core.resource import Resource
 from privatelink.dataplane.desired import (
+    MemoryPairSlots,
+    Plan,
     Planner,
     Snapshot,
     connection_key,
@@ -52,7 +54,9 @@ def _step(world: World, op: str, n: int, which: int) -> int:
     target = pls_id(f"pls{which + 1}")
     endpoint = world.get(pe_id(f"pe{n}"))
     if op == "pe" and endpoint is None:
-        world.run(pl.create_or_update_endpoint, make_pe(target, name=f"pe{n}"))
+        # Odd endpoints in a second consumer network: two pairs of hubs, two pair veths.
+        vnet = "vc" if n % 2 == 0 else "vc2"
+        world.run(pl.create_or_update_endpoint, make_pe(target, name=f"pe{n}", vnet=vnet))
     elif op == "delete pe" and endpoint is not None:
         world.run(pl.delete_endpoint, endpoint.id)
     elif op in ("approve", "reject") and isinstance(endpoint, PrivateEndpoint):
@@ -67,6 +71,15 @@ def _step(world: World, op: str, n: int, which: int) -> int:
     return 0
 
 
+def _worlds(world: World) -> None:
+    world.two_services()
+    world.consumer(name="vc2", prefix="10.2.0.0/16", subnet_prefix="10.2.1.0/24")
+
+
+def _pairs(p: Plan) -> set[int]:
+    return {x.pair for x in p.links if not x.local}
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=_OPS)
 def test_the_remembering_planner_plans_what_plan_plans(
@@ -74,13 +87,18 @@ def test_the_remembering_planner_plans_what_plan_plans(
 ) -> None:
     world = World(tmp_path_factory.mktemp("planner"), Limits())  # type: ignore[attr-defined]
     try:
-        world.two_services()
-        planner = Planner()
+        _worlds(world)
+        planner, pairs = Planner(), MemoryPairSlots()
         shift = 0
         for op, n, which in ops:
             shift += _step(world, op, n, which)
             snapshot, slots = _inputs(world, shift)
-            assert planner.plan(snapshot, slots, {}, "tst") == plan(snapshot, slots, {}, "tst")
+            got = planner.plan(snapshot, slots, {}, "tst", pairs)
+            assert got == plan(snapshot, slots, {}, "tst", pairs)
+            # Links between the same two hubs share their pair's veth; other pairs differ.
+            by_hubs = {(x.consumer_netns, x.provider_netns): x.pair for x in got.links}
+            assert all(by_hubs[(x.consumer_netns, x.provider_netns)] == x.pair for x in got.links)
+            assert len(set(by_hubs.values())) == len(by_hubs)
     finally:
         world.dispose()
 
@@ -134,21 +152,21 @@ def test_an_update_by_the_endpoints_touched_plans_what_plan_plans(
 ) -> None:
     world = World(tmp_path_factory.mktemp("update"), Limits())  # type: ignore[attr-defined]
     try:
-        world.two_services()
-        planner = Planner()
+        _worlds(world)
+        planner, pairs = Planner(), MemoryPairSlots()
         shift = 0
         snapshot, slots = _inputs(world, shift)
-        last = planner.plan(snapshot, slots, {}, "tst")
+        last = planner.plan(snapshot, slots, {}, "tst", pairs)
         before = {r.key: r for r in world.repo.snapshot()}
         updates = 0
         for op, n, which in ops:
             shift += _step(world, op, n, which)
             now = {r.key: r for r in world.repo.snapshot()}
             snapshot, new_slots = _inputs(world, shift)
-            expected = plan(snapshot, new_slots, {}, "tst")
+            expected = plan(snapshot, new_slots, {}, "tst", pairs)
             touched = _endpoint_change(planner, before, now)
             if touched is None:
-                got = planner.plan(snapshot, new_slots, {}, "tst")
+                got = planner.plan(snapshot, new_slots, {}, "tst", pairs)
             else:
                 moved = {
                     k for k in new_slots.keys() | slots.keys() if new_slots.get(k) != slots.get(k)
@@ -160,6 +178,9 @@ def test_an_update_by_the_endpoints_touched_plans_what_plan_plans(
                 old_links, new_links = set(last.links), set(got.links)
                 assert set(change.added) == new_links - old_links
                 assert set(change.removed) == old_links - new_links
+                # The pair veths whose first link came or last link went.
+                assert change.new_pairs == _pairs(got) - _pairs(last)
+                assert change.gone_pairs == _pairs(last) - _pairs(got)
                 for hub in got.hubs:
                     was = last.hub(hub.netns)
                     assert was is not None

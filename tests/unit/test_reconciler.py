@@ -213,20 +213,8 @@ def test_a_recreated_hub_pairs_again_with_a_vm_whose_old_peer_lives_on(setup) ->
 
 
 def _link_plan(pe_ip: str = "10.0.2.4", slot: int = 3) -> tuple[Plan, LinkPlan]:
-    consumer_addr, provider_addr = names.link_addresses(slot)
-    link = LinkPlan(
-        link_key="svc/conn",
-        slot=slot,
-        mark=names.link_mark(slot),
-        pe_ip=pe_ip,
-        consumer_netns="tst-v-consumer00",
-        provider_netns="tst-v-provider00",
-        consumer_ifname=names.link_ifname(slot, "c"),
-        provider_ifname=names.link_ifname(slot, "p"),
-        consumer_addr=consumer_addr,
-        provider_addr=provider_addr,
-        service_chain="svc_x",
-        ports=(80,),
+    link = LinkPlan.on_slot(
+        slot, "svc/conn", pe_ip, "tst-v-consumer00", "tst-v-provider00", "svc_x", (80,)
     )
     hubs = (
         HubPlan(vnet_id="c", netns=link.consumer_netns, links_out=(link,), pe_ips=(pe_ip,)),
@@ -276,8 +264,9 @@ def test_a_live_endpoint_ip_is_routed_into_its_link_before_local(setup) -> None:
     assert consumer.tables[names.ENDPOINT_TABLE] == {}
 
 
+@pytest.mark.parametrize("full", [False, True], ids=["by difference", "full pass"])
 def test_a_removed_link_resets_its_flows_only_until_its_conntrack_entries_are_gone(
-    setup,
+    setup, full: bool
 ) -> None:
     kernel, reconciler, _plane = setup
     desired, link = _link_plan()
@@ -301,7 +290,7 @@ def test_a_removed_link_resets_its_flows_only_until_its_conntrack_entries_are_go
         links=(),
         health_checks=(),
     )
-    reconciler.apply(unlinked, full=False)
+    reconciler.apply(unlinked, full=full)
     hubs = {link.consumer_netns, link.provider_netns}
     first = {name: text for name, text in applied[:2]}
     assert set(first) == hubs
@@ -351,3 +340,23 @@ def test_one_more_endpoint_costs_its_own_objects_only(setup) -> None:
     reconciler.apply(first, full=False)
     assert f"deladdr {added.consumer_netns}/lo 10.0.2.5/32" in kernel.calls
     assert not [c for c in kernel.calls if c.startswith("links ")], kernel.calls
+
+
+def test_a_reconciler_without_probes_holds_no_prober_thread(tmp_path: Path) -> None:
+    """The prober's loop starts with its first target: a reconciler (a test's, or a data
+    plane without health probes) holds no thread and no event loop descriptors."""
+    import threading
+
+    from privatelink.dataplane.desired import HealthKey, ProbeSpec
+    from privatelink.dataplane.health import Prober
+
+    before = {t.ident for t in threading.enumerate() if t.name == "prober"}
+    prober = Prober(lambda: None)
+    prober.track(())
+    assert {t.ident for t in threading.enumerate() if t.name == "prober"} == before
+    prober.track((HealthKey("tst-v-none", "10.0.0.4", ProbeSpec("Tcp", 80, None, 60.0, 1)),))
+    started = {t for t in threading.enumerate() if t.name == "prober" and t.ident not in before}
+    assert len(started) == 1
+    prober.stop()
+    assert not any(t.is_alive() for t in started)
+    prober.track(())  # after stop: nothing starts again

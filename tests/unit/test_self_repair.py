@@ -94,15 +94,16 @@ def test_events_name_the_hub_or_link_they_damage() -> None:
         (NetnsGone(CLIENT), None, Damage(hubs=frozenset({CONSUMER}))),
         (NetnsGone("tst-n-unknown000"), None, None),
         (NetnsAdded(CONSUMER), None, None),
-        (LinkGone(0, k_c), CONSUMER, Damage(links=frozenset({SLOT}))),
-        (LinkGone(1, k_p), PROVIDER, Damage(links=frozenset({SLOT}))),
+        # A pair veth's end: the pair (its veth and every link over it).
+        (LinkGone(0, k_c), CONSUMER, Damage(pairs=frozenset({SLOT}))),
+        (LinkGone(1, k_p), PROVIDER, Damage(pairs=frozenset({SLOT}))),
         (LinkGone(0, "nclient00000"), CONSUMER, Damage(hubs=frozenset({CONSUMER}))),
         (LinkGone(0, "k9c"), CONSUMER, None),  # not ours (any more)
         (LinkGone(0, k_c), "tst-v-elsewhere0", None),
         (LinkGone(0, k_c), None, None),  # a namespace without a known id
         (AddressGone(0, "lo", "10.0.2.4/32"), CONSUMER, Damage(hubs=frozenset({CONSUMER}))),
         (AddressGone(0, "lo", "10.0.9.9/32"), CONSUMER, None),
-        (AddressGone(0, k_c, "169.254.64.13/30"), CONSUMER, Damage(links=frozenset({SLOT}))),
+        (AddressGone(0, k_c, "169.254.64.13/30"), CONSUMER, Damage(pairs=frozenset({SLOT}))),
         (
             AddressGone(0, "nclient00000", "169.254.0.1/32"),
             CONSUMER,
@@ -122,10 +123,11 @@ def test_events_name_the_hub_or_link_they_damage() -> None:
             assert found is None, (event, netns, found)
         else:
             assert found is not None, (event, netns)
-            assert (found.hubs, found.links, found.tables, found.everything) == (
+            assert (found.hubs, found.links, found.tables, found.pairs, found.everything) == (
                 expected.hubs,
                 expected.links,
                 expected.tables,
+                expected.pairs,
                 expected.everything,
             ), (event, netns)
             assert found.why and all(found.why), "damage without a reason for the log"
@@ -161,6 +163,41 @@ def test_a_deleted_link_veth_is_made_again_and_nothing_else_is_touched(setup) ->
     assert kernel.calls[0] == f"veth {CONSUMER}/{k_c} {PROVIDER}/{k_p}"
     assert set(kinds(kernel.calls)) == {"veth", "addr", "route"}  # no hub, no nft
     assert set(kernel.ns[CONSUMER].tables[names.ENDPOINT_TABLE]) == {"10.0.2.4/32"}
+
+
+def _two_links_one_pair() -> Plan:
+    """Two endpoints of the consumer's network linked to the provider's: one pair veth."""
+    links = tuple(
+        LinkPlan.on_slot(slot, f"svc/c{slot}", ip, CONSUMER, PROVIDER, "pls_x", (80,), pair=SLOT)
+        for slot, ip in ((SLOT, "10.0.2.4"), (SLOT + 1, "10.0.2.5"))
+    )
+    client = NicPlan("client", CLIENT, "nclient00000", ("10.0.1.4",))
+    return Plan(
+        hubs=(
+            HubPlan(
+                "c", CONSUMER, nics=(client,), links_out=links, pe_ips=("10.0.2.4", "10.0.2.5")
+            ),
+            HubPlan("p", PROVIDER, links_in=links),
+        ),
+        links=links,
+        health_checks=(),
+    )
+
+
+def test_a_deleted_pair_veth_is_made_again_once_with_every_route_over_it(setup) -> None:
+    kernel, reconciler = setup
+    plan = built(kernel, reconciler, _two_links_one_pair())
+    k_c, k_p = names.link_ifname(SLOT, "c"), names.link_ifname(SLOT, "p")
+    assert [n for n in kernel.ns[CONSUMER].links if n.startswith("k")] == [k_c]
+    del kernel.ns[CONSUMER].links[k_c]  # `ip link del` takes the peer and the routes too
+    del kernel.ns[PROVIDER].links[k_p]
+    kernel.ns[CONSUMER].tables[names.ENDPOINT_TABLE].clear()
+    damage = reconciler.report(LinkGone(0, k_c), CONSUMER)
+    assert damage is not None and damage.pairs == {SLOT}
+    reconciler.apply(plan, full=False)
+    assert kinds(kernel.calls).count("veth") == 1
+    routes = kernel.ns[CONSUMER].tables[names.ENDPOINT_TABLE]
+    assert set(routes) == {"10.0.2.4/32", "10.0.2.5/32"}
 
 
 def test_a_link_end_whose_peer_namespace_was_replaced_is_paired_again(setup) -> None:

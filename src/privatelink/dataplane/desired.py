@@ -6,8 +6,9 @@ and what each hub's nft table holds. Nothing here touches the kernel.
 
 Topology (see docs/dataplane.md): every virtual network has a hub namespace that
 routes for it; every user NIC is a namespace with its IP on eth0 and a default route
-to the hub; every approved private endpoint connection is a veth pair ("link")
-between the consumer's hub and the provider's hub.
+to the hub; every approved private endpoint connection is a "link" between the
+consumer's hub and the provider's hub: its own conntrack mark and map elements, over
+one veth pair that all connections between those two hubs share (docs/dataplane.md §8).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from privatelink.core.ids import ResourceId, key
 from privatelink.core.load_balancer import LoadBalancer, Probe, Rule
@@ -85,10 +86,12 @@ class ServicePlan:
 
 @dataclass(frozen=True)
 class LinkPlan:
-    """An approved connection: a veth between two hubs and its NAT entries."""
+    """An approved connection: its mark and NAT entries, and the veth of its pair of
+    hubs (`pair`: the pair's slot, which names the veth and gives its /30)."""
 
     link_key: str
     slot: int
+    pair: int
     mark: int
     pe_ip: str
     consumer_netns: str
@@ -112,24 +115,69 @@ class LinkPlan:
         service_chain: str,
         ports: tuple[int, ...],
         local: bool = False,
+        pair: int | None = None,
     ) -> LinkPlan:
-        """A link whose mark, interface names and addresses come from its slot (names.py)."""
-        consumer_addr, provider_addr = names.link_addresses(slot)
+        """A link whose mark comes from its slot, and whose veth names and addresses
+        from its pair's slot (`pair`, the link's own slot when not given; a `local` link
+        has no veth)."""
+        pair = slot if pair is None else pair
+        consumer_addr, provider_addr = ("", "") if local else names.link_addresses(pair)
         return cls(
             link_key=link_key,
             slot=slot,
+            pair=-1 if local else pair,
             mark=names.link_mark(slot),
             pe_ip=pe_ip,
             consumer_netns=consumer_netns,
             provider_netns=provider_netns,
-            consumer_ifname=names.link_ifname(slot, "c"),
-            provider_ifname=names.link_ifname(slot, "p"),
+            consumer_ifname="" if local else names.link_ifname(pair, "c"),
+            provider_ifname="" if local else names.link_ifname(pair, "p"),
             consumer_addr=consumer_addr,
             provider_addr=provider_addr,
             service_chain=service_chain,
             ports=ports,
             local=local,
         )
+
+
+class PairSlots(Protocol):
+    """Where the planner gets the slots of pairs of hubs (`names.pair_key`)."""
+
+    def get(self, pair: str) -> int | None:
+        """The pair's slot (given now if it had none); None when none is free."""
+
+    def release(self, pairs: Iterable[str]) -> None:
+        """These pairs have no link any more."""
+
+    def keep(self, pairs: set[str]) -> None:
+        """Only these pairs have links: release every other."""
+
+
+class MemoryPairSlots:
+    """Pair slots kept in memory, lowest free first (what a plan without a store uses)."""
+
+    def __init__(self, limit: int = names.MAX_PAIRS) -> None:
+        self.limit = limit
+        self.slots: dict[str, int] = {}
+
+    def get(self, pair: str) -> int | None:
+        """The pair's slot, the lowest free one if it had none."""
+        slot = self.slots.get(pair)
+        if slot is None:
+            taken = set(self.slots.values())
+            slot = next((s for s in range(self.limit) if s not in taken), None)
+            if slot is not None:
+                self.slots[pair] = slot
+        return slot
+
+    def release(self, pairs: Iterable[str]) -> None:
+        """Free these pairs' slots."""
+        for pair in pairs:
+            self.slots.pop(pair, None)
+
+    def keep(self, pairs: set[str]) -> None:
+        """Free every slot but these pairs'."""
+        self.release([p for p in self.slots if p not in pairs])
 
 
 @dataclass(frozen=True)
@@ -224,14 +272,16 @@ def plan(
     slots: Mapping[str, int],
     health: Mapping[HealthKey, bool],
     prefix: str = names.DEFAULT_PREFIX,
+    pairs: PairSlots | None = None,
 ) -> Plan:
     """Compute the desired kernel state.
 
     `slots` maps connection keys to link slots (links without a slot are not realized
     yet); `health` maps probe targets to their last verdict (absent = healthy, so a
-    new backend takes traffic until its probe says otherwise).
+    new backend takes traffic until its probe says otherwise); `pairs` gives pairs of
+    hubs their slots (by default in memory, lowest free first).
     """
-    return Planner().plan(snapshot, slots, health, prefix)
+    return Planner().plan(snapshot, slots, health, prefix, pairs)
 
 
 def service_facts(pls: PrivateLinkService) -> tuple[object, ...]:
@@ -265,6 +315,7 @@ class _Part:
     inputs: tuple[object, ...] | None
     link: LinkPlan | None
     problem: str | None
+    pair_key: str | None  # the pair of hubs whose veth the link uses (None: no veth)
 
 
 def _part(
@@ -274,6 +325,7 @@ def _part(
     services: Mapping[str, tuple[str, ServicePlan]],
     hub_names: Mapping[str, str],
     slots: Mapping[str, int],
+    pairs: PairSlots,
 ) -> _Part:
     """An endpoint's part of the plan; what depends on the endpoint and its NIC alone is
     kept from `old` while both are the same objects (stored resources are immutable)."""
@@ -291,17 +343,27 @@ def _part(
     inputs: tuple[object, ...] | None = None
     link: LinkPlan | None = None
     problem: str | None = None
+    pair_key: str | None = None
     found = services.get(service_key) if pe_ip and approved else None
     if found is not None and consumer_vnet in hub_names and found[0] in hub_names:
         provider_vnet, sp = found
+        local = consumer_vnet == provider_vnet
         slot = slots.get(link_key)
+        pair: int | None = -1
+        if not local and slot is not None:
+            pair_key = names.pair_key(consumer_vnet, provider_vnet)
+            pair = pairs.get(pair_key)
         if slot is None:
             problem = f"no free link slot (at most {names.MAX_SLOTS} approved connections per host)"
+        elif pair is None:
+            pair_key = None
+            problem = f"no free link slot (at most {names.MAX_PAIRS} pairs of networks per host)"
         else:
             assert pe_ip is not None
             inputs = (
                 link_key,
                 slot,
+                pair,
                 pe_ip,
                 hub_names[consumer_vnet],
                 hub_names[provider_vnet],
@@ -320,7 +382,8 @@ def _part(
                     hub_names[provider_vnet],
                     sp.chain,
                     tuple(port for _, port, _ in sp.ports),
-                    local=consumer_vnet == provider_vnet,
+                    local=local,
+                    pair=pair,
                 )
     return _Part(
         pe,
@@ -334,6 +397,7 @@ def _part(
         inputs,
         link,
         problem,
+        pair_key,
     )
 
 
@@ -396,6 +460,10 @@ class PlanChange:
     removed: tuple[LinkPlan, ...]
     hubs: frozenset[str]  # hubs whose plan changed
     pe_ips: Mapping[str, tuple[frozenset[str], frozenset[str]]]  # netns -> (added, removed)
+    # Slots of the pairs of hubs whose first link came and whose last link went: their
+    # veth is made or deleted, their shared elements added or removed.
+    new_pairs: frozenset[int] = frozenset()
+    gone_pairs: frozenset[int] = frozenset()
 
 
 class Planner:
@@ -424,6 +492,8 @@ class Planner:
         self._by_nic: dict[str, set[str]] = {}
         self._by_link_key: dict[str, set[str]] = {}
         self._plan: Plan | None = None
+        self._pairs: PairSlots = MemoryPairSlots()
+        self._pair_links: dict[str, int] = {}  # links per pair of hubs (with a veth)
 
     def plan(
         self,
@@ -431,9 +501,14 @@ class Planner:
         slots: Mapping[str, int],
         health: Mapping[HealthKey, bool],
         prefix: str = names.DEFAULT_PREFIX,
+        pairs: PairSlots | None = None,
     ) -> Plan:
-        """The desired kernel state (as `plan`), from every resource."""
+        """The desired kernel state (as `plan`), from every resource. `pairs` gives the
+        slots of pairs of hubs (kept by the planner for later `update`s; by default
+        in memory, lowest free first)."""
         self._ready = False
+        if pairs is not None:
+            self._pairs = pairs
         problems: dict[str, str] = {}
         hub_names = {v.key: names.hub_netns(prefix, v.id) for v in snapshot.vnets}
         vnet_ids = {v.key: v.id for v in snapshot.vnets}
@@ -535,11 +610,14 @@ class Planner:
         self._links = []
         self._problems = {}
         self._by_nic, self._by_link_key = {}, {}
+        self._pair_links = {}
         nics_by_key = {n.key: n for n in snapshot.nics}
         last_parts, self._parts = self._parts, {}
         for pe in snapshot.endpoints:
             pe_nic = nics_by_key.get(key(pe.nic_id))
-            self._add(_part(pe, pe_nic, last_parts.get(pe.key), services, hub_names, slots), False)
+            old = last_parts.get(pe.key)
+            self._add(_part(pe, pe_nic, old, services, hub_names, slots, self._pairs), False)
+        self._pairs.keep(set(self._pair_links))
         for hub in self._hubs.values():
             # Endpoints come in creation order: sort once instead of inserting in order.
             hub.out.sort(key=_slot)
@@ -587,6 +665,8 @@ class Planner:
         self._by_link_key.setdefault(part.link_key, set()).add(k)
         if part.problem:
             self._problems[k] = part.problem
+        if part.pair_key is not None:
+            self._pair_links[part.pair_key] = self._pair_links.get(part.pair_key, 0) + 1
         if not part.pe_ip:
             return
         consumer = self._hubs.setdefault(part.consumer_vnet, _Hub())
@@ -617,6 +697,12 @@ class Planner:
             if not keys:
                 del index[at]
         self._problems.pop(k, None)
+        if part.pair_key is not None:
+            n = self._pair_links[part.pair_key] - 1
+            if n:
+                self._pair_links[part.pair_key] = n
+            else:
+                del self._pair_links[part.pair_key]
         if part.pe_ip:
             provider = None
             if part.link is not None:
@@ -654,8 +740,13 @@ class Planner:
         removed: list[LinkPlan] = []
         touched: set[str] = set()
         had: dict[tuple[str, str], bool] = {}  # (vnet, PE ip) -> present before
+        pair_had: dict[str, tuple[int, bool]] = {}  # pair -> (its slot, linked before)
 
         def note(part: _Part, links: list[LinkPlan]) -> None:
+            if part.pair_key is not None and part.link is not None:
+                pair_had.setdefault(
+                    part.pair_key, (part.link.pair, part.pair_key in self._pair_links)
+                )
             if part.pe_ip:
                 touched.add(part.consumer_vnet)
                 hub = self._hubs.get(part.consumer_vnet)
@@ -674,7 +765,7 @@ class Planner:
             if isinstance(pe, PrivateEndpoint):
                 nic = get(key(pe.nic_id))
                 nic = nic if isinstance(nic, NetworkInterface) else None
-                new = _part(pe, nic, old, self._services, self._hub_names, slots)
+                new = _part(pe, nic, old, self._services, self._hub_names, slots, self._pairs)
             if old is not None:
                 note(old, removed)
                 self._remove(old)
@@ -700,6 +791,19 @@ class Planner:
             if now != before and vnet_key in self._hub_names:
                 came, went = pe_ips.setdefault(self._hub_names[vnet_key], (set(), set()))
                 (came if now else went).add(ip)
+        new_pairs: set[int] = set()
+        gone_pairs: set[int] = set()
+        released: list[str] = []
+        for pair, (pair_slot, before) in pair_had.items():
+            now = pair in self._pair_links
+            if now and not before:
+                new_pairs.add(pair_slot)
+            elif before and not now:
+                gone_pairs.add(pair_slot)
+                released.append(pair)
+            elif not before and not now:
+                released.append(pair)  # given a slot by this update, and no longer used
+        self._pairs.release(released)
         self._hub_plans = hubs
         self._plan = Plan(
             hubs=tuple(hubs.values()),
@@ -714,4 +818,6 @@ class Planner:
             tuple(removed),
             frozenset(changed),
             {n: (frozenset(c), frozenset(w)) for n, (c, w) in pe_ips.items()},
+            frozenset(new_pairs),
+            frozenset(gone_pairs),
         )

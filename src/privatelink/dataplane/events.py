@@ -144,6 +144,24 @@ def nsid_of(message: Message) -> int | None:
     return int(struct.unpack("=i", raw[:4])[0]) if raw and len(raw) >= 4 else None
 
 
+# --- conntrack (ctnetlink) ---------------------------------------------------------------
+
+NFNL_SUBSYS_CTNETLINK = 1
+IPCTNL_MSG_CT_DELETE = 2
+CTA_MARK = 8  # big-endian u32
+CTA_MARK_MASK = 21  # big-endian u32
+
+
+def conntrack_flush_mark_request(seq: int, mark: int) -> bytes:
+    """IPCTNL_MSG_CT_DELETE without a tuple, filtered by mark: the kernel deletes every
+    entry of the socket's namespace with exactly this mark, in one request (what
+    `conntrack -D --mark` does by a dump and one request per entry)."""
+    body = struct.pack("=BBH", AF_INET, 0, 0)  # nfgenmsg: family, version 0, res_id
+    body += attribute(CTA_MARK, struct.pack("!I", mark))
+    body += attribute(CTA_MARK_MASK, struct.pack("!I", 0xFFFFFFFF))
+    return request(NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE, seq, body)
+
+
 # --- events ---------------------------------------------------------------------------------
 
 

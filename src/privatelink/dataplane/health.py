@@ -71,9 +71,11 @@ class Prober:
         self._failures: dict[HealthKey, int] = {}
         self._tasks: dict[HealthKey, asyncio.Task[None]] = {}
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="prober", daemon=True)
-        self._thread.start()
+        # The loop and its thread start with the first target: a data plane without
+        # probes (and every reconciler a test makes) holds no thread, no descriptors.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def verdicts(self) -> dict[HealthKey, bool]:
         """Current verdicts (targets never probed yet are absent)."""
@@ -82,7 +84,19 @@ class Prober:
 
     def track(self, keys: tuple[HealthKey, ...]) -> None:
         """Probe exactly these targets from now on."""
-        self._loop.call_soon_threadsafe(self._retarget, set(keys))
+        with self._lock:
+            if self._stopped:
+                return
+            if self._loop is None:
+                if not keys:
+                    return
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="prober", daemon=True
+                )
+                self._thread.start()
+            loop = self._loop
+        loop.call_soon_threadsafe(self._retarget, set(keys))
 
     def _retarget(self, keys: set[HealthKey]) -> None:
         for key in list(self._tasks):
@@ -93,6 +107,7 @@ class Prober:
                     self._failures.pop(key, None)
         for key in keys:
             if key not in self._tasks:
+                assert self._loop is not None
                 self._tasks[key] = self._loop.create_task(self._run(key))
 
     async def _run(self, key: HealthKey) -> None:
@@ -122,18 +137,22 @@ class Prober:
     def stop(self) -> None:
         """Cancel all probes and stop the loop."""
 
+        with self._lock:
+            self._stopped = True
+            loop, thread = self._loop, self._thread
+        if loop is None or thread is None or loop.is_closed():
+            return
+
         async def drain() -> None:
             tasks = list(self._tasks.values())
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self._loop.stop()
+            loop.stop()
 
         def shutdown() -> None:
-            self._loop.create_task(drain())
+            loop.create_task(drain())
 
-        if self._loop.is_closed():
-            return
-        self._loop.call_soon_threadsafe(shutdown)
-        self._thread.join(timeout=5)
-        self._loop.close()
+        loop.call_soon_threadsafe(shutdown)
+        thread.join(timeout=5)
+        loop.close()

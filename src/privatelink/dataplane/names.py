@@ -2,8 +2,10 @@
 
 Namespaces are `<prefix>-v-<hash>` (a VNet's hub) and `<prefix>-n-<hash>` (a NIC, i.e.
 a "VM"); interfaces live only inside our namespaces, so their names need to be unique
-per namespace only and stay within the kernel's 15 characters. Link addresses and
-marks come from a link's slot (a small integer the store hands out once per link).
+per namespace only and stay within the kernel's 15 characters. A connection's mark
+comes from its link slot, and the veth its connections share between two hubs takes
+its names and /30 from the pair's slot (small integers the store hands out, each kept
+while its connection or pair lives).
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ IFNAMSIZ = 15
 GATEWAY = "169.254.0.1"  # every hub-side NIC veth holds it: the NICs' default gateway
 AZURE_PLATFORM_IP = "168.63.129.16"  # health probes (and DNS) come from here, as in Azure
 LINK_BASE = int(IPv4Address("169.254.64.0"))
-MAX_SLOTS = (256 - 64) * 64  # /30 per link in 169.254.64.0 - 169.254.255.255
+MAX_PAIRS = (256 - 64) * 64  # a /30 per pair of hubs in 169.254.64.0 - 169.254.255.255
+# Approved connections per host: a slot is only a conntrack mark (slot + 1) now that
+# connections between two hubs share one veth, so the limit is no longer the /30s.
+MAX_SLOTS = 65536
 TABLE = "privatelink"
 # Named counter in every hub's table: new flows refused because the hub's conntrack
 # table was at its limit (the reconciler reads and resets it).
@@ -77,17 +82,23 @@ def nic_hub_ifname(nic_id: str) -> str:
 NIC_IFNAME = "eth0"
 
 
-def link_ifname(slot: int, side: str) -> str:
-    """A link's veth end: side 'c' in the consumer hub, 'p' in the provider hub."""
-    return f"k{slot}{side}"
+def link_ifname(pair: int, side: str) -> str:
+    """The end of a pair of hubs' shared veth: side 'c' in the consumer hub, 'p' in the
+    provider hub (`pair`: the pair's slot)."""
+    return f"k{pair}{side}"
 
 
-@lru_cache(maxsize=MAX_SLOTS)  # pure, and asked for every link of every plan
-def link_addresses(slot: int) -> tuple[str, str]:
-    """(consumer, provider) addresses of a link's /30."""
-    if not 0 <= slot < MAX_SLOTS:
-        raise ValueError(f"link slot {slot} out of range")
-    base = LINK_BASE + slot * 4
+def pair_key(consumer_vnet: str, provider_vnet: str) -> str:
+    """What a pair of hubs' slot is stored by: the two networks' keys, in direction."""
+    return f"{consumer_vnet} > {provider_vnet}"
+
+
+@lru_cache(maxsize=MAX_PAIRS)  # pure, and asked for every link of every plan
+def link_addresses(pair: int) -> tuple[str, str]:
+    """(consumer, provider) addresses of a pair of hubs' /30."""
+    if not 0 <= pair < MAX_PAIRS:
+        raise ValueError(f"pair slot {pair} out of range")
+    base = LINK_BASE + pair * 4
     return str(IPv4Address(base + 1)), str(IPv4Address(base + 2))
 
 
@@ -101,4 +112,4 @@ def chain_name(kind: str, resource_id: str) -> str:
     return f"{kind}_{digest(resource_id, 12)}"
 
 
-assert len(nic_hub_ifname("x")) <= IFNAMSIZ and len(link_ifname(MAX_SLOTS, "c")) <= IFNAMSIZ
+assert len(nic_hub_ifname("x")) <= IFNAMSIZ and len(link_ifname(MAX_PAIRS, "c")) <= IFNAMSIZ

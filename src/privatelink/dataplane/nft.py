@@ -5,9 +5,12 @@ sets so per-packet cost does not grow with the number of links:
 
 consumer side  prerouting  PE ip . port -> ct mark = link (map); no DNAT: the hub's
                            endpoint routing table sends a live PE ip into its link
-               postrouting snat to the link's consumer address (map by oifname)
-provider side  prerouting  iifname -> ct mark = link (map), iifname -> jump service
-                           (vmap); what no rule DNATs is dropped (no chain per link)
+               postrouting snat to the pair veth's consumer address (map by oifname)
+provider side  prerouting  iifname . PE ip -> ct mark = link (map), the same -> jump
+                           service (vmap); what no rule DNATs is dropped (no chain
+                           per link). Connections between two hubs share one veth
+                           (its "pair"): the PE ip, routed untranslated, tells them
+                           apart
                service     protocol . port -> rule chain (vmap)
                rule        dnat to a backend by hash (jhash over healthy backends)
                frontends   frontend ip . protocol . port -> rule chain (intra-VNet LB)
@@ -77,16 +80,28 @@ _Item = tuple[str, str, str | None]
 
 
 def _out_items(x: LinkPlan) -> list[_Item]:
-    """A link's elements in its consumer hub (the hub its endpoint is in)."""
+    """A link's own elements in its consumer hub (the hub its endpoint is in)."""
     items: list[_Item] = [("live_links", str(x.mark), None)]
     items += [("pe_mark", f"{x.pe_ip} . {port}", str(x.mark)) for port in x.ports]
-    items.append(("link_out_ifs", f'"{x.consumer_ifname}"', None))
-    items.append(("link_src", f'"{x.consumer_ifname}"', x.consumer_addr))
     return items
 
 
+def _out_pair_items(x: LinkPlan) -> list[_Item]:
+    """The elements of a link's pair veth in its consumer hub (shared by its links)."""
+    return [
+        ("link_out_ifs", f'"{x.consumer_ifname}"', None),
+        ("link_src", f'"{x.consumer_ifname}"', x.consumer_addr),
+    ]
+
+
+def _in_pair_items(x: LinkPlan) -> list[_Item]:
+    """The elements of a link's pair veth in its provider hub (shared by its links)."""
+    return [] if x.local else [("link_in_ifs", f'"{x.provider_ifname}"', None)]
+
+
 def _in_items(x: LinkPlan, snat_chain: dict[str, str]) -> list[_Item]:
-    """A link's elements in its provider hub (`snat_chain`: snat chain by service chain).
+    """A link's own elements in its provider hub (`snat_chain`: snat chain by service
+    chain), keyed by its pair veth and its PE ip.
 
     Its mark and service come from maps, not a chain of its own: a transaction on a
     table of thousands of chains costs libnftables a listing of all of them (22 ms at
@@ -96,9 +111,9 @@ def _in_items(x: LinkPlan, snat_chain: dict[str, str]) -> list[_Item]:
         items.append(("pe_local_marks", x.pe_ip, str(x.mark)))
         items.append(("pe_local", x.pe_ip, f"jump {x.service_chain}"))
     else:
-        items.append(("link_marks", f'"{x.provider_ifname}"', str(x.mark)))
-        items.append(("links", f'"{x.provider_ifname}"', f"jump {x.service_chain}"))
-        items.append(("link_in_ifs", f'"{x.provider_ifname}"', None))
+        at = f'"{x.provider_ifname}" . {x.pe_ip}'
+        items.append(("link_marks", at, str(x.mark)))
+        items.append(("links", at, f"jump {x.service_chain}"))
     if x.service_chain in snat_chain:
         items.append(("snat_by_mark", str(x.mark), f"jump {snat_chain[x.service_chain]}"))
     return items
@@ -117,6 +132,9 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
     for items in [
         *map(_out_items, hub.links_out),
         *(_in_items(x, snat_chain) for x in hub.links_in),
+        # A pair's elements once (from its link of the lowest slot: lists are by slot).
+        *(_out_pair_items(x) for x in _first_of_pairs(hub.links_out)),
+        *(_in_pair_items(x) for x in _first_of_pairs(hub.links_in)),
     ]:
         for name, k, v in items:
             if v is None:
@@ -140,6 +158,16 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
     return Table(sets=sets, maps=maps, chains=tuple(chains))
 
 
+def _first_of_pairs(links: Iterable[LinkPlan]) -> list[LinkPlan]:
+    seen: set[int] = set()
+    first = []
+    for x in links:
+        if x.pair not in seen:
+            seen.add(x.pair)
+            first.append(x)
+    return first
+
+
 _SETS = {
     "live_links": "mark",
     "dying_links": "mark",
@@ -150,8 +178,8 @@ _SETS = {
 }
 _MAPS = {
     "pe_mark": "ipv4_addr . inet_service : mark",
-    "link_marks": "ifname : mark",
-    "links": "ifname : verdict",
+    "link_marks": "ifname . ipv4_addr : mark",
+    "links": "ifname . ipv4_addr : verdict",
     "pe_local_marks": "ipv4_addr : mark",
     "pe_local": "ipv4_addr : verdict",
     "frontends": "ipv4_addr . inet_proto . inet_service : verdict",
@@ -167,11 +195,12 @@ def _base_chains(dying: bool, full: bool) -> list[tuple[str, tuple[str, ...]]]:
         (
             "prerouting",
             (
-                # From a link: its mark, then its service's chain. Back from there only
-                # when no rule translated it (no healthy backend, a port without a
-                # rule): nothing from a link is routed untranslated.
-                "ct mark set iifname map @link_marks",
-                "iifname vmap @links",
+                # From a link (its pair veth and PE ip): its mark, then its service's
+                # chain. Back from there only when no rule translated it (no healthy
+                # backend, a port without a rule): nothing from a link is routed
+                # untranslated.
+                "ct mark set iifname . ip daddr map @link_marks",
+                "iifname . ip daddr vmap @links",
                 "iifname @link_in_ifs drop",
                 # An endpoint in the service's own network: the same, by its address (in
                 # the same network the PE ip is local: `input` resets what comes back).
@@ -355,25 +384,33 @@ def link_delta(
     pe_ips: tuple[Iterable[str], Iterable[str]] = ((), ()),
     dying: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset()),
     full: bool = False,
+    pairs: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset()),
 ) -> str:
     """`delta` of a hub's table when only links (of `added` and `removed`, either end in
     this hub), PE addresses (`pe_ips`: came, went) and dying marks (`dying`: applied,
     wanted) changed: built from those alone, so it costs the same with ten or ten
-    thousand links. `hub` is the new plan (its services name the snat chains); `full`
-    the admission gate, the same before and after."""
+    thousand links. `pairs` (new, gone): the pair veths whose first link came or last
+    link went, whose shared elements come and go with them. `hub` is the new plan (its
+    services name the snat chains); `full` the admission gate, the same before and
+    after."""
     where = f"ip {TABLE}"
     snat_chain = _snat_chains(hub)
 
-    def items(links: Iterable[LinkPlan]) -> list[_Item]:
+    def items(links: Iterable[LinkPlan], shared: frozenset[int]) -> list[_Item]:
         found: list[_Item] = []
         for x in links:
             if x.provider_netns == hub.netns:
                 found += _in_items(x, snat_chain)
+                if x.pair in shared:
+                    found += _in_pair_items(x)
             if x.consumer_netns == hub.netns and not x.local:
                 found += _out_items(x)
+                if x.pair in shared:
+                    found += _out_pair_items(x)
         return found
 
-    went, came = items(removed), items(added)
+    new_pairs, gone_pairs = pairs
+    went, came = items(removed, gone_pairs), items(added, new_pairs)
     came_ips, went_ips = pe_ips
     went += [("pe_ips", ip, None) for ip in sorted(went_ips)]
     came += [("pe_ips", ip, None) for ip in sorted(came_ips)]

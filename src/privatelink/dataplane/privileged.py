@@ -12,6 +12,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import resource
@@ -168,6 +169,32 @@ def netns_inode(name: str) -> int | None:
         return None
 
 
+# select(2) takes descriptors below this only: libnftables (1.0.6) waits on its netlink
+# socket with select(), and glibc aborts the process when that socket is numbered higher.
+FD_SETSIZE = 1024
+
+
+def above_select(fd: int) -> int:
+    """`fd` moved to a number at or above FD_SETSIZE (the original closed) when the open
+    files limit allows: descriptors kept per namespace (DNS, conntrack) then leave the
+    low numbers to the nft contexts, which need them (see FD_SETSIZE)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft <= FD_SETSIZE + 64:
+        return fd
+    try:
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FD_SETSIZE)
+    except OSError:
+        return fd  # no free number up there: keep it where it is
+    os.close(fd)
+    return moved
+
+
+def socket_above_select(sock: socket.socket) -> socket.socket:
+    """`above_select` for a socket (its options and binding go with the descriptor;
+    blocking mode and timeout are the caller's to set again)."""
+    return socket.socket(fileno=above_select(sock.detach()))
+
+
 def server_sockets_in_netns(
     name: str, address: str, port: int
 ) -> tuple[socket.socket, socket.socket, int]:
@@ -193,6 +220,9 @@ def server_sockets_in_netns(
             udp.close()
             tcp.close()
             raise KernelError(f"listen on {address}:{port} in {name}: {exc}") from exc
+        udp, tcp = socket_above_select(udp), socket_above_select(tcp)
+        udp.setblocking(False)
+        tcp.setblocking(False)
         return udp, tcp, inode
 
     return in_netns(name, make)
@@ -577,9 +607,11 @@ def _nft() -> _NftContexts:
 
 
 def forget_nft(netns: str) -> None:
-    """Close our nft context of a namespace (see `_NftContexts`)."""
+    """Close our nft context and conntrack socket of a namespace (see `_NftContexts`,
+    `_ConntrackSockets`): an open socket would keep a deleted namespace alive."""
     if _NFT:
         _NFT[0].forget(netns)
+    _CONNTRACK.forget(netns)
 
 
 def apply_nft(netns: str, ruleset: str) -> None:
@@ -612,14 +644,68 @@ def _conntrack(netns: str, args: list[str], timeout: float) -> subprocess.Comple
         raise CommandFailed(f"conntrack {args[0]} in {netns}: {exc}") from exc
 
 
+class _ConntrackSockets:
+    """One ctnetlink socket per namespace, kept (like the nft contexts).
+
+    Deleting a link's entries is one request on it (`events.conntrack_flush_mark_request`):
+    about 0.3 ms, where `ip netns exec NS conntrack -D --mark M` took about 20 ms per hub,
+    nearly all of it starting the two processes (bench/link_change.py)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[str, tuple[int, socket.socket]] = {}
+        self._seq = 0
+
+    def delete_mark(self, netns: str, mark: int) -> None:
+        """Delete every entry of the namespace with this mark (none is fine)."""
+        with self._lock:
+            inode = netns_inode(netns)
+            if inode is None:
+                self._close(netns)
+                raise NetnsNotFound(f"namespace {netns} not found")
+            made = self._made.get(netns)
+            if made is None or made[0] != inode:
+                self._close(netns)
+                sock = in_netns(netns, _ctnetlink_socket)
+                made = self._made[netns] = (inode, sock)
+            self._seq = self._seq % 0x7FFFFFFF + 1
+            try:
+                _netlink_talk(
+                    made[1], events.conntrack_flush_mark_request(self._seq, mark), self._seq
+                )
+            except OSError as exc:
+                self._close(netns)  # a later call starts on a fresh socket
+                raise CommandFailed(
+                    f"delete conntrack entries of mark {mark} in {netns}: {exc}"
+                ) from exc
+
+    def forget(self, netns: str) -> None:
+        """Close the socket of a namespace (deleted, or about to be)."""
+        with self._lock:
+            self._close(netns)
+
+    def _close(self, netns: str) -> None:
+        made = self._made.pop(netns, None)
+        if made is not None:
+            made[1].close()
+
+
+def _ctnetlink_socket() -> socket.socket:
+    sock = socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER
+    )
+    sock.bind((0, 0))
+    sock = socket_above_select(sock)
+    sock.settimeout(10)
+    return sock
+
+
+_CONNTRACK = _ConntrackSockets()
+
+
 def conntrack_delete_mark(netns: str, mark: int) -> None:
     """Delete a namespace's conntrack entries with a mark (none found is fine)."""
-    proc = _conntrack(netns, ["-D", "--mark", str(mark)], timeout=10)
-    if proc.returncode not in (0, 1) and shutil.which("conntrack") is None:
-        raise CommandFailed("conntrack is not installed (make deps-system installs it)")
-    # conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
-    if proc.returncode not in (0, 1):
-        raise CommandFailed(f"conntrack -D --mark {mark} in {netns}: {proc.stderr.strip()}")
+    _CONNTRACK.delete_mark(netns, mark)
 
 
 NO_SUCH_MARK = 0xFFFFFFFF  # no link has it (marks are slot + 1 <= MAX_SLOTS)
@@ -927,9 +1013,9 @@ class ConntrackGauge:
         self.netns = netns
 
         def open_both() -> tuple[int, int]:
-            count = os.open(CONNTRACK_COUNT, os.O_RDONLY | os.O_CLOEXEC)
+            count = above_select(os.open(CONNTRACK_COUNT, os.O_RDONLY | os.O_CLOEXEC))
             try:
-                return count, os.open(CONNTRACK_STAT, os.O_RDONLY | os.O_CLOEXEC)
+                return count, above_select(os.open(CONNTRACK_STAT, os.O_RDONLY | os.O_CLOEXEC))
             except OSError:
                 os.close(count)
                 raise

@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,48 @@ class _Read:
     deleted: list[Resource]
 
 
+class _StoredPairSlots:
+    """Slots of pairs of hubs (`desired.PairSlots`) as the store hands them out: kept
+    while a pair has links, so its veth keeps its names and /30 across restarts."""
+
+    def __init__(self, repo: SqlRepository) -> None:
+        self.repo = repo
+        self._held: dict[str, int] | None = None
+
+    def _slots(self) -> dict[str, int]:
+        if self._held is None:
+            self._held = self.repo.held_slots("pair")
+        return self._held
+
+    def get(self, pair: str) -> int | None:
+        """The pair's slot, given now (one small write) if it had none."""
+        held = self._slots()
+        slot = held.get(pair)
+        if slot is None:
+            got = self.repo.change_link_slots({pair}, set(), names.MAX_PAIRS, kind="pair")
+            slot = got.get(pair)
+            if slot is not None:
+                held[pair] = slot
+        return slot
+
+    def release(self, pairs: Iterable[str]) -> None:
+        """Free the slots of pairs that have no link any more (they rest before reuse)."""
+        held = self._slots()
+        gone = {p for p in pairs if p in held}
+        if gone:
+            self.repo.change_link_slots(set(), gone, names.MAX_PAIRS, kind="pair")
+            for p in gone:
+                del held[p]
+
+    def keep(self, pairs: set[str]) -> None:
+        """Free every slot but these pairs'."""
+        self.release([p for p in self._slots() if p not in pairs])
+
+    def reset(self) -> None:
+        """Read the store again next time (after a failure)."""
+        self._held = None
+
+
 @dataclass
 class SyncReport:
     """What one sync did."""
@@ -174,6 +216,10 @@ class Reconciler:
         # Each hub's NICs and local (PE and NAT) addresses as last made.
         self._hub_sigs: dict[str, tuple[tuple[NicPlan, ...], frozenset[str]]] = {}
         self._links: dict[int, LinkPlan] = {}
+        # Each pair veth's consumer-end interface index, as last made or checked: a link
+        # over a pair that exists costs one route (no interface lookup).
+        self._pair_index: dict[int, int] = {}
+        self._pair_slots = _StoredPairSlots(repo)
         self._full_due = 0.0
         # The stored resources as of change version `_version` (None: read them all next
         # time), kept up to date from the store's change feed: a sync reads what changed,
@@ -599,6 +645,8 @@ class Reconciler:
         self._slot_of = None
         self._plan = None
         self._applied.clear()
+        self._pair_index.clear()
+        self._pair_slots.reset()
 
     def _sync_all(self, full: bool) -> tuple[Plan, tuple[str, ...]]:
         """Plan from every resource and apply (a full pass, or a change of more than
@@ -608,7 +656,9 @@ class Reconciler:
         conn_keys: set[str] = set().union(*map(approved_keys, snapshot.services))
         self._change_slots(conn_keys - self._conn_keys, self._conn_keys - conn_keys)
         assert self._slot_of is not None
-        desired = self._planner.plan(snapshot, self._slot_of, self.prober.verdicts(), self.prefix)
+        desired = self._planner.plan(
+            snapshot, self._slot_of, self.prober.verdicts(), self.prefix, self._pair_slots
+        )
         repaired = self.apply(desired, full=full)
         if full:
             self._full_due = time.monotonic() + FULL_RESYNC_SECONDS
@@ -687,7 +737,7 @@ class Reconciler:
             known = netns in before.hubs or netns in before.nic_hub
             if known and not any(netns in reason for reason in damage.why):
                 why.append(f"namespace {netns} was missing")  # no event told us
-        relink = set(damage.links) | links_touching(desired, damaged_hubs)
+        relink = set(damage.links) | links_touching(desired, damaged_hubs, damage.pairs)
         for netns in damaged_hubs | set(damage.tables):
             self._applied.pop(netns, None)  # re-apply its table (gone with a namespace)
         # Each hub's interfaces as listed once by this pass (a listing of thousands of
@@ -729,16 +779,24 @@ class Reconciler:
         # Then removals (conntrack by mark, then veths), before any creation: a slot freed
         # in this sync may be handed to a new link, with the same interface names.
         routed: dict[str, dict[str, tuple[int, str | None]]] = {}
+        veth_pairs = {x.pair for x in desired.links if not x.local}
+        # Links known from the last sync and gone (or now a different wire): their flows
+        # are cut by mark, their routes or pair veths go. A full pass then sweeps what no
+        # sync knew of (left by a crash, or by hand).
+        for slot in list(self._links):
+            if not _same_wire(links.get(slot), self._links[slot]):
+                old = self._links.pop(slot)
+                self._remove_link(old, wanted, old.pair not in veth_pairs)
         if full:
             routed = self._remove_stale_links(desired, listed)
-        else:
-            for slot in list(self._links):
-                if not _same_wire(links.get(slot), self._links[slot]):
-                    self._remove_link(self._links.pop(slot), wanted)
+        # Each pair veth is checked (or made) once in this pass, by its first link.
+        checked: dict[int, int] = {}
         for slot, link in links.items():
             if full or slot in relink or not _same_wire(self._links.get(slot), link):
-                self._link(link, listed, routed)
+                self._link(link, listed, routed, checked)
             self._links[slot] = link
+        self._pair_index = {p: i for p, i in self._pair_index.items() if p in veth_pairs}
+        self._pair_index.update(checked)
         # The dying links' entries are deleted: a new packet of such a flow has mark 0
         # and meets the rules for unmarked packets. Drop the reset rule again.
         for hub in desired.hubs:
@@ -828,7 +886,7 @@ class Reconciler:
             was[netns], lo[netns] = made[1], _local_addresses(hub)
             self._hub_sigs[netns] = (made[0], lo[netns])
         # Published before any change, as in `apply`: our own deletions are no damage.
-        self._owned = self._owned.changed(change.added, change.removed, lo)
+        self._owned = self._owned.changed(change.added, change.removed, lo, change.gone_pairs)
         for netns, local in lo.items():
             # Only PE addresses changed: add and remove those on `lo` (no listing).
             nl = self._netlink(netns)
@@ -860,6 +918,7 @@ class Reconciler:
                 change.pe_ips.get(netns, ((), ())) if links else ((), ()),
                 (applied[1], marks),
                 gated,
+                (change.new_pairs, change.gone_pairs) if links else (frozenset(), frozenset()),
             )
             if text:
                 self._put_table(netns, inputs, None, text)
@@ -870,56 +929,86 @@ class Reconciler:
             elements(netns, frozenset(dying.get(netns, ())), True)
         # Removals before creations: a slot freed here may be handed to a new link.
         for x in dead:
-            self._remove_link(x, {x.consumer_netns, x.provider_netns})
+            self._remove_link(x, {x.consumer_netns, x.provider_netns}, x.pair in change.gone_pairs)
             if self._links.get(x.slot) is x:
                 del self._links[x.slot]
+        for pair in change.new_pairs:
+            self._pair_index.pop(pair, None)  # made (or checked) by its first link
         for x in change.added:
             if not _same_wire(self._links.get(x.slot), x):
-                self._link(x)
+                self._link(x, pairs=self._pair_index)
             self._links[x.slot] = x
         for netns in sorted(dying):
             old_hubs[netns] = hubs[netns]  # the table now holds the new plan
             elements(netns, frozenset(), False)
         self._plan = change.plan
 
-    def _remove_link(self, gone: LinkPlan, wanted: set[str]) -> None:
-        """Cut a link's flows in both hubs, then delete its veth pair."""
+    def _remove_link(self, gone: LinkPlan, wanted: set[str], veth: bool) -> None:
+        """Cut a link's flows in both hubs, then delete its endpoint route, or (`veth`:
+        the last link of its pair) its pair's veth, which takes the route with it."""
         for netns in {gone.consumer_netns, gone.provider_netns} & wanted:
             self.kernel.conntrack_delete_mark(netns, gone.mark)
         if gone.local:
             return
-        if gone.consumer_netns in wanted:
-            self._netlink(gone.consumer_netns).delete_link(gone.consumer_ifname)
-        if gone.provider_netns in wanted:
-            self._netlink(gone.provider_netns).delete_link(gone.provider_ifname)
+        if veth:
+            self._pair_index.pop(gone.pair, None)
+            if gone.consumer_netns in wanted:
+                self._netlink(gone.consumer_netns).delete_link(gone.consumer_ifname)
+            if gone.provider_netns in wanted:
+                self._netlink(gone.provider_netns).delete_link(gone.provider_ifname)
+        elif gone.consumer_netns in wanted:
+            self._netlink(gone.consumer_netns).delete_route(
+                f"{gone.pe_ip}/32", table=names.ENDPOINT_TABLE
+            )
 
     def _link(
         self,
         link: LinkPlan,
         listed: Mapping[str, Mapping[str, privileged.Link]] = {},
         routed: Mapping[str, Mapping[str, tuple[int, str | None]]] = {},
+        pairs: dict[int, int] | None = None,
     ) -> None:
-        """Make a link's veth pair, addresses and endpoint route. With the hubs' listings
-        (`listed`, and `routed`: their endpoint routes) a link that is as planned costs
-        no kernel call; without, it is asked for interface by interface."""
+        """Make a link: its pair's veth (unless `pairs`, pair -> consumer-end index, has
+        it already) and its endpoint route. With the hubs' listings (`listed`, and
+        `routed`: their endpoint routes) a link that is as planned costs no kernel call."""
         if link.local:
             return  # endpoint and service in one network: NAT inside the hub, no veth
+        index = None if pairs is None else pairs.get(link.pair)
+        if index is None:
+            index = self._pair(link, listed)
+            if pairs is not None:
+                pairs[link.pair] = index
+        dst = f"{link.pe_ip}/32"
+        if link.consumer_netns in routed and routed[link.consumer_netns].get(dst) == (
+            index,
+            link.provider_addr,
+        ):
+            return
+        # Last, once both ends are up: the PE ip now goes into the pair's veth, to the
+        # provider end's address (the provider hub answers ARP for that one only).
+        self._netlink(link.consumer_netns).replace_route(
+            dst,
+            link.consumer_ifname,
+            gateway=link.provider_addr,
+            table=names.ENDPOINT_TABLE,
+            index=index,
+        )
+
+    def _pair(self, link: LinkPlan, listed: Mapping[str, Mapping[str, privileged.Link]]) -> int:
+        """Make (or check) the veth of a link's pair of hubs, its addresses and state;
+        returns its consumer end's interface index."""
         ends = (
             (link.consumer_netns, link.consumer_ifname, f"{link.consumer_addr}/30"),
             (link.provider_netns, link.provider_ifname, f"{link.provider_addr}/30"),
         )
         if all(netns in listed for netns, _, _ in ends):
             seen = [listed[netns].get(ifname) for netns, ifname, _ in ends]
-            route = routed.get(link.consumer_netns, {}).get(f"{link.pe_ip}/32")
-            if (
-                all(
-                    x is not None and x.up and a in x.addresses
-                    for x, (_, _, a) in zip(seen, ends, strict=True)
-                )
-                and seen[0] is not None
-                and route == (seen[0].index, link.provider_addr)
+            if all(
+                x is not None and x.up and a in x.addresses
+                for x, (_, _, a) in zip(seen, ends, strict=True)
             ):
-                return
+                assert seen[0] is not None
+                return seen[0].index
         nl = self._netlink(link.consumer_netns)
         provider = self._netlink(link.provider_netns)
         # Single-interface queries: listing every link per link would be O(n^2) at 1000s.
@@ -939,16 +1028,7 @@ class Reconciler:
         self._link_address(nl, here, link.consumer_ifname, ends[0][2])
         self._link_address(provider, there, link.provider_ifname, ends[1][2])
         assert here is not None
-        # Last, once both ends are up: the PE ip now goes into the link, to the provider
-        # end's address (the provider hub answers ARP for that one only). The route goes
-        # with the veth when the link is removed.
-        nl.replace_route(
-            f"{link.pe_ip}/32",
-            link.consumer_ifname,
-            gateway=link.provider_addr,
-            table=names.ENDPOINT_TABLE,
-            index=here.index,
-        )
+        return here.index
 
     def _link_address(
         self, nl: Netlink, link: privileged.Link | None, ifname: str, address: str
@@ -1052,18 +1132,17 @@ class Reconciler:
         wanted = {(x.consumer_netns, x.consumer_ifname) for x in veths} | {
             (x.provider_netns, x.provider_ifname) for x in veths
         }
-        stale: list[tuple[str, str, int]] = []
+        stale: list[tuple[str, str]] = []
         for hub in desired.hubs:
             if hub.netns not in listed:
                 listed[hub.netns] = self._netlink(hub.netns).links()
             for name in listed[hub.netns]:
                 is_link = name.startswith("k") and name[1:-1].isdigit()
                 if is_link and (hub.netns, name) not in wanted:
-                    stale.append((hub.netns, name, names.link_mark(int(name[1:-1]))))
-        # Cut the flows first (rules already say the link is dead), then drop the veths.
-        for netns, _name, mark in stale:
-            self.kernel.conntrack_delete_mark(netns, mark)
-        for netns, name, _mark in stale:
+                    stale.append((hub.netns, name))
+        # Pair veths no link uses (their links went while we were away; the rules already
+        # reset what is left of those links' flows: their marks are not live).
+        for netns, name in stale:
             self._netlink(netns).delete_link(name)
             listed[netns].pop(name, None)
         # (A deleted veth's peer may still be listed in the other hub: `_link` trusts a
@@ -1101,15 +1180,16 @@ class Reconciler:
 
 
 def _same_wire(a: LinkPlan | None, b: LinkPlan | None) -> bool:
-    """Whether two link plans are the same veth and endpoint route (ports may differ)."""
+    """Whether two link plans are the same pair veth and endpoint route (ports may differ)."""
     if a is None or b is None:
         return False
-    return (a.link_key, a.consumer_netns, a.provider_netns, a.local, a.pe_ip) == (
+    return (a.link_key, a.consumer_netns, a.provider_netns, a.local, a.pe_ip, a.pair) == (
         b.link_key,
         b.consumer_netns,
         b.provider_netns,
         b.local,
         b.pe_ip,
+        b.pair,
     )
 
 

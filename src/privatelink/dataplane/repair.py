@@ -6,8 +6,9 @@ names the objects that need re-verifying, or None when the event is ours or abou
 something we do not want (our own removals). The reconciler publishes an index before
 it touches the kernel, so its own deletions never look like damage, and re-verifies
 exactly what is named: the hub's addresses, NIC veths and routes (`Damage.hubs`), a
-link's veth, addresses and endpoint route (`Damage.links`), a hub's nft table
-(`Damage.tables`). Objects, not passes: an incremental reconciler can keep this as is.
+link's endpoint route (`Damage.links`), a pair of hubs' shared veth and its addresses,
+with every link over it (`Damage.pairs`), a hub's nft table (`Damage.tables`).
+Objects, not passes: an incremental reconciler can keep this as is.
 """
 
 from __future__ import annotations
@@ -39,20 +40,22 @@ class Damage:
     hubs: frozenset[str] = frozenset()
     links: frozenset[int] = frozenset()  # slots
     tables: frozenset[str] = frozenset()  # hubs whose nft table to re-apply
+    pairs: frozenset[int] = frozenset()  # pair slots: their veth and all their links
     everything: bool = False  # events were lost: only a full pass is sure to find it all
     why: tuple[str, ...] = ()
 
     def __or__(self, other: Damage) -> Damage:
         return Damage(
-            self.hubs | other.hubs,
-            self.links | other.links,
-            self.tables | other.tables,
-            self.everything or other.everything,
-            self.why + other.why,
+            hubs=self.hubs | other.hubs,
+            links=self.links | other.links,
+            tables=self.tables | other.tables,
+            pairs=self.pairs | other.pairs,
+            everything=self.everything or other.everything,
+            why=self.why + other.why,
         )
 
     def __bool__(self) -> bool:
-        return bool(self.hubs or self.links or self.tables or self.everything)
+        return bool(self.hubs or self.links or self.tables or self.pairs or self.everything)
 
 
 NONE = Damage()
@@ -67,7 +70,8 @@ def _lo_addresses(local: Iterable[str]) -> frozenset[str]:
 
 
 def _link_entry(link: LinkPlan) -> tuple[Any, ...]:
-    """A link's interfaces, their addresses and its endpoint route, keyed as `Owned` keys them."""
+    """A link's pair veth ends, their addresses and its endpoint route, keyed as `Owned`
+    keys them."""
     return (
         link,
         (link.consumer_netns, link.consumer_ifname),
@@ -87,20 +91,27 @@ def _link(slot: int, why: str) -> Damage:
 
 
 @dataclass(frozen=True)
+class PairEnd:
+    """What a pair veth's end is owned for: the pair of hubs (by slot) it serves."""
+
+    pair: int
+
+
+@dataclass(frozen=True)
 class Owned:
     """What the data plane owns, keyed as the kernel reports it."""
 
     hubs: frozenset[str] = frozenset()
     nic_hub: Mapping[str, str] = field(default_factory=dict)  # NIC namespace -> its hub
-    # (hub, interface) -> (hub to re-verify, or link slot): what depends on the interface
-    interfaces: Mapping[tuple[str, str], str | int] = field(default_factory=dict)
+    # (hub, interface) -> (hub to re-verify, or pair): what depends on the interface
+    interfaces: Mapping[tuple[str, str], str | PairEnd] = field(default_factory=dict)
     addresses: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     routes: Mapping[tuple[str, int, str], str | int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, plan: Plan) -> Owned:
         """Index a plan."""
-        interfaces: dict[tuple[str, str], str | int] = {}
+        interfaces: dict[tuple[str, str], str | PairEnd] = {}
         addresses: dict[tuple[str, str], frozenset[str]] = {}
         routes: dict[tuple[str, int, str], str | int] = {}
         nic_hub: dict[str, str] = {}
@@ -127,8 +138,7 @@ class Owned:
                 entry = _link_entry(link)
             used[id(link)] = entry
             _, consumer, provider, consumer_addr, provider_addr, route = entry
-            interfaces[consumer] = link.slot
-            interfaces[provider] = link.slot
+            interfaces[consumer] = interfaces[provider] = PairEnd(link.pair)
             addresses[consumer] = consumer_addr
             addresses[provider] = provider_addr
             routes[route] = link.slot
@@ -140,10 +150,11 @@ class Owned:
         added: Iterable[LinkPlan],
         removed: Iterable[LinkPlan],
         lo: Mapping[str, frozenset[str]],
+        gone_pairs: frozenset[int] = frozenset(),
     ) -> Owned:
-        """This index after links came and went and hubs' local (PE and NAT) addresses
-        changed (`lo`: hub -> its addresses now): the planner's incremental update,
-        indexed by difference."""
+        """This index after links came and went (and with them the pair veths of
+        `gone_pairs`) and hubs' local (PE and NAT) addresses changed (`lo`: hub -> its
+        addresses now): the planner's incremental update, indexed by difference."""
         interfaces, addresses, routes = (
             dict(self.interfaces),
             dict(self.addresses),
@@ -154,7 +165,7 @@ class Owned:
                 continue
             _, consumer, provider, _, _, route = _link_entry(link)
             for end in (consumer, provider):
-                if interfaces.get(end) == link.slot:
+                if link.pair in gone_pairs and interfaces.get(end) == PairEnd(link.pair):
                     del interfaces[end]
                     addresses.pop(end, None)
             if routes.get(route) == link.slot:
@@ -163,7 +174,7 @@ class Owned:
             if link.local:
                 continue
             _, consumer, provider, consumer_addr, provider_addr, route = _link_entry(link)
-            interfaces[consumer] = interfaces[provider] = link.slot
+            interfaces[consumer] = interfaces[provider] = PairEnd(link.pair)
             addresses[consumer] = consumer_addr
             addresses[provider] = provider_addr
             routes[route] = link.slot
@@ -206,22 +217,26 @@ class Owned:
             why = f"address {event.address} was removed from {event.ifname} in {netns}"
             return _target(target, why)
         if isinstance(event, RouteGone):
-            target = self.routes.get((netns, event.table, event.dst))
-            return _target(target, f"route {event.dst} (table {event.table}) removed in {netns}")
+            route = self.routes.get((netns, event.table, event.dst))
+            return _target(route, f"route {event.dst} (table {event.table}) removed in {netns}")
         return None
 
 
-def _target(target: str | int | None, why: str) -> Damage | None:
+def _target(target: str | int | PairEnd | None, why: str) -> Damage | None:
     if target is None:
         return None
+    if isinstance(target, PairEnd):
+        return Damage(pairs=frozenset({target.pair}), why=(why,))
     return _link(target, why) if isinstance(target, int) else _hub(target, why)
 
 
-def links_touching(plan: Plan, hubs: Iterable[str]) -> frozenset[int]:
-    """Slots of the links with an end in one of `hubs` (a re-made hub needs them again)."""
-    wanted = set(hubs)
+def links_touching(plan: Plan, hubs: Iterable[str], pairs: Iterable[int] = ()) -> frozenset[int]:
+    """Slots of the links with an end in one of `hubs` (a re-made hub needs them again)
+    or over the veth of one of `pairs`."""
+    wanted, over = set(hubs), set(pairs)
     return frozenset(
         x.slot
         for x in plan.links
-        if not x.local and (x.consumer_netns in wanted or x.provider_netns in wanted)
+        if not x.local
+        and (x.consumer_netns in wanted or x.provider_netns in wanted or x.pair in over)
     )

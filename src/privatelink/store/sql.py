@@ -122,6 +122,15 @@ link_slots = Table(
     Column("key", String(1024), unique=True, nullable=True),  # NULL: free
     Column("released_at", Float, nullable=True),
 )
+# A pair of hubs' slot (its shared veth's names and /30), handed out like link slots.
+pair_slots = Table(
+    "pair_slots",
+    metadata,
+    Column("slot", Integer, primary_key=True, autoincrement=False),
+    Column("key", String(1024), unique=True, nullable=True),  # NULL: free
+    Column("released_at", Float, nullable=True),
+)
+SLOT_TABLES = {"link": link_slots, "pair": pair_slots}
 SLOT_QUARANTINE_SECONDS = 60.0  # a freed slot (its mark, its veth names) rests this long
 
 subscriptions = Table(
@@ -335,7 +344,11 @@ def _record_changes(conn: Connection, keys: Iterable[str]) -> None:
 
 
 def _give_slots(
-    conn: Connection, keys: Iterable[str], rested: list[int], fresh: Iterator[int]
+    conn: Connection,
+    table: Table,
+    keys: Iterable[str],
+    rested: list[int],
+    fresh: Iterator[int],
 ) -> dict[str, int]:
     """Give each key a slot, rested ones first (lowest first), then fresh ones, until
     none is left; returns what was given."""
@@ -343,15 +356,13 @@ def _give_slots(
     for k in keys:
         if rested:
             slot = rested.pop(0)
-            conn.execute(
-                update(link_slots).where(link_slots.c.slot == slot).values(key=k, released_at=None)
-            )
+            conn.execute(update(table).where(table.c.slot == slot).values(key=k, released_at=None))
         else:
             new = next(fresh, None)
             if new is None:
                 break
             slot = new
-            conn.execute(insert(link_slots).values(slot=slot, key=k))
+            conn.execute(insert(table).values(slot=slot, key=k))
         given[k] = slot
     return given
 
@@ -618,14 +629,18 @@ class SqlRepository:
             _set_counter(conn, "change_pruned", through)
             return int(gone or 0)
 
-    def link_slots(self, keys: set[str], limit: int, now: float | None = None) -> dict[str, int]:
-        """Stable small integers for connection keys, kept while a key lives.
+    def link_slots(
+        self, keys: set[str], limit: int, now: float | None = None, kind: str = "link"
+    ) -> dict[str, int]:
+        """Stable small integers for connection keys (`kind` "link") or pairs of hubs
+        ("pair"), kept while a key lives.
 
         A freed slot is not handed out again for SLOT_QUARANTINE_SECONDS, so a new link
         never inherits the conntrack mark or the interface names of one just removed.
         Keys beyond `limit` slots get none (the caller reports them).
         """
         now = time.time() if now is None else now
+        link_slots = SLOT_TABLES[kind]
         with self._lock, self.engine.begin() as conn:
             rows = conn.execute(select(link_slots)).all()
             result = {r.key: r.slot for r in rows if r.key is not None and r.key in keys}
@@ -643,11 +658,16 @@ class SqlRepository:
             )
             taken = {r.slot for r in rows}
             fresh = (slot for slot in range(limit) if slot not in taken)
-            result.update(_give_slots(conn, sorted(keys - set(result)), rested, fresh))
+            result.update(_give_slots(conn, link_slots, sorted(keys - set(result)), rested, fresh))
             return result
 
     def change_link_slots(
-        self, added: set[str], removed: set[str], limit: int, now: float | None = None
+        self,
+        added: set[str],
+        removed: set[str],
+        limit: int,
+        now: float | None = None,
+        kind: str = "link",
     ) -> dict[str, int]:
         """`link_slots` by difference: free the slots of `removed`, give slots to
         `added` (quarantine as there); returns the slots of `added` (those that got one).
@@ -656,6 +676,7 @@ class SqlRepository:
         removed costs does not grow with the links that exist.
         """
         now = time.time() if now is None else now
+        link_slots = SLOT_TABLES[kind]
         with self._lock, self.engine.begin() as conn:
             if removed:
                 for start in range(0, len(removed), _IN_CHUNK):
@@ -696,8 +717,17 @@ class SqlRepository:
             top = conn.execute(select(func.max(link_slots.c.slot))).scalar()
             fresh = iter(range(-1 if top is None else int(top), limit))
             next(fresh, None)  # past the highest slot ever made
-            result.update(_give_slots(conn, need, rested, fresh))
+            result.update(_give_slots(conn, link_slots, need, rested, fresh))
             return result
+
+    def held_slots(self, kind: str = "link") -> dict[str, int]:
+        """Every key holding a slot of this kind, and its slot (nothing is freed)."""
+        table = SLOT_TABLES[kind]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.key, table.c.slot).where(table.c.key.is_not(None))
+            ).all()
+        return {r.key: r.slot for r in rows}
 
     def set_provisioning_states(self, states: dict[str, tuple[str, str]]) -> None:
         """Set provisioningState on resources whose etag is still the given one.

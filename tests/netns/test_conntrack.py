@@ -1,0 +1,95 @@
+"""Deleting a link's conntrack entries over ctnetlink (`privileged.conntrack_delete_mark`)
+against the real kernel: exactly the entries of that mark, in that namespace only, on a
+kept socket that follows a namespace made again under the same name."""
+
+from __future__ import annotations
+
+import re
+import resource
+import secrets
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from privatelink.dataplane import privileged
+
+pytestmark = pytest.mark.usefixtures("netns_required")
+
+PORTS = {9000: 41, 9001: 42, 9002: 42}  # UDP port -> the mark its flow gets
+
+
+def _ip_netns_exec(netns: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _flows(netns: str) -> None:
+    """Three UDP flows on lo, marked by port (an nft output rule)."""
+    marks = ", ".join(f"{port} : {mark}" for port, mark in PORTS.items())
+    ruleset = (
+        "add table ip t\n"
+        "add chain ip t out { type filter hook output priority 0; }\n"
+        f"add rule ip t out ct mark set udp dport map {{ {marks} }}\n"
+    )
+    privileged.apply_nft(netns, ruleset)
+    sends = "; ".join(f"s.sendto(b'x', ('127.0.0.1', {port}))" for port in PORTS)
+    script = f"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); {sends}"
+    assert _ip_netns_exec(netns, "python3", "-c", script).returncode == 0
+
+
+def _count(netns: str, mark: int) -> int:
+    done = _ip_netns_exec(netns, "conntrack", "-L", "--mark", str(mark))
+    found = re.search(r"(\d+) flow entries", done.stderr)
+    assert found, done.stderr
+    return int(found.group(1))
+
+
+@pytest.fixture
+def hubs() -> Iterator[tuple[str, str]]:
+    prefix = "ct" + secrets.token_hex(2)
+    made = [f"{prefix}-v-a", f"{prefix}-v-b"]
+    try:
+        for name in made:
+            privileged.create_netns(name)
+            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
+        yield made[0], made[1]
+    finally:
+        for name in made:
+            privileged.delete_netns(name)
+        assert not [n for n in privileged.list_netns() if n.startswith(prefix)]
+
+
+def test_a_mark_is_deleted_in_its_namespace_only(hubs: tuple[str, str]) -> None:
+    a, b = hubs
+    for netns in hubs:
+        _flows(netns)
+        assert (_count(netns, 41), _count(netns, 42)) == (1, 2)
+    privileged.conntrack_delete_mark(a, 42)
+    assert (_count(a, 41), _count(a, 42)) == (1, 0)
+    assert (_count(b, 41), _count(b, 42)) == (1, 2), "another namespace's entries went"
+    privileged.conntrack_delete_mark(a, 42)  # nothing left with it: fine
+    privileged.conntrack_delete_mark(a, 41)
+    assert _count(a, 41) == 0
+    # The kept socket sits above select()'s range, which libnftables needs for its own.
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft > privileged.FD_SETSIZE + 64:
+        assert privileged._CONNTRACK._made[a][1].fileno() >= privileged.FD_SETSIZE
+
+
+def test_a_namespace_made_again_gets_a_new_socket(hubs: tuple[str, str]) -> None:
+    a, _b = hubs
+    privileged.conntrack_delete_mark(a, 7)  # the socket is made and kept
+    privileged.delete_netns(a)  # closes it (else it would keep the namespace alive)
+    with pytest.raises(privileged.NetnsNotFound):
+        privileged.conntrack_delete_mark(a, 7)
+    privileged.create_netns(a)
+    subprocess.run(["ip", "-n", a, "link", "set", "lo", "up"], check=True, timeout=10)
+    _flows(a)
+    privileged.conntrack_delete_mark(a, 42)
+    assert (_count(a, 41), _count(a, 42)) == (1, 0)
