@@ -87,7 +87,9 @@ def serve(
     """
     import uvicorn
 
-    from privatelink import serving
+    from privatelink import malloc, serving
+
+    malloc.limit_arenas()  # before any thread of the server starts
     from privatelink.server import build, dataplane_available, default_data_dir
 
     data_dir = (data_dir or default_data_dir()).resolve()
@@ -115,7 +117,12 @@ def serve(
     # collection, which otherwise walks it all, a pause that was most of the p99 latency.
     gc.collect()
     gc.freeze()
-    if not serving.serve(config, drain_timeout=shutdown_timeout):
+    trimmer = malloc.Trimmer().start()
+    try:
+        started = serving.serve(config, drain_timeout=shutdown_timeout)
+    finally:
+        trimmer.stop()
+    if not started:
         raise SystemExit(3)  # uvicorn's exit status for a failed start
 
 
