@@ -330,6 +330,10 @@ class FakeNetlink:
     def link(self, name: str) -> Link | None:
         return self.ns.links.get(name)
 
+    def operational(self, name: str) -> bool:
+        link = self.ns.links.get(name)
+        return link is not None and link.up
+
     def add_address(self, name: str, address: str, index: int | None = None) -> None:
         link = self.ns.links[name]
         assert index in (None, link.index), f"{name} has index {link.index}, not {index}"

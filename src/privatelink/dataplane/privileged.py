@@ -393,6 +393,18 @@ class Netlink:
         msg = found[0]
         return Link(name=name, index=msg["index"], up=bool(msg["flags"] & 1), addresses=())
 
+    def operational(self, name: str) -> bool:
+        """Whether an interface is operationally up: its carrier is on and the kernel has
+        attached its queueing discipline (until then, from the linkwatch worker, it drops
+        what is sent: a new veth needs a moment after both ends are set up)."""
+        try:
+            found = self._ns.link("get", ifname=name)
+        except Exception as exc:
+            if getattr(exc, "code", None) in (errno.ENODEV, errno.ENOENT):
+                return False
+            raise _wrap(exc, f"get {name}", self.netns) from exc
+        return bool(found) and found[0].get_attr("IFLA_OPERSTATE") == "UP"
+
     def add_address(self, name: str, address: str, index: int | None = None) -> None:
         """Add "ip/len" to an interface (`index`: its index, when known; saves a lookup);
         already there is fine."""

@@ -82,6 +82,8 @@ RESOLV_CONF = (
 # being (re)subscribed). Events repair the rest within a second, so the full pass stays
 # rare: with 1000 links it takes about 11 s (docs/dataplane.md, "Self-repair").
 FULL_RESYNC_SECONDS = 300.0
+# How long a new pair veth may take to carry packets before its first route goes in.
+VETH_READY_SECONDS = 0.2
 # Default conntrack limit per hub: this share of nf_conntrack_max, which the kernel
 # applies to each namespace's own count. Above it the hub refuses new flows.
 CONNTRACK_LIMIT_SHARE = 0.9
@@ -1027,7 +1029,15 @@ class Reconciler:
         # The ends' indexes as just asked: no further lookup per address, state or route.
         self._link_address(nl, here, link.consumer_ifname, ends[0][2])
         self._link_address(provider, there, link.provider_ifname, ends[1][2])
-        assert here is not None
+        assert here is not None and there is not None
+        if not (here.up and there.up):
+            # Set up just now: the kernel drops what the veth is given until its linkwatch
+            # worker has activated it, and a dropped SYN waits 1 s for its retransmit. The
+            # route comes only once the veth carries (a few ms; bounded).
+            deadline = time.monotonic() + VETH_READY_SECONDS
+            for handle, ifname in ((nl, link.consumer_ifname), (provider, link.provider_ifname)):
+                while not handle.operational(ifname) and time.monotonic() < deadline:
+                    time.sleep(0.001)
         return here.index
 
     def _link_address(
