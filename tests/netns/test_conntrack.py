@@ -8,6 +8,7 @@ import re
 import resource
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -93,3 +94,39 @@ def test_a_namespace_made_again_gets_a_new_socket(hubs: tuple[str, str]) -> None
     _flows(a)
     privileged.conntrack_delete_mark(a, 42)
     assert (_count(a, 41), _count(a, 42)) == (1, 0)
+
+
+def test_nft_works_in_a_process_holding_more_than_1024_descriptors(
+    hubs: tuple[str, str],
+) -> None:
+    """libnftables waits on its socket with select(): numbered 1024 or more, glibc aborts
+    the process. The contexts live in a helper process, so a server holding thousands of
+    descriptors (a couple of hundred hubs) goes on. Run in a child: an abort there fails
+    this test instead of ending the test run."""
+    a, _b = hubs
+    script = (
+        "import os, resource, sys\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))\n"
+        "held = [os.open('/dev/null', os.O_RDONLY) for _ in range(1100)]\n"
+        "from privatelink.dataplane import privileged\n"
+        f"privileged.apply_nft({a!r}, 'add table ip t\\nadd chain ip t c\\n')\n"
+        f"assert 'chain c' in privileged.list_nft({a!r}, 't')\n"
+        "print(max(held))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) >= 1024  # the child did hold descriptors that high
+
+
+def test_the_nft_helper_is_started_again_when_it_died(hubs: tuple[str, str]) -> None:
+    a, _b = hubs
+    privileged.apply_nft(a, "add table ip t\n")
+    helper = privileged._nft()._proc
+    assert helper is not None
+    helper.kill()
+    helper.wait(timeout=10)
+    privileged.apply_nft(a, "add chain ip t c\n")  # a new helper, a new context
+    assert "chain c" in privileged.list_nft(a, "t")

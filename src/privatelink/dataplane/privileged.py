@@ -8,6 +8,7 @@ so the next sync can repair.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import ctypes
@@ -18,9 +19,11 @@ import os
 import resource
 import select
 import shutil
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -607,14 +610,128 @@ class _NftContexts:
         return int(rc), str(out), str(err)
 
 
-_NFT: list[_NftContexts] = []  # made on first use
+class _NftHelper:
+    """The nft contexts, kept in a helper process of their own.
+
+    libnftables (1.0.6) waits on a context's socket with select(), and glibc aborts the
+    process when that socket is numbered 1024 or more (FD_SETSIZE). A server with a
+    couple of hundred hubs holds more descriptors than that (a pyroute2 handle is four),
+    so the contexts live in a child whose descriptors are only theirs: one per hub, up to
+    about a thousand hubs. One JSON request per line on its stdin, one answer per line
+    on its stdout; it ends when its stdin closes (our process gone), and is started again
+    if it died. Its commits come from its thread named `OWN_NFT_THREAD`, as before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._registered = False
+
+    def close(self) -> None:
+        """End the helper: its stdin closed, it exits (its contexts go with it)."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _started(self) -> subprocess.Popen[bytes]:
+        if self._proc is not None and self._proc.poll() is not None:
+            self._retire(self._proc)
+        if self._proc is None:
+            if not self._registered:
+                atexit.register(self.close)
+                self._registered = True
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "privatelink.dataplane.privileged", NFT_HELPER_ARG],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                close_fds=True,
+            )
+        return self._proc
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            proc = self._started()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(request).encode() + b"\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+            except OSError:
+                line = b""
+            if not line:
+                self._retire(proc)
+                raise KernelError(f"the nft helper process ended (exit {proc.returncode})")
+        answer: dict[str, Any] = json.loads(line)
+        if answer.get("error") == "netns":
+            raise NetnsNotFound(answer["message"])
+        if "error" in answer:
+            raise KernelError(f"nft helper: {answer['message']}")
+        return answer
+
+    def _retire(self, proc: subprocess.Popen[bytes]) -> None:
+        """Forget a helper that ended (or is stuck): its pipes closed, it reaped."""
+        self._proc = None
+        with contextlib.suppress(OSError):
+            proc.kill()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        proc.wait()
+
+    def run(self, netns: str, command: str, json_output: bool = False) -> tuple[int, str, str]:
+        """Run one nft command text in a namespace: (rc, output, error)."""
+        got = self._ask({"op": "run", "netns": netns, "command": command, "json": json_output})
+        return int(got["rc"]), str(got["out"]), str(got["err"])
+
+    def forget(self, netns: str) -> None:
+        """Close the context of a namespace (deleted, or about to be)."""
+        if self._proc is not None:
+            self._ask({"op": "forget", "netns": netns})
+
+
+NFT_HELPER_ARG = "--nft-helper"
+
+
+def _nft_helper_main() -> None:
+    """The helper's loop (`python -m privatelink.dataplane.privileged --nft-helper`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # it ends with its parent's pipe
+    contexts = _NftContexts()
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        answer: dict[str, Any]
+        try:
+            if request["op"] == "run":
+                rc, out, err = contexts.run(request["netns"], request["command"], request["json"])
+                answer = {"rc": rc, "out": out, "err": err}
+            else:
+                contexts.forget(request["netns"])
+                answer = {}
+        except NetnsNotFound as exc:
+            answer = {"error": "netns", "message": str(exc)}
+        except Exception as exc:  # reported to the server, which retries its sync
+            answer = {"error": "other", "message": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.buffer.write(json.dumps(answer).encode() + b"\n")
+        sys.stdout.buffer.flush()
+
+
+_NFT: list[_NftHelper] = []  # made on first use
 _NFT_LOCK = threading.Lock()
 
 
-def _nft() -> _NftContexts:
+def _nft() -> _NftHelper:
     with _NFT_LOCK:
         if not _NFT:
-            _NFT.append(_NftContexts())
+            _NFT.append(_NftHelper())
         return _NFT[0]
 
 
@@ -1057,3 +1174,7 @@ class ConntrackGauge:
             with _suppress_again():
                 os.close(fd)
         self._count = self._stat = -1
+
+
+if __name__ == "__main__" and sys.argv[1:] == [NFT_HELPER_ARG]:
+    _nft_helper_main()
