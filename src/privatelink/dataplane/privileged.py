@@ -172,6 +172,7 @@ def netns_inode(name: str) -> int | None:
         return None
 
 
+LOOPBACK_INDEX = 1  # the kernel gives `lo` this index in every namespace (LOOPBACK_IFINDEX)
 # select(2) takes descriptors below this only: libnftables (1.0.6) waits on its netlink
 # socket with select(), and glibc aborts the process when that socket is numbered higher.
 FD_SETSIZE = 1024
@@ -457,6 +458,8 @@ class Netlink:
             raise _wrap(exc, f"delete {name}", self.netns) from exc
 
     def _index(self, name: str) -> int:
+        if name == "lo":
+            return LOOPBACK_INDEX  # the same in every namespace: no lookup
         idx = self._ns.link_lookup(ifname=name)
         if not idx:
             raise InterfaceNotFound(f"{name} not found in {self.netns}")
