@@ -360,3 +360,32 @@ def test_a_reconciler_without_probes_holds_no_prober_thread(tmp_path: Path) -> N
     prober.stop()
     assert not any(t.is_alive() for t in started)
     prober.track(())  # after stop: nothing starts again
+
+
+def test_wait_idle_returns_once_a_sync_completes_and_times_out_without_one(tmp_path: Path) -> None:
+    """A write waiting for its sync is woken by it (not by a poll every few ms), and a
+    wait with no sync to come times out."""
+    import threading
+
+    repo = SqlRepository.sqlite_in(tmp_path)
+    reconciler = Reconciler(repo, "tst", None, kernel=FakeKernel(), watch=False)
+    try:
+        reconciler.mark_dirty()
+        assert reconciler.wait_idle(0.05) is False  # no loop running: nothing completes it
+        woke: list[float] = []
+
+        def waiter() -> None:
+            start = time.monotonic()
+            if reconciler.wait_idle(10):
+                woke.append(time.monotonic() - start)
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.05)
+        reconciler.start()  # its first sync covers the mark
+        thread.join(timeout=15)
+        assert woke, "wait_idle did not return True"
+        assert reconciler.wait_idle(1)
+    finally:
+        reconciler.stop()
+        repo.dispose()

@@ -206,7 +206,8 @@ class Reconciler:
         self.data_dir = data_dir
         self.prober = Prober(self.mark_dirty)
         self._dirty = threading.Event()
-        self._generation_lock = threading.Lock()
+        # Guards the generations; notified when a sync completes one (`wait_idle`).
+        self._generation_lock = threading.Condition()
         self._wanted = 0  # bumped by mark_dirty
         self._done = 0  # the generation the last successful sync covered
         self._stop = threading.Event()
@@ -324,9 +325,13 @@ class Reconciler:
             with self._generation_lock:
                 generation = self._wanted
             report = self.sync_once()
-            if not report.error:
-                self._done = generation
+            # Listeners first (the DNS server binds in new hubs): a change counts as
+            # applied for `wait_idle` once they have seen it too.
             self._notify()
+            if not report.error:
+                with self._generation_lock:
+                    self._done = generation
+                    self._generation_lock.notify_all()
             if report.error:
                 backoff = min(max(backoff * 2, 0.5), 30.0)
                 log.warning("sync failed (retry in %.1fs): %s", backoff, report.error)
@@ -335,15 +340,12 @@ class Reconciler:
             time.sleep(0.01)  # coalesce bursts of writes into one sync
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Wait until every change marked so far has been applied (tests, the demo)."""
-        deadline = time.monotonic() + timeout
+        """Wait until every change marked so far has been applied (every API write that
+        waits for its provisioning state, tests, the demo). Woken by the sync that
+        completes it: no polling, so many waiting requests cost nothing while they wait."""
         with self._generation_lock:
             target = self._wanted
-        while time.monotonic() < deadline:
-            if self._done >= target:
-                return True
-            time.sleep(0.005)
-        return False
+            return self._generation_lock.wait_for(lambda: self._done >= target, timeout)
 
     # --- self-repair and admission (called by the watcher's thread) ------------------
 
