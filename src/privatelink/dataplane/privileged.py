@@ -382,8 +382,8 @@ class Netlink:
             raise KernelError(f"{what} in {self.netns}: unreadable answer") from exc
         return found if isinstance(found, list) else []
 
-    def link(self, name: str) -> Link | None:
-        """One interface by name, without its addresses (cheap at any link count)."""
+    def _get(self, name: str) -> Any | None:
+        """The kernel's message for one interface, None when there is none."""
         try:
             # link("get") asks the kernel for one interface; get_links(ifname=) and
             # get_addr(index=) dump everything and filter, O(n) per call.
@@ -392,22 +392,21 @@ class Netlink:
             if getattr(exc, "code", None) in (errno.ENODEV, errno.ENOENT):
                 return None
             raise _wrap(exc, f"get {name}", self.netns) from exc
-        if not found:
+        return found[0] if found else None
+
+    def link(self, name: str) -> Link | None:
+        """One interface by name, without its addresses (cheap at any link count)."""
+        msg = self._get(name)
+        if msg is None:
             return None
-        msg = found[0]
         return Link(name=name, index=msg["index"], up=bool(msg["flags"] & 1), addresses=())
 
     def operational(self, name: str) -> bool:
         """Whether an interface is operationally up: its carrier is on and the kernel has
         attached its queueing discipline (until then, from the linkwatch worker, it drops
         what is sent: a new veth needs a moment after both ends are set up)."""
-        try:
-            found = self._ns.link("get", ifname=name)
-        except Exception as exc:
-            if getattr(exc, "code", None) in (errno.ENODEV, errno.ENOENT):
-                return False
-            raise _wrap(exc, f"get {name}", self.netns) from exc
-        return bool(found) and found[0].get_attr("IFLA_OPERSTATE") == "UP"
+        msg = self._get(name)
+        return msg is not None and msg.get_attr("IFLA_OPERSTATE") == "UP"
 
     def add_address(self, name: str, address: str, index: int | None = None) -> None:
         """Add "ip/len" to an interface (`index`: its index, when known; saves a lookup);

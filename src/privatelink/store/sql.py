@@ -118,21 +118,20 @@ counters = Table(
     Column("value", Integer, nullable=False),
 )
 
-link_slots = Table(
-    "link_slots",
-    metadata,
-    Column("slot", Integer, primary_key=True, autoincrement=False),
-    Column("key", String(1024), unique=True, nullable=True),  # NULL: free
-    Column("released_at", Float, nullable=True),
-)
+
+def _slot_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("slot", Integer, primary_key=True, autoincrement=False),
+        Column("key", String(1024), unique=True, nullable=True),  # NULL: free
+        Column("released_at", Float, nullable=True),
+    )
+
+
+link_slots = _slot_table("link_slots")  # a connection's slot: its conntrack mark
 # A pair of hubs' slot (its shared veth's names and /30), handed out like link slots.
-pair_slots = Table(
-    "pair_slots",
-    metadata,
-    Column("slot", Integer, primary_key=True, autoincrement=False),
-    Column("key", String(1024), unique=True, nullable=True),  # NULL: free
-    Column("released_at", Float, nullable=True),
-)
+pair_slots = _slot_table("pair_slots")
 SLOT_TABLES = {"link": link_slots, "pair": pair_slots}
 SLOT_QUARANTINE_SECONDS = 60.0  # a freed slot (its mark, its veth names) rests this long
 
