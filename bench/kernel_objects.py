@@ -324,6 +324,20 @@ def _key_only(element: str) -> str:
 # --- namespaces --------------------------------------------------------------------------------
 
 
+def report_header(bench: str, prefix: str) -> dict[str, Any]:
+    """What every kernel bench's JSON starts with: which bench, when, how it was run,
+    on what machine, tools and source, and its namespace prefix."""
+    return {
+        "benchmark": bench,
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": f"python bench/{bench}.py " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "tools": {"ip": run("ip", "-V").strip(), "nft": run("nft", "--version").strip()},
+        "source": source_version(),
+        "netns_prefix": prefix,
+    }
+
+
 def finish(doc: dict[str, Any], prefix: str) -> None:
     """End of a run: sweep our namespaces, record any left, stamp the time."""
     sweep(prefix)
@@ -746,13 +760,7 @@ def main() -> None:
     budget = Budget(args.budget, reserve=60.0)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     doc: dict[str, Any] = {
-        "benchmark": "kernel_objects",
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "python bench/kernel_objects.py " + " ".join(sys.argv[1:]),
-        "machine": machine(),
-        "tools": {"ip": run("ip", "-V").strip(), "nft": run("nft", "--version").strip()},
-        "source": source_version(),
-        "netns_prefix": prefix,
+        **report_header("kernel_objects", prefix),
         "loadavg_at_start": os.getloadavg()[0],
         "host_neigh_gc_thresh": {
             k: int(Path(f"/proc/sys/net/ipv4/neigh/default/{k}").read_text())

@@ -43,7 +43,6 @@ conntrack.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -58,8 +57,6 @@ from typing import Any
 from common import (
     link_sizes,
     log,
-    machine,
-    source_version,
     summary,
     sweep_on_signals,
     unique_prefix,
@@ -70,6 +67,7 @@ from kernel_objects import (
     finish,
     make_netns,
     pe_ip,
+    report_header,
     run,
     sample,
     sweep,
@@ -482,13 +480,7 @@ def main() -> None:
     budget = Budget(args.budget, reserve=60.0)
     results: dict[str, dict[str, Any]] = {}
     doc: dict[str, Any] = {
-        "benchmark": "link_change",
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "python bench/link_change.py " + " ".join(sys.argv[1:]),
-        "machine": machine(),
-        "tools": {"ip": run("ip", "-V").strip(), "nft": run("nft", "--version").strip()},
-        "source": source_version(),
-        "netns_prefix": prefix,
+        **report_header("link_change", prefix),
         "waited_for_other_bench": waited,
         "loadavg_at_start": os.getloadavg()[0],
         "sizes": list(sizes),

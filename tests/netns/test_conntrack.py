@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import resource
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
+from world import hub_pair
 
 from privatelink.dataplane import privileged
 
@@ -53,17 +53,8 @@ def _count(netns: str, mark: int) -> int:
 
 @pytest.fixture
 def hubs() -> Iterator[tuple[str, str]]:
-    prefix = "ct" + secrets.token_hex(2)
-    made = [f"{prefix}-v-a", f"{prefix}-v-b"]
-    try:
-        for name in made:
-            privileged.create_netns(name)
-            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10)
-        yield made[0], made[1]
-    finally:
-        for name in made:
-            privileged.delete_netns(name)
-        assert not [n for n in privileged.list_netns() if n.startswith(prefix)]
+    with hub_pair("ct", lo_up=True) as made:
+        yield made
 
 
 def test_a_mark_is_deleted_in_its_namespace_only(hubs: tuple[str, str]) -> None:

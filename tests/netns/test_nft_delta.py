@@ -10,7 +10,6 @@ maps and chains, compared through `nft -j` (element order is the kernel's own).
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 from hub_plans import hubs, link, rule, service
 from hypothesis import HealthCheck, given, settings
+from world import hub_pair
 
 from privatelink.dataplane import names, nft, privileged
 from privatelink.dataplane.desired import HubPlan
@@ -27,16 +27,8 @@ pytestmark = pytest.mark.usefixtures("netns_required")
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[tuple[str, str]]:
-    prefix = "nd" + secrets.token_hex(2)
-    made = [f"{prefix}-v-a", f"{prefix}-v-b"]
-    try:
-        for name in made:
-            privileged.create_netns(name)
-        yield made[0], made[1]
-    finally:
-        for name in made:
-            privileged.delete_netns(name)
-        assert not [n for n in privileged.list_netns() if n.startswith(prefix)]
+    with hub_pair("nd") as made:
+        yield made
 
 
 def _contents(netns: str) -> dict[str, Any]:

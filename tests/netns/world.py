@@ -66,6 +66,26 @@ while True:
 """
 
 
+@contextlib.contextmanager
+def hub_pair(stem: str, lo_up: bool = False) -> Iterator[tuple[str, str]]:
+    """Two namespaces `<stem><4 hex>-v-a` and `-v-b` (with `lo` up if asked), always
+    deleted after, and none of that prefix left."""
+    prefix = stem + secrets.token_hex(2)
+    made = [f"{prefix}-v-a", f"{prefix}-v-b"]
+    try:
+        for name in made:
+            privileged.create_netns(name)
+            if lo_up:
+                subprocess.run(
+                    ["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=10
+                )
+        yield made[0], made[1]
+    finally:
+        for name in made:
+            privileged.delete_netns(name)
+        assert not [n for n in privileged.list_netns() if n.startswith(prefix)]
+
+
 def rid(sub: str, kind: str, name: str, rg: str = "rg") -> str:
     """A top-level resource id."""
     return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/{kind}/{name}"

@@ -631,18 +631,8 @@ class _NftHelper:
     def close(self) -> None:
         """End the helper: its stdin closed, it exits (its contexts go with it)."""
         with self._lock:
-            proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            if self._proc is not None:
+                self._retire(self._proc, grace=5.0)
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._proc is not None and self._proc.poll() is not None:
@@ -679,16 +669,19 @@ class _NftHelper:
             raise KernelError(f"nft helper: {answer['message']}")
         return answer
 
-    def _retire(self, proc: subprocess.Popen[bytes]) -> None:
-        """Forget a helper that ended (or is stuck): its pipes closed, it reaped."""
+    def _retire(self, proc: subprocess.Popen[bytes], grace: float = 0.0) -> None:
+        """Forget a helper: its pipes closed (it exits on EOF), killed if it has not
+        ended within `grace` seconds (at once for one that ended or is stuck), reaped."""
         self._proc = None
-        with contextlib.suppress(OSError):
-            proc.kill()
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
-        proc.wait()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def run(self, netns: str, command: str, json_output: bool = False) -> tuple[int, str, str]:
         """Run one nft command text in a namespace: (rc, output, error)."""
