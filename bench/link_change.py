@@ -22,7 +22,9 @@ remove     the same link again: the PE IP off `lo`, the first `link_delta` per h
            `Reconciler._remove_link` (`conntrack -D --mark` in both hubs, the route), then
            the second `link_delta` per hub (the dying mark and the reset rule go).
 new pair   the same for a link from C to Q, the first (and then last) of its pair of hubs:
-           `_link` makes the pair veth, `_remove_link` deletes it.
+           `_link` makes the pair veth; `_remove_link` deletes the route, and the veth
+           goes in `Reconciler._retire_pairs` once the sync has been reported: timed
+           apart ("then: veth deleted"), outside the removal's total.
 replace    for comparison, both whole tables replaced (`nft.serialize` of the full table):
            what every change cost before issue 12; and the Python time to render them.
 
@@ -152,11 +154,14 @@ class Hands:
     _pair = Reconciler._pair
     _link_address = Reconciler._link_address
     _remove_link = Reconciler._remove_link
+    _retire_pairs = Reconciler._retire_pairs
 
     def __init__(self, handles: dict[str, Netlink]) -> None:
         self.handles = handles
         self.kernel = ConntrackTimer()
         self._pair_index: dict[int, int] = {}
+        self._retiring: list[tuple[str, str]] = []
+        self._full_due = 0.0
 
     def _netlink(self, netns: str) -> Netlink:
         return self.handles[netns]
@@ -288,7 +293,7 @@ def add_remove(
     and in total: summaries in ms."""
     nc = hands.handles[c]
     add: dict[str, list[float]] = {k: [] for k in (*ADD_PARTS, "delta_text")}
-    rem: dict[str, list[float]] = {k: [] for k in (*REMOVE_PARTS, "delta_text")}
+    rem: dict[str, list[float]] = {k: [] for k in (*REMOVE_PARTS, "delta_text", "retire")}
     present_c, present_p = hubs(links, c, p)
     present_p = replace(present_p, links_in=tuple(x for x in links if x.provider_netns == p))
     n = len(links) + first
@@ -337,6 +342,8 @@ def add_remove(
         rem["netlink"][-1] = whole - hands.kernel.seconds
         for netns in (c, p):
             apply_timed(rem, "nft_second", netns, second[netns])
+        # A pair's last link: its veth goes after the sync is reported (not in the total).
+        rem["retire"][-1] = timed(hands._retire_pairs)
     out: dict[str, Any] = {}
     for name, times, parts in (("add", add, ADD_PARTS), ("remove", rem, REMOVE_PARTS)):
         totals = [sum(times[k][i] for k in parts) for i in range(len(times[parts[0]]))]
@@ -444,7 +451,8 @@ COLUMNS: tuple[tuple[str, Callable[[dict[str, Any]], dict[str, Any] | None]], ..
     ("new pair: add", lambda r: r.get("add_pair", {}).get("total")),
     ("add: veth", lambda r: r.get("add_pair", {}).get("netlink")),
     ("last of pair: remove", lambda r: r.get("remove_pair", {}).get("total")),
-    ("rm: veth", lambda r: r.get("remove_pair", {}).get("netlink")),
+    ("rm: route", lambda r: r.get("remove_pair", {}).get("netlink")),
+    ("then: veth deleted", lambda r: r.get("remove_pair", {}).get("retire")),
     ("whole tables C+P", lambda r: r.get("replace_both", {}).get("apply")),
 )
 

@@ -34,9 +34,8 @@ from privatelink.core import network_interface as nim
 from privatelink.core import private_endpoint as pem
 from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
-from privatelink.core.private_link_service import APPROVED
 from privatelink.dataplane import names, privileged
-from privatelink.dataplane.desired import Snapshot, connection_key, plan
+from privatelink.dataplane.desired import Snapshot, approved_keys, plan
 from privatelink.dataplane.repair import Owned
 
 pytestmark = pytest.mark.netns
@@ -424,12 +423,8 @@ def test_a_server_killed_in_the_middle_of_an_apply_converges_after_a_restart(
 
 def _desired(world: World) -> Owned:
     """What the server should build from the store (the reconciler's own computation)."""
-    snapshot = Snapshot.of(world.repo.snapshot())
-    keys = {
-        connection_key(p.id, c.name)
-        for p in snapshot.services
-        for c in p.connections
-        if c.status == APPROVED
-    }
+    stored = world.repo.snapshot()
+    snapshot = Snapshot.of(stored)
+    keys = approved_keys(stored)
     slots = world.repo.link_slots(keys, names.MAX_SLOTS)
     return Owned.of(plan(snapshot, slots, {}, world.prefix))

@@ -293,6 +293,13 @@ class World:
     def pls(self, name: str = "pls1", sub: str = S1) -> plsm.PrivateLinkService:
         return self.typed(pls_id(name, sub), plsm.PrivateLinkService)
 
+    def connections(
+        self, name: str = "pls1", sub: str = S1
+    ) -> tuple[plsm.PrivateEndpointConnection, ...]:
+        """A service's connections, oldest first (rows of their own, not in its document)."""
+        with self.repo.read() as view:
+            return tuple(plsm.connections_of(view, pls_id(name, sub)))
+
     def pe(self, name: str = "pe1", sub: str = S2) -> pem.PrivateEndpoint:
         return self.typed(pe_id(name, sub), pem.PrivateEndpoint)
 

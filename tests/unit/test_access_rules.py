@@ -170,7 +170,7 @@ def test_automatic_connection_with_the_approval_right_is_approved(served: World)
     who = access(*CONSUMER, (APPROVER, pls_id()))
     as_caller(served, who, pl.create_or_update_endpoint, make_pe(pls_id()))
     assert _status(served) == "Approved"
-    assert served.pls().connections[0].status == "Approved"
+    assert served.connections()[0].status == "Approved"
 
 
 def test_auto_approval_needs_no_right(world: World) -> None:

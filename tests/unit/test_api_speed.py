@@ -283,7 +283,7 @@ def _reference_connection(
             id=service.connection_id(conn.name),
             name=conn.name,
             type=api.CONNECTION_TYPE,
-            etag=service.etag,
+            etag=conn.etag,
             properties=api.ConnectionProperties(
                 private_endpoint=arm.SubResource(id=conn.private_endpoint_id),
                 private_link_service_connection_state=api.ConnectionState(
@@ -299,7 +299,9 @@ def _reference_connection(
     )
 
 
-def _reference(service: core.PrivateLinkService) -> dict[str, Any]:
+def _reference(
+    service: core.PrivateLinkService, connections: list[core.PrivateEndpointConnection]
+) -> dict[str, Any]:
     props = api.PrivateLinkServiceProperties(
         load_balancer_frontend_ip_configurations=[
             arm.SubResource(id=f) for f in service.frontend_ids
@@ -337,7 +339,7 @@ def _reference(service: core.PrivateLinkService) -> dict[str, Any]:
         )
     )
     body["properties"]["privateEndpointConnections"] = [
-        _reference_connection(service, c) for c in service.connections
+        _reference_connection(service, c) for c in connections
     ]
     return body
 
@@ -347,7 +349,18 @@ PLS_ID = f"{SUB}/Microsoft.Network/privateLinkServices/pls"
 SUBNET = f"{SUB}/Microsoft.Network/virtualNetworks/v/subnets/s"
 
 
-def _services() -> list[core.PrivateLinkService]:
+class _Connections:
+    """The one read `render` makes: a service's connections."""
+
+    def __init__(self, connections: list[core.PrivateEndpointConnection]) -> None:
+        self.connections = connections
+
+    def referrers(self, target: str, kind: str) -> list[core.PrivateEndpointConnection]:
+        assert (target, kind) == (PLS_ID.lower(), "connection")
+        return self.connections
+
+
+def _services() -> list[tuple[core.PrivateLinkService, list[core.PrivateEndpointConnection]]]:
     bare = core.PrivateLinkService(id=PLS_ID, name="pls", location="eastus")
     full = core.PrivateLinkService(
         id=PLS_ID,
@@ -367,31 +380,41 @@ def _services() -> list[core.PrivateLinkService]:
         enable_proxy_protocol=True,
         alias="pls.guid.eastus.azure.privatelinkservice",
         nic_id=f"{SUB}/Microsoft.Network/networkInterfaces/pls.nic.x",
-        connections=(
-            core.PrivateEndpointConnection(
-                "pe1.guid", f"{SUB}/Microsoft.Network/privateEndpoints/pe1", "eastus", "536870913"
-            ),
-            core.PrivateEndpointConnection(
-                "pe2.guid",
-                f"{SUB}/Microsoft.Network/privateEndpoints/pe2",
-                "westus",
-                "",
-                status="Approved",
-                description="approved by bench",
-                actions_required="Recreate",
-                provisioning_state="Updating",
-            ),
-        ),
     )
-    return [bare, full]
+    connections = [
+        core.PrivateEndpointConnection(
+            id=full.connection_id("pe1.guid"),
+            name="pe1.guid",
+            location="westeurope",
+            private_endpoint_id=f"{SUB}/Microsoft.Network/privateEndpoints/pe1",
+            private_endpoint_location="eastus",
+            link_identifier="536870913",
+        ),
+        core.PrivateEndpointConnection(
+            id=full.connection_id("pe2.guid"),
+            name="pe2.guid",
+            location="westeurope",
+            etag='W/"c2"',
+            private_endpoint_id=f"{SUB}/Microsoft.Network/privateEndpoints/pe2",
+            private_endpoint_location="westus",
+            link_identifier="",
+            status="Approved",
+            description="approved by bench",
+            actions_required="Recreate",
+            provisioning_state="Updating",
+        ),
+    ]
+    return [(bare, []), (full, connections)]
 
 
-@pytest.mark.parametrize("service", _services(), ids=["bare", "full"])
-def test_render_is_the_wire_models_dump(service: core.PrivateLinkService) -> None:
-    got = api.render(None, service)  # type: ignore[arg-type]  # the view is not read
+@pytest.mark.parametrize(("service", "connections"), _services(), ids=["bare", "full"])
+def test_render_is_the_wire_models_dump(
+    service: core.PrivateLinkService, connections: list[core.PrivateEndpointConnection]
+) -> None:
+    got = api.render(_Connections(connections), service)  # type: ignore[arg-type]
     # Same keys, same order, same values: the same bytes on the wire.
-    assert json.dumps(got) == json.dumps(_reference(service))
-    for conn in service.connections:
+    assert json.dumps(got) == json.dumps(_reference(service, connections))
+    for conn in connections:
         assert json.dumps(api.render_connection(service, conn)) == json.dumps(
             _reference_connection(service, conn)
         )

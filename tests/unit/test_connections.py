@@ -28,7 +28,7 @@ def cw(service_world: World) -> World:
 
 
 def _conn_name(w: World) -> str:
-    (conn,) = w.pls().connections
+    (conn,) = w.connections()
     return conn.name
 
 
@@ -38,7 +38,7 @@ def _set(w: World, status: str, description: str | None = None) -> None:
 
 def _states(w: World) -> tuple[str, str]:
     """(provider's view, consumer's view) of the one connection."""
-    (conn,) = w.pls().connections
+    (conn,) = w.connections()
     return conn.status, w.pe().connection.status
 
 
@@ -88,7 +88,7 @@ def test_new_connection_is_pending_on_both_sides(cw: World) -> None:
 def test_approve(cw: World) -> None:
     _set(cw, "Approved", "welcome")
     assert _states(cw) == ("Approved", "Approved")
-    assert cw.pls().connections[0].description == "welcome"
+    assert cw.connections()[0].description == "welcome"
     assert cw.pe().connection.description == "welcome"
     assert pem.is_connected(cw.pe())
 
@@ -191,7 +191,7 @@ def test_auto_approved_connection_can_be_rejected(world: World) -> None:
 
 def test_provider_delete_disconnects_the_endpoint(cw: World) -> None:
     cw.run(pl.delete_connection, pls_id(), _conn_name(cw))
-    assert cw.pls().connections == ()
+    assert cw.connections() == ()
     pe = cw.pe()
     assert pe.connection.status == "Disconnected"
     assert not pem.is_connected(pe)
@@ -199,7 +199,7 @@ def test_provider_delete_disconnects_the_endpoint(cw: World) -> None:
     assert cw.get(pe.nic_id) is not None
     cw.run(pl.delete_endpoint, pe.id)
     assert cw.get(pe.id) is None
-    assert cw.pls().connections == ()
+    assert cw.connections() == ()
 
 
 def test_provider_delete_of_unknown_connection_is_a_no_op(cw: World) -> None:
@@ -211,7 +211,7 @@ def test_provider_delete_of_unknown_connection_is_a_no_op(cw: World) -> None:
 def test_consumer_delete_removes_connection_from_service(cw: World) -> None:
     _set(cw, "Approved")
     cw.run(pl.delete_endpoint, cw.pe().id)
-    assert cw.pls().connections == ()
+    assert cw.connections() == ()
 
 
 # --- deleting a service with connections ---------------------------------------------------------
@@ -249,10 +249,10 @@ def test_service_deletable_after_endpoint_deleted(cw: World) -> None:
 
 def test_one_of_two_connections_left_still_blocks_delete(cw: World) -> None:
     cw.create_pe(cw.pls().alias, name="pe2")
-    first = cw.pls().connections[0].name
+    first = cw.connections()[0].name
     cw.run(pl.update_connection, pls_id(), first, "Rejected", None, None)
     cw.run(pl.delete_connection, pls_id(), first)
-    assert len(cw.pls().connections) == 1
+    assert len(cw.connections()) == 1
     cw.refuse(
         errors.PrivateLinkServiceHasConnections,
         "PrivateLinkServiceHasPrivateEndpointConnections",

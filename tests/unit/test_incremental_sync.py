@@ -6,6 +6,7 @@ nothing in the kernel."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from privatelink.core import virtual_network as vnm
 from privatelink.core.limits import Limits
 from privatelink.core.private_endpoint import PrivateEndpoint
 from privatelink.core.private_link_service import PrivateLinkService
-from privatelink.dataplane.reconciler import Reconciler
+from privatelink.dataplane.reconciler import FULL_DEFER_SECONDS, Reconciler
 
 _OPS = st.lists(
     st.tuples(
@@ -232,6 +233,37 @@ def test_a_full_pass_over_an_unchanged_world_changes_nothing(world: World) -> No
     changes = [c for c in kernel.calls if not c.startswith(("links ", "etc "))]
     assert changes == [], changes
     assert kernel_state(kernel) == before
+
+
+def test_a_periodic_full_pass_waits_for_a_sync_with_nothing_to_apply(world: World) -> None:
+    kernel = FakeKernel()
+    reconciler = Reconciler(world.repo, "tst", None, kernel=kernel, watch=False)
+    world.create_pe(pls_id("pls2"), name="pe0")
+    assert reconciler.sync_once().error is None
+    assert reconciler.sync_once().error is None
+    passes: list[bool] = []  # `full` of each sync that planned everything
+    original = reconciler._sync_all
+    reconciler._sync_all = lambda full: (passes.append(full), original(full))[1]  # type: ignore[method-assign]
+
+    def syncs_until_full() -> int:
+        for n in range(1, 5):
+            assert reconciler.sync_once().error is None
+            if passes:
+                return n
+        raise AssertionError("no full pass")
+
+    # Due while a change waits: the change goes by difference; the pass comes with the
+    # next sync, which has nothing to apply.
+    reconciler._full_due = time.monotonic() - 1
+    world.create_pe(pls_id("pls2"), name="pe1")
+    assert syncs_until_full() == 2 and passes == [True]
+    assert kernel_state(kernel) == _full_sync_state(world)
+    # Overdue by FULL_DEFER_SECONDS, or forced (after a failure): at once.
+    for due in (time.monotonic() - FULL_DEFER_SECONDS - 1, 0.0):
+        passes.clear()
+        reconciler._full_due = due
+        world.create_pe(pls_id("pls2"), name=f"pe{len(kernel.ns) + int(due)}")
+        assert syncs_until_full() == 1 and passes == [True]
 
 
 def test_a_hub_filling_up_is_gated_by_a_sync_with_nothing_stored_changed(world: World) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -106,6 +106,12 @@ class _PaddedView:
     def used_ips(self, subnet_id: str) -> dict[str, str]:
         return self._inner.used_ips(subnet_id)
 
+    def ip_holders(self, subnet_id: str, addresses: Collection[str]) -> dict[str, str]:
+        return self._inner.ip_holders(subnet_id, addresses)
+
+    def lowest_free_ip(self, subnet_id: str, first: int, last: int) -> int | None:
+        return self._inner.lowest_free_ip(subnet_id, first, last)
+
     def count(self, resource_type: str, subscription: str) -> int:
         return self._inner.count(resource_type, subscription) + self._extra
 
@@ -202,7 +208,7 @@ def test_pe_per_pls(make_world: MakeWorld) -> None:
     pls = _consumers(w)
     w.create_pe(pls.alias, name="a")
     w.create_pe(pls.alias, name="b", sub=S3)
-    w.run(pl.update_connection, pls.id, w.pls().connections[0].name, "Rejected", None, None)
+    w.run(pl.update_connection, pls.id, w.connections()[0].name, "Rejected", None, None)
     exc = w.refuse(
         errors.PrivateEndpointsPerPrivateLinkServiceLimitReached,
         "PrivateEndpointsPerPrivateLinkServiceLimitReached",
@@ -216,7 +222,7 @@ def test_pe_per_pls(make_world: MakeWorld) -> None:
     # a deleted endpoint frees its slot
     w.run(pl.delete_endpoint, w.pe("a").id)
     w.create_pe(pls.alias, name="c")
-    assert len(w.pls().connections) == 2
+    assert len(w.connections()) == 2
 
 
 def test_pe_per_vnet(make_world: MakeWorld) -> None:
@@ -234,7 +240,7 @@ def test_pe_per_vnet(make_world: MakeWorld) -> None:
     # another VNet has its own budget
     w.create_pe(pls.alias, name="c", sub=S3)
     # a provider-deleted (Disconnected) endpoint still sits in the VNet
-    name = next(c.name for c in w.pls().connections if c.private_endpoint_id == w.pe("a").id)
+    name = next(c.name for c in w.connections() if c.private_endpoint_id == w.pe("a").id)
     w.run(pl.delete_connection, pls.id, name)
     w.refuse(
         errors.PrivateEndpointsPerVirtualNetworkLimitReached,
@@ -259,8 +265,11 @@ def _seeded(world: World) -> plsm.PrivateLinkService:
 @pytest.mark.parametrize(("total", "refused"), [(999, False), (1000, True)])
 def test_default_pe_per_pls_is_1000(world: World, total: int, refused: bool) -> None:
     seed = _seeded(world)
+    (first,) = world.connections()
     padded = Changes()
-    padded.put(replace(seed, connections=seed.connections * total))
+    for i in range(1, total):  # the seed's own connection is the first
+        name = f"{first.name}.{i}"
+        padded.put(replace(first, id=seed.connection_id(name), name=name))
     with world.repo.write() as uow:
         uow.apply(padded)
     desired = make_pe(seed.alias, name="new")
@@ -274,7 +283,7 @@ def test_default_pe_per_pls_is_1000(world: World, total: int, refused: bool) -> 
         )
     else:
         world.run(pl.create_or_update_endpoint, desired)
-        assert len(world.pls().connections) == 1000
+        assert len(world.connections()) == 1000
 
 
 @pytest.mark.parametrize(("total", "refused"), [(999, False), (1000, True)])

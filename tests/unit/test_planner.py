@@ -15,14 +15,14 @@ from privatelink.core import private_link as pl
 from privatelink.core.limits import Limits
 from privatelink.core.network_interface import NetworkInterface
 from privatelink.core.private_endpoint import PrivateEndpoint
-from privatelink.core.private_link_service import APPROVED, PrivateLinkService
+from privatelink.core.private_link_service import PrivateEndpointConnection, PrivateLinkService
 from privatelink.core.resource import Resource
 from privatelink.dataplane.desired import (
     MemoryPairSlots,
     Plan,
     Planner,
     Snapshot,
-    connection_key,
+    approved_keys,
     plan,
     service_facts,
 )
@@ -39,13 +39,9 @@ _OPS = st.lists(
 
 
 def _inputs(world: World, shift: int) -> tuple[Snapshot, dict[str, int]]:
-    snapshot = Snapshot.of(world.repo.snapshot())
-    keys = sorted(
-        connection_key(s.id, c.name)
-        for s in snapshot.services
-        for c in s.connections
-        if c.status == APPROVED
-    )
+    stored = world.repo.snapshot()
+    snapshot = Snapshot.of(stored)
+    keys = sorted(approved_keys(stored))
     return snapshot, {k: (i + shift) % 50 for i, k in enumerate(keys)}
 
 
@@ -140,6 +136,8 @@ def _endpoint_change(
         elif isinstance(old, PrivateLinkService) and isinstance(new, PrivateLinkService):
             if service_facts(old) != service_facts(new):
                 return None
+        elif isinstance(either, PrivateEndpointConnection):
+            continue  # its approval reaches the plan as a link slot (`moved`)
         else:
             return None
     return touched | planner.endpoints_of(nic_keys=nics)

@@ -71,7 +71,7 @@ def dw(world: World) -> World:
 
 
 def _set_status(w: World, status: str) -> None:
-    (conn,) = w.pls().connections
+    (conn,) = w.connections()
     w.run(pl.update_connection, pls_id(), conn.name, status, None, None)
 
 

@@ -60,7 +60,7 @@ def test_pe_by_alias_starts_pending(service_world: World) -> None:
     assert conn.private_link_service_id == pls.id
     assert conn.description == "please"
     service = service_world.pls()
-    (remote,) = service.connections
+    (remote,) = service_world.connections()
     assert remote.status == "Pending"
     assert remote.private_endpoint_id == pe.id
     assert remote.name == conn.remote_name
@@ -79,7 +79,7 @@ def test_pe_by_resource_id(service_world: World) -> None:
     pe = service_world.create_pe(pls_id())
     assert pe.connection.private_link_service_id == pls_id()
     assert pe.connection.status == "Pending"
-    assert len(service_world.pls().connections) == 1
+    assert len(service_world.connections()) == 1
 
 
 def test_pe_alias_lookup_ignores_case(service_world: World) -> None:
@@ -93,7 +93,7 @@ def test_pe_from_auto_approval_subscription_is_approved_at_once(world: World) ->
     pending = world.create_pe(pls.alias, name="b", sub=S3)
     assert approved.connection.status == "Approved"
     assert pending.connection.status == "Pending"
-    statuses = {c.private_endpoint_id: c.status for c in world.pls().connections}
+    statuses = {c.private_endpoint_id: c.status for c in world.connections()}
     assert statuses == {approved.id: "Approved", pending.id: "Pending"}
 
 
@@ -150,7 +150,7 @@ def test_invisible_service_is_indistinguishable_from_missing(
     missing_id = _not_found(world, pls_id("ghost"), sub)
     assert by_id.message == by_id.template.format(target=pls.id)
     assert (by_id.code, by_id.status) == (missing_id.code, missing_id.status)
-    assert world.pls().connections == ()
+    assert world.connections() == ()
 
 
 @pytest.mark.parametrize(("visibility", "sub"), [((), S1), ((S2,), S2), ((S2,), S1), (("*",), S3)])
@@ -160,7 +160,7 @@ def test_visible_subscription_can_connect(
     pls = _service_with(world, visibility=visibility)
     pe = world.create_pe(pls.alias, sub=sub)
     assert pe.connection.status == "Pending"
-    assert [c.private_endpoint_id for c in world.pls().connections] == [pe.id]
+    assert [c.private_endpoint_id for c in world.connections()] == [pe.id]
 
 
 def test_target_that_is_not_a_service_is_not_found(service_world: World) -> None:
@@ -311,7 +311,7 @@ def test_static_pe_ip_refusals(service_world: World, ip: str, cls: type, code: s
         pl.create_or_update_endpoint,
         make_pe(service_world.pls().alias, static_ip=ip),
     )
-    assert service_world.pls().connections == ()
+    assert service_world.connections() == ()
 
 
 def test_static_pe_ip_taken_refused(service_world: World) -> None:
@@ -346,7 +346,7 @@ def test_update_may_change_message_and_tags_only(service_world: World) -> None:
     assert pe.tags == {"k": "v"}
     assert pe.connection.request_message == "v2"
     assert pe.nic_id == first.nic_id
-    assert len(service_world.pls().connections) == 1
+    assert len(service_world.connections()) == 1
 
 
 def test_update_cannot_change_target(service_world: World) -> None:
@@ -396,7 +396,7 @@ def test_deleting_pe_removes_its_connection_and_nic(service_world: World) -> Non
     service_world.run(pl.delete_endpoint, gone.id)
     assert service_world.get(gone.id) is None
     assert service_world.get(gone.nic_id) is None
-    assert [c.private_endpoint_id for c in service_world.pls().connections] == [keep.id]
+    assert [c.private_endpoint_id for c in service_world.connections()] == [keep.id]
     assert set(service_world.used_ips(subnet_id("vc", "pe", S2))) == {
         service_world.nic(keep.nic_id).primary_ip
     }

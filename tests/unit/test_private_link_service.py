@@ -65,7 +65,7 @@ def test_create_generates_alias_nic_and_nat_ip(pw: World) -> None:
     assert nic.managed_by == pls.id
     assert [c.private_ip for c in nic.ip_configurations] == ["10.0.3.4"]
     assert pw.used_ips(subnet_id("vp", "nat")) == {"10.0.3.4": nic.id}
-    assert pls.connections == ()
+    assert pw.connections() == ()
 
 
 def test_alias_is_immutable_across_updates(pw: World) -> None:

@@ -260,8 +260,12 @@ def test_a_live_endpoint_ip_is_routed_into_its_link_before_local(setup) -> None:
         health_checks=(),
     )
     reconciler.apply(unlinked, full=False)
+    assert consumer.tables[names.ENDPOINT_TABLE] == {}  # cut at once
+    # The pair's veth goes once the sync is reported (its teardown waits in the kernel).
+    assert link.consumer_ifname in consumer.links
+    reconciler._retire_pairs()
     assert link.consumer_ifname not in consumer.links
-    assert consumer.tables[names.ENDPOINT_TABLE] == {}
+    assert link.provider_ifname not in kernel.ns[link.provider_netns].links
 
 
 @pytest.mark.parametrize("full", [False, True], ids=["by difference", "full pass"])

@@ -11,7 +11,7 @@ from privatelink.core import private_link, registry
 from privatelink.core import template as tpl
 from privatelink.core.ids import key
 from privatelink.core.private_dns import ARecordSet, PrivateDnsZoneGroup
-from privatelink.core.private_link_service import PrivateLinkService
+from privatelink.core.private_link_service import PrivateEndpointConnection, PrivateLinkService
 from privatelink.store import codec
 
 PLS = "Microsoft.Network/privateLinkServices"
@@ -26,10 +26,29 @@ def test_types_are_unique_and_canonical() -> None:
         assert "/".join(("Microsoft.Network", *entry.segments)) == entry.arm_type
 
 
-def test_stored_types_have_a_model_and_both_workflows() -> None:
-    for entry in registry.stored():
-        assert entry.model is not None
-        assert entry.create_or_update is not None and entry.delete is not None, entry.arm_type
+def test_types_with_workflows_have_a_model_and_both() -> None:
+    for entry in registry.TYPES:
+        if entry.create_or_update is not None or entry.delete is not None:
+            assert entry.model is not None, entry.arm_type
+            assert entry.create_or_update is not None and entry.delete is not None, entry.arm_type
+    assert set(registry.served()) <= set(registry.stored())
+
+
+def test_connections_are_stored_but_written_only_by_private_link() -> None:
+    entry = registry.require(f"{PLS}/privateEndpointConnections")
+    assert entry in registry.stored() and entry not in registry.served()
+    assert entry.model is PrivateEndpointConnection and entry.delete_order is None
+    conn = PrivateEndpointConnection(
+        id=f"/subscriptions/s/resourceGroups/rg/providers/{PLS}/p1/privateEndpointConnections/c",
+        name="c",
+        location="eastus",
+        private_endpoint_id="/subscriptions/t/resourceGroups/rg/providers/Microsoft.Network/privateEndpoints/pe",
+        private_endpoint_location="eastus",
+        link_identifier="1",
+    )
+    assert registry.references(conn) == [
+        ("connection", f"/subscriptions/s/resourcegroups/rg/providers/{PLS.lower()}/p1")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -129,7 +148,7 @@ def test_every_type_segment_is_canonicalised_in_paths() -> None:
 
 def test_api_kinds_cover_the_stored_types_without_import_side_effects() -> None:
     kinds = app.resource_kinds()
-    assert set(kinds) == set(registry.stored())
+    assert set(kinds) == set(registry.served())
     for entry, kind in kinds.items():
         assert kind.entry is entry
         assert kind.cls is entry.model

@@ -410,7 +410,7 @@ def eventually(condition: Callable[[], Any], what: str, timeout: float = 10.0) -
 def test_the_watcher_turns_events_into_repairs_and_samples_conntrack(setup) -> None:
     kernel, reconciler = setup
     plan = built(kernel, reconciler)
-    reconciler.sync_once = lambda: _apply_and_report(reconciler, plan)  # type: ignore[method-assign]
+    reconciler._sync_once = lambda: _apply_and_report(reconciler, plan)  # type: ignore[method-assign]
     reconciler.start()
     watcher = reconciler._watcher
     assert watcher is not None

@@ -26,7 +26,7 @@ from privatelink.core.resource import StateView, normalize_location, require
 from privatelink.service import ControlPlane
 
 TYPE = core.TYPE
-CONNECTION_TYPE = f"{TYPE}/privateEndpointConnections"
+CONNECTION_TYPE = core.CONNECTION_TYPE
 
 
 class SubscriptionList(Wire):
@@ -148,14 +148,14 @@ def render_connection(
 ) -> dict[str, Any]:
     """One connection as the provider sees it.
 
-    A connection carries its service's etag: connection preconditions (If-Match) are
-    checked against the service, so any change to the service makes them stale.
+    A connection is a document of its own with its own etag (as in Azure): connection
+    preconditions (If-Match) are checked against it, not against its service.
     """
     return _present(
         id=service.connection_id(conn.name),
         name=conn.name,
         type=CONNECTION_TYPE,
-        etag=service.etag,
+        etag=conn.etag,
         properties=_present(
             privateEndpoint=_id(conn.private_endpoint_id),
             privateLinkServiceConnectionState=_present(
@@ -201,7 +201,7 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
         provisioningState=state,
     )
     props["privateEndpointConnections"] = [
-        render_connection(service, c) for c in service.connections
+        render_connection(service, c) for c in core.connections_of(view, service.id)
     ]
     return _present(
         id=service.id,
@@ -241,9 +241,8 @@ def list_private_endpoint_connections(
     rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
     with plane.read() as view:
         service = require(view, rid, core.PrivateLinkService)
-    return arm.page_slice(
-        request, list(service.connections), size, lambda c: render_connection(service, c)
-    )
+        connections = core.connections_of(view, rid)
+    return arm.page_slice(request, connections, size, lambda c: render_connection(service, c))
 
 
 @router.get(CONNECTIONS + "/{connection}")
@@ -261,18 +260,24 @@ def get_private_endpoint_connection(
         return arm.ok(render_connection(service, conn))
 
 
+def _connection(
+    view: StateView, service_id: str, name: str
+) -> core.PrivateEndpointConnection | None:
+    """A service's connection by name, or None (no service, or no such connection)."""
+    found = view.get(f"{service_id}/privateEndpointConnections/{name}")
+    return found if isinstance(found, core.PrivateEndpointConnection) else None
+
+
 def _connection_precondition(
     request: Request, service_id: str, connection: str
 ) -> Callable[[StateView], None]:
-    """If-Match / If-None-Match on a connection, against its service's etag.
+    """If-Match / If-None-Match on a connection, against its own etag.
 
     A connection that does not exist counts as absent (`If-Match: *` fails).
     """
 
     def check(view: StateView) -> None:
-        service = view.get(service_id)
-        exists = isinstance(service, core.PrivateLinkService) and service.connection(connection)
-        arm.check_preconditions(request, service if exists else None)
+        arm.check_preconditions(request, _connection(view, service_id, connection))
 
     return check
 
@@ -328,7 +333,7 @@ def delete_private_endpoint_connection(
     rid = str(arm.resource_id(subscription, group, "privateLinkServices", name))
     with plane.read() as view:
         current = view.get(rid)
-        exists = isinstance(current, core.PrivateLinkService) and current.connection(connection)
+        exists = _connection(view, rid, connection) is not None
     if not exists or current is None:
         arm.check_preconditions(request, None)
         return arm.delete_response(request, None, "")

@@ -38,6 +38,8 @@ from privatelink.core.private_link_service import (
     STATUSES,
     PrivateEndpointConnection,
     PrivateLinkService,
+    connections_of,
+    count_connections,
     find_service,
     get_connection,
     is_auto_approved,
@@ -74,7 +76,7 @@ def create_or_update_service(view: StateView, ctx: Context, desired: PrivateLink
     changes.put(nic)
     changes.put(service)
     if existing is not None and existing.fqdns != service.fqdns:
-        for conn in service.connections:
+        for conn in connections_of(view, service.id):
             refresh_dns(view, changes, conn.private_endpoint_id, service)
     return changes
 
@@ -102,7 +104,7 @@ def create_or_update_endpoint(view: StateView, ctx: Context, desired: PrivateEnd
         raise errors.PrivateEndpointLocationMismatch(
             id=endpoint.id, location=endpoint.location, other=service.location
         )
-    if len(service.connections) >= ctx.limits.pe_per_pls:
+    if count_connections(view, service.id) >= ctx.limits.pe_per_pls:
         raise errors.PrivateEndpointsPerPrivateLinkServiceLimitReached(limit=ctx.limits.pe_per_pls)
     endpoint, nic, guid = private_endpoint.place(view, ctx, endpoint, subnet)
 
@@ -111,7 +113,9 @@ def create_or_update_endpoint(view: StateView, ctx: Context, desired: PrivateEnd
     description = "Auto-Approved" if approved else (request.request_message or "Awaiting approval")
     remote_name = f"{endpoint.name}.{guid}"
     remote = PrivateEndpointConnection(
+        id=service.connection_id(remote_name),
         name=remote_name,
+        location=service.location,
         private_endpoint_id=endpoint.id,
         private_endpoint_location=endpoint.location,
         link_identifier=private_endpoint.link_identifier(ctx.new_guid()),
@@ -134,7 +138,7 @@ def create_or_update_endpoint(view: StateView, ctx: Context, desired: PrivateEnd
     changes = Changes()
     changes.put(nic)
     changes.put(endpoint)
-    changes.put(replace(service, connections=(*service.connections, remote)))
+    changes.put(remote)
     return changes
 
 
@@ -161,15 +165,9 @@ def delete_endpoint(view: StateView, ctx: Context, endpoint_id: str) -> Changes:
         return changes
     conn = endpoint.connection
     service = get_typed(view, conn.private_link_service_id, PrivateLinkService)
-    if service is not None and service.connection(conn.remote_name) is not None:
-        changes.put(
-            replace(
-                service,
-                connections=tuple(
-                    c for c in service.connections if c.name.lower() != conn.remote_name.lower()
-                ),
-            )
-        )
+    remote_id = service.connection_id(conn.remote_name) if service is not None else None
+    if remote_id is not None and get_typed(view, remote_id, PrivateEndpointConnection):
+        changes.delete(remote_id)
     private_endpoint.delete_owned(view, changes, endpoint)
     return changes
 
@@ -213,7 +211,7 @@ def update_connection(
     actions_required: str | None,
 ) -> Changes:
     """Approve or reject a connection; the endpoint's copy of the state follows."""
-    service, conn = get_connection(view, service_id, name)
+    _service, conn = get_connection(view, service_id, name)
     new_status = next_status(conn.status, status)
     updated = replace(
         conn,
@@ -222,12 +220,7 @@ def update_connection(
         actions_required=actions_required or conn.actions_required or "None",
     )
     changes = Changes()
-    changes.put(
-        replace(
-            service,
-            connections=tuple(updated if c.name == conn.name else c for c in service.connections),
-        )
-    )
+    changes.put(updated)
     mirror_state(view, changes, conn.private_endpoint_id, updated)
     return changes
 
@@ -236,10 +229,12 @@ def delete_connection(view: StateView, ctx: Context, service_id: str, name: str)
     """Provider deletes a connection: gone from the service, Disconnected on the endpoint."""
     service = get_typed(view, service_id, PrivateLinkService)
     changes = Changes()
-    conn = service.connection(name) if service else None
-    if service is None or conn is None:
+    conn = None
+    if service is not None:
+        conn = get_typed(view, service.connection_id(name), PrivateEndpointConnection)
+    if conn is None:
         return changes
-    changes.put(replace(service, connections=tuple(c for c in service.connections if c != conn)))
+    changes.delete(conn.id)
     gone = replace(
         conn,
         status=DISCONNECTED,

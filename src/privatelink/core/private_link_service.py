@@ -33,6 +33,7 @@ from privatelink.core.resource import (
 from privatelink.core.virtual_network import DISABLED, resolve_subnet
 
 TYPE = "Microsoft.Network/privateLinkServices"
+CONNECTION_TYPE = f"{TYPE}/privateEndpointConnections"
 PENDING = "Pending"
 APPROVED = "Approved"
 REJECTED = "Rejected"
@@ -48,18 +49,27 @@ class NatIpConfiguration(IpConfiguration):
     """A NAT IP: consumer traffic reaches the provider from one of these addresses."""
 
 
-@dataclass(frozen=True)
-class PrivateEndpointConnection:
-    """The provider's record of one private endpoint connected to the service."""
+@dataclass(frozen=True, kw_only=True)
+class PrivateEndpointConnection(Resource):
+    """The provider's record of one private endpoint connected to the service.
 
-    name: str
+    A document of its own (id `<service>/privateEndpointConnections/<name>`, indexed
+    under its service as "connection"), not part of the service's: a connection's
+    change writes one small row and reads its service by key, however many
+    connections the service has (issue 12). Its location is the service's.
+    """
+
     private_endpoint_id: str
     private_endpoint_location: str
     link_identifier: str
     status: str = PENDING
     description: str = ""
     actions_required: str = "None"
-    provisioning_state: str = "Succeeded"
+
+    @property
+    def service_id(self) -> str:
+        """The id of the service this connection belongs to."""
+        return str(self.rid.parent())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,11 +84,6 @@ class PrivateLinkService(Resource):
     enable_proxy_protocol: bool = False
     alias: str = ""
     nic_id: str = ""
-    connections: tuple[PrivateEndpointConnection, ...] = ()
-
-    def connection(self, name: str) -> PrivateEndpointConnection | None:
-        """The connection with this name (case-insensitive)."""
-        return next((c for c in self.connections if c.name.lower() == name.lower()), None)
 
     def connection_id(self, name: str) -> str:
         """ARM id of a connection of this service."""
@@ -412,10 +417,9 @@ def prepare(
             name=existing.name,
             alias=existing.alias,
             nic_id=existing.nic_id,
-            connections=existing.connections,
         )
     else:
-        service = replace(service, alias="", nic_id="", connections=())
+        service = replace(service, alias="", nic_id="")
     if (
         existing is None
         and view.count(TYPE, service.rid.subscription) >= ctx.limits.pls_per_subscription
@@ -458,8 +462,9 @@ def delete(view: StateView, ctx: Context, service_id: str) -> Changes:
     changes = Changes()
     if service is None:
         return changes
-    if service.connections:
-        raise errors.PrivateLinkServiceHasConnections(id=service.id, count=len(service.connections))
+    count = count_connections(view, service.id)
+    if count:
+        raise errors.PrivateLinkServiceHasConnections(id=service.id, count=count)
     changes.delete(service.nic_id)
     changes.delete(service.id)
     return changes
@@ -468,12 +473,31 @@ def delete(view: StateView, ctx: Context, service_id: str) -> Changes:
 # --- connections ----------------------------------------------------------------------------
 
 
+CONNECTION = "connection"  # the index kind that files a connection under its service
+
+
+def connections_of(view: StateView, service_id: str) -> list[PrivateEndpointConnection]:
+    """A service's connections, oldest first (one indexed query)."""
+    found = view.referrers(key(service_id), CONNECTION)
+    return [c for c in found if isinstance(c, PrivateEndpointConnection)]
+
+
+def count_connections(view: StateView, service_id: str) -> int:
+    """How many connections a service has (an indexed count; none is decoded)."""
+    return view.count_referrers(key(service_id), CONNECTION)
+
+
+def connection_references(conn: PrivateEndpointConnection) -> list[tuple[str, str]]:
+    """Index entries of a connection: its service."""
+    return [(CONNECTION, key(conn.service_id))]
+
+
 def get_connection(
     view: StateView, service_id: str, name: str
 ) -> tuple[PrivateLinkService, PrivateEndpointConnection]:
     """A connection of a service (404 for a missing service or connection)."""
     service = require(view, service_id, PrivateLinkService)
-    conn = service.connection(name)
+    conn = get_typed(view, service.connection_id(name), PrivateEndpointConnection)
     if conn is None:
         raise errors.PrivateEndpointConnectionNotFound(name=name, pls=service.id)
     return service, conn

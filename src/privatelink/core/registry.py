@@ -7,12 +7,15 @@ resource group is deleted, and whether templates may deploy it. The store's code
 index tables, template deployments, resource group deletion and the API's path
 canonicalisation and resource kinds all read this table.
 
-Child types that live inside their parent's document (subnets, private endpoint
-connections, a load balancer's children, a NIC's ip configurations) are listed too,
-without a model: they have routes, path segments and RBAC actions of their own.
+Child types that live inside their parent's document (subnets, a load balancer's
+children, a NIC's ip configurations) are listed too, without a model: they have routes,
+path segments and RBAC actions of their own. Private endpoint connections are stored as
+documents of their own but written only by the workflows of private link (an endpoint's
+PUT and DELETE, the provider's approval and deletion): a model and no workflows.
 
-Invariants: one entry per ARM type (case-insensitively); an entry with a model has both
-workflows; order is declaration order (templates list the deployable types in it).
+Invariants: one entry per ARM type (case-insensitively); an entry with workflows has a
+model and both workflows; order is declaration order (templates list the deployable
+types in it).
 """
 
 from __future__ import annotations
@@ -138,7 +141,11 @@ TYPES: tuple[ResourceType[Any], ...] = (
         delete_order=3,
         deployable=True,
     ),
-    ResourceType(_t("privateLinkServices", "privateEndpointConnections")),
+    ResourceType(
+        _t("privateLinkServices", "privateEndpointConnections"),
+        private_link_service.PrivateEndpointConnection,
+        references=private_link_service.connection_references,
+    ),
     ResourceType(
         _t("privateEndpoints"),
         private_endpoint.PrivateEndpoint,
@@ -211,6 +218,12 @@ def for_id(resource_id: str) -> ResourceType[Any] | None:
 def stored() -> tuple[ResourceType[Any], ...]:
     """The types stored as documents of their own (those with a model)."""
     return tuple(t for t in TYPES if t.model is not None)
+
+
+def served() -> tuple[ResourceType[Any], ...]:
+    """The stored types with workflows of their own: each is an API resource kind
+    (private endpoint connections are stored, but written by private link's workflows)."""
+    return tuple(t for t in stored() if t.create_or_update is not None)
 
 
 def deployable() -> tuple[ResourceType[Any], ...]:

@@ -7,7 +7,7 @@ Workflows are pure: they read current state through a `StateView`, and return th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -65,7 +65,14 @@ class StateView(Protocol):
         """
 
     def used_ips(self, subnet_id: str) -> dict[str, str]:
-        """Allocated addresses of a subnet: ip -> owning resource id."""
+        """Allocated addresses of a subnet: ip -> owning resource id (every one of them)."""
+
+    def ip_holders(self, subnet_id: str, ips: Collection[str]) -> dict[str, str]:
+        """`used_ips` for just these addresses: ip -> owning resource id of those held."""
+
+    def lowest_free_ip(self, subnet_id: str, first: int, last: int) -> int | None:
+        """The lowest address (as an integer) in [first, last] that nothing in the subnet
+        holds, or None when all are held (an indexed lookup, not a read of every address)."""
 
     def count(self, resource_type: str, subscription: str) -> int:
         """How many resources of an ARM type a subscription has."""

@@ -23,7 +23,11 @@ from privatelink.core.ids import ResourceId, key
 from privatelink.core.load_balancer import LoadBalancer, Probe, Rule
 from privatelink.core.network_interface import NetworkInterface
 from privatelink.core.private_endpoint import PrivateEndpoint
-from privatelink.core.private_link_service import APPROVED, PrivateLinkService
+from privatelink.core.private_link_service import (
+    APPROVED,
+    PrivateEndpointConnection,
+    PrivateLinkService,
+)
 from privatelink.core.resource import Resource
 from privatelink.core.virtual_network import VirtualNetwork
 from privatelink.dataplane import names
@@ -295,9 +299,14 @@ def service_facts(pls: PrivateLinkService) -> tuple[object, ...]:
     )
 
 
-def approved_keys(pls: PrivateLinkService) -> set[str]:
-    """Connection keys of a service's approved connections (those that take a slot)."""
-    return {connection_key(pls.id, c.name) for c in pls.connections if c.status == APPROVED}
+def approved_keys(resources: Iterable[Resource]) -> set[str]:
+    """Keys of the approved connections among `resources` (those that take a link slot;
+    a connection's key is its `connection_key`)."""
+    return {
+        r.key
+        for r in resources
+        if isinstance(r, PrivateEndpointConnection) and r.status == APPROVED
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from typing import Any
 from privatelink.core.ids import key
 from privatelink.core.network_interface import NetworkInterface
 from privatelink.core.private_endpoint import PrivateEndpoint
-from privatelink.core.private_link_service import PrivateLinkService
+from privatelink.core.private_link_service import PrivateEndpointConnection, PrivateLinkService
 from privatelink.core.resource import Resource
 from privatelink.core.virtual_network import VirtualNetwork
 from privatelink.dataplane import names, nft, privileged
@@ -82,6 +82,11 @@ RESOLV_CONF = (
 # being (re)subscribed). Events repair the rest within a second, so the full pass stays
 # rare: with 1000 links it takes about 11 s (docs/dataplane.md, "Self-repair").
 FULL_RESYNC_SECONDS = 300.0
+# A periodic full pass that falls due while changes are being applied waits for a sync
+# with nothing to apply, at most this much longer: a burst of writes (10,000 endpoints
+# being made) is not slowed by a pass over everything; damage meanwhile reaches the
+# watcher. A full pass after a failure never waits.
+FULL_DEFER_SECONDS = 300.0
 # How long a new pair veth may take to carry packets before its first route goes in.
 VETH_READY_SECONDS = 0.2
 # Default conntrack limit per hub: this share of nf_conntrack_max, which the kernel
@@ -222,6 +227,9 @@ class Reconciler:
         # Each pair veth's consumer-end interface index, as last made or checked: a link
         # over a pair that exists costs one route (no interface lookup).
         self._pair_index: dict[int, int] = {}
+        # Ends (netns, ifname) of pair veths whose last link went, deleted once the sync
+        # that removed the link has been reported (`_retire_pairs`).
+        self._retiring: list[tuple[str, str]] = []
         self._pair_slots = _StoredPairSlots(repo)
         self._full_due = 0.0
         # The stored resources as of change version `_version` (None: read them all next
@@ -317,14 +325,15 @@ class Reconciler:
     def _run(self) -> None:
         backoff = 0.0
         while not self._stop.is_set():
-            # Wake up at least every FULL_RESYNC_SECONDS: the full pass repairs drift.
-            self._dirty.wait(timeout=backoff or FULL_RESYNC_SECONDS)
+            # Wake up when the full pass is due (it repairs drift), at the latest.
+            due = min(max(self._full_due - time.monotonic(), 0.05), FULL_RESYNC_SECONDS)
+            self._dirty.wait(timeout=backoff or due)
             if self._stop.is_set():
                 return
             self._dirty.clear()
             with self._generation_lock:
                 generation = self._wanted
-            report = self.sync_once()
+            report = self._sync_once()
             # Listeners first (the DNS server binds in new hubs): a change counts as
             # applied for `wait_idle` once they have seen it too.
             self._notify()
@@ -332,6 +341,7 @@ class Reconciler:
                 with self._generation_lock:
                     self._done = generation
                     self._generation_lock.notify_all()
+            self._retire_pairs()
             if report.error:
                 backoff = min(max(backoff * 2, 0.5), 30.0)
                 log.warning("sync failed (retry in %.1fs): %s", backoff, report.error)
@@ -481,7 +491,31 @@ class Reconciler:
     # --- one sync ------------------------------------------------------------------
 
     def sync_once(self) -> SyncReport:
-        """Read, plan, apply, report. Never raises (a failure is reported and retried)."""
+        """Read, plan, apply, report, and delete the veths of pairs left without links.
+        Never raises (a failure is reported and retried)."""
+        report = self._sync_once()
+        self._retire_pairs()
+        return report
+
+    def _retire_pairs(self) -> None:
+        """Delete the veths whose pair's last link the last sync removed.
+
+        Deferred until that sync has been reported (its waiting requests answered):
+        deleting a veth waits about 22 ms for the kernel's teardown, and the link is
+        already dead without it (route deleted, flows cut, nft elements gone). A pair
+        slot rests 60 s before reuse, so its names are not wanted again before this
+        runs; one left by a failure is stale to the next full pass, which deletes it.
+        """
+        retiring, self._retiring = self._retiring, []
+        for netns, ifname in retiring:
+            try:
+                self._netlink(netns).delete_link(ifname)  # its peer goes with it
+            except KernelError as exc:
+                log.warning("could not delete %s in %s: %s", ifname, netns, exc.message)
+                self._full_due = 0.0
+
+    def _sync_once(self) -> SyncReport:
+        """`sync_once` without retiring pairs (the loop retires after reporting)."""
         try:
             return self._sync()
         except Exception as exc:  # e.g. the database is unreachable: report, retry later
@@ -583,7 +617,13 @@ class Reconciler:
             elif isinstance(old, PrivateLinkService) and isinstance(new, PrivateLinkService):
                 if service_facts(old) != service_facts(new):
                     return None
-                before, after = approved_keys(old), approved_keys(new)
+            elif isinstance(either, PrivateEndpointConnection) and (
+                old is None or isinstance(old, PrivateEndpointConnection)
+            ):
+                before, after = (
+                    approved_keys([old] if old else []),
+                    approved_keys([new] if new else []),
+                )
                 came |= after - before
                 went |= before - after
             elif isinstance(old, VirtualNetwork) and isinstance(new, VirtualNetwork):
@@ -595,12 +635,16 @@ class Reconciler:
     def _sync(self) -> SyncReport:
         began = time.monotonic()
         started = utc_now()
-        full = time.monotonic() >= self._full_due
+        now = time.monotonic()
+        full = now >= self._full_due
         try:
             read = self._read_world()
         except Exception:
             self._version = None  # read everything again next time
             raise
+        if full and self._full_due and read is not None and (read.put or read.deleted):
+            # Periodic (not after a failure: `_full_due` 0) and busy: FULL_DEFER_SECONDS.
+            full = now >= self._full_due + FULL_DEFER_SECONDS
         repaired: tuple[str, ...] = ()
         desired: Plan | None = None
         try:
@@ -657,7 +701,7 @@ class Reconciler:
         endpoints and connections)."""
         snapshot = Snapshot.of(self._world.values())
         # Only approved connections take a link slot (and so count against MAX_SLOTS).
-        conn_keys: set[str] = set().union(*map(approved_keys, snapshot.services))
+        conn_keys = approved_keys(self._world.values())
         self._change_slots(conn_keys - self._conn_keys, self._conn_keys - conn_keys)
         assert self._slot_of is not None
         desired = self._planner.plan(
@@ -948,22 +992,27 @@ class Reconciler:
         self._plan = change.plan
 
     def _remove_link(self, gone: LinkPlan, wanted: set[str], veth: bool) -> None:
-        """Cut a link's flows in both hubs, then delete its endpoint route, or (`veth`:
-        the last link of its pair) its pair's veth, which takes the route with it."""
+        """Cut a link's flows in both hubs, then delete its endpoint route; with `veth`
+        (the last link of its pair) its pair's veth is retired after the sync is
+        reported (`_retire_pairs`)."""
         for netns in {gone.consumer_netns, gone.provider_netns} & wanted:
             self.kernel.conntrack_delete_mark(netns, gone.mark)
         if gone.local:
             return
-        if veth:
-            self._pair_index.pop(gone.pair, None)
-            if gone.consumer_netns in wanted:
-                self._netlink(gone.consumer_netns).delete_link(gone.consumer_ifname)
-            if gone.provider_netns in wanted:
-                self._netlink(gone.provider_netns).delete_link(gone.provider_ifname)
-        elif gone.consumer_netns in wanted:
+        if gone.consumer_netns in wanted:
             self._netlink(gone.consumer_netns).delete_route(
                 f"{gone.pe_ip}/32", table=names.ENDPOINT_TABLE
             )
+        if veth:
+            self._pair_index.pop(gone.pair, None)
+            self._retiring += [
+                (netns, ifname)
+                for netns, ifname in (
+                    (gone.consumer_netns, gone.consumer_ifname),
+                    (gone.provider_netns, gone.provider_ifname),
+                )
+                if netns in wanted
+            ]
 
     def _link(
         self,

@@ -13,13 +13,15 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -35,6 +37,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     or_,
     select,
     update,
@@ -44,6 +47,12 @@ from sqlalchemy.exc import IntegrityError
 
 from privatelink.core import errors
 from privatelink.core.ids import key
+from privatelink.core.private_link_service import (
+    CONNECTION_TYPE,
+    PrivateEndpointConnection,
+    PrivateLinkService,
+)
+from privatelink.core.private_link_service import TYPE as PLS_TYPE
 from privatelink.core.registry import ip_usages, references
 from privatelink.core.resource import Changes, Resource, StateView
 from privatelink.store import codec, faults
@@ -82,7 +91,12 @@ ips = Table(
     Column("ip", String(64), primary_key=True),
     Column("owner", String(1024), nullable=False, index=True),
     Column("owner_id", String(1024), nullable=False),
+    # The address as an integer (`_ip_number`): dynamic allocation finds the lowest free
+    # address through `ix_ips_subnet_num` instead of reading every address of the subnet.
+    # Nullable only for ALTER TABLE on an older database (`_add_ip_numbers` fills it).
+    Column("num", BigInteger),
 )
+_IPS_BY_NUMBER = Index("ix_ips_subnet_num", ips.c.subnet, ips.c.num)
 
 operations = Table(
     "operations",
@@ -197,6 +211,41 @@ INLINE_READ_BUDGET = 64 * 1024
 _IP_ROW_BYTES = 64  # what a row of `ips` counts against that budget
 
 
+def _ip_number(ip: str) -> int | None:
+    """`ips.num` of an address; None for a string that is not an IPv4 address."""
+    try:
+        return int(IPv4Address(ip))
+    except ValueError:
+        return None
+
+
+# Built once (see _GET_RESOURCE): is an address held; the first free one after a held one.
+_IP_NUMBER_HELD = (
+    select(ips.c.num)
+    .where(and_(ips.c.subnet == bindparam("subnet"), ips.c.num == bindparam("first")))
+    .limit(1)
+)
+_held, _next = ips.alias("held"), ips.alias("next")
+# The lowest held address in [first, last) whose successor is free, walked in index
+# order and stopped at the first hit: the successor is the lowest free address above
+# `first` (which is held when this runs) up to `last`.
+_IP_NUMBER_GAP = (
+    select(_held.c.num + 1)
+    .where(
+        and_(
+            _held.c.subnet == bindparam("subnet"),
+            _held.c.num >= bindparam("first"),
+            _held.c.num < bindparam("last"),
+            ~select(_next.c.num)
+            .where(and_(_next.c.subnet == bindparam("subnet"), _next.c.num == _held.c.num + 1))
+            .exists(),
+        )
+    )
+    .order_by(_held.c.num)
+    .limit(1)
+)
+
+
 class SqlView:
     """StateView over one connection, with a per-transaction cache of decoded documents.
 
@@ -295,6 +344,37 @@ class SqlView:
         self._spend(len(rows) * _IP_ROW_BYTES)
         return {row.ip: row.owner_id for row in rows}
 
+    def ip_holders(self, subnet_id: str, addresses: Collection[str]) -> dict[str, str]:
+        """ip -> owner id of those of `addresses` held in a subnet (primary key lookups)."""
+        wanted = sorted({ip for ip in addresses if "\x00" not in ip})
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            rows = self._conn.execute(
+                select(ips.c.ip, ips.c.owner_id).where(
+                    and_(
+                        ips.c.subnet == key(subnet_id),
+                        ips.c.ip.in_(wanted[start : start + _IN_CHUNK]),
+                    )
+                )
+            ).all()
+            self._spend(max(1, len(rows)) * _IP_ROW_BYTES)
+            found.update((row.ip, row.owner_id) for row in rows)
+        return found
+
+    def lowest_free_ip(self, subnet_id: str, first: int, last: int) -> int | None:
+        """The lowest address in [first, last] no row of the subnet holds (None: all are).
+
+        At most two queries on `ix_ips_subnet_num`: `first` itself, then the first gap."""
+        if first > last:
+            return None
+        params = {"subnet": key(subnet_id), "first": first, "last": last}
+        self._spend(_IP_ROW_BYTES)
+        if self._conn.execute(_IP_NUMBER_HELD, params).first() is None:
+            return first
+        self._spend(_IP_ROW_BYTES)
+        found = self._conn.execute(_IP_NUMBER_GAP, params).scalar()
+        return None if found is None else int(found)
+
     def count(self, resource_type: str, subscription: str) -> int:
         """Number of resources of a type in a subscription."""
         return int(
@@ -311,6 +391,8 @@ class SqlView:
         )
 
 
+_CONNECTION_TYPE = CONNECTION_TYPE.lower()
+_PLS_TYPE = PLS_TYPE.lower()
 _IN_CHUNK = 500  # keys per `IN (...)`: SQLite allows 32766 parameters, stay well below
 
 
@@ -411,7 +493,13 @@ class SqlUnitOfWork(SqlView):
             if rows:
                 self._conn.execute(insert(refs), rows)
             held = [
-                {"subnet": subnet, "ip": ip, "owner": k, "owner_id": resource.id}
+                {
+                    "subnet": subnet,
+                    "ip": ip,
+                    "num": _ip_number(ip),
+                    "owner": k,
+                    "owner_id": resource.id,
+                }
                 for subnet, ip in ip_usages(resource)
             ]
             if held:
@@ -425,6 +513,34 @@ class SqlUnitOfWork(SqlView):
         """Insert or replace an operation record in this transaction (with the change it
         records: both are written, or neither)."""
         _save_operation(self._conn, operation)
+
+
+def _add_ip_numbers(engine: Engine) -> None:
+    """Give an `ips` table made before `num` existed that column, filled, and its index.
+
+    Rows still without a number are filled on every start, not only right after the
+    column is added: on SQLite the ALTER commits by itself (pysqlite runs DDL outside
+    the transaction), so a fill cut short must be finished by the next start. On
+    PostgreSQL under the write lock: servers starting together on one database migrate
+    it once."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK})")
+        if "num" not in {column["name"] for column in inspect(conn).get_columns(ips.name)}:
+            conn.exec_driver_sql("ALTER TABLE ips ADD COLUMN num BIGINT")
+        numbers = [
+            {"b_subnet": row.subnet, "b_ip": row.ip, "b_num": number}
+            for row in conn.execute(select(ips.c.subnet, ips.c.ip).where(ips.c.num.is_(None)))
+            if (number := _ip_number(row.ip)) is not None
+        ]
+        if numbers:
+            conn.execute(
+                update(ips)
+                .where(and_(ips.c.subnet == bindparam("b_subnet"), ips.c.ip == bindparam("b_ip")))
+                .values(num=bindparam("b_num")),
+                numbers,
+            )
+        _IPS_BY_NUMBER.create(conn, checkfirst=True)
 
 
 class SqlRepository:
@@ -444,6 +560,7 @@ class SqlRepository:
         # Indexes added since a table was first made (create_all skips existing tables).
         for index in (*operations.indexes, *refs.indexes):
             index.create(self.engine, checkfirst=True)
+        _add_ip_numbers(self.engine)
         self._lock = threading.Lock()
         # Small reads on the caller's thread (an event loop's GETs) for a local SQLite
         # file; a database over the network always reads in a worker thread.
@@ -452,6 +569,37 @@ class SqlRepository:
             if local_sqlite_file(url)
             else None
         )
+        self._split_inline_connections()
+
+    def _split_inline_connections(self) -> None:
+        """Give connections stored inside their service's document (databases made
+        before connections were rows of their own) their own rows, once: each
+        becomes a document, and its service is written again without them."""
+        inline = resources.c.body.contains('"connections": [{', autoescape=True)
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(resources.c.key).where(and_(resources.c.type == _PLS_TYPE, inline))
+            ).first()
+        if found is None:
+            return
+        with self.write() as uow:
+            rows = uow._conn.execute(
+                select(resources.c.body).where(and_(resources.c.type == _PLS_TYPE, inline))
+            ).all()
+            changes = Changes()
+            for row in rows:
+                service = codec.loads(_PLS_TYPE, row.body)  # leaves the connections out
+                assert isinstance(service, PrivateLinkService)
+                for stored in json.loads(row.body).get("connections") or []:
+                    changes.put(
+                        PrivateEndpointConnection(
+                            id=service.connection_id(stored["name"]),
+                            location=service.location,
+                            **stored,
+                        )
+                    )
+                changes.put(service)
+            uow.apply(changes)
 
     @staticmethod
     def _tune_sqlite(engine: Engine) -> None:
@@ -866,8 +1014,14 @@ class SqlRepository:
             conn.execute(delete(resource_groups).where(resource_groups.c.key == k))
 
     def resources_in_group(self, subscription: str, name: str | None) -> builtins.list[Resource]:
-        """Every network resource of a resource group (or, with None, a subscription)."""
-        cond = [resources.c.subscription == subscription.lower()]
+        """Every network resource of a resource group (or, with None, a subscription).
+
+        Private endpoint connections are left out: they are their service's children
+        (listed in its document, deleted by its workflows), as in ARM's resource lists."""
+        cond = [
+            resources.c.subscription == subscription.lower(),
+            resources.c.type != _CONNECTION_TYPE,
+        ]
         if name is not None:
             cond.append(resources.c.resource_group == name.lower())
         with self.engine.connect() as conn:
