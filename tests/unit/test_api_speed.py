@@ -355,8 +355,10 @@ class _Connections:
     def __init__(self, connections: list[core.PrivateEndpointConnection]) -> None:
         self.connections = connections
 
-    def referrers(self, target: str, kind: str) -> list[core.PrivateEndpointConnection]:
-        assert (target, kind) == (PLS_ID.lower(), "connection")
+    def referrers(
+        self, target: str, kind: str, offset: int = 0, limit: int | None = None
+    ) -> list[core.PrivateEndpointConnection]:
+        assert (target, kind, offset, limit) == (PLS_ID.lower(), "connection", 0, None)
         return self.connections
 
 

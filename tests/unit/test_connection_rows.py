@@ -67,6 +67,12 @@ def test_connections_are_listed_and_counted_through_the_index(service_world: Wor
         assert plsm.count_connections(view, pls_id()) == 3
         service, found = plsm.get_connection(view, pls_id(), got[1].name.upper())
         assert found == got[1] and service.id == w.pls().id
+    # A page is read (and decoded) alone: the connections list's pages.
+    for offset, limit in [(0, 2), (1, 1), (2, 5), (3, 1), (0, None), (1, None)]:
+        with w.repo.read() as view:
+            page = plsm.connections_of(view, pls_id(), offset, limit)
+        end = None if limit is None else offset + limit
+        assert page == list(got[offset:end])
 
 
 def _inline_connections(world: World) -> list[dict[str, object]]:

@@ -96,8 +96,10 @@ class _PaddedView:
         count = int(self._inner.count_referrers(target, kind))
         return count + (self._extra if kind in self._kinds else 0)
 
-    def referrers(self, target: str, kind: str) -> list[Resource]:
-        found = self._inner.referrers(target, kind)
+    def referrers(
+        self, target: str, kind: str, offset: int = 0, limit: int | None = None
+    ) -> list[Resource]:
+        found = self._inner.referrers(target, kind, offset, limit)
         if kind in self._kinds:
             filler = found[0] if found else Resource(id="/x", name="x", location="x")
             found = found + [filler] * self._extra

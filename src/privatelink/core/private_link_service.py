@@ -476,9 +476,12 @@ def delete(view: StateView, ctx: Context, service_id: str) -> Changes:
 CONNECTION = "connection"  # the index kind that files a connection under its service
 
 
-def connections_of(view: StateView, service_id: str) -> list[PrivateEndpointConnection]:
-    """A service's connections, oldest first (one indexed query)."""
-    found = view.referrers(key(service_id), CONNECTION)
+def connections_of(
+    view: StateView, service_id: str, offset: int = 0, limit: int | None = None
+) -> list[PrivateEndpointConnection]:
+    """A service's connections, oldest first (one indexed query); `offset`/`limit`
+    read one page of them."""
+    found = view.referrers(key(service_id), CONNECTION, offset, limit)
     return [c for c in found if isinstance(c, PrivateEndpointConnection)]
 
 

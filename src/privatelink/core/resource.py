@@ -52,8 +52,11 @@ class StateView(Protocol):
     def get(self, resource_id: str) -> Resource | None:
         """The resource with this id (case-insensitive), or None."""
 
-    def referrers(self, target: str, kind: str) -> list[Resource]:
-        """Resources whose index entries point at `target` with `kind` (core.registry)."""
+    def referrers(
+        self, target: str, kind: str, offset: int = 0, limit: int | None = None
+    ) -> list[Resource]:
+        """Resources whose index entries point at `target` with `kind` (core.registry),
+        oldest first; `offset`/`limit` read one page of them."""
 
     def count_referrers(self, target: str, kind: str) -> int:
         """How many resources index `target` under `kind` (without loading them)."""

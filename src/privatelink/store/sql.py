@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from ipaddress import IPv4Address
@@ -42,7 +42,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from privatelink.core import errors
@@ -283,24 +283,40 @@ class SqlView:
             self._cache[k] = self._decode(found[0], found[1]) if found else None
         return self._cache[k]
 
-    def referrers(self, target: str, kind: str) -> list[Resource]:
-        """Resources that index `target` under `kind`."""
+    def referrers(
+        self, target: str, kind: str, offset: int = 0, limit: int | None = None
+    ) -> list[Resource]:
+        """Resources that index `target` under `kind`, oldest first; `offset` and
+        `limit` read one page of them (only that page is decoded)."""
         if "\x00" in target:
             return []
-        rows = self._conn.execute(
+        query = (
             select(resources.c.key, resources.c.type, resources.c.body)
             .join(refs, refs.c.src == resources.c.key)
             .where(and_(refs.c.dst == target.lower(), refs.c.kind == kind))
             .order_by(resources.c.seq)
-        ).all()
-        found = []
+        )
+        if offset:
+            query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = self._conn.execute(query).all()
+        self._decode_rows([r for r in rows if r.key not in self._cache])
+        return [item for row in rows if (item := self._cache[row.key]) is not None]
+
+    def _decode_rows(self, rows: Sequence[Row[Any, Any, Any]]) -> None:
+        """Decode (key, type, body) rows into the cache: those of one type in one call
+        (`codec.loads_many`), as a long list of referrers mostly is."""
+        by_type: dict[str, list[Row[Any, Any, Any]]] = {}
         for row in rows:
-            if row.key not in self._cache:
-                self._cache[row.key] = self._decode(row.type, row.body)
-            item = self._cache[row.key]
-            if item is not None:
-                found.append(item)
-        return found
+            by_type.setdefault(row.type, []).append(row)
+        for resource_type, group in by_type.items():
+            if len(group) == 1:
+                self._cache[group[0].key] = self._decode(resource_type, group[0].body)
+                continue
+            self._spend(sum(len(r.body) for r in group))
+            decoded = codec.loads_many(resource_type, [r.body for r in group])
+            self._cache.update(zip((r.key for r in group), decoded, strict=True))
 
     def count_referrers(self, target: str, kind: str) -> int:
         """Index entries pointing at `target` with `kind` (an indexed COUNT)."""
@@ -669,7 +685,7 @@ class SqlRepository:
                 .order_by(resources.c.seq)
                 .limit(top + 1)
             ).all()
-        items = [codec.loads(r.type, r.body) for r in rows[:top]]
+        items = codec.loads_many(resource_type.lower(), [r.body for r in rows[:top]])
         next_token = str(rows[top - 1].seq) if len(rows) > top else None
         return Page(items, next_token)
 
