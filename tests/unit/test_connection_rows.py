@@ -126,3 +126,33 @@ def test_a_database_with_inline_connections_is_upgraded_once(tmp_path: Path) -> 
         assert w.pe("pe1").connection.status == "Rejected"
     finally:
         w.dispose()
+
+
+def test_a_list_page_walks_an_index_and_old_databases_get_it(tmp_path: Path) -> None:
+    repo = SqlRepository.sqlite_in(tmp_path)
+    with repo.engine.begin() as conn:  # a database from before: the old index only
+        conn.exec_driver_sql("DROP INDEX ix_resources_list")
+        conn.exec_driver_sql("DROP INDEX ix_resources_group_list")
+        conn.exec_driver_sql(
+            "CREATE INDEX ix_resources_type_subscription"
+            " ON resources (type, subscription, resource_group)"
+        )
+    repo.dispose()
+    repo = SqlRepository.sqlite_in(tmp_path)
+    try:
+        with repo.engine.connect() as conn:
+            names = {r[1] for r in conn.exec_driver_sql("PRAGMA index_list(resources)")}
+            assert {"ix_resources_list", "ix_resources_group_list"} <= names
+            assert "ix_resources_type_subscription" not in names
+            for group in ("", " AND resource_group = 'rg'"):
+                plan = " ".join(
+                    str(row[3])
+                    for row in conn.exec_driver_sql(
+                        "EXPLAIN QUERY PLAN SELECT seq, type, body FROM resources"
+                        f" WHERE type = 't' AND subscription = 's'{group} AND seq > 5"
+                        " ORDER BY seq LIMIT 101"
+                    )
+                )
+                assert "USING INDEX ix_resources_" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        repo.dispose()

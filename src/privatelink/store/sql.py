@@ -70,7 +70,10 @@ resources = Table(
     Column("subscription", String(64), nullable=False),
     Column("resource_group", String(200), nullable=False),
     Column("body", Text, nullable=False),
-    Index("ix_resources_type_subscription", "type", "subscription", "resource_group"),
+    # A list's page walks one of these in creation order and stops after the page (no
+    # sort of every resource of the type in the subscription, bodies and all).
+    Index("ix_resources_list", "type", "subscription", "seq"),
+    Index("ix_resources_group_list", "type", "subscription", "resource_group", "seq"),
 )
 
 refs = Table(
@@ -574,8 +577,10 @@ class SqlRepository:
             self._tune_sqlite(self.engine)
         metadata.create_all(self.engine)
         # Indexes added since a table was first made (create_all skips existing tables).
-        for index in (*operations.indexes, *refs.indexes):
+        for index in (*operations.indexes, *refs.indexes, *resources.indexes):
             index.create(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:  # superseded by ix_resources_group_list
+            conn.exec_driver_sql("DROP INDEX IF EXISTS ix_resources_type_subscription")
         _add_ip_numbers(self.engine)
         self._lock = threading.Lock()
         # Small reads on the caller's thread (an event loop's GETs) for a local SQLite
