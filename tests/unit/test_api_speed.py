@@ -6,6 +6,7 @@
 - `route_filter.prefilter` answers "no match" only where FastAPI would: matching paths
   still route (a wrong method is still 405), routes added later are found.
 - The private link service renderers build JSON by hand: it is the wire models' dump.
+- So does the private endpoint renderer.
 - The activity recorder's read path only adds `x-ms-correlation-request-id`.
 - `serve` freezes what exists at start out of the garbage collector's full collections.
 """
@@ -29,8 +30,10 @@ from starlette.routing import Route
 
 from privatelink import serving
 from privatelink.api import activity_log, arm, route_filter
+from privatelink.api import private_endpoint as pe_api
 from privatelink.api import private_link_service as api
 from privatelink.cli.main import main
+from privatelink.core import private_endpoint as pe_core
 from privatelink.core import private_link_service as core
 from privatelink.identity.credentials import ClientCredentials, ensure_client, ensure_signing_key
 from privatelink.identity.tokens import InvalidToken, StaticDirectory, TokenIssuer
@@ -420,6 +423,177 @@ def test_render_is_the_wire_models_dump(
         assert json.dumps(api.render_connection(service, conn)) == json.dumps(
             _reference_connection(service, conn)
         )
+
+
+# --- the private endpoint renderer -------------------------------------------------------
+
+
+def _reference_endpoint(endpoint: pe_core.PrivateEndpoint) -> dict[str, Any]:
+    """The renderer as it was: the wire models, dumped."""
+    kind = (
+        "manualPrivateLinkServiceConnections"
+        if endpoint.manual
+        else "privateLinkServiceConnections"
+    )
+    connections = [
+        pe_api.LinkConnectionWire(
+            id=f"{endpoint.id}/{kind}/{c.name}",
+            name=c.name,
+            type=f"{pe_api.TYPE}/privateLinkServiceConnections",
+            etag=endpoint.etag,
+            properties=pe_api.LinkConnectionProperties(
+                private_link_service_id=c.target,
+                group_ids=list(c.group_ids),
+                request_message=c.request_message,
+                private_link_service_connection_state=api.ConnectionState(
+                    status=c.status, description=c.description, actions_required=c.actions_required
+                ),
+                provisioning_state=endpoint.provisioning_state,
+            ),
+        )
+        for c in endpoint.connections
+    ]
+    props = pe_api.PrivateEndpointProperties(
+        subnet=arm.SubResource(id=endpoint.subnet_id),
+        network_interfaces=[arm.SubResource(id=endpoint.nic_id)],
+        custom_dns_configs=[
+            pe_api.DnsConfigWire(fqdn=d.fqdn, ip_addresses=list(d.ip_addresses))
+            for d in endpoint.custom_dns_configs
+        ],
+        custom_network_interface_name=endpoint.custom_nic_name,
+        provisioning_state=endpoint.provisioning_state,
+    )
+    body = arm.dump(
+        pe_api.PrivateEndpointWire(
+            id=endpoint.id,
+            name=endpoint.name,
+            type=pe_api.TYPE,
+            location=endpoint.location,
+            tags=endpoint.tags,
+            etag=endpoint.etag,
+            properties=props,
+        )
+    )
+    rendered = [arm.dump(c) for c in connections]
+    body["properties"]["privateLinkServiceConnections"] = [] if endpoint.manual else rendered
+    body["properties"]["manualPrivateLinkServiceConnections"] = rendered if endpoint.manual else []
+    return body
+
+
+PE_ID = f"{SUB}/Microsoft.Network/privateEndpoints/pe"
+
+
+def _endpoints() -> list[pe_core.PrivateEndpoint]:
+    bare = pe_core.PrivateEndpoint(id=PE_ID, name="pe", location="eastus")
+    auto = pe_core.PrivateEndpoint(
+        id=PE_ID,
+        name="pe",
+        location="eastus",
+        tags={"env": "prod", "ünï": "cödé"},
+        etag='W/"0a1b"',
+        subnet_id=SUBNET,
+        connections=(
+            pe_core.PrivateLinkServiceConnection(
+                name="to-pls",
+                target="pls.guid.eastus.azure.privatelinkservice",
+                private_link_service_id=PLS_ID,
+                request_message=None,
+                status="Approved",
+                description="Auto-Approved",
+                remote_name="pe.guid",
+            ),
+        ),
+        nic_id=f"{SUB}/Microsoft.Network/networkInterfaces/pe.nic.guid",
+        custom_dns_configs=(
+            pe_core.DnsConfig("a.example", ("10.0.0.4",)),
+            pe_core.DnsConfig("b.example", ("10.0.0.4", "fd00::4")),
+            pe_core.DnsConfig("c.example", ()),
+        ),
+    )
+    manual = pe_core.PrivateEndpoint(
+        id=PE_ID,
+        name="pe",
+        location="westeurope",
+        tags={},
+        provisioning_state="Updating",
+        subnet_id=SUBNET,
+        connections=(
+            pe_core.PrivateLinkServiceConnection(
+                name="manual",
+                target=PLS_ID,
+                request_message="",
+                group_ids=("a", "b"),
+                actions_required="Recreate",
+            ),
+            pe_core.PrivateLinkServiceConnection(
+                name="second", target=PLS_ID, request_message="please ✓"
+            ),
+        ),
+        manual=True,
+        nic_id=f"{SUB}/Microsoft.Network/networkInterfaces/mynic",
+        custom_nic_name="mynic",
+        static_ip="10.0.0.9",
+    )
+    untagged = pe_core.PrivateEndpoint(
+        id=PE_ID,
+        name="pe",
+        location="eastus",
+        tags=None,  # type: ignore[arg-type]
+        provisioning_state="Failed",
+        manual=True,
+        custom_nic_name="",
+    )
+    return [bare, auto, manual, untagged]
+
+
+def _same_as_reference(endpoint: pe_core.PrivateEndpoint) -> None:
+    got = pe_api.render(None, endpoint)  # type: ignore[arg-type]
+    # Same keys, same order, same values: the same bytes on the wire.
+    assert json.dumps(got) == json.dumps(_reference_endpoint(endpoint))
+
+
+@pytest.mark.parametrize("endpoint", _endpoints(), ids=["bare", "auto", "manual", "untagged"])
+def test_endpoint_render_is_the_wire_models_dump(endpoint: pe_core.PrivateEndpoint) -> None:
+    _same_as_reference(endpoint)
+
+
+_TEXT = st.text(max_size=12)
+_STATES = st.sampled_from(["Succeeded", "Updating", "Deleting", "Failed"]) | _TEXT
+_CONNECTIONS = st.builds(
+    pe_core.PrivateLinkServiceConnection,
+    name=_TEXT,
+    target=_TEXT,
+    private_link_service_id=_TEXT,
+    request_message=st.none() | _TEXT,
+    group_ids=st.lists(_TEXT, max_size=3).map(tuple),
+    status=st.sampled_from(["Pending", "Approved", "Rejected", "Disconnected"]) | _TEXT,
+    description=_TEXT,
+    actions_required=_TEXT,
+    remote_name=_TEXT,
+)
+_DNS = st.builds(pe_core.DnsConfig, fqdn=_TEXT, ip_addresses=st.lists(_TEXT, max_size=3).map(tuple))
+_ENDPOINTS = st.builds(
+    pe_core.PrivateEndpoint,
+    id=_TEXT,
+    name=_TEXT,
+    location=_TEXT,
+    tags=st.none() | st.dictionaries(_TEXT, _TEXT, max_size=4),
+    etag=_TEXT,
+    provisioning_state=_STATES,
+    subnet_id=_TEXT,
+    connections=st.lists(_CONNECTIONS, max_size=3).map(tuple),
+    manual=st.booleans(),
+    nic_id=_TEXT,
+    custom_nic_name=st.none() | _TEXT,
+    static_ip=st.none() | _TEXT,
+    custom_dns_configs=st.lists(_DNS, max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ENDPOINTS)
+def test_endpoint_render_agrees_with_the_reference(endpoint: pe_core.PrivateEndpoint) -> None:
+    _same_as_reference(endpoint)
 
 
 # --- the activity recorder's read path --------------------------------------------------
