@@ -30,6 +30,7 @@ from privatelink.api import lean_route, reading
 from privatelink.api.arm import ArmJSONResponse
 from privatelink.api.gate import ArmGate
 from privatelink.core import actions
+from privatelink.core import private_link_service as plsm
 from privatelink.core import virtual_network as vnm
 from privatelink.core.resource import Changes, StateView
 from privatelink.server import build
@@ -444,3 +445,21 @@ def test_the_gate_refuses_a_nul_anywhere_in_the_url(where: str) -> None:
     asyncio.run(gate(scope, None, send))
     assert sent[0]["status"] == 400
     assert json.loads(sent[1]["body"])["error"]["code"] == "InvalidRequestContent"
+
+
+def test_an_inline_list_too_long_for_the_budget_is_refused_before_it_is_read(
+    service_world: World,
+) -> None:
+    alias = service_world.pls().alias
+    for i in range(5):
+        service_world.create_pe(alias, name=f"pe{i}")
+    service_id = service_world.pls().id
+    # Room for 4 documents of the smallest size: 5 are refused by count, not decoded.
+    reader = inline.InlineReader(service_world.repo.url, lambda c, raw: _view(c, raw, 4 * 256))
+    try:
+        with pytest.raises(InlineReadRefused, match="list outgrew"):
+            reader.run(lambda view: plsm.connections_of(view, service_id))
+        one = reader.run(lambda view: plsm.connections_of(view, service_id, 2, 1))
+        assert one == list(service_world.connections()[2:3])
+    finally:
+        reader.close()

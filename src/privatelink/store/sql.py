@@ -212,6 +212,9 @@ _GET_RESOURCE_SQLITE = "SELECT type, body FROM resources WHERE key = ?"
 #: thread): a few ordinary documents, about a millisecond of decoding and rendering.
 INLINE_READ_BUDGET = 64 * 1024
 _IP_ROW_BYTES = 64  # what a row of `ips` counts against that budget
+# No stored document is smaller: an inline read of a longer list than its budget has
+# room for at this size is refused before the rows are read (not after reading them).
+_MIN_DOCUMENT_BYTES = 256
 
 
 def _ip_number(ip: str) -> int | None:
@@ -301,9 +304,14 @@ class SqlView:
         )
         if offset:
             query = query.offset(offset)
-        if limit is not None:
+        room = None if self._budget is None else self._budget // _MIN_DOCUMENT_BYTES
+        if room is not None and (limit is None or limit > room):
+            query = query.limit(room + 1)  # more than fit: refused without reading them
+        elif limit is not None:
             query = query.limit(limit)
         rows = self._conn.execute(query).all()
+        if room is not None and len(rows) > room:
+            raise InlineReadRefused("the list outgrew the inline budget")
         self._decode_rows([r for r in rows if r.key not in self._cache])
         return [item for row in rows if (item := self._cache[row.key]) is not None]
 
