@@ -7,17 +7,14 @@ one; it must give exactly what `addressing.allocate` gives over the whole used s
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pl_world import World, make_vnet, nic_id, subnet_id
 from sqlalchemy import Column, MetaData, String, Table, create_engine, inspect, select, update
-from sqlalchemy.engine import make_url
 
 from privatelink.core import addressing, errors
 from privatelink.core import network_interface as nicm
@@ -201,21 +198,6 @@ def test_smallest_subnet_is_full_after_three(world: World) -> None:
 
 
 # --- a database made before `ips.num` ----------------------------------------------------------
-
-
-@pytest.fixture
-def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A database of its own in the session's PostgreSQL (dropped afterwards)."""
-    base = make_url(request.getfixturevalue("postgres_url"))
-    name = f"ipnum_{uuid.uuid4().hex[:12]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -13,7 +13,6 @@ import contextlib
 import socket
 import sqlite3
 import threading
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,21 +273,6 @@ def test_unreachable_postgres_fails_fast_with_store_unavailable() -> None:
 
 
 # --- PostgreSQL: a change and its operation record are one transaction; reconnects ----------
-
-
-@pytest.fixture
-def pg_database(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A database of its own in the session's PostgreSQL (dropped afterwards)."""
-    base = make_url(request.getfixturevalue("postgres_url"))
-    name = f"faults_{uuid.uuid4().hex[:12]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _terminate_others(repo: SqlRepository) -> int:

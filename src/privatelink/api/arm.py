@@ -202,6 +202,26 @@ def parse_body(model: type[M], body: Any) -> M:
     return wire
 
 
+def present(**fields: Any) -> dict[str, Any]:
+    """The fields that are not None, in order (ARM leaves absent properties out): for
+    renderers that build their JSON directly instead of dumping the wire models."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def tracked(resource: Resource, arm_type: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """A tracked resource's envelope as `TrackedWire`'s dump has it: id, name, type,
+    etag, location, tags (left out when None), properties."""
+    return present(
+        id=resource.id,
+        name=resource.name,
+        type=arm_type,
+        etag=resource.etag,
+        location=resource.location,
+        tags=None if resource.tags is None else dict(resource.tags),
+        properties=properties,
+    )
+
+
 def dump(model: BaseModel) -> dict[str, Any]:
     """A wire model as ARM JSON (camelCase, no nulls)."""
     return model.model_dump(by_alias=True, exclude_none=True, mode="json")

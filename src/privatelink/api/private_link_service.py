@@ -126,11 +126,6 @@ def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.Private
     )
 
 
-def _present(**fields: Any) -> dict[str, Any]:
-    """The fields that are not None, in order (ARM leaves absent properties out)."""
-    return {k: v for k, v in fields.items() if v is not None}
-
-
 def _id(value: str | None) -> dict[str, Any]:
     """A reference, `{"id": ...}` (`{}` without one)."""
     return {} if value is None else {"id": value}
@@ -140,7 +135,7 @@ def _id(value: str | None) -> dict[str, Any]:
 # building the wire models (`ConnectionWire`, `PrivateLinkServiceWire`) to dump them
 # cost more than the rest of such a request. The output is the models' dump (camelCase
 # names in field order, None left out); tests/unit/test_api_speed.py compares. Fields
-# that are never None are set directly (cheaper than `_present` on this path).
+# that are never None are set directly (cheaper than `arm.present` on this path).
 
 
 def render_connection(
@@ -174,15 +169,15 @@ def render_connection(
 def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
     """A private link service as ARM JSON."""
     state = service.provisioning_state
-    props = _present(
+    props = arm.present(
         loadBalancerFrontendIpConfigurations=[_id(f) for f in service.frontend_ids],
         ipConfigurations=[
-            _present(
+            arm.present(
                 id=f"{service.id}/ipConfigurations/{c.name}",
                 name=c.name,
                 type=f"{TYPE}/ipConfigurations",
                 etag=service.etag,
-                properties=_present(
+                properties=arm.present(
                     privateIPAddress=c.private_ip,
                     privateIPAllocationMethod=c.allocation,
                     privateIPAddressVersion=c.ip_version,
@@ -204,15 +199,7 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
     props["privateEndpointConnections"] = [
         render_connection(service, c) for c in core.connections_of(view, service.id)
     ]
-    return _present(
-        id=service.id,
-        name=service.name,
-        type=TYPE,
-        etag=service.etag,
-        location=service.location,
-        tags=None if service.tags is None else dict(service.tags),
-        properties=props,
-    )
+    return arm.tracked(service, TYPE, props)
 
 
 router = APIRouter(route_class=LeanRoute)
