@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from pl_world import S1, World, make_pe, pls_id
 from sqlalchemy import delete, select, update
 
@@ -92,8 +93,20 @@ def _inline_connections(world: World) -> list[dict[str, object]]:
     return moved
 
 
-def test_a_database_with_inline_connections_is_upgraded_once(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each kind the store runs on."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("pg_database"))
+
+
+def test_a_database_with_inline_connections_is_upgraded_once(
+    tmp_path: Path, store_url: str
+) -> None:
     w = World(tmp_path / "w", Limits())
+    w.repo.dispose()
+    w.repo = SqlRepository(store_url)
     try:
         w.provider()
         w.consumer()
@@ -104,7 +117,7 @@ def test_a_database_with_inline_connections_is_upgraded_once(tmp_path: Path) -> 
         moved = _inline_connections(w)
         assert w.connections() == ()
         w.repo.dispose()
-        w.repo = SqlRepository.sqlite_in(tmp_path / "w")
+        w.repo = SqlRepository(store_url)
         got = w.connections()
         assert [{f: getattr(c, f) for f in CONNECTION_FIELDS} for c in got] == moved
         assert [c.status for c in got] == ["Pending", "Approved"]
@@ -116,7 +129,7 @@ def test_a_database_with_inline_connections_is_upgraded_once(tmp_path: Path) -> 
         assert {c.key for c in got} <= fed
         snapshot = w.snapshot()
         w.repo.dispose()
-        w.repo = SqlRepository.sqlite_in(tmp_path / "w")
+        w.repo = SqlRepository(store_url)
         assert w.snapshot() == snapshot
         # The upgraded service works as any other: its limit counts the moved rows,
         # and the provider can still act on a moved connection.
