@@ -72,7 +72,27 @@ def ask(netns: str, name: str, rdtype: str = "A", tcp: bool = False) -> dns.mess
             return dns.query.tcp(query, DNS_IP, timeout=2, sock=sock)
     with privileged.socket_in_netns(netns, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
-        return dns.query.udp(query, DNS_IP, timeout=2, sock=sock)
+        try:
+            return dns.query.udp(query, DNS_IP, timeout=2, sock=sock)
+        except dns.query.UnexpectedSource as exc:
+            # Seen twice in full suites, never alone: fail with what the namespaces held.
+            raise AssertionError(f"{exc}\n{_udp_state(netns)}") from exc
+
+
+def _udp_state(netns: str) -> str:
+    """UDP sockets, addresses and conntrack entries of the namespaces of this test's
+    world (those sharing `netns`'s prefix), for a failure message."""
+    prefix = netns.split("-", 1)[0] + "-"
+    out = []
+    for name in sorted(n for n in privileged.list_netns() if n.startswith(prefix)):
+        for argv in (
+            ["ip", "-n", name, "-brief", "addr"],
+            ["ip", "netns", "exec", name, "ss", "-uanp"],
+            ["ip", "netns", "exec", name, "conntrack", "-L", "-p", "udp"],
+        ):
+            run = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+            out.append(f"$ {' '.join(argv)}\n{run.stdout}{run.stderr}")
+    return "\n".join(out)
 
 
 def addresses(reply: dns.message.Message) -> list[str]:
