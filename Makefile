@@ -30,8 +30,11 @@ PYTEST_ARGS ?=
 SERVE_ARGS ?=
 
 # Debian packages: PostgreSQL server (tests start a throwaway one), the
-# dataplane tools, and HTTPS basics.
-SYSTEM_PACKAGES := postgresql nftables iproute2 conntrack curl ca-certificates
+# dataplane tools, HTTPS basics, and site-to-site VPN: strongSwan's charon with
+# swanctl and the extra plugins (kernel-libipsec: ESP in user space where the
+# kernel has none), tcpdump (tests check the wire carries ESP), util-linux (unshare).
+SYSTEM_PACKAGES := postgresql nftables iproute2 conntrack curl ca-certificates \
+	charon-systemd strongswan-swanctl libcharon-extra-plugins tcpdump util-linux
 # What the data-plane benchmarks drive traffic with (bench/dataplane.py, bench/scale.py).
 BENCH_PACKAGES := iperf3 wrk haproxy
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from privatelink.api.app import DEFAULT_PAGE_SIZE, Tenancy, create_app
+from privatelink.api.site import build_site_router
 from privatelink.core.authorization import OWNER, RoleAssignment, RoleAssignmentExists
 from privatelink.core.limits import Limits
 from privatelink.core.principal import SubscriptionCreated, no_owner
@@ -29,7 +30,7 @@ from privatelink.core.throttle import ThrottlingConfig
 from privatelink.dataplane import names
 from privatelink.dataplane.reconciler import Reconciler
 from privatelink.dns.server import DnsServer
-from privatelink.identity.admin import build_admin_router
+from privatelink.identity.admin import AdminGate, build_admin_router
 from privatelink.identity.credentials import (
     ClientCredentials,
     ensure_client,
@@ -64,7 +65,8 @@ class ServerConfig:
     enforcement off (every authenticated caller may do everything, as before tenants;
     benchmarks compare against it). `"throttling": {...}` sets ARM's request budgets and
     the sign-in lockout (`core.throttle.ThrottlingConfig`; `{"enabled": false}` turns both
-    off, `{"scale": 1}` gives Azure's own limits).
+    off, `{"scale": 1}` gives Azure's own limits). `"limits": {"public_ip_range":
+    "198.18.0.0/15"}` sets where public IP addresses come from (an IPv4 /24 or larger).
     """
 
     limits: Limits
@@ -238,6 +240,13 @@ def build(
                 server_url=url,
                 ca_file=str(pki.ca_file.resolve()),
                 on_subscription_created=subscription_created,
+            ),
+            # On-premises sites (`privatelink site ...`); a change pokes the data plane.
+            build_site_router(
+                AdminGate(issuer, directory, client.tenant_id),
+                repo,
+                config.limits,
+                on_change=plane.poke,
             ),
         ),
     )

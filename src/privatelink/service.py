@@ -196,6 +196,11 @@ class ControlPlane:
         if self.realization_wait > 0:
             self.realizer.wait_idle(self.realization_wait)
 
+    def poke(self) -> None:
+        """State the data plane realizes changed outside `change` (an admin object such
+        as an on-premises site): mark it dirty and wait a little, as a change does."""
+        self._realize()
+
     def record_operation(
         self, resource_id: str, kind: str, error: tuple[str, str] | None = None
     ) -> Operation:

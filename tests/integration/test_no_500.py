@@ -79,11 +79,22 @@ def target(server: Any, helpers: Any) -> Target:
         },
     }
     lb_body = world.lb_body(provider, rules=[helpers.Rule("r", "fe", "be")])
+    reach = _reach(server, p)
+    remote = f"{p}/virtualNetworks/peer-remote"
+    remote_body = {
+        "location": "eastus",
+        "properties": {"addressSpace": {"addressPrefixes": ["10.60.0.0/16"]}},
+    }
+    server.http.put(remote + Q, json=remote_body).raise_for_status()
     bodies = {
         "vnet": (f"{p}/virtualNetworks/", vnet_body),
         "subnet": (
             f"{c}/virtualNetworks/{consumer.vnet}/subnets/",
             {"properties": {"addressPrefix": "10.0.200.0/24"}},
+        ),
+        "peering": (
+            f"{c}/virtualNetworks/{consumer.vnet}/virtualNetworkPeerings/",
+            {"properties": {"remoteVirtualNetwork": {"id": remote}}},
         ),
         "lb": (f"{p}/loadBalancers/", lb_body),
         "pls": (f"{p}/privateLinkServices/", provider.pls_body(fe="fe2", visibility=["*"])),
@@ -133,8 +144,84 @@ def target(server: Any, helpers: Any) -> Target:
                 }
             },
         ),
+        **reach,
     }
     return Target(server, provider, consumer, pls_name, conn.name, bodies)
+
+
+def _reach(server: Any, base: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Issue 13's kinds: a hub VNet with a GatewaySubnet, a public IP, a VPN gateway and a
+    site in `base`; valid bodies of a public IP, a gateway, a site and a connection."""
+    http = server.http
+    hub = f"{base}/virtualNetworks/hub"
+    writes = [
+        (
+            hub,
+            {
+                "location": "eastus",
+                "properties": {
+                    "addressSpace": {"addressPrefixes": ["10.70.0.0/16"]},
+                    "subnets": [
+                        {"name": "GatewaySubnet", "properties": {"addressPrefix": "10.70.255.0/27"}}
+                    ],
+                },
+            },
+        ),
+        (f"{base}/publicIPAddresses/gwpip", {"location": "eastus", "sku": {"name": "Standard"}}),
+    ]
+    gateway = {
+        "location": "eastus",
+        "properties": {
+            "gatewayType": "Vpn",
+            "vpnType": "RouteBased",
+            "sku": {"name": "VpnGw1", "tier": "VpnGw1"},
+            "ipConfigurations": [
+                {
+                    "name": "default",
+                    "properties": {
+                        "subnet": {"id": f"{hub}/subnets/GatewaySubnet"},
+                        "publicIPAddress": {"id": f"{base}/publicIPAddresses/gwpip"},
+                    },
+                }
+            ],
+        },
+    }
+    site = {
+        "location": "eastus",
+        "properties": {
+            "gatewayIpAddress": "203.0.113.5",
+            "localNetworkAddressSpace": {"addressPrefixes": ["192.168.0.0/16"]},
+        },
+    }
+    writes += [
+        (f"{base}/virtualNetworkGateways/gw", gateway),
+        (f"{base}/localNetworkGateways/site", site),
+    ]
+    for path, body in writes:
+        reply = http.put(path + Q, json=body)
+        assert reply.status_code in (200, 201), reply.text
+    connection = {
+        "location": "eastus",
+        "properties": {
+            "connectionType": "IPsec",
+            "virtualNetworkGateway1": {"id": f"{base}/virtualNetworkGateways/gw"},
+            "localNetworkGateway2": {"id": f"{base}/localNetworkGateways/site"},
+            "sharedKey": "Abc123",
+        },
+    }
+    return {
+        "pip": (
+            f"{base}/publicIPAddresses/",
+            {
+                "location": "eastus",
+                "sku": {"name": "Standard", "tier": "Regional"},
+                "properties": {"publicIPAllocationMethod": "Static", "idleTimeoutInMinutes": 4},
+            },
+        ),
+        "vng": (f"{base}/virtualNetworkGateways/", gateway),
+        "lng": (f"{base}/localNetworkGateways/", site),
+        "vpnconn": (f"{base}/connections/", connection),
+    }
 
 
 def _assert_arm_4xx(resp: httpx.Response, what: str) -> None:
@@ -170,6 +257,11 @@ ENDPOINTS = [
     "link",
     "record",
     "zonegroup",
+    "pip",
+    "vng",
+    "lng",
+    "vpnconn",
+    "peering",
 ]
 
 # Bodies that are wrong for every endpoint.
@@ -283,6 +375,22 @@ SPECIFIC: list[tuple[str, tuple[Any, ...], Any]] = [
         UNI,
     ),
     ("zonegroup", ("properties", "privateDnsZoneConfigs", 0, "name"), UNI),
+    ("pip", ("sku", "name"), UNI),
+    ("pip", ("properties", "idleTimeoutInMinutes"), HUGE),
+    ("pip", ("zones",), [HUGE]),
+    ("pip", ("properties", "ipAddress"), HUGE),
+    ("vng", ("properties", "ipConfigurations"), [None]),
+    ("vng", ("properties", "ipConfigurations", 0, "properties", "subnet", "id"), UNI),
+    ("vng", ("properties", "sku"), "VpnGw1"),
+    ("vng", ("properties", "bgpSettings"), {"asn": HUGE}),
+    ("lng", ("properties", "gatewayIpAddress"), HUGE),
+    ("lng", ("properties", "gatewayIpAddress"), "fd00::1"),
+    ("lng", ("properties", "localNetworkAddressSpace", "addressPrefixes"), [None]),
+    ("vpnconn", ("properties", "sharedKey"), "\u00e9" * 3),
+    ("vpnconn", ("properties", "dpdTimeoutSeconds"), HUGE),
+    ("vpnconn", ("properties", "routingWeight"), -1),
+    ("vpnconn", ("properties", "virtualNetworkGateway1"), {"id": UNI}),
+    ("vpnconn", ("properties", "connectionType"), None),
 ]
 
 
@@ -308,7 +416,10 @@ def test_specific_odd_values(target: Target) -> None:
     assert conn.private_link_service_connection_state.status == "Pending"
 
 
-@pytest.mark.parametrize("endpoint", ["vnet", "pls", "pe", "zone", "link", "record", "zonegroup"])
+@pytest.mark.parametrize(
+    "endpoint",
+    ["vnet", "pls", "pe", "zone", "link", "record", "zonegroup", "pip", "lng", "vpnconn"],
+)
 def test_odd_resource_names(target: Target, endpoint: str) -> None:
     _, valid = target.bodies[endpoint]
     prefix, _ = target.bodies[endpoint]
@@ -480,10 +591,26 @@ UNSUPPORTED_AT: dict[str, tuple[str, tuple[Any, ...]]] = {
     "PrivateLinkServiceWire": ("pls", ()),
     "PrivateLinkServiceProperties": ("pls", ("properties",)),
     "RecordSetProperties": ("record", ("properties",)),
+    "PublicIPAddressWire": ("pip", ()),
+    "PublicIPAddressProperties": ("pip", ("properties",)),
+    "VirtualNetworkGatewayWire": ("vng", ()),
+    "VirtualNetworkGatewayProperties": ("vng", ("properties",)),
+    "LocalNetworkGatewayProperties": ("lng", ("properties",)),
+    "VirtualNetworkGatewayConnectionProperties": ("vpnconn", ("properties",)),
+    "PeeringProperties": ("peering", ("properties",)),
+}
+# Aliases the document calls unsupported whose wire type is a string.
+_UNSUPPORTED_STRINGS = {
+    "deleteOption": "Delete",
+    "fqdn": "vpn.example.com",
+    "authorizationKey": "key",
+    "vNetExtendedLocationResourceId": "/x",
 }
 
 
 def _unsupported_value(alias: str) -> Any:
+    if alias in _UNSUPPORTED_STRINGS:
+        return _UNSUPPORTED_STRINGS[alias]
     if alias.startswith("enable"):
         return True
     if alias in ("dnsServers",):
@@ -658,6 +785,14 @@ def fuzz_world(server: Any, helpers: Any) -> FuzzWorld:
             "properties": {"ttl": 10, "aRecords": [{"ipv4Address": "10.0.1.9"}]}
         },
         "/privateDnsZoneGroups/{name}": writes[3][1],
+        "/publicIPAddresses/{name}": {"location": "eastus", "sku": {"name": "Standard"}},
+        "/localNetworkGateways/{name}": {
+            "location": "eastus",
+            "properties": {
+                "gatewayIpAddress": "203.0.113.9",
+                "localNetworkAddressSpace": {"addressPrefixes": ["192.168.9.0/24"]},
+            },
+        },
         "/resourceGroups/{group}": {"location": "eastus"},
     }
     return FuzzWorld(

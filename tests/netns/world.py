@@ -17,13 +17,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from privatelink.core import connection as connm
 from privatelink.core import load_balancer as lbm
+from privatelink.core import local_network_gateway as lngm
 from privatelink.core import network_interface as nim
 from privatelink.core import private_endpoint as pem
 from privatelink.core import private_link as pl
 from privatelink.core import private_link_service as plsm
+from privatelink.core import public_ip_address as pipm
 from privatelink.core import virtual_network as vnm
+from privatelink.core import virtual_network_gateway as vngm
+from privatelink.core import virtual_network_peering as vpm
 from privatelink.core.resource import Resource
+from privatelink.core.site import Site
 from privatelink.dataplane import names, privileged
 from privatelink.dataplane.reconciler import Reconciler, cleanup
 from privatelink.service import ControlPlane
@@ -212,6 +218,95 @@ class World:
                 ),
             ),
         )  # type: ignore[return-value]
+
+    def peering(
+        self, local: vnm.VirtualNetwork, remote: vnm.VirtualNetwork, **flags: bool
+    ) -> vpm.VirtualNetworkPeering:
+        """One side of a peering, `local` -> `remote` (flags as the model's fields)."""
+        return self.put(
+            vpm.create_or_update,
+            vpm.VirtualNetworkPeering(
+                id=f"{local.id}/virtualNetworkPeerings/to-{remote.name}",
+                name=f"to-{remote.name}",
+                location="",
+                remote_vnet_id=remote.id,
+                **flags,
+            ),
+        )  # type: ignore[return-value]
+
+    def public_ip(self, sub: str, name: str) -> pipm.PublicIPAddress:
+        """A Standard static public IP (its address from the public range)."""
+        return self.put(
+            pipm.create_or_update,
+            pipm.PublicIPAddress(
+                id=rid(sub, "publicIPAddresses", name), name=name, location=REGION
+            ),
+        )  # type: ignore[return-value]
+
+    def vpn_gateway(
+        self, sub: str, name: str, vnet: vnm.VirtualNetwork, pip: pipm.PublicIPAddress
+    ) -> vngm.VirtualNetworkGateway:
+        """A route-based VPN gateway in the network's GatewaySubnet."""
+        return self.put(
+            vngm.create_or_update,
+            vngm.VirtualNetworkGateway(
+                id=rid(sub, "virtualNetworkGateways", name),
+                name=name,
+                location=REGION,
+                ip_configurations=(
+                    vngm.GatewayIpConfiguration("default", vnet.subnet_id("GatewaySubnet"), pip.id),
+                ),
+            ),
+        )  # type: ignore[return-value]
+
+    def local_gateway(
+        self, sub: str, name: str, ip: str, prefixes: tuple[str, ...]
+    ) -> lngm.LocalNetworkGateway:
+        """A local network gateway: what Azure knows of an on-premises site."""
+        return self.put(
+            connm.create_or_update_local_network_gateway,
+            lngm.LocalNetworkGateway(
+                id=rid(sub, "localNetworkGateways", name),
+                name=name,
+                location=REGION,
+                gateway_ip_address=ip,
+                address_prefixes=prefixes,
+            ),
+        )  # type: ignore[return-value]
+
+    def vpn_connection(
+        self,
+        sub: str,
+        name: str,
+        gateway: vngm.VirtualNetworkGateway,
+        local: lngm.LocalNetworkGateway,
+        key: str,
+    ) -> connm.VirtualNetworkGatewayConnection:
+        """A site-to-site IPsec connection with a pre-shared key."""
+        return self.put(
+            connm.create_or_update,
+            connm.VirtualNetworkGatewayConnection(
+                id=rid(sub, "connections", name),
+                name=name,
+                location=REGION,
+                virtual_network_gateway1_id=gateway.id,
+                local_network_gateway2_id=local.id,
+                shared_key=key,
+            ),
+        )  # type: ignore[return-value]
+
+    def site(self, name: str, space: tuple[str, ...], gateway_ip: str, key: str) -> Site:
+        """An on-premises site (what `privatelink site create` stores)."""
+        site = Site(name, space, gateway_ip, key, "2026-01-01T00:00:00Z")
+        self.repo.put_site(site)
+        if self._reconciler is not None:
+            self._reconciler.mark_dirty()
+        return site
+
+    def peer(self, a: vnm.VirtualNetwork, b: vnm.VirtualNetwork) -> None:
+        """Both sides of a peering between two networks (Connected)."""
+        self.peering(a, b)
+        self.peering(b, a)
 
     def nic(
         self, sub: str, name: str, subnet_id: str, pools: tuple[str, ...] = ()

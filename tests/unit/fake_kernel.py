@@ -386,6 +386,7 @@ class FakeNetlink:
         gateway: str | None = None,
         table: int = 254,
         index: int | None = None,
+        src: str | None = None,
     ) -> None:
         self.kernel.calls.append(f"route {self.netns} {dst}" + (f" table {table}" * (table != 254)))
         self.ns.tables.setdefault(table, {})[dst] = (self.ns.links[ifname].index, gateway)

@@ -25,6 +25,7 @@ from pl_world import (
     pls_id,
     pool_id,
     subnet_id,
+    vnet_id,
 )
 
 from privatelink.core import errors
@@ -244,3 +245,36 @@ def test_check_links_reports_every_missing_scope_once() -> None:
         check_links(View(), ctx, changes)  # type: ignore[arg-type]
     assert info.value.message.lower().count(subnet_id("vp", "be").lower()) == 1
     assert fe_id()  # the helpers are shared with the other unit tests
+
+
+def test_a_peering_needs_peer_action_on_the_remote_network(world: World) -> None:
+    from privatelink.core import virtual_network_peering as vp
+    from privatelink.core.actions import VNET_PEER
+    from privatelink.core.virtual_network import VirtualNetwork
+
+    for name, sub, prefix in (("a", S1, "10.1.0.0/16"), ("b", S2, "10.2.0.0/16")):
+        world.run(
+            vp.create_or_update_network,
+            VirtualNetwork(
+                id=vnet_id(name, sub), name=name, location=REGION, address_prefixes=(prefix,)
+            ),
+        )
+    desired = vp.VirtualNetworkPeering(
+        id=f"{vnet_id('a', S1)}/virtualNetworkPeerings/ab",
+        name="ab",
+        location="",
+        remote_vnet_id=vnet_id("b", S2),
+    )
+    before = world.snapshot()
+    with pytest.raises(LinkedAuthorizationFailed) as info:
+        as_caller(world, access((NETWORK_CONTRIBUTOR, rg(S1))), vp.create_or_update, desired)
+    assert VNET_PEER in info.value.message
+    assert vnet_id("b", S2).lower() in info.value.message.lower()
+    assert world.snapshot() == before
+    # Network Contributor on the remote network's group includes peer/action.
+    as_caller(
+        world,
+        access((NETWORK_CONTRIBUTOR, rg(S1)), (NETWORK_CONTRIBUTOR, rg(S2))),
+        vp.create_or_update,
+        desired,
+    )

@@ -104,8 +104,10 @@ def test_body_fields_carry_the_rules_the_core_enforces(spec: dict[str, Any]) -> 
     # Required fields lose their null branch; refused ones are described as null.
     assert schemas["ConnectionState"]["required"] == ["status"]
     assert schemas["SubResource"]["properties"]["id"]["pattern"] == openapi.NETWORK_ID
-    peerings = schemas["VirtualNetworkProperties"]["properties"]["virtualNetworkPeerings"]
-    assert peerings["type"] == "null"
+    ddos = schemas["VirtualNetworkProperties"]["properties"]["enableDdosProtection"]
+    assert ddos["type"] == "null"
+    subnets = schemas["PeeringProperties"]["properties"]["localSubnetNames"]
+    assert subnets["type"] == "null"
     # Inherited fields get the rule in every subclass's schema.
     nat = schemas["NatIpConfigurationProperties"]["properties"]["privateIPAllocationMethod"]
     assert nat["anyOf"][0] == {"enum": ["Dynamic", "Static"]}

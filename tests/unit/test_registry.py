@@ -85,7 +85,7 @@ def test_rbac_actions_are_the_full_type_chain(
 def test_lookup_by_type_id_and_object() -> None:
     entry = registry.require(PLS.upper())
     assert registry.get(PLS.lower()) is entry
-    assert registry.get("Microsoft.Network/publicIPAddresses") is None
+    assert registry.get("Microsoft.Network/natGateways") is None
     pls_id = f"/subscriptions/s/resourceGroups/rg/providers/{PLS}/p1"
     assert registry.for_id(pls_id) is entry
     assert registry.for_id(pls_id + "/privateEndpointConnections/c").segment == (  # type: ignore[union-attr]
@@ -103,6 +103,7 @@ def test_template_supports_the_deployable_types_in_order() -> None:
     assert tpl.SUPPORTED_TYPES == (
         "Microsoft.Network/virtualNetworks",
         "Microsoft.Network/virtualNetworks/subnets",
+        "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
         "Microsoft.Network/loadBalancers",
         "Microsoft.Network/networkInterfaces",
         "Microsoft.Network/privateLinkServices",
@@ -111,19 +112,28 @@ def test_template_supports_the_deployable_types_in_order() -> None:
         "Microsoft.Network/privateDnsZones",
         "Microsoft.Network/privateDnsZones/virtualNetworkLinks",
         "Microsoft.Network/privateDnsZones/A",
+        "Microsoft.Network/publicIPAddresses",
+        "Microsoft.Network/virtualNetworkGateways",
+        "Microsoft.Network/localNetworkGateways",
+        "Microsoft.Network/connections",
     )
 
 
 def test_resource_group_deletion_order() -> None:
     # Endpoints (and their zone groups) before the services they connect to, services
-    # before the load balancers they sit on, links before zones, networks last.
+    # before the load balancers they sit on, connections before gateways and sites, public
+    # IPs after the frontends and gateways using them, links before zones, networks last.
     assert [t.arm_type.split("/", 1)[1] for t in registry.deletion_order()] == [
         "privateEndpoints",
+        "connections",
         "privateEndpoints/privateDnsZoneGroups",
         "privateLinkServices",
         "networkInterfaces",
         "loadBalancers",
+        "virtualNetworkGateways",
+        "localNetworkGateways",
         "privateDnsZones/virtualNetworkLinks",
+        "publicIPAddresses",
         "privateDnsZones",
         "virtualNetworks",
     ]

@@ -13,10 +13,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from privatelink.api import (
     activity_log,
     authorization,
+    connection,
     crud,
     deployment,
     errors,
     load_balancer,
+    local_network_gateway,
     network_interface,
     openapi,
     operations,
@@ -24,9 +26,12 @@ from privatelink.api import (
     private_dns_zone_group,
     private_endpoint,
     private_link_service,
+    public_ip_address,
     resource_manager,
     route_filter,
     virtual_network,
+    virtual_network_gateway,
+    virtual_network_peering,
 )
 from privatelink.api.activity_log import ActivityRecorder
 from privatelink.api.arm import check_api_version, check_subscription
@@ -52,12 +57,17 @@ DEFAULT_PAGE_SIZE = 100
 # `router` and `KINDS`, the wire side of its registry entries.
 RESOURCES = (
     virtual_network,
+    virtual_network_peering,
     load_balancer,
     network_interface,
     private_link_service,
     private_endpoint,
     private_dns_zone_group,
     private_dns,
+    public_ip_address,
+    virtual_network_gateway,
+    local_network_gateway,
+    connection,
 )
 
 

@@ -1,4 +1,8 @@
-"""loadBalancers on the wire (frontends, pools, probes, rules as inline children)."""
+"""loadBalancers on the wire (frontends, pools, probes, rules as inline children).
+
+A frontend is private (`subnet`, and an address there) or public (`publicIPAddress`);
+public IP prefixes, inbound NAT rules and pools and outbound rules are refused.
+"""
 
 from __future__ import annotations
 
@@ -151,11 +155,20 @@ def to_domain(rid: str, name: str, wire: LoadBalancerWire) -> core.LoadBalancer:
     for fe in _named(props.frontend_ip_configurations, "frontendIPConfiguration"):
         p = fe.properties or FrontendProperties()
         where = f"{rid}/frontendIPConfigurations/{fe.name}"
-        if p.public_ip_address or p.public_ip_prefix:
+        if p.public_ip_prefix:
             raise errors.UnsupportedProperty(
-                name="publicIPAddress",
-                why="privatelink has internal load balancers only (frontends in a subnet).",
+                name="publicIPPrefix",
+                why="public frontends take one public IP (publicIPAddress), not a prefix.",
             )
+        has_subnet = p.subnet is not None and bool(p.subnet.id)
+        public_ip = p.public_ip_address.id if p.public_ip_address else None
+        if public_ip and has_subnet:
+            raise errors.FrontendIPConfigHasBothSubnetAndPublicIP(id=where)
+        if not public_ip and not has_subnet:
+            raise errors.FrontendIPConfigHasNoSubnetOrPublicIP(id=where)
+        if public_ip:
+            frontends.append(core.Frontend(fe.name, "", public_ip_id=public_ip))
+            continue
         fields = arm.ip_configuration_fields(fe.name, p, where)
         fields.pop("primary")  # frontends have none
         frontends.append(core.Frontend(**fields))
@@ -247,18 +260,24 @@ def render(view: StateView, lb: core.LoadBalancer) -> dict[str, Any]:
                 found.append(SubResource(id=lb.child_id("loadBalancingRules", r.name)))
         return found or None
 
+    def frontend_properties(f: core.Frontend) -> FrontendProperties:
+        rules = rules_using("frontend_id", lb.child_id("frontendIPConfigurations", f.name))
+        if f.public_ip_id:
+            return FrontendProperties(
+                private_ip_allocation_method="Dynamic",
+                public_ip_address=SubResource(id=f.public_ip_id),
+                provisioning_state=state,
+                load_balancing_rules=rules,
+            )
+        return FrontendProperties(**arm.ip_configuration_wire(f, state), load_balancing_rules=rules)
+
     frontends = [
         FrontendWire(
             id=lb.child_id("frontendIPConfigurations", f.name),
             name=f.name,
             type=f"{TYPE}/frontendIPConfigurations",
             etag=lb.etag,
-            properties=FrontendProperties(
-                **arm.ip_configuration_wire(f, state),
-                load_balancing_rules=rules_using(
-                    "frontend_id", lb.child_id("frontendIPConfigurations", f.name)
-                ),
-            ),
+            properties=frontend_properties(f),
         )
         for f in lb.frontends
     ]

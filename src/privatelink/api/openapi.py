@@ -41,15 +41,20 @@ from privatelink.api import (
     activity_log,
     arm,
     authorization,
+    connection,
     crud,
     load_balancer,
+    local_network_gateway,
     network_interface,
     private_dns,
     private_dns_zone_group,
     private_endpoint,
     private_link_service,
+    public_ip_address,
     resource_manager,
     virtual_network,
+    virtual_network_gateway,
+    virtual_network_peering,
 )
 from privatelink.api.paths import is_arm_path
 from privatelink.core import ids, ip_configuration
@@ -177,6 +182,16 @@ FIELD_RULES: dict[tuple[type[BaseModel], str], Schema] = {
     },
     (private_dns.ARecordWire, "ipv4Address"): _STRING_IPV4,
     (authorization.RoleAssignmentProperties, "principalId"): {"type": "string", "pattern": GUID},
+    (local_network_gateway.LocalNetworkGatewayProperties, "gatewayIpAddress"): _STRING_IPV4,
+    (local_network_gateway.LocalNetworkAddressSpace, "addressPrefixes"): {
+        "type": "string",
+        "pattern": IPV4_PREFIX,
+    },
+    (connection.ConnectionResetSharedKeyWire, "keyLength"): {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 128,
+    },
 }
 
 
@@ -184,7 +199,12 @@ FIELD_RULES: dict[tuple[type[BaseModel], str], Schema] = {
 # the route modules: a non-empty value is a 400 UnsupportedProperty). Described as null.
 UNSUPPORTED: dict[type[BaseModel], tuple[str, ...]] = {
     virtual_network.VirtualNetworkWire: ("extendedLocation",),
-    virtual_network.VirtualNetworkProperties: ("virtualNetworkPeerings", "enableDdosProtection"),
+    virtual_network.VirtualNetworkProperties: ("enableDdosProtection",),
+    virtual_network_peering.PeeringProperties: (
+        "localSubnetNames",
+        "remoteSubnetNames",
+        "remoteBgpCommunities",
+    ),
     virtual_network.DhcpOptions: ("dnsServers",),
     virtual_network.SubnetProperties: (
         "networkSecurityGroup",
@@ -194,7 +214,7 @@ UNSUPPORTED: dict[type[BaseModel], tuple[str, ...]] = {
         "serviceEndpoints",
     ),
     load_balancer.LoadBalancerProperties: ("inboundNatRules", "inboundNatPools", "outboundRules"),
-    load_balancer.FrontendProperties: ("publicIPAddress", "publicIPPrefix"),
+    load_balancer.FrontendProperties: ("publicIPPrefix",),
     network_interface.NetworkInterfaceProperties: ("networkSecurityGroup", "enableIPForwarding"),
     network_interface.IpConfigurationProperties: (
         "publicIPAddress",
@@ -212,6 +232,37 @@ UNSUPPORTED: dict[type[BaseModel], tuple[str, ...]] = {
         "ptrRecords",
         "srvRecords",
         "txtRecords",
+    ),
+    public_ip_address.PublicIPAddressWire: ("extendedLocation",),
+    public_ip_address.PublicIPAddressProperties: (
+        "dnsSettings",
+        "ipTags",
+        "publicIPPrefix",
+        "servicePublicIPAddress",
+        "natGateway",
+        "linkedPublicIPAddress",
+        "deleteOption",
+    ),
+    virtual_network_gateway.VirtualNetworkGatewayWire: ("extendedLocation",),
+    virtual_network_gateway.VirtualNetworkGatewayProperties: (
+        "vpnClientConfiguration",
+        "natRules",
+        "gatewayDefaultSite",
+        "virtualNetworkGatewayPolicyGroups",
+        "autoScaleConfiguration",
+        "vNetExtendedLocationResourceId",
+    ),
+    local_network_gateway.LocalNetworkGatewayProperties: ("fqdn", "bgpSettings"),
+    connection.VirtualNetworkGatewayConnectionProperties: (
+        "authorizationKey",
+        "virtualNetworkGateway2",
+        "peer",
+        "tunnelProperties",
+        "gatewayCustomBgpIpAddresses",
+        "ipsecPolicies",
+        "trafficSelectorPolicies",
+        "certificateAuthentication",
+        "routingConfiguration",
     ),
     authorization.PermissionWire: ("condition", "conditionVersion"),
     authorization.RoleAssignmentProperties: (
@@ -238,6 +289,9 @@ REQUIRED: dict[type[BaseModel], tuple[str, ...]] = {
     private_endpoint.LinkConnectionProperties: ("privateLinkServiceId",),
     private_endpoint.PrivateEndpointProperties: ("subnet",),
     private_dns.LinkProperties: ("virtualNetwork",),
+    virtual_network_gateway.GatewayIpConfigurationWire: ("name",),
+    connection.ConnectionSharedKeyWire: ("value",),
+    connection.ConnectionResetSharedKeyWire: ("keyLength",),
     authorization.RoleAssignmentWire: ("properties",),
     authorization.RoleAssignmentProperties: ("roleDefinitionId", "principalId"),
     authorization.RoleDefinitionWire: ("properties",),
@@ -253,6 +307,9 @@ PUT_REQUIRED: dict[type[BaseModel], tuple[str, ...]] = {
     private_endpoint.PrivateEndpointWire: ("properties",),
     private_dns.LinkWire: ("properties",),
     virtual_network.SubnetWire: ("properties",),
+    virtual_network_gateway.VirtualNetworkGatewayWire: ("properties",),
+    local_network_gateway.LocalNetworkGatewayWire: ("properties",),
+    connection.VirtualNetworkGatewayConnectionWire: ("properties",),
 }
 
 _UNSUPPORTED_FIELD: Schema = {
@@ -321,6 +378,7 @@ class _WithRules(GenerateJsonSchema):
 # --- bodies --------------------------------------------------------------------------------
 
 _PLS = crud.GROUP_PATH + "/privateLinkServices/{name}"
+_SHARED_KEY = crud.GROUP_PATH + "/connections/{name}/sharedKey"
 _ZONE = crud.GROUP_PATH + "/privateDnsZones/{zone}"
 _AUTH = "/providers/Microsoft.Authorization"
 _DEPLOYMENT = "/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Resources"
@@ -343,6 +401,8 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
         "put",
         crud.GROUP_PATH + "/privateEndpoints/{endpoint}/privateDnsZoneGroups/{name}",
     ): private_dns_zone_group.ZoneGroupWire,
+    ("put", _SHARED_KEY): connection.ConnectionSharedKeyWire,
+    ("post", _SHARED_KEY + "/reset"): connection.ConnectionResetSharedKeyWire,
     ("put", _ZONE): private_dns.ZoneWire,
     ("patch", _ZONE): private_dns.ZoneWire,
     ("put", _ZONE + "/virtualNetworkLinks/{name}"): private_dns.LinkWire,
@@ -362,6 +422,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
 # the same wire model): their GET and collection GET are described with it too.
 RENDERED = {
     crud.GROUP_PATH + "/virtualNetworks/{vnet}/subnets/{name}",
+    _SHARED_KEY,
     _PLS + "/privateEndpointConnections/{connection}",
     crud.GROUP_PATH + "/privateEndpoints/{endpoint}/privateDnsZoneGroups/{name}",
     _ZONE,

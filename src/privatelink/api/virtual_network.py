@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from privatelink.api import arm, crud
+from privatelink.api import virtual_network_peering as peerings
 from privatelink.api.arm import ChildWire, SubResource, TrackedWire, Wire
 from privatelink.api.deps import caller, control_plane, page_size
 from privatelink.api.lean_route import LeanRoute
@@ -17,6 +18,7 @@ from privatelink.core import virtual_network as core
 from privatelink.core.authorization import Access
 from privatelink.core.ids import key
 from privatelink.core.resource import Resource, StateView, require
+from privatelink.core.virtual_network_peering import NetworkWithPeerings
 from privatelink.service import ControlPlane
 
 TYPE = core.TYPE
@@ -102,7 +104,6 @@ def to_domain(rid: str, name: str, wire: VirtualNetworkWire) -> core.VirtualNetw
     props = wire.properties or VirtualNetworkProperties()
     arm.reject_unsupported(
         {
-            "virtualNetworkPeerings": props.virtual_network_peerings,
             "enableDdosProtection": props.enable_ddos_protection,
             "extendedLocation": wire.extended_location,
             "dhcpOptions.dnsServers": props.dhcp_options.dns_servers
@@ -115,14 +116,20 @@ def to_domain(rid: str, name: str, wire: VirtualNetworkWire) -> core.VirtualNetw
         if not s.name:
             raise errors.InvalidRequestContent("Every subnet needs a name.")
         subnets.append(subnet_from_wire(s.name, s.properties))
-    return core.VirtualNetwork(
-        id=rid,
-        name=name,
-        location=wire.location or "",
-        tags=wire.tags or {},
-        address_prefixes=tuple((props.address_space or AddressSpace()).address_prefixes or ()),
-        subnets=tuple(subnets),
-    )
+    fields: dict[str, Any] = {
+        "id": rid,
+        "name": name,
+        "location": wire.location or "",
+        "tags": wire.tags or {},
+        "address_prefixes": tuple((props.address_space or AddressSpace()).address_prefixes or ()),
+        "subnets": tuple(subnets),
+    }
+    if props.virtual_network_peerings is not None:
+        # Inline peerings: the list given is the network's whole set (see the core module).
+        return NetworkWithPeerings(
+            **fields, inline_peerings=peerings.inline_from_wire(rid, props.virtual_network_peerings)
+        )
+    return core.VirtualNetwork(**fields)
 
 
 def render_subnet(
@@ -190,6 +197,7 @@ def render(view: StateView, vnet: core.VirtualNetwork) -> dict[str, Any]:
         )
     )
     body["properties"]["subnets"] = render_subnets(view, vnet)
+    body["properties"]["virtualNetworkPeerings"] = peerings.render_all(view, vnet.id)
     return body
 
 

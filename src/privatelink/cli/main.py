@@ -13,6 +13,7 @@ from rich.console import Console
 
 from privatelink import __version__
 from privatelink.cli.az import az_command
+from privatelink.cli.site import site_group
 from privatelink.cli.tenant import DATA_DIR_HELP, subscription_group, tenant_group
 
 if TYPE_CHECKING:
@@ -185,23 +186,87 @@ def _find_nic(index: dict[str, Any], wanted: str) -> dict[str, Any]:
 @main.command(
     name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
-@click.option("--nic", required=True, help="NIC resource id or name: run inside that VM.")
+@click.option("--nic", default=None, help="NIC resource id or name: run inside that VM.")
+@click.option("--site", default=None, help="On-premises site name: run on a host of it (--ip).")
+@click.option("--ip", default=None, help="With --site: the host's address in the site's space.")
+@click.option(
+    "--internet",
+    is_flag=True,
+    help="Run in the internet namespace (it reaches public IPs; never the host's network).",
+)
 @click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help=DATA_DIR_HELP
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(nic: str, data_dir: Path | None, command: tuple[str, ...]) -> None:
-    """Run COMMAND inside a NIC's network namespace (its "VM")."""
+def exec_(
+    nic: str | None,
+    site: str | None,
+    ip: str | None,
+    internet: bool,
+    data_dir: Path | None,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND inside a NIC's network namespace (its "VM"), on a host of an
+    on-premises site, or in the internet namespace."""
     from privatelink.dataplane import privileged
 
+    if sum((nic is not None, site is not None, internet)) != 1:
+        raise click.UsageError("give exactly one of --nic, --site (with --ip) and --internet")
+    if (site is None) != (ip is None):
+        raise click.UsageError("--site and --ip go together")
     index_file = _data_dir(data_dir) / "dataplane.json"
     if not index_file.exists():
         raise click.ClickException(f"{index_file} not found: is the data plane running?")
-    found = _find_nic(json.loads(index_file.read_text()), nic)
+    index = json.loads(index_file.read_text())
     try:
-        privileged.exec_in_netns(found["netns"], list(command))
+        if nic is not None:
+            netns = _find_nic(index, nic)["netns"]
+        elif internet:
+            netns = index.get("internet") or ""
+            if not netns:
+                raise click.ClickException(
+                    "there is no internet namespace yet: it exists while something is public "
+                    "(a public load balancer frontend, a VPN gateway or a site)"
+                )
+        else:
+            assert site is not None and ip is not None
+            netns = _site_host(index, site, ip)
+        privileged.exec_in_netns(netns, list(command))
     except privileged.KernelError as exc:
         raise click.ClickException(exc.message) from exc
+
+
+def _site_host(index: dict[str, Any], site: str, ip: str) -> str:
+    """The namespace of a site's host at `ip`, made (or checked) first."""
+    from ipaddress import IPv4Address, IPv4Network
+
+    from privatelink.dataplane import names, privileged
+
+    found = index.get("sites", {}).get(site.lower())
+    if found is None:
+        raise click.ClickException(
+            f"no realized site {site!r}: create it with `privatelink site create` and check "
+            "`privatelink serve` runs with the data plane on"
+        )
+    try:
+        address = IPv4Address(ip)
+    except ValueError as exc:
+        raise click.BadParameter(f"{ip!r} is not an IPv4 address", param_hint="--ip") from exc
+    spaces = [IPv4Network(p) for p in found["address_space"]]
+    if not any(
+        address in net and address not in (net.network_address, net.broadcast_address)
+        for net in spaces
+    ):
+        raise click.BadParameter(
+            f"{ip} is not a host address of site {found['name']}'s space "
+            f"({', '.join(found['address_space'])})",
+            param_hint="--ip",
+        )
+    host = names.host_netns(index["prefix"], found["name"], str(address))
+    privileged.ensure_site_host(
+        found["netns"], host, str(address), names.site_host_ifname(str(address)), names.GATEWAY
+    )
+    return host
 
 
 @main.command()
@@ -224,6 +289,7 @@ def cleanup(data_dir: Path | None, netns_prefix: str | None) -> None:
 main.add_command(az_command)
 main.add_command(tenant_group)
 main.add_command(subscription_group)
+main.add_command(site_group)
 
 
 if __name__ == "__main__":

@@ -175,11 +175,14 @@ class AdminClient:
         return self._token
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """An admin API call; its JSON reply, or a ClickException with the API's error."""
+        """An admin API call; its JSON reply (None for 204), or a ClickException with the
+        API's error."""
         headers = {"Authorization": f"Bearer {self.token()}"}
         response = self._send(method, ADMIN_PREFIX + path, json=body, headers=headers)
         if response.status_code >= 400:
             raise click.ClickException(_error_text(response))
+        if response.status_code == 204:
+            return None  # No Content (a delete)
         try:
             return response.json()
         except ValueError as exc:

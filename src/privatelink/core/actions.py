@@ -37,7 +37,18 @@ POOL_JOIN = "Microsoft.Network/loadBalancers/backendAddressPools/join/action"
 FRONTEND_JOIN = "Microsoft.Network/loadBalancers/frontendIPConfigurations/join/action"
 PLS_READ = "Microsoft.Network/privateLinkServices/read"
 VNET_JOIN = "Microsoft.Network/virtualNetworks/join/action"
+#: Azure's permission on the remote network of a peering (besides the peering's write).
+VNET_PEER = "Microsoft.Network/virtualNetworks/peer/action"
 DNS_ZONE_JOIN = "Microsoft.Network/privateDnsZones/join/action"
+PUBLIC_IP_JOIN = "Microsoft.Network/publicIPAddresses/join/action"
+# Azure publishes no join action for gateways: a connection naming a gateway or a site
+# (in another subscription, say) needs the right to change it.
+GATEWAY_WRITE = "Microsoft.Network/virtualNetworkGateways/write"
+LOCAL_GATEWAY_WRITE = "Microsoft.Network/localNetworkGateways/write"
+#: Reading a connection's shared key is a right of its own (not `*/read`), as in Azure
+#: since readers could fetch VPN keys; setting or resetting it is its write.
+SHARED_KEY_READ = "Microsoft.Network/connections/sharedKey/action"
+SHARED_KEY_WRITE = "Microsoft.Network/connections/sharedKey/write"
 
 _VERBS = {"GET": READ, "HEAD": READ, "PUT": WRITE, "PATCH": WRITE, "DELETE": DELETE}
 
@@ -162,6 +173,9 @@ def _provider_action(
     scope = "/" + "/".join(scope_parts) if scope_parts else "/"
     types = chain[0::2]
     names = chain[1::2]
+    shared_key = _shared_key_action(method, namespace, types, names, parts[: at + 4])
+    if shared_key is not None:
+        return shared_key
     full = "/" + "/".join(parts)
     type_path = f"{namespace}/" + "/".join(types)
     if len(chain) % 2 == 0:
@@ -185,6 +199,26 @@ def _provider_action(
         collection=tracked,
         item_action=f"{type_path}/read" if tracked else "",
     )
+
+
+def _shared_key_action(
+    method: str, namespace: str, types: list[str], names: list[str], connection: list[str]
+) -> RequestAction | None:
+    """`connections/{name}/sharedkey` (GET: read the key, PUT: set it) and its `reset`
+    (POST), each checked at the connection."""
+    if namespace.lower() != "microsoft.network" or [t.lower() for t in types] != [
+        "connections",
+        "sharedkey",
+    ]:
+        return None
+    scope = "/" + "/".join(connection)
+    if len(names) == 1 and method in ("GET", "HEAD"):
+        return RequestAction(SHARED_KEY_READ, scope, ACTION)
+    if (len(names) == 1 and method == "PUT") or (
+        len(names) == 2 and names[1].lower() == "reset" and method == "POST"
+    ):
+        return RequestAction(SHARED_KEY_WRITE, scope, WRITE)
+    return None
 
 
 def _with_alternatives(result: RequestAction, namespace: str, types: list[str]) -> RequestAction:

@@ -202,6 +202,106 @@ class InUseSubnetCannotBeUpdated(BadRequest):
     template = "Subnet {id} is in use by {user}; its address prefix cannot change."
 
 
+# --- virtual network peering (codes as Azure's network resource provider returns them; the
+# ones marked "ours" have no published Azure code) ----------------------------------------
+
+
+class PeeredAddressSpacesOverlap(BadRequest):
+    code = "VnetAddressSpacesOverlap"
+    template = (
+        "Cannot create or update peering {id}. Virtual networks {vnet} and {remote} cannot be "
+        "peered because their address spaces overlap. Overlapping address prefixes: {prefixes}."
+    )
+
+
+class VnetAddressSpaceOverlapsWithAlreadyPeeredVnet(BadRequest):
+    code = "VnetAddressSpaceOverlapsWithAlreadyPeeredVnet"
+    template = (
+        "Cannot create or update peering {id}. Virtual networks {vnet} and {remote} cannot be "
+        "peered because address space of the first virtual network overlaps with address "
+        "space of virtual network {third} already peered with the second virtual network. "
+        "Overlapping address prefixes: {prefixes}."
+    )
+
+
+class PeeredVnetAddressSpaceOverlap(BadRequest):
+    code = "VnetAddressSpacesOverlap"
+    template = (
+        "Address space {prefixes} of virtual network {id} overlaps with the address space of "
+        "peered virtual network {remote}. Peered virtual networks cannot overlap."
+    )
+
+
+class RemotePeeringIsDisconnected(BadRequest):
+    code = "RemotePeeringIsDisconnected"
+    template = (
+        "Cannot create or update peering {id} because remote peering {remote} referencing "
+        "parent virtual network is in Disconnected state. Update or re-create the remote "
+        "peering to get it back to Initiated state."
+    )
+
+
+class AnotherPeeringAlreadyReferencesRemoteVnet(BadRequest):
+    code = "AnotherPeeringAlreadyReferencesRemoteVnet"
+    template = (
+        "Peering {other} already references remote virtual network {remote}. Cannot add "
+        "another peering {id} referencing the same remote virtual network."
+    )
+
+
+class CannotPeerVnetWithItself(BadRequest):
+    code = "CannotPeerVnetWithItself"  # ours
+    template = (
+        "Peering {id} cannot reference its own virtual network: a virtual network cannot be "
+        "peered with itself."
+    )
+
+
+class PeeringRemoteVnetCannotChange(BadRequest):
+    code = "PeeringRemoteVnetCannotChange"  # ours
+    template = (
+        "Peering {id} references {old}; its remoteVirtualNetwork cannot change to {new}. "
+        "Delete the peering and create a new one."
+    )
+
+
+class RemoteVnetHasNoGateways(BadRequest):
+    code = "RemoteVnetHasNoGateways"
+    template = (
+        "Peering {id} cannot have UseRemoteGateway flag set to true because remote virtual "
+        "network {remote} referenced by the peering does not have any gateways."
+    )
+
+
+class RemotePeeringDoesNotAllowGatewayTransit(BadRequest):
+    code = "RemotePeeringDoesNotAllowGatewayTransit"  # ours; Azure's message
+    template = (
+        "Peering {id} cannot have UseRemoteGateways flag set to true, because corresponding "
+        "remote peering {remote} has AllowGatewayTransit flag set to false or does not exist."
+    )
+
+
+class VnetWithGatewayCannotUseRemoteGateways(BadRequest):
+    code = "VnetWithGatewayCannotUseRemoteGateways"  # ours
+    template = (
+        "Peering {id} cannot have UseRemoteGateways flag set to true because its virtual "
+        "network {vnet} already has a gateway ({gateway})."
+    )
+
+
+class OnlyOnePeeringCanUseRemoteGateways(BadRequest):
+    code = "OnlyOnePeeringCanUseRemoteGateways"  # ours
+    template = (
+        "Peering {id} cannot have UseRemoteGateways flag set to true because peering {other} "
+        "of the same virtual network already has it: only one peering can."
+    )
+
+
+class PeeringsPerVirtualNetworkLimitReached(BadRequest):
+    code = "PeeringsPerVirtualNetworkLimitReached"
+    template = "Virtual network {id} cannot have more than {limit} peerings."
+
+
 class InvalidPrivateIPAddress(BadRequest):
     code = "PrivateIPAddressInvalid"
     template = "Private IP address '{ip}' is not a valid IPv4 address."
@@ -698,3 +798,245 @@ class InsufficientStorage(StoreFault):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason=reason)
+
+
+# --- reach: public IPs, gateways, connections ---------------------------------------------
+# Codes as Azure's network resource provider returns them; those marked "ours" have no
+# Azure code we could find (the name says what is wrong).
+
+
+class PublicIPAddressCannotBeDeleted(BadRequest):
+    code = "PublicIPAddressCannotBeDeleted"
+    template = (
+        "Public IP address {id} can not be deleted since it is still allocated to resource "
+        "{user}. In order to delete the public IP, disassociate/detach the Public IP address "
+        "from the resource."
+    )
+
+
+class PublicIPAddressInUse(BadRequest):
+    code = "PublicIPAddressInUse"  # ours
+    template = (
+        "Public IP address {pip} is already used by {user}; {id} cannot use it too: a public "
+        "IP serves one frontend or gateway at a time."
+    )
+
+
+class StandardSkuPublicIPAddressesMustBeStatic(BadRequest):
+    code = "StandardSkuPublicIPAddressesMustBeStatic"
+    template = "Standard sku publicIp {id} must have AllocationMethod set to Static."
+
+
+class BasicSkuPublicIPAddressesRetired(BadRequest):
+    code = "IPv4BasicSkuPublicIpCountLimitReached"
+    template = (
+        "Cannot create more than 0 IPv4 Basic SKU public IP addresses for this subscription "
+        "in this region ({id}): Basic SKU public IPs were retired on 30 September 2025. Use "
+        "sku Standard with publicIPAllocationMethod Static."
+    )
+
+
+class PublicIPCountLimitReached(LimitExceeded):
+    code = "PublicIPCountLimitReached"
+    template = (
+        "No public IP address is left in this server's public range {range} (its last two "
+        "host addresses are reserved); delete unused public IPs or configure a larger "
+        "public_ip_range."
+    )
+
+
+class InvalidPublicIPIdleTimeout(BadRequest):
+    code = "PublicIPIdleTimeoutOutOfRange"  # ours
+    template = "idleTimeoutInMinutes {value} is out of range: use {low} to {high}."
+
+
+class PublicIPAddressPropertyCannotChange(BadRequest):
+    code = "PublicIPAddressPropertyCannotChange"  # ours
+    template = "Public IP address {id}: {field} cannot change once it is created."
+
+
+class PublicIPAndLBSkuDoNotMatch(BadRequest):
+    code = "PublicIPAndLBSkuDoNotMatch"
+    template = "{sku} sku load balancer {lb} cannot reference {pip_sku} sku publicIP {pip}."
+
+
+class FrontendIPConfigHasBothSubnetAndPublicIP(BadRequest):
+    code = "FrontendIPConfigHasBothSubnetAndPublicIP"
+    template = (
+        "Frontend IP Configuration {id} must not reference both a Subnet and a Public IP Address."
+    )
+
+
+class FrontendIPConfigHasNoSubnetOrPublicIP(BadRequest):
+    code = "FrontendIPConfigHasNoSubnetOrPublicIP"
+    template = (
+        "Frontend IP Configuration {id} must reference either a Subnet or a Public IP Address."
+    )
+
+
+class LoadBalancerMixesPublicAndPrivateFrontends(BadRequest):
+    code = "LoadBalancerCannotHavePublicAndPrivateFrontendIPConfigurations"  # ours
+    template = (
+        "Load balancer {id} has the public frontend {public} and the private frontend "
+        "{private}: a load balancer is either public or internal, not both. Use two load "
+        "balancers."
+    )
+
+
+class SubnetIsGatewaySubnet(BadRequest):
+    code = "GatewaySubnet"
+    template = (
+        "{id} cannot use subnet {subnet}: the subnet named GatewaySubnet is reserved for "
+        "virtual network gateways. Use another subnet."
+    )
+
+
+class GatewaySubnetRequired(BadRequest):
+    code = "VirtualNetworkGatewaySubnetMustBeNamedGatewaySubnet"  # ours
+    template = (
+        "Virtual network gateway {id} references subnet {subnet}: a gateway's ipConfiguration "
+        "must use the subnet named GatewaySubnet of its virtual network."
+    )
+
+
+class GatewaySubnetTooSmall(BadRequest):
+    code = "GatewaySubnetTooSmall"  # ours
+    template = (
+        "GatewaySubnet {subnet} has prefix {prefix}: a gateway subnet must be /29 or larger "
+        "(Azure recommends /27)."
+    )
+
+
+class VirtualNetworkGatewayAlreadyExists(BadRequest):
+    code = "OnlyOneVpnGatewayPerVirtualNetwork"  # ours
+    template = (
+        "Virtual network {vnet} already has the VPN gateway {other}; a virtual network has "
+        "at most one, so {id} cannot use it."
+    )
+
+
+class VirtualNetworkGatewaySkuNotSupported(BadRequest):
+    code = "VirtualNetworkGatewaySkuNotSupported"  # ours
+    template = "Virtual network gateway {id}: sku '{sku}' is not supported: {why}"
+
+
+class VirtualNetworkGatewayIpConfigurationCount(BadRequest):
+    code = "VirtualNetworkGatewayIpConfigurationCountInvalid"  # ours
+    template = (
+        "Virtual network gateway {id} has {count} ipConfigurations; an active-standby VPN "
+        "gateway has exactly one (subnet GatewaySubnet and a Standard static public IP)."
+    )
+
+
+class VirtualNetworkGatewayIpConfigurationCannotChange(BadRequest):
+    code = "VirtualNetworkGatewayIpConfigurationCannotChange"  # ours
+    template = (
+        "Virtual network gateway {id}: the {field} of ipConfiguration '{name}' cannot change; "
+        "delete the gateway and create it again."
+    )
+
+
+class VirtualNetworkGatewayCannotBeDeleted(BadRequest):
+    code = "VirtualNetworkGatewayCannotBeDeleted"
+    template = (
+        "Virtual network gateway {id} cannot be deleted because connection {connection} "
+        "uses it; delete the connection first."
+    )
+
+
+class LocalNetworkGatewayCannotBeDeleted(BadRequest):
+    code = "LocalNetworkGatewayCannotBeDeleted"  # by analogy with the gateway's
+    template = (
+        "Local network gateway {id} cannot be deleted because connection {connection} uses "
+        "it; delete the connection first."
+    )
+
+
+class LocalNetworkGatewayIpAddressRequired(BadRequest):
+    code = "LocalNetworkGatewayIpAddressRequired"  # ours
+    template = (
+        "Local network gateway {id} needs properties.gatewayIpAddress (the IPv4 address of "
+        "the on-premises VPN device)."
+    )
+
+
+class InvalidLocalNetworkGatewayIpAddress(BadRequest):
+    code = "InvalidLocalNetworkGatewayIpAddress"  # ours
+    echo_limit = MAX_ECHO
+    template = "gatewayIpAddress '{value}' of local network gateway {id} is not an IPv4 address."
+
+
+class LocalNetworkAddressSpaceOverlapsVirtualNetwork(BadRequest):
+    code = "LocalNetworkGatewayAddressSpaceOverlapsVirtualNetwork"  # ours
+    template = (
+        "Address prefix {prefix} of local network gateway {lng} overlaps address prefix "
+        "{other} of virtual network {vnet} behind gateway {gateway} (connection {id}); the "
+        "networks on both sides of a connection must not overlap."
+    )
+
+
+class ConnectionReferenceCannotChange(BadRequest):
+    code = "VirtualNetworkGatewayConnectionReferenceCannotChange"  # ours
+    template = (
+        "Connection {id}: {field} cannot change from {old} to {new}; delete the connection "
+        "and create it again."
+    )
+
+
+class InvalidSharedKey(BadRequest):
+    code = "InvalidSharedKey"  # ours
+    template = (
+        "The shared key of connection {id} is invalid: use 1 to 128 printable ASCII "
+        "characters (letters, digits and punctuation) except space, hyphen (-) and tilde (~)."
+    )
+
+
+# --- on-premises sites (admin) -------------------------------------------------------------
+# Sites are the server's own objects (`privatelink site ...`, core/site.py), not ARM
+# resources: the codes are ours.
+
+
+class SiteNotFound(NotFound):
+    code = "SiteNotFound"
+    echo_limit = MAX_ECHO
+    template = "The site '{name}' could not be found."
+
+
+class SiteAlreadyExists(Conflict):
+    code = "SiteAlreadyExists"
+    echo_limit = MAX_ECHO
+    template = "A site named '{name}' already exists (names are case-insensitive)."
+
+
+class InvalidSiteName(BadRequest):
+    code = "InvalidSiteName"
+    echo_limit = MAX_ECHO
+    template = (
+        "The site name '{name}' is invalid: use 1-40 letters, digits, '_' or '-', starting "
+        "with a letter or digit."
+    )
+
+
+class InvalidSiteAddressSpace(BadRequest):
+    code = "InvalidSiteAddressSpace"
+    template = "The address space of site '{name}' is invalid: {why}"
+
+
+class InvalidSiteGatewayIp(BadRequest):
+    code = "InvalidSiteGatewayIp"
+    echo_limit = MAX_ECHO
+    template = "The gateway IP '{value}' of site '{name}' is not an IPv4 address."
+
+
+class SiteGatewayIpOutsidePublicRange(BadRequest):
+    code = "SiteGatewayIpOutsidePublicRange"
+    echo_limit = MAX_ECHO
+    template = (
+        "The gateway IP {value} of site '{name}' must be a host address of the public range "
+        "{range}, from {first} to {last} (the last two hosts are the data plane's)."
+    )
+
+
+class SiteGatewayIpInUse(Conflict):
+    code = "SiteGatewayIpInUse"
+    template = "The gateway IP {value} of site '{name}' is already held by {holder}."

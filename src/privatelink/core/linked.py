@@ -2,10 +2,13 @@
 
 ARM checks, besides the request's own action, a "join" action on every resource a
 new or changed resource refers to (`LinkedAuthorizationFailed` naming the linked
-scope): a NIC, a load balancer frontend, a private endpoint or a private link service's
-NAT IP joins a subnet; a NIC joins a backend pool; a private DNS zone group joins a
-zone; a virtual network link joins a virtual network. Only references the change adds
-are checked: a caller may update a resource whose links someone else made.
+scope): a NIC, a load balancer frontend, a private endpoint, a private link service's
+NAT IP or a VPN gateway joins a subnet; a NIC joins a backend pool; a private DNS zone
+group joins a zone; a virtual network link joins a virtual network; a peering needs
+`virtualNetworks/peer/action` on its remote network; a public load
+balancer frontend or a VPN gateway joins a public IP; a connection needs write on its
+gateway and its site (Azure publishes no join action for them). Only references the
+change adds are checked: a caller may update a resource whose links someone else made.
 
 Pure: it reads the references the registry indexes for each written resource.
 """
@@ -13,7 +16,16 @@ Pure: it reads the references the registry indexes for each written resource.
 from __future__ import annotations
 
 from privatelink.core import registry
-from privatelink.core.actions import DNS_ZONE_JOIN, POOL_JOIN, SUBNET_JOIN, VNET_JOIN
+from privatelink.core.actions import (
+    DNS_ZONE_JOIN,
+    GATEWAY_WRITE,
+    LOCAL_GATEWAY_WRITE,
+    POOL_JOIN,
+    PUBLIC_IP_JOIN,
+    SUBNET_JOIN,
+    VNET_JOIN,
+    VNET_PEER,
+)
 from privatelink.core.authorization import ALLOW_ALL
 from privatelink.core.resource import Changes, Context, StateView
 
@@ -23,6 +35,10 @@ JOINS = {
     "pool": POOL_JOIN,
     "dnsgroup-zone": DNS_ZONE_JOIN,
     "dnslink-vnet": VNET_JOIN,
+    "peering-remote": VNET_PEER,
+    "publicip": PUBLIC_IP_JOIN,
+    "connection-gateway": GATEWAY_WRITE,
+    "connection-localgateway": LOCAL_GATEWAY_WRITE,
 }
 
 

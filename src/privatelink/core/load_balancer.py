@@ -3,6 +3,11 @@
 Private link services sit on Standard load balancers; a load balancer's PUT can break the
 rules that tie a service to it, so the PUT workflow that re-checks them is
 `private_link.create_or_update_load_balancer` (this module knows nothing of services).
+
+A load balancer is internal (every frontend has a private IP in a subnet of one network)
+or public (every frontend uses a Standard public IP, which no other resource uses); its
+backend network is then the one its pool members and services' NAT IPs are in
+(`backend_network`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from privatelink.core import errors
 from privatelink.core.addressing import parse_address
 from privatelink.core.ids import key, parse_ref
 from privatelink.core.ip_configuration import IPV4, Allocator, IpConfiguration, is_ipv4
+from privatelink.core.public_ip_address import USER_KIND, claim, resolve
 from privatelink.core.resource import (
     Changes,
     Context,
@@ -24,6 +30,7 @@ from privatelink.core.resource import (
     same_parent,
 )
 from privatelink.core.virtual_network import resolve_subnet
+from privatelink.core.virtual_network_gateway import refuse_gateway_subnet
 
 TYPE = "Microsoft.Network/loadBalancers"
 STANDARD = "Standard"
@@ -35,7 +42,25 @@ DISTRIBUTIONS = ("Default", "SourceIP", "SourceIPProtocol")
 
 @dataclass(frozen=True)
 class Frontend(IpConfiguration):
-    """A frontend IP configuration (private, in a subnet)."""
+    """A frontend IP configuration: private (a subnet and an address there) or public
+    (`public_ip_id`, and no subnet: `subnet_id` is "" and `private_ip` None).
+
+    `public_ip_address` is the public IP's address, copied when the frontend is written
+    (a public IP's address never changes); `address` is the frontend's address either way.
+    """
+
+    public_ip_id: str | None = None
+    public_ip_address: str | None = None
+
+    @property
+    def is_public(self) -> bool:
+        """Whether the frontend uses a public IP."""
+        return bool(self.public_ip_id)
+
+    @property
+    def address(self) -> str | None:
+        """The address clients reach: the public IP's, or the private one."""
+        return self.public_ip_address if self.is_public else self.private_ip
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,19 @@ class LoadBalancer(Resource):
     def rules_on(self, frontend_id: str) -> list[Rule]:
         """Rules whose frontend is `frontend_id`."""
         return [r for r in self.rules if key(r.frontend_id) == key(frontend_id)]
+
+    @property
+    def is_public(self) -> bool:
+        """Whether the load balancer's frontends use public IPs."""
+        return any(f.is_public for f in self.frontends)
+
+    def public_ip_configs(self) -> dict[str, str]:
+        """Public IP key -> the frontend using it."""
+        return {
+            key(f.public_ip_id): self.child_id("frontendIPConfigurations", f.name)
+            for f in self.frontends
+            if f.public_ip_id
+        }
 
 
 def _pick(value: str, allowed: tuple[str, ...], what: str, where: str) -> str:
@@ -227,15 +265,31 @@ def validate(
                 else None,
             )
             for fe in lb.frontends
+            if not fe.public_ip_id
         ]
     )
     frontends: list[Frontend] = []
     vnet_key: str | None = None
+    kinds: dict[bool, str] = {}  # is public -> the first frontend of that kind
+    claimed: dict[str, str] = {}
     for fe in lb.frontends:
         where = lb.child_id("frontendIPConfigurations", fe.name)
+        if fe.public_ip_id and fe.subnet_id:
+            raise errors.FrontendIPConfigHasBothSubnetAndPublicIP(id=where)
+        if not fe.public_ip_id and not fe.subnet_id:
+            raise errors.FrontendIPConfigHasNoSubnetOrPublicIP(id=where)
+        kinds.setdefault(bool(fe.public_ip_id), where)
+        if len(kinds) > 1:
+            raise errors.LoadBalancerMixesPublicAndPrivateFrontends(
+                id=lb.id, public=kinds[True], private=kinds[False]
+            )
+        if fe.public_ip_id:
+            frontends.append(_public_frontend(view, lb, fe, where, claimed))
+            continue
         if not is_ipv4(fe.ip_version):
             raise errors.IPv6NotSupported(what=f"Frontend {where}")
         subnet = resolve_subnet(view, fe.subnet_id, where)
+        refuse_gateway_subnet(subnet, where)
         if subnet.vnet.location != lb.location:
             raise errors.ResourceLocationMismatch(
                 id=lb.id, location=lb.location, ref=subnet.vnet.id, other=subnet.vnet.location
@@ -271,6 +325,30 @@ def validate(
                 )
             seen[slot] = rule.name
     return lb
+
+
+def _public_frontend(
+    view: StateView, lb: LoadBalancer, fe: Frontend, where: str, claimed: dict[str, str]
+) -> Frontend:
+    """A public frontend: its public IP exists, in the region and of the sku of the load
+    balancer, and serves nothing else."""
+    assert fe.public_ip_id
+    pip = resolve(view, fe.public_ip_id, where)
+    if pip.location != lb.location:
+        raise errors.ResourceLocationMismatch(
+            id=lb.id, location=lb.location, ref=pip.id, other=pip.location
+        )
+    if pip.sku != lb.sku:
+        raise errors.PublicIPAndLBSkuDoNotMatch(sku=lb.sku, lb=lb.id, pip_sku=pip.sku, pip=pip.id)
+    claim(view, pip, lb.id, where, claimed)
+    return replace(
+        fe,
+        subnet_id="",
+        private_ip=None,
+        ip_version=IPV4,
+        public_ip_id=pip.id,
+        public_ip_address=pip.ip_address,
+    )
 
 
 def _check_removed_children(view: StateView, old: LoadBalancer, new: LoadBalancer) -> None:
@@ -320,9 +398,50 @@ def delete(view: StateView, ctx: Context, lb_id: str) -> Changes:
     return changes
 
 
-def vnet_of(lb: LoadBalancer) -> str:
-    """Key of the virtual network of the load balancer's frontends."""
-    return parse_ref(lb.frontends[0].subnet_id, "virtualNetworks", "subnets").parent().key
+def vnet_of(lb: LoadBalancer) -> str | None:
+    """Key of the virtual network of an internal load balancer's frontends (None for a
+    public one)."""
+    private = next((f for f in lb.frontends if f.subnet_id), None)
+    if private is None:
+        return None
+    return parse_ref(private.subnet_id, "virtualNetworks", "subnets").parent().key
+
+
+def backend_network(view: StateView, lb: LoadBalancer, exclude: str = "") -> str | None:
+    """Key of the virtual network behind a load balancer, or None while nothing decides it.
+
+    An internal load balancer's is its frontends' network. A public one's is that of its
+    backend members (NIC configurations in its pools, pool addresses naming a network)
+    and of its private link services' NAT IPs; `exclude` (the id of the resource being
+    written) is left out, so that it may decide anew.
+    """
+    internal = vnet_of(lb)
+    if internal is not None:
+        return internal
+    for pool in lb.pools:
+        for address in pool.addresses:
+            if address.virtual_network_id:
+                return key(address.virtual_network_id)
+        for member in view.referrers(key(lb.child_id("backendAddressPools", pool.name)), "pool"):
+            found = _subnet_network(member, exclude)
+            if found is not None:
+                return found
+    for service in view.referrers(lb.key, "lb"):
+        found = _subnet_network(service, exclude)
+        if found is not None:
+            return found
+    return None
+
+
+def _subnet_network(resource: Resource, exclude: str) -> str | None:
+    """The network of the first ip configuration of a NIC or a service's NAT IPs."""
+    if exclude and resource.key == key(exclude):
+        return None
+    for config in getattr(resource, "ip_configurations", ()):
+        subnet_id = getattr(config, "subnet_id", "")
+        if subnet_id:
+            return parse_ref(subnet_id, "virtualNetworks", "subnets").parent().key
+    return None
 
 
 def resolve_child(view: StateView, ref: str, kind: str, referrer: str) -> tuple[LoadBalancer, str]:
@@ -342,10 +461,15 @@ def resolve_child(view: StateView, ref: str, kind: str, referrer: str) -> tuple[
 
 
 def references(lb: LoadBalancer) -> list[tuple[str, str]]:
-    """Index entries: the subnets of its frontends."""
-    return [("subnet", key(fe.subnet_id)) for fe in lb.frontends]
+    """Index entries: the subnets of its private frontends, the public IPs of its public
+    ones."""
+    return [
+        (USER_KIND, key(fe.public_ip_id)) if fe.public_ip_id else ("subnet", key(fe.subnet_id))
+        for fe in lb.frontends
+    ]
 
 
 def ip_usages(lb: LoadBalancer) -> list[tuple[str, str]]:
-    """Addresses held: (subnet key, ip) of each frontend."""
-    return [(key(f.subnet_id), f.private_ip) for f in lb.frontends if f.private_ip]
+    """Addresses held: (subnet key, ip) of each private frontend (a public IP holds its
+    own address)."""
+    return [(key(f.subnet_id), f.private_ip) for f in lb.frontends if f.subnet_id and f.private_ip]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from privatelink.core import errors
 from privatelink.core.ids import key
 from privatelink.core.ip_configuration import IPV4, Allocator, IpConfiguration, is_ipv4
-from privatelink.core.load_balancer import resolve_child
+from privatelink.core.load_balancer import backend_network, resolve_child
 from privatelink.core.resource import (
     Changes,
     Context,
@@ -22,6 +22,7 @@ from privatelink.core.resource import (
     normalize_location,
 )
 from privatelink.core.virtual_network import resolve_subnet
+from privatelink.core.virtual_network_gateway import refuse_gateway_subnet
 
 TYPE = "Microsoft.Network/networkInterfaces"
 
@@ -80,6 +81,7 @@ def assign_addresses(
         if not is_ipv4(config.ip_version):
             raise errors.IPv6NotSupported(what=f"IP configuration {where}")
         subnet = resolve_subnet(view, config.subnet_id, where)
+        refuse_gateway_subnet(subnet, where)
         if subnet.vnet.location != location:
             raise errors.ResourceLocationMismatch(
                 id=owner_id, location=location, ref=subnet.vnet.id, other=subnet.vnet.location
@@ -95,8 +97,8 @@ def assign_addresses(
         pools: list[str] = []
         for pool_ref in config.pool_ids:
             lb, pool_id = resolve_child(view, pool_ref, "backendAddressPools", where)
-            lb_vnet = resolve_subnet(view, lb.frontends[0].subnet_id, lb.id).vnet
-            if lb_vnet.key != subnet.vnet.key:
+            lb_vnet = backend_network(view, lb, exclude=owner_id)
+            if lb_vnet is not None and lb_vnet != subnet.vnet.key:
                 raise errors.BackendPoolVirtualNetworkMismatch(id=where, pool=pool_id)
             pools.append(pool_id)
         result.append(

@@ -27,6 +27,7 @@ from privatelink.core.resource import (
     normalize_location,
 )
 from privatelink.core.virtual_network import SubnetRef, resolve_subnet
+from privatelink.core.virtual_network_gateway import refuse_gateway_subnet
 
 TYPE = "Microsoft.Network/privateEndpoints"
 
@@ -140,6 +141,7 @@ def update_existing(ctx: Context, endpoint: PrivateEndpoint, existing: PrivateEn
 def resolve_placement(view: StateView, endpoint: PrivateEndpoint) -> SubnetRef:
     """The subnet a new endpoint goes into (same region as the endpoint)."""
     subnet = resolve_subnet(view, endpoint.subnet_id, endpoint.id)
+    refuse_gateway_subnet(subnet, endpoint.id)
     if subnet.vnet.location != endpoint.location:
         raise errors.ResourceLocationMismatch(
             id=endpoint.id,

@@ -18,7 +18,7 @@ from privatelink.core.alias import make_alias
 from privatelink.core.authorization import ALLOW_ALL, Access
 from privatelink.core.ids import ResourceId, is_guid, key
 from privatelink.core.ip_configuration import IPV4, IpConfiguration, is_ipv4
-from privatelink.core.load_balancer import STANDARD, LoadBalancer, resolve_child
+from privatelink.core.load_balancer import STANDARD, LoadBalancer, backend_network, resolve_child
 from privatelink.core.network_interface import NetworkInterface, NicIpConfiguration, managed_nic
 from privatelink.core.resource import (
     Changes,
@@ -31,6 +31,7 @@ from privatelink.core.resource import (
     require,
 )
 from privatelink.core.virtual_network import DISABLED, resolve_subnet
+from privatelink.core.virtual_network_gateway import refuse_gateway_subnet
 
 TYPE = "Microsoft.Network/privateLinkServices"
 CONNECTION_TYPE = f"{TYPE}/privateEndpointConnections"
@@ -309,7 +310,8 @@ def check_on_load_balancer(
                     frontend=fe_id,
                     protocol=rule.protocol,
                 )
-    lb_vnet = ResourceId.parse(lb.frontends[0].subnet_id).parent().key if lb.frontends else None
+    # An internal load balancer's network is its frontends'; a public one's, its backend's.
+    lb_vnet = backend_network(view, lb, exclude=service.id)
     for config in service.ip_configurations:
         nat_vnet = ResourceId.parse(config.subnet_id).parent()
         if lb_vnet is not None and nat_vnet.key != lb_vnet:
@@ -342,7 +344,9 @@ def _nat_configurations(
         configs = (replace(configs[0], primary=True),)
     elif len(primaries) != 1:
         raise errors.NatIpConfigurationPrimary(id=service.id)
-    lb_vnet = resolve_subnet(view, lb.frontends[0].subnet_id, lb.id).vnet
+    # The NAT IPs are in the load balancer's backend network; a public load balancer
+    # that nothing ties to a network yet takes the first NAT IP's.
+    lb_vnet = backend_network(view, lb, exclude=service.id)
     result = []
     for config in configs:
         where = f"{service.id}/ipConfigurations/{config.name}"
@@ -355,9 +359,11 @@ def _nat_configurations(
                 what=f"NAT ipConfiguration '{config.name}'", id=service.id
             )
         subnet = resolve_subnet(view, config.subnet_id, where)
-        if subnet.vnet.key != lb_vnet.key:
+        refuse_gateway_subnet(subnet, where)
+        lb_vnet = lb_vnet or subnet.vnet.key
+        if subnet.vnet.key != lb_vnet:
             raise errors.NatSubnetNotInLoadBalancerVirtualNetwork(
-                name=config.name, subnet=subnet.id, vnet=lb_vnet.id
+                name=config.name, subnet=subnet.id, vnet=lb_vnet
             )
         if subnet.subnet.private_link_service_network_policies != DISABLED:
             raise errors.PrivateLinkServiceNetworkPoliciesEnabled(subnet=subnet.id)

@@ -25,13 +25,18 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from privatelink.core import (
+    connection,
     load_balancer,
+    local_network_gateway,
     network_interface,
     private_dns,
     private_endpoint,
     private_link,
     private_link_service,
+    public_ip_address,
     virtual_network,
+    virtual_network_gateway,
+    virtual_network_peering,
 )
 from privatelink.core.ids import NETWORK, ResourceId
 from privatelink.core.resource import Changes, Resource
@@ -101,12 +106,20 @@ TYPES: tuple[ResourceType[Any], ...] = (
     ResourceType(
         _t("virtualNetworks"),
         virtual_network.VirtualNetwork,
-        create_or_update=virtual_network.create_or_update,
-        delete=virtual_network.delete,
+        create_or_update=virtual_network_peering.create_or_update_network,
+        delete=virtual_network_peering.delete_network,
         delete_order=8,
         deployable=True,
     ),
     ResourceType(_t("virtualNetworks", "subnets"), deployable=True),
+    ResourceType(
+        _t("virtualNetworks", "virtualNetworkPeerings"),
+        virtual_network_peering.VirtualNetworkPeering,
+        references=virtual_network_peering.references,
+        create_or_update=virtual_network_peering.create_or_update,
+        delete=virtual_network_peering.delete,
+        deployable=True,
+    ),
     ResourceType(
         _t("loadBalancers"),
         load_balancer.LoadBalancer,
@@ -189,6 +202,49 @@ TYPES: tuple[ResourceType[Any], ...] = (
         delete=private_dns.delete_record_set,
         deployable=True,
     ),
+    # Reach (issue 13). Deletion: connections (1, after endpoints) before gateways and
+    # sites (5, after load balancers), public IPs (6) after every user, networks last.
+    ResourceType(
+        _t("publicIPAddresses"),
+        public_ip_address.PublicIPAddress,
+        references=public_ip_address.references,
+        ip_usages=public_ip_address.ip_usages,
+        create_or_update=public_ip_address.create_or_update,
+        delete=public_ip_address.delete,
+        delete_order=6,
+        deployable=True,
+    ),
+    ResourceType(
+        _t("virtualNetworkGateways"),
+        virtual_network_gateway.VirtualNetworkGateway,
+        references=virtual_network_gateway.references,
+        ip_usages=virtual_network_gateway.ip_usages,
+        create_or_update=virtual_network_gateway.create_or_update,
+        delete=virtual_network_gateway.delete,
+        delete_order=5,
+        deployable=True,
+    ),
+    ResourceType(_t("virtualNetworkGateways", "ipConfigurations")),
+    ResourceType(
+        _t("localNetworkGateways"),
+        local_network_gateway.LocalNetworkGateway,
+        references=local_network_gateway.references,
+        create_or_update=connection.create_or_update_local_network_gateway,
+        delete=local_network_gateway.delete,
+        delete_order=5,
+        deployable=True,
+    ),
+    ResourceType(
+        _t("connections"),
+        connection.VirtualNetworkGatewayConnection,
+        references=connection.references,
+        create_or_update=connection.create_or_update,
+        delete=connection.delete,
+        delete_order=1,
+        deployable=True,
+    ),
+    # The key's own routes (connections/{name}/sharedkey): Azure's RBAC spells it so.
+    ResourceType(_t("connections", "sharedKey")),
 )
 
 _BY_KEY: dict[str, ResourceType[Any]] = {t.key: t for t in TYPES}
@@ -247,7 +303,8 @@ def references(resource: Resource) -> Index:
 
     The kinds are what workflows ask `StateView.referrers` for: "subnet", "pool", "owner",
     "lb", "frontend", "alias", "autoapproval", "pls", "pe-vnet", "dnslink-zone",
-    "dnslink-vnet", "dnsrecord-zone", "dnsgroup-pe", "dnsgroup-zone".
+    "dnslink-vnet", "dnsrecord-zone", "dnsgroup-pe", "dnsgroup-zone", "publicip",
+    "gateway-vnet", "connection-gateway", "connection-localgateway".
     """
     return list(dict.fromkeys(of(resource).references(resource)))
 

@@ -30,6 +30,7 @@ from privatelink.core.private_link_service import (
 )
 from privatelink.core.resource import Resource
 from privatelink.core.virtual_network import VirtualNetwork
+from privatelink.dataplane import fabric as fabric_plan
 from privatelink.dataplane import names
 
 
@@ -196,6 +197,7 @@ class HubPlan:
     links_out: tuple[LinkPlan, ...] = ()  # this hub is the consumer side
     links_in: tuple[LinkPlan, ...] = ()  # this hub is the provider side
     pe_ips: tuple[str, ...] = ()
+    fabric: fabric_plan.HubFabric = fabric_plan.NO_FABRIC  # peerings (dataplane/fabric.py)
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ class Plan:
     links: tuple[LinkPlan, ...]
     health_checks: tuple[HealthKey, ...]
     problems: Mapping[str, str] = field(default_factory=dict)  # resource key -> message
+    fabric: fabric_plan.Fabric = fabric_plan.EMPTY
 
     def hub(self, netns: str) -> HubPlan | None:
         """The hub with this namespace name."""
@@ -258,6 +261,25 @@ def probe_spec(probe: Probe) -> ProbeSpec:
     )
 
 
+def _lb_network(
+    lb: LoadBalancer, nics: Iterable[NetworkInterface], services: Iterable[PrivateLinkService]
+) -> str | None:
+    """Key of the network a load balancer's hub is: an internal one's frontends', a
+    public one's backends' (its pools' NICs, else its services' NAT IPs), as
+    core.load_balancer.backend_network decides it; None while nothing decides it."""
+    if not lb.is_public:
+        return vnet_of_subnet(lb.frontends[0].subnet_id)
+    pools = {key(lb.child_id("backendAddressPools", p.name)) for p in lb.pools}
+    for nic in nics:
+        for config in nic.ip_configurations:
+            if any(key(p) in pools for p in config.pool_ids):
+                return vnet_of_subnet(nic.ip_configurations[0].subnet_id)
+    for pls in services:
+        if pls.load_balancer_key == lb.key and pls.ip_configurations:
+            return vnet_of_subnet(pls.ip_configurations[0].subnet_id)
+    return None
+
+
 def _pool_members(lb: LoadBalancer, rule: Rule, nics: Iterable[NetworkInterface]) -> set[str]:
     pools = {key(p) for p in rule.pool_ids}
     members: set[str] = set()
@@ -277,6 +299,7 @@ def plan(
     health: Mapping[HealthKey, bool],
     prefix: str = names.DEFAULT_PREFIX,
     pairs: PairSlots | None = None,
+    fabric: fabric_plan.Fabric = fabric_plan.EMPTY,
 ) -> Plan:
     """Compute the desired kernel state.
 
@@ -285,7 +308,7 @@ def plan(
     new backend takes traffic until its probe says otherwise); `pairs` gives pairs of
     hubs their slots (by default in memory, lowest free first).
     """
-    return Planner().plan(snapshot, slots, health, prefix, pairs)
+    return Planner().plan(snapshot, slots, health, prefix, pairs, fabric)
 
 
 def service_facts(pls: PrivateLinkService) -> tuple[object, ...]:
@@ -511,10 +534,12 @@ class Planner:
         health: Mapping[HealthKey, bool],
         prefix: str = names.DEFAULT_PREFIX,
         pairs: PairSlots | None = None,
+        fabric: fabric_plan.Fabric = fabric_plan.EMPTY,
     ) -> Plan:
         """The desired kernel state (as `plan`), from every resource. `pairs` gives the
         slots of pairs of hubs (kept by the planner for later `update`s; by default
-        in memory, lowest free first)."""
+        in memory, lowest free first); `fabric` the peerings' wires (fabric.plan), whose
+        hub parts go into the hubs' plans."""
         self._ready = False
         if pairs is not None:
             self._pairs = pairs
@@ -547,14 +572,19 @@ class Planner:
         user_nics = [n for n in snapshot.nics if not n.managed_by]
         checks: list[HealthKey] = []
         rule_chains: dict[str, RulePlan] = {}
+        lb_vnets: dict[str, str] = {}
         for lb in snapshot.load_balancers:
             if not lb.frontends:
                 continue
-            vnet = vnet_of_subnet(lb.frontends[0].subnet_id)
+            found_vnet = _lb_network(lb, user_nics, snapshot.services)
+            if found_vnet is None:
+                continue  # a public load balancer with nothing behind it yet
+            vnet = lb_vnets[lb.key] = found_vnet
             netns = hub_names.get(vnet, "")
             probes = {key(lb.child_id("probes", p.name)): p for p in lb.probes}
+            # A public frontend's address is its public IP's (fabric.py routes it here).
             frontend_ips = {
-                key(lb.child_id("frontendIPConfigurations", f.name)): f.private_ip
+                key(lb.child_id("frontendIPConfigurations", f.name)): f.address
                 for f in lb.frontends
             }
             for rule in lb.rules:
@@ -595,7 +625,9 @@ class Planner:
             if found_lb is None:
                 continue
             lb = found_lb
-            vnet = vnet_of_subnet(lb.frontends[0].subnet_id)
+            if lb.key not in lb_vnets:
+                continue
+            vnet = lb_vnets[lb.key]
             ports: dict[tuple[str, int], str] = {}
             for fe_id in pls.frontend_ids:  # the first frontend with a port wins
                 for rule in lb.rules_on(fe_id):
@@ -645,13 +677,16 @@ class Planner:
                 nics=tuple(sorted(got.get("nics", ()), key=lambda n: n.netns)),
                 rules=tuple(sorted(got.get("rules", ()), key=lambda r: r.chain)),
                 services=tuple(sorted(got.get("services", ()), key=lambda s: s.chain)),
+                fabric=fabric.hubs.get(vnet_key, fabric_plan.NO_FABRIC),
             )
             self._hub_plans[vnet_key] = self._hub_plan(vnet_key)
+        problems.update(fabric.problems)
         self._plan = Plan(
             hubs=tuple(self._hub_plans.values()),
             links=tuple(self._links),
             health_checks=tuple(dict.fromkeys(checks)),
             problems={**problems, **self._problems},
+            fabric=fabric,
         )
         self._ready = True
         return self._plan
@@ -819,6 +854,7 @@ class Planner:
             links=tuple(self._links),
             health_checks=self._plan.health_checks,
             problems={**self._static_problems, **self._problems},
+            fabric=self._plan.fabric,
         )
         self._ready = True
         return PlanChange(

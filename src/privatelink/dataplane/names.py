@@ -23,6 +23,10 @@ GATEWAY = "169.254.0.1"  # every hub-side NIC veth holds it: the NICs' default g
 AZURE_PLATFORM_IP = "168.63.129.16"  # health probes (and DNS) come from here, as in Azure
 LINK_BASE = int(IPv4Address("169.254.64.0"))
 MAX_PAIRS = (256 - 64) * 64  # a /30 per pair of hubs in 169.254.64.0 - 169.254.255.255
+# Fabric wires (peerings, and the gateways' and sites' veths): a /30 each in
+# 169.254.1.0 - 169.254.63.255 (169.254.0.0/24 holds the NICs' gateway).
+WIRE_BASE = int(IPv4Address("169.254.1.0"))
+MAX_WIRES = 63 * 64
 # Approved connections per host: a slot is only a conntrack mark (slot + 1) now that
 # connections between two hubs share one veth, so the limit is no longer the /30s.
 MAX_SLOTS = 65536
@@ -71,7 +75,47 @@ def nic_netns(prefix: str, nic_id: str) -> str:
 
 def is_ours(prefix: str, netns: str) -> bool:
     """True for namespaces this prefix owns (what `cleanup` sweeps)."""
-    return netns.startswith(f"{prefix}-v-") or netns.startswith(f"{prefix}-n-")
+    return netns.startswith((f"{prefix}-v-", f"{prefix}-n-", f"{prefix}-x-"))
+
+
+# The fabric's namespaces (dataplane/fabric.py) are `<prefix>-x-...`: the internet, VPN
+# gateways, on-premises sites and their hosts.
+
+
+def inet_netns(prefix: str) -> str:
+    """The namespace that stands for the internet (public IPs live only inside it)."""
+    return f"{prefix}-x-inet"
+
+
+def gateway_netns(prefix: str, gateway_id: str) -> str:
+    """The namespace of a virtual network gateway (its charon runs there)."""
+    return f"{prefix}-x-g{digest(gateway_id)}"
+
+
+def site_netns(prefix: str, site: str) -> str:
+    """The router of an on-premises site (its VPN device runs there)."""
+    return f"{prefix}-x-s{digest('site:' + site)}"
+
+
+def site_tag(site: str) -> str:
+    """Six hex digits naming a site in its hosts' namespace names."""
+    return digest("site:" + site, 6)
+
+
+def host_netns(prefix: str, site: str, ip: str) -> str:
+    """A host of an on-premises site (made by `privatelink exec --site`): the site's tag
+    first, so that the data plane keeps a live site's hosts and sweeps a deleted one's."""
+    return f"{prefix}-x-h{site_tag(site)}{digest('ip:' + ip, 6)}"
+
+
+def host_prefix(prefix: str) -> str:
+    """What every site host's namespace name starts with."""
+    return f"{prefix}-x-h"
+
+
+def site_host_ifname(ip: str) -> str:
+    """The site router's end of a host's veth (the host's end is `eth0`)."""
+    return f"h{digest('ip:' + ip, 12)}"
 
 
 def nic_hub_ifname(nic_id: str) -> str:
@@ -99,6 +143,25 @@ def link_addresses(pair: int) -> tuple[str, str]:
     if not 0 <= pair < MAX_PAIRS:
         raise ValueError(f"pair slot {pair} out of range")
     base = LINK_BASE + pair * 4
+    return str(IPv4Address(base + 1)), str(IPv4Address(base + 2))
+
+
+def wire_ifname(slot: int, side: str) -> str:
+    """An end of a fabric wire: side 'a' or 'b' (`slot`: the wire's slot)."""
+    return f"w{slot}{side}"
+
+
+def is_wire_ifname(ifname: str) -> bool:
+    """True for the name of a fabric wire's end (what a sweep of stale wires deletes)."""
+    return len(ifname) > 2 and ifname[0] == "w" and ifname[-1] in "ab" and ifname[1:-1].isdigit()
+
+
+@lru_cache(maxsize=MAX_WIRES)
+def wire_addresses(slot: int) -> tuple[str, str]:
+    """(a, b) addresses of a wire's /30."""
+    if not 0 <= slot < MAX_WIRES:
+        raise ValueError(f"wire slot {slot} out of range")
+    base = WIRE_BASE + slot * 4
     return str(IPv4Address(base + 1)), str(IPv4Address(base + 2))
 
 

@@ -151,9 +151,16 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
         for r in hub.rules
         if r.frontend_ip
     ]
+    peers = hub.fabric.peers
+    elements["peer_ifs"] = [f'"{p.ifname}"' for p in peers]
+    elements["peer_in_denied"] = [f'"{p.ifname}"' for p in peers if not p.allow_in]
+    elements["peer_out_denied"] = [f'"{p.ifname}"' for p in peers if not p.allow_out]
+    elements["peer_src"] = [f'"{p.ifname}" . {src}' for p in peers for src in p.sources]
+    elements["transit_ifs"] = [f'"{name}"' for name in hub.fabric.transit]
+    elements["uplink_ifs"] = [f'"{name}"' for name in hub.fabric.uplinks]
     sets = tuple((name, type_, tuple(elements[name])) for name, type_ in _SETS.items())
     maps = tuple((name, type_, tuple(pairs[name])) for name, type_ in _MAPS.items())
-    chains: list[tuple[str, tuple[str, ...]]] = list(_base_chains(bool(dying), full))
+    chains: list[tuple[str, tuple[str, ...]]] = list(_base_chains(bool(dying), full, bool(peers)))
     chains += _object_chains(hub)
     return Table(sets=sets, maps=maps, chains=tuple(chains))
 
@@ -175,6 +182,16 @@ _SETS = {
     "nat_ips": "ipv4_addr",
     "link_in_ifs": "ifname",
     "link_out_ifs": "ifname",
+    # Peerings (dataplane/fabric.py): their wires, the directions their sides refuse
+    # (allowVirtualNetworkAccess false), and the sources each may carry new flows from.
+    "peer_ifs": "ifname",
+    "peer_in_denied": "ifname",
+    "peer_out_denied": "ifname",
+    "peer_src": "ifname . ipv4_addr; flags interval",
+    # A gateway's wire: flows may cross between it and a peering (gateway transit).
+    "transit_ifs": "ifname",
+    # Wires to the internet: only flows to a public frontend come in, nothing goes out.
+    "uplink_ifs": "ifname",
 }
 _MAPS = {
     "pe_mark": "ipv4_addr . inet_service : mark",
@@ -188,9 +205,12 @@ _MAPS = {
 }
 
 
-def _base_chains(dying: bool, full: bool) -> list[tuple[str, tuple[str, ...]]]:
+def _base_chains(
+    dying: bool, full: bool, peered: bool = False, uplinked: bool = False
+) -> list[tuple[str, tuple[str, ...]]]:
     """The hooked chains and their helpers: the same for every hub, but for the reset
-    rule of dying links and the admission gate."""
+    rule of dying links, the admission gate and the rules of peerings (only in a hub
+    that has any: a rule costs every new flow a lookup, even with an empty set)."""
     base: list[tuple[str, tuple[str | None, ...]]] = [
         (
             "prerouting",
@@ -232,6 +252,22 @@ def _base_chains(dying: bool, full: bool) -> list[tuple[str, tuple[str, ...]]]:
                 # Established flows of live links (and all others) need no further checks.
                 "ct state established,related accept",
                 "ct state new jump refuse_new" if full else None,
+                # Peering is not transitive: nothing crosses from one peering into another
+                # (only to and from a gateway's wire: gateway transit).
+                "iifname @peer_ifs oifname @peer_ifs iifname != @transit_ifs "
+                "oifname != @transit_ifs drop"
+                if peered
+                else None,
+                # From the internet only what a public frontend translated; no new flow
+                # leaves for it (outbound connectivity is not served).
+                "iifname @uplink_ifs ct status & dnat == 0 drop" if uplinked else None,
+                "oifname @uplink_ifs drop" if uplinked else None,
+                # A side that refuses access: no new flows from its network to the other.
+                "iifname @peer_in_denied drop" if peered else None,
+                "oifname @peer_out_denied drop" if peered else None,
+                # A peer may only open flows from its own (synced) space, unless this side
+                # allows forwarded traffic.
+                "iifname @peer_ifs iifname . ip saddr != @peer_src drop" if peered else None,
                 "iifname @link_in_ifs ct mark != @live_links drop",
                 # What the provider did not DNAT to a backend never enters its network.
                 "iifname @link_in_ifs ct status & dnat == 0 drop",
@@ -251,6 +287,11 @@ def _base_chains(dying: bool, full: bool) -> list[tuple[str, tuple[str, ...]]]:
                 "ct state new jump refuse_new" if full else None,
                 "iifname @link_in_ifs drop",
                 "iifname @link_out_ifs drop",
+                # A peer reaches the hub itself only at PE and NAT IPs (answered below).
+                "iifname @peer_ifs ip daddr != @pe_ips ip daddr != @nat_ips drop"
+                if peered
+                else None,
+                "iifname @uplink_ifs drop" if uplinked else None,
                 "ip daddr @pe_ips meta l4proto tcp reject with tcp reset",
                 "ip daddr @pe_ips drop",
                 "ip daddr @nat_ips meta l4proto tcp reject with tcp reset",

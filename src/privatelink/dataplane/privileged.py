@@ -15,6 +15,7 @@ import ctypes
 import errno
 import fcntl
 import json
+import logging
 import os
 import resource
 import select
@@ -25,12 +26,23 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from privatelink.dataplane import events
 from privatelink.dataplane.events import KernelEvent
+from privatelink.dataplane.ipsec import (
+    IpsecEndpoint,
+    Mode,
+    SaState,
+    choose_mode,
+    parse_list_sas,
+    render_strongswan_conf,
+    render_swanctl_conf,
+)
 
 T = TypeVar("T")
 
@@ -519,12 +531,16 @@ class Netlink:
         gateway: str | None = None,
         table: int = MAIN_TABLE,
         index: int | None = None,
+        src: str | None = None,
     ) -> None:
         """Install (or replace) a route; with a gateway it is marked on-link (`index`:
-        the interface's, when known; saves a lookup)."""
+        the interface's, when known; saves a lookup; `src`: the preferred source address
+        of the namespace's own packets on it)."""
         try:
             oif = self._index(ifname) if index is None else index
             kwargs: dict[str, Any] = {"dst": dst, "oif": oif, "table": table}
+            if src:
+                kwargs["prefsrc"] = src
             if gateway:
                 kwargs.update(gateway=gateway, flags=4)  # RTNH_F_ONLINK
             else:
@@ -1173,3 +1189,376 @@ class ConntrackGauge:
 
 if __name__ == "__main__" and sys.argv[1:] == [NFT_HELPER_ARG]:
     _nft_helper_main()
+
+
+# --- strongSwan's charon (site-to-site IPsec) ------------------------------------------
+# strongSwan's charon in a network namespace: kernel ESP detection, start, configure,
+# initiate, read SAs, stop.
+#
+# The process/kernel edge of site-to-site IPsec (the configuration text comes from the
+# pure `dataplane/ipsec.py`). Invariants:
+#
+# - One charon per namespace, all of its files in one private directory (mode 0700):
+#   `strongswan.conf` (passed as STRONGSWAN_CONF, so the host's /etc/strongswan.* is never
+#   read), `swanctl.conf` (0600: it holds the keys), the vici socket, `charon.log`.
+# - charon-systemd writes no pid file: the `Popen` is kept and the daemon is ended by its
+#   pid (`ip netns exec` execs charon, so the child's pid is charon's).
+# - Every wait has a deadline, every program run a timeout; failures become `CharonFailed`
+#   carrying the namespace and the tail of charon's log.
+
+log = logging.getLogger(__name__)
+
+CHARON = "/usr/sbin/charon-systemd"
+LIBIPSEC_IFNAME = "ipsec0"  # kernel-libipsec's TUN device: what enters it is encrypted
+SWANCTL = "/usr/sbin/swanctl"
+TUN = "/dev/net/tun"
+_POLL = 0.05
+
+
+class CharonFailed(Exception):
+    """charon or swanctl failed in `netns`; `message` says what, `log_tail` what charon
+    logged last."""
+
+    def __init__(self, netns: str, message: str, log_tail: str = "") -> None:
+        super().__init__(f"{netns}: {message}" + (f"\n{log_tail}" if log_tail else ""))
+        self.netns = netns
+        self.message = message
+        self.log_tail = log_tail
+
+
+def strongswan_missing() -> str | None:
+    """Why charon cannot run here (a missing program or TUN device), or None."""
+    for path in (CHARON, SWANCTL):
+        if not os.access(path, os.X_OK):
+            return f"{path} is missing (Debian: charon-systemd strongswan-swanctl)"
+    if shutil.which("ip") is None:
+        return "`ip` is missing (iproute2)"
+    return None
+
+
+# --- kernel ESP ---------------------------------------------------------------------------
+
+_PROBE_KEY = "0x" + "00" * 32
+# Test addresses (RFC 5737) for a throwaway SA in a throwaway namespace.
+_PROBE_SA = ["src", "192.0.2.1", "dst", "192.0.2.2", "proto", "esp", "spi", "0x100"]
+_PROBES = (
+    (
+        "cbc(aes)+hmac(sha256)",
+        ["enc", "cbc(aes)", _PROBE_KEY, "auth-trunc", "hmac(sha256)", _PROBE_KEY],
+    ),
+    ("rfc4106(gcm(aes))", ["aead", "rfc4106(gcm(aes))", "0x" + "00" * 36]),
+)
+
+
+@dataclass(frozen=True)
+class KernelEspProbe:
+    """Whether the kernel can carry our ESP SAs itself (XFRM), and why (not)."""
+
+    available: bool
+    reason: str
+
+
+def probe_kernel_esp(timeout: float = 5.0) -> KernelEspProbe:
+    """Ask the kernel to add ESP SAs with the algorithms our proposals use, in a new
+    anonymous network namespace (`unshare --net`: it vanishes with the `ip` process, so
+    there is nothing to clean up and no namespace of ours is touched).
+
+    This is the one reliable test: /proc/crypto lists ciphers, not the ESP transform, and
+    /proc/net/xfrm_stat exists with XFRM alone. Without CONFIG_INET_ESP the kernel answers
+    XFRM_MSG_NEWSA with EPROTONOSUPPORT ("Requested type not found"); a missing cipher
+    gives "... algorithm not found"; without XFRM_USER the netlink socket itself fails.
+    """
+    for what, algorithms in _PROBES:
+        argv = ["unshare", "--net", "--", "ip", "xfrm", "state", "add", *_PROBE_SA]
+        argv += ["mode", "tunnel", *algorithms, "128"]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return KernelEspProbe(False, f"cannot probe kernel ESP: {exc}")
+        if done.returncode == 0:
+            continue
+        error = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+        if "type not found" in error or "Protocol not supported" in error:
+            return KernelEspProbe(False, f"the kernel has no ESP (XFRM says: {error})")
+        if "unshare" in error:
+            return KernelEspProbe(False, f"cannot probe kernel ESP: {error}")
+        return KernelEspProbe(False, f"the kernel's ESP cannot use {what}: {error}")
+    return KernelEspProbe(
+        True, "the kernel accepted ESP SAs (" + ", ".join(w for w, _ in _PROBES) + ")"
+    )
+
+
+def esp_in_kernel() -> bool:
+    """Whether the kernel does ESP with our algorithms (see `probe_kernel_esp`)."""
+    return probe_kernel_esp().available
+
+
+# --- the daemon --------------------------------------------------------------------------
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace `path` atomically with `text`, readable by root only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
+def _accepts(path: Path) -> bool:
+    """Whether a unix socket at `path` accepts a connection (bound *and* listening)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+class Charon:
+    """One charon-systemd in one namespace; made by `Charon.start`, ended by `stop`."""
+
+    def __init__(
+        self,
+        netns: str,
+        workdir: Path,
+        mode: Mode,
+        process: subprocess.Popen[bytes],
+        endpoints: Sequence[IpsecEndpoint],
+    ) -> None:
+        self.netns = netns
+        self.workdir = workdir
+        self.mode: Mode = mode
+        self.process = process
+        self.endpoints: tuple[IpsecEndpoint, ...] = tuple(endpoints)
+
+    # files of the daemon
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "strongswan.conf"
+
+    @property
+    def swanctl_path(self) -> Path:
+        return self.workdir / "swanctl.conf"
+
+    @property
+    def vici_path(self) -> Path:
+        return self.workdir / "charon.vici"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "charon.log"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @classmethod
+    def start(
+        cls,
+        netns: str,
+        workdir: str | os.PathLike[str],
+        endpoints: Sequence[IpsecEndpoint],
+        libipsec: bool,
+        timeout: float = 10.0,
+        install_routes: bool = True,
+    ) -> Charon:
+        """Write the configuration, start charon in `netns`, wait (up to `timeout`) for
+        its vici socket and load `endpoints`. On any failure the daemon is stopped and
+        `CharonFailed` raised; `InvalidIpsecConfig` comes before anything is started."""
+        mode = choose_mode(esp_in_kernel=not libipsec)
+        work = Path(workdir)
+        conf = render_strongswan_conf(
+            str(work / "charon.vici"),
+            str(work / "charon.log"),
+            libipsec=libipsec,
+            install_routes=install_routes,
+        )
+        swanctl_conf = render_swanctl_conf(endpoints)
+        if libipsec and not os.path.exists(TUN):
+            raise CharonFailed(netns, f"user-space ESP needs {TUN}, which is missing")
+        work.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work.chmod(0o700)
+        _write_private(work / "strongswan.conf", conf)
+        _write_private(work / "swanctl.conf", swanctl_conf)
+        (work / "charon.vici").unlink(missing_ok=True)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        with open(work / "charon.log", "a") as f:
+            f.write(f"{stamp} privatelink: starting charon in {netns}, ESP: {mode}\n")
+        log.info("starting charon in %s (ESP: %s)", netns, mode)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin"),
+            "STRONGSWAN_CONF": str(work / "strongswan.conf"),
+        }
+        with open(work / "charon.stderr", "ab") as err:
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", netns, CHARON],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,  # a ^C to us is not a SIGINT to charon
+            )
+        charon = cls(netns, work, mode, process, ())
+        try:
+            charon._wait_ready(timeout)
+            charon.load(endpoints)
+        except BaseException:
+            charon.stop()
+            raise
+        return charon
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code is not None:
+                raise self._failed(f"charon exited with status {code} while starting")
+            if self.vici_path.exists() and _accepts(self.vici_path):
+                return
+            time.sleep(_POLL)
+        raise self._failed(f"charon's vici socket did not come up within {timeout:g} s")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines charon logged (and wrote to stderr)."""
+        tail: list[str] = []
+        for path in (self.log_path, self.workdir / "charon.stderr"):
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))  # the log only grows
+                tail += f.read().decode(errors="replace").splitlines()[-lines:]
+        return "\n".join(tail[-lines:])
+
+    def _failed(self, message: str) -> CharonFailed:
+        return CharonFailed(self.netns, message, self.log_tail())
+
+    def _swanctl(self, *args: str, timeout: float = 15.0) -> str:
+        argv = [SWANCTL, *args, "--uri", f"unix://{self.vici_path}"]
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
+        env["STRONGSWAN_CONF"] = str(self.conf_path)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise self._failed(f"swanctl {args[0]} took longer than {timeout:g} s") from None
+        except OSError as exc:
+            raise self._failed(f"swanctl {args[0]}: {exc}") from None
+        if done.returncode != 0:
+            said = (done.stdout + done.stderr).strip().splitlines()[-5:]
+            raise self._failed(f"swanctl {args[0]} failed ({done.returncode}): " + " | ".join(said))
+        return done.stdout
+
+    def load(self, endpoints: Sequence[IpsecEndpoint]) -> None:
+        """Make `endpoints` charon's whole configuration (connections and keys) without a
+        restart: connections no longer listed are unloaded, changed ones replaced. A
+        connection whose only change is its key keeps its (failed or live) SAs and is not
+        started again: call `initiate` for it."""
+        text = render_swanctl_conf(endpoints)
+        _write_private(self.swanctl_path, text)
+        self._swanctl("--load-all", "--noprompt", "--file", str(self.swanctl_path))
+        self.endpoints = tuple(endpoints)
+
+    def initiate(self, child: str, timeout: float = 15.0) -> None:
+        """Bring up the CHILD_SA `child` (an endpoint's `conn`) and wait for the result."""
+        if child not in {e.conn for e in self.endpoints}:
+            raise CharonFailed(self.netns, f"no connection {child!r} is loaded")
+        seconds = str(max(1, int(timeout)))
+        self._swanctl("--initiate", "--child", child, "--timeout", seconds, timeout=timeout + 5)
+
+    def list_sas(self, timeout: float = 10.0) -> dict[str, SaState]:
+        """Connection name -> its IKE/CHILD SAs right now (absent: no SA at all)."""
+        return parse_list_sas(self._swanctl("--list-sas", "--pretty", "--noblock", timeout=timeout))
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End charon (SIGTERM, then SIGKILL after `timeout`) and remove its socket.
+        Idempotent; charon deletes its SAs, TUN device, routes and rule on SIGTERM."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("charon in %s ignored SIGTERM; killing pid %d", self.netns, self.pid)
+                self.process.kill()
+                self.process.wait(timeout)
+        self.vici_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Charon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def charon_pids_in(netns: str) -> list[int]:
+    """The charon daemons running in one of our namespaces (`ip netns pids`), e.g. left
+    by a server that stopped: a namespace holds at most the one we started there."""
+    try:
+        done = subprocess.run(
+            ["ip", "netns", "pids", netns], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found = []
+    for word in done.stdout.split():
+        if not word.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{word}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm.startswith("charon"):
+            found.append(int(word))
+    return found
+
+
+def stop_charons_in(netns: str, timeout: float = 5.0) -> None:
+    """End the charon daemons in a namespace of ours (SIGTERM, then SIGKILL)."""
+    pids = charon_pids_in(netns)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+        time.sleep(_POLL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def ensure_site_host(
+    site_netns: str, host_netns: str, ip: str, site_ifname: str, gateway: str
+) -> None:
+    """A host of an on-premises site: namespace `host_netns` with `ip` on its eth0, whose
+    default route is the site router (`gateway` on the router's end `site_ifname`, as a
+    hub is its NICs' gateway). Idempotent: an existing host is only checked."""
+    if site_netns not in list_netns():
+        raise NetnsNotFound(
+            f"namespace {site_netns} does not exist; is `privatelink serve` running?"
+        )
+    create_netns(host_netns)
+    with Netlink(site_netns) as router:
+        if router.link(site_ifname) is None:
+            router.add_veth(site_ifname, "eth0", host_netns)
+        link = router.link(site_ifname)
+        if link is None:
+            raise InterfaceNotFound(f"{site_ifname} missing in {site_netns}")
+        router.set_addresses(site_ifname, [f"{gateway}/32"], link.addresses)
+        router.set_up(site_ifname)
+        router.replace_route(f"{ip}/32", site_ifname)
+    with Netlink(host_netns) as host:
+        host.set_up("lo")
+        eth0 = host.link("eth0")
+        if eth0 is None:
+            raise InterfaceNotFound(f"eth0 missing in {host_netns}")
+        host.set_addresses("eth0", [f"{ip}/32"], eth0.addresses)
+        host.set_up("eth0")
+        host.replace_route(f"{gateway}/32", "eth0")
+        host.replace_route("0.0.0.0/0", "eth0", gateway=gateway)
+
+
+def remove_run_dir(path: Path) -> None:
+    """Remove a daemon's private directory (its configuration and keys); no error if gone."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -18,6 +18,7 @@ reset (counted, logged) instead of letting the kernel drop them silently.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -33,6 +34,7 @@ from privatelink.core.private_endpoint import PrivateEndpoint
 from privatelink.core.private_link_service import PrivateEndpointConnection, PrivateLinkService
 from privatelink.core.resource import Resource
 from privatelink.core.virtual_network import VirtualNetwork
+from privatelink.dataplane import fabric as fabrics
 from privatelink.dataplane import names, nft, privileged
 from privatelink.dataplane.desired import (
     HubPlan,
@@ -55,6 +57,16 @@ from privatelink.store.sql import SqlRepository
 
 log = logging.getLogger("privatelink.dataplane")
 
+# Each strongSwan's configuration, keys, socket and log (per namespace, mode 0700).
+IPSEC_RUN_DIR = Path("/run/privatelink/ipsec")
+# How often connection states are read from strongSwan between syncs.
+TUNNEL_POLL_SECONDS = 2.0
+# A fabric namespace (internet, gateway, site) only routes between its wires.
+NODE_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+}
 HUB_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.ipv4.conf.all.rp_filter": "0",
@@ -200,6 +212,7 @@ class Reconciler:
         kernel: Any = privileged,
         conntrack_limit: int | None = None,
         watch: bool = True,
+        public_range: str = "198.18.0.0/15",
     ) -> None:
         """`kernel` is the privileged module (tests pass a fake with the same functions).
 
@@ -250,6 +263,20 @@ class Reconciler:
         # Each hub's last rendered table, by what it was rendered from.
         self._rendered: dict[str, tuple[_TableInputs, nft.Table]] = {}
         self._planner = Planner()
+        # The fabric (peerings' wires): its wires' slots by key, and what was applied.
+        self._wire_keys: set[str] | None = None
+        self._wire_slots: dict[str, int] = {}
+        self._fabric: fabrics.Fabric | None = None
+        self.public_range = public_range
+        # On-premises sites (admin objects): as last read, and the store's version of them.
+        self._sites: list[Any] = []
+        self._sites_version: object = None
+        # strongSwan per gateway and site namespace: what it serves and the daemon; the
+        # kernel's ESP (None: not asked yet); connection states as last reported.
+        self._charons: dict[str, tuple[fabrics.Tunnels, Any]] = {}
+        self._esp: bool | None = None
+        self._reported: dict[str, tuple[str, int, int]] = {}
+        self._modes: dict[str, str] = {}
         self.last: SyncReport | None = None
         self.syncs = 0
         self._listeners: list[Callable[[], None]] = []
@@ -300,7 +327,9 @@ class Reconciler:
             self._watcher.start()
 
     def stop(self) -> None:
-        """Stop the loop (kernel state stays: flows survive a restart)."""
+        """Stop the loop (kernel state stays: flows survive a restart). The VPN daemons
+        end with it: a tunnel needs its daemon, and the next start makes them again
+        (their tunnels come back within seconds)."""
         self._stop.set()
         self._dirty.set()
         if self._watcher is not None:
@@ -308,6 +337,12 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.prober.stop()
+        for _tunnels, charon in self._charons.values():
+            try:
+                charon.stop()
+            except Exception:  # stopping the server must not fail on one daemon
+                log.exception("could not stop strongSwan in %s", _tunnels.netns)
+        self._charons.clear()
         if self._thread is None:
             self._close_handles()
 
@@ -327,9 +362,17 @@ class Reconciler:
         while not self._stop.is_set():
             # Wake up when the full pass is due (it repairs drift), at the latest.
             due = min(max(self._full_due - time.monotonic(), 0.05), FULL_RESYNC_SECONDS)
-            self._dirty.wait(timeout=backoff or due)
+            if self._charons and not backoff:
+                due = min(due, TUNNEL_POLL_SECONDS)
+            woke = self._dirty.wait(timeout=backoff or due)
             if self._stop.is_set():
                 return
+            if not woke and not backoff and time.monotonic() < self._full_due:
+                try:
+                    self.poll_tunnels()  # between syncs: the tunnels' states and bytes
+                except Exception:
+                    log.exception("reading the tunnels failed")
+                continue
             self._dirty.clear()
             with self._generation_lock:
                 generation = self._wanted
@@ -648,7 +691,8 @@ class Reconciler:
         repaired: tuple[str, ...] = ()
         desired: Plan | None = None
         try:
-            change = None if read is None or full else self._endpoint_change(read)
+            sites_changed = self.repo.sites_version() != self._sites_version
+            change = None if read is None or full or sites_changed else self._endpoint_change(read)
             if change is not None:
                 desired = self._sync_endpoints(*change)
             else:
@@ -695,6 +739,8 @@ class Reconciler:
         self._applied.clear()
         self._pair_index.clear()
         self._pair_slots.reset()
+        self._wire_keys = None
+        self._fabric = None
 
     def _sync_all(self, full: bool) -> tuple[Plan, tuple[str, ...]]:
         """Plan from every resource and apply (a full pass, or a change of more than
@@ -704,8 +750,23 @@ class Reconciler:
         conn_keys = approved_keys(self._world.values())
         self._change_slots(conn_keys - self._conn_keys, self._conn_keys - conn_keys)
         assert self._slot_of is not None
+        version = self.repo.sites_version()
+        if version != self._sites_version:
+            self._sites, self._sites_version = self.repo.list_sites(), version
+        wire_keys = fabrics.wire_keys(self._world.values(), self._sites)
+        if wire_keys != self._wire_keys:
+            self._wire_slots = self.repo.link_slots(wire_keys, names.MAX_WIRES, kind="wire")
+            self._wire_keys = wire_keys
+        fabric = fabrics.plan(
+            self._world.values(), self._wire_slots, self.prefix, self._sites, self.public_range
+        )
         desired = self._planner.plan(
-            snapshot, self._slot_of, self.prober.verdicts(), self.prefix, self._pair_slots
+            snapshot,
+            self._slot_of,
+            self.prober.verdicts(),
+            self.prefix,
+            self._pair_slots,
+            fabric,
         )
         repaired = self.apply(desired, full=full)
         if full:
@@ -769,7 +830,12 @@ class Reconciler:
         full = full or damage.everything
         existing = {n for n in self.kernel.list_netns() if names.is_ours(self.prefix, n)}
         wanted = {h.netns for h in desired.hubs} | {n.netns for h in desired.hubs for n in h.nics}
+        wanted |= {n.netns for n in desired.fabric.nodes}
         missing = wanted - existing
+        # A site's hosts are made by `privatelink exec --site`: kept while their site is.
+        tags = {names.site_tag(site) for site in desired.fabric.sites}
+        host = names.host_prefix(self.prefix)
+        wanted |= {n for n in existing if n.startswith(host) and n[len(host) :][:6] in tags}
         if full:
             # A file in /run/netns that is no namespace (a crash between creating and
             # mounting it) would fail every sync: make it again.
@@ -845,6 +911,7 @@ class Reconciler:
             self._links[slot] = link
         self._pair_index = {p: i for p, i in self._pair_index.items() if p in veth_pairs}
         self._pair_index.update(checked)
+        self._apply_fabric(desired.fabric, full or bool(damaged_hubs), listed)
         # The dying links' entries are deleted: a new packet of such a flow has mark 0
         # and meets the rules for unmarked packets. Drop the reset rule again.
         for hub in desired.hubs:
@@ -863,6 +930,198 @@ class Reconciler:
                     self.kernel.remove_netns_etc(netns)
         self._plan = desired
         return tuple(why)
+
+    def _apply_fabric(
+        self,
+        fabric: fabrics.Fabric,
+        full: bool,
+        listed: Mapping[str, Mapping[str, privileged.Link]],
+    ) -> None:
+        """Make the fabric's wires and routes (dataplane/fabric.py): by difference from
+        what was last applied; a full pass (or the first) also checks every wire and
+        sweeps wires and routes nothing wants from the hubs `listed`."""
+        old = self._fabric
+        if old == fabric and not full:
+            return
+        full = full or old is None
+        had_nodes = set() if old is None else set(old.nodes)
+        for node in fabric.nodes:
+            if full or node not in had_nodes:
+                self._node(node)
+        ends = {(w.a_netns, w.a_ifname) for w in fabric.wires} | {
+            (w.b_netns, w.b_ifname) for w in fabric.wires
+        }
+        for w in () if old is None else old.wires:
+            if (w.a_netns, w.a_ifname) not in ends:
+                self._delete_wire_end(w.a_netns, w.a_ifname)  # its peer goes with it
+        if full:
+            for netns, links in listed.items():
+                for name in links:
+                    if names.is_wire_ifname(name) and (netns, name) not in ends:
+                        self._delete_wire_end(netns, name)
+        before = set() if old is None else set(old.wires)
+        for w in fabric.wires:
+            if full or w not in before:
+                self._wire(w)
+        wanted = set(fabric.routes)
+        gone = set() if old is None else set(old.routes) - wanted
+        for r in sorted(gone, key=lambda r: (r.netns, r.dst)):
+            if (r.netns, r.ifname) in ends:  # else it went with its wire
+                self._netlink(r.netns).delete_route(r.dst)
+        had = set() if old is None else set(old.routes)
+        for r in sorted(wanted, key=lambda r: (r.netns, r.dst)):
+            if full or r not in had:
+                self._netlink(r.netns).replace_route(r.dst, r.ifname, gateway=r.via, src=r.src)
+        if full:
+            self._sweep_fabric_routes(fabric, ends)
+        self._fabric = fabric
+        self._tunnels(fabric.tunnels)
+
+    def _node(self, node: fabrics.Node) -> None:
+        """A fabric namespace's own parts: lo with its addresses, forwarding on."""
+        nl = self._netlink(node.netns)
+        lo = nl.links()["lo"]
+        nl.set_addresses("lo", ["127.0.0.1/8", *(f"{a}/32" for a in node.addresses)], lo.addresses)
+        if not lo.up:
+            nl.set_up("lo")
+        if node.netns not in self._prepared:
+            self.kernel.write_sysctls(node.netns, NODE_SYSCTLS)
+            self._prepared.add(node.netns)
+
+    def _tunnels(self, wanted: Iterable[fabrics.Tunnels]) -> None:
+        """One strongSwan per gateway and site namespace, serving its tunnels: started,
+        or restarted when what it serves changed (a new key takes effect at once); a
+        namespace without tunnels runs none. A daemon that fails to start is reported on
+        its connections (NotConnected) and tried again by the next full pass."""
+        by_netns = {t.netns: t for t in wanted}
+        for netns in list(self._charons):
+            if netns not in by_netns or not by_netns[netns].endpoints:
+                _tunnels, charon = self._charons.pop(netns)
+                charon.stop()
+                self.kernel.remove_run_dir(IPSEC_RUN_DIR / netns)  # its keys go with it
+        for netns, tunnels in sorted(by_netns.items()):
+            have = self._charons.get(netns)
+            if not tunnels.endpoints or (
+                have is not None and have[0] == tunnels and have[1].alive()
+            ):
+                continue
+            if have is not None:
+                have[1].stop()
+                del self._charons[netns]
+            else:
+                self.kernel.stop_charons_in(netns)  # one an earlier server left running
+            if self._esp is None:
+                self._esp = self.kernel.esp_in_kernel()
+                log.info(
+                    "IPsec: %s",
+                    "kernel ESP" if self._esp else "kernel-libipsec (no ESP in the kernel)",
+                )
+            # Under /run, not the data directory: a vici socket path is at most 100 bytes,
+            # and the keys need not outlive the host.
+            workdir = IPSEC_RUN_DIR / netns
+            try:
+                charon = self.kernel.Charon.start(
+                    netns, workdir, tunnels.endpoints, libipsec=not self._esp, install_routes=False
+                )
+            except (privileged.CharonFailed, ValueError) as exc:
+                log.warning("strongSwan did not start in %s: %s", netns, exc)
+                self._full_due = min(self._full_due, time.monotonic() + 5.0)
+                continue
+            self._charons[netns] = (tunnels, charon)
+            self._tunnel_routes(tunnels)
+        self.poll_tunnels()
+
+    def _tunnel_routes(self, tunnels: fabrics.Tunnels) -> None:
+        """Route what the tunnels carry to the remote side: into user-space ESP's TUN
+        device (kernel-libipsec), or, with the kernel's ESP, towards the internet, where
+        the kernel's IPsec policy encrypts it on the way out."""
+        nl = self._netlink(tunnels.netns)
+        remote = sorted({ts for e in tunnels.endpoints for ts in e.remote_ts})
+        if not self._esp:
+            for ts in remote:
+                nl.replace_route(ts, privileged.LIBIPSEC_IFNAME)
+            return
+        assert self._fabric is not None
+        out = next(
+            (
+                r
+                for r in self._fabric.routes
+                if r.netns == tunnels.netns and r.dst == self.public_range
+            ),
+            None,
+        )
+        if out is not None:
+            for ts in remote:
+                nl.replace_route(ts, out.ifname, gateway=out.via, src=out.src)
+
+    def poll_tunnels(self) -> None:
+        """Report each gateway connection's tunnel (connectionStatus, bytes) and each
+        gateway's IPsec mode on the stored resources, when they changed."""
+        states: dict[str, dict[str, Any]] = {}
+        mode = "" if self._esp is None else ("kernel" if self._esp else "libipsec")
+        for tunnels, charon in self._charons.values():
+            if not tunnels.connections:
+                continue  # a site: nothing of Azure's to report
+            if mode and self._modes.get(tunnels.owner) != mode:
+                states[key(tunnels.owner)] = {"ipsec_mode": mode}
+                self._modes[tunnels.owner] = mode
+            try:
+                sas = charon.list_sas() if charon.alive() else {}
+            except privileged.CharonFailed as exc:
+                log.warning("cannot read the tunnels in %s: %s", tunnels.netns, exc)
+                sas = {}
+            for name, conn_id in tunnels.connections:
+                sa = sas.get(name)
+                status = "NotConnected"
+                if sa is not None and sa.installed:
+                    status = "Connected"
+                elif sa is not None:
+                    status = "Connecting"
+                now = (status, sa.bytes_in if sa else 0, sa.bytes_out if sa else 0)
+                if self._reported.get(key(conn_id)) != now:
+                    self._reported[key(conn_id)] = now
+                    states[key(conn_id)] = {
+                        "connection_status": now[0],
+                        "ingress_bytes_transferred": now[1],
+                        "egress_bytes_transferred": now[2],
+                    }
+        if states:
+            self.repo.report_fields(states)
+
+    def _delete_wire_end(self, netns: str, ifname: str) -> None:
+        with contextlib.suppress(privileged.NetnsNotFound):  # gone, and the wire with it
+            self._netlink(netns).delete_link(ifname)
+
+    def _wire(self, w: fabrics.Wire) -> None:
+        """Make (or check) one wire: the veth, its /30 on both ends, both up."""
+        nl = self._netlink(w.a_netns)
+        if nl.link(w.a_ifname) is None:
+            # An end left alone (its peer's namespace was made again): make the pair anew.
+            self._netlink(w.b_netns).delete_link(w.b_ifname)
+            nl.add_veth(w.a_ifname, w.b_ifname, w.b_netns)
+        for netns, ifname, addr in (
+            (w.a_netns, w.a_ifname, w.a_addr),
+            (w.b_netns, w.b_ifname, w.b_addr),
+        ):
+            end_nl = self._netlink(netns)
+            link = end_nl.link(ifname)
+            if link is None:
+                raise privileged.InterfaceNotFound(f"{ifname} missing in {netns}")
+            end_nl.set_addresses(ifname, [f"{addr}/30"], link.addresses)
+            if not link.up:
+                end_nl.set_up(ifname)
+
+    def _sweep_fabric_routes(self, fabric: fabrics.Fabric, ends: set[tuple[str, str]]) -> None:
+        """Routes through a wire that the fabric does not want (left by a crash)."""
+        wanted = {(r.netns, r.dst) for r in fabric.routes}
+        for netns in sorted({n for n, _ in ends}):
+            nl = self._netlink(netns)
+            wire_indexes = {
+                link.index for name, link in nl.links().items() if names.is_wire_ifname(name)
+            }
+            for dst, (oif, _gw) in nl.routes().items():
+                if oif in wire_indexes and (netns, dst) not in wanted:
+                    nl.delete_route(dst)
 
     def _apply_nft(self, hub: HubPlan, dying: frozenset[int]) -> None:
         """Bring the hub's table to its plan: by elements and chains when we know what it
@@ -1233,7 +1492,24 @@ class Reconciler:
             for n in h.nics
         }
         hubs = {key(h.vnet_id): {"id": h.vnet_id, "netns": h.netns} for h in desired.hubs}
-        payload = {"prefix": self.prefix, "nics": nics, "vnets": hubs}
+        sites = {
+            s.name.lower(): {
+                "name": s.name,
+                "netns": names.site_netns(self.prefix, s.name),
+                "address_space": list(s.address_space),
+            }
+            for s in self._sites
+            if s.name.lower() in desired.fabric.sites
+        }
+        inet = names.inet_netns(self.prefix)
+        internet = inet if any(n.netns == inet for n in desired.fabric.nodes) else None
+        payload = {
+            "prefix": self.prefix,
+            "nics": nics,
+            "vnets": hubs,
+            "sites": sites,
+            "internet": internet,
+        }
         path = self.data_dir / "dataplane.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=1))
@@ -1256,10 +1532,14 @@ def _same_wire(a: LinkPlan | None, b: LinkPlan | None) -> bool:
 
 def cleanup(prefix: str) -> list[str]:
     """Remove every namespace this prefix owns (their veths and nft tables go with them)
-    and their /etc/netns files; returns the namespaces removed."""
+    and their /etc/netns files, ending the VPN daemons we started in them; returns the
+    namespaces removed."""
     removed = []
     for netns in privileged.list_netns():
         if names.is_ours(prefix, netns):
+            if netns.startswith(f"{prefix}-x-"):
+                privileged.stop_charons_in(netns)
+                privileged.remove_run_dir(IPSEC_RUN_DIR / netns)
             privileged.delete_netns(netns)
             removed.append(netns)
     for netns in privileged.list_netns_etc():

@@ -13,7 +13,8 @@ Routes (JSON in and out, errors as `{"error": {"code", "message"}}`):
   subscription in that tenant, its admin as owner.
 
 Only the default tenant's admin may call them, with an ARM bearer token: 401 without a
-(valid) token, 403 `AuthorizationFailed` for anyone else. A tenant name is 1-63 of
+(valid) token, 403 `AuthorizationFailed` for anyone else (`AdminGate`, which the site
+routes of `api/site.py` share). A tenant name is 1-63 of
 `[A-Za-z0-9-]` and not a GUID (it names a file, `tenants/<name>.json`).
 
 The directory and the subscriptions table are reached through small protocols (this
@@ -30,8 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Body, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from privatelink.core.errors import ArmError, StoreFault
 from privatelink.core.ids import new_guid
 from privatelink.core.principal import Principal, SubscriptionCreated, no_owner
 from privatelink.identity.auth import AuthenticationFailed, principal_from_header
@@ -133,6 +135,60 @@ def _is_guid(value: str) -> bool:
     return True
 
 
+class AdminGate:
+    """Who may call the admin API, and how an admin route answers.
+
+    Only the default tenant's admin passes (`require`); `run` answers 401 (with a
+    `WWW-Authenticate` challenge) without a valid token, 403 `AuthorizationFailed` for
+    anyone else, an `AdminError` or a domain error (`ArmError`) as its error body, and
+    otherwise the action's (status, body). Store faults are left to the app's handler
+    (they carry `Retry-After`). Used by every router under `/privatelink/admin`.
+    """
+
+    def __init__(
+        self, issuer: TokenIssuer, directory: TenantDirectory, default_tenant_id: str
+    ) -> None:
+        self.issuer = issuer
+        self.directory = directory
+        self.default_tenant_id = default_tenant_id
+        self._default_tenant = default_tenant_id.lower()
+
+    def require(self, request: Request) -> Principal:
+        """The caller, when it is the default tenant's admin; else AdminError/401."""
+        principal = principal_from_header(self.issuer, request.headers.get("authorization"))
+        if principal.tenant_id.lower() != self._default_tenant or not self.directory.is_admin(
+            principal.tenant_id, principal.object_id
+        ):
+            raise AdminError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{principal.client_id}' with object id '{principal.object_id}' "
+                "may not use the admin API (tenants, sites): only the default tenant's admin "
+                "(the client of the server's credentials.json) may.",
+            )
+        return principal
+
+    def run(self, request: Request, action: Callable[[], tuple[int, Any]]) -> Response:
+        """`action()` for the default tenant's admin, as a response (see the class)."""
+        try:
+            self.require(request)
+            status, body = action()
+        except AuthenticationFailed as exc:
+            base = str(request.base_url).rstrip("/")
+            return AdminError(401, exc.code, exc.message).response(
+                {"WWW-Authenticate": exc.www_authenticate(f"{base}/{self.default_tenant_id}")}
+            )
+        except AdminError as exc:
+            return exc.response()
+        except StoreFault:
+            raise
+        except ArmError as exc:
+            return AdminError(exc.status, exc.code, exc.message).response()
+        if body is None:
+            return Response(status_code=status)
+        return JSONResponse(body, status_code=status)
+
+
 def build_admin_router(
     issuer: TokenIssuer,
     directory: TenantDirectory,
@@ -151,34 +207,7 @@ def build_admin_router(
     """
     router = APIRouter(prefix=PREFIX, tags=["admin"])
     default_tenant = default_tenant_id.lower()
-
-    def require_admin(request: Request) -> Principal:
-        """The caller, when it is the default tenant's admin; else AdminError/401."""
-        principal = principal_from_header(issuer, request.headers.get("authorization"))
-        if principal.tenant_id.lower() != default_tenant or not directory.is_admin(
-            principal.tenant_id, principal.object_id
-        ):
-            raise AdminError(
-                403,
-                "AuthorizationFailed",
-                f"The client '{principal.client_id}' with object id '{principal.object_id}' "
-                "may not administer tenants: only the default tenant's admin (the client of "
-                "the server's credentials.json) may.",
-            )
-        return principal
-
-    def run(request: Request, action: Callable[[], tuple[int, Any]]) -> JSONResponse:
-        try:
-            require_admin(request)
-            status, body = action()
-        except AuthenticationFailed as exc:
-            base = str(request.base_url).rstrip("/")
-            return AdminError(401, exc.code, exc.message).response(
-                {"WWW-Authenticate": exc.www_authenticate(f"{base}/{default_tenant_id}")}
-            )
-        except AdminError as exc:
-            return exc.response()
-        return JSONResponse(body, status_code=status)
+    run = AdminGate(issuer, directory, default_tenant_id).run
 
     def tenant_views(tenants: Sequence[TenantRecord]) -> list[dict[str, Any]]:
         owned: dict[str, list[dict[str, str]]] = {}
@@ -215,7 +244,7 @@ def build_admin_router(
         return subscription
 
     @router.post("/tenants")
-    def create_tenant(request: Request, body: Any = Body(None)) -> JSONResponse:
+    def create_tenant(request: Request, body: Any = Body(None)) -> Response:
         """Create a tenant, its admin and one subscription; 201 with the admin's secret."""
 
         def action() -> tuple[int, Any]:
@@ -244,17 +273,17 @@ def build_admin_router(
         return run(request, action)
 
     @router.get("/tenants")
-    def list_tenants(request: Request) -> JSONResponse:
+    def list_tenants(request: Request) -> Response:
         """Every tenant, oldest first (no secrets)."""
         return run(request, lambda: (200, {"value": tenant_views(directory.list_tenants())}))
 
     @router.get("/tenants/{name_or_id}")
-    def show_tenant(request: Request, name_or_id: str) -> JSONResponse:
+    def show_tenant(request: Request, name_or_id: str) -> Response:
         """One tenant by name or id (no secrets)."""
         return run(request, lambda: (200, tenant_views([find(name_or_id)])[0]))
 
     @router.post("/subscriptions")
-    def create_subscription(request: Request, body: Any = Body(None)) -> JSONResponse:
+    def create_subscription(request: Request, body: Any = Body(None)) -> Response:
         """A new subscription in a tenant, with the tenant's admin as owner."""
 
         def action() -> tuple[int, Any]:

@@ -53,8 +53,12 @@ from privatelink.core.private_link_service import (
     PrivateLinkService,
 )
 from privatelink.core.private_link_service import TYPE as PLS_TYPE
+from privatelink.core.public_ip_address import RANGE_KEY
 from privatelink.core.registry import ip_usages, references
 from privatelink.core.resource import Changes, Resource, StateView
+from privatelink.core.site import Site
+from privatelink.core.site import key as site_key
+from privatelink.core.virtual_network_peering import TYPE as PEERING_TYPE
 from privatelink.store import codec, faults
 from privatelink.store.inline import InlineReader, local_sqlite_file
 from privatelink.store.repository import InlineReadRefused, Operation, Page
@@ -149,7 +153,9 @@ def _slot_table(name: str) -> Table:
 link_slots = _slot_table("link_slots")  # a connection's slot: its conntrack mark
 # A pair of hubs' slot (its shared veth's names and /30), handed out like link slots.
 pair_slots = _slot_table("pair_slots")
-SLOT_TABLES = {"link": link_slots, "pair": pair_slots}
+# A fabric wire's slot: its veth names and /30 (dataplane/fabric.py).
+wire_slots = _slot_table("wire_slots")
+SLOT_TABLES = {"link": link_slots, "pair": pair_slots, "wire": wire_slots}
 SLOT_QUARANTINE_SECONDS = 60.0  # a freed slot (its mark, its veth names) rests this long
 
 subscriptions = Table(
@@ -181,6 +187,23 @@ deployments = Table(
     Column("seq", Integer, nullable=False),
     Column("body", Text, nullable=False),
 )
+
+# On-premises sites (core/site.py): admin objects, not resources. A site's gateway IP is
+# also a row of `ips` under the public range's key (owner "site:<key>"), so public IPs
+# are never given it; the "sites" counter moves with every put and delete
+# (`sites_version`).
+sites = Table(
+    "sites",
+    metadata,
+    Column("key", String(64), primary_key=True),  # the name, lower-case
+    Column("name", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("address_space", Text, nullable=False),  # a JSON list of prefixes
+    Column("gateway_ip", String(64), nullable=False),
+    Column("shared_key", String(256), nullable=False),
+    Column("created", String(40), nullable=False),
+)
+SITE_OWNER = "site:"  # + the site's key: its row in `ips`
 
 T = TypeVar("T")
 _ADVISORY_LOCK = 0x706C6E6B  # "plnk"
@@ -419,6 +442,8 @@ class SqlView:
 
 
 _CONNECTION_TYPE = CONNECTION_TYPE.lower()
+# Children stored as rows of their own but not tracked resources: never in group listings.
+_UNLISTED_TYPES = (_CONNECTION_TYPE, PEERING_TYPE.lower())
 _PLS_TYPE = PLS_TYPE.lower()
 _IN_CHUNK = 500  # keys per `IN (...)`: SQLite allows 32766 parameters, stay well below
 
@@ -452,6 +477,16 @@ def _record_changes(conn: Connection, keys: Iterable[str]) -> None:
     if unique:
         version = _next_counter(conn, "change")
         conn.execute(insert(changes), [{"version": version, "key": k} for k in unique])
+
+
+def _site(row: Row[Any]) -> Site:
+    return Site(
+        name=row.name,
+        address_space=tuple(json.loads(row.address_space)),
+        gateway_ip=row.gateway_ip,
+        shared_key=row.shared_key,
+        created=row.created,
+    )
 
 
 def _give_slots(
@@ -933,6 +968,27 @@ class SqlRepository:
                 changed.append(row.key)
             _record_changes(conn, changed)
 
+    def report_fields(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Set fields the data plane reports (a VPN connection's status and byte counts,
+        a gateway's IPsec mode) on stored resources, by key; the etag is left unchanged
+        and nothing enters the change feed: no plan reads these fields, and a feed entry
+        per byte count would re-plan the world every few seconds."""
+        if not updates:
+            return
+        with self._lock, self.engine.begin() as conn:
+            rows = conn.execute(
+                select(resources.c.key, resources.c.type, resources.c.body).where(
+                    resources.c.key.in_(list(updates))
+                )
+            ).all()
+            for row in rows:
+                resource = codec.loads(row.type, row.body)
+                fields = {k: v for k, v in updates[row.key].items() if hasattr(resource, k)}
+                if not fields:
+                    continue
+                body = codec.dumps(replace(resource, **fields))
+                conn.execute(update(resources).where(resources.c.key == row.key).values(body=body))
+
     def complete_operations(
         self, started_before: str, failed: dict[str, str] | None = None, now: str = ""
     ) -> int:
@@ -1045,11 +1101,12 @@ class SqlRepository:
     def resources_in_group(self, subscription: str, name: str | None) -> builtins.list[Resource]:
         """Every network resource of a resource group (or, with None, a subscription).
 
-        Private endpoint connections are left out: they are their service's children
-        (listed in its document, deleted by its workflows), as in ARM's resource lists."""
+        Private endpoint connections and virtual network peerings are left out: they are
+        children (listed in their parent's document, deleted by its workflows), as in ARM's
+        resource lists."""
         cond = [
             resources.c.subscription == subscription.lower(),
-            resources.c.type != _CONNECTION_TYPE,
+            resources.c.type.not_in(_UNLISTED_TYPES),
         ]
         if name is not None:
             cond.append(resources.c.resource_group == name.lower())
@@ -1110,6 +1167,85 @@ class SqlRepository:
         """Forget a deployment (its resources stay, as in ARM)."""
         with self._lock, self.engine.begin() as conn:
             conn.execute(delete(deployments).where(deployments.c.key == deployment_id.lower()))
+
+    # --- on-premises sites (admin objects; core/site.py) -------------------------------
+
+    def put_site(self, site: Site) -> None:
+        """Insert a site and hold its gateway IP in the public range, in one transaction.
+
+        `SiteAlreadyExists` when a site has its name (without regard to case),
+        `SiteGatewayIpInUse` when a public IP or another site holds its gateway IP; then
+        nothing is written. Checked under the write lock, so no writer slips between.
+        """
+        k = site.key
+        with self.write() as uow:
+            conn = uow._conn
+            if conn.execute(select(sites.c.key).where(sites.c.key == k)).first():
+                raise errors.SiteAlreadyExists(name=site.name)
+            holder = conn.execute(
+                select(ips.c.owner_id).where(
+                    and_(ips.c.subnet == key(RANGE_KEY), ips.c.ip == site.gateway_ip)
+                )
+            ).first()
+            if holder is not None:
+                raise errors.SiteGatewayIpInUse(
+                    value=site.gateway_ip, name=site.name, holder=holder.owner_id
+                )
+            conn.execute(
+                insert(sites).values(
+                    key=k,
+                    name=site.name,
+                    seq=_next_counter(conn, "seq"),
+                    address_space=json.dumps(list(site.address_space)),
+                    gateway_ip=site.gateway_ip,
+                    shared_key=site.shared_key,
+                    created=site.created,
+                )
+            )
+            conn.execute(
+                insert(ips).values(
+                    subnet=key(RANGE_KEY),
+                    ip=site.gateway_ip,
+                    num=_ip_number(site.gateway_ip),
+                    owner=SITE_OWNER + k,
+                    owner_id=f"site {site.name}",
+                )
+            )
+            _next_counter(conn, "sites")
+
+    def get_site(self, name: str) -> Site | None:
+        """The site of this name (without regard to case), or None."""
+        if "\x00" in name:
+            return None  # PostgreSQL text cannot hold NUL; no such site can exist
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sites).where(sites.c.key == site_key(name))).first()
+        return _site(row) if row else None
+
+    def list_sites(self) -> builtins.list[Site]:
+        """Every site, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(sites).order_by(sites.c.seq)).all()
+        return [_site(r) for r in rows]
+
+    def delete_site(self, name: str) -> bool:
+        """Remove a site and free its gateway IP; False when there was none."""
+        if "\x00" in name:
+            return False
+        k = site_key(name)
+        with self.write() as uow:
+            conn = uow._conn
+            if not conn.execute(delete(sites).where(sites.c.key == k)).rowcount:
+                return False
+            conn.execute(delete(ips).where(ips.c.owner == SITE_OWNER + k))
+            _next_counter(conn, "sites")
+        return True
+
+    def sites_version(self) -> int:
+        """A number that grows with every site put or deleted (0 before the first): the
+        data plane reads `list_sites` again only when it differs from the one it last saw.
+        One primary-key read; a site changed after the read moves it again."""
+        with self.engine.connect() as conn:
+            return _counter(conn, "sites")
 
     def dispose(self) -> None:
         """Close pooled connections (and the inline readers')."""
