@@ -114,6 +114,19 @@ class Traffic:
         )
         return proc.stdout.strip() if proc.returncode == 0 and proc.stdout else None
 
+    def site_curl(self, site: str, ip: str, url: str) -> str | None:
+        """`curl` from a host of an on-premises site (`privatelink exec --site`)."""
+        cli = [sys.executable, "-m", "privatelink.cli.main", "exec", "--data-dir"]
+        argv = [*cli, str(self.data_dir), "--site", site, "--ip", ip]
+        proc = subprocess.run(
+            [*argv, "--", "curl", "-s", "-m", "2", url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return proc.stdout.strip() if proc.returncode == 0 and proc.stdout else None
+
     def curl_until(self, nic: str, url: str, timeout: float = 15.0) -> str | None:
         """curl until a page comes back (bounded in time)."""
         deadline = time.monotonic() + timeout
@@ -862,6 +875,10 @@ def run_scenario(creds: dict[str, Any], data_dir: Path, traffic: Traffic | None)
         if not page:
             raise SystemExit(f"demo failed: {FQDN} did not resolve to the private endpoint")
 
+    reach = None
+    if traffic is not None:
+        reach = show_reach(consumer, cnet, data_dir, traffic, url)
+
     step("Provider: the service cannot be deleted while it has connections")
     try:
         provider.private_link_services.begin_delete(
@@ -882,6 +899,12 @@ def run_scenario(creds: dict[str, Any], data_dir: Path, traffic: Traffic | None)
         show(
             "consumer VM curl", traffic.curl("consumer-vm-nic", url) or "nothing (the flow is cut)"
         )
+        if reach is not None:
+            show("peered VM curl", traffic.curl(SPOKE_NIC, url) or "nothing (cut there too)")
+            show(
+                "on-premises host curl",
+                traffic.site_curl(SITE, SITE_HOST, url) or "nothing (cut there too)",
+            )
         show(
             f"consumer VM curl http://{FQDN}/",
             traffic.curl("consumer-vm-nic", f"http://{FQDN}/")
@@ -898,6 +921,182 @@ def run_scenario(creds: dict[str, Any], data_dir: Path, traffic: Traffic | None)
     step("Provider: the service's activity log (az monitor activity-log list --resource-id ...)")
     show_activity_log(provider_id, pls_id, started, requests, names)
     console.print("\n[bold green]Demo complete.[/]")
+
+
+SPOKE_NIC = "spoke-vm-nic"
+SITE = "branch-office"
+SITE_GATEWAY_IP = "198.18.200.1"  # of the public range: it exists only in our namespaces
+SITE_SPACE = "192.168.0.0/16"
+SITE_HOST = "192.168.1.10"
+
+
+def show_reach(consumer: Any, cnet: str, data_dir: Path, traffic: Traffic, url: str) -> bool:
+    """The same private endpoint from a peered network and from an on-premises site over
+    an IPsec VPN (strongSwan on both ends): what the seed says reaches an endpoint."""
+    step("Consumer: a second network 10.5.0.0/16 with a VM, peered with consumer-vnet")
+    consumer.virtual_networks.begin_create_or_update(
+        CONSUMER_RG,
+        "spoke-vnet",
+        {
+            "location": REGION,
+            "properties": {
+                "addressSpace": {"addressPrefixes": ["10.5.0.0/16"]},
+                "subnets": [{"name": "vms", "properties": {"addressPrefix": "10.5.1.0/24"}}],
+            },
+        },
+    ).result()
+    consumer.network_interfaces.begin_create_or_update(
+        CONSUMER_RG,
+        SPOKE_NIC,
+        {
+            "location": REGION,
+            "properties": {
+                "ipConfigurations": [
+                    {
+                        "name": "ipconfig1",
+                        "properties": {
+                            "subnet": {"id": f"{cnet}/virtualNetworks/spoke-vnet/subnets/vms"}
+                        },
+                    }
+                ]
+            },
+        },
+    ).result()
+    for local, remote, extra in (
+        ("consumer-vnet", "spoke-vnet", {"allowGatewayTransit": True}),
+        ("spoke-vnet", "consumer-vnet", {}),
+    ):
+        peering = consumer.virtual_network_peerings.begin_create_or_update(
+            CONSUMER_RG,
+            local,
+            f"to-{remote}",
+            {
+                "properties": {
+                    "remoteVirtualNetwork": {"id": f"{cnet}/virtualNetworks/{remote}"},
+                    "allowVirtualNetworkAccess": True,
+                    **extra,
+                }
+            },
+        ).result()
+        state = getattr(peering.peering_state, "value", peering.peering_state)
+        show(f"peering {local} -> {remote}", state)
+    step(f"Peered VM: curl {url} (the endpoint is in the other network)")
+    page = traffic.curl_until(SPOKE_NIC, url)
+    show("answer", page or "nothing!")
+    if not page:
+        raise SystemExit("demo failed: the peered network did not reach the endpoint")
+
+    step("Consumer: a VPN gateway in consumer-vnet's GatewaySubnet, with a Standard public IP")
+    consumer.subnets.begin_create_or_update(
+        CONSUMER_RG,
+        "consumer-vnet",
+        "GatewaySubnet",
+        {"properties": {"addressPrefix": "10.0.255.0/27"}},
+    ).result()
+    pip = consumer.public_ip_addresses.begin_create_or_update(
+        CONSUMER_RG,
+        "vpn-gateway-ip",
+        {
+            "location": REGION,
+            "sku": {"name": "Standard"},
+            "properties": {"publicIPAllocationMethod": "Static"},
+        },
+    ).result()
+    show("gateway public IP", f"{pip.ip_address} (the public range lives only in our namespaces)")
+    gateway = consumer.virtual_network_gateways.begin_create_or_update(
+        CONSUMER_RG,
+        "vpn-gateway",
+        {
+            "location": REGION,
+            "properties": {
+                "gatewayType": "Vpn",
+                "vpnType": "RouteBased",
+                "sku": {"name": "VpnGw1", "tier": "VpnGw1"},
+                "ipConfigurations": [
+                    {
+                        "name": "default",
+                        "properties": {
+                            "subnet": {
+                                "id": f"{cnet}/virtualNetworks/consumer-vnet/subnets/GatewaySubnet"
+                            },
+                            "publicIPAddress": {"id": pip.id},
+                        },
+                    }
+                ],
+            },
+        },
+    ).result()
+    local = consumer.local_network_gateways.begin_create_or_update(
+        CONSUMER_RG,
+        "branch-office",
+        {
+            "location": REGION,
+            "properties": {
+                "gatewayIpAddress": SITE_GATEWAY_IP,
+                "localNetworkAddressSpace": {"addressPrefixes": [SITE_SPACE]},
+            },
+        },
+    ).result()
+    key = uuid.uuid4().hex
+    connection = consumer.virtual_network_gateway_connections.begin_create_or_update(
+        CONSUMER_RG,
+        "to-branch-office",
+        {
+            "location": REGION,
+            "properties": {
+                "connectionType": "IPsec",
+                "virtualNetworkGateway1": {"id": gateway.id},
+                "localNetworkGateway2": {"id": local.id},
+                "sharedKey": key,
+            },
+        },
+    ).result()
+    first = getattr(connection.connection_status, "value", connection.connection_status)
+    show("connection", f"IPsec IKEv2, status {first}")
+
+    step(f"Operator: an on-premises site {SITE_SPACE} behind {SITE_GATEWAY_IP}, same shared key")
+    cli = [sys.executable, "-m", "privatelink.cli.main", "site", "create", SITE]
+    options = ["--address-space", SITE_SPACE, "--gateway-ip", SITE_GATEWAY_IP]
+    made = subprocess.run(
+        [*cli, "--data-dir", str(data_dir), *options, "--shared-key-stdin"],
+        input=key,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if made.returncode != 0:
+        raise SystemExit(f"demo failed: privatelink site create: {made.stderr.strip()}")
+    status = _wait_connected(consumer)
+    gw = consumer.virtual_network_gateways.get(CONSUMER_RG, "vpn-gateway")
+    # Not an Azure property: read from the raw body (the SDK's models are mappings of it).
+    raw = gw.get("properties") if hasattr(gw, "get") else None
+    mode = raw.get("privatelinkIpsecMode") if hasattr(raw, "get") else None
+    show("connection status", f"{status} (ESP: {mode or 'see the server log'})")
+    step(f"On-premises host {SITE_HOST}: curl {url} through the tunnel")
+    page = None
+    deadline = time.monotonic() + 20
+    while page is None and time.monotonic() < deadline:
+        page = traffic.site_curl(SITE, SITE_HOST, url)
+    show("answer", page or "nothing!")
+    if not page:
+        raise SystemExit("demo failed: the on-premises host did not reach the endpoint")
+    return True
+
+
+def _wait_connected(consumer: Any, timeout: float = 30.0) -> str:
+    """The connection's status once Connected, or what it is after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        found = consumer.virtual_network_gateway_connections.get(
+            CONSUMER_RG, "to-branch-office"
+        ).connection_status
+        status = str(getattr(found, "value", found))
+        if status == "Connected":
+            break
+        time.sleep(0.5)
+    return str(status)
 
 
 def main() -> None:

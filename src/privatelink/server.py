@@ -200,7 +200,13 @@ def build(
     on_stop: Callable[[], None] | None = None
     if dataplane:
         prefix = netns_prefix or config.netns_prefix
-        reconciler = Reconciler(repo, prefix, data_dir, conntrack_limit=config.conntrack_limit)
+        reconciler = Reconciler(
+            repo,
+            prefix,
+            data_dir,
+            conntrack_limit=config.conntrack_limit,
+            public_range=config.limits.public_ip_range,
+        )
         # Each VNet's resolver (168.63.129.16 in its hub) follows the store like the
         # kernel state does, and re-checks its sockets whenever hubs may have changed.
         dns = DnsServer(repo, prefix)
