@@ -1070,7 +1070,7 @@ def show_reach(consumer: Any, cnet: str, data_dir: Path, traffic: Traffic, url: 
     status = _wait_connected(consumer)
     gw = consumer.virtual_network_gateways.get(CONSUMER_RG, "vpn-gateway")
     # Not an Azure property: read from the raw body (the SDK's models are mappings of it).
-    raw = gw.get("properties") if hasattr(gw, "get") else None
+    raw: Any = gw.get("properties") if hasattr(gw, "get") else None
     mode = raw.get("privatelinkIpsecMode") if hasattr(raw, "get") else None
     show("connection status", f"{status} (ESP: {mode or 'see the server log'})")
     step(f"On-premises host {SITE_HOST}: curl {url} through the tunnel")
