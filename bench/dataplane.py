@@ -25,6 +25,28 @@ NIC namespace to the same backend NIC namespace:
                    haproxy ns (user space, two sockets) -> hub -> backend ns. 4 veth
                    hops (the hub is crossed twice), no NAT.
 
+Reach paths (opt-in: `--paths` or `--reach`), each judged against a twin, not the baseline:
+
+    peered-vnet    client NIC in VNet `vq`, peered with the provider VNet through the API
+                   (both sides, Connected) -> backend IP:port. client ns -veth-> vq hub
+                   (forward, nft peering rules) -peering wire-> provider hub (forward,
+                   nft peering rules) -veth-> backend ns. 3 veth hops, no NAT: the hops
+                   of direct-peered, whose veth the benchmark adds without any rules.
+                   Twin: direct-vnet (the same VNet; the issue's goal is >= 0.95).
+    peered-pe      client NIC in VNet `vr`, peered with the consumer VNet -> the private
+                   endpoint: privatelink's path behind one peering wire. Twin: privatelink.
+    vpn            a host of an on-premises site (`privatelink site create`; the host made
+                   by `privatelink exec --site`) -> backend IP:port through the IPsec
+                   tunnel between the site's router and a VPN gateway in the provider
+                   VNet: host ns -> site router (strongSwan; ESP in user space with
+                   kernel-libipsec when the kernel has no ESP) -> internet ns -> gateway
+                   ns (decrypts) -> provider hub -> backend ns. No NAT.
+    vpn-plain      the same namespaces and veths without the tunnel: a second host of the
+                   same site, for whose address the benchmark adds plain routes (policy
+                   rules to a table of its own, TWIN_TABLE, which the data plane's sweeps
+                   do not touch) in the site router, the internet and the gateway
+                   namespaces. Twin of vpn ("the same path unencrypted").
+
 Load: iperf3 (single stream and -P 4) for throughput, wrk with `Connection: close` (one
 TCP connection per request) against a tiny HTTP server (a single-threaded HAProxy that
 answers requests itself) for connections per second. Backends run in backend NIC
@@ -51,8 +73,13 @@ conntrack (apt-get install -y iperf3 wrk haproxy; haproxy runs as our own proces
 
 Usage:
     python bench/dataplane.py [--quick] [--rounds N] [--links N] [--write]
+    python bench/dataplane.py --reach [--rounds N] [--write]
 
-`--write` stores the results as JSON in docs/benchmarks-dataplane.json.
+`--write` stores the results as JSON in docs/benchmarks-dataplane.json. `--reach` measures
+only what the reach ratios need (direct-vnet, peered-vnet, direct-peered, privatelink,
+peered-pe, vpn-plain, vpn) with 1 link, each twin next to its path in every round (a few
+minutes; needs strongSwan and /dev/net/tun), and `--write` stores it in
+docs/benchmarks-reach.json.
 """
 
 from __future__ import annotations
@@ -112,6 +139,7 @@ from common import (
 from privatelink.dataplane import privileged
 
 JSON_OUT = ROOT / "docs" / "benchmarks-dataplane.json"
+REACH_JSON_OUT = ROOT / "docs" / "benchmarks-reach.json"
 SCOPE = "https://management.azure.com/.default"
 API_VERSION = "2024-05-01"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -131,6 +159,24 @@ CLIENT_SYSCTLS = {
     "net.ipv4.ip_local_port_range": "1024 65535",
 }
 PATHS = ("direct-vnet", "direct-peered", "lb-vnet", "privatelink", "haproxy")
+REACH_PATHS = ("peered-vnet", "peered-pe", "vpn-plain", "vpn")  # opt-in (--paths, --reach)
+ALL_PATHS = PATHS + REACH_PATHS
+# Each reach path's twin: the ratio path / twin is its figure.
+TWINS = {"peered-vnet": "direct-vnet", "peered-pe": "privatelink", "vpn": "vpn-plain"}
+# --reach: each group's paths run back to back in a round (order alternating), so that a
+# ratio compares runs seconds apart; direct-peered tells the hop from the peering's rules.
+REACH_GROUPS = (
+    ("direct-vnet", "peered-vnet", "direct-peered"),
+    ("privatelink", "peered-pe"),
+    ("vpn-plain", "vpn"),
+)
+# The on-premises site of the vpn paths: its VPN device's address in the public range,
+# its space, the host behind the tunnel (vpn) and the host of the plain twin (vpn-plain).
+SITE_NAME, SITE_IP, SITE_SPACE = "branch", "198.18.200.1", "192.168.0.0/16"
+SITE_HOST, PLAIN_HOST = "192.168.1.10", "192.168.2.10"
+SITE_KEY = "bench-" + uuid.uuid4().hex[:16]
+TWIN_TABLE, TWIN_RULE_PREF = 231, 100  # vpn-plain's routes (before the main table)
+TUNNEL_BUDGET = 60.0  # connection Connected after the site is created
 BASELINE = "direct-peered"  # same hops as the private link path, no NAT
 TOOLS = ("ip", "nft", "conntrack", "iperf3", "wrk", "haproxy", "taskset")
 # Short connections are bound by one core: wrk is single-threaded and veth runs the
@@ -252,6 +298,20 @@ QUICK = Sizes(
     full_sync_budget=120.0,
     idle_budget=120.0,
     pairs=3,
+)
+# --reach: FULL's tests, 1 link, and short waits (no install, approvals or resync).
+REACH = Sizes(
+    rounds=3,
+    iperf_seconds=3,
+    wrk_seconds=3,
+    wrk_connections=32,
+    links=1,
+    install_budget=0.0,
+    install_workers=1,
+    afb_budget=30.0,
+    full_sync_budget=0.0,
+    idle_budget=60.0,
+    pairs=0,
 )
 
 
@@ -499,18 +559,16 @@ class Bench:
         """Provider VNet + LB + 2 backends + PLS; consumer VNet + client + PE; the rest."""
         t0 = time.perf_counter()
         pb, cb, ab = self.pb, self.cb, self.ab
+        provider_subnets = {
+            "fe": ("10.0.1.0/24", False),
+            "be": ("10.0.2.0/24", False),
+            "nat": ("10.0.3.0/24", True),
+            "cl": ("10.0.4.0/24", False),
+        }
+        if self.vpn:  # the VPN gateway's subnet (only when a vpn path is measured)
+            provider_subnets["GatewaySubnet"] = ("10.0.255.0/27", False)
         self.prov.virtual_networks.begin_create_or_update(
-            RG,
-            "vp",
-            vnet_body(
-                "10.0.0.0/16",
-                {
-                    "fe": ("10.0.1.0/24", False),
-                    "be": ("10.0.2.0/24", False),
-                    "nat": ("10.0.3.0/24", True),
-                    "cl": ("10.0.4.0/24", False),
-                },
-            ),
+            RG, "vp", vnet_body("10.0.0.0/16", provider_subnets)
         ).result()
         lb_id = f"{pb}/loadBalancers/lb"
         fe_id = f"{lb_id}/frontendIPConfigurations/fe"
@@ -621,11 +679,166 @@ class Bench:
         conns = self.prov.private_link_services.list_private_endpoint_connections(RG, "pls")
         by_pe = {c.private_endpoint.id.lower(): c.name for c in conns}
         self.pending = [(pe_ip, by_pe[pe_id.lower()]) for pe_ip, pe_id in self.pending]
+        reach_nics = self.build_reach()
         self.results["topology_build_s"] = round(time.perf_counter() - t0, 2)
         self.lb_ip = (
             self.prov.load_balancers.get(RG, "lb").frontend_ip_configurations[0].private_ip_address
         )
-        self.wait_index(["b1", "b2", "pc", "hp", "client", "ac"])
+        self.wait_index(["b1", "b2", "pc", "hp", "client", "ac", *reach_nics])
+        if self.vpn:
+            self.wait_tunnel()
+
+    @property
+    def vpn(self) -> bool:
+        return bool({"vpn", "vpn-plain"} & set(self.paths))
+
+    def peer(self, client: NetworkManagementClient, base: str, a: str, b: str) -> None:
+        """Both sides of a real peering between two networks of one subscription."""
+        for here, there in ((a, b), (b, a)):
+            client.virtual_network_peerings.begin_create_or_update(
+                RG,
+                here,
+                f"to-{there}",
+                {
+                    "properties": {
+                        "remoteVirtualNetwork": {"id": f"{base}/virtualNetworks/{there}"},
+                        "allowVirtualNetworkAccess": True,
+                    }
+                },
+            ).result()
+        for here, there in ((a, b), (b, a)):
+            got = client.virtual_network_peerings.get(RG, here, f"to-{there}")
+            if got.peering_state != "Connected":
+                raise RuntimeError(f"peering {here} -> {there} is {got.peering_state}")
+
+    def build_reach(self) -> list[str]:
+        """What the reach paths need: peered VNets with a client each, and a VPN gateway
+        in the provider VNet with a connection to an on-premises site; their NICs."""
+        nics: list[str] = []
+        pb, cb = self.pb, self.cb
+        if "peered-vnet" in self.paths:
+            self.prov.virtual_networks.begin_create_or_update(
+                RG, "vq", vnet_body("10.4.0.0/16", {"cl": ("10.4.1.0/24", False)})
+            ).result()
+            self.prov.network_interfaces.begin_create_or_update(
+                RG, "qc", nic_body(f"{pb}/virtualNetworks/vq/subnets/cl")
+            ).result()
+            self.peer(self.prov, pb, "vp", "vq")
+            nics.append("qc")
+        if "peered-pe" in self.paths:
+            self.cons.virtual_networks.begin_create_or_update(
+                RG, "vr", vnet_body("10.5.0.0/16", {"cl": ("10.5.1.0/24", False)})
+            ).result()
+            self.cons.network_interfaces.begin_create_or_update(
+                RG, "rc", nic_body(f"{cb}/virtualNetworks/vr/subnets/cl")
+            ).result()
+            self.peer(self.cons, cb, "vc", "vr")
+            nics.append("rc")
+        if self.vpn:
+            self.prov.public_ip_addresses.begin_create_or_update(
+                RG,
+                "gw-ip",
+                {
+                    "location": LOCATION,
+                    "sku": {"name": "Standard"},
+                    "properties": {"publicIPAllocationMethod": "Static"},
+                },
+            ).result()
+            self.gateway_id = f"{pb}/virtualNetworkGateways/gw"
+            self.prov.virtual_network_gateways.begin_create_or_update(
+                RG,
+                "gw",
+                {
+                    "location": LOCATION,
+                    "properties": {
+                        "gatewayType": "Vpn",
+                        "vpnType": "RouteBased",
+                        "sku": {"name": "VpnGw1", "tier": "VpnGw1"},
+                        "ipConfigurations": [
+                            {
+                                "name": "default",
+                                "properties": {
+                                    "subnet": {"id": f"{pb}/virtualNetworks/vp/subnets/GatewaySubnet"},
+                                    "publicIPAddress": {"id": f"{pb}/publicIPAddresses/gw-ip"},
+                                },
+                            }
+                        ],
+                    },
+                },
+            ).result()
+            self.prov.local_network_gateways.begin_create_or_update(
+                RG,
+                SITE_NAME,
+                {
+                    "location": LOCATION,
+                    "properties": {
+                        "gatewayIpAddress": SITE_IP,
+                        "localNetworkAddressSpace": {"addressPrefixes": [SITE_SPACE]},
+                    },
+                },
+            ).result()
+            self.prov.virtual_network_gateway_connections.begin_create_or_update(
+                RG,
+                "to-branch",
+                {
+                    "location": LOCATION,
+                    "properties": {
+                        "connectionType": "IPsec",
+                        "virtualNetworkGateway1": {"id": self.gateway_id},
+                        "localNetworkGateway2": {"id": f"{pb}/localNetworkGateways/{SITE_NAME}"},
+                        "sharedKey": SITE_KEY,
+                    },
+                },
+            ).result()
+            # The site itself is an admin object: the CLI, as an operator would (the key
+            # on standard input, not in the process list).
+            cli = [sys.executable, "-m", "privatelink.cli.main"]
+            proc = subprocess.run(
+                [
+                    *cli,
+                    "site",
+                    "create",
+                    SITE_NAME,
+                    "--address-space",
+                    SITE_SPACE,
+                    "--gateway-ip",
+                    SITE_IP,
+                    "--shared-key-stdin",
+                    "--data-dir",
+                    str(self.server.data_dir),
+                ],
+                input=SITE_KEY,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            must(proc, "privatelink site create")
+            self.site_created = time.monotonic()
+        return nics
+
+    def wait_tunnel(self) -> None:
+        """Poll the connection (SDK) until Connected, at most TUNNEL_BUDGET s; record the
+        time and the gateway's IPsec mode (kernel ESP or kernel-libipsec)."""
+        deadline = self.site_created + TUNNEL_BUDGET
+        status = None
+        while time.monotonic() < deadline:
+            status = self.prov.virtual_network_gateway_connections.get(
+                RG, "to-branch"
+            ).connection_status
+            if status == "Connected":
+                break
+            time.sleep(0.25)
+        if status != "Connected":
+            raise RuntimeError(f"the VPN connection is {status} after {TUNNEL_BUDGET:.0f} s")
+        url = f"{self.server.creds['url']}{self.gateway_id}?api-version={API_VERSION}"
+        with self.http() as client:
+            gw = client.get(url, headers=self.bearer()).json()
+        self.results["vpn"] = {
+            "site_to_connected_s": round(time.monotonic() - self.site_created, 2),
+            "ipsec_mode": gw.get("properties", {}).get("privatelinkIpsecMode"),
+        }
+        log(f"VPN connection Connected: {self.results['vpn']}")
 
     @staticmethod
     def _pe_ip(client: NetworkManagementClient, pe: Any) -> str:

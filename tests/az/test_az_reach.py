@@ -47,14 +47,16 @@ class Net:
         return ("-g", self.rg, "--vnet-name", self.name, "--subscription", self.sub)
 
 
-def _vnet(az: Any, sub: str, rg: str, name: str, *prefixes: str, group: bool = True) -> Net:
-    """A group (unless it exists) and a VNet with one subnet on the first prefix."""
+def _vnet(
+    az: Any, sub: str, rg: str, name: str, *prefixes: str, group: bool = True, subnet: str = ""
+) -> Net:
+    """A group (unless it exists) and a VNet with subnet `default` (the first prefix)."""
     if group:
         az.run("group", "create", "-n", rg, "-l", LOCATION, "--subscription", sub, "-o", "none")
     az.run(
         *("network", "vnet", "create", "-g", rg, "-n", name, "--subscription", sub),
         *("--address-prefixes", *prefixes),
-        *("--subnet-name", "default", "--subnet-prefixes", prefixes[0], "-o", "none"),
+        *("--subnet-name", "default", "--subnet-prefixes", subnet or prefixes[0], "-o", "none"),
     )
     return Net(sub, rg, name)
 
@@ -169,7 +171,7 @@ def _peer_args(local: Net, name: str, remote: Net) -> tuple[str, ...]:
 
 def _hub(az: Any, sub: str, rg: str) -> Net:
     """VNet `hub`: default, nat (private link service policies off) and GatewaySubnet /27."""
-    hub = _vnet(az, sub, rg, "hub", "10.20.0.0/16")
+    hub = _vnet(az, sub, rg, "hub", "10.20.0.0/16", subnet="10.20.1.0/24")
     az.run(
         *("network", "vnet", "subnet", "create", "-g", rg, "--vnet-name", "hub", "-n", "nat"),
         *("--address-prefixes", "10.20.3.0/24"),
