@@ -136,7 +136,7 @@ from common import (
     vnet_body,
 )
 
-from privatelink.dataplane import privileged
+from privatelink.dataplane import names, privileged
 
 JSON_OUT = ROOT / "docs" / "benchmarks-dataplane.json"
 REACH_JSON_OUT = ROOT / "docs" / "benchmarks-reach.json"
@@ -745,6 +745,7 @@ class Bench:
                 },
             ).result()
             self.gateway_id = f"{pb}/virtualNetworkGateways/gw"
+            gateway_subnet = f"{pb}/virtualNetworks/vp/subnets/GatewaySubnet"
             self.prov.virtual_network_gateways.begin_create_or_update(
                 RG,
                 "gw",
@@ -758,7 +759,7 @@ class Bench:
                             {
                                 "name": "default",
                                 "properties": {
-                                    "subnet": {"id": f"{pb}/virtualNetworks/vp/subnets/GatewaySubnet"},
+                                    "subnet": {"id": gateway_subnet},
                                     "publicIPAddress": {"id": f"{pb}/publicIPAddresses/gw-ip"},
                                 },
                             }
@@ -890,7 +891,7 @@ class Bench:
             pin = ["taskset", "-c", str(PIN_CPUS[1])] if PIN_CPUS else []
             self.start(self.ns[b], [*pin, "haproxy", "-db", "-f", str(cfg)], f"http-{b}")
             self.start(self.ns[b], ["iperf3", "-s", "-p", str(IPERF_PORT)], f"iperf-{b}")
-        for n in ("client", "pc", "hp", "ac"):
+        for n in ("client", "pc", "hp", "ac", *(x for x in ("qc", "rc") if x in self.ns)):
             for k, v in CLIENT_SYSCTLS.items():
                 must(netns_run(self.ns[n], ["sysctl", "-q", "-w", f"{k}={v}"]), f"sysctl {k}")
         # Which backend does the private link path reach (SourceIP: always the same one)?
@@ -942,6 +943,7 @@ class Bench:
                 self.ns["pc"], (self.nic_ip["hp"], HTTP_PORT), (self.nic_ip["hp"], IPERF_PORT)
             ),
         }
+        self.targets.update(self.reach_targets(backend_ip))
         self.reached: dict[str, str] = {}
         for name, t in self.targets.items():
             got = ""
@@ -961,6 +963,106 @@ class Bench:
                     f"path {name} answered {got!r}, expected {self.backend}; logs: {logs}"
                 )
         log("all paths answer from the same backend")
+
+    def reach_targets(self, backend_ip: str) -> dict[str, Target]:
+        """The reach paths' clients: the peered VNets' NICs, and two hosts of the site
+        (made by `privatelink exec --site`), the second with vpn-plain's routes."""
+        direct = (backend_ip, DIRECT_BACKEND_PORT)
+        out: dict[str, Target] = {}
+        if "qc" in self.ns:
+            out["peered-vnet"] = Target(self.ns["qc"], direct, (backend_ip, IPERF_PORT))
+        if "rc" in self.ns:
+            out["peered-pe"] = Target(
+                self.ns["rc"], (self.pe_ip, HTTP_PORT), (self.pe_ip, IPERF_PORT)
+            )
+        if not self.vpn:
+            return out
+        if "vpn-plain" in self.paths and self.results["vpn"]["ipsec_mode"] != "libipsec":
+            # With the kernel's ESP its policy (selector: the site's space) would encrypt
+            # the twin's packets whatever the routes say.
+            raise RuntimeError("vpn-plain needs user-space ESP (kernel-libipsec)")
+        index = json.loads((self.server.data_dir / "dataplane.json").read_text())
+        self.site_ns = index["sites"][SITE_NAME]["netns"]
+        inet = index["internet"]
+        gw_ns = names.gateway_netns(self.server.prefix, self.gateway_id)
+        for name, host_ip in (("vpn", SITE_HOST), ("vpn-plain", PLAIN_HOST)):
+            cmd = [sys.executable, "-m", "privatelink.cli.main", "exec", "--site", SITE_NAME]
+            cmd += ["--ip", host_ip, "--data-dir", str(self.server.data_dir), "--", "true"]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+            must(done, f"privatelink exec --site {SITE_NAME} --ip {host_ip}")
+            host = names.host_netns(self.server.prefix, SITE_NAME, host_ip)
+            for k, v in CLIENT_SYSCTLS.items():
+                must(netns_run(host, ["sysctl", "-q", "-w", f"{k}={v}"]), f"sysctl {k}")
+            out[name] = Target(host, direct, (backend_ip, IPERF_PORT))
+        gw_public = str(self.prov.public_ip_addresses.get(RG, "gw-ip").ip_address)
+
+        def hop(netns: str, dst: str) -> tuple[str, str]:
+            """(next hop, device) a namespace routes `dst` by now: a fabric wire."""
+            got = json.loads(must(netns_run(netns, ["ip", "-j", "route", "get", dst]), "route"))
+            return got[0]["gateway"], got[0]["dev"]
+
+        space = "10.0.0.0/16"  # the provider VNet: what the tunnel carries to Azure
+        site_out = hop(self.site_ns, gw_public)
+        inet_to_gw, inet_to_site = hop(inet, gw_public), hop(inet, SITE_IP)
+        gw_out = hop(gw_ns, SITE_IP)
+        # Plain routing for PLAIN_HOST only, in a table of its own behind policy rules:
+        # the data plane sweeps unwanted wire routes from the main table, not from this.
+        steps = [
+            (self.site_ns, ["rule", "add", "from", PLAIN_HOST, "to", space], None),
+            (self.site_ns, ["route", "add", space], site_out),
+            (inet, ["rule", "add", "from", PLAIN_HOST, "to", space], None),
+            (inet, ["rule", "add", "from", space, "to", PLAIN_HOST], None),
+            (inet, ["route", "add", space], inet_to_gw),
+            (inet, ["route", "add", f"{PLAIN_HOST}/32"], inet_to_site),
+            (gw_ns, ["rule", "add", "from", space, "to", PLAIN_HOST], None),
+            (gw_ns, ["route", "add", f"{PLAIN_HOST}/32"], gw_out),
+        ]
+        for netns, args, via in steps:
+            if via is None:
+                ip("-n", netns, *args, "lookup", str(TWIN_TABLE), "pref", str(TWIN_RULE_PREF))
+            else:
+                ip("-n", netns, *args, "via", via[0], "dev", via[1], "table", str(TWIN_TABLE))
+        self.results.setdefault("vpn", {})["plain_twin"] = {
+            "table": TWIN_TABLE,
+            "namespaces": {"site_router": self.site_ns, "internet": inet, "gateway": gw_ns},
+            "hops": {
+                "site->inet": site_out,
+                "inet->gw": inet_to_gw,
+                "inet->site": inet_to_site,
+                "gw->inet": gw_out,
+            },
+            "mtu": {
+                "site_ipsec0": self.mtu(self.site_ns, privileged.LIBIPSEC_IFNAME),
+                "site_wire": self.mtu(self.site_ns, site_out[1]),
+            },
+        }
+        return out
+
+    @staticmethod
+    def mtu(netns: str, ifname: str) -> int | None:
+        got = netns_run(netns, ["ip", "-j", "link", "show", ifname])
+        return json.loads(got.stdout)[0].get("mtu") if got.returncode == 0 else None
+
+    def hub_tables(self) -> dict[str, Any]:
+        """The hubs' nft tables and routes on the reach paths (what a packet meets)."""
+        out: dict[str, Any] = {}
+        for vnet in ("vp", "vq", "vc", "vr"):
+            if vnet in self.hub:
+                ns = self.hub[vnet]
+                table = netns_run(ns, ["nft", "list", "table", "ip", "privatelink"]).stdout
+                routes = netns_run(ns, ["ip", "route", "show"]).stdout
+                out[vnet] = {"netns": ns, "nft": table, "routes": routes}
+        return out
+
+    def tunnel_packets(self) -> int | None:
+        """Packets the site router's user-space ESP device sent so far (None without it)."""
+        if not self.vpn:
+            return None
+        argv = ["ip", "-j", "-s", "link", "show", privileged.LIBIPSEC_IFNAME]
+        got = netns_run(self.site_ns, argv)
+        if got.returncode != 0:
+            return None
+        return int(json.loads(got.stdout)[0]["stats64"]["tx"]["packets"])
 
     # --- measurements -----------------------------------------------------------------------
 
@@ -1018,11 +1120,10 @@ class Bench:
         """All paths, `rounds` interleaved rounds (path order rotates each round)."""
         s = self.sizes
         runs: list[dict[str, Any]] = []
-        paths = [p for p in PATHS if p in self.paths]
+        paths = [p for p in ALL_PATHS if p in self.paths]
         log(f"measuring paths ({label}): {s.rounds} round(s)")
         for r in range(s.rounds):
-            order = paths[r % len(paths) :] + paths[: r % len(paths)]
-            for name in order:
+            for name in self.round_order(paths, r):
                 # The server must not compete for the CPU (a periodic full resync of a
                 # large data plane can keep it busy for minutes): wait for it to be idle,
                 # and run again once if it got busy during the run.
@@ -1106,13 +1207,28 @@ class Bench:
             "summary": summary,
             "ratios": ratios,
             "ratio_of_medians": ratio_of_medians,
+            "reach_ratios": reach_ratios(runs, paths, s.rounds),
             "runs": runs,
         }
+
+    def round_order(self, paths: list[str], r: int) -> list[str]:
+        """Round r's path order. Without reach paths: the paths rotated by r. With them:
+        each group of REACH_GROUPS (and each other path alone) back to back, the groups
+        rotated by r and each group's order rotated by r too, so that a reach path and
+        its twin run seconds apart and each goes first in turn."""
+        if not set(TWINS) & set(paths):
+            return paths[r % len(paths) :] + paths[: r % len(paths)]
+        grouped = {p for g in REACH_GROUPS for p in g}
+        groups = [[p for p in g if p in paths] for g in REACH_GROUPS]
+        groups = [g for g in groups if g] + [[p] for p in paths if p not in grouped]
+        groups = groups[r % len(groups) :] + groups[: r % len(groups)]
+        return [p for g in groups for p in g[r % len(g) :] + g[: r % len(g)]]
 
     def run_path(self, name: str, r: int) -> dict[str, Any]:
         """One path: iperf3 -P1, iperf3 -P4, wrk; and the server's CPU use meanwhile."""
         s, t = self.sizes, self.targets[name]
         run: dict[str, Any] = {"round": r, "path": name, "loadavg": loadavg()}
+        esp0 = self.tunnel_packets() if name in ("vpn", "vpn-plain") else None
         c0, t0 = process_cpu(self.server.proc.pid), time.monotonic()
         run["iperf_p1"] = iperf(t, 1, s.iperf_seconds)
         run["iperf_p4"] = iperf(t, 4, s.iperf_seconds)
@@ -1126,6 +1242,10 @@ class Bench:
         cores = (process_cpu(self.server.proc.pid) - c0) / (time.monotonic() - t0)
         run["server_cores"] = round(cores, 3)
         run["server_busy"] = cores > 0.15
+        if esp0 is not None:
+            # What went into the tunnel meanwhile: millions of packets for vpn, none for
+            # vpn-plain (its twin routes bypass the ESP device).
+            run["site_ipsec0_tx_packets"] = (self.tunnel_packets() or 0) - esp0
         return run
 
     def tcp_counters(self, ns: str) -> dict[str, int]:
@@ -1526,6 +1646,35 @@ class Bench:
 
 # --- report ---------------------------------------------------------------------------------
 
+REACH_METRICS = {
+    "iperf_p1_gbps": ("iperf_p1", "gbps"),
+    "iperf_p4_gbps": ("iperf_p4", "gbps"),
+    "conn_per_s": ("wrk", "conn_per_s"),
+}
+
+
+def reach_ratios(runs: list[dict[str, Any]], paths: list[str], rounds: int) -> dict[str, Any]:
+    """Each reach path over its twin (TWINS), per round (runs seconds apart) and their
+    median; peered-vnet also over direct-peered (the same hops without the peering's
+    rules), which splits its cost into the extra hop and the rules."""
+    pairs = [(p, t) for p, t in TWINS.items() if p in paths and t in paths]
+    if "peered-vnet" in paths and "direct-peered" in paths:
+        pairs.append(("peered-vnet", "direct-peered"))
+    out: dict[str, Any] = {}
+    clean = [y for y in runs if not y["server_busy"]]
+    for name, twin in pairs:
+        item: dict[str, Any] = {}
+        for m, (test, k) in REACH_METRICS.items():
+            per_round: list[float | None] = []
+            for r in range(rounds):
+                x = [y[test].get(k) for y in clean if (y["round"], y["path"]) == (r, name)]
+                b = [y[test].get(k) for y in clean if (y["round"], y["path"]) == (r, twin)]
+                per_round.append(round(x[0] / b[0], 3) if x and b and x[0] and b[0] else None)
+            mid = median([v for v in per_round if v is not None])
+            item[m] = {"median": None if mid is None else round(mid, 3), "rounds": per_round}
+        out[f"{name} / {twin}"] = item
+    return out
+
 
 def tool_versions() -> dict[str, str]:
     out = {}
@@ -1552,15 +1701,32 @@ def markdown(results: dict[str, Any]) -> str:
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for phase in results.get("phases", {}).values():
-        summary, ratios = phase["summary"], phase["ratios"][BASELINE]
-        for name in [p for p in PATHS if p in summary]:
-            s, r = summary[name], ratios[name]
+        # The same-hops baseline when it ran (else the same-VNet path, or no ratios).
+        summary = phase["summary"]
+        ratios = phase["ratios"].get(BASELINE) or phase["ratios"].get("direct-vnet") or {}
+        for name in [p for p in ALL_PATHS if p in summary]:
+            s, r = summary[name], ratios.get(name, {})
             lines.append(
                 f"| {phase['approved_links']} | {name} | {fmt(s['iperf_p1_gbps'])} "
-                f"| {fmt(r['iperf_p1_gbps'])} | {fmt(s['iperf_p4_gbps'])} "
-                f"| {fmt(r['iperf_p4_gbps'])} | {fmt(s['conn_per_s'], 0)} "
-                f"| {fmt(r['conn_per_s'])} | {fmt(s['conn_p99_ms'])} |"
+                f"| {fmt(r.get('iperf_p1_gbps'))} | {fmt(s['iperf_p4_gbps'])} "
+                f"| {fmt(r.get('iperf_p4_gbps'))} | {fmt(s['conn_per_s'], 0)} "
+                f"| {fmt(r.get('conn_per_s'))} | {fmt(s['conn_p99_ms'])} |"
             )
+        reach = phase.get("reach_ratios") or {}
+        if reach:
+            lines.append("")
+            lines.append(
+                "| reach ratio (median of rounds; per round) | iperf3 1 stream | iperf3 -P4 "
+                "| conn/s |"
+            )
+            lines.append("|---|---|---|---|")
+            for label, item in reach.items():
+                cells = [
+                    f"{fmt(item[m]['median'], 3)} "
+                    f"({', '.join(fmt(v, 3) for v in item[m]['rounds'])})"
+                    for m in REACH_METRICS
+                ]
+                lines.append(f"| {label} | {' | '.join(cells)} |")
     for label, pr in results.get("paired", {}).items():
         lines.append("")
         for m in ("iperf_p1_gbps", "iperf_p4_gbps", "conn_per_s"):
@@ -1578,7 +1744,7 @@ def markdown(results: dict[str, Any]) -> str:
             "| N links / 1 link: P1 | P4 | conn/s |"
         )
         lines.append("|---|---:|---:|---:|---:|---:|---:|")
-        for name in PATHS:
+        for name in results["flatness"]:
             a, b = (p["ratios"]["direct-vnet"][name] for p in phases)
             flat = results["flatness"][name]
             lines.append(
@@ -1602,7 +1768,22 @@ def flatness(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
             for m in ("iperf_p1_gbps", "iperf_p4_gbps", "conn_per_s")
         }
         for name in PATHS
+        if name in first and name in last
     }
+
+
+def sweep_fabric(prefix: str) -> list[str]:
+    """Whatever namespace of the prefix outlived the server's stop and the cleanup command
+    (common.sweep removes hubs and NICs only): the fabric's (internet, gateway, site and
+    its hosts), their strongSwan daemons first. Returns what it removed."""
+    left = sorted(n for n in os.listdir("/run/netns") if n.startswith(f"{prefix}-"))
+    for netns in left:
+        if netns.startswith(f"{prefix}-x-"):
+            privileged.stop_charons_in(netns)
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True, check=False)
+    if left:
+        log(f"removed {len(left)} namespaces left behind: {left}")
+    return left
 
 
 class StopAfterOneLink(Exception):
@@ -1621,7 +1802,16 @@ def main(argv: list[str] | None = None) -> int:
         help="measure with one link only (no port reuse, approvals or install): an A/B probe",
     )
     parser.add_argument(
-        "--paths", default=",".join(PATHS), help="comma-separated paths to measure (all)"
+        "--paths",
+        default=",".join(PATHS),
+        help=f"comma-separated paths to measure (default {','.join(PATHS)}; opt-in: "
+        f"{','.join(REACH_PATHS)})",
+    )
+    parser.add_argument(
+        "--reach",
+        action="store_true",
+        help="only the reach ratios (peering, VPN) with 1 link; --write stores "
+        f"{REACH_JSON_OUT.name}",
     )
     parser.add_argument(
         "--no-full-sync",
@@ -1629,7 +1819,17 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the final forced full resync at the large size (bounded by its budget)",
     )
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    paths = tuple(args.paths.split(","))
+    if args.reach:
+        if args.quick or args.links is not None or args.paths != ",".join(PATHS):
+            parser.error("--reach chooses its own paths and size (1 link)")
+        paths = tuple(p for g in REACH_GROUPS for p in g)
+        args.one_link = True
+    unknown = [p for p in paths if p not in ALL_PATHS]
+    if unknown:
+        parser.error(f"unknown path(s) {', '.join(unknown)}; known: {', '.join(ALL_PATHS)}")
+    json_out = REACH_JSON_OUT if args.reach else JSON_OUT
+    sizes = REACH if args.reach else QUICK if args.quick else FULL
     if args.rounds is not None:
         sizes = Sizes(**{**sizes.__dict__, "rounds": max(1, min(args.rounds, 20))})
     if args.links is not None:
@@ -1640,7 +1840,7 @@ def main(argv: list[str] | None = None) -> int:
     prefix = unique_prefix("bdp")
     tmp = Path(tempfile.mkdtemp(prefix="pl-dpbench-"))
     results: dict[str, Any] = {
-        "benchmark": "dataplane",
+        "benchmark": "dataplane-reach" if args.reach else "dataplane",
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python bench/dataplane.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine(),
@@ -1660,7 +1860,17 @@ def main(argv: list[str] | None = None) -> int:
             "to NAT IP) -> backend ns",
             "haproxy": "provider-VNet client ns -> hub -> HAProxy ns (TCP mode, splice) -> hub "
             "-> backend ns (4 veths, user-space proxy)",
+            "peered-vnet": "client ns of VNet vq -> vq hub -> peering wire (API peering, both "
+            "sides Connected) -> provider hub -> backend ns (3 veths, no NAT)",
+            "peered-pe": "client ns of VNet vr -> vr hub -> peering wire -> consumer hub -> "
+            "privatelink's path",
+            "vpn": f"site host {SITE_HOST} -> site router (IPsec) -> internet ns -> VPN "
+            "gateway ns (provider VNet) -> provider hub -> backend ns (5 veths, ESP between "
+            "site router and gateway, no NAT)",
+            "vpn-plain": f"site host {PLAIN_HOST} -> the same namespaces and veths, plainly "
+            f"routed (table {TWIN_TABLE} behind policy rules), no tunnel",
         },
+        "reach_twins": TWINS if args.reach else None,
     }
     log(f"netns prefix {prefix}, temp dir {tmp}")
 
@@ -1668,22 +1878,25 @@ def main(argv: list[str] | None = None) -> int:
         """Record progress; with --write, store what there is (a long run may be cut)."""
         results["stage"], results["complete"] = stage, complete
         if args.write:
-            JSON_OUT.write_text(json.dumps(results, indent=1) + "\n")
+            json_out.write_text(json.dumps(results, indent=1) + "\n")
 
     bench: Bench | None = None
     code = 0
     try:
         with serve(tmp, prefix, OWN_PIDS.append) as server:
             bench = Bench(server, sizes, tmp, results=results)
-            bench.paths = tuple(args.paths.split(","))
+            bench.paths = paths
             try:
                 bench.build()
                 bench.start_workloads()
                 results["backend_reached"] = bench.reached
                 results["diagnostics"] = {"links_1": bench.safe_diagnostics("1 link")}
                 idle = results["server_idle_waits"] = [bench.wait_server_idle(sizes.idle_budget)]
-                bench.measure("links_1")
+                # --reach: a tunnel's poll keeps the server a little busy; wait less.
+                bench.measure("links_1", run_idle_budget=20.0 if args.reach else None)
                 bench.paired("links_1")
+                if args.reach:
+                    results["hub_tables"] = bench.hub_tables()
                 checkpoint("measured with 1 link")
                 if args.one_link:
                     raise StopAfterOneLink
@@ -1727,10 +1940,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        results["left_behind"] = sweep_fabric(prefix)
     results["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     checkpoint(results.get("stage", "start"), complete=code == 0)
     if args.write:
-        log(f"wrote {JSON_OUT}")
+        log(f"wrote {json_out}")
     if code:
         return code
     print(markdown(results))
@@ -1740,13 +1954,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{item['first_byte_after_approve_ms']} ms (approve call {item['approve_call_ms']} ms)"
         )
     inst = results.get("install", {})
-    print(
-        f"install {inst.get('requested')} PEs: PUTs {inst.get('puts_wall_s')} s (p50 "
-        f"{inst.get('put_ms', {}).get('p50')} ms), all links in the kernel after "
-        f"{inst.get('kernel_wall_s')} s ({inst.get('links_in_kernel')}/"
-        f"{inst.get('links_expected')}), states {inst.get('endpoint_states')}, links/s by tenth "
-        f"{inst.get('links_per_s_by_tenth')}, stalls {inst.get('stalls_over_10s')}"
-    )
+    if inst:
+        print(
+            f"install {inst.get('requested')} PEs: PUTs {inst.get('puts_wall_s')} s (p50 "
+            f"{inst.get('put_ms', {}).get('p50')} ms), all links in the kernel after "
+            f"{inst.get('kernel_wall_s')} s ({inst.get('links_in_kernel')}/"
+            f"{inst.get('links_expected')}), states {inst.get('endpoint_states')}, links/s by "
+            f"tenth {inst.get('links_per_s_by_tenth')}, stalls {inst.get('stalls_over_10s')}"
+        )
+    if results.get("vpn"):
+        print(f"vpn: {results['vpn']}")
     print(f"server log: {results.get('server_log')}")
     for name, item in results.get("port_reuse", {}).items():
         if isinstance(item, dict):

@@ -160,7 +160,9 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
     elements["uplink_ifs"] = [f'"{name}"' for name in hub.fabric.uplinks]
     sets = tuple((name, type_, tuple(elements[name])) for name, type_ in _SETS.items())
     maps = tuple((name, type_, tuple(pairs[name])) for name, type_ in _MAPS.items())
-    chains: list[tuple[str, tuple[str, ...]]] = list(_base_chains(bool(dying), full, bool(peers)))
+    chains: list[tuple[str, tuple[str, ...]]] = list(
+        _base_chains(bool(dying), full, bool(peers), bool(hub.fabric.uplinks))
+    )
     chains += _object_chains(hub)
     return Table(sets=sets, maps=maps, chains=tuple(chains))
 
