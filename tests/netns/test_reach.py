@@ -202,7 +202,7 @@ def _count(pcap: Path, expression: str) -> int:
 def test_a_site_reaches_vms_endpoints_and_a_transit_peer_over_esp(
     world: World, tmp_path: Path
 ) -> None:
-    _pls, pe, vm, spoke_vm, gateway, conn, host = _vpn_scene(world)
+    pls, pe, vm, spoke_vm, gateway, conn, host = _vpn_scene(world)
     try:
         wait_for(
             lambda: world.get(conn.id).connection_status == "Connected",
@@ -228,9 +228,12 @@ def test_a_site_reaches_vms_endpoints_and_a_transit_peer_over_esp(
     esp = "(udp port 4500 and udp[8:4] != 0) or ip proto 50"
     assert _count(pcap, esp) > 0, "no ESP between the gateways"
     assert _count(pcap, "tcp") == 0, "plain TCP between the gateways"
-    # The VM answers the site too (its reply goes back through the gateway).
-    assert try_get(world.netns(vm), HOST, 8080, timeout=0.5) is None  # nothing listens there
     wait_for(lambda: world.get(conn.id).ingress_bytes_transferred > 0, 10, "the connection's bytes")
+    # Rejected: the endpoint is cut for the site as for everyone; the VM still answers.
+    world.set_connection(pls.id, pe, "Rejected")
+    world.settle()
+    assert try_get(host, world.endpoint_ip(pe), 80, timeout=0.5) is None
+    assert try_get(host, _ip(vm), 8080) == f"vm saw {HOST}\n"
 
 
 @pytest.mark.skipif(_vpn_missing() is not None, reason=str(_vpn_missing()))
