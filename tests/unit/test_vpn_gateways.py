@@ -511,6 +511,23 @@ def test_a_sites_prefixes_keep_clear_of_the_gateways_network(connected: World) -
     )
 
 
+def test_the_network_cannot_grow_onto_a_connected_site(connected: World) -> None:
+    from privatelink.core import virtual_network_peering as vpm
+
+    grown = make_vnet(
+        "vh",
+        prefixes=("10.10.0.0/16", "192.168.7.0/24"),
+        subnets=(Subnet("default", "10.10.1.0/24"), GW_SUBNET),
+    )
+    connected.refuse(
+        errors.LocalNetworkAddressSpaceOverlapsVirtualNetwork,
+        "LocalNetworkGatewayAddressSpaceOverlapsVirtualNetwork",
+        400,
+        vpm.create_or_update_network,
+        grown,
+    )
+
+
 def test_gateways_and_sites_in_use_stay(connected: World) -> None:
     connected.refuse(
         errors.VirtualNetworkGatewayCannotBeDeleted,

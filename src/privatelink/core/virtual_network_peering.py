@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Network
 
-from privatelink.core import errors
+from privatelink.core import connection, errors, local_network_gateway
 from privatelink.core import virtual_network as vnets
 from privatelink.core.ids import ResourceId, key, parse_ref
 from privatelink.core.resource import (
@@ -366,6 +366,7 @@ def put_network(
             raise errors.PeeredVnetAddressSpaceOverlap(
                 id=stored.id, remote=remote.id, prefixes=", ".join(clash)
             )
+    _check_sites(view, stored)
     if inline is None:
         return changes
     wanted = {p.key for p in inline}
@@ -383,6 +384,19 @@ def put_network(
         for resource in step.puts:
             changes.put(resource)
     return changes
+
+
+def _check_sites(view: StateView, vnet: VirtualNetwork) -> None:
+    """A network with a VPN gateway may not grow onto a connected site's prefixes."""
+    gateway = gateway_of(view, vnet)
+    if gateway is None:
+        return
+    for conn in connection.connections_of_gateway(view, gateway.id):
+        site = get_typed(
+            view, conn.local_network_gateway2_id, local_network_gateway.LocalNetworkGateway
+        )
+        if site is not None:
+            local_network_gateway.check_prefixes(site, vnet, gateway.id, conn.id)
 
 
 #: PUT a virtual network, with or without its peerings inline.
