@@ -174,7 +174,7 @@ REACH_GROUPS = (
 # its space, the host behind the tunnel (vpn) and the host of the plain twin (vpn-plain).
 SITE_NAME, SITE_IP, SITE_SPACE = "branch", "198.18.200.1", "192.168.0.0/16"
 SITE_HOST, PLAIN_HOST = "192.168.1.10", "192.168.2.10"
-SITE_KEY = "bench-" + uuid.uuid4().hex[:16]
+SITE_KEY = "bench" + uuid.uuid4().hex[:16]  # no hyphen or tilde (InvalidSharedKey)
 TWIN_TABLE, TWIN_RULE_PREF = 231, 100  # vpn-plain's routes (before the main table)
 TUNNEL_BUDGET = 60.0  # connection Connected after the site is created
 BASELINE = "direct-peered"  # same hops as the private link path, no NAT
@@ -977,7 +977,7 @@ class Bench:
             )
         if not self.vpn:
             return out
-        if "vpn-plain" in self.paths and self.results["vpn"]["ipsec_mode"] != "libipsec":
+        if "vpn-plain" in self.paths and self.results["vpn"]["ipsec_mode"] == "kernel":
             # With the kernel's ESP its policy (selector: the site's space) would encrypt
             # the twin's packets whatever the routes say.
             raise RuntimeError("vpn-plain needs user-space ESP (kernel-libipsec)")
@@ -1060,9 +1060,10 @@ class Bench:
             return None
         argv = ["ip", "-j", "-s", "link", "show", privileged.LIBIPSEC_IFNAME]
         got = netns_run(self.site_ns, argv)
-        if got.returncode != 0:
-            return None
-        return int(json.loads(got.stdout)[0]["stats64"]["tx"]["packets"])
+        try:
+            return int(json.loads(got.stdout)[0]["stats64"]["tx"]["packets"])
+        except (ValueError, LookupError, TypeError):
+            return None  # no such device (kernel ESP), or an unexpected format
 
     # --- measurements -----------------------------------------------------------------------
 

@@ -183,7 +183,7 @@ def test_peering_across_subscriptions_and_overlap(
         lambda: az.fails(*_peer_args(a, "to-x", x), code="VnetAddressSpacesOverlap"),
     )
     assert state == "Connected"
-    assert failed.returncode == 1 and "10.11.128.0/17" in failed.stderr
+    assert failed.returncode == 1 and "Overlapping address prefixes" in failed.stderr
 
 
 # --------------------------------------------------------------------------------------

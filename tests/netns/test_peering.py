@@ -18,8 +18,8 @@ pytestmark = pytest.mark.netns
 
 def _scene(world: World):  # type: ignore[no-untyped-def]
     """A provider's service; a consumer network `cons` (10.1/16) with an endpoint to it
-    and a VM; `hub` (10.2/16, another region) peered with `cons`; `far` (10.3/16) peered
-    with `hub` only."""
+    and a VM; `hub` (10.2/16, in another region: global peering) peered with `cons`; `far`
+    (10.3/16) peered with `hub` only."""
     prov = world.vnet(
         PROVIDER,
         "prov",
@@ -37,8 +37,8 @@ def _scene(world: World):  # type: ignore[no-untyped-def]
     )
     cons = world.vnet(CONSUMER, "cons", "10.1.0.0/16", {"vms": "10.1.1.0/24", "pe": "10.1.2.0/24"})
     inside = world.nic(CONSUMER, "inside", cons.subnet_id("vms"))
-    hub = world.vnet(CONSUMER2, "hub", "10.2.0.0/16", {"vms": "10.2.1.0/24"})
-    peer_vm = world.nic(CONSUMER2, "peer-vm", hub.subnet_id("vms"))
+    hub = world.vnet(CONSUMER2, "hub", "10.2.0.0/16", {"vms": "10.2.1.0/24"}, "westeurope")
+    peer_vm = world.nic(CONSUMER2, "peer-vm", hub.subnet_id("vms"), location="westeurope")
     far = world.vnet(CONSUMER2, "far", "10.3.0.0/16", {"vms": "10.3.1.0/24"})
     far_vm = world.nic(CONSUMER2, "far-vm", far.subnet_id("vms"))
     pe = world.endpoint(CONSUMER, "pe", cons.subnet_id("pe"), pls.alias)
@@ -58,7 +58,7 @@ def _ip(nic) -> str:  # type: ignore[no-untyped-def]
 def test_a_peered_vm_reaches_vms_and_the_endpoint_two_peerings_away_nothing(
     world: World,
 ) -> None:
-    pls, pe, _cons, _hub, _far, inside, peer_vm, far_vm = _scene(world)
+    pls, pe, cons, _hub, _far, inside, peer_vm, far_vm = _scene(world)
     pe_ip = world.endpoint_ip(pe)
     peer_ns, far_ns = world.netns(peer_vm), world.netns(far_vm)
     # VM to VM across the peering, both ways: the source is the VM's own address.
@@ -71,6 +71,13 @@ def test_a_peered_vm_reaches_vms_and_the_endpoint_two_peerings_away_nothing(
     world.settle()
     nat_ips = {c.private_ip for c in world.get(pls.id).ip_configurations}
     body = wait_for(lambda: try_get(peer_ns, pe_ip, 80), 5, "peer -> endpoint")
+    assert body.split(" saw ")[1].strip() in nat_ips
+    # Regional peering works the same: a network of cons's region, peered with it.
+    near = world.vnet(CONSUMER2, "near", "10.4.0.0/16", {"vms": "10.4.1.0/24"})
+    near_vm = world.nic(CONSUMER2, "near-vm", near.subnet_id("vms"))
+    world.peer(near, cons)
+    world.settle()
+    body = wait_for(lambda: try_get(world.netns(near_vm), pe_ip, 80), 5, "near -> endpoint")
     assert body.split(" saw ")[1].strip() in nat_ips
     # Not transitive: far is peered with hub, not with cons.
     assert try_get(far_ns, pe_ip, 80, timeout=0.5) is None

@@ -197,14 +197,16 @@ class World:
         with self.plane.read() as view:
             return view.get(resource_id)
 
-    def vnet(self, sub: str, name: str, prefix: str, subnets: dict[str, str]) -> vnm.VirtualNetwork:
+    def vnet(
+        self, sub: str, name: str, prefix: str, subnets: dict[str, str], location: str = REGION
+    ) -> vnm.VirtualNetwork:
         """A network; subnets named 'nat*' get private link service policies disabled."""
         return self.put(
             vnm.create_or_update,
             vnm.VirtualNetwork(
                 id=rid(sub, "virtualNetworks", name),
                 name=name,
-                location=REGION,
+                location=location,
                 address_prefixes=(prefix,),
                 subnets=tuple(
                     vnm.Subnet(
@@ -309,7 +311,12 @@ class World:
         self.peering(b, a)
 
     def nic(
-        self, sub: str, name: str, subnet_id: str, pools: tuple[str, ...] = ()
+        self,
+        sub: str,
+        name: str,
+        subnet_id: str,
+        pools: tuple[str, ...] = (),
+        location: str = REGION,
     ) -> nim.NetworkInterface:
         """A VM's NIC, optionally in load balancer pools."""
         return self.put(
@@ -317,7 +324,7 @@ class World:
             nim.NetworkInterface(
                 id=rid(sub, "networkInterfaces", name),
                 name=name,
-                location=REGION,
+                location=location,
                 ip_configurations=(nim.NicIpConfiguration("ip1", subnet_id, pool_ids=pools),),
             ),
         )  # type: ignore[return-value]
