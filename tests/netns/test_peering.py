@@ -11,7 +11,7 @@ import pytest
 from world import CONSUMER, CONSUMER2, PROVIDER, World, try_get, wait_for
 
 from privatelink.core import virtual_network_peering as vpm
-from privatelink.dataplane import privileged
+from privatelink.dataplane import names, privileged
 
 pytestmark = pytest.mark.netns
 
@@ -150,3 +150,19 @@ def test_a_spoofed_source_from_a_peer_is_dropped(world: World, tmp_path: Path) -
         lambda: send(_ip(peer_vm)) or len(seen.read_text().split()) > before, 5, "a later datagram"
     )
     assert set(seen.read_text().split()) == {_ip(peer_vm)}
+
+
+def test_a_peering_wire_deleted_by_hand_is_made_again(world: World) -> None:
+    """The watcher reports the hub's lost wire; the reconciler re-verifies the fabric."""
+    _pls, _pe, cons, _hub, _far, inside, peer_vm, _far_vm = _scene(world)
+    peer_ns = world.netns(peer_vm)
+    wait_for(lambda: try_get(peer_ns, _ip(inside), 8080), 5, "peer -> inside")
+    fabric = world.reconciler._fabric
+    assert fabric is not None
+    hub_ns = names.hub_netns(world.prefix, cons.id)
+    wire = next(
+        w for w in fabric.wires if w.key.startswith("peer ") and hub_ns in (w.a_netns, w.b_netns)
+    )
+    end = wire.a_ifname if wire.a_netns == hub_ns else wire.b_ifname
+    subprocess.run(["ip", "-n", hub_ns, "link", "del", end], check=True, timeout=10)
+    wait_for(lambda: try_get(peer_ns, _ip(inside), 8080), 5, "the peering to carry again")

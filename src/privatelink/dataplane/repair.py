@@ -143,7 +143,21 @@ class Owned:
             addresses[provider] = provider_addr
             routes[route] = link.slot
         _LINK_ENTRIES = used
-        return cls(frozenset(h.netns for h in plan.hubs), nic_hub, interfaces, addresses, routes)
+        hubs = frozenset(h.netns for h in plan.hubs)
+        # The fabric's wires and routes in hubs (peerings, uplinks, gateways): a hub that
+        # lost one is re-verified, and with it the whole fabric (few wires: no index).
+        for w in plan.fabric.wires:
+            for netns, ifname, addr in (
+                (w.a_netns, w.a_ifname, w.a_addr),
+                (w.b_netns, w.b_ifname, w.b_addr),
+            ):
+                if netns in hubs:
+                    interfaces[(netns, ifname)] = netns
+                    addresses[(netns, ifname)] = frozenset({f"{addr}/30"})
+        for r in plan.fabric.routes:
+            if r.netns in hubs:
+                routes[(r.netns, MAIN_TABLE, r.dst)] = r.netns
+        return cls(hubs, nic_hub, interfaces, addresses, routes)
 
     def changed(
         self,
