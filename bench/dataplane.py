@@ -1078,8 +1078,8 @@ class Bench:
         pairs are the figures the targets are judged by."""
         s = self.sizes
         names = (BASELINE, "privatelink")
-        if not all(n in self.paths for n in names):
-            return
+        if s.pairs < 1 or not all(n in self.paths for n in names):
+            return  # (--reach: no pairs; its groups pair each path with its twin)
         metrics = ("iperf_p1_gbps", "iperf_p4_gbps", "conn_per_s")
         pairs: list[dict[str, Any]] = []
         log(f"paired runs ({label}): {s.pairs} pairs")

@@ -9,12 +9,14 @@ added twice. The netns tier checks the same against the real kernel
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fake_kernel import FakeNftTable
 from hub_plans import NS, hubs, link, rule, service
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privatelink.dataplane import names, nft
+from privatelink.dataplane import fabric, names, nft
 from privatelink.dataplane.desired import HubPlan
 
 
@@ -73,6 +75,21 @@ def _link_changes(
     """A hub, and the same hub with links and PE addresses that came and went (links
     re-made on their slot among them) and other dying marks."""
     old, dying, full = draw(hubs())
+    # Peerings and uplinks add forward rules that a change of dying links must keep.
+    peer = fabric.PeerPort("w0a", ("10.2.0.0/16",), allow_in=True, allow_out=False)
+    old = replace(
+        old,
+        fabric=draw(
+            st.sampled_from(
+                [
+                    fabric.NO_FABRIC,
+                    fabric.HubFabric(peers=(peer,)),
+                    fabric.HubFabric(uplinks=("w1a",)),
+                    fabric.HubFabric(peers=(peer,), transit=("w0a",), uplinks=("w1a",)),
+                ]
+            )
+        ),
+    )
     if not old.services:
         return (old, dying, full), old, dying
     kept_in = [x for x in old.links_in if draw(st.booleans())]

@@ -469,7 +469,9 @@ def link_delta(
     out: list[str] = []
     if bool(was_dying) != bool(now_dying):
         # The forward chain's reset rule comes and goes with the dying links.
-        forward = dict(_base_chains(bool(now_dying), full))["forward"]
+        forward = dict(
+            _base_chains(bool(now_dying), full, bool(hub.fabric.peers), bool(hub.fabric.uplinks))
+        )["forward"]
         out.append(f"flush chain {where} forward")
         out += [f"add rule {where} forward {r}" for r in forward]
     for name in (*_SETS, *_MAPS):
