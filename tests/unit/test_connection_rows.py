@@ -169,3 +169,24 @@ def test_a_list_page_walks_an_index_and_old_databases_get_it(tmp_path: Path) -> 
                 assert "USING INDEX ix_resources_" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         repo.dispose()
+
+
+def test_a_link_identifier_is_unique_on_the_server() -> None:
+    """A drawn linkIdentifier that a connection has already is drawn again (issue 14:
+    PROXY v2 backends tell connections apart by it)."""
+    from privatelink.core import private_endpoint as pem
+    from privatelink.core import private_link
+    from privatelink.core.limits import Limits
+    from privatelink.core.private_link_service import LINK_ID
+    from privatelink.core.resource import Context
+
+    guids = iter(["00000001-0000-4000-8000-000000000000", "00000002-0000-4000-8000-000000000000"])
+    taken = pem.link_identifier("00000001-0000-4000-8000-000000000000")
+
+    class View:
+        def count_referrers(self, target: str, kind: str) -> int:
+            return int(kind == LINK_ID and target == taken)
+
+    ctx = Context(None, Limits(), lambda: next(guids))
+    got = private_link._new_link_identifier(View(), ctx)  # type: ignore[arg-type]
+    assert got == pem.link_identifier("00000002-0000-4000-8000-000000000000") != taken

@@ -47,7 +47,8 @@ def test_connections_are_stored_but_written_only_by_private_link() -> None:
         link_identifier="1",
     )
     assert registry.references(conn) == [
-        ("connection", f"/subscriptions/s/resourcegroups/rg/providers/{PLS.lower()}/p1")
+        ("connection", f"/subscriptions/s/resourcegroups/rg/providers/{PLS.lower()}/p1"),
+        ("linkid", "1"),
     ]
 
 

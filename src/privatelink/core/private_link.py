@@ -118,7 +118,7 @@ def create_or_update_endpoint(view: StateView, ctx: Context, desired: PrivateEnd
         location=service.location,
         private_endpoint_id=endpoint.id,
         private_endpoint_location=endpoint.location,
-        link_identifier=private_endpoint.link_identifier(ctx.new_guid()),
+        link_identifier=_new_link_identifier(view, ctx),
         status=status,
         description=description,
     )
@@ -273,3 +273,13 @@ def refresh_dns(
             endpoint, custom_dns_configs=private_endpoint.dns_configs(service.fqdns, nic.primary_ip)
         )
     )
+
+
+def _new_link_identifier(view: StateView, ctx: Context) -> str:
+    """A linkIdentifier no connection on this server has: what a backend behind PROXY v2
+    tells connections apart by. 29 random bits make a clash rare; it is drawn again."""
+    for _ in range(64):
+        candidate = private_endpoint.link_identifier(ctx.new_guid())
+        if view.count_referrers(candidate, private_link_service.LINK_ID) == 0:
+            return candidate
+    raise errors.Conflict("No free linkIdentifier after 64 draws; retry the request.")

@@ -1,7 +1,7 @@
 """Private link services: the provider's side of private link.
 
 Owns the service resource, its NAT IP configurations (held by a managed NIC), its
-alias, visibility and auto-approval, its FQDNs, the rules that tie it to one Standard
+alias, visibility, access mode and auto-approval, its FQDNs, the rules that tie it to one Standard
 load balancer, and the provider's record of private endpoint connections with the
 statuses they take. The connection state machine, and every workflow that also changes
 an endpoint (the service's PUT refreshes endpoints' DNS), are in `private_link`.
@@ -41,6 +41,11 @@ REJECTED = "Rejected"
 DISCONNECTED = "Disconnected"
 STATUSES = (PENDING, APPROVED, REJECTED, DISCONNECTED)
 EVERYONE = "*"
+# accessMode (api-version 2025-01-01 on): Default admits the visibility list, '*' and the
+# service's RBAC holders; Restricted admits only the subscriptions the list names.
+DEFAULT_ACCESS = "Default"
+RESTRICTED = "Restricted"
+ACCESS_MODES = (DEFAULT_ACCESS, RESTRICTED)
 
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
@@ -85,6 +90,14 @@ class PrivateLinkService(Resource):
     enable_proxy_protocol: bool = False
     alias: str = ""
     nic_id: str = ""
+    # "" in a desired service: not given, so the stored mode stays (Default when new);
+    # a stored service always has one of ACCESS_MODES ("" in documents from before it).
+    access_mode: str = ""
+
+    @property
+    def restricted(self) -> bool:
+        """Whether only the subscriptions its visibility list names may connect."""
+        return self.access_mode == RESTRICTED
 
     def connection_id(self, name: str) -> str:
         """ARM id of a connection of this service."""
@@ -104,21 +117,39 @@ class PrivateLinkService(Resource):
 # --- visibility ---------------------------------------------------------------------------
 
 
-def is_visible(service: PrivateLinkService, subscription: str, access: Access = ALLOW_ALL) -> bool:
-    """Whether a caller in `subscription` may find the service.
+def _listed(service: PrivateLinkService, sub: str) -> bool:
+    """Whether the visibility list names `sub` (lower-case) itself ('*' names nobody)."""
+    return sub in (s.lower() for s in service.visibility)
 
-    Visibility `*` exposes it to everyone and a subscription list to those subscriptions;
-    beyond that, only principals with RBAC rights on the service find it (the seed's
-    "RBAC permissions only"): `Microsoft.Network/privateLinkServices/read` or the
-    approval action on it. With authorization off the service's own subscription stands
-    in for its RBAC holders.
+
+def _holds_rights(service: PrivateLinkService, sub: str, access: Access) -> bool:
+    """Whether the caller holds RBAC rights on the service: its read or approval action.
+
+    With authorization off the service's own subscription stands in for its RBAC holders.
     """
-    sub = subscription.lower()
-    if EVERYONE in service.visibility or sub in (s.lower() for s in service.visibility):
-        return True
     if access is ALLOW_ALL:
         return sub == service.subscription.lower()
     return access.allows(PLS_READ, service.id) or access.allows(PLS_APPROVAL, service.id)
+
+
+def is_visible(service: PrivateLinkService, subscription: str, access: Access = ALLOW_ALL) -> bool:
+    """Whether a caller in `subscription` may find the service, and so connect to it.
+
+    accessMode Default: visibility `*` exposes it to everyone and a subscription list to
+    those subscriptions; beyond that, only principals with RBAC rights on the service
+    find it (the seed's "RBAC permissions only"): `Microsoft.Network/privateLinkServices/
+    read` or the approval action on it.
+
+    accessMode Restricted ("Limits access to subscriptions which are inside visibility
+    list only", Azure's AccessMode enum): only the subscriptions the list names; rights
+    on the service admit nobody else (and a '*' is refused when the service is written).
+    """
+    sub = subscription.lower()
+    if service.restricted:
+        return _listed(service, sub)
+    if EVERYONE in service.visibility or _listed(service, sub):
+        return True
+    return _holds_rights(service, sub, access)
 
 
 def is_auto_approved(service: PrivateLinkService, subscription: str) -> bool:
@@ -126,14 +157,8 @@ def is_auto_approved(service: PrivateLinkService, subscription: str) -> bool:
     return subscription.lower() in (s.lower() for s in service.auto_approval)
 
 
-def find_service(
-    view: StateView, target: str, subscription: str, access: Access = ALLOW_ALL
-) -> PrivateLinkService | None:
-    """Resolve an alias or resource id as seen by a caller (`access`) in `subscription`.
-
-    A service outside the caller's visibility is indistinguishable from one that does
-    not exist: both give None.
-    """
+def _resolve(view: StateView, target: str) -> PrivateLinkService | None:
+    """The service an alias or resource id names, whoever asks (None: no such service)."""
     found: Resource | None
     if target.startswith("/"):
         rid = ResourceId.parse(target)
@@ -143,16 +168,39 @@ def find_service(
     else:
         matches = view.referrers(target.strip().lower(), "alias")
         found = matches[0] if matches else None
-    if not isinstance(found, PrivateLinkService) or not is_visible(found, subscription, access):
-        return None
-    return found
+    return found if isinstance(found, PrivateLinkService) else None
+
+
+def find_service(
+    view: StateView, target: str, subscription: str, access: Access = ALLOW_ALL
+) -> PrivateLinkService | None:
+    """Resolve an alias or resource id as seen by a caller (`access`) in `subscription`.
+
+    A service outside the caller's visibility is indistinguishable from one that does
+    not exist: both give None. One exception: a Restricted service refuses the callers
+    accessMode Default would have admitted by their rights on it (403
+    PrivateLinkServiceAccessRestricted): they can read the service anyway, so "not
+    found" would only mislead them.
+    """
+    found = _resolve(view, target)
+    if found is None or is_visible(found, subscription, access):
+        return found
+    if found.restricted and _holds_rights(found, subscription.lower(), access):
+        raise errors.PrivateLinkServiceAccessRestricted(id=found.id, subscription=subscription)
+    return None
 
 
 def check_visibility(
     view: StateView, subscription: str, alias: str, access: Access = ALLOW_ALL
 ) -> bool:
-    """checkPrivateLinkServiceVisibility: can the caller in `subscription` see `alias`."""
-    return find_service(view, alias, subscription, access) is not None
+    """checkPrivateLinkServiceVisibility: can the caller in `subscription` see `alias`.
+
+    True exactly when an endpoint of that subscription may connect to it, so a
+    Restricted service answers false to a subscription it does not list, even to a
+    caller with rights on it.
+    """
+    found = _resolve(view, alias)
+    return found is not None and is_visible(found, subscription, access)
 
 
 def auto_approved_services(
@@ -216,6 +264,24 @@ def _check_subscriptions(ctx: Context, service: PrivateLinkService) -> PrivateLi
             if value.lower() not in listed:
                 raise errors.AutoApprovalNotSubsetOfVisibility(value=value)
     return replace(service, visibility=vis, auto_approval=auto)
+
+
+def normalize_access_mode(value: str, existing: PrivateLinkService | None) -> str:
+    """accessMode as stored: Default or Restricted, matched case-insensitively (ARM enums
+    are), else a 400.
+
+    Not given ("") keeps the stored mode (Default for a new service) rather than resetting
+    it: clients on an api-version before 2025-01-01, which has no accessMode (the pinned
+    azure-cli's `private-link-service update` PUTs at 2024-03-01), rewrite the whole
+    service without it, and must not silently open a Restricted one. Default is sent
+    explicitly to leave Restricted.
+    """
+    if value == "":
+        return (existing.access_mode if existing else "") or DEFAULT_ACCESS
+    for mode in ACCESS_MODES:
+        if value.lower() == mode.lower():
+            return mode
+    raise errors.InvalidAccessMode(value=value)
 
 
 def _check_fqdns(ctx: Context, fqdns: tuple[str, ...]) -> tuple[str, ...]:
@@ -426,6 +492,7 @@ def prepare(
         )
     else:
         service = replace(service, alias="", nic_id="")
+    service = replace(service, access_mode=normalize_access_mode(desired.access_mode, existing))
     if (
         existing is None
         and view.count(TYPE, service.rid.subscription) >= ctx.limits.pls_per_subscription
@@ -436,6 +503,8 @@ def prepare(
     lb, frontend_ids = _resolve_frontends(view, service)
     service = replace(service, frontend_ids=frontend_ids)
     service = _check_subscriptions(ctx, service)
+    if service.restricted and EVERYONE in service.visibility:
+        raise errors.RestrictedAccessModeWithEveryone(id=service.id)
     service = replace(service, fqdns=_check_fqdns(ctx, service.fqdns))
     services = [s for s in view.referrers(lb.key, "lb") if isinstance(s, PrivateLinkService)]
     check_on_load_balancer(view, ctx, service, lb, services)
@@ -496,9 +565,13 @@ def count_connections(view: StateView, service_id: str) -> int:
     return view.count_referrers(key(service_id), CONNECTION)
 
 
+#: The index kind under which a connection files its linkIdentifier (kept unique).
+LINK_ID = "linkid"
+
+
 def connection_references(conn: PrivateEndpointConnection) -> list[tuple[str, str]]:
-    """Index entries of a connection: its service."""
-    return [(CONNECTION, key(conn.service_id))]
+    """Index entries of a connection: its service, and its LinkID (unique on the server)."""
+    return [(CONNECTION, key(conn.service_id)), (LINK_ID, conn.link_identifier)]
 
 
 def get_connection(
