@@ -294,6 +294,12 @@ def _mutate(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str
 HUGE = 10**40
 UNI = "名前-ünïcødé-\u202e-🙂"
 
+
+def _pe_ip(ip: Any, name: str = "ipc", **extra: Any) -> dict[str, Any]:
+    """An entry of a private endpoint's ipConfigurations (consumer subnet 10.0.1.0/24)."""
+    return {"name": name, "properties": {"privateIPAddress": ip, **extra}}
+
+
 # (endpoint, path into its valid body, odd value): each must be refused with a 4xx.
 SPECIFIC: list[tuple[str, tuple[Any, ...], Any]] = [
     ("vnet", ("properties", "addressSpace", "addressPrefixes"), [None]),
@@ -343,6 +349,22 @@ SPECIFIC: list[tuple[str, tuple[Any, ...], Any]] = [
         ("properties", "privateLinkServiceConnections"),
         [{"name": "second", "properties": {"privateLinkServiceId": "x"}}],
     ),
+    ("pe", ("properties", "ipConfigurations"), [None]),
+    ("pe", ("properties", "ipConfigurations"), "10.0.1.9"),
+    ("pe", ("properties", "ipConfigurations"), [{"properties": {"privateIPAddress": "10.0.1.9"}}]),
+    ("pe", ("properties", "ipConfigurations"), [{"name": "ipc", "properties": {}}]),
+    ("pe", ("properties", "ipConfigurations"), [_pe_ip("1.2.3.4.5")]),
+    ("pe", ("properties", "ipConfigurations"), [_pe_ip("fd00::9")]),
+    ("pe", ("properties", "ipConfigurations"), [_pe_ip(HUGE)]),
+    ("pe", ("properties", "ipConfigurations"), [_pe_ip("10.0.1.9", groupId="g")]),
+    ("pe", ("properties", "ipConfigurations"), [_pe_ip("10.0.1.9", memberName=UNI)]),
+    ("pe", ("properties", "ipConfigurations"), [_pe_ip("10.0.1.9"), _pe_ip("10.0.1.10", "b")]),
+    ("pe", ("properties", "ipConfigurations"), [_pe_ip("10.0.1.9", UNI)]),
+    ("pe", ("properties", "applicationSecurityGroups"), [None]),
+    ("pe", ("properties", "applicationSecurityGroups"), [{"id": None}]),
+    ("pe", ("properties", "applicationSecurityGroups"), [{"id": UNI}]),
+    ("pe", ("properties", "applicationSecurityGroups"), [{"id": HUGE}]),
+    ("pe", ("properties", "customNetworkInterfaceName"), UNI),
     ("nic", ("properties", "ipConfigurations"), [None]),
     ("nic", ("properties", "ipConfigurations", 0, "properties", "privateIPAddress"), "1.2.3.4.5"),
     ("connection", ("properties", "privateLinkServiceConnectionState", "status"), "Bogus"),
@@ -587,7 +609,6 @@ UNSUPPORTED_AT: dict[str, tuple[str, tuple[Any, ...]]] = {
     "NetworkInterfaceProperties": ("nic", ("properties",)),
     "IpConfigurationProperties": ("nic", ("properties", "ipConfigurations", 0, "properties")),
     "PrivateEndpointWire": ("pe", ()),
-    "PrivateEndpointProperties": ("pe", ("properties",)),
     "PrivateLinkServiceWire": ("pls", ()),
     "PrivateLinkServiceProperties": ("pls", ("properties",)),
     "RecordSetProperties": ("record", ("properties",)),

@@ -329,6 +329,7 @@ def _reference(
         alias=service.alias,
         network_interfaces=[arm.SubResource(id=service.nic_id)],
         provisioning_state=service.provisioning_state,
+        access_mode=service.access_mode or "Default",
     )
     body = arm.dump(
         api.PrivateLinkServiceWire(
@@ -461,6 +462,22 @@ def _reference_endpoint(endpoint: pe_core.PrivateEndpoint) -> dict[str, Any]:
             for d in endpoint.custom_dns_configs
         ],
         custom_network_interface_name=endpoint.custom_nic_name,
+        ip_configurations=[
+            pe_api.EndpointIpConfigurationWire(
+                name=c.name,
+                type=pe_api.IP_CONFIGURATION_TYPE,
+                etag=endpoint.etag,
+                properties=pe_api.EndpointIpConfigurationProperties(
+                    group_id=c.group_id,
+                    member_name=c.member_name,
+                    private_ip_address=c.private_ip,
+                ),
+            )
+            for c in endpoint.ip_configurations
+        ],
+        application_security_groups=[
+            arm.SubResource(id=a) for a in endpoint.application_security_groups
+        ],
         provisioning_state=endpoint.provisioning_state,
     )
     body = arm.dump(
@@ -533,6 +550,8 @@ def _endpoints() -> list[pe_core.PrivateEndpoint]:
         nic_id=f"{SUB}/Microsoft.Network/networkInterfaces/mynic",
         custom_nic_name="mynic",
         static_ip="10.0.0.9",
+        ip_configurations=(pe_core.EndpointIpConfiguration("ipc", "10.0.0.9"),),
+        application_security_groups=(f"{SUB}/Microsoft.Network/applicationSecurityGroups/a",),
     )
     untagged = pe_core.PrivateEndpoint(
         id=PE_ID,
@@ -586,6 +605,17 @@ _ENDPOINTS = st.builds(
     nic_id=_TEXT,
     custom_nic_name=st.none() | _TEXT,
     static_ip=st.none() | _TEXT,
+    ip_configurations=st.lists(
+        st.builds(
+            pe_core.EndpointIpConfiguration,
+            name=_TEXT,
+            private_ip=st.none() | _TEXT,
+            group_id=_TEXT,
+            member_name=_TEXT,
+        ),
+        max_size=2,
+    ).map(tuple),
+    application_security_groups=st.lists(_TEXT, max_size=3).map(tuple),
     custom_dns_configs=st.lists(_DNS, max_size=3).map(tuple),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from pl_world import (
@@ -11,6 +12,7 @@ from pl_world import (
     S2,
     S3,
     World,
+    arm_id,
     make_lb,
     make_pe,
     make_vnet,
@@ -332,6 +334,263 @@ def test_dynamic_pe_ips_are_distinct(service_world: World) -> None:
     b = service_world.create_pe(alias, name="b")
     assert service_world.nic(a.nic_id).primary_ip == "10.1.1.4"
     assert service_world.nic(b.nic_id).primary_ip == "10.1.1.5"
+
+
+# --- ipConfigurations, customNetworkInterfaceName, applicationSecurityGroups -------------------
+
+ASG = f"/subscriptions/{S2}/resourceGroups/rg/providers/Microsoft.Network/applicationSecurityGroups"
+
+
+def _static(target: str, ip: str | None, name: str = "pe1", ipc: str = "ipc", **kw: str) -> Any:
+    """An endpoint asking for `ip` through ipConfigurations (entry `ipc`)."""
+    config = pem.EndpointIpConfiguration(ipc, ip, **kw)
+    return replace(make_pe(target, name=name), ip_configurations=(config,))
+
+
+def test_ip_configuration_sets_the_nic_address_and_dns(world: World) -> None:
+    pls = _service_with(world, visibility=("*",), fqdns=("svc.example",))
+    world.run(pl.create_or_update_endpoint, _static(pls.alias, "10.1.1.40"))
+    pe = world.pe()
+    assert pe.ip_configurations == (pem.EndpointIpConfiguration("ipc", "10.1.1.40"),)
+    assert pe.static_ip == "10.1.1.40"
+    (config,) = world.nic(pe.nic_id).ip_configurations
+    assert (config.private_ip, config.allocation) == ("10.1.1.40", "Static")
+    assert pe.custom_dns_configs == (pem.DnsConfig("svc.example", ("10.1.1.40",)),)
+    assert world.used_ips(subnet_id("vc", "pe", S2)) == {"10.1.1.40": pe.nic_id}
+
+
+def test_bare_static_ip_gets_a_default_ip_configuration(service_world: World) -> None:
+    pe = service_world.create_pe(service_world.pls().alias, static_ip="10.1.1.41")
+    assert pe.ip_configurations == (pem.EndpointIpConfiguration("ipconfig1", "10.1.1.41"),)
+
+
+def test_dynamic_endpoint_has_no_ip_configurations(service_world: World) -> None:
+    pe = service_world.create_pe(service_world.pls().alias)
+    assert (pe.ip_configurations, pe.static_ip) == ((), None)
+    assert service_world.nic(pe.nic_id).ip_configurations[0].allocation == "Dynamic"
+
+
+def test_static_ip_is_not_handed_out_dynamically_later(service_world: World) -> None:
+    alias = service_world.pls().alias
+    service_world.run(pl.create_or_update_endpoint, _static(alias, "10.1.1.4", name="a"))
+    b = service_world.create_pe(alias, name="b")
+    assert service_world.nic(b.nic_id).primary_ip == "10.1.1.5"
+
+
+def test_static_ip_taken_by_a_dynamic_endpoint_refused(service_world: World) -> None:
+    alias = service_world.pls().alias
+    service_world.create_pe(alias, name="a")  # 10.1.1.4
+    exc = service_world.refuse(
+        errors.PrivateIPAddressIsAllocated,
+        "PrivateIPAddressIsAllocated",
+        400,
+        pl.create_or_update_endpoint,
+        _static(alias, "10.1.1.4", name="b"),
+    )
+    assert "10.1.1.4" in exc.message
+
+
+@pytest.mark.parametrize(
+    ("ip", "cls", "code"),
+    [
+        ("10.1.1.0", errors.PrivateIPAddressInReservedRange, "PrivateIPAddressInReservedRange"),
+        ("10.1.2.10", errors.PrivateIPAddressNotInSubnet, "PrivateIPAddressNotInSubnet"),
+        ("10.1.1.999", errors.InvalidPrivateIPAddress, "PrivateIPAddressInvalid"),
+        ("", errors.PrivateIPAddressRequired, "PrivateIPAddressRequired"),
+        (None, errors.PrivateIPAddressRequired, "PrivateIPAddressRequired"),
+    ],
+)
+def test_ip_configuration_address_refusals(
+    service_world: World, ip: str | None, cls: type[errors.ArmError], code: str
+) -> None:
+    service_world.refuse(
+        cls, code, 400, pl.create_or_update_endpoint, _static(service_world.pls().alias, ip)
+    )
+    assert service_world.connections() == ()
+
+
+@pytest.mark.parametrize(
+    "groups", [{"group_id": "g"}, {"member_name": "m"}, {"group_id": "g", "member_name": "m"}]
+)
+def test_ip_configuration_group_or_member_refused(
+    service_world: World, groups: dict[str, str]
+) -> None:
+    exc = service_world.refuse(
+        errors.PrivateEndpointIpConfigurationHasGroupId,
+        "PrivateEndpointWithIpConfigurationsCannotHaveGroupIdsOrMemberNames",
+        400,
+        pl.create_or_update_endpoint,
+        _static(service_world.pls().alias, "10.1.1.40", **groups),
+    )
+    assert "'ipc'" in exc.message
+
+
+def test_two_ip_configurations_refused(service_world: World) -> None:
+    configs = (
+        pem.EndpointIpConfiguration("a", "10.1.1.40"),
+        pem.EndpointIpConfiguration("b", "10.1.1.41"),
+    )
+    desired = replace(make_pe(service_world.pls().alias), ip_configurations=configs)
+    service_world.refuse(
+        errors.PrivateEndpointTooManyIpConfigurations,
+        "PrivateEndpointTooManyIpConfigurations",
+        400,
+        pl.create_or_update_endpoint,
+        desired,
+    )
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 81, "-x"])
+def test_ip_configuration_name_must_be_valid(service_world: World, name: str) -> None:
+    service_world.refuse(
+        errors.InvalidResourceName,
+        "InvalidResourceName",
+        400,
+        pl.create_or_update_endpoint,
+        _static(service_world.pls().alias, "10.1.1.40", ipc=name),
+    )
+
+
+def test_ip_configurations_may_be_sent_again_but_not_changed(service_world: World) -> None:
+    alias = service_world.pls().alias
+    service_world.run(pl.create_or_update_endpoint, _static(alias, "10.1.1.40"))
+    again = replace(_static(alias, "10.1.1.40", ipc="IPC"), tags={"k": "v"})
+    service_world.run(pl.create_or_update_endpoint, again)
+    pe = service_world.pe()
+    assert pe.tags == {"k": "v"}
+    assert pe.ip_configurations == (pem.EndpointIpConfiguration("ipc", "10.1.1.40"),)
+    for changed in (
+        _static(alias, "10.1.1.41"),  # another address
+        _static(alias, "10.1.1.40", ipc="other"),  # another name
+        make_pe(alias),  # dropped
+    ):
+        service_world.refuse(
+            errors.PrivateEndpointIpConfigurationsCannotChange,
+            "PrivateEndpointIpConfigurationsCannotBeModified",
+            400,
+            pl.create_or_update_endpoint,
+            changed,
+        )
+
+
+def test_dynamic_endpoint_cannot_gain_a_static_ip(service_world: World) -> None:
+    alias = service_world.pls().alias
+    first = service_world.create_pe(alias)
+    ip = service_world.nic(first.nic_id).primary_ip
+    service_world.refuse(
+        errors.PrivateEndpointIpConfigurationsCannotChange,
+        "PrivateEndpointIpConfigurationsCannotBeModified",
+        400,
+        pl.create_or_update_endpoint,
+        _static(alias, ip),
+    )
+
+
+def test_custom_nic_name_names_the_nic_and_cannot_change(service_world: World) -> None:
+    alias = service_world.pls().alias
+    named = replace(make_pe(alias), custom_nic_name="my-nic")
+    service_world.run(pl.create_or_update_endpoint, named)
+    pe = service_world.pe()
+    assert pe.nic_id == arm_id(S2, "networkInterfaces", "my-nic")
+    assert service_world.nic(pe.nic_id).managed_by == pe.id
+    service_world.run(pl.create_or_update_endpoint, replace(named, custom_nic_name="MY-NIC"))
+    assert service_world.pe().custom_nic_name == "my-nic"
+    for changed in (replace(named, custom_nic_name="other"), make_pe(alias)):
+        service_world.refuse(
+            errors.PrivateEndpointNicNameCannotChange,
+            "NameOfExistingPrivateEndpointNicCannotBeChanged",
+            400,
+            pl.create_or_update_endpoint,
+            changed,
+        )
+
+
+def test_default_nic_name_may_be_sent_back_but_not_replaced(service_world: World) -> None:
+    alias = service_world.pls().alias
+    pe = service_world.create_pe(alias)
+    default = pe.nic_id.rsplit("/", 1)[-1]
+    assert default.startswith("pe1.nic.")
+    service_world.run(
+        pl.create_or_update_endpoint, replace(make_pe(alias), custom_nic_name=default)
+    )
+    assert service_world.pe().custom_nic_name is None
+    service_world.refuse(
+        errors.PrivateEndpointNicNameCannotChange,
+        "NameOfExistingPrivateEndpointNicCannotBeChanged",
+        400,
+        pl.create_or_update_endpoint,
+        replace(make_pe(alias), custom_nic_name="renamed"),
+    )
+
+
+def test_custom_nic_name_taken_refused(service_world: World) -> None:
+    alias = service_world.pls().alias
+    service_world.run(pl.create_or_update_endpoint, replace(make_pe(alias), custom_nic_name="n"))
+    service_world.refuse(
+        errors.InvalidRequestContent,
+        "InvalidRequestContent",
+        400,
+        pl.create_or_update_endpoint,
+        replace(make_pe(alias, name="pe2"), custom_nic_name="n"),
+    )
+
+
+def test_application_security_groups_are_stored_and_may_change(service_world: World) -> None:
+    alias = service_world.pls().alias
+    groups = (
+        f"{ASG}/web",
+        f"{ASG}/db".replace("/providers/Microsoft.Network", "/PROVIDERS/Microsoft.Network"),
+    )
+    service_world.run(
+        pl.create_or_update_endpoint, replace(make_pe(alias), application_security_groups=groups)
+    )
+    assert service_world.pe().application_security_groups == (f"{ASG}/web", f"{ASG}/db")
+    service_world.run(
+        pl.create_or_update_endpoint,
+        replace(make_pe(alias), application_security_groups=(f"{ASG}/app",)),
+    )
+    assert service_world.pe().application_security_groups == (f"{ASG}/app",)
+    service_world.run(pl.create_or_update_endpoint, make_pe(alias))
+    assert service_world.pe().application_security_groups == ()
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        "not-an-id",
+        f"{ASG}",
+        f"{ASG}/web/rules/x",
+        f"/subscriptions/{S2}/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n",
+    ],
+)
+def test_application_security_group_ids_must_be_well_formed(
+    service_world: World, group: str
+) -> None:
+    desired = replace(make_pe(service_world.pls().alias), application_security_groups=(group,))
+    service_world.refuse(
+        errors.InvalidResourceId,
+        "LinkedInvalidPropertyId",
+        400,
+        pl.create_or_update_endpoint,
+        desired,
+    )
+
+
+def test_application_security_groups_are_bounded(service_world: World) -> None:
+    alias = service_world.pls().alias
+    groups = tuple(f"{ASG}/g{i}" for i in range(pem.MAX_APPLICATION_SECURITY_GROUPS + 1))
+    service_world.refuse(
+        errors.PrivateEndpointApplicationSecurityGroupsLimitReached,
+        "PrivateEndpointApplicationSecurityGroupsLimitReached",
+        400,
+        pl.create_or_update_endpoint,
+        replace(make_pe(alias), application_security_groups=groups),
+    )
+    service_world.run(
+        pl.create_or_update_endpoint,
+        replace(make_pe(alias), application_security_groups=groups[1:]),
+    )
+    assert len(service_world.pe().application_security_groups) == 20
 
 
 # --- updates ----------------------------------------------------------------------------------

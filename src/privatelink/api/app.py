@@ -39,6 +39,7 @@ from privatelink.api.authorize import authorize
 from privatelink.api.gate import ArmGate, SubscriptionStore
 from privatelink.api.limits import BodyLimit
 from privatelink.api.paths import CanonicalPathMiddleware
+from privatelink.api.template_body import TemplateBodyMiddleware
 from privatelink.api.throttle import ArmThrottle
 from privatelink.core.actions import describe
 from privatelink.core.authorization import Access
@@ -186,5 +187,6 @@ def create_app(
         on_subscription_created=tenancy.on_subscription_created,
     )
     app.add_middleware(CanonicalPathMiddleware)
+    app.add_middleware(TemplateBodyMiddleware)  # inside BodyLimit: at most 4 MB held
     app.add_middleware(BodyLimit)
     return app

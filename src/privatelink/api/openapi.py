@@ -147,6 +147,7 @@ FIELD_RULES: dict[tuple[type[BaseModel], str], Schema] = {
         "enum": [ip_configuration.DYNAMIC, ip_configuration.STATIC]
     },
     (arm.IpConfigurationProperties, "privateIPAddressVersion"): {"enum": ["IPv4"]},
+    (private_endpoint.EndpointIpConfigurationProperties, "privateIPAddress"): _STRING_IPV4,
     (virtual_network.AddressSpace, "addressPrefixes"): {"type": "string", "pattern": IPV4_PREFIX},
     (virtual_network.SubnetProperties, "addressPrefix"): {
         "type": "string",
@@ -174,7 +175,9 @@ FIELD_RULES: dict[tuple[type[BaseModel], str], Schema] = {
         "anyOf": [{"type": "string", "pattern": GUID}, {"const": core_pls.EVERYONE}]
     },
     (private_link_service.ConnectionState, "status"): {"enum": list(core_pls.STATUSES)},
-    (private_link_service.PrivateLinkServiceProperties, "accessMode"): {"enum": ["Default"]},
+    (private_link_service.PrivateLinkServiceProperties, "accessMode"): {
+        "enum": list(core_pls.ACCESS_MODES)
+    },
     (private_dns.RecordSetProperties, "ttl"): {
         "type": "integer",
         "minimum": 0,
@@ -222,7 +225,6 @@ UNSUPPORTED: dict[type[BaseModel], tuple[str, ...]] = {
         "applicationSecurityGroups",
     ),
     private_endpoint.PrivateEndpointWire: ("extendedLocation",),
-    private_endpoint.PrivateEndpointProperties: ("applicationSecurityGroups",),
     private_link_service.PrivateLinkServiceWire: ("extendedLocation",),
     private_link_service.PrivateLinkServiceProperties: ("destinationIPAddress",),
     private_dns.RecordSetProperties: (
@@ -287,6 +289,7 @@ REQUIRED: dict[type[BaseModel], tuple[str, ...]] = {
     private_link_service.VisibilityRequest: ("privateLinkServiceAlias",),
     private_endpoint.LinkConnectionWire: ("name", "properties"),
     private_endpoint.LinkConnectionProperties: ("privateLinkServiceId",),
+    private_endpoint.EndpointIpConfigurationWire: ("name",),
     private_endpoint.PrivateEndpointProperties: ("subnet",),
     private_dns.LinkProperties: ("virtualNetwork",),
     virtual_network_gateway.GatewayIpConfigurationWire: ("name",),

@@ -16,6 +16,7 @@ from privatelink.core import private_endpoint as core
 from privatelink.core.resource import StateView
 
 TYPE = core.TYPE
+IP_CONFIGURATION_TYPE = f"{TYPE}/ipConfigurations"
 
 
 class LinkConnectionProperties(Wire):
@@ -43,6 +44,8 @@ class EndpointIpConfigurationProperties(Wire):
 
 class EndpointIpConfigurationWire(Wire):
     name: str | None = None
+    type: str | None = None
+    etag: str | None = None
     properties: EndpointIpConfigurationProperties | None = None
 
 
@@ -86,28 +89,44 @@ def _connections(items: list[LinkConnectionWire] | None) -> list[core.PrivateLin
     return out
 
 
+def _ip_configurations(
+    items: list[EndpointIpConfigurationWire] | None,
+) -> tuple[core.EndpointIpConfiguration, ...]:
+    out = []
+    for item in items or []:
+        if not item.name:
+            raise errors.InvalidRequestContent("Every ipConfiguration needs a name.")
+        p = item.properties or EndpointIpConfigurationProperties()
+        out.append(
+            core.EndpointIpConfiguration(
+                name=item.name,
+                private_ip=p.private_ip_address or None,
+                group_id=p.group_id or "",
+                member_name=p.member_name or "",
+            )
+        )
+    return tuple(out)
+
+
+def _security_groups(items: list[SubResource] | None) -> tuple[str, ...]:
+    out = []
+    for item in items or []:
+        if not item.id:
+            raise errors.InvalidRequestContent(
+                "Every entry of applicationSecurityGroups needs an id."
+            )
+        out.append(item.id)
+    return tuple(out)
+
+
 def to_domain(rid: str, name: str, wire: PrivateEndpointWire) -> core.PrivateEndpoint:
     """The desired endpoint from a PUT body."""
     props = wire.properties or PrivateEndpointProperties()
-    arm.reject_unsupported(
-        {
-            "extendedLocation": wire.extended_location,
-            "applicationSecurityGroups": props.application_security_groups,
-        }
-    )
+    arm.reject_unsupported({"extendedLocation": wire.extended_location})
     if props.subnet is None or not props.subnet.id:
         raise errors.InvalidRequestContent("properties.subnet.id is required.")
     auto = _connections(props.private_link_service_connections)
     manual = _connections(props.manual_private_link_service_connections)
-    static_ip = None
-    if props.ip_configurations:
-        if len(props.ip_configurations) != 1:
-            raise errors.UnsupportedProperty(
-                name="ipConfigurations",
-                why="an endpoint to a private link service has one address.",
-            )
-        ip_props = props.ip_configurations[0].properties
-        static_ip = ip_props.private_ip_address if ip_props else None
     return core.PrivateEndpoint(
         id=rid,
         name=name,
@@ -117,7 +136,8 @@ def to_domain(rid: str, name: str, wire: PrivateEndpointWire) -> core.PrivateEnd
         connections=tuple(auto + manual),
         manual=bool(manual) and not auto,
         custom_nic_name=props.custom_network_interface_name or None,
-        static_ip=static_ip,
+        ip_configurations=_ip_configurations(props.ip_configurations),
+        application_security_groups=_security_groups(props.application_security_groups),
     )
 
 
@@ -168,6 +188,18 @@ def render(view: StateView, endpoint: core.PrivateEndpoint) -> dict[str, Any]:
     }
     if endpoint.custom_nic_name is not None:
         props["customNetworkInterfaceName"] = endpoint.custom_nic_name
+    props["ipConfigurations"] = [
+        arm.present(
+            name=c.name,
+            type=IP_CONFIGURATION_TYPE,
+            etag=endpoint.etag,
+            properties=arm.present(
+                groupId=c.group_id, memberName=c.member_name, privateIPAddress=c.private_ip
+            ),
+        )
+        for c in endpoint.ip_configurations
+    ]
+    props["applicationSecurityGroups"] = [{"id": a} for a in endpoint.application_security_groups]
     props["provisioningState"] = endpoint.provisioning_state
     props["privateLinkServiceConnections"] = [] if manual else rendered
     props["manualPrivateLinkServiceConnections"] = rendered if manual else []

@@ -94,10 +94,6 @@ def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.Private
             "destinationIPAddress": props.destination_ip_address,
         }
     )
-    if props.access_mode and props.access_mode.lower() != "default":
-        raise errors.UnsupportedProperty(
-            name="accessMode", why=f"only 'Default' is supported; got '{props.access_mode}'."
-        )
     configs = []
     for c in props.ip_configurations or []:
         if not c.name:
@@ -123,6 +119,8 @@ def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.Private
         auto_approval=tuple((props.auto_approval or SubscriptionList()).subscriptions or ()),
         fqdns=tuple(props.fqdns or ()),
         enable_proxy_protocol=bool(props.enable_proxy_protocol),
+        # Checked (and, when not given, kept from the stored service) by the core.
+        access_mode=props.access_mode or "",
     )
 
 
@@ -195,6 +193,7 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
         alias=service.alias,
         networkInterfaces=[_id(service.nic_id)],
         provisioningState=state,
+        accessMode=service.access_mode or core.DEFAULT_ACCESS,
     )
     props["privateEndpointConnections"] = [
         render_connection(service, c) for c in core.connections_of(view, service.id)

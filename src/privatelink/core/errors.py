@@ -599,6 +599,45 @@ class InvalidGroupIds(BadRequest):
     template = "groupIds must be empty for a connection to a private link service (got {value})."
 
 
+class PrivateEndpointIpConfigurationHasGroupId(BadRequest):
+    code = "PrivateEndpointWithIpConfigurationsCannotHaveGroupIdsOrMemberNames"
+    template = (
+        "Private endpoint {id}: ipConfiguration '{name}' has groupId '{group_id}' and "
+        "memberName '{member_name}'; a private link service has no groups, so both must be "
+        "empty."
+    )
+
+
+class PrivateEndpointTooManyIpConfigurations(BadRequest):
+    code = "PrivateEndpointTooManyIpConfigurations"
+    template = (
+        "Private endpoint {id} has {count} ipConfigurations; an endpoint to a private link "
+        "service has one address, so at most {limit} is allowed."
+    )
+
+
+class PrivateEndpointIpConfigurationsCannotChange(BadRequest):
+    code = "PrivateEndpointIpConfigurationsCannotBeModified"
+    template = (
+        "Private endpoint {id}: ipConfigurations (its static address) are set when it is "
+        "created and cannot change; delete and recreate the endpoint."
+    )
+
+
+class PrivateEndpointNicNameCannotChange(BadRequest):
+    code = "NameOfExistingPrivateEndpointNicCannotBeChanged"
+    template = (
+        "Private endpoint {id} contains existing NIC name {nic} which does not match the "
+        "request's custom network interface name '{name}'. Updating the name of an existing "
+        "NIC is not allowed."
+    )
+
+
+class PrivateEndpointApplicationSecurityGroupsLimitReached(LimitExceeded):
+    code = "PrivateEndpointApplicationSecurityGroupsLimitReached"
+    template = "Private endpoint {id} names {count} application security groups; at most {limit}."
+
+
 # --- connections ---------------------------------------------------------------------------
 
 
@@ -1040,3 +1079,31 @@ class SiteGatewayIpOutsidePublicRange(BadRequest):
 class SiteGatewayIpInUse(Conflict):
     code = "SiteGatewayIpInUse"
     template = "The gateway IP {value} of site '{name}' is already held by {holder}."
+
+
+# --- private link service access mode ----------------------------------------------------
+
+
+class InvalidAccessMode(BadRequest):
+    code = "InvalidPrivateLinkServiceAccessMode"
+    echo_limit = MAX_ECHO
+    template = "accessMode '{value}' is invalid: use Default or Restricted."
+
+
+class RestrictedAccessModeWithEveryone(BadRequest):
+    code = "PrivateLinkServiceRestrictedAccessModeRequiresSubscriptionList"
+    template = (
+        "Private link service {id} has accessMode Restricted, which admits only the "
+        "subscriptions named in visibility.subscriptions; '*' (every subscription) cannot be "
+        "one of them. Name the subscriptions, or use accessMode Default."
+    )
+
+
+class PrivateLinkServiceAccessRestricted(ArmError):
+    status = 403
+    code = "PrivateLinkServiceAccessRestricted"
+    template = (
+        "Private link service {id} has accessMode Restricted: only subscriptions in its "
+        "visibility list may connect, and subscription {subscription} is not in it (rights "
+        "on the service do not admit it)."
+    )

@@ -7,6 +7,25 @@ resource id (visibility permitting). Its connection state mirrors the provider's
 This module holds the endpoint's own rules (its request, subnet, NIC and address); its
 PUT and DELETE also change the service's connections, so those workflows are
 `private_link.create_or_update_endpoint` and `private_link.delete_endpoint`.
+
+Properties set at creation only (Azure: "static IP address and network interface name
+... must be set when the private endpoint is created", learn.microsoft.com
+azure/private-link/manage-private-endpoint):
+- `ipConfigurations`: a static address for the endpoint, checked like any static IP
+  (in the endpoint's subnet, not reserved, free). Azure maps each entry to a member
+  (groupId/memberName) of a first-party resource; a private link service has no groups
+  and gives its endpoint one IPv4 address, so at most one entry, with groupId and
+  memberName empty (Azure's code for those on a target without groups:
+  PrivateEndpointWithIpConfigurationsCannotHaveGroupIdsOrMemberNames). Azure itself
+  offers static IPs to first-party targets only; privatelink offers them to its
+  services too.
+- `customNetworkInterfaceName`: the name of the managed NIC (default
+  `<endpoint>.nic.<guid>`); a PUT naming another, or none when it was named, is
+  Azure's NameOfExistingPrivateEndpointNicCannotBeChanged.
+`applicationSecurityGroups` may change on any PUT. Application security groups are not
+a resource type here, so their ids are checked for shape
+(`Microsoft.Network/applicationSecurityGroups/<name>`), stored and returned, never
+looked up; nothing filters traffic by them.
 """
 
 from __future__ import annotations
@@ -14,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from privatelink.core import errors
+from privatelink.core.addressing import parse_address
 from privatelink.core.ids import ResourceId, key, parse_ref, valid_name
 from privatelink.core.ip_configuration import STATIC
 from privatelink.core.network_interface import NetworkInterface, NicIpConfiguration, managed_nic
@@ -31,6 +51,13 @@ from privatelink.core.virtual_network_gateway import refuse_gateway_subnet
 
 TYPE = "Microsoft.Network/privateEndpoints"
 
+# An endpoint to a private link service has one IPv4 address, so one ipConfiguration.
+MAX_IP_CONFIGURATIONS = 1
+# Azure's limit of application security groups over a NIC's IP configurations.
+MAX_APPLICATION_SECURITY_GROUPS = 20
+# The name of the ipConfiguration made for a bare `static_ip` (callers of the core).
+DEFAULT_IP_CONFIGURATION = "ipconfig1"
+
 
 @dataclass(frozen=True)
 class PrivateLinkServiceConnection:
@@ -45,6 +72,19 @@ class PrivateLinkServiceConnection:
     description: str = ""
     actions_required: str = "None"
     remote_name: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointIpConfiguration:
+    """An entry of ipConfigurations: a static address of the endpoint, in its subnet.
+
+    groupId and memberName name a first-party resource's member; always empty here.
+    """
+
+    name: str
+    private_ip: str | None = None
+    group_id: str = ""
+    member_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,7 +104,11 @@ class PrivateEndpoint(Resource):
     manual: bool = False
     nic_id: str = ""
     custom_nic_name: str | None = None
+    # The address of its ipConfiguration; `check_request` keeps the two in step (a bare
+    # `static_ip` gets a configuration named DEFAULT_IP_CONFIGURATION).
     static_ip: str | None = None
+    ip_configurations: tuple[EndpointIpConfiguration, ...] = ()
+    application_security_groups: tuple[str, ...] = ()
     custom_dns_configs: tuple[DnsConfig, ...] = ()
 
     @property
@@ -106,11 +150,83 @@ def check_request(
         raise errors.PrivateLinkServiceNotFound(target=conn.target)
     if endpoint.custom_nic_name is not None and not valid_name(endpoint.custom_nic_name):
         raise errors.InvalidResourceName(name=endpoint.custom_nic_name)
+    endpoint = _check_ip_configurations(endpoint)
+    endpoint = _check_application_security_groups(endpoint)
     return endpoint, conn
 
 
+def _check_ip_configurations(endpoint: PrivateEndpoint) -> PrivateEndpoint:
+    """At most one ipConfiguration, named, without groupId or memberName, with an
+    address (checked against the subnet when the NIC is made)."""
+    configs = endpoint.ip_configurations
+    if not configs and endpoint.static_ip:
+        configs = (EndpointIpConfiguration(DEFAULT_IP_CONFIGURATION, endpoint.static_ip),)
+    if len(configs) > MAX_IP_CONFIGURATIONS:
+        raise errors.PrivateEndpointTooManyIpConfigurations(
+            id=endpoint.id, count=len(configs), limit=MAX_IP_CONFIGURATIONS
+        )
+    for config in configs:
+        where = f"{endpoint.id}/ipConfigurations/{config.name}"
+        if not valid_name(config.name):
+            raise errors.InvalidResourceName(name=config.name)
+        if config.group_id or config.member_name:
+            raise errors.PrivateEndpointIpConfigurationHasGroupId(
+                id=endpoint.id,
+                name=config.name,
+                group_id=config.group_id,
+                member_name=config.member_name,
+            )
+        if not config.private_ip:
+            raise errors.PrivateIPAddressRequired(
+                f"{errors.clip(where, errors.MAX_FIELD)}: an ipConfiguration of a private "
+                "endpoint needs a privateIPAddress."
+            )
+    static_ip = configs[0].private_ip if configs else None
+    return replace(endpoint, ip_configurations=configs, static_ip=static_ip)
+
+
+def _check_application_security_groups(endpoint: PrivateEndpoint) -> PrivateEndpoint:
+    """Application security group ids: well-formed, at most Azure's 20; not looked up."""
+    groups = endpoint.application_security_groups
+    if len(groups) > MAX_APPLICATION_SECURITY_GROUPS:
+        raise errors.PrivateEndpointApplicationSecurityGroupsLimitReached(
+            id=endpoint.id, count=len(groups), limit=MAX_APPLICATION_SECURITY_GROUPS
+        )
+    ids = tuple(str(parse_ref(g, "applicationSecurityGroups")) for g in groups)
+    return replace(endpoint, application_security_groups=ids)
+
+
+def _same_address(wanted: str | None, held: str | None) -> bool:
+    """Whether a requested address is the one held (one that is no IPv4 address is
+    refused as such, not as a change)."""
+    if wanted is None or held is None:
+        return wanted == held
+    return str(parse_address(wanted)) == held
+
+
+def _same_ip_configurations(endpoint: PrivateEndpoint, existing: PrivateEndpoint) -> bool:
+    """Whether a PUT asks for the ipConfigurations the endpoint has (names ignore case)."""
+    wanted, held = endpoint.ip_configurations, existing.ip_configurations
+    return len(wanted) == len(held) and all(
+        w.name.lower() == h.name.lower() and _same_address(w.private_ip, h.private_ip)
+        for w, h in zip(wanted, held, strict=True)
+    )
+
+
+def _same_nic_name(endpoint: PrivateEndpoint, existing: PrivateEndpoint) -> bool:
+    """Whether a PUT's customNetworkInterfaceName fits the NIC the endpoint has.
+
+    None fits only an endpoint whose NIC got the default name (Azure refuses an empty
+    name for a NIC named at creation); a name fits when it is the NIC's (any case).
+    """
+    if endpoint.custom_nic_name is None:
+        return existing.custom_nic_name is None
+    return endpoint.custom_nic_name.lower() == existing.nic_id.rsplit("/", 1)[-1].lower()
+
+
 def update_existing(ctx: Context, endpoint: PrivateEndpoint, existing: PrivateEndpoint) -> Changes:
-    """An endpoint PUT again: only tags and the request message may change."""
+    """An endpoint PUT again: only tags, the request message and the application
+    security groups may change."""
     conn = endpoint.connections[0]
     old = existing.connection
     if (
@@ -121,6 +237,14 @@ def update_existing(ctx: Context, endpoint: PrivateEndpoint, existing: PrivateEn
         raise errors.PrivateEndpointConnectionTargetCannotChange(id=existing.id)
     if key(endpoint.subnet_id) != key(existing.subnet_id):
         raise errors.PrivateEndpointSubnetCannotChange(id=existing.id)
+    if not _same_ip_configurations(endpoint, existing):
+        raise errors.PrivateEndpointIpConfigurationsCannotChange(id=existing.id)
+    if not _same_nic_name(endpoint, existing):
+        raise errors.PrivateEndpointNicNameCannotChange(
+            id=existing.id,
+            nic=existing.nic_id.rsplit("/", 1)[-1],
+            name=endpoint.custom_nic_name or "",
+        )
     if endpoint.location != existing.location:
         raise errors.ResourceLocationMismatch(
             id=existing.id,
@@ -132,6 +256,7 @@ def update_existing(ctx: Context, endpoint: PrivateEndpoint, existing: PrivateEn
         existing,
         tags=endpoint.tags,
         connections=(replace(old, request_message=conn.request_message),),
+        application_security_groups=endpoint.application_security_groups,
     )
     changes = Changes()
     changes.put(updated)
@@ -181,7 +306,13 @@ def place(
         primary=True,
     )
     nic = managed_nic(view, staged, nic_id, (nic_config,), None)
-    return replace(staged, subnet_id=subnet.id, nic_id=nic.id), nic, guid
+    # The stored configuration shows the address as the NIC holds it.
+    configs = tuple(replace(c, private_ip=nic.primary_ip) for c in endpoint.ip_configurations)
+    static_ip = nic.primary_ip if endpoint.static_ip else None
+    placed = replace(
+        staged, subnet_id=subnet.id, nic_id=nic.id, ip_configurations=configs, static_ip=static_ip
+    )
+    return placed, nic, guid
 
 
 def delete_owned(view: StateView, changes: Changes, endpoint: PrivateEndpoint) -> None:
@@ -213,6 +344,7 @@ def references(endpoint: PrivateEndpoint) -> list[tuple[str, str]]:
 __all__ = [
     "DISCONNECTED",
     "DnsConfig",
+    "EndpointIpConfiguration",
     "PrivateEndpoint",
     "PrivateLinkServiceConnection",
     "is_connected",
