@@ -31,6 +31,7 @@ from privatelink.core.resource import (
     StateView,
     get_typed,
     normalize_location,
+    pick,
     require,
 )
 from privatelink.core.virtual_network import VirtualNetwork
@@ -104,29 +105,20 @@ def _check_range(value: int, bounds: tuple[int, int], field: str) -> None:
         )
 
 
-def _pick(value: str, allowed: tuple[str, ...], field: str) -> str:
-    for known in allowed:
-        if value.lower() == known.lower():
-            return known
-    raise errors.InvalidRequestContent(
-        f"{field} must be one of {', '.join(allowed)}; got '{errors.clip(value)}'."
-    )
-
-
 def check(desired: VirtualNetworkGatewayConnection) -> VirtualNetworkGatewayConnection:
     """The body's own rules: IPsec over IKEv2 in Default mode, ranges, the key if given."""
-    conn_type = _pick(desired.connection_type, CONNECTION_TYPES, "connectionType")
+    conn_type = pick(desired.connection_type, CONNECTION_TYPES, "connectionType")
     if conn_type != IPSEC:
         raise errors.UnsupportedProperty(
             name="connectionType",
             why=f"'{conn_type}' connections are not served; use IPsec (site-to-site).",
         )
-    protocol = _pick(desired.connection_protocol or IKEV2, PROTOCOLS, "connectionProtocol")
+    protocol = pick(desired.connection_protocol or IKEV2, PROTOCOLS, "connectionProtocol")
     if protocol != IKEV2:
         raise errors.UnsupportedProperty(
             name="connectionProtocol", why="IKEv1 is not served; use IKEv2."
         )
-    mode = _pick(desired.connection_mode or DEFAULT_MODE, MODES, "connectionMode")
+    mode = pick(desired.connection_mode or DEFAULT_MODE, MODES, "connectionMode")
     if mode != DEFAULT_MODE:
         raise errors.UnsupportedProperty(
             name="connectionMode",

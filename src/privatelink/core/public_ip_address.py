@@ -27,6 +27,7 @@ from privatelink.core.resource import (
     StateView,
     get_typed,
     normalize_location,
+    pick,
 )
 
 TYPE = "Microsoft.Network/publicIPAddresses"
@@ -96,36 +97,27 @@ def allocate(view: StateView, limits: Limits) -> str:
 # --- validation ---------------------------------------------------------------------------------
 
 
-def _pick(value: str, allowed: tuple[str, ...], field: str) -> str:
-    for known in allowed:
-        if value.lower() == known.lower():
-            return known
-    raise errors.InvalidRequestContent(
-        f"{field} must be one of {', '.join(allowed)}; got '{errors.clip(value)}'."
-    )
-
-
 def check(desired: PublicIPAddress) -> PublicIPAddress:
     """The body's own rules: Standard, Regional, Static, IPv4, idle timeout, zones.
 
     Basic is refused with Azure's own answer since its retirement (no new Basic public
     IPs since 31 March 2025); Dynamic with Standard as Azure refuses it.
     """
-    sku = _pick(desired.sku or STANDARD, (BASIC, STANDARD), "sku.name")
+    sku = pick(desired.sku or STANDARD, (BASIC, STANDARD), "sku.name")
     if sku == BASIC:
         raise errors.BasicSkuPublicIPAddressesRetired(id=desired.id)
-    tier = _pick(desired.sku_tier or REGIONAL, (REGIONAL, GLOBAL), "sku.tier")
+    tier = pick(desired.sku_tier or REGIONAL, (REGIONAL, GLOBAL), "sku.tier")
     if tier == GLOBAL:
         raise errors.UnsupportedProperty(
             name="sku.tier",
             why="Global public IPs belong to cross-region load balancers; use Regional.",
         )
-    version = _pick(desired.ip_version or IPV4, (IPV4, IPV6), "publicIPAddressVersion")
+    version = pick(desired.ip_version or IPV4, (IPV4, IPV6), "publicIPAddressVersion")
     if version == IPV6:
         raise errors.UnsupportedProperty(
             name="publicIPAddressVersion", why="public IPs are IPv4 only; use IPv4."
         )
-    allocation = _pick(desired.allocation or STATIC, (DYNAMIC, STATIC), "publicIPAllocationMethod")
+    allocation = pick(desired.allocation or STATIC, (DYNAMIC, STATIC), "publicIPAllocationMethod")
     if allocation != STATIC:
         raise errors.StandardSkuPublicIPAddressesMustBeStatic(id=desired.id)
     timeout = desired.idle_timeout_in_minutes

@@ -161,6 +161,17 @@ def normalize_location(location: str | None) -> str:
     return normal
 
 
+def pick(value: str, allowed: tuple[str, ...], field: str) -> str:
+    """An ARM enum value in its canonical spelling (ARM enums are case-insensitive); a
+    value outside `allowed` is a 400 that lists them."""
+    for known in allowed:
+        if value.lower() == known.lower():
+            return known
+    raise errors.InvalidRequestContent(
+        f"{field} must be one of {', '.join(allowed)}; got '{errors.clip(value)}'."
+    )
+
+
 def check_resource_id(rid: ResourceId) -> None:
     """Validate the subscription, resource group and names of an id from a URL."""
     if not is_guid(rid.subscription):

@@ -29,6 +29,7 @@ from privatelink.core.resource import (
     check_unique_names,
     get_typed,
     normalize_location,
+    pick,
 )
 from privatelink.core.virtual_network import SubnetRef, resolve_subnet
 
@@ -122,15 +123,6 @@ def check_gateway_subnet(subnet: SubnetRef, gateway_id: str) -> None:
 # --- PUT ------------------------------------------------------------------------------------------
 
 
-def _pick(value: str, allowed: tuple[str, ...], field: str) -> str:
-    for known in allowed:
-        if value.lower() == known.lower():
-            return known
-    raise errors.InvalidRequestContent(
-        f"{field} must be one of {', '.join(allowed)}; got '{errors.clip(value)}'."
-    )
-
-
 def check_sku(gateway_id: str, name: str) -> str:
     """The canonical sku name: VpnGw1-5 or VpnGw1AZ-5AZ (Basic refused with its reason)."""
     if name.lower() == BASIC.lower():
@@ -155,18 +147,18 @@ def check_sku(gateway_id: str, name: str) -> str:
 
 def check(desired: VirtualNetworkGateway) -> VirtualNetworkGateway:
     """The body's own rules: a route-based VPN gateway with one named ipConfiguration."""
-    gateway_type = _pick(desired.gateway_type or VPN, GATEWAY_TYPES, "gatewayType")
+    gateway_type = pick(desired.gateway_type or VPN, GATEWAY_TYPES, "gatewayType")
     if gateway_type != VPN:
         raise errors.UnsupportedProperty(
             name="gatewayType",
             why=f"'{gateway_type}' gateways are not served; use Vpn.",
         )
-    vpn_type = _pick(desired.vpn_type or ROUTE_BASED, VPN_TYPES, "vpnType")
+    vpn_type = pick(desired.vpn_type or ROUTE_BASED, VPN_TYPES, "vpnType")
     if vpn_type != ROUTE_BASED:
         raise errors.UnsupportedProperty(
             name="vpnType", why="policy-based VPN gateways are not served; use RouteBased."
         )
-    generation = _pick(desired.generation or "Generation1", GENERATIONS, "vpnGatewayGeneration")
+    generation = pick(desired.generation or "Generation1", GENERATIONS, "vpnGatewayGeneration")
     sku = check_sku(desired.id, desired.sku or SKUS[0])
     if len(desired.ip_configurations) != 1:
         raise errors.VirtualNetworkGatewayIpConfigurationCount(
