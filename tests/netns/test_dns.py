@@ -27,7 +27,7 @@ import dns.query
 import dns.rcode
 import pytest
 from serverproc import serve_process
-from world import CONSUMER, CONSUMER2, PROVIDER, WHOAMI, World, rid, try_get, wait_for
+from world import CONSUMER, CONSUMER2, PROVIDER, WHOAMI, World, hub_pair, rid, try_get, wait_for
 
 from privatelink.core import network_interface as nim
 from privatelink.core import private_dns as pdm
@@ -157,6 +157,41 @@ def link(world: World, zone_id: str, network: vnm.VirtualNetwork) -> str:
 
 
 # --- the rules, asked from inside a VM ---------------------------------------------------
+
+
+def test_the_server_binds_only_once_the_address_is_there_and_replies_from_it(
+    netns_required: None,
+) -> None:
+    """A socket bound (with IP_FREEBIND) before a new namespace had its local routing
+    table replied from 169.254.0.1, which clients drop: a rare full-suite failure."""
+    with hub_pair("dnsbind") as (hub, client):
+        with pytest.raises(privileged.AddressNotReady):
+            privileged.server_sockets_in_netns(hub, DNS_IP, 53)  # a brand-new namespace
+
+        def ip(*argv: str) -> None:
+            subprocess.run(["ip", *argv], check=True, timeout=10)
+
+        ip("link", "add", "h0", "netns", hub, "type", "veth", "peer", "c0", "netns", client)
+        ip("-n", hub, "link", "set", "lo", "up")
+        with pytest.raises(privileged.AddressNotReady):
+            privileged.server_sockets_in_netns(hub, DNS_IP, 53)  # lo up, still no address
+        ip("-n", hub, "addr", "add", f"{DNS_IP}/32", "dev", "lo")
+        ip("-n", hub, "addr", "add", f"{names.GATEWAY}/32", "dev", "h0")
+        ip("-n", hub, "link", "set", "h0", "up")
+        ip("-n", hub, "route", "add", "10.0.1.4/32", "dev", "h0", "src", names.GATEWAY)
+        ip("-n", client, "addr", "add", "10.0.1.4/32", "dev", "c0")
+        ip("-n", client, "link", "set", "c0", "up")
+        ip("-n", client, "route", "add", "default", "via", names.GATEWAY, "dev", "c0", "onlink")
+        udp, tcp, _inode = privileged.server_sockets_in_netns(hub, DNS_IP, 53)
+        with udp, tcp, privileged.socket_in_netns(client, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(b"query", (DNS_IP, 53))
+            udp.setblocking(True)
+            udp.settimeout(5)
+            query, peer = udp.recvfrom(64)
+            assert query == b"query"
+            udp.sendto(b"reply", peer)
+            assert sock.recvfrom(64) == (b"reply", (DNS_IP, 53))
 
 
 def test_a_linked_zone_answers_inside_its_vnet(dns_world: tuple[World, DnsServer]) -> None:

@@ -281,6 +281,35 @@ def test_a_failing_bind_is_retried_and_other_hubs_are_served(setup) -> None:
     assert failures["left"] == 0
 
 
+def test_a_hub_without_its_address_yet_is_bound_after_its_sync_quietly(
+    setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel, server, plane = setup
+    server.recheck_seconds = 60.0  # only hubs_changed() binds here
+    v1 = vnet(plane, "v1")
+    hub = names.hub_netns("tst", v1)
+    real = kernel.server_sockets_in_netns
+    ready = threading.Event()
+    tries: list[str] = []
+
+    def early(name: str, address: str, port: int) -> tuple[socket.socket, socket.socket, int]:
+        tries.append(name)
+        if not ready.is_set():
+            raise privileged.AddressNotReady(f"{address} is not on an interface in {name} yet")
+        return real(name, address, port)
+
+    kernel.server_sockets_in_netns = early  # type: ignore[method-assign]
+    kernel.inodes[hub] = 1  # the hub exists, its first sync has not given lo the address
+    with caplog.at_level("DEBUG", logger="privatelink.dns"):
+        server.hubs_changed()
+        wait_for(lambda: tries, 5, "a first bind attempt")
+        assert hub not in server.bound()
+        ready.set()  # the sync ends: the reconciler calls hubs_changed()
+        server.hubs_changed()
+        wait_for(lambda: hub in server.bound(), 5, "the hub bound after its sync")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # not a failure
+
+
 def test_a_failing_rebuild_keeps_the_old_table_and_is_retried(setup) -> None:
     kernel, server, plane = setup
     v1 = vnet(plane, "v1")

@@ -59,6 +59,10 @@ class NetnsNotFound(KernelError):
     """The namespace does not exist (any more)."""
 
 
+class AddressNotReady(KernelError):
+    """The address to listen on is not on an interface of the namespace yet."""
+
+
 class InterfaceNotFound(KernelError):
     """An interface is missing in a namespace."""
 
@@ -173,9 +177,6 @@ def socket_in_netns(name: str, kind: int = socket.SOCK_STREAM) -> socket.socket:
     return in_netns(name, lambda: socket.socket(socket.AF_INET, kind))
 
 
-IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)  # Linux value; Python 3.11 lacks the name
-
-
 def netns_inode(name: str) -> int | None:
     """The inode of a named namespace (it changes when the namespace is recreated), or None."""
     try:
@@ -217,17 +218,22 @@ def server_sockets_in_netns(
     """A UDP socket and a listening TCP socket on address:port inside namespace `name`,
     with the inode of the namespace they live in (compare with `netns_inode`).
 
-    IP_FREEBIND lets the bind succeed before the address is on an interface (a new hub
-    gets its addresses later in the same sync); packets arrive once it is.
+    Raises `AddressNotReady` while `address` is not on an interface there yet (a new
+    hub gets its addresses later in its first sync; the caller binds after it). The
+    check is not bind's own: in a namespace without a local routing table yet (nothing
+    up), the kernel takes any address for a broadcast one, so the bind succeeds with no
+    fixed source, and the UDP replies then leave from the route's source (169.254.0.1),
+    which clients reject. (IP_FREEBIND, used before, allowed exactly that.)
     """
 
     def make() -> tuple[socket.socket, socket.socket, int]:
+        if not _is_local(address):
+            raise AddressNotReady(f"{address} is not on an interface in {name} yet")
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             for sock in (udp, tcp):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
                 sock.setblocking(False)
                 sock.bind((address, port))
             tcp.listen(128)
@@ -235,6 +241,8 @@ def server_sockets_in_netns(
         except OSError as exc:
             udp.close()
             tcp.close()
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise AddressNotReady(f"{address} is not on an interface in {name} yet") from exc
             raise KernelError(f"listen on {address}:{port} in {name}: {exc}") from exc
         udp, tcp = socket_above_select(udp), socket_above_select(tcp)
         udp.setblocking(False)
@@ -242,6 +250,17 @@ def server_sockets_in_netns(
         return udp, tcp, inode
 
     return in_netns(name, make)
+
+
+def _is_local(address: str) -> bool:
+    """Whether the calling thread's namespace holds `address`: the kernel routes to a
+    local address from that address itself (its local route's preferred source)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((address, 9))  # UDP: a route lookup, nothing is sent
+        except OSError:
+            return False  # no route at all
+        return bool(probe.getsockname()[0] == address)
 
 
 # --- files a namespace sees (`ip netns exec` bind-mounts /etc/netns/<name>/* over /etc) ---

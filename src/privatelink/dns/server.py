@@ -408,6 +408,9 @@ class DnsServer:
                 continue
             try:
                 await self._bind(netns, vnet_key)
+            except privileged.AddressNotReady as exc:
+                # A hub in its first sync: the sync's end (hubs_changed) binds it.
+                log.debug("DNS: not yet in %s: %s", netns, exc.message)
             except privileged.KernelError as exc:
                 # e.g. the hub vanished since we looked: the next check sees it. A lasting
                 # failure is retried every check but logged as a warning once.
