@@ -771,26 +771,11 @@ def test_nat_subnet_added_on_update_becomes_in_use(pw: World) -> None:
     assert pw.vnet().subnet("nat2") is None
 
 
-# --- PROXY protocol (not implemented: refused, never silently ignored) ------------------------
+# --- PROXY protocol (the relay's data path: tests/netns/test_proxy.py) -----------------------
 
 
-def test_enable_proxy_protocol_refused_until_implemented(pw: World) -> None:
-    desired = replace(make_pls(), enable_proxy_protocol=True)
-    exc = pw.refuse(
-        errors.UnsupportedProperty, "UnsupportedProperty", 400, pl.create_or_update_service, desired
-    )
-    assert "enableProxyProtocol" in exc.message
-    assert "PROXY protocol is not implemented yet" in exc.message
-    assert pw.get(desired.id) is None
-
-
-def test_enable_proxy_protocol_refused_on_update(pw: World) -> None:
+def test_enable_proxy_protocol_is_stored_and_can_be_turned_off(pw: World) -> None:
     pls = pw.create_pls()
-    pw.refuse(
-        errors.UnsupportedProperty,
-        "UnsupportedProperty",
-        400,
-        pl.create_or_update_service,
-        replace(pls, enable_proxy_protocol=True),
-    )
+    assert pls.enable_proxy_protocol is False
+    assert pw.update_pls(enable_proxy_protocol=True).enable_proxy_protocol is True
     assert pw.update_pls(enable_proxy_protocol=False).enable_proxy_protocol is False

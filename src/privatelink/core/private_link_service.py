@@ -466,11 +466,6 @@ def prepare(
     The PUT workflow is `private_link.create_or_update_service`: it also refreshes the
     DNS configurations of the service's endpoints when its FQDNs change.
     """
-    if desired.enable_proxy_protocol:
-        raise errors.UnsupportedProperty(
-            name="enableProxyProtocol",
-            why="PROXY protocol is not implemented yet; use false or leave it unset.",
-        )
     existing = get_typed(view, desired.id, PrivateLinkService)
     service = replace(
         desired, location=normalize_location(desired.location), provisioning_state=ctx.initial_state

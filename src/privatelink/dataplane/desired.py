@@ -43,6 +43,7 @@ class ProbeSpec:
     path: str | None
     interval: float
     threshold: int
+    proxy: bool = False  # a PROXY v2 LOCAL header first (its service has enableProxyProtocol)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ServicePlan:
     snat_chain: str
     nat_ips: tuple[str, ...]
     ports: tuple[tuple[str, int, str], ...]  # (protocol, frontend port, rule chain)
+    proxy: bool = False  # enableProxyProtocol: new flows go to the relay (dataplane/proxy)
 
 
 @dataclass(frozen=True)
@@ -249,8 +251,9 @@ def vnet_of_subnet(subnet_id: str) -> str:
     return ResourceId.parse(subnet_id).parent().key
 
 
-def probe_spec(probe: Probe) -> ProbeSpec:
-    """What the prober needs from a stored probe."""
+def probe_spec(probe: Probe, proxy: bool = False) -> ProbeSpec:
+    """What the prober needs from a stored probe (`proxy`: its load balancer has a
+    private link service with enableProxyProtocol, whose probes carry a header too)."""
     return ProbeSpec(
         protocol=probe.protocol,
         port=probe.port,
@@ -258,6 +261,7 @@ def probe_spec(probe: Probe) -> ProbeSpec:
         interval=float(probe.interval_in_seconds),
         # Azure now counts probeThreshold consecutive failures (numberOfProbes is legacy).
         threshold=max(probe.probe_threshold, 1),
+        proxy=proxy,
     )
 
 
@@ -319,6 +323,7 @@ def service_facts(pls: PrivateLinkService) -> tuple[object, ...]:
         pls.load_balancer_key,
         pls.frontend_ids,
         tuple(c.private_ip for c in pls.ip_configurations),
+        pls.enable_proxy_protocol,
     )
 
 
@@ -573,6 +578,7 @@ class Planner:
         checks: list[HealthKey] = []
         rule_chains: dict[str, RulePlan] = {}
         lb_vnets: dict[str, str] = {}
+        proxied_lbs = {s.load_balancer_key for s in snapshot.services if s.enable_proxy_protocol}
         for lb in snapshot.load_balancers:
             if not lb.frontends:
                 continue
@@ -599,7 +605,7 @@ class Planner:
                 healthy = []
                 for ip in members:
                     if spec is not None:
-                        check = HealthKey(netns, ip, probe_spec(spec))
+                        check = HealthKey(netns, ip, probe_spec(spec, lb.key in proxied_lbs))
                         checks.append(check)
                         if not health.get(check, True):
                             continue
@@ -640,6 +646,7 @@ class Planner:
                 snat_chain=names.chain_name("snat", pls.id),
                 nat_ips=tuple(c.private_ip for c in pls.ip_configurations if c.private_ip),
                 ports=tuple((p, port, chain) for (p, port), chain in sorted(ports.items())),
+                proxy=pls.enable_proxy_protocol,
             )
             services[pls.key] = (vnet, sp)
             hub_list(vnet, "services").append(sp)

@@ -10,6 +10,7 @@ filter.h); multi-byte fields are host order except where a comment says big-endi
 
 from __future__ import annotations
 
+import socket
 import struct
 import sys
 from collections.abc import Iterable, Iterator
@@ -160,6 +161,59 @@ def conntrack_flush_mark_request(seq: int, mark: int) -> bytes:
     body += attribute(CTA_MARK, struct.pack("!I", mark))
     body += attribute(CTA_MARK_MASK, struct.pack("!I", 0xFFFFFFFF))
     return request(NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_DELETE, seq, body)
+
+
+IPCTNL_MSG_CT_GET = 1
+CTA_TUPLE_ORIG = 1
+CTA_TUPLE_REPLY = 2
+CTA_TUPLE_IP = 1
+CTA_TUPLE_PROTO = 2
+CTA_IP_V4_SRC = 1
+CTA_IP_V4_DST = 2
+CTA_PROTO_NUM = 1
+CTA_PROTO_SRC_PORT = 2
+CTA_PROTO_DST_PORT = 3
+NLA_F_NESTED = 0x8000
+IPPROTO_TCP = 6
+
+
+def _tcp_tuple(src: str, dst: str, sport: int, dport: int) -> bytes:
+    ip = attribute(CTA_IP_V4_SRC, socket.inet_aton(src)) + attribute(
+        CTA_IP_V4_DST, socket.inet_aton(dst)
+    )
+    proto = (
+        attribute(CTA_PROTO_NUM, bytes([IPPROTO_TCP]))
+        + attribute(CTA_PROTO_SRC_PORT, struct.pack("!H", sport))
+        + attribute(CTA_PROTO_DST_PORT, struct.pack("!H", dport))
+    )
+    return attribute(CTA_TUPLE_IP | NLA_F_NESTED, ip) + attribute(
+        CTA_TUPLE_PROTO | NLA_F_NESTED, proto
+    )
+
+
+def conntrack_get_by_reply_request(seq: int, src: str, dst: str, sport: int, dport: int) -> bytes:
+    """IPCTNL_MSG_CT_GET of the TCP entry whose reply direction is this tuple (what
+    `conntrack -G --reply-src ...` asks): a flow seen after SNAT, looked up in the
+    namespace that translated it, to learn its original source."""
+    body = struct.pack("=BBH", AF_INET, 0, 0)
+    body += attribute(CTA_TUPLE_REPLY | NLA_F_NESTED, _tcp_tuple(src, dst, sport, dport))
+    # The entry comes flagged NLM_F_MULTI: the ACK asked for ends the answer.
+    return request(NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET, seq, body)
+
+
+def conntrack_original_source(message: Message) -> tuple[str, int] | None:
+    """The original direction's source address and port of a conntrack entry message."""
+    if message.type >> 8 != NFNL_SUBSYS_CTNETLINK or len(message.payload) < NFGENMSG_LEN:
+        return None
+    orig = attributes(message.payload, NFGENMSG_LEN).get(CTA_TUPLE_ORIG)
+    if orig is None:
+        return None
+    parts = attributes(orig)
+    ip = attributes(parts.get(CTA_TUPLE_IP, b"")).get(CTA_IP_V4_SRC)
+    port = attributes(parts.get(CTA_TUPLE_PROTO, b"")).get(CTA_PROTO_SRC_PORT)
+    if ip is None or len(ip) != 4 or port is None or len(port) != 2:
+        return None
+    return socket.inet_ntoa(ip), int(struct.unpack("!H", port)[0])
 
 
 # --- events ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Health probes: really probe each backend from its hub, like Azure's 168.63.129.16.
 
 One asyncio loop in one thread runs a task per (hub, backend, probe). A TCP probe
-passes when a connection is accepted; an HTTP probe when `GET path` answers 200.
+passes when a connection is accepted (after a PROXY v2 LOCAL header when the load
+balancer serves a service with enableProxyProtocol); an HTTP probe when `GET path` answers 200.
 `threshold` consecutive failures take a backend out; one success brings it back.
 Verdict changes call `on_change` (the reconciler's mark_dirty).
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from privatelink.dataplane import privileged
 from privatelink.dataplane.desired import HealthKey
 from privatelink.dataplane.names import AZURE_PLATFORM_IP
+from privatelink.dataplane.proxy import header
 
 log = logging.getLogger("privatelink.health")
 TIMEOUT = 2.0
@@ -32,6 +34,11 @@ async def probe_once(key: HealthKey) -> bool:
             sock.bind((AZURE_PLATFORM_IP, 0))  # as Azure probes come from 168.63.129.16
         loop = asyncio.get_running_loop()
         await asyncio.wait_for(loop.sock_connect(sock, (key.backend_ip, key.probe.port)), TIMEOUT)
+        if key.probe.proxy:
+            # Azure: with PROXY protocol on, probes carry a header too, with no client in
+            # it; a LOCAL one says exactly that (and a backend that requires the header
+            # passes its probes only when it parses it).
+            await asyncio.wait_for(loop.sock_sendall(sock, header.encode_local()), TIMEOUT)
         if key.probe.protocol == "Tcp":
             return True
         tls = ssl.create_default_context() if key.probe.protocol == "Https" else None

@@ -21,6 +21,9 @@ DEFAULT_PREFIX = "pl"
 IFNAMSIZ = 15
 GATEWAY = "169.254.0.1"  # every hub-side NIC veth holds it: the NICs' default gateway
 AZURE_PLATFORM_IP = "168.63.129.16"  # health probes (and DNS) come from here, as in Azure
+# The relay of PROXY-protocol services listens here in a provider hub; nft redirects
+# their new flows to it (dataplane/proxy), and nothing reaches it otherwise.
+PROXY_PORT = 15001
 LINK_BASE = int(IPv4Address("169.254.64.0"))
 MAX_PAIRS = (256 - 64) * 64  # a /30 per pair of hubs in 169.254.64.0 - 169.254.255.255
 # Fabric wires (peerings, and the gateways' and sites' veths): a /30 each in

@@ -15,6 +15,10 @@ provider side  prerouting  iifname . PE ip -> ct mark = link (map), the same -> 
                rule        dnat to a backend by hash (jhash over healthy backends)
                frontends   frontend ip . protocol . port -> rule chain (intra-VNet LB)
                postrouting ct mark -> snat chain: a NAT IP of the service by hash
+               proxy       a service with enableProxyProtocol: its chain redirects new
+                           flows to the relay's port (dataplane/proxy), which writes the
+                           header, picks the backend and connects from a NAT IP itself;
+                           input lets in only redirected flows and the relay's replies
 both           forward     flows of links being removed are reset (only during that
                            sync: no per-packet link check otherwise); a link carries
                            only flows its consumer marked and its provider DNATs
@@ -35,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from privatelink.dataplane.desired import HubPlan, LinkPlan, RulePlan
-from privatelink.dataplane.names import REFUSED_COUNTER, TABLE
+from privatelink.dataplane.names import PROXY_PORT, REFUSED_COUNTER, TABLE
 
 _HASH = {
     "Default": "jhash ip saddr . th sport . ip daddr . th dport",
@@ -287,6 +291,13 @@ def _base_chains(
             "input",
             (
                 "ct state new jump refuse_new" if full else None,
+                # The relay: flows the service chains redirected to it, and the replies
+                # to its own connections to backends (from a NAT IP, so local). In every
+                # hub, not only those with a PROXY service now: a relayed flow outlives
+                # its service's flag (forwarded traffic never passes here).
+                f"tcp dport {PROXY_PORT} ct status & dnat != 0 accept",
+                f"tcp dport {PROXY_PORT} drop",
+                "ip daddr @nat_ips ct state established ct direction reply accept",
                 "iifname @link_in_ifs drop",
                 "iifname @link_out_ifs drop",
                 # A peer reaches the hub itself only at PE and NAT IPs (answered below).
@@ -319,8 +330,17 @@ def _object_chains(hub: HubPlan) -> list[tuple[str, tuple[str, ...]]]:
     """The chains of the hub's services and load-balancing rules."""
     chains: list[tuple[str, tuple[str, ...]]] = []
     for s in hub.services:
-        ports = ", ".join(f"{proto} . {port} : jump {chain}" for proto, port, chain in s.ports)
-        chains.append((s.chain, (f"meta l4proto . th dport vmap {{ {ports} }}",) if ports else ()))
+        if s.proxy:
+            # The relay chooses the backend itself (the rule chains stay: the relay
+            # follows the same rules), from the same healthy members.
+            tcp = ", ".join(str(port) for proto, port, _ in s.ports if proto == "tcp")
+            rules = (f"tcp dport {{ {tcp} }} redirect to :{PROXY_PORT}",) if tcp else ()
+            chains.append((s.chain, rules))
+        else:
+            ports = ", ".join(f"{p} . {port} : jump {chain}" for p, port, chain in s.ports)
+            chains.append(
+                (s.chain, (f"meta l4proto . th dport vmap {{ {ports} }}",) if ports else ())
+            )
         snat_rules: tuple[str, ...] = ()
         if s.nat_ips:
             targets = ", ".join(f"{i} : {ip}" for i, ip in enumerate(s.nat_ips))

@@ -252,6 +252,132 @@ def server_sockets_in_netns(
     return in_netns(name, make)
 
 
+# --- the PROXY relay's sockets (dataplane/proxy/relay.py) ----------------------------------
+
+SO_ORIGINAL_DST = 80  # SOL_IP: a redirected flow's destination before the redirect
+IP_BIND_ADDRESS_NO_PORT = 24  # bind an address now, the port at connect (per 4-tuple)
+CLONE_NEWNET = 0x40000000
+
+
+def listener_in_netns(name: str, port: int, backlog: int = 4096) -> tuple[socket.socket, int]:
+    """A non-blocking TCP listener on 0.0.0.0:port inside namespace `name`, with the
+    inode of that namespace (compare with `netns_inode`)."""
+
+    def make() -> tuple[socket.socket, int]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("0.0.0.0", port))
+            sock.listen(backlog)
+            inode = os.stat("/proc/thread-self/ns/net").st_ino
+        except OSError as exc:
+            sock.close()
+            raise KernelError(f"listen on port {port} in {name}: {exc}") from exc
+        sock = socket_above_select(sock)
+        sock.setblocking(False)
+        return sock, inode
+
+    return in_netns(name, make)
+
+
+def open_netns(name: str) -> int:
+    """A descriptor of namespace `name`, for `enter_netns` (the caller closes it)."""
+    try:
+        return above_select(os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        raise NetnsNotFound(f"open namespace {name}: {exc}") from exc
+
+
+def enter_netns(fd: int) -> None:
+    """Move the calling thread into the namespace open as `fd`: the sockets it makes
+    from now on live there (setns(2) changes only this thread)."""
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise KernelError(f"enter namespace (fd {fd}): {os.strerror(code)}")
+
+
+def original_destination(sock: socket.socket) -> tuple[str, int]:
+    """Where a redirected TCP flow was going (its address and port before nft's
+    `redirect`), from the socket's conntrack entry."""
+    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    return socket.inet_ntoa(raw[4:8]), int.from_bytes(raw[2:4], "big")
+
+
+F_SETPIPE_SZ = 1031
+
+
+def relay_pipe(size: int) -> tuple[int, int]:
+    """A non-blocking pipe (read end, write end) holding up to `size` bytes when the
+    system allows it (/proc/sys/fs/pipe-max-size), for splice(2)."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(w, F_SETPIPE_SZ, size)
+    return r, w
+
+
+def connecting_socket(source: str) -> socket.socket:
+    """A non-blocking TCP socket bound to `source` (the port comes with connect, so one
+    address carries a flow per port and destination, as SNAT does), in the calling
+    thread's namespace."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((source, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ConntrackLookup:
+    """Original sources of flows, asked of the namespace that translated them: one
+    ctnetlink socket per namespace, kept; for one thread (the relay's)."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, tuple[int, socket.socket]] = {}
+        self._seq = 0
+
+    def original_source(
+        self, netns: str, src: str, dst: str, sport: int, dport: int
+    ) -> tuple[str, int] | None:
+        """The original source (address, port) of the TCP entry of `netns` whose reply
+        direction is src:sport -> dst:dport; None when there is none."""
+        inode = netns_inode(netns)
+        made = self._made.get(netns)
+        if inode is None:
+            self.forget(netns)
+            return None
+        if made is None or made[0] != inode:
+            self.forget(netns)
+            made = self._made[netns] = (inode, in_netns(netns, _ctnetlink_socket))
+        self._seq = self._seq % 0x7FFFFFFF + 1
+        request = events.conntrack_get_by_reply_request(self._seq, src, dst, sport, dport)
+        try:
+            answers = _netlink_talk(made[1], request, self._seq)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                self.forget(netns)  # a later call starts on a fresh socket
+            return None
+        for message in answers:
+            found = events.conntrack_original_source(message)
+            if found is not None:
+                return found
+        return None
+
+    def forget(self, netns: str) -> None:
+        """Close the socket of a namespace."""
+        made = self._made.pop(netns, None)
+        if made is not None:
+            made[1].close()
+
+    def close(self) -> None:
+        """Close every socket."""
+        for netns in list(self._made):
+            self.forget(netns)
+
+
 def _is_local(address: str) -> bool:
     """Whether the calling thread's namespace holds `address`: the kernel routes to a
     local address from that address itself (its local route's preferred source)."""

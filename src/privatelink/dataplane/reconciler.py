@@ -50,6 +50,8 @@ from privatelink.dataplane.desired import (
 from privatelink.dataplane.events import KernelEvent
 from privatelink.dataplane.health import Prober
 from privatelink.dataplane.privileged import KernelError, Netlink
+from privatelink.dataplane.proxy.config import link_id_of, proxy_config
+from privatelink.dataplane.proxy.relay import Relay
 from privatelink.dataplane.repair import NONE, Damage, Owned, links_touching
 from privatelink.dataplane.watcher import Watcher
 from privatelink.store.repository import utc_now
@@ -223,6 +225,9 @@ class Reconciler:
         self.prefix = names.check_prefix(prefix)
         self.data_dir = data_dir
         self.prober = Prober(self.mark_dirty)
+        # The PROXY relay (dataplane/proxy): fed after every sync once a service used it.
+        self.relay = Relay(kernel)
+        self._relay_used = False
         self._dirty = threading.Event()
         # Guards the generations; notified when a sync completes one (`wait_idle`).
         self._generation_lock = threading.Condition()
@@ -337,6 +342,7 @@ class Reconciler:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.prober.stop()
+        self.relay.stop()
         for _tunnels, charon in self._charons.values():
             try:
                 charon.stop()
@@ -709,6 +715,8 @@ class Reconciler:
             error = f"internal error while applying network state: {exc}"
             desired = None
             self._failed()
+        if desired is not None and error is None:
+            self._update_relay(desired)
         problems = dict(desired.problems) if desired else {}
         states = {}
         for r in self._pending.values():
@@ -730,6 +738,25 @@ class Reconciler:
             repaired,
         )
         return self.last
+
+    def _update_relay(self, plan: Plan) -> None:
+        """Give the relay its part of `plan` and wait until it serves it (a service's
+        flag and its listener come together: an API write completes after both)."""
+        proxied = [h for h in plan.hubs if any(s.proxy for s in h.services)]
+        if not proxied and not self._relay_used:
+            return  # no PROXY service ever: no per-sync cost
+        self._relay_used = True
+        link_ids: dict[str, int] = {}
+        for hub in proxied:
+            for x in hub.links_in:
+                conn = self._world.get(x.link_key)
+                if isinstance(conn, PrivateEndpointConnection):
+                    found = link_id_of(conn.link_identifier)
+                    if found is not None:
+                        link_ids[x.link_key] = found
+        self.relay.update(proxy_config(plan, link_ids))
+        if not self.relay.wait_applied(10.0):
+            log.warning("the PROXY relay did not take the new plan within 10 s")
 
     def _failed(self) -> None:
         """After a failure: check everything next time, against tables we no longer know."""

@@ -1,2 +1,2 @@
-"""The user-space path of services with `enableProxyProtocol` (issue 14): the PROXY v2
-header codec (`header`); the proxy itself comes with the rest of the issue."""
+"""The user-space path of services with `enableProxyProtocol`: the PROXY v2 header codec
+(`header`), the relay's view of a plan (`config`) and the relay itself (`relay`)."""

@@ -1,0 +1,457 @@
+"""The relay: the user-space path of private link services with enableProxyProtocol.
+
+The kernel path (nft DNAT + SNAT) cannot write into a TCP stream; this can. In each
+provider hub with such a service, nft redirects the service's new flows to a listener
+on `names.PROXY_PORT` (dataplane/nft.py). For each accepted flow the relay:
+
+1. finds its link by where it came from (the pair veth's consumer address, or any
+   address of the service's own network) and the PE address it went to
+   (SO_ORIGINAL_DST), and its load-balancing rule by the port;
+2. picks a healthy backend and a NAT IP as the kernel path would (`config.choose`,
+   `config.nat_ip`), and connects from that NAT IP (a local address of the hub);
+3. writes the PROXY v2 header: source = the client's own address and port in the
+   consumer network (asked of the consumer hub's conntrack, which translated it),
+   destination = the PE address and port it connected to, and Azure's LinkID TLV;
+4. moves bytes both ways with splice(2) through a pipe per direction: no copy through
+   Python buffers. A half-close is passed on; an error resets both ends.
+
+One thread runs one event loop (uvloop when installed) for every hub: a socket is
+made in a hub by entering its namespace first (setns(2) changes only this thread).
+Flows of a link that is no longer live are reset at the next `update` (after every
+sync: within the same second as the kernel path's cut). A flow outlives its service's
+flag: turning enableProxyProtocol off stops new flows coming here, not these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from privatelink.dataplane import privileged
+from privatelink.dataplane.names import PROXY_PORT
+from privatelink.dataplane.proxy import header
+from privatelink.dataplane.proxy.config import EMPTY, Hub, ProxyConfig, choose, nat_ip
+
+log = logging.getLogger("privatelink.proxy")
+
+ACCEPT_BATCH = 64  # flows accepted per wake-up of a listener
+PIPE_SIZE = 1 << 20  # bytes a direction moves per splice; pages are taken only when used
+SPARE_PIPES = 256  # empty pipes kept for the next flows
+SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+_LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends a reset
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio still works
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _reset(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    sock.close()
+
+
+@dataclass
+class RelayStats:
+    """Counters since start (read from any thread; a snapshot, not atomic as a whole)."""
+
+    accepted: int = 0  # flows the listeners took
+    relayed: int = 0  # flows that reached a backend and got their header
+    refused: int = 0  # flows reset at once: no live link, rule, backend or source
+    failed: int = 0  # flows whose backend refused or that broke on the way
+    cut: int = 0  # flows reset because their link went
+
+
+class _Pipes:
+    """A pool of empty pipes (read end, write end)."""
+
+    def __init__(self) -> None:
+        self._spare: list[tuple[int, int]] = []
+
+    def get(self) -> tuple[int, int]:
+        if self._spare:
+            return self._spare.pop()
+        return privileged.relay_pipe(PIPE_SIZE)
+
+    def put(self, pipe: tuple[int, int], empty: bool) -> None:
+        if empty and len(self._spare) < SPARE_PIPES:
+            self._spare.append(pipe)
+        else:
+            os.close(pipe[0])
+            os.close(pipe[1])
+
+    def close(self) -> None:
+        for r, w in self._spare:
+            os.close(r)
+            os.close(w)
+        self._spare.clear()
+
+
+class _Pump:
+    """One direction of a flow: src -> pipe -> dst."""
+
+    def __init__(self, flow: _Flow, src: socket.socket, dst: socket.socket) -> None:
+        self.flow = flow
+        self.src, self.dst = src.fileno(), dst.fileno()
+        self.dst_sock = dst
+        self.pipe = flow.relay._pipes.get()
+        self.pending = 0  # bytes in the pipe
+        self.eof = False
+        self.done = False
+
+    def start(self) -> None:
+        self.flow.relay._loop_add_reader(self.src, self.readable)
+
+    def readable(self) -> None:
+        try:
+            n = os.splice(self.src, self.pipe[1], PIPE_SIZE, flags=SPLICE_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.flow.close(reset=True)
+            return
+        if n == 0:
+            self.eof = True
+            self.flow.relay._loop_remove_reader(self.src)
+        self.pending += n
+        self.flush()
+
+    def flush(self) -> None:
+        loop = self.flow.relay
+        while self.pending:
+            try:
+                m = os.splice(self.pipe[0], self.dst, self.pending, flags=SPLICE_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                # The receiver is slow: stop reading until its side drains.
+                loop._loop_remove_reader(self.src)
+                loop._loop_add_writer(self.dst, self.writable)
+                return
+            except OSError:
+                self.flow.close(reset=True)
+                return
+            self.pending -= m
+        if self.eof and not self.done:
+            self.done = True
+            with contextlib.suppress(OSError):
+                self.dst_sock.shutdown(socket.SHUT_WR)
+            self.flow.pump_done()
+
+    def writable(self) -> None:
+        loop = self.flow.relay
+        loop._loop_remove_writer(self.dst)
+        self.flush()
+        if not self.pending and not self.eof and not self.flow.closed:
+            loop._loop_add_reader(self.src, self.readable)
+
+    def stop(self) -> None:
+        loop = self.flow.relay
+        loop._loop_remove_reader(self.src)
+        loop._loop_remove_writer(self.dst)
+        loop._pipes.put(self.pipe, empty=self.pending == 0)
+
+
+@dataclass(eq=False)
+class _Flow:
+    relay: Relay
+    link_key: str
+    client: socket.socket
+    backend: socket.socket
+    header: bytes
+    pumps: list[_Pump] = field(default_factory=list)
+    closed: bool = False
+    finished: int = 0
+
+    def connected(self) -> None:
+        """The backend's connect completed (or failed)."""
+        relay = self.relay
+        relay._loop_remove_writer(self.backend.fileno())
+        code = self.backend.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            relay.stats.failed += 1
+            self.close(reset=True)
+            return
+        try:
+            sent = self.backend.send(self.header)
+        except OSError:
+            sent = -1
+        if sent != len(self.header):  # a fresh socket takes a few dozen bytes whole
+            relay.stats.failed += 1
+            self.close(reset=True)
+            return
+        relay.stats.relayed += 1
+        self.pumps = [
+            _Pump(self, self.client, self.backend),
+            _Pump(self, self.backend, self.client),
+        ]
+        for pump in self.pumps:
+            pump.start()
+
+    def pump_done(self) -> None:
+        self.finished += 1
+        if self.finished == 2:
+            self.close(reset=False)
+
+    def close(self, reset: bool) -> None:
+        """End the flow: both sockets closed (with a reset when `reset`)."""
+        if self.closed:
+            return
+        self.closed = True
+        relay = self.relay
+        relay._loop_remove_writer(self.backend.fileno())
+        for pump in self.pumps:
+            pump.stop()
+        relay._forget(self)
+        for sock in (self.client, self.backend):
+            if reset:
+                _reset(sock)
+            else:
+                sock.close()
+
+
+@dataclass(eq=False)
+class _Listener:
+    netns: str
+    inode: int
+    sock: socket.socket
+    netns_fd: int
+    hub: Hub
+
+
+class Relay:
+    """Serves every provider hub with PROXY services (see the module's docstring)."""
+
+    def __init__(self, kernel: Any = privileged) -> None:
+        self.kernel = kernel
+        self.stats = RelayStats()
+        self._config = EMPTY
+        self._listeners: dict[str, _Listener] = {}  # loop thread only
+        self._flows: dict[str, set[_Flow]] = {}  # by link key; loop thread only
+        self._pipes = _Pipes()
+        self._ct = privileged.ConntrackLookup()
+        self._entered: int | None = None  # the netns fd this thread is in
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._applied = threading.Condition(self._lock)
+        self._generation = 0  # updates asked for
+        self._done = 0  # updates applied
+
+    # --- any thread -------------------------------------------------------------------
+
+    def update(self, config: ProxyConfig) -> None:
+        """Serve `config` from now on (applied on the relay's thread, soon)."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            if self._loop is None:
+                if not config.hubs and not self._listeners:
+                    self._done = generation
+                    self._config = config
+                    return  # nothing to serve: no thread until there is
+                self._start()
+            loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._apply, config, generation)
+
+    def wait_applied(self, timeout: float = 10.0) -> bool:
+        """Wait until every `update` so far is in effect."""
+        with self._lock:
+            target = self._generation
+            return self._applied.wait_for(lambda: self._done >= target, timeout)
+
+    def flows(self) -> int:
+        """Flows open now."""
+        return sum(len(f) for f in list(self._flows.values()))
+
+    def listening(self) -> set[str]:
+        """Hubs with a listener now."""
+        return set(self._listeners)
+
+    def stop(self) -> None:
+        """Reset every flow, close the listeners and end the thread."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = None
+        if loop is None or thread is None:
+            return
+
+        def shutdown() -> None:
+            for flows in list(self._flows.values()):
+                for flow in list(flows):
+                    flow.close(reset=True)
+            for netns in list(self._listeners):
+                self._close_listener(netns)
+            loop.stop()
+
+        loop.call_soon_threadsafe(shutdown)
+        thread.join(timeout=10)
+        loop.close()
+        self._pipes.close()
+        self._ct.close()
+
+    def _start(self) -> None:
+        loop = _new_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, name="proxy-relay", daemon=True)
+        self._thread.start()
+        started.wait(10)
+
+    # --- the loop thread ----------------------------------------------------------------
+
+    def _loop_add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(fd, callback)
+
+    def _loop_remove_reader(self, fd: int) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(fd)
+
+    def _loop_add_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(fd, callback)
+
+    def _loop_remove_writer(self, fd: int) -> None:
+        if self._loop is not None:
+            self._loop.remove_writer(fd)
+
+    def _apply(self, config: ProxyConfig, generation: int) -> None:
+        try:
+            self._config = config
+            for link_key in [k for k in self._flows if k not in config.live]:
+                for flow in list(self._flows.get(link_key, ())):
+                    self.stats.cut += 1
+                    flow.close(reset=True)
+            for netns, listener in list(self._listeners.items()):
+                hub = config.hubs.get(netns)
+                if hub is None or self.kernel.netns_inode(netns) != listener.inode:
+                    self._close_listener(netns)
+                else:
+                    listener.hub = hub
+            for netns, hub in config.hubs.items():
+                if netns not in self._listeners:
+                    self._open_listener(netns, hub)
+        finally:
+            with self._lock:
+                self._done = max(self._done, generation)
+                self._applied.notify_all()
+
+    def _open_listener(self, netns: str, hub: Hub) -> None:
+        try:
+            sock, inode = self.kernel.listener_in_netns(netns, PROXY_PORT)
+        except privileged.KernelError as exc:
+            log.warning("PROXY relay: cannot listen in %s: %s", netns, exc.message)
+            return
+        try:
+            fd = self.kernel.open_netns(netns)
+        except privileged.KernelError as exc:
+            sock.close()
+            log.warning("PROXY relay: cannot open %s: %s", netns, exc.message)
+            return
+        listener = _Listener(netns, inode, sock, fd, hub)
+        self._listeners[netns] = listener
+        self._loop_add_reader(sock.fileno(), lambda: self._accept(listener))
+        log.info("PROXY relay: serving in %s", netns)
+
+    def _close_listener(self, netns: str) -> None:
+        listener = self._listeners.pop(netns)
+        self._loop_remove_reader(listener.sock.fileno())
+        listener.sock.close()
+        if self._entered == listener.netns_fd:
+            self._entered = None
+        os.close(listener.netns_fd)
+        self._ct.forget(netns)
+
+    def _accept(self, listener: _Listener) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                client, peer = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. out of descriptors: try again on the next wake-up
+                log.debug("PROXY relay: accept in %s: %s", listener.netns, exc)
+                return
+            self.stats.accepted += 1
+            try:
+                self._relay(listener, client, peer[0], peer[1])
+            except Exception:  # one flow's failure must not stop the listener
+                log.exception("PROXY relay: a flow in %s failed", listener.netns)
+                self.stats.failed += 1
+                _reset(client)
+
+    def _relay(self, listener: _Listener, client: socket.socket, src: str, sport: int) -> None:
+        client.setblocking(False)
+        hub = listener.hub
+        try:
+            pe_ip, port = self.kernel.original_destination(client)
+        except OSError:
+            pe_ip, port = "", 0
+        link = hub.link(src, pe_ip)
+        service = hub.services.get(link.service) if link is not None else None
+        route = service.routes.get(port) if service is not None else None
+        if (
+            link is None
+            or service is None
+            or route is None
+            or link.link_key not in (self._config.live)
+        ):
+            self._refuse(client)
+            return
+        backend = choose(route, src, sport, pe_ip, port)
+        source_ip = nat_ip(service, src, sport)
+        if link.local:
+            origin: tuple[str, int] | None = (src, sport)
+        else:
+            origin = self._ct.original_source(link.consumer_netns, pe_ip, src, port, sport)
+        if backend is None or source_ip is None or origin is None:
+            self._refuse(client)
+            return
+        if self._entered != listener.netns_fd:
+            self.kernel.enter_netns(listener.netns_fd)
+            self._entered = listener.netns_fd
+        try:
+            sock = self.kernel.connecting_socket(source_ip)
+        except OSError as exc:
+            log.debug("PROXY relay: bind %s in %s: %s", source_ip, listener.netns, exc)
+            self._refuse(client)
+            return
+        code = sock.connect_ex((backend, route.backend_port))
+        if code not in (0, errno.EINPROGRESS):
+            self.stats.failed += 1
+            _reset(sock)
+            _reset(client)
+            return
+        data = header.encode(origin[0], pe_ip, origin[1], port, link.link_id)
+        flow = _Flow(self, link.link_key, client, sock, data)
+        self._flows.setdefault(link.link_key, set()).add(flow)
+        self._loop_add_writer(sock.fileno(), flow.connected)
+
+    def _refuse(self, client: socket.socket) -> None:
+        self.stats.refused += 1
+        _reset(client)
+
+    def _forget(self, flow: _Flow) -> None:
+        flows = self._flows.get(flow.link_key)
+        if flows is not None:
+            flows.discard(flow)
+            if not flows:
+                del self._flows[flow.link_key]

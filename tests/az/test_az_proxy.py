@@ -1,0 +1,82 @@
+"""enableProxyProtocol with the real azure-cli: `create --enable-proxy-protocol` and
+`update --enable-proxy-protocol` turn the PROXY path on and off (the data path itself is
+tested on namespaces: tests/netns/test_proxy.py).
+
+The network and the load balancer are built through azure-mgmt-network; three az runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from arm_bodies import Rule, lb_body, provider_vnet_body
+from azure.identity import ClientSecretCredential
+from azure.mgmt.network import NetworkManagementClient
+
+pytestmark = pytest.mark.az
+
+LOCATION = "eastus"
+
+
+@pytest.fixture(scope="module")
+def network(az_server: Any) -> Iterator[NetworkManagementClient]:
+    """azure-mgmt-network as the server's admin, in its default subscription."""
+    c = az_server.credentials
+    credential = ClientSecretCredential(
+        c["tenant_id"],
+        c["client_id"],
+        c["client_secret"],
+        authority=c["url"],
+        disable_instance_discovery=True,
+        connection_verify=c["ca_file"],
+    )
+    client = NetworkManagementClient(
+        credential,
+        az_server.subscription,
+        base_url=c["url"],
+        connection_verify=c["ca_file"],
+        polling_interval=0,
+        retry_total=0,
+    )
+    with credential, client:
+        yield client
+
+
+def test_proxy_protocol_on_and_off_with_az(
+    az: Any, az_server: Any, az_helpers: Any, network: NetworkManagementClient
+) -> None:
+    rg = az_helpers.unique("rg-pp")
+    base = (
+        f"/subscriptions/{az_server.subscription}/resourceGroups/{rg}/providers/Microsoft.Network"
+    )
+    network.virtual_networks.begin_create_or_update(
+        rg, "vnet", provider_vnet_body(LOCATION)
+    ).result()
+    network.load_balancers.begin_create_or_update(
+        rg,
+        "lb",
+        lb_body(
+            f"{base}/loadBalancers/lb",
+            f"{base}/virtualNetworks/vnet/subnets/frontend",
+            LOCATION,
+            rules=[Rule("http", "fe", "be")],
+        ),
+    ).result()
+
+    pls = az.json(
+        *("network", "private-link-service", "create", "-g", rg, "-n", "pls", "-l", LOCATION),
+        *("--vnet-name", "vnet", "--subnet", "nat", "--lb-name", "lb"),
+        *("--lb-frontend-ip-configs", "fe", "--enable-proxy-protocol", "true"),
+    )
+    assert (pls["provisioningState"], pls["enableProxyProtocol"]) == ("Succeeded", True)
+    assert network.private_link_services.get(rg, "pls").enable_proxy_protocol is True
+
+    off = az.json(
+        *("network", "private-link-service", "update", "-g", rg, "-n", "pls"),
+        *("--enable-proxy-protocol", "false"),
+    )
+    assert (off["provisioningState"], off["enableProxyProtocol"]) == ("Succeeded", False)
+    shown = az.json("network", "private-link-service", "show", "-g", rg, "-n", "pls")
+    assert shown["enableProxyProtocol"] is False

@@ -1,0 +1,282 @@
+"""PROXY protocol v2 on real namespaces: the relay writes the header with the LinkID,
+probes carry one, a cut ends a relayed flow, and the flag flips without breaking flows.
+
+The backend is a program that requires the header (as HAProxy's `accept-proxy` or
+nginx's `proxy_protocol` do): it decodes it with privatelink's codec, answers with what
+it read as one JSON line, then echoes. Health probes' LOCAL headers go to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from world import CONSUMER, PROVIDER, World, wait_for
+
+from privatelink.core import private_link as pl
+
+pytestmark = pytest.mark.netns
+
+BACKEND = r"""
+import json, socket, sys, threading
+from privatelink.dataplane.proxy import header
+port, probes = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port)); s.listen(128)
+def serve(c, peer):
+    try:
+        data = b""
+        while len(data) < header.needed(data):
+            chunk = c.recv(header.needed(data) - len(data))
+            if not chunk:
+                return
+            data += chunk
+        h = header.decode(data)
+        if h.local:
+            with open(probes, "a") as f:
+                f.write(f"{peer[0]}\n")
+            return
+        c.sendall((json.dumps({"peer": peer[0], "source": h.source,
+            "source_port": h.source_port, "destination": h.destination,
+            "destination_port": h.destination_port, "link_id": h.link_id}) + "\n").encode())
+        while (d := c.recv(65536)):
+            c.sendall(d)
+    except (OSError, ValueError):
+        pass  # no header: the connection is dropped, as a strict backend does
+    finally:
+        c.close()
+while True:
+    c, peer = s.accept()
+    threading.Thread(target=serve, args=(c, peer), daemon=True).start()
+"""
+
+
+def provider(world: World, proxy: bool = True, probe: bool = False):
+    vnet = world.vnet(
+        PROVIDER,
+        "prov",
+        "10.0.0.0/16",
+        {"fe": "10.0.1.0/24", "be": "10.0.2.0/24", "nat": "10.0.3.0/24"},
+    )
+    lb = world.load_balancer(
+        PROVIDER,
+        "lb",
+        {"fe": vnet.subnet_id("fe")},
+        [("app", "fe", 80, 8080, "be")],
+        probe=("Tcp", 8080, None, 5) if probe else None,
+    )
+    nic = world.nic(
+        PROVIDER, "backend", vnet.subnet_id("be"), pools=(lb.child_id("backendAddressPools", "be"),)
+    )
+    pls = world.service(
+        PROVIDER, "svc", (lb.child_id("frontendIPConfigurations", "fe"),), vnet.subnet_id("nat")
+    )
+    if proxy:
+        pls = world.put(pl.create_or_update_service, replace(pls, enable_proxy_protocol=True))
+    return vnet, nic, pls
+
+
+def serve_backend(world: World, nic, probes: Path) -> None:
+    world.run(nic, BACKEND, "8080", str(probes))
+    ip = nic.ip_configurations[0].private_ip
+    netns = world.netns(nic)
+
+    def listening() -> bool:
+        out = world_ss(netns)
+        return f"{ip}:8080" in out or "0.0.0.0:8080" in out
+
+    wait_for(listening, 10, "the backend to listen")
+
+
+def world_ss(netns: str) -> str:
+    import subprocess
+
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, "ss", "-ltn"], capture_output=True, text=True, timeout=10
+    )
+    return done.stdout
+
+
+def connected(world: World, pls, sub: str = CONSUMER, same_network=None):
+    """A client VM and an approved endpoint to the service (in `same_network` when
+    given: the provider's own network)."""
+    if same_network is None:
+        vnet = world.vnet(sub, "cons", "10.0.0.0/16", {"vms": "10.0.1.0/24", "pe": "10.0.2.0/24"})
+        client = world.nic(sub, "client", vnet.subnet_id("vms"))
+        pe = world.endpoint(sub, "pe", vnet.subnet_id("pe"), pls.alias)
+    else:
+        client = world.nic(PROVIDER, "client", same_network.subnet_id("fe"))
+        pe = world.endpoint(PROVIDER, "pe", same_network.subnet_id("fe"), pls.alias)
+    world.set_connection(pls.id, pe, "Approved")
+    world.settle()
+    return client, pe, world.endpoint_ip(pe)
+
+
+def hello(sock: socket.socket) -> dict:
+    """The backend's JSON line (what it read from the header)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        assert chunk, "the backend closed the connection"
+        data += chunk
+    return json.loads(data)
+
+
+def link_id(world: World, pls, pe) -> int:
+    remote = world.get(pe.id).connection.remote_name
+    conn = world.get(f"{pls.id}/privateEndpointConnections/{remote}")
+    return int(conn.link_identifier)
+
+
+def open_flow(world: World, client, pe_ip: str) -> socket.socket:
+    def attempt() -> socket.socket | None:
+        sock = world_socket(world, client)
+        try:
+            sock.connect((pe_ip, 80))
+            return sock
+        except OSError:
+            sock.close()
+            return None
+
+    return wait_for(attempt, 5, "a connection through the PE")
+
+
+def world_socket(world: World, client) -> socket.socket:
+    from privatelink.dataplane import privileged
+
+    sock = privileged.socket_in_netns(world.netns(client))
+    sock.settimeout(3)
+    return sock
+
+
+def test_the_backend_reads_the_link_id_and_the_clients_own_address(
+    world: World, tmp_path: Path
+) -> None:
+    _vnet, nic, pls = provider(world)
+    serve_backend(world, nic, tmp_path / "probes")
+    client, pe, pe_ip = connected(world, pls)
+    nat_ips = {c.private_ip for c in world.get(pls.id).ip_configurations}
+    sock = open_flow(world, client, pe_ip)
+    with sock:
+        seen = hello(sock)
+        assert seen["link_id"] == link_id(world, pls, pe)
+        # Azure: the client's own address (here 10.0.1.4 in the consumer network, which
+        # overlaps the provider's), not the NAT IP the backend's socket sees.
+        assert seen["source"] == client.ip_configurations[0].private_ip
+        assert seen["source_port"] == sock.getsockname()[1]
+        assert (seen["destination"], seen["destination_port"]) == (pe_ip, 80)
+        assert seen["peer"] in nat_ips
+        # Bytes both ways, through splice: a megabyte echoed whole.
+        payload = bytes(range(256)) * 4096
+        sock.sendall(payload)
+        got = bytearray()
+        while len(got) < len(payload):
+            chunk = sock.recv(1 << 16)
+            assert chunk
+            got += chunk
+        assert bytes(got) == payload
+        # A half-close is passed on: the backend sees EOF, ends, and so does the flow.
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(16) == b""
+    relay = world.reconciler.relay
+    wait_for(lambda: relay.flows() == 0, 5, "the relay to end the flow")
+    assert relay.stats.relayed >= 1
+
+
+def test_an_endpoint_in_the_services_own_network_gets_a_header_too(
+    world: World, tmp_path: Path
+) -> None:
+    vnet, nic, pls = provider(world)
+    serve_backend(world, nic, tmp_path / "probes")
+    client, pe, pe_ip = connected(world, pls, same_network=vnet)
+    with open_flow(world, client, pe_ip) as sock:
+        seen = hello(sock)
+        port = sock.getsockname()[1]
+    assert seen["link_id"] == link_id(world, pls, pe)
+    # In its own network the flow is not SNATed on the way: the relay's peer is the client.
+    assert (seen["source"], seen["source_port"]) == (client.ip_configurations[0].private_ip, port)
+    assert (seen["destination"], seen["destination_port"]) == (pe_ip, 80)
+
+
+def test_health_probes_carry_a_local_header(world: World, tmp_path: Path) -> None:
+    probes = tmp_path / "probes"
+    _vnet, nic, pls = provider(world, probe=True)
+    serve_backend(world, nic, probes)
+    # The first probe runs when the prober takes the target in: within a few seconds.
+    wait_for(lambda: probes.exists() and probes.read_text().strip(), 10, "a probe's header")
+    assert set(probes.read_text().split()) == {"168.63.129.16"}
+    client, _pe, pe_ip = connected(world, pls)
+    with open_flow(world, client, pe_ip) as sock:
+        assert hello(sock)["source"] == client.ip_configurations[0].private_ip
+
+
+def test_rejecting_the_connection_cuts_a_relayed_flow_within_a_second(
+    world: World, tmp_path: Path
+) -> None:
+    _vnet, nic, pls = provider(world)
+    serve_backend(world, nic, tmp_path / "probes")
+    client, pe, pe_ip = connected(world, pls)
+    with open_flow(world, client, pe_ip) as sock:
+        hello(sock)
+        started = time.monotonic()
+        world.set_connection(pls.id, pe, "Rejected")
+        broken_after = None
+        for _ in range(200):  # bounded: 200 x 10 ms
+            try:
+                sock.settimeout(0.2)
+                sock.sendall(b"ping")
+                if sock.recv(16) != b"ping":
+                    raise OSError("flow ended")
+            except OSError:
+                broken_after = time.monotonic() - started
+                break
+            time.sleep(0.01)
+        assert broken_after is not None, "the relayed flow still works"
+        assert broken_after < 1.0, f"cut only after {broken_after:.2f}s"
+    relay = world.reconciler.relay
+    wait_for(lambda: relay.flows() == 0, 5, "the relay to drop the flow")
+    assert relay.stats.cut >= 1
+
+
+def test_flipping_the_flag_keeps_the_flows_of_the_other_path(world: World, tmp_path: Path) -> None:
+    """Off -> on: a kernel-path flow (no header) goes on; on -> off: a relayed one does."""
+    _vnet, nic, pls = provider(world, proxy=False)
+    echo_port = 8080
+    world.serve_echo(nic, echo_port)  # the kernel path's backend: a plain echo server
+    client, _pe, pe_ip = connected(world, pls)
+    kernel_flow = open_flow(world, client, pe_ip)
+    with kernel_flow:
+        kernel_flow.sendall(b"one")
+        assert kernel_flow.recv(16) == b"one"
+        world.put(
+            pl.create_or_update_service, replace(world.get(pls.id), enable_proxy_protocol=True)
+        )
+        world.settle()
+        kernel_flow.sendall(b"two")
+        assert kernel_flow.recv(16) == b"two"  # its DNAT is in its conntrack entry
+        # A new flow now goes to the relay: the echo server gets the header first.
+        with open_flow(world, client, pe_ip) as relayed:
+            relayed.sendall(b"x")
+            first = relayed.recv(16)
+            assert first.startswith(b"\r\n\r\n\x00\r\nQUIT\n"), first
+            world.put(
+                pl.create_or_update_service,
+                replace(world.get(pls.id), enable_proxy_protocol=False),
+            )
+            world.settle()
+            relayed.sendall(b"still")
+            echoed = b""
+            while not echoed.endswith(b"still"):
+                chunk = relayed.recv(4096)
+                assert chunk, "the relayed flow ended when the flag went off"
+                echoed += chunk
+        # And new flows are the kernel's again.
+        with open_flow(world, client, pe_ip) as plain:
+            plain.sendall(b"three")
+            assert plain.recv(16) == b"three"
+        kernel_flow.sendall(b"four")
+        assert kernel_flow.recv(16) == b"four"
