@@ -9,6 +9,7 @@ it read as one JSON line, then echoes. Health probes' LOCAL headers go to a file
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from dataclasses import replace
@@ -274,6 +275,14 @@ def test_flipping_the_flag_keeps_the_flows_of_the_other_path(world: World, tmp_p
                 chunk = relayed.recv(4096)
                 assert chunk, "the relayed flow ended when the flag went off"
                 echoed += chunk
+        # The relay left the hub's namespace with its listener (a thread inside a deleted
+        # namespace would keep it alive).
+        relay = world.reconciler.relay
+        assert relay.listening() == set()
+        thread = relay._thread
+        assert thread is not None and thread.native_id is not None
+        ours = os.stat("/proc/self/ns/net").st_ino
+        assert os.stat(f"/proc/self/task/{thread.native_id}/ns/net").st_ino == ours
         # And new flows are the kernel's again.
         with open_flow(world, client, pe_ip) as plain:
             plain.sendall(b"three")

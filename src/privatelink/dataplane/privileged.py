@@ -288,6 +288,12 @@ def open_netns(name: str) -> int:
         raise NetnsNotFound(f"open namespace {name}: {exc}") from exc
 
 
+def open_own_netns() -> int:
+    """A descriptor of the calling thread's namespace (to come back to with
+    `enter_netns`; the caller closes it)."""
+    return above_select(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+
+
 def enter_netns(fd: int) -> None:
     """Move the calling thread into the namespace open as `fd`: the sockets it makes
     from now on live there (setns(2) changes only this thread)."""

@@ -242,6 +242,7 @@ class Relay:
         self._pipes = _Pipes()
         self._ct = privileged.ConntrackLookup()
         self._entered: int | None = None  # the netns fd this thread is in
+        self._home = -1  # the namespace the thread started in (an fd; the thread's own)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -307,9 +308,15 @@ class Relay:
         started = threading.Event()
 
         def run() -> None:
+            # Where the thread starts: it returns there when it leaves a hub for good (a
+            # thread inside a deleted namespace would keep it, and its veths, alive).
+            self._home = self.kernel.open_own_netns()
             asyncio.set_event_loop(loop)
             loop.call_soon(started.set)
-            loop.run_forever()
+            try:
+                loop.run_forever()
+            finally:
+                os.close(self._home)
 
         self._loop = loop
         self._thread = threading.Thread(target=run, name="proxy-relay", daemon=True)
@@ -377,6 +384,7 @@ class Relay:
         self._loop_remove_reader(listener.sock.fileno())
         listener.sock.close()
         if self._entered == listener.netns_fd:
+            self.kernel.enter_netns(self._home)
             self._entered = None
         os.close(listener.netns_fd)
         self._ct.forget(netns)
