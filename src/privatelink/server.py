@@ -17,17 +17,22 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from privatelink.api.app import DEFAULT_PAGE_SIZE, Tenancy, create_app
+from privatelink.api.monitor import build_monitor_router
+from privatelink.api.resource_health import build_resource_health_router
 from privatelink.api.site import build_site_router
 from privatelink.core.authorization import OWNER, RoleAssignment, RoleAssignmentExists
 from privatelink.core.limits import Limits
 from privatelink.core.principal import SubscriptionCreated, no_owner
+from privatelink.core.private_endpoint import TYPE as PE_TYPE
 from privatelink.core.throttle import ThrottlingConfig
 from privatelink.dataplane import names
+from privatelink.dataplane.metrics import MetricsSampler, endpoint_index
 from privatelink.dataplane.reconciler import Reconciler
 from privatelink.dns.server import DnsServer
 from privatelink.identity.admin import AdminGate, build_admin_router
@@ -39,9 +44,11 @@ from privatelink.identity.credentials import (
 )
 from privatelink.identity.pki import Pki, ensure_pki, restrict
 from privatelink.identity.tokens import TokenIssuer, server_audiences
+from privatelink.prometheus import PrometheusExporter, RequestMetrics
 from privatelink.service import ControlPlane, Realizer, Realizers
 from privatelink.store.activity import SqlActivityLog
 from privatelink.store.directory import DirectoryError, SqlDirectory, Tenant
+from privatelink.store.metrics import SqlMetricStore
 from privatelink.store.rbac import SqlRbacStore
 from privatelink.store.sql import SqlRepository
 
@@ -78,6 +85,11 @@ class ServerConfig:
     # Conntrack entries per hub at which new flows are refused (data plane; default 90 %
     # of nf_conntrack_max): `"conntrack_limit": N`.
     conntrack_limit: int | None = None
+    # Metrics (Azure Monitor's and Prometheus'): `"metrics": {"retention_days": 30,
+    # "sample_seconds": 60, "downsample_after_hours": 24}`.
+    metrics_retention_days: int = 30
+    metrics_sample_seconds: float = 60.0
+    metrics_downsample_after_hours: float = 24.0
 
     @classmethod
     def load(cls, data_dir: Path) -> ServerConfig:
@@ -96,6 +108,11 @@ class ServerConfig:
             ),
             throttling=ThrottlingConfig.from_mapping(raw.get("throttling")),
             conntrack_limit=int(raw["conntrack_limit"]) if raw.get("conntrack_limit") else None,
+            metrics_retention_days=int((raw.get("metrics") or {}).get("retention_days", 30)),
+            metrics_sample_seconds=float((raw.get("metrics") or {}).get("sample_seconds", 60)),
+            metrics_downsample_after_hours=float(
+                (raw.get("metrics") or {}).get("downsample_after_hours", 24)
+            ),
         )
 
 
@@ -113,6 +130,9 @@ class Server:
     dns: DnsServer | None = None
     directory: SqlDirectory | None = None
     issuer: TokenIssuer | None = None
+    metrics: SqlMetricStore | None = None
+    sampler: MetricsSampler | None = None
+    metrics_addr: str | None = None  # where Prometheus scrapes (`--metrics-addr`)
 
 
 def dataplane_available() -> str | None:
@@ -168,6 +188,7 @@ def build(
     dataplane: bool = False,
     netns_prefix: str | None = None,
     on_subscription_created: SubscriptionCreated = no_owner,
+    metrics_addr: str | None = None,
 ) -> Server:
     """Create (first start) or load the data directory and assemble the app.
 
@@ -195,6 +216,12 @@ def build(
     )
     reconciler = None
     dns = None
+    sampler = None
+    metric_store = SqlMetricStore(
+        repo.engine,
+        retention_days=config.metrics_retention_days,
+        downsample_after=timedelta(hours=config.metrics_downsample_after_hours),
+    )
     realizer: Realizer | None = None
     on_start: Callable[[], None] | None = None
     on_stop: Callable[[], None] | None = None
@@ -212,10 +239,30 @@ def build(
         dns = DnsServer(repo, prefix)
         reconciler.add_listener(dns.hubs_changed)
         realizer = Realizers(reconciler, dns)
-        on_start = _both(dns.start, reconciler.start)
+        # Metrics: the kernel's counters and the probes, sampled into the store.
+        sampler = MetricsSampler(
+            reconciler,
+            metric_store,
+            endpoints=lambda: endpoint_index(repo.iter_all(PE_TYPE)),
+            interval=config.metrics_sample_seconds,
+        )
+        on_start = _both(_both(dns.start, reconciler.start), sampler.start)
         # The loop finishes the sync in progress (an nft transaction is atomic anyway)
         # and stops its probes; nothing is torn down: flows go on, a restart resumes.
-        on_stop = _both(reconciler.stop, dns.stop)
+        on_stop = _both(_both(sampler.stop, reconciler.stop), dns.stop)
+    # Prometheus (`--metrics-addr`): the sampler's figures, the syncs, the API's requests.
+    exporter = None
+    if metrics_addr:
+        exporter = PrometheusExporter(
+            metrics_addr,
+            sampler,
+            reconciler,
+            connection_states=lambda: _connection_states(repo),
+        )
+        if reconciler is not None and exporter.sync_observer is not None:
+            reconciler.add_listener(exporter.sync_observer)
+        on_start = _both(on_start, exporter.start) if on_start is not None else exporter.start
+        on_stop = _both(exporter.stop, on_stop) if on_stop is not None else exporter.stop
     # After the last request and the data plane: close the store's connections (SQLite
     # folds its WAL into the database file).
     on_stop = _both(on_stop, repo.dispose) if on_stop is not None else repo.dispose
@@ -254,6 +301,10 @@ def build(
                 config.limits,
                 on_change=plane.poke,
             ),
+            # Azure Monitor's metricDefinitions and metrics under every resource.
+            build_monitor_router(metric_store),
+            # Resource Health: a service out of NAT ports is Degraded, and says why.
+            build_resource_health_router(sampler.exhausted if sampler is not None else None),
         ),
     )
     app = create_app(
@@ -266,6 +317,8 @@ def build(
         on_stop=on_stop,
         throttling=config.throttling,
     )
+    if exporter is not None:
+        app.add_middleware(RequestMetrics, registry=exporter.registry)  # outermost
     backfill_owners(repo, directory, rbac)
     known = _subscriptions_of(repo, client.tenant_id)
     if not known:
@@ -278,8 +331,30 @@ def build(
         data_dir, url, pki.ca_file, client, {"subscription_id": default["subscription_id"]}
     )
     return Server(
-        app, pki, client, url, creds_file, repo, reconciler, dns, directory=directory, issuer=issuer
+        app,
+        pki,
+        client,
+        url,
+        creds_file,
+        repo,
+        reconciler,
+        dns,
+        directory=directory,
+        issuer=issuer,
+        metrics=metric_store,
+        sampler=sampler,
+        metrics_addr=metrics_addr,
     )
+
+
+def _connection_states(repo: SqlRepository) -> list[str]:
+    """The state of every private endpoint's connection, as the endpoint sees it."""
+    states = []
+    for pe in repo.iter_all(PE_TYPE):
+        connection = getattr(pe, "connection", None)
+        if connection is not None:
+            states.append(str(connection.status))
+    return states
 
 
 def _restrict_sqlite(data_dir: Path) -> None:

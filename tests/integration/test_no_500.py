@@ -636,8 +636,6 @@ def _unsupported_value(alias: str) -> Any:
         return True
     if alias in ("dnsServers",):
         return ["10.0.0.53"]
-    if alias == "destinationIPAddress":
-        return "10.0.0.9"
     if alias.endswith("s") and alias != "publicIPAddress":
         return [{"id": "/x"}]
     return {"id": "/x", "name": "x"}

@@ -15,9 +15,14 @@ def rule(i: int, backends: tuple[str, ...]) -> RulePlan:
     )
 
 
-def service(i: int, rules: list[RulePlan], nat_ips: tuple[str, ...]) -> ServicePlan:
-    ports = tuple(("tcp", r.frontend_port, r.chain) for r in rules)
-    return ServicePlan(f"pls{i}", f"pls_{i:012x}", f"snat_{i:012x}", nat_ips, ports)
+def service(
+    i: int, rules: list[RulePlan], nat_ips: tuple[str, ...], destination: str | None = None
+) -> ServicePlan:
+    """A service over `rules`, or (`destination`) a Direct Connect one, which has none."""
+    ports = () if destination else tuple(("tcp", r.frontend_port, r.chain) for r in rules)
+    return ServicePlan(
+        f"pls{i}", f"pls_{i:012x}", f"snat_{i:012x}", nat_ips, ports, destination=destination
+    )
 
 
 def link(slot: int, service: ServicePlan, inbound: bool, local: bool = False) -> LinkPlan:
@@ -32,6 +37,7 @@ def link(slot: int, service: ServicePlan, inbound: bool, local: bool = False) ->
         tuple(port for _, port, _ in service.ports),
         local=local,
         pair=slot // 4,
+        all_ports=service.destination is not None,
     )
 
 
@@ -45,7 +51,9 @@ def hubs(draw: st.DrawFn) -> tuple[HubPlan, frozenset[int], bool]:
     for i in sorted(draw(st.sets(st.integers(0, 3)))):
         used = [r for r in rules if draw(st.booleans())]
         nat = tuple(sorted(draw(st.sets(st.sampled_from(["10.0.3.4", "10.0.3.5"]), max_size=2))))
-        services.append(service(i, used, nat))
+        # Some are Direct Connect services: their links mark every port of their PE.
+        destination = draw(st.sampled_from([None, None, "10.0.2.9", "10.0.2.10"]))
+        services.append(service(i, used, nat, destination))
     links_in: list[LinkPlan] = []
     links_out: list[LinkPlan] = []
     if services:

@@ -18,6 +18,7 @@ import gc
 import json
 import socket
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,7 @@ def _reference(
         alias=service.alias,
         network_interfaces=[arm.SubResource(id=service.nic_id)],
         provisioning_state=service.provisioning_state,
+        destination_ip_address=service.destination_ip_address or None,
         access_mode=service.access_mode or "Default",
     )
     body = arm.dump(
@@ -410,10 +412,13 @@ def _services() -> list[tuple[core.PrivateLinkService, list[core.PrivateEndpoint
             provisioning_state="Updating",
         ),
     ]
-    return [(bare, []), (full, connections)]
+    direct = replace(full, frontend_ids=(), destination_ip_address="10.0.2.9")
+    return [(bare, []), (full, connections), (direct, connections)]
 
 
-@pytest.mark.parametrize(("service", "connections"), _services(), ids=["bare", "full"])
+@pytest.mark.parametrize(
+    ("service", "connections"), _services(), ids=["bare", "full", "direct-connect"]
+)
 def test_render_is_the_wire_models_dump(
     service: core.PrivateLinkService, connections: list[core.PrivateEndpointConnection]
 ) -> None:

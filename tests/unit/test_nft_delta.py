@@ -55,6 +55,10 @@ def test_one_link_more_is_its_elements() -> None:
     assert change == [
         f"add element ip privatelink live_links {{ {mark} }}",
         'add element ip privatelink link_in_ifs { "k50p" }',
+        # Its metric counters (dataplane/metrics.py): each way, and SYNs.
+        f"add element ip privatelink traffic_in {{ {mark} . {pe_ip} . tcp . 8080 }}",
+        f"add element ip privatelink traffic_out {{ {mark} . {pe_ip} . tcp . 8080 }}",
+        f"add element ip privatelink syns {{ {mark} . {pe_ip} . tcp . 8080 }}",
         f'add element ip privatelink link_marks {{ "k50p" . {pe_ip} : {mark} }}',
         f'add element ip privatelink links {{ "k50p" . {pe_ip} : jump {svc.chain} }}',
         f"add element ip privatelink snat_by_mark {{ {mark} : jump {svc.snat_chain} }}",

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pl_world import S2, World, make_pe, make_pls, pe_id, pls_id
+from pl_world import S2, World, make_pe, make_pls, nat, pe_id, pls_id
 
 from privatelink.core import private_link as pl
 from privatelink.core.limits import Limits
@@ -29,9 +29,11 @@ from privatelink.dataplane.desired import (
 
 _OPS = st.lists(
     st.tuples(
-        st.sampled_from(["pe", "delete pe", "approve", "reject", "service fqdn", "reslot"]),
+        st.sampled_from(
+            ["pe", "delete pe", "approve", "reject", "service fqdn", "destination", "reslot"]
+        ),
         st.integers(0, 3),
-        st.integers(0, 1),
+        st.integers(0, 2),  # pls1, pls2 or the Direct Connect pls3
     ),
     min_size=1,
     max_size=14,
@@ -62,6 +64,11 @@ def _step(world: World, op: str, n: int, which: int) -> int:
         assert isinstance(service, PrivateLinkService)
         fqdns = () if service.fqdns else (f"svc{n}.example",)
         world.run(pl.create_or_update_service, replace(service, fqdns=fqdns))
+    elif op == "destination" and which == 2:
+        service = world.get(target)
+        assert isinstance(service, PrivateLinkService)
+        moved = "10.0.2.10" if service.destination_ip_address == "10.0.2.9" else "10.0.2.9"
+        world.run(pl.create_or_update_service, replace(service, destination_ip_address=moved))
     elif op == "reslot":
         return 1 + n
     return 0
@@ -70,6 +77,12 @@ def _step(world: World, op: str, n: int, which: int) -> int:
 def _worlds(world: World) -> None:
     world.two_services()
     world.consumer(name="vc2", prefix="10.2.0.0/16", subnet_prefix="10.2.1.0/24")
+    # pls3: Direct Connect (destinationIPAddress, no load balancer), manual approval.
+    nats = (nat("d1", subnet="nat2", primary=True), nat("d2", subnet="nat2"))
+    direct = replace(
+        make_pls(name="pls3", frontends=(), nats=nats), destination_ip_address="10.0.2.9"
+    )
+    world.run(pl.create_or_update_service, direct)
 
 
 def _pairs(p: Plan) -> set[int]:
@@ -188,6 +201,7 @@ def test_an_update_by_the_endpoints_touched_plans_what_plan_plans(
                     assert (hub != was) == (hub.netns in change.hubs)
             assert got == expected
             last, before, slots = got, now, new_slots
-        assert updates or not ops
+        # A new destination is a change of the service itself: a whole plan, no update.
+        assert updates or all(op == "destination" and which == 2 for op, _, which in ops)
     finally:
         world.dispose()

@@ -226,7 +226,6 @@ UNSUPPORTED: dict[type[BaseModel], tuple[str, ...]] = {
     ),
     private_endpoint.PrivateEndpointWire: ("extendedLocation",),
     private_link_service.PrivateLinkServiceWire: ("extendedLocation",),
-    private_link_service.PrivateLinkServiceProperties: ("destinationIPAddress",),
     private_dns.RecordSetProperties: (
         "aaaaRecords",
         "cnameRecord",

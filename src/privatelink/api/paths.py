@@ -26,6 +26,10 @@ _OTHER_LITERALS = [
     "roleAssignments",
     "roleDefinitions",
     "eventtypes",
+    "metrics",  # Azure Monitor's, under any resource (api/monitor.py)
+    "metricDefinitions",
+    "Microsoft.ResourceHealth",  # availabilityStatuses/current (api/resource_health.py)
+    "availabilityStatuses",
     "values",
     "locations",
     "operations",

@@ -88,12 +88,7 @@ class VisibilityRequest(Wire):
 def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.PrivateLinkService:
     """The desired service from a PUT body (read-only fields are ignored)."""
     props = wire.properties or PrivateLinkServiceProperties()
-    arm.reject_unsupported(
-        {
-            "extendedLocation": wire.extended_location,
-            "destinationIPAddress": props.destination_ip_address,
-        }
-    )
+    arm.reject_unsupported({"extendedLocation": wire.extended_location})
     configs = []
     for c in props.ip_configurations or []:
         if not c.name:
@@ -121,6 +116,8 @@ def to_domain(rid: str, name: str, wire: PrivateLinkServiceWire) -> core.Private
         enable_proxy_protocol=bool(props.enable_proxy_protocol),
         # Checked (and, when not given, kept from the stored service) by the core.
         access_mode=props.access_mode or "",
+        # Direct Connect (core/direct_connect.py); checked, and kept when not given, there.
+        destination_ip_address=props.destination_ip_address or "",
     )
 
 
@@ -193,6 +190,7 @@ def render(view: StateView, service: core.PrivateLinkService) -> dict[str, Any]:
         alias=service.alias,
         networkInterfaces=[_id(service.nic_id)],
         provisioningState=state,
+        destinationIPAddress=service.destination_ip_address or None,
         accessMode=service.access_mode or core.DEFAULT_ACCESS,
     )
     props["privateEndpointConnections"] = [

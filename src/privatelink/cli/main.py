@@ -69,6 +69,12 @@ def _port_free(host: str, port: int) -> bool:
     show_default=True,
     help="On SIGTERM/SIGINT, seconds in-flight requests get to finish.",
 )
+@click.option(
+    "--metrics-addr",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also serve Prometheus metrics over plain HTTP here (e.g. 127.0.0.1:9464).",
+)
 def serve(
     host: str,
     port: int,
@@ -79,6 +85,7 @@ def serve(
     netns_prefix: str | None,
     show_secret: bool,
     shutdown_timeout: float,
+    metrics_addr: str | None,
 ) -> None:
     """Run the ARM-compatible HTTPS server (and the data plane).
 
@@ -100,7 +107,24 @@ def serve(
     if dataplane == "on" and missing:
         raise click.ClickException(f"--dataplane on: {missing}")
     use_dataplane = dataplane == "on" or (dataplane == "auto" and missing is None)
-    server = build(data_dir, host, port, db_url, dataplane=use_dataplane, netns_prefix=netns_prefix)
+    if metrics_addr:
+        from privatelink.prometheus import parse_address
+
+        try:
+            metrics_host, metrics_port = parse_address(metrics_addr)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics-addr") from exc
+        if not _port_free(metrics_host, metrics_port):
+            raise click.ClickException(f"--metrics-addr {metrics_addr} is already in use.")
+    server = build(
+        data_dir,
+        host,
+        port,
+        db_url,
+        dataplane=use_dataplane,
+        netns_prefix=netns_prefix,
+        metrics_addr=metrics_addr,
+    )
     store = db_url or f"sqlite in {data_dir}"
     for line in banner(server, show_secret, store=store, dataplane_missing=missing):
         console.print(line, highlight=False, soft_wrap=True)
@@ -150,6 +174,8 @@ def banner(
     lines.append(f"  credentials:  {server.credentials_file} (holds the client secret)")
     if store:
         lines.append(f"  store:        {store}")
+    if server.metrics_addr:
+        lines.append(f"  Prometheus:   http://{server.metrics_addr}/metrics")
     if server.reconciler is not None:
         lines.append(f"  data plane:   on (namespaces {server.reconciler.prefix}-*)")
         if server.dns is not None:

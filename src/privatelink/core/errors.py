@@ -384,7 +384,10 @@ class BackendPoolVirtualNetworkMismatch(BadRequest):
 
 class PrivateLinkServiceFrontendRequired(BadRequest):
     code = "PrivateLinkServiceFrontendIpConfigurationRequired"
-    template = "Private link service {id} needs at least one loadBalancerFrontendIpConfiguration."
+    template = (
+        "Private link service {id} needs at least one loadBalancerFrontendIpConfiguration "
+        "(or, for Direct Connect, a destinationIPAddress)."
+    )
 
 
 class PrivateLinkServiceRequiresStandardLoadBalancer(BadRequest):
@@ -539,6 +542,92 @@ class PrivateLinkServiceHasConnections(Conflict):
     template = (
         "Private link service {id} still has {count} private endpoint connection(s); "
         "reject and delete them before deleting the service."
+    )
+
+
+# --- private link service Direct Connect (destinationIPAddress; core/direct_connect.py).
+# Azure documents the rules (docs: "Configure Private Link service Direct Connect") but
+# publishes no error codes for them: every code here is ours. ---------------------------
+
+
+class DestinationIPAddressInvalid(BadRequest):
+    code = "PrivateLinkServiceDestinationIPAddressInvalid"  # ours
+    echo_limit = MAX_ECHO
+    template = "destinationIPAddress '{value}' of private link service {id} is not an IPv4 address."
+
+
+class DestinationWithLoadBalancerFrontends(BadRequest):
+    code = "PrivateLinkServiceDestinationIPAddressWithLoadBalancerFrontends"  # ours
+    template = (
+        "Private link service {id} has both a destinationIPAddress (Direct Connect) and "
+        "loadBalancerFrontendIpConfigurations; a service uses one or the other."
+    )
+
+
+class PrivateLinkServiceKindCannotChange(BadRequest):
+    code = "PrivateLinkServiceDirectConnectMigrationNotSupported"  # ours
+    template = (
+        "Private link service {id} {was}; it cannot become {now}: migrating a service "
+        "between a load balancer and Direct Connect is not supported. Create a new "
+        "private link service instead."
+    )
+
+
+class DirectConnectNatIpConfigurationCount(BadRequest):
+    code = "PrivateLinkServiceDirectConnectNatIpConfigurationCountInvalid"  # ours
+    template = (
+        "Private link service {id} has {count} NAT ipConfigurations; a Direct Connect "
+        "service (destinationIPAddress) needs 2 to {limit}, in multiples of 2."
+    )
+
+
+class DirectConnectNatSubnetsInDifferentVirtualNetworks(BadRequest):
+    code = "PrivateLinkServiceNatSubnetsInDifferentVnets"  # ours
+    template = (
+        "NAT ipConfiguration '{name}' uses subnet {subnet}, which is not in virtual network "
+        "{vnet} of the service's other NAT ipConfigurations."
+    )
+
+
+class DestinationNotInVirtualNetwork(BadRequest):
+    code = "PrivateLinkServiceDestinationIPAddressNotInVnet"  # ours
+    template = (
+        "destinationIPAddress {ip} of private link service {id} is not in the address space "
+        "of virtual network {vnet} (the network of its NAT IPs); peered networks and "
+        "on-premises sites are not supported as Direct Connect destinations."
+    )
+
+
+class DestinationIsPrivateEndpoint(BadRequest):
+    code = "PrivateLinkServiceDestinationIPAddressIsPrivateEndpoint"  # ours
+    template = (
+        "destinationIPAddress {ip} of private link service {id} is the address of private "
+        "endpoint {owner}; a private endpoint cannot be a Direct Connect destination."
+    )
+
+
+class DestinationIsNatIp(BadRequest):
+    code = "PrivateLinkServiceDestinationIPAddressIsNatIp"  # ours
+    template = (
+        "destinationIPAddress {ip} of private link service {id} is a NAT IP of private link "
+        "service {owner}; the destination must be another address."
+    )
+
+
+class DestinationNotSupported(BadRequest):
+    code = "PrivateLinkServiceDestinationIPAddressNotSupported"  # ours
+    template = (
+        "destinationIPAddress {ip} of private link service {id} belongs to {owner}; a Direct "
+        "Connect destination here must be a network interface's address (or one nothing "
+        "holds yet). For a load balancer frontend use loadBalancerFrontendIpConfigurations."
+    )
+
+
+class DirectConnectLimitReached(LimitExceeded):
+    code = "PrivateLinkServiceDirectConnectLimitReached"  # ours
+    template = (
+        "Subscription {subscription} already has {limit} Direct Connect private link "
+        "services in region '{location}' (the limit)."
     )
 
 

@@ -17,6 +17,9 @@ class Limits:
     pls_per_subscription: int = 800
     pls_per_load_balancer: int = 8
     nat_ip_configurations: int = 8
+    # Direct Connect services (destinationIPAddress) per subscription and region: Azure's
+    # "hardware limitation of 10 PLS per region per subscription".
+    direct_connect_per_region: int = 10
     pe_per_pls: int = 1000
     pe_per_vnet: int = 1000
     subnets_per_vnet: int = 3000

@@ -2,7 +2,8 @@
 
 Owns the service resource, its NAT IP configurations (held by a managed NIC), its
 alias, visibility, access mode and auto-approval, its FQDNs, the rules that tie it to one Standard
-load balancer, and the provider's record of private endpoint connections with the
+load balancer (or, for Direct Connect, to a destination IP: core/direct_connect.py), and the
+provider's record of private endpoint connections with the
 statuses they take. The connection state machine, and every workflow that also changes
 an endpoint (the service's PUT refreshes endpoints' DNS), are in `private_link`.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from privatelink.core import errors
+from privatelink.core import direct_connect, errors
 from privatelink.core.actions import PLS_APPROVAL, PLS_READ
 from privatelink.core.alias import make_alias
 from privatelink.core.authorization import ALLOW_ALL, Access
@@ -93,6 +94,9 @@ class PrivateLinkService(Resource):
     # "" in a desired service: not given, so the stored mode stays (Default when new);
     # a stored service always has one of ACCESS_MODES ("" in documents from before it).
     access_mode: str = ""
+    # Direct Connect (core/direct_connect.py): the IPv4 address new flows go to, instead
+    # of a load balancer's frontends ("" for a load-balanced service).
+    destination_ip_address: str = ""
 
     @property
     def restricted(self) -> bool:
@@ -105,8 +109,16 @@ class PrivateLinkService(Resource):
 
     @property
     def load_balancer_key(self) -> str:
-        """Key of the load balancer of this service's frontends."""
+        """Key of the load balancer of this service's frontends ("" for a Direct Connect
+        service, which has none)."""
+        if not self.frontend_ids:
+            return ""
         return ResourceId.parse(self.frontend_ids[0]).parent().key
+
+    @property
+    def direct_connect(self) -> bool:
+        """Whether the service sends its flows to a destination IP, not a load balancer."""
+        return bool(self.destination_ip_address)
 
     @property
     def subscription(self) -> str:
@@ -397,12 +409,16 @@ def _nat_configurations(
     view: StateView,
     ctx: Context,
     service: PrivateLinkService,
-    lb: LoadBalancer,
+    lb: LoadBalancer | None,
     existing: PrivateLinkService | None,
 ) -> tuple[NatIpConfiguration, ...]:
+    """The NAT IP configurations checked, in one network: the load balancer's, or (a
+    Direct Connect service, `lb` None) the first configuration's."""
     configs = service.ip_configurations
     limit = ctx.limits.nat_ip_configurations
-    if not 1 <= len(configs) <= limit:
+    if lb is None:
+        direct_connect.check_nat_count(service.id, len(configs), limit)
+    elif not 1 <= len(configs) <= limit:
         raise errors.NatIpConfigurationCount(id=service.id, count=len(configs), limit=limit)
     check_unique_names(service.id, [c.name for c in configs])
     primaries = [c for c in configs if c.primary]
@@ -412,7 +428,7 @@ def _nat_configurations(
         raise errors.NatIpConfigurationPrimary(id=service.id)
     # The NAT IPs are in the load balancer's backend network; a public load balancer
     # that nothing ties to a network yet takes the first NAT IP's.
-    lb_vnet = backend_network(view, lb, exclude=service.id)
+    lb_vnet = backend_network(view, lb, exclude=service.id) if lb is not None else None
     result = []
     for config in configs:
         where = f"{service.id}/ipConfigurations/{config.name}"
@@ -427,6 +443,10 @@ def _nat_configurations(
         subnet = resolve_subnet(view, config.subnet_id, where)
         refuse_gateway_subnet(subnet, where)
         lb_vnet = lb_vnet or subnet.vnet.key
+        if subnet.vnet.key != lb_vnet and lb is None:
+            raise errors.DirectConnectNatSubnetsInDifferentVirtualNetworks(
+                name=config.name, subnet=subnet.id, vnet=lb_vnet
+            )
         if subnet.vnet.key != lb_vnet:
             raise errors.NatSubnetNotInLoadBalancerVirtualNetwork(
                 name=config.name, subnet=subnet.id, vnet=lb_vnet
@@ -488,6 +508,7 @@ def prepare(
     else:
         service = replace(service, alias="", nic_id="")
     service = replace(service, access_mode=normalize_access_mode(desired.access_mode, existing))
+    service = _settle_direct_connect(service, existing)
     if (
         existing is None
         and view.count(TYPE, service.rid.subscription) >= ctx.limits.pls_per_subscription
@@ -495,15 +516,28 @@ def prepare(
         raise errors.PrivateLinkServicesPerSubscriptionLimitReached(
             subscription=service.rid.subscription, limit=ctx.limits.pls_per_subscription
         )
-    lb, frontend_ids = _resolve_frontends(view, service)
-    service = replace(service, frontend_ids=frontend_ids)
+    if existing is None and service.direct_connect:
+        direct_connect.check_region_limit(view, ctx, service.rid.subscription, service.location)
+    lb: LoadBalancer | None = None
+    if not service.direct_connect:
+        lb, frontend_ids = _resolve_frontends(view, service)
+        service = replace(service, frontend_ids=frontend_ids)
     service = _check_subscriptions(ctx, service)
     if service.restricted and EVERYONE in service.visibility:
         raise errors.RestrictedAccessModeWithEveryone(id=service.id)
     service = replace(service, fqdns=_check_fqdns(ctx, service.fqdns))
-    services = [s for s in view.referrers(lb.key, "lb") if isinstance(s, PrivateLinkService)]
-    check_on_load_balancer(view, ctx, service, lb, services)
+    if lb is not None:
+        services = [s for s in view.referrers(lb.key, "lb") if isinstance(s, PrivateLinkService)]
+        check_on_load_balancer(view, ctx, service, lb, services)
     configs = _nat_configurations(view, ctx, service, lb, existing)
+    dc_vnet = None
+    if service.direct_connect:
+        # No load balancer ties it to a region: its network does.
+        dc_vnet = resolve_subnet(view, configs[0].subnet_id, service.id).vnet
+        if dc_vnet.location != service.location:
+            raise errors.PrivateLinkServiceLocationMismatch(
+                id=service.id, location=service.location, ref=dc_vnet.id, other=dc_vnet.location
+            )
     if not service.alias:
         service = replace(service, alias=make_alias(service.name, ctx.new_guid(), service.location))
     if not service.nic_id:
@@ -523,7 +557,37 @@ def prepare(
             replace(c, private_ip=assigned[c.name].private_ip) for c in configs
         ),
     )
+    if dc_vnet is not None:
+        # After the NAT IPs are assigned: the destination may not be one of them.
+        direct_connect.check_destination(
+            view,
+            service.id,
+            service.destination_ip_address,
+            dc_vnet,
+            {c.private_ip for c in service.ip_configurations if c.private_ip},
+        )
     return service, nic
+
+
+def _settle_direct_connect(
+    service: PrivateLinkService, existing: PrivateLinkService | None
+) -> PrivateLinkService:
+    """The desired service with its destination as stored (core/direct_connect.py): a
+    canonical IPv4 address, or '' for a load-balanced service; the kind of a stored
+    service never changes."""
+    destination = direct_connect.settle_kind(
+        service.id,
+        direct_connect.normalize_destination(service.id, service.destination_ip_address),
+        bool(service.frontend_ids),
+        existing.destination_ip_address if existing is not None else None,
+    )
+    if destination and service.enable_proxy_protocol:
+        raise errors.UnsupportedProperty(
+            name="enableProxyProtocol",
+            why="PROXY protocol is not implemented for Direct Connect services "
+            "(destinationIPAddress); use false or leave it unset.",
+        )
+    return replace(service, destination_ip_address=destination)
 
 
 def delete(view: StateView, ctx: Context, service_id: str) -> Changes:
@@ -581,7 +645,8 @@ def get_connection(
 
 
 def references(service: PrivateLinkService) -> list[tuple[str, str]]:
-    """Index entries: its load balancer and frontends, its alias, auto-approved subscriptions."""
+    """Index entries: its load balancer and frontends, its alias, auto-approved
+    subscriptions, and (Direct Connect) its subscription and region."""
     refs: list[tuple[str, str]] = []
     if service.frontend_ids:
         refs.append(("lb", service.load_balancer_key))
@@ -589,4 +654,9 @@ def references(service: PrivateLinkService) -> list[tuple[str, str]]:
     if service.alias:
         refs.append(("alias", service.alias.lower()))
     refs.extend(("autoapproval", s.lower()) for s in service.auto_approval)
+    refs.extend(
+        direct_connect.references(
+            service.destination_ip_address, service.rid.subscription, service.location
+        )
+    )
     return refs

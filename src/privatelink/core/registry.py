@@ -304,7 +304,7 @@ def references(resource: Resource) -> Index:
     The kinds are what workflows ask `StateView.referrers` for: "subnet", "pool", "owner",
     "lb", "frontend", "alias", "autoapproval", "pls", "pe-vnet", "dnslink-zone",
     "dnslink-vnet", "dnsrecord-zone", "dnsgroup-pe", "dnsgroup-zone", "publicip",
-    "gateway-vnet", "connection-gateway", "connection-localgateway".
+    "gateway-vnet", "connection-gateway", "connection-localgateway", "directconnect".
     """
     return list(dict.fromkeys(of(resource).references(resource)))
 

@@ -77,6 +77,9 @@ class RulePlan:
     backend_port: int
     backends: tuple[str, ...]  # healthy members, sorted
     distribution: str
+    # The probe of every member, healthy or not (none without a probe): the metrics'
+    # health probe status (dataplane/metrics.py); nft does not read it.
+    probed: tuple[HealthKey, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ class ServicePlan:
     nat_ips: tuple[str, ...]
     ports: tuple[tuple[str, int, str], ...]  # (protocol, frontend port, rule chain)
     proxy: bool = False  # enableProxyProtocol: new flows go to the relay (dataplane/proxy)
+    # Direct Connect (destinationIPAddress): every TCP port goes to this address, the same
+    # port (no rules: `ports` is empty); None for a load-balanced service.
+    destination: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,9 @@ class LinkPlan:
     service_chain: str
     ports: tuple[int, ...]
     local: bool = False  # endpoint and service in the same network: no veth, NAT in the hub
+    # A Direct Connect service's link: every TCP port of its PE is the service's, so the
+    # consumer marks by PE ip alone (`pe_mark_any`), not by PE ip and port (`pe_mark`).
+    all_ports: bool = False
 
     @classmethod
     def on_slot(
@@ -123,10 +132,11 @@ class LinkPlan:
         ports: tuple[int, ...],
         local: bool = False,
         pair: int | None = None,
+        all_ports: bool = False,
     ) -> LinkPlan:
         """A link whose mark comes from its slot, and whose veth names and addresses
         from its pair's slot (`pair`, the link's own slot when not given; a `local` link
-        has no veth)."""
+        has no veth); `all_ports` for a Direct Connect service's link."""
         pair = slot if pair is None else pair
         consumer_addr, provider_addr = ("", "") if local else names.link_addresses(pair)
         return cls(
@@ -144,6 +154,7 @@ class LinkPlan:
             service_chain=service_chain,
             ports=ports,
             local=local,
+            all_ports=all_ports,
         )
 
 
@@ -324,6 +335,7 @@ def service_facts(pls: PrivateLinkService) -> tuple[object, ...]:
         pls.frontend_ids,
         tuple(c.private_ip for c in pls.ip_configurations),
         pls.enable_proxy_protocol,
+        pls.destination_ip_address,
     )
 
 
@@ -407,6 +419,7 @@ def _part(
                 sp.chain,
                 sp.ports,
                 consumer_vnet == provider_vnet,
+                sp.destination is not None,
             )
             if old is not None and old.inputs == inputs:
                 link = old.link
@@ -421,6 +434,7 @@ def _part(
                     tuple(port for _, port, _ in sp.ports),
                     local=local,
                     pair=pair,
+                    all_ports=sp.destination is not None,
                 )
     return _Part(
         pe,
@@ -603,10 +617,12 @@ class Planner:
                 members = sorted(_pool_members(lb, rule, user_nics))
                 spec = probes.get(key(rule.probe_id)) if rule.probe_id else None
                 healthy = []
+                probed = []
                 for ip in members:
                     if spec is not None:
                         check = HealthKey(netns, ip, probe_spec(spec, lb.key in proxied_lbs))
                         checks.append(check)
+                        probed.append(check)
                         if not health.get(check, True):
                             continue
                     healthy.append(ip)
@@ -619,6 +635,7 @@ class Planner:
                     backend_port=rule.backend_port,
                     backends=tuple(healthy),
                     distribution=rule.load_distribution,
+                    probed=tuple(probed),
                 )
                 rule_chains[key(rule_id)] = plan_rule
                 hub_list(vnet, "rules").append(plan_rule)
@@ -627,6 +644,22 @@ class Planner:
         services: dict[str, tuple[str, ServicePlan]] = {}
         lbs = {lb.key: lb for lb in snapshot.load_balancers}
         for pls in snapshot.services:
+            if pls.destination_ip_address and pls.ip_configurations:
+                # Direct Connect: no load balancer, no rules. Its hub is its NAT IPs'
+                # network, and its chain sends every TCP port to the destination, which
+                # the hub routes as any of its NICs' addresses.
+                vnet = vnet_of_subnet(pls.ip_configurations[0].subnet_id)
+                sp = ServicePlan(
+                    pls_id=pls.id,
+                    chain=names.chain_name("pls", pls.id),
+                    snat_chain=names.chain_name("snat", pls.id),
+                    nat_ips=tuple(c.private_ip for c in pls.ip_configurations if c.private_ip),
+                    ports=(),
+                    destination=pls.destination_ip_address,
+                )
+                services[pls.key] = (vnet, sp)
+                hub_list(vnet, "services").append(sp)
+                continue
             found_lb = lbs.get(pls.load_balancer_key) if pls.frontend_ids else None
             if found_lb is None:
                 continue

@@ -3,15 +3,18 @@
 One owned table per hub (`ip privatelink`); static chains; per-object data in maps and
 sets so per-packet cost does not grow with the number of links:
 
-consumer side  prerouting  PE ip . port -> ct mark = link (map); no DNAT: the hub's
-                           endpoint routing table sends a live PE ip into its link
+consumer side  prerouting  PE ip . port -> ct mark = link (map), or PE ip -> ct mark
+                           (a Direct Connect service's PE: every TCP port); no DNAT:
+                           the hub's endpoint routing table sends a live PE ip into
+                           its link
                postrouting snat to the pair veth's consumer address (map by oifname)
 provider side  prerouting  iifname . PE ip -> ct mark = link (map), the same -> jump
                            service (vmap); what no rule DNATs is dropped (no chain
                            per link). Connections between two hubs share one veth
                            (its "pair"): the PE ip, routed untranslated, tells them
                            apart
-               service     protocol . port -> rule chain (vmap)
+               service     protocol . port -> rule chain (vmap); Direct Connect:
+                           every TCP port dnat to the destination IP, the port kept
                rule        dnat to a backend by hash (jhash over healthy backends)
                frontends   frontend ip . protocol . port -> rule chain (intra-VNet LB)
                postrouting ct mark -> snat chain: a NAT IP of the service by hash
@@ -40,6 +43,10 @@ from dataclasses import dataclass
 
 from privatelink.dataplane.desired import HubPlan, LinkPlan, RulePlan
 from privatelink.dataplane.names import PROXY_PORT, REFUSED_COUNTER, TABLE
+
+# The key of the metric counter sets: link mark . original destination . protocol .
+# backend port (dataplane/metrics.py reads them).
+TRAFFIC_KEY = "mark . ipv4_addr . inet_proto . inet_service"
 
 _HASH = {
     "Default": "jhash ip saddr . th sport . ip daddr . th dport",
@@ -86,7 +93,10 @@ _Item = tuple[str, str, str | None]
 def _out_items(x: LinkPlan) -> list[_Item]:
     """A link's own elements in its consumer hub (the hub its endpoint is in)."""
     items: list[_Item] = [("live_links", str(x.mark), None)]
-    items += [("pe_mark", f"{x.pe_ip} . {port}", str(x.mark)) for port in x.ports]
+    if x.all_ports:  # Direct Connect: every TCP port of the PE is the service's
+        items.append(("pe_mark_any", x.pe_ip, str(x.mark)))
+    else:
+        items += [("pe_mark", f"{x.pe_ip} . {port}", str(x.mark)) for port in x.ports]
     return items
 
 
@@ -123,6 +133,35 @@ def _in_items(x: LinkPlan, snat_chain: dict[str, str]) -> list[_Item]:
     return items
 
 
+def _traffic_items(x: LinkPlan, ports: dict[str, tuple[tuple[str, int], ...]]) -> list[_Item]:
+    """A link's metric counters in its provider hub: one element per (protocol, backend
+    port) of its service's rules (`ports`: by service chain), each way, and SYNs."""
+    items: list[_Item] = []
+    for proto, port in ports.get(x.service_chain, ()):
+        at = f"{x.mark} . {x.pe_ip} . {proto} . {port}"
+        items += [("traffic_in", at, None), ("traffic_out", at, None)]
+        if proto == "tcp":
+            items.append(("syns", at, None))
+    return items
+
+
+def _backend_ports(hub: HubPlan) -> dict[str, tuple[tuple[str, int], ...]]:
+    """(protocol, backend port) of each service's rules, by service chain."""
+    rules = {r.chain: r for r in hub.rules}
+    return {
+        s.chain: tuple(sorted({(p, rules[c].backend_port) for p, _, c in s.ports if c in rules}))
+        for s in hub.services
+    }
+
+
+def _rule_traffic(hub: HubPlan) -> list[str]:
+    """The metric counters of the hub's rules, for flows no link marked (mark 0): keyed
+    by frontend IP, protocol and backend port (Azure refuses two rules of one pool on one
+    backend port without floating IP; here the first would count both)."""
+    keys = (f"0 . {r.frontend_ip} . {r.protocol} . {r.backend_port}" for r in hub.rules)
+    return list(dict.fromkeys(k for k, r in zip(keys, hub.rules, strict=True) if r.frontend_ip))
+
+
 def _snat_chains(hub: HubPlan) -> dict[str, str]:
     # By chain: a scan of every service per link was quadratic (10,000 links x 1000).
     return {s.chain: s.snat_chain for s in hub.services}
@@ -131,11 +170,12 @@ def _snat_chains(hub: HubPlan) -> dict[str, str]:
 def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False) -> Table:
     """The hub's table (see `render` for `dying` and `full`)."""
     snat_chain = _snat_chains(hub)
+    ports = _backend_ports(hub)
     elements: dict[str, list[str]] = {name: [] for name in _SETS}
     pairs: dict[str, list[tuple[str, str]]] = {name: [] for name in _MAPS}
     for items in [
         *map(_out_items, hub.links_out),
-        *(_in_items(x, snat_chain) for x in hub.links_in),
+        *(_in_items(x, snat_chain) + _traffic_items(x, ports) for x in hub.links_in),
         # A pair's elements once (from its link of the lowest slot: lists are by slot).
         *(_out_pair_items(x) for x in _first_of_pairs(hub.links_out)),
         *(_in_pair_items(x) for x in _first_of_pairs(hub.links_in)),
@@ -150,11 +190,16 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
     elements["dying_links"] = [str(m) for m in sorted(dying)]
     elements["pe_ips"] = list(hub.pe_ips)
     elements["nat_ips"] = sorted({ip for s in hub.services for ip in s.nat_ips})
+    elements["direct_destinations"] = sorted({s.destination for s in hub.services if s.destination})
     pairs["frontends"] = [
         (f"{r.frontend_ip} . {r.protocol} . {r.frontend_port}", f"jump {r.chain}")
         for r in hub.rules
         if r.frontend_ip
     ]
+    rule_traffic = _rule_traffic(hub)
+    for name in ("traffic_in", "traffic_out", "syns"):
+        tcp = [k for k in rule_traffic if name != "syns" or " . tcp . " in k]
+        elements[name] = tcp + elements[name]
     peers = hub.fabric.peers
     elements["peer_ifs"] = [f'"{p.ifname}"' for p in peers]
     elements["peer_in_denied"] = [f'"{p.ifname}"' for p in peers if not p.allow_in]
@@ -198,9 +243,18 @@ _SETS = {
     "transit_ifs": "ifname",
     # Wires to the internet: only flows to a public frontend come in, nothing goes out.
     "uplink_ifs": "ifname",
+    # Direct Connect destinations of this hub's services (see `forward`).
+    "direct_destinations": "ipv4_addr",
+    # Metrics (dataplane/metrics.py): per-element counters of load-balanced flows, keyed
+    # by the link's mark (0: no link), the flow's original destination (a frontend IP or
+    # a PE IP), its protocol and its backend port: bytes and packets each way, and SYNs.
+    "traffic_in": f"{TRAFFIC_KEY}; counter",
+    "traffic_out": f"{TRAFFIC_KEY}; counter",
+    "syns": f"{TRAFFIC_KEY}; counter",
 }
 _MAPS = {
     "pe_mark": "ipv4_addr . inet_service : mark",
+    "pe_mark_any": "ipv4_addr : mark",
     "link_marks": "ifname . ipv4_addr : mark",
     "links": "ifname . ipv4_addr : verdict",
     "pe_local_marks": "ipv4_addr : mark",
@@ -236,6 +290,9 @@ def _base_chains(
                 # one NAT fewer than a DNAT to the link's address (which then needs
                 # routing anyway).
                 "meta l4proto tcp ct state new ct mark set ip daddr . tcp dport map @pe_mark",
+                # A Direct Connect service's PE: every TCP port (a miss above changes
+                # nothing: a PE ip is in one of the two maps, never both).
+                "meta l4proto tcp ct state new ct mark set ip daddr map @pe_mark_any",
                 "ip daddr . meta l4proto . th dport vmap @frontends",
             ),
         ),
@@ -252,11 +309,21 @@ def _base_chains(
         (
             "forward",
             (
+                # Metrics: every load-balanced packet counts in its flow's element (one
+                # direction test and one lookup per forwarded packet; no element, no count).
+                "ct direction original ct mark . ct original ip daddr . meta l4proto "
+                ". th dport @traffic_in",
+                "ct direction reply ct mark . ct original ip daddr . meta l4proto "
+                ". th sport @traffic_out",
                 # Only while links are being removed: their flows get a reset at once.
                 # (No per-packet check otherwise: conntrack deletion cuts them.)
                 "ct mark @dying_links jump dead_link" if dying else None,
                 # Established flows of live links (and all others) need no further checks.
                 "ct state established,related accept",
+                # SYNs of new flows (counted before the admission gate: received, refused
+                # or not), and their retransmissions, which are still new.
+                "tcp flags & (syn | ack) == syn ct mark . ct original ip daddr . meta l4proto "
+                ". th dport @syns",
                 "ct state new jump refuse_new" if full else None,
                 # Peering is not transitive: nothing crosses from one peering into another
                 # (only to and from a gateway's wire: gateway transit).
@@ -276,7 +343,9 @@ def _base_chains(
                 "iifname @peer_ifs iifname . ip saddr != @peer_src drop" if peered else None,
                 "iifname @link_in_ifs ct mark != @live_links drop",
                 # What the provider did not DNAT to a backend never enters its network.
-                "iifname @link_in_ifs ct status & dnat == 0 drop",
+                # A Direct Connect destination may equal the PE ip (overlapping spaces):
+                # its DNAT then changes nothing, and the kernel sets no DNAT status.
+                "iifname @link_in_ifs ct status & dnat == 0 ip daddr != @direct_destinations drop",
                 # The route takes every port of a live PE into the link; unmarked (not a
                 # service port) or dead-link flows get a reset here.
                 "oifname @link_out_ifs ct mark != @live_links jump dead_link",
@@ -330,7 +399,12 @@ def _object_chains(hub: HubPlan) -> list[tuple[str, tuple[str, ...]]]:
     """The chains of the hub's services and load-balancing rules."""
     chains: list[tuple[str, tuple[str, ...]]] = []
     for s in hub.services:
-        if s.proxy:
+        if s.destination is not None:
+            # Direct Connect: every TCP port to the destination, the port kept. What is
+            # not TCP comes back to prerouting, which drops it (from a link) or leaves
+            # it to `input` (a PE ip of this hub).
+            chains.append((s.chain, (f"meta l4proto tcp dnat ip to {s.destination}",)))
+        elif s.proxy:
             # The relay chooses the backend itself (the rule chains stay: the relay
             # follows the same rules), from the same healthy members.
             tcp = ", ".join(str(port) for proto, port, _ in s.ports if proto == "tcp")
@@ -458,12 +532,13 @@ def link_delta(
     after."""
     where = f"ip {TABLE}"
     snat_chain = _snat_chains(hub)
+    ports = _backend_ports(hub)
 
     def items(links: Iterable[LinkPlan], shared: frozenset[int]) -> list[_Item]:
         found: list[_Item] = []
         for x in links:
             if x.provider_netns == hub.netns:
-                found += _in_items(x, snat_chain)
+                found += _in_items(x, snat_chain) + _traffic_items(x, ports)
                 if x.pair in shared:
                     found += _in_pair_items(x)
             if x.consumer_netns == hub.netns and not x.local:

@@ -1048,6 +1048,54 @@ def take_nft_counter(netns: str, table: str, name: str) -> int:
     return sum(int(item["counter"].get("packets", 0)) for item in items if "counter" in item)
 
 
+def nft_set_counters(netns: str, table: str, name: str) -> dict[tuple[Any, ...], tuple[int, int]]:
+    """(packets, bytes) of each element of a set with counters, keyed by the element's
+    values as nft writes them in JSON; {} when the namespace, table or set is absent. A
+    listing is no commit: the watcher sees nothing, the counters go on."""
+    try:
+        rc, out, _err = _nft().run(netns, f"list set ip {table} {name}", json_output=True)
+    except NetnsNotFound:
+        return {}
+    if rc != 0:
+        return {}
+    try:
+        items = json.loads(out).get("nftables", [])
+    except ValueError as exc:
+        raise KernelError(f"list set {name} in {netns}: unreadable answer") from exc
+    counters: dict[tuple[Any, ...], tuple[int, int]] = {}
+    for item in items:
+        for element in (item.get("set") or {}).get("elem", []):
+            elem = element.get("elem") if isinstance(element, dict) else None
+            if not isinstance(elem, dict):
+                continue  # an element without a counter (not one of ours)
+            value = elem.get("val")
+            values = tuple(value["concat"]) if isinstance(value, dict) else (value,)
+            counter = elem.get("counter") or {}
+            counters[values] = (int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
+    return counters
+
+
+def conntrack_stat_text(netns: str) -> str:
+    """The text of a namespace's `/proc/net/stat/nf_conntrack` (per CPU, hex)."""
+
+    def read() -> str:
+        with open(CONNTRACK_STAT) as f:
+            return f.read()
+
+    try:
+        return in_netns(netns, read)
+    except OSError as exc:
+        raise NetnsNotFound(f"conntrack statistics of {netns}: {exc}") from exc
+
+
+def conntrack_list_text(netns: str) -> str:
+    """`conntrack -L -f ipv4` of a namespace: one line per entry ('' when it has none)."""
+    proc = _conntrack(netns, ["-L", "-f", "ipv4"], timeout=60)
+    if proc.returncode not in (0, 1):
+        raise CommandFailed(f"conntrack -L in {netns}: {proc.stderr.strip()[:500]}")
+    return proc.stdout
+
+
 # --- watching the kernel -------------------------------------------------------------------
 
 SOL_NETLINK = 270

@@ -406,6 +406,12 @@ class Reconciler:
             target = self._wanted
             return self._generation_lock.wait_for(lambda: self._done >= target, timeout)
 
+    @property
+    def plan(self) -> Plan | None:
+        """The plan last applied, whole or by difference (None before the first sync):
+        what the metrics sampler (dataplane/metrics.py) reads the kernel's counters by."""
+        return self._plan
+
     # --- self-repair and admission (called by the watcher's thread) ------------------
 
     def owned(self) -> Owned:
