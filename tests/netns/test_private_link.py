@@ -450,3 +450,33 @@ def test_nics_of_a_network_reach_each_other_and_nothing_else(world: World) -> No
     assert body.strip() == f"server saw {neighbour.ip_configurations[0].private_ip}"
     # The other network has the same addresses: its 10.0.2.4 is nobody, not our server.
     assert try_get(world.netns(stranger), ip, 8080) is None
+
+
+def test_a_backend_with_the_endpoints_own_address_and_port_is_reached(world: World) -> None:
+    """Overlapping spaces: the PE (10.0.2.4 in the consumer) and the backend (10.0.2.4 in
+    the provider) share address and port, so the provider's DNAT changes nothing, and
+    the kernel does not flag the flow as DNATed. It must still get through."""
+    vnet = world.vnet(
+        PROVIDER,
+        "prov",
+        "10.0.0.0/16",
+        {"fe": "10.0.1.0/24", "be": "10.0.2.0/24", "nat": "10.0.3.0/24"},
+    )
+    lb = world.load_balancer(
+        PROVIDER, "lb", {"fe": vnet.subnet_id("fe")}, [("http", "fe", 80, 80, "be")], probe=None
+    )
+    backend = world.nic(
+        PROVIDER, "backend", vnet.subnet_id("be"), pools=(lb.child_id("backendAddressPools", "be"),)
+    )
+    world.serve_whoami(backend, "b0", port=80)
+    pls = world.service(
+        PROVIDER, "svc", (lb.child_id("frontendIPConfigurations", "fe"),), vnet.subnet_id("nat")
+    )
+    cvnet, client = consumer(world)
+    pe = world.endpoint(CONSUMER, "pe", cvnet.subnet_id("pe"), pls.alias)
+    world.set_connection(pls.id, pe, "Approved")
+    world.settle()
+    pe_ip = world.endpoint_ip(pe)
+    assert pe_ip == world.get(backend.id).ip_configurations[0].private_ip  # the same address
+    body = wait_for(lambda: try_get(world.netns(client), pe_ip, 80), 5, "a reply through the PE")
+    assert body.startswith("b0 saw ")

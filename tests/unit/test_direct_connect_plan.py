@@ -91,9 +91,9 @@ def test_its_provider_chain_dnats_every_tcp_port_to_the_destination(dc_world: Wo
     assert sets["direct_destinations"] == (DESTINATION,)
     forward = dict(nft.table(provider).chains)["forward"]
     assert (
-        "iifname @link_in_ifs ct status & dnat == 0 ip daddr != @direct_destinations drop"
-        in forward
-    )
+        "iifname @link_in_ifs ct status & dnat == 0 ip daddr != @direct_destinations "
+        "ip daddr . meta l4proto . th dport != @identity_targets drop"
+    ) in forward
     # The consumer marks the PE by its address alone; nothing by port.
     maps = {name: dict(items) for name, _, items in nft.table(consumer).maps}
     assert maps["pe_mark_any"] == {x.pe_ip: str(x.mark)}

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from privatelink.dataplane import fabric, names, nft
-from privatelink.dataplane.desired import HubPlan
+from privatelink.dataplane.desired import HubPlan, RulePlan
 
 
 def _holding(table: nft.Table) -> FakeNftTable:
@@ -148,3 +148,13 @@ def test_a_link_delta_of_nothing_is_no_transaction() -> None:
     assert nft.link_delta(hub, (), ()) == ""
     one = link(2, svc, True)
     assert nft.link_delta(hub, (one,), (one,)) == ""
+
+
+def test_backends_on_their_frontend_port_may_be_reached_untranslated() -> None:
+    """Overlapping spaces: a backend ip:port equal to the PE's ip:port makes the DNAT
+    change nothing (no DNAT status); `forward` lets exactly those through."""
+    plain = RulePlan("r1", "rule_1", "tcp", "10.0.1.4", 80, 8080, ("10.0.2.4",), "Default")
+    same_port = RulePlan("r3", "rule_3", "tcp", "10.0.1.4", 443, 443, ("10.0.2.4",), "Default")
+    hub = HubPlan(vnet_id="/vnet/prov", netns="prov", rules=(plain, same_port))
+    sets = {name: items for name, _, items in nft.table(hub).sets}
+    assert sets["identity_targets"] == ("10.0.2.4 . tcp . 443",)  # not r1: 80 -> 8080

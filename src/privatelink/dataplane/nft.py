@@ -191,6 +191,14 @@ def table(hub: HubPlan, dying: frozenset[int] = frozenset(), full: bool = False)
     elements["pe_ips"] = list(hub.pe_ips)
     elements["nat_ips"] = sorted({ip for s in hub.services for ip in s.nat_ips})
     elements["direct_destinations"] = sorted({s.destination for s in hub.services if s.destination})
+    elements["identity_targets"] = sorted(
+        {
+            f"{ip} . {r.protocol} . {r.backend_port}"
+            for r in hub.rules
+            if r.backend_port == r.frontend_port
+            for ip in r.backends
+        }
+    )
     pairs["frontends"] = [
         (f"{r.frontend_ip} . {r.protocol} . {r.frontend_port}", f"jump {r.chain}")
         for r in hub.rules
@@ -243,8 +251,11 @@ _SETS = {
     "transit_ifs": "ifname",
     # Wires to the internet: only flows to a public frontend come in, nothing goes out.
     "uplink_ifs": "ifname",
-    # Direct Connect destinations of this hub's services (see `forward`).
+    # Direct Connect destinations of this hub's services, and the healthy backends of
+    # rules whose backend port is the frontend port: where a DNAT may change nothing
+    # (see `forward`).
     "direct_destinations": "ipv4_addr",
+    "identity_targets": "ipv4_addr . inet_proto . inet_service",
     # Metrics (dataplane/metrics.py): per-element counters of load-balanced flows, keyed
     # by the link's mark (0: no link), the flow's original destination (a frontend IP or
     # a PE IP), its protocol and its backend port: bytes and packets each way, and SYNs.
@@ -343,9 +354,11 @@ def _base_chains(
                 "iifname @peer_ifs iifname . ip saddr != @peer_src drop" if peered else None,
                 "iifname @link_in_ifs ct mark != @live_links drop",
                 # What the provider did not DNAT to a backend never enters its network.
-                # A Direct Connect destination may equal the PE ip (overlapping spaces):
-                # its DNAT then changes nothing, and the kernel sets no DNAT status.
-                "iifname @link_in_ifs ct status & dnat == 0 ip daddr != @direct_destinations drop",
+                # A Direct Connect destination, or a backend and its port, may equal the
+                # PE ip and port (overlapping spaces): the DNAT then changes nothing, and
+                # the kernel sets no DNAT status.
+                "iifname @link_in_ifs ct status & dnat == 0 ip daddr != @direct_destinations "
+                "ip daddr . meta l4proto . th dport != @identity_targets drop",
                 # The route takes every port of a live PE into the link; unmarked (not a
                 # service port) or dead-link flows get a reset here.
                 "oifname @link_out_ifs ct mark != @live_links jump dead_link",
