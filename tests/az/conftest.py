@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.identity import ClientSecretCredential
+from azure.mgmt.network import NetworkManagementClient
 from serverproc import serve_process, tail_of
 
 AZ_TIMEOUT_S = 180.0
@@ -238,6 +240,31 @@ def az_server() -> Iterator[AzServer]:
 def az(az_server: AzServer) -> AzRunner:
     """`privatelink az` against the module's server (az itself: see `az_exe`)."""
     return AzRunner(az_server.data_dir)
+
+
+@pytest.fixture(scope="module")
+def network(az_server: AzServer) -> Iterator[NetworkManagementClient]:
+    """azure-mgmt-network as the module server's admin, in its default subscription (to
+    build what a test needs without az runs)."""
+    c = az_server.credentials
+    credential = ClientSecretCredential(
+        c["tenant_id"],
+        c["client_id"],
+        c["client_secret"],
+        authority=c["url"],
+        disable_instance_discovery=True,
+        connection_verify=c["ca_file"],
+    )
+    client = NetworkManagementClient(
+        credential,
+        az_server.subscription,
+        base_url=c["url"],
+        connection_verify=c["ca_file"],
+        polling_interval=0,
+        retry_total=0,
+    )
+    with credential, client:
+        yield client
 
 
 @pytest.fixture(scope="session")

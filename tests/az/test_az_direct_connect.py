@@ -13,41 +13,15 @@ needed for them); five az runs follow.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from arm_bodies import Rule, lb_body, provider_vnet_body
-from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 
 pytestmark = pytest.mark.az
 
 LOCATION = "eastus"
-
-
-@pytest.fixture(scope="module")
-def network(az_server: Any) -> Iterator[NetworkManagementClient]:
-    """azure-mgmt-network as the server's admin, in its default subscription."""
-    c = az_server.credentials
-    credential = ClientSecretCredential(
-        c["tenant_id"],
-        c["client_id"],
-        c["client_secret"],
-        authority=c["url"],
-        disable_instance_discovery=True,
-        connection_verify=c["ca_file"],
-    )
-    client = NetworkManagementClient(
-        credential,
-        az_server.subscription,
-        base_url=c["url"],
-        connection_verify=c["ca_file"],
-        polling_interval=0,
-        retry_total=0,
-    )
-    with credential, client:
-        yield client
 
 
 def _ip_configurations(subnet: str, n: int) -> str:

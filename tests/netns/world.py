@@ -109,6 +109,21 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def seconds_until_broken(sock: socket.socket, started: float, tries: int = 200) -> float | None:
+    """Send "ping" on an echo flow every 10 ms (at most `tries` times) until it fails:
+    the seconds from `started` (time.monotonic) to that failure, None if it never did."""
+    for _ in range(tries):
+        try:
+            sock.settimeout(0.2)
+            sock.sendall(b"ping")
+            if sock.recv(16) != b"ping":
+                raise OSError("flow ended")
+        except OSError:
+            return time.monotonic() - started
+        time.sleep(0.01)
+    return None
+
+
 def http_get(netns: str, ip: str, port: int, timeout: float = 2.0) -> str:
     """GET / from inside a namespace; returns the body; raises OSError on failure."""
     with privileged.socket_in_netns(netns) as sock:
