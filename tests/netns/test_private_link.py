@@ -23,8 +23,9 @@ from privatelink.dataplane import names, privileged
 pytestmark = pytest.mark.netns
 
 
-def provider(world: World, backends: int = 2, probe_interval: int | None = None):
-    """Provider VNet 10.0.0.0/16: LB frontend :80 -> backends :8080, a PLS with 2 NAT IPs.
+def provider(world: World, backends: int = 2, probe_interval: int | None = None, nat_ips: int = 2):
+    """Provider VNet 10.0.0.0/16: LB frontend :80 -> backends :8080, a PLS with `nat_ips`
+    NAT IPs (10.0.3.4, ...).
 
     Without `probe_interval` the rule has no health probe (every member takes traffic at
     once); with one, a Tcp probe on 8080 decides (Azure's minimum interval is 5 s).
@@ -52,6 +53,7 @@ def provider(world: World, backends: int = 2, probe_interval: int | None = None)
         "svc",
         (lb.child_id("frontendIPConfigurations", "fe"),),
         vnet.subnet_id("nat"),
+        nat_ips=nat_ips,
         auto_approval=(CONSUMER2,),
     )
     return vnet, lb, nics, pls

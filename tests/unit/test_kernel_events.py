@@ -133,6 +133,14 @@ def test_conntrack_drops_are_summed_over_cpus() -> None:
     )
     assert events.conntrack_drops(text) == 16
     assert events.conntrack_drops("") == 0
+    # Failed insertions (a SNAT without a free port) count in `drop` too: not a full
+    # table. One refused for its hash chain counts in `chainlength`, not in `drop`.
+    header = text.splitlines()[0]
+    row = ["00000000"] * len(header.split())
+    row[header.split().index("chainlength")] = "00000002"
+    row[header.split().index("insert_failed")] = "00000005"
+    row[header.split().index("drop")] = "00000009"
+    assert events.conntrack_drops(f"{text}{' '.join(row)}\n") == 16 + 9 - (5 - 2)
 
 
 def test_a_conntrack_flush_by_mark_request() -> None:

@@ -466,6 +466,8 @@ def test_nat_usage_counts_ports_per_destination_and_class() -> None:
     }
     # The fullest class of a destination counts: one of the 511 ports for clients below 512.
     assert found.percent == round(100 * 1 / 511, 3)
+    assert found.fullest == (found.percent, "low")
+    assert sampler_mod.NatUsage("10.0.3.9", {}).fullest == (0.0, "high")
     assert sampler_mod.insert_failures("entries insert_failed\n0 0000000a\n0 00000001\n") == 11
 
 
@@ -481,7 +483,10 @@ def test_a_service_out_of_nat_ports_is_reported_while_connections_fail(
     assert sampler.exhausted() == {}  # full, but nothing failed (yet)
     kernel.stat = "entries insert_failed drop\n00000001 00000005 00000005\n"
     sampler.sample_once()
-    assert "10.0.3.4" in sampler.exhausted()[PLS]
+    why = sampler.exhausted()[PLS]
+    # The reason names the NAT IP, and the ports of the class that ran out.
+    assert "NAT IP 10.0.3.4 holds 96.8 % of the 31 ports" in why
+    assert "clients on ports 1024-65535" in why and "dropped 5 connection attempts" in why
     sampler.sample_once()  # no new failure: not out of ports any more
     assert sampler.exhausted() == {}
 

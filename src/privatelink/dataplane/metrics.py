@@ -45,6 +45,7 @@ UP, DOWN = 100.0, 0.0
 # keeps a client's port when it is free, else picks another of its class, so a class of
 # client ports has this many (nf_nat_l4proto_unique_tuple: 1-511, 600-1023, 1024-65535).
 PORTS_PER_CLASS = {"low": 511, "reserved": 424, "high": 64512}
+CLASS_PORTS = {"low": "1-511", "reserved": "600-1023", "high": "1024-65535"}
 NAT_PORTS_PER_DESTINATION = PORTS_PER_CLASS["high"]
 # At this usage of some NAT IP's ports to one destination, with the kernel failing to
 # insert new flows, a service counts as out of NAT ports.
@@ -86,8 +87,15 @@ class NatUsage:
     @property
     def percent(self) -> float:
         """The fullest destination's share of its class's ports, in percent."""
-        shares = [n / PORTS_PER_CLASS[c] for (_p, _d, _dp, c), n in self.used.items()]
-        return round(100.0 * max(shares, default=0.0), 3)
+        return self.fullest[0]
+
+    @property
+    def fullest(self) -> tuple[float, str]:
+        """The fullest destination's share of its class's ports (percent) and the class
+        ("high" when nothing is used)."""
+        shares = [(n / PORTS_PER_CLASS[c], c) for (_p, _d, _dp, c), n in self.used.items()]
+        share, cls = max(shares, default=(0.0, "high"))
+        return round(100.0 * share, 3), cls
 
     @property
     def ports(self) -> int:
@@ -430,19 +438,23 @@ class MetricsSampler:
         failed = max(failed_now - before, 0) if before is not None else 0
         for service in hub.services:
             pls = key(service.pls_id)
-            fullest: tuple[float, str] = (0.0, "")
+            fullest: tuple[float, str, str] = (0.0, "", "high")
             for ip in service.nat_ips:
                 found = usage.get(ip, NatUsage(ip, {}))
                 nat[(pls, ip)] = found
                 dims = m.dims_of({"PrivateLinkServiceIPAddress": ip})
                 gauges[(pls, "PLSNatPortsUsage", dims)].append(found.percent)
-                fullest = max(fullest, (found.percent, ip))
+                percent, cls = found.fullest
+                fullest = max(fullest, (percent, ip, cls))
             if failed and fullest[0] >= EXHAUSTED_PERCENT:
+                percent, ip, cls = fullest
+                # The class names the count: 511 ports for clients on ports 1-511.
                 exhausted[pls] = (
-                    f"NAT IP {fullest[1]} holds {fullest[0]:.1f} % of the "
-                    f"{NAT_PORTS_PER_DESTINATION} ports it has per destination, and "
-                    f"{failed} new connections failed since the last sample: add NAT IPs "
-                    "(ipConfigurations) or spread clients over more backends"
+                    f"NAT IP {ip} holds {percent:.1f} % of the {PORTS_PER_CLASS[cls]} "
+                    f"ports it has per destination for clients on ports {CLASS_PORTS[cls]}, "
+                    f"and the kernel dropped {failed} connection attempts (SYNs, retries "
+                    "included) since the last sample, finding no free port: add "
+                    "NAT IPs (ipConfigurations) or spread clients over more backends"
                 )
         return failed
 

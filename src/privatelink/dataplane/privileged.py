@@ -1112,7 +1112,10 @@ OWN_NFT_THREAD = events.OWN_NFT_THREAD  # the kernel names it in our commits' ev
 EVENT_BUFFER = 8 << 20  # bytes of socket buffer per event socket (SO_RCVBUFFORCE)
 CONNTRACK_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 CONNTRACK_MAX = "/proc/sys/net/netfilter/nf_conntrack_max"
-CONNTRACK_STAT = "/proc/net/stat/nf_conntrack"
+# The calling thread's namespace: /proc/net is /proc/self/net, the namespace of the
+# process's main thread, so a thread that entered a hub (`in_netns`) would read the host's
+# statistics there (observed on 6.18; tests/netns/test_nat_exhaustion.py).
+CONNTRACK_STAT = "/proc/thread-self/net/stat/nf_conntrack"
 
 
 def _libc() -> Any:
