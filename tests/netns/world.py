@@ -191,8 +191,10 @@ class World:
             cleanup(self.prefix)
             self.repo.dispose()
 
-    def settle(self, timeout: float = 10.0) -> None:
-        """Wait until the reconciler has applied everything written so far."""
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the reconciler has applied everything written so far (a sync takes
+        well under a second; the deadline is for a loaded CI machine, where one kernel
+        call may stall and be retried after a back-off)."""
         self.reconciler.mark_dirty()
         assert self.reconciler.wait_idle(timeout), "data plane did not settle"
         last = self.reconciler.last
