@@ -47,6 +47,35 @@ Reach paths (opt-in: `--paths` or `--reach`), each judged against a twin, not th
                    do not touch) in the site router, the internet and the gateway
                    namespaces. Twin of vpn ("the same path unencrypted").
 
+PROXY paths (opt-in: `--proxy`), three ways from the consumer client to the same backends:
+
+    privatelink        the kernel path above (a service without enableProxyProtocol); in
+                       --proxy mode its iperf3 goes through the backend's TCP HAProxy
+                       (plain bind, no header) like the PROXY paths' (below).
+    privatelink-proxy  a second service (`plsp`, frontend fe2 of the same load balancer)
+                       with enableProxyProtocol and its own endpoint in the client's
+                       subnet: consumer hub as for privatelink -> link veth -> provider
+                       hub, whose service chain redirects to the relay (the server's
+                       dataplane/proxy, one thread, splice) -> a NAT IP of plsp ->
+                       backend ns, PROXY v2 header with the LinkID TLV first.
+    haproxy-hub        Debian's HAProxy (TCP mode, send-proxy-v2, splice-auto, nbthread
+                       = cores) in the provider hub namespace itself, doing the relay's
+                       job: the client connects to the provider end of the bench's plain
+                       veth between the hubs (PEER_NET); the consumer hub SNATs the flow
+                       to its end (a bench nft table, as the link's SNAT), the provider
+                       hub redirects it to HAProxy's port (a bench nft table, as the
+                       service chain's redirect), and HAProxy connects from the NAT IP
+                       of a third service (`plsh`, frontend fe3, no endpoint: an address
+                       on the hub's `lo` whose replies the hub's input chain accepts as
+                       it does the relay's). Client ns, both hubs and the backend ns are
+                       the relay's; the veth between the hubs is a plain one (the relay's
+                       is the link's pair veth), and HAProxy cannot listen on the relay's
+                       port in the same hub, hence its own.
+    Backends for both PROXY paths require the header: HTTP, the responder's bind with
+    `accept-proxy` (its answer names the client address it read from the header:
+    checked before measuring); iperf3, a TCP HAProxy with `accept-proxy` in front of
+    iperf3 in the backend's namespace (a connection without a valid header is closed).
+
 Load: iperf3 (single stream and -P 4) for throughput, wrk with `Connection: close` (one
 TCP connection per request) against a tiny HTTP server (a single-threaded HAProxy that
 answers requests itself) for connections per second. Backends run in backend NIC
@@ -75,11 +104,16 @@ Usage:
     python bench/dataplane.py [--quick] [--rounds N] [--links N] [--write]
     python bench/dataplane.py --reach [--rounds N] [--write]
 
+    python bench/dataplane.py --proxy [--rounds N] [--write]
+
 `--write` stores the results as JSON in docs/benchmarks-dataplane.json. `--reach` measures
 only what the reach ratios need (direct-vnet, peered-vnet, direct-peered, privatelink,
 peered-pe, vpn-plain, vpn) with 1 link, each twin next to its path in every round (a few
 minutes; needs strongSwan and /dev/net/tun), and `--write` stores it in
-docs/benchmarks-reach.json.
+docs/benchmarks-reach.json. `--proxy` measures privatelink, privatelink-proxy and
+haproxy-hub with 1 link, the path order rotating each round, with the relay's and the
+in-hub HAProxy's CPU per test (the server's busy check leaves the relay thread out), and
+`--write` stores it in docs/benchmarks-proxy.json.
 """
 
 from __future__ import annotations
@@ -140,6 +174,7 @@ from privatelink.dataplane import names, privileged
 
 JSON_OUT = ROOT / "docs" / "benchmarks-dataplane.json"
 REACH_JSON_OUT = ROOT / "docs" / "benchmarks-reach.json"
+PROXY_JSON_OUT = ROOT / "docs" / "benchmarks-proxy.json"
 SCOPE = "https://management.azure.com/.default"
 API_VERSION = "2024-05-01"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -160,7 +195,20 @@ CLIENT_SYSCTLS = {
 }
 PATHS = ("direct-vnet", "direct-peered", "lb-vnet", "privatelink", "haproxy")
 REACH_PATHS = ("peered-vnet", "peered-pe", "vpn-plain", "vpn")  # opt-in (--paths, --reach)
-ALL_PATHS = PATHS + REACH_PATHS
+PROXY_PATHS = ("privatelink-proxy", "haproxy-hub")  # only with --proxy (and privatelink)
+ALL_PATHS = PATHS + REACH_PATHS + PROXY_PATHS
+# --proxy: the ratios (path / other path, per round, and their median).
+PROXY_PAIRS = (
+    ("privatelink-proxy", "haproxy-hub"),
+    ("privatelink-proxy", "privatelink"),
+    ("haproxy-hub", "privatelink"),
+)
+# --proxy's backend ports: the HTTP responder's bind with accept-proxy; in front of
+# iperf3, a TCP HAProxy with accept-proxy (PROXY paths) and one without (kernel path).
+PROXY_HTTP_BACKEND_PORT = 8090
+PROXY_IPERF_BACKEND_PORT, PLAIN_IPERF_BACKEND_PORT = 5202, 5203
+KERNEL_IPERF_PORT = 5202  # the kernel path's LB port to PLAIN_IPERF_BACKEND_PORT
+HUB_HAPROXY_PORTS = (15002, 15003)  # haproxy-hub's HTTP and iperf3 listeners in the hub
 # Each reach path's twin: the ratio path / twin is its figure.
 TWINS = {"peered-vnet": "direct-vnet", "peered-pe": "privatelink", "vpn": "vpn-plain"}
 # --reach: each group's paths run back to back in a round (order alternating), so that a
@@ -255,6 +303,104 @@ backend iperf
     server b {backend}:{iperf_port}
 """
 
+# --proxy: the backends' HTTP responder (as HTTP_RESPONDER) with a second bind that
+# requires a PROXY header (HAProxy closes a connection without a valid one) and answers
+# with the client address the header carried (%ci is the header's source).
+PROXY_RESPONDER = """\
+global
+    maxconn 4000
+    nbthread 1
+
+defaults
+    mode http
+    timeout client 10s
+    timeout server 10s
+    timeout connect 5s
+    timeout http-request 5s
+
+frontend http
+    bind 0.0.0.0:{plain_port}
+    bind 0.0.0.0:{proxy_port} accept-proxy
+    http-request return status 200 content-type text/plain lf-string "{name} %ci\\n"
+"""
+
+# --proxy: in each backend namespace, in front of iperf3, a TCP HAProxy that requires the
+# header (PROXY paths) and the same without (the kernel path), so that all three paths
+# end in the same user-space hop.
+BACKEND_TCP_PROXY = """\
+global
+    maxconn 4000
+    nbthread {threads}
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option splice-auto
+
+frontend with_header
+    bind 0.0.0.0:{proxy_port} accept-proxy
+    default_backend iperf
+
+frontend plain
+    bind 0.0.0.0:{plain_port}
+    default_backend iperf
+
+backend iperf
+    server l 127.0.0.1:{iperf_port}
+"""
+
+# --proxy: HAProxy in the provider hub doing the relay's job (haproxy-hub).
+HUB_HAPROXY = """\
+global
+    maxconn 4000
+    nbthread {threads}
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option splice-auto
+
+frontend http
+    bind {listen}:{http_port}
+    default_backend http
+
+backend http
+    server b {backend}:{http_backend_port} source {source} send-proxy-v2
+
+frontend iperf
+    bind {listen}:{iperf_port}
+    default_backend iperf
+
+backend iperf
+    server b {backend}:{iperf_backend_port} source {source} send-proxy-v2
+"""
+
+# --proxy: haproxy-hub's translations (tables of the benchmark's own, beside the data
+# plane's `privatelink` table): the consumer hub SNATs to its end of the veth (as a
+# link's SNAT to the link address), the provider hub redirects to HAProxy (as a PROXY
+# service's chain redirects to the relay).
+CONSUMER_HUB_NFT = """\
+table ip plbench {{
+    chain post {{
+        type nat hook postrouting priority srcnat - 5; policy accept;
+        oifname "bpc" ip daddr {far} snat to {near}
+    }}
+}}
+"""
+PROVIDER_HUB_NFT = """\
+table ip plbench {{
+    chain pre {{
+        type nat hook prerouting priority dstnat - 5; policy accept;
+        iifname "bpp" ip daddr {far} tcp dport {http_port} redirect to :{http_to}
+        iifname "bpp" ip daddr {far} tcp dport {iperf_port} redirect to :{iperf_to}
+    }}
+}}
+"""
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -315,6 +461,22 @@ REACH = Sizes(
 )
 
 
+# --proxy: 1 link, 6 rounds (each order of the three paths twice).
+PROXY = Sizes(
+    rounds=6,
+    iperf_seconds=3,
+    wrk_seconds=3,
+    wrk_connections=32,
+    links=1,
+    install_budget=0.0,
+    install_workers=1,
+    afb_budget=30.0,
+    full_sync_budget=0.0,
+    idle_budget=60.0,
+    pairs=0,
+)
+
+
 # --- small helpers ----------------------------------------------------------------------------
 
 
@@ -328,6 +490,30 @@ def cpu_jiffies() -> tuple[int, int, int]:
 
 def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def thread_cpus(pid: int) -> dict[int, float]:
+    """User+system CPU seconds of each thread of a process (empty when it is gone)."""
+    out: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        cpu = process_cpu_path(f"/proc/{pid}/task/{tid}/stat")
+        if cpu == cpu:  # not NaN: the thread is still there
+            out[int(tid)] = cpu
+    return out
+
+
+def process_cpu_path(stat: str) -> float:
+    """process_cpu for any stat(5) file (a thread's: /proc/PID/task/TID/stat)."""
+    try:
+        with open(stat) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -499,10 +685,10 @@ def poll_first_byte(ip_addr: str, port: int, stop: threading.Event, budget: floa
 # --- the benchmark ---------------------------------------------------------------------------
 
 
-def nic_body(subnet_id: str, pool_id: str | None = None) -> dict[str, Any]:
+def nic_body(subnet_id: str, pool_id: str | None = None, *more_pools: str) -> dict[str, Any]:
     props: dict[str, Any] = {"subnet": {"id": subnet_id}}
     if pool_id:
-        props["loadBalancerBackendAddressPools"] = [{"id": pool_id}]
+        props["loadBalancerBackendAddressPools"] = [{"id": p} for p in (pool_id, *more_pools)]
     return {
         "location": LOCATION,
         "properties": {"ipConfigurations": [{"name": "ip", "properties": props}]},
@@ -574,7 +760,11 @@ class Bench:
         fe_id = f"{lb_id}/frontendIPConfigurations/fe"
         pool_id = f"{lb_id}/backendAddressPools/be"
 
-        def rule(name: str, port: int, backend_port: int) -> dict[str, Any]:
+        # --proxy: the PROXY service's rules use a pool of their own (a pool may serve one
+        # private link service only), with the same two NICs.
+        proxy_pool_id = f"{lb_id}/backendAddressPools/bp"
+
+        def rule(name: str, port: int, backend_port: int, fe: str = "fe") -> dict[str, Any]:
             # SourceIP: iperf3's control and data connections must reach the same backend.
             return {
                 "name": name,
@@ -583,8 +773,8 @@ class Bench:
                     "frontendPort": port,
                     "backendPort": backend_port,
                     "loadDistribution": "SourceIP",
-                    "frontendIPConfiguration": {"id": fe_id},
-                    "backendAddressPool": {"id": pool_id},
+                    "frontendIPConfiguration": {"id": f"{lb_id}/frontendIPConfigurations/{fe}"},
+                    "backendAddressPool": {"id": pool_id if fe == "fe" else proxy_pool_id},
                     "probe": {"id": f"{lb_id}/probes/p"},
                 },
             }
@@ -596,13 +786,18 @@ class Bench:
                 "location": LOCATION,
                 "sku": {"name": "Standard"},
                 "properties": {
+                    # --proxy: fe2 for the PROXY service, fe3 for plsh (haproxy-hub's NAT IP).
                     "frontendIPConfigurations": [
                         {
-                            "name": "fe",
+                            "name": fe,
                             "properties": {"subnet": {"id": f"{pb}/virtualNetworks/vp/subnets/fe"}},
                         }
+                        for fe in (("fe", "fe2", "fe3") if self.proxy else ("fe",))
                     ],
-                    "backendAddressPools": [{"name": "be"}],
+                    "backendAddressPools": [
+                        {"name": "be"},
+                        *([{"name": "bp"}] if self.proxy else []),
+                    ],
                     "probes": [
                         {
                             "name": "p",
@@ -618,13 +813,28 @@ class Bench:
                         rule("http", HTTP_PORT, BACKEND_HTTP_PORT),
                         rule("http-lb", LB_HTTP_PORT, LB_BACKEND_PORT),
                         rule("iperf", IPERF_PORT, IPERF_PORT),
+                        *(
+                            [
+                                rule("iperf-hp", KERNEL_IPERF_PORT, PLAIN_IPERF_BACKEND_PORT),
+                                rule("http-pp", HTTP_PORT, PROXY_HTTP_BACKEND_PORT, "fe2"),
+                                rule("iperf-pp", IPERF_PORT, PROXY_IPERF_BACKEND_PORT, "fe2"),
+                            ]
+                            if self.proxy
+                            else []
+                        ),
                     ],
                 },
             },
         ).result()
         for name, subnet, pool in (("b1", "be", pool_id), ("b2", "be", pool_id)):
             self.prov.network_interfaces.begin_create_or_update(
-                RG, name, nic_body(f"{pb}/virtualNetworks/vp/subnets/{subnet}", pool)
+                RG,
+                name,
+                nic_body(
+                    f"{pb}/virtualNetworks/vp/subnets/{subnet}",
+                    pool,
+                    *([proxy_pool_id] if self.proxy else []),
+                ),
             ).result()
         for name in ("pc", "hp"):
             self.prov.network_interfaces.begin_create_or_update(
@@ -680,6 +890,8 @@ class Bench:
         by_pe = {c.private_endpoint.id.lower(): c.name for c in conns}
         self.pending = [(pe_ip, by_pe[pe_id.lower()]) for pe_ip, pe_id in self.pending]
         reach_nics = self.build_reach()
+        if self.proxy:
+            self.build_proxy()
         self.results["topology_build_s"] = round(time.perf_counter() - t0, 2)
         self.lb_ip = (
             self.prov.load_balancers.get(RG, "lb").frontend_ip_configurations[0].private_ip_address
@@ -691,6 +903,55 @@ class Bench:
     @property
     def vpn(self) -> bool:
         return bool({"vpn", "vpn-plain"} & set(self.paths))
+
+    @property
+    def proxy(self) -> bool:
+        return bool(set(PROXY_PATHS) & set(self.paths))
+
+    def build_proxy(self) -> None:
+        """--proxy: the PROXY service `plsp` on fe2 (rules to the accept-proxy backends)
+        with an auto-approved endpoint `pe1` next to the client, and `plsh` on fe3, no
+        endpoint: its NAT IP, on the provider hub's `lo`, is haproxy-hub's source."""
+        pb, cb = self.pb, self.cb
+        nat_subnet = {"id": f"{pb}/virtualNetworks/vp/subnets/nat"}
+        for name, fe, proxy, nats in (("plsp", "fe2", True, 2), ("plsh", "fe3", False, 1)):
+            self.prov.private_link_services.begin_create_or_update(
+                RG,
+                name,
+                {
+                    "location": LOCATION,
+                    "properties": {
+                        "loadBalancerFrontendIpConfigurations": [
+                            {"id": f"{pb}/loadBalancers/lb/frontendIPConfigurations/{fe}"}
+                        ],
+                        "ipConfigurations": [
+                            {
+                                "name": f"nat{i + 1}",
+                                "properties": {"primary": i == 0, "subnet": nat_subnet},
+                            }
+                            for i in range(nats)
+                        ],
+                        "enableProxyProtocol": proxy,
+                        "visibility": {"subscriptions": [self.cons_sub]},
+                        "autoApproval": {"subscriptions": [self.cons_sub]},
+                    },
+                },
+            ).result()
+        got = self.prov.private_link_services.get(RG, "plsp")
+        if not got.enable_proxy_protocol:
+            raise RuntimeError("plsp was stored without enableProxyProtocol")
+        self.plsp_nat_ips = [c.private_ip_address for c in got.ip_configurations]
+        plsh = self.prov.private_link_services.get(RG, "plsh")
+        self.hub_haproxy_source = str(plsh.ip_configurations[0].private_ip_address)
+        pe = self.cons.private_endpoints.begin_create_or_update(
+            RG,
+            "pe1",
+            pe_body(f"{cb}/virtualNetworks/vc/subnets/pe", f"{pb}/privateLinkServices/plsp"),
+        ).result()
+        status = pe.private_link_service_connections[0].private_link_service_connection_state
+        if status.status != "Approved":
+            raise RuntimeError(f"pe1 is {status.status}, expected auto-approval")
+        self.pe_proxy_ip = self._pe_ip(self.cons, pe)
 
     def peer(self, client: NetworkManagementClient, base: str, a: str, b: str) -> None:
         """Both sides of a real peering between two networks of one subscription."""
@@ -964,6 +1225,154 @@ class Bench:
                 )
         log("all paths answer from the same backend")
 
+    def wait_http(self, ns: str, ip_addr: str, port: int, budget: float = 30.0) -> str:
+        """The body of the first GET that is answered within `budget` s ('' if none)."""
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            got = http_get(ns, ip_addr, port)
+            if got:
+                return got
+            time.sleep(0.3)
+        return ""
+
+    def start_proxy_workloads(self) -> None:
+        """--proxy: the backends (HTTP responder with a plain and an accept-proxy bind;
+        iperf3 behind a TCP HAProxy with and without accept-proxy), haproxy-hub (the
+        plain veth between the hubs, the bench's nft tables, HAProxy in the provider
+        hub), and a check that each path answers and each header was read."""
+        threads = os.cpu_count() or 1
+        for b in ("b1", "b2"):
+            cfg = self.tmp / f"http-{b}.cfg"
+            cfg.write_text(
+                PROXY_RESPONDER.format(
+                    plain_port=BACKEND_HTTP_PORT, proxy_port=PROXY_HTTP_BACKEND_PORT, name=b
+                )
+            )
+            pin = ["taskset", "-c", str(PIN_CPUS[1])] if PIN_CPUS else []
+            self.start(self.ns[b], [*pin, "haproxy", "-db", "-f", str(cfg)], f"http-{b}")
+            self.start(self.ns[b], ["iperf3", "-s", "-p", str(IPERF_PORT)], f"iperf-{b}")
+            tcp = self.tmp / f"tcp-{b}.cfg"
+            tcp.write_text(
+                BACKEND_TCP_PROXY.format(
+                    threads=threads,
+                    proxy_port=PROXY_IPERF_BACKEND_PORT,
+                    plain_port=PLAIN_IPERF_BACKEND_PORT,
+                    iperf_port=IPERF_PORT,
+                )
+            )
+            self.start(self.ns[b], ["haproxy", "-db", "-f", str(tcp)], f"tcp-{b}")
+        client_ns, client_ip = self.ns["client"], self.nic_ip["client"]
+        for k, v in CLIENT_SYSCTLS.items():
+            must(netns_run(client_ns, ["sysctl", "-q", "-w", f"{k}={v}"]), f"sysctl {k}")
+        # The relay's backend (SourceIP: always the same one for this client); its
+        # answer names the source the header carried: the client's own address.
+        relayed = self.wait_http(client_ns, self.pe_proxy_ip, HTTP_PORT)
+        if relayed.split()[1:] != [client_ip]:
+            raise RuntimeError(f"the PROXY path answered {relayed!r}, expected '... {client_ip}'")
+        self.backend = relayed.split()[0]
+        backend_ip = self.nic_ip[self.backend]
+        log(f"the relay reaches {self.backend} ({backend_ip}); PE {self.pe_proxy_ip}")
+        # haproxy-hub: a plain veth between the hubs, the bench's SNAT and redirect.
+        hub_c, hub_p = self.hub["vc"], self.hub["vp"]
+        near, far = PEER_NET
+        ip("-n", hub_c, "link", "add", "bpc", "type", "veth", "peer", "name", "bpp", "netns", hub_p)
+        ip("-n", hub_c, "addr", "add", f"{near}/30", "dev", "bpc")
+        ip("-n", hub_p, "addr", "add", f"{far}/30", "dev", "bpp")
+        ip("-n", hub_c, "link", "set", "bpc", "up")
+        ip("-n", hub_p, "link", "set", "bpp", "up")
+        for hub, text in (
+            (hub_c, CONSUMER_HUB_NFT.format(far=far, near=near)),
+            (
+                hub_p,
+                PROVIDER_HUB_NFT.format(
+                    far=far,
+                    http_port=HTTP_PORT,
+                    http_to=HUB_HAPROXY_PORTS[0],
+                    iperf_port=IPERF_PORT,
+                    iperf_to=HUB_HAPROXY_PORTS[1],
+                ),
+            ),
+        ):
+            rules = self.tmp / f"plbench-{hub}.nft"
+            rules.write_text(text)
+            must(netns_run(hub, ["nft", "-f", str(rules)]), f"nft plbench in {hub}")
+        lo = must(netns_run(hub_p, ["ip", "-o", "addr", "show", "dev", "lo"]), "ip addr")
+        if f" {self.hub_haproxy_source}/32 " not in lo:
+            raise RuntimeError(f"plsh's NAT IP {self.hub_haproxy_source} is not on {hub_p}'s lo")
+        cfg = self.tmp / "hub-haproxy.cfg"
+        cfg.write_text(
+            HUB_HAPROXY.format(
+                threads=threads,
+                listen=far,
+                http_port=HUB_HAPROXY_PORTS[0],
+                iperf_port=HUB_HAPROXY_PORTS[1],
+                backend=backend_ip,
+                http_backend_port=PROXY_HTTP_BACKEND_PORT,
+                iperf_backend_port=PROXY_IPERF_BACKEND_PORT,
+                source=self.hub_haproxy_source,
+            )
+        )
+        self.hub_haproxy = self.start(hub_p, ["haproxy", "-db", "-f", str(cfg)], "hub-haproxy")
+        self.targets = {
+            "privatelink": Target(
+                client_ns, (self.pe_ip, HTTP_PORT), (self.pe_ip, KERNEL_IPERF_PORT)
+            ),
+            "privatelink-proxy": Target(
+                client_ns, (self.pe_proxy_ip, HTTP_PORT), (self.pe_proxy_ip, IPERF_PORT)
+            ),
+            "haproxy-hub": Target(client_ns, (far, HTTP_PORT), (far, IPERF_PORT)),
+        }
+        # What each path's backend saw as the client: a NAT IP of pls (no header), the
+        # client itself (the relay's header), the consumer hub's end of the veth
+        # (HAProxy's header: it knows only the address it accepted from).
+        self.reached = {n: self.wait_http(t.client_ns, *t.http) for n, t in self.targets.items()}
+        expected = {"privatelink-proxy": client_ip, "haproxy-hub": near}
+        for name, want in expected.items():
+            if self.reached[name] != f"{self.backend} {want}":
+                raise RuntimeError(
+                    f"path {name} answered {self.reached[name]!r}, expected "
+                    f"'{self.backend} {want}'; logs: {self.logs()}"
+                )
+        if not self.reached["privatelink"] or self.reached["privatelink"].endswith(client_ip):
+            raise RuntimeError(f"the kernel path answered {self.reached['privatelink']!r}")
+        # iperf3 through each path once (the backend's accept-proxy closes a flow
+        # without a header: iperf3 fails).
+        for name, t in self.targets.items():
+            got = iperf(t, 1, 1)
+            if "error" in got:
+                raise RuntimeError(f"iperf3 through {name}: {got['error']}; logs: {self.logs()}")
+        self.relay_tid = self.find_relay_thread()
+        log("all three paths answer; headers read by the backends")
+
+    def logs(self) -> dict[str, str]:
+        """The tail of each process log of the benchmark (for errors)."""
+        return {p.name: p.read_text(errors="replace")[-1500:] for p in self.tmp.glob("*.log")}
+
+    def find_relay_thread(self) -> int:
+        """The server's relay thread: the one that used most CPU while wrk ran through
+        the PROXY path for 2 s (its other threads are idle meanwhile; recorded)."""
+        pid = self.server.proc.pid
+        before = thread_cpus(pid)
+        wrk(self.targets["privatelink-proxy"], 2, self.sizes.wrk_connections)
+        after = thread_cpus(pid)
+        used = {t: after[t] - before.get(t, 0.0) for t in after}
+        tid = max(used, key=lambda t: used[t])
+        total = sum(used.values())
+        self.results["relay_thread"] = {
+            "tid": tid,
+            "cpu_s_in_warmup": round(used[tid], 3),
+            "share_of_server_cpu": round(used[tid] / total, 3) if total else None,
+        }
+        log(f"relay thread: {self.results['relay_thread']}")
+        return tid
+
+    def proxy_cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the relay thread and of the in-hub HAProxy."""
+        if not self.proxy:
+            return {}
+        relay = process_cpu_path(f"/proc/{self.server.proc.pid}/task/{self.relay_tid}/stat")
+        return {"relay": relay, "haproxy-hub": process_cpu(self.hub_haproxy.pid)}
+
     def reach_targets(self, backend_ip: str) -> dict[str, Target]:
         """The reach paths' clients: the peered VNets' NICs, and two hosts of the site
         (made by `privatelink exec --site`), the second with vpn-plain's routes."""
@@ -1174,6 +1583,8 @@ class Bench:
                     1 for x in mine for k in ("iperf_p1", "iperf_p4", "wrk") if "error" in x[k]
                 ),
             }
+            if name in ("privatelink-proxy", "haproxy-hub"):
+                summary[name]["proxy_cpu"] = proxy_cpu_summary(name, mine, s)
         # Ratios: the median over rounds of (path / baseline in the same round), which
         # cancels slow drifts of the machine's load; ratios of the medians are kept too.
         metrics = {"iperf_p1_gbps": ("iperf_p1", "gbps"), "iperf_p4_gbps": ("iperf_p4", "gbps")}
@@ -1209,6 +1620,9 @@ class Bench:
             "ratios": ratios,
             "ratio_of_medians": ratio_of_medians,
             "reach_ratios": reach_ratios(runs, paths, s.rounds),
+            "proxy_ratios": reach_ratios(
+                runs, paths, s.rounds, [p for p in PROXY_PAIRS if set(p) <= set(paths)]
+            ),
             "runs": runs,
         }
 
@@ -1231,16 +1645,30 @@ class Bench:
         run: dict[str, Any] = {"round": r, "path": name, "loadavg": loadavg()}
         esp0 = self.tunnel_packets() if name in ("vpn", "vpn-plain") else None
         c0, t0 = process_cpu(self.server.proc.pid), time.monotonic()
+        p_start = p0 = self.proxy_cpu()
         run["iperf_p1"] = iperf(t, 1, s.iperf_seconds)
+        p1 = self.proxy_cpu()
         run["iperf_p4"] = iperf(t, 4, s.iperf_seconds)
+        p4 = self.proxy_cpu()
         before = self.tcp_counters(t.client_ns)
         run["wrk"] = wrk(t, s.wrk_seconds, s.wrk_connections)
         after = self.tcp_counters(t.client_ns)
+        p_end = self.proxy_cpu()
+        # --proxy: each test's CPU of the relay thread and of the in-hub HAProxy.
+        for test, (a, b) in (("iperf_p1", (p0, p1)), ("iperf_p4", (p1, p4)), ("wrk", (p4, p_end))):
+            if a:
+                run[test]["proxy_cpu_s"] = {k: round(b[k] - a[k], 3) for k in a}
         # A SYN retransmission is a connect that stalled 1 s (a dropped or refused SYN).
         run["wrk"]["syn_retransmits"] = after.get("TcpExtTCPSynRetrans", 0) - before.get(
             "TcpExtTCPSynRetrans", 0
         )
-        cores = (process_cpu(self.server.proc.pid) - c0) / (time.monotonic() - t0)
+        server_cpu = process_cpu(self.server.proc.pid) - c0
+        if p_start:  # the relay is the server's own thread: its work is not "busy"
+            run["relay_cores"] = round(
+                (p_end["relay"] - p_start["relay"]) / (time.monotonic() - t0), 3
+            )
+            server_cpu -= p_end["relay"] - p_start["relay"]
+        cores = server_cpu / (time.monotonic() - t0)
         run["server_cores"] = round(cores, 3)
         run["server_busy"] = cores > 0.15
         if esp0 is not None:
@@ -1654,13 +2082,20 @@ REACH_METRICS = {
 }
 
 
-def reach_ratios(runs: list[dict[str, Any]], paths: list[str], rounds: int) -> dict[str, Any]:
+def reach_ratios(
+    runs: list[dict[str, Any]],
+    paths: list[str],
+    rounds: int,
+    pairs: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
     """Each reach path over its twin (TWINS), per round (runs seconds apart) and their
     median; peered-vnet also over direct-peered (the same hops without the peering's
-    rules), which splits its cost into the extra hop and the rules."""
-    pairs = [(p, t) for p, t in TWINS.items() if p in paths and t in paths]
-    if "peered-vnet" in paths and "direct-peered" in paths:
-        pairs.append(("peered-vnet", "direct-peered"))
+    rules), which splits its cost into the extra hop and the rules. With `pairs`: those
+    (path, other path) instead (--proxy's PROXY_PAIRS)."""
+    if pairs is None:
+        pairs = [(p, t) for p, t in TWINS.items() if p in paths and t in paths]
+        if "peered-vnet" in paths and "direct-peered" in paths:
+            pairs.append(("peered-vnet", "direct-peered"))
     out: dict[str, Any] = {}
     clean = [y for y in runs if not y["server_busy"]]
     for name, twin in pairs:
@@ -1675,6 +2110,39 @@ def reach_ratios(runs: list[dict[str, Any]], paths: list[str], rounds: int) -> d
             item[m] = {"median": None if mid is None else round(mid, 3), "rounds": per_round}
         out[f"{name} / {twin}"] = item
     return out
+
+
+def proxy_cpu_summary(name: str, runs: list[dict[str, Any]], sizes: Sizes) -> dict[str, Any]:
+    """The path's proxy (the relay thread, or the in-hub HAProxy): its CPU per
+    connection (wrk) and per Gbit moved (iperf3), medians over the runs."""
+    who = "relay" if name == "privatelink-proxy" else "haproxy-hub"
+    per_conn: list[float] = []
+    per_gbit_p1: list[float] = []
+    per_gbit_p4: list[float] = []
+    cores_wrk: list[float] = []
+    for x in runs:
+        w = x["wrk"]
+        if w.get("conn_per_s") and "proxy_cpu_s" in w:
+            cpu = w["proxy_cpu_s"][who]
+            per_conn.append(cpu / (w["conn_per_s"] * sizes.wrk_seconds) * 1e6)
+            cores_wrk.append(cpu / sizes.wrk_seconds)
+        for test, out in (("iperf_p1", per_gbit_p1), ("iperf_p4", per_gbit_p4)):
+            i = x[test]
+            if i.get("gbps") and "proxy_cpu_s" in i:
+                # iperf3 runs -O 1 plus the measured seconds.
+                out.append(i["proxy_cpu_s"][who] / (i["gbps"] * (sizes.iperf_seconds + 1)) * 1e6)
+
+    def mid(v: list[float], digits: int = 1) -> float | None:
+        m = median(v)
+        return None if m is None else round(m, digits)
+
+    return {
+        "process": who,
+        "us_per_conn": mid(per_conn),
+        "cores_during_wrk": mid(cores_wrk, 2),
+        "us_per_gbit_p1": mid(per_gbit_p1, 0),
+        "us_per_gbit_p4": mid(per_gbit_p4, 0),
+    }
 
 
 def tool_versions() -> dict[str, str]:
@@ -1713,11 +2181,13 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {fmt(r.get('iperf_p4_gbps'))} | {fmt(s['conn_per_s'], 0)} "
                 f"| {fmt(r.get('conn_per_s'))} | {fmt(s['conn_p99_ms'])} |"
             )
-        reach = phase.get("reach_ratios") or {}
-        if reach:
+        for key, title in (("reach_ratios", "reach"), ("proxy_ratios", "PROXY")):
+            reach = phase.get(key) or {}
+            if not reach:
+                continue
             lines.append("")
             lines.append(
-                "| reach ratio (median of rounds; per round) | iperf3 1 stream | iperf3 -P4 "
+                f"| {title} ratio (median of rounds; per round) | iperf3 1 stream | iperf3 -P4 "
                 "| conn/s |"
             )
             lines.append("|---|---|---|---|")
@@ -1728,6 +2198,14 @@ def markdown(results: dict[str, Any]) -> str:
                     for m in REACH_METRICS
                 ]
                 lines.append(f"| {label} | {' | '.join(cells)} |")
+        for name in ("privatelink-proxy", "haproxy-hub"):
+            cpu = summary.get(name, {}).get("proxy_cpu")
+            if cpu:
+                lines.append(
+                    f"{name}: {cpu['process']} CPU {cpu['us_per_conn']} us/conn "
+                    f"({cpu['cores_during_wrk']} cores during wrk), {cpu['us_per_gbit_p1']} "
+                    f"us/Gbit (1 stream), {cpu['us_per_gbit_p4']} us/Gbit (4 streams)"
+                )
     for label, pr in results.get("paired", {}).items():
         lines.append("")
         for m in ("iperf_p1_gbps", "iperf_p4_gbps", "conn_per_s"):
@@ -1815,6 +2293,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{REACH_JSON_OUT.name}",
     )
     parser.add_argument(
+        "--proxy",
+        action="store_true",
+        help="only the PROXY comparison (privatelink, privatelink-proxy, haproxy-hub) with "
+        f"1 link; --write stores {PROXY_JSON_OUT.name}",
+    )
+    parser.add_argument(
         "--no-full-sync",
         action="store_true",
         help="skip the final forced full resync at the large size (bounded by its budget)",
@@ -1826,11 +2310,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--reach chooses its own paths and size (1 link)")
         paths = tuple(p for g in REACH_GROUPS for p in g)
         args.one_link = True
+    if args.proxy:
+        if args.reach or args.quick or args.links is not None or args.paths != ",".join(PATHS):
+            parser.error("--proxy chooses its own paths and size (1 link)")
+        paths = ("privatelink", *PROXY_PATHS)
+        args.one_link = True
+    elif set(paths) & set(PROXY_PATHS):
+        parser.error(f"{', '.join(PROXY_PATHS)} are measured with --proxy only")
     unknown = [p for p in paths if p not in ALL_PATHS]
     if unknown:
         parser.error(f"unknown path(s) {', '.join(unknown)}; known: {', '.join(ALL_PATHS)}")
-    json_out = REACH_JSON_OUT if args.reach else JSON_OUT
-    sizes = REACH if args.reach else QUICK if args.quick else FULL
+    json_out = REACH_JSON_OUT if args.reach else PROXY_JSON_OUT if args.proxy else JSON_OUT
+    sizes = REACH if args.reach else PROXY if args.proxy else QUICK if args.quick else FULL
     if args.rounds is not None:
         sizes = Sizes(**{**sizes.__dict__, "rounds": max(1, min(args.rounds, 20))})
     if args.links is not None:
@@ -1841,7 +2332,11 @@ def main(argv: list[str] | None = None) -> int:
     prefix = unique_prefix("bdp")
     tmp = Path(tempfile.mkdtemp(prefix="pl-dpbench-"))
     results: dict[str, Any] = {
-        "benchmark": "dataplane-reach" if args.reach else "dataplane",
+        "benchmark": "dataplane-reach"
+        if args.reach
+        else "dataplane-proxy"
+        if args.proxy
+        else "dataplane",
         "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": "python bench/dataplane.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine(),
@@ -1870,7 +2365,15 @@ def main(argv: list[str] | None = None) -> int:
             "site router and gateway, no NAT)",
             "vpn-plain": f"site host {PLAIN_HOST} -> the same namespaces and veths, plainly "
             f"routed (table {TWIN_TABLE} behind policy rules), no tunnel",
+            "privatelink-proxy": "consumer client ns -> consumer hub (as privatelink) -> link "
+            "veth -> provider hub (service chain redirects to the relay: user space, splice) "
+            "-> from a NAT IP of plsp, PROXY v2 header + LinkID TLV -> backend ns "
+            "(accept-proxy)",
+            "haproxy-hub": "consumer client ns -> consumer hub (bench SNAT to its veth end) -> "
+            "plain veth -> provider hub (bench redirect to HAProxy in the hub: TCP mode, "
+            "send-proxy-v2, splice-auto) -> from plsh's NAT IP -> backend ns (accept-proxy)",
         },
+        "proxy_pairs": PROXY_PAIRS if args.proxy else None,
         "reach_twins": TWINS if args.reach else None,
     }
     log(f"netns prefix {prefix}, temp dir {tmp}")
@@ -1889,7 +2392,10 @@ def main(argv: list[str] | None = None) -> int:
             bench.paths = paths
             try:
                 bench.build()
-                bench.start_workloads()
+                if args.proxy:
+                    bench.start_proxy_workloads()
+                else:
+                    bench.start_workloads()
                 results["backend_reached"] = bench.reached
                 results["diagnostics"] = {"links_1": bench.safe_diagnostics("1 link")}
                 idle = results["server_idle_waits"] = [bench.wait_server_idle(sizes.idle_budget)]

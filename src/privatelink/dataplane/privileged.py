@@ -312,6 +312,15 @@ def original_destination(sock: socket.socket) -> tuple[str, int]:
 F_SETPIPE_SZ = 1031
 
 
+EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+EPOLLHUP, EPOLLERR = select.EPOLLHUP, select.EPOLLERR
+
+
+def epoll() -> select.epoll:
+    """A new epoll instance (the relay's event loop)."""
+    return select.epoll()
+
+
 def relay_pipe(size: int) -> tuple[int, int]:
     """A non-blocking pipe (read end, write end) holding up to `size` bytes when the
     system allows it (/proc/sys/fs/pipe-max-size), for splice(2)."""

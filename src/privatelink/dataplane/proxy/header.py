@@ -20,6 +20,7 @@ Azure's private link service adds one TLV to every connection (its documentation
 
 from __future__ import annotations
 
+import socket
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -63,6 +64,16 @@ def azure_tlv(link_id: int) -> bytes:
     return bytes([PP2_TYPE_AZURE]) + struct.pack(">H", len(value)) + value
 
 
+def _packed(address: str) -> bytes:
+    """An IPv4 address in dotted-quad form as 4 bytes (ValueError if it is not one).
+    inet_pton is as strict as IPv4Address (no short forms, no leading zeros) and a
+    fraction of its cost: the relay encodes a header per connection."""
+    try:
+        return socket.inet_pton(socket.AF_INET, address)
+    except OSError:
+        raise ValueError(f"not an IPv4 address: {address!r}") from None
+
+
 def encode(
     source: str, destination: str, source_port: int, destination_port: int, link_id: int
 ) -> bytes:
@@ -71,9 +82,7 @@ def encode(
         if not 0 <= port <= 0xFFFF:
             raise ValueError(f"a port is 0-65535; got {port}")
     addresses = (
-        IPv4Address(source).packed
-        + IPv4Address(destination).packed
-        + struct.pack(">HH", source_port, destination_port)
+        _packed(source) + _packed(destination) + struct.pack(">HH", source_port, destination_port)
     )
     body = addresses + azure_tlv(link_id)
     return SIGNATURE + bytes([VERSION << 4 | PROXY, TCP4]) + struct.pack(">H", len(body)) + body

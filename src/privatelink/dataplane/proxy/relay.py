@@ -15,8 +15,9 @@ on `names.PROXY_PORT` (dataplane/nft.py). For each accepted flow the relay:
 4. moves bytes both ways with splice(2) through a pipe per direction: no copy through
    Python buffers. A half-close is passed on; an error resets both ends.
 
-One thread runs one event loop (uvloop when installed) for every hub: a socket is
-made in a hub by entering its namespace first (setns(2) changes only this thread).
+One thread runs one event loop (`_EventLoop`: epoll, level-triggered) for every hub: a
+socket is made in a hub by entering its namespace first (setns(2) changes only this
+thread).
 Flows of a link that is no longer live are reset at the next `update` (after every
 sync: within the same second as the kernel path's cut). A flow outlives its service's
 flag: turning enableProxyProtocol off stops new flows coming here, not these.
@@ -24,7 +25,7 @@ flag: turning enableProxyProtocol off stops new flows coming here, not these.
 
 from __future__ import annotations
 
-import asyncio
+import collections
 import contextlib
 import errno
 import logging
@@ -39,7 +40,7 @@ from typing import Any
 from privatelink.dataplane import privileged
 from privatelink.dataplane.names import PROXY_PORT
 from privatelink.dataplane.proxy import header
-from privatelink.dataplane.proxy.config import EMPTY, Hub, ProxyConfig, choose, nat_ip
+from privatelink.dataplane.proxy.config import EMPTY, Hub, Link, ProxyConfig, choose, nat_ip
 
 log = logging.getLogger("privatelink.proxy")
 
@@ -50,12 +51,122 @@ SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends a reset
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio still works
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+_IN = privileged.EPOLLIN | privileged.EPOLLHUP | privileged.EPOLLERR  # a reader's turn
+_OUT = privileged.EPOLLOUT | privileged.EPOLLHUP | privileged.EPOLLERR  # a writer's turn
+
+
+class _EventLoop:
+    """The relay thread's loop: what it used of asyncio's (readers and writers of
+    descriptors, calls from other threads), on one level-triggered epoll.
+
+    A flow's descriptors are watched from its start to its end, with changes only when
+    what is watched changes: one epoll_ctl per change. (uvloop, used before, made and
+    dropped a libuv handle per add/remove: about 18 epoll_ctl, half of them failing,
+    and 5 ioctl per relayed connection.) Callbacks run on this thread; an exception is
+    logged and the loop goes on, as asyncio's does."""
+
+    def __init__(self) -> None:
+        self._epoll = privileged.epoll()
+        self._readers: dict[int, Callable[[], None]] = {}
+        self._writers: dict[int, Callable[[], None]] = {}
+        self._masks: dict[int, int] = {}  # what epoll watches now, by descriptor
+        # Descriptors dropped while a batch of events is dispatched: their remaining
+        # events in the batch are stale (a descriptor number can be reused at once).
+        self._dropped: set[int] = set()
+        self._calls: collections.deque[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll.register(self._wake_r, privileged.EPOLLIN)
+        self._running = False
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self._readers[fd] = callback
+        self._watch(fd)
+
+    def remove_reader(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            self._watch(fd)
+
+    def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        self._writers[fd] = callback
+        self._watch(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        if self._writers.pop(fd, None) is not None:
+            self._watch(fd)
+
+    def _watch(self, fd: int) -> None:
+        mask = (privileged.EPOLLIN if fd in self._readers else 0) | (
+            privileged.EPOLLOUT if fd in self._writers else 0
+        )
+        old = self._masks.get(fd, 0)
+        if mask == old:
+            return
+        if not mask:
+            del self._masks[fd]
+            self._dropped.add(fd)
+            with contextlib.suppress(OSError):  # closed already: epoll forgot it then
+                self._epoll.unregister(fd)
+            return
+        try:
+            if not old:
+                self._masks[fd] = mask
+                self._epoll.register(fd, mask)
+            else:
+                self._masks[fd] = mask
+                self._epoll.modify(fd, mask)
+        except FileExistsError:  # a reused number whose old file was closed unwatched
+            self._epoll.modify(fd, mask)
+        except FileNotFoundError:  # the same, the other way round
+            self._epoll.register(fd, mask)
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        self._calls.append((callback, args))
+
+    def call_soon_threadsafe(self, callback: Callable[..., None], *args: Any) -> None:
+        self._calls.append((callback, args))  # deque.append is atomic
+        with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+            os.write(self._wake_w, b"\0")
+
+    def run_forever(self) -> None:
+        self._running = True
+        readers, writers, dropped = self._readers, self._writers, self._dropped
+        while self._running:
+            events = self._epoll.poll(0 if self._calls else -1, ACCEPT_BATCH * 4)
+            dropped.clear()
+            for fd, mask in events:
+                if fd == self._wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wake_r, 4096)
+                    continue
+                if mask & _IN and fd not in dropped:
+                    reader = readers.get(fd)
+                    if reader is not None:
+                        self._run(reader)
+                if mask & _OUT and fd not in dropped:
+                    writer = writers.get(fd)
+                    if writer is not None:
+                        self._run(writer)
+            for _ in range(len(self._calls)):
+                callback, args = self._calls.popleft()
+                self._run(callback, *args)
+
+    @staticmethod
+    def _run(callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("PROXY relay: a callback failed")
+
+    def stop(self) -> None:
+        """Return from `run_forever` after this round of callbacks (loop thread)."""
+        self._running = False
+
+    def close(self) -> None:
+        self._epoll.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
 def _reset(sock: socket.socket) -> None:
@@ -111,23 +222,37 @@ class _Pump:
         self.pending = 0  # bytes in the pipe
         self.eof = False
         self.done = False
+        # What the loop watches for this pump: each change costs the loop a call (and
+        # the kernel an epoll_ctl), so only real changes are made.
+        self.reading = False
+        self.writing = False
 
     def start(self) -> None:
-        self.flow.relay._loop_add_reader(self.src, self.readable)
+        if not self.eof:
+            self.reading = True
+            self.flow.relay._loop_add_reader(self.src, self.readable)
 
-    def readable(self) -> None:
+    def fill(self) -> int | None:
+        """Move what the source holds into the pipe: the bytes moved (0 at EOF), or None
+        when it holds nothing now or the flow ended on an error."""
         try:
             n = os.splice(self.src, self.pipe[1], PIPE_SIZE, flags=SPLICE_FLAGS)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             self.flow.close(reset=True)
-            return
+            return None
         if n == 0:
             self.eof = True
-            self.flow.relay._loop_remove_reader(self.src)
+            if self.reading:
+                self.reading = False
+                self.flow.relay._loop_remove_reader(self.src)
         self.pending += n
-        self.flush()
+        return n
+
+    def readable(self) -> None:
+        if self.fill() is not None:
+            self.flush()
 
     def flush(self) -> None:
         loop = self.flow.relay
@@ -136,8 +261,12 @@ class _Pump:
                 m = os.splice(self.pipe[0], self.dst, self.pending, flags=SPLICE_FLAGS)
             except (BlockingIOError, InterruptedError):
                 # The receiver is slow: stop reading until its side drains.
-                loop._loop_remove_reader(self.src)
-                loop._loop_add_writer(self.dst, self.writable)
+                if self.reading:
+                    self.reading = False
+                    loop._loop_remove_reader(self.src)
+                if not self.writing:
+                    self.writing = True
+                    loop._loop_add_writer(self.dst, self.writable)
                 return
             except OSError:
                 self.flow.close(reset=True)
@@ -151,15 +280,20 @@ class _Pump:
 
     def writable(self) -> None:
         loop = self.flow.relay
+        self.writing = False
         loop._loop_remove_writer(self.dst)
         self.flush()
-        if not self.pending and not self.eof and not self.flow.closed:
-            loop._loop_add_reader(self.src, self.readable)
+        if not self.pending and not self.writing and not self.eof and not self.flow.closed:
+            self.start()
 
     def stop(self) -> None:
         loop = self.flow.relay
-        loop._loop_remove_reader(self.src)
-        loop._loop_remove_writer(self.dst)
+        if self.reading:
+            self.reading = False
+            loop._loop_remove_reader(self.src)
+        if self.writing:
+            self.writing = False
+            loop._loop_remove_writer(self.dst)
         loop._pipes.put(self.pipe, empty=self.pending == 0)
 
 
@@ -172,32 +306,61 @@ class _Flow:
     header: bytes
     pumps: list[_Pump] = field(default_factory=list)
     closed: bool = False
+    connecting: bool = False  # the loop watches the backend for its connect
     finished: int = 0
 
-    def connected(self) -> None:
-        """The backend's connect completed (or failed)."""
+    def begin(self) -> bool:
+        """Send the header and start moving bytes; False (nothing sent) while the
+        backend's connect is under way.
+
+        Tried first right after connect(2): to a backend over veths the handshake has
+        usually completed within that call (the SYN and its answer are processed before
+        it returns), which saves the loop a round. What the client sent meanwhile (a
+        client that speaks first: most) leaves with the header in one segment (MSG_MORE
+        holds the header until the splice), without waiting for the loop either."""
         relay = self.relay
+        if not self.pumps:
+            self.pumps = [
+                _Pump(self, self.client, self.backend),
+                _Pump(self, self.backend, self.client),
+            ]
+            self.pumps[0].fill()
+            if self.closed:
+                return True
+        up, down = self.pumps
+        try:
+            sent = self.backend.send(self.header, socket.MSG_MORE if up.pending else 0)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:  # refused (the reset came back within connect(2)) or broken
+            sent = -1
+        if sent != len(self.header):  # a fresh socket takes a few dozen bytes whole
+            relay.stats.failed += 1
+            self.close(reset=True)
+            return True
+        relay.stats.relayed += 1
+        up.start()
+        down.start()
+        up.flush()
+        return True
+
+    def connected(self) -> None:
+        """The backend's connect completed (or failed): the loop's report."""
+        relay = self.relay
+        self.connecting = False
         relay._loop_remove_writer(self.backend.fileno())
         code = self.backend.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             relay.stats.failed += 1
             self.close(reset=True)
             return
-        try:
-            sent = self.backend.send(self.header)
-        except OSError:
-            sent = -1
-        if sent != len(self.header):  # a fresh socket takes a few dozen bytes whole
-            relay.stats.failed += 1
-            self.close(reset=True)
-            return
-        relay.stats.relayed += 1
-        self.pumps = [
-            _Pump(self, self.client, self.backend),
-            _Pump(self, self.backend, self.client),
-        ]
-        for pump in self.pumps:
-            pump.start()
+        self.wait_connect()
+
+    def wait_connect(self) -> None:
+        """`begin` now, or when the loop reports the connect done."""
+        if not self.begin():
+            self.connecting = True
+            self.relay._loop_add_writer(self.backend.fileno(), self.connected)
 
     def pump_done(self) -> None:
         self.finished += 1
@@ -210,9 +373,11 @@ class _Flow:
             return
         self.closed = True
         relay = self.relay
-        relay._loop_remove_writer(self.backend.fileno())
+        if self.connecting:
+            relay._loop_remove_writer(self.backend.fileno())
         for pump in self.pumps:
             pump.stop()
+        self.pumps = []  # no cycle left (pump -> flow -> pump): freed without the GC
         relay._forget(self)
         for sock in (self.client, self.backend):
             if reset:
@@ -243,7 +408,7 @@ class Relay:
         self._ct = privileged.ConntrackLookup()
         self._entered: int | None = None  # the netns fd this thread is in
         self._home = -1  # the namespace the thread started in (an fd; the thread's own)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: _EventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._applied = threading.Condition(self._lock)
@@ -304,14 +469,13 @@ class Relay:
         self._ct.close()
 
     def _start(self) -> None:
-        loop = _new_loop()
+        loop = _EventLoop()
         started = threading.Event()
 
         def run() -> None:
             # Where the thread starts: it returns there when it leaves a hub for good (a
             # thread inside a deleted namespace would keep it, and its veths, alive).
             self._home = self.kernel.open_own_netns()
-            asyncio.set_event_loop(loop)
             loop.call_soon(started.set)
             try:
                 loop.run_forever()
@@ -429,7 +593,7 @@ class Relay:
         if link.local:
             origin: tuple[str, int] | None = (src, sport)
         else:
-            origin = self._ct.original_source(link.consumer_netns, pe_ip, src, port, sport)
+            origin = self._origin(listener, client, link, pe_ip, port, src, sport)
         if backend is None or source_ip is None or origin is None:
             self._refuse(client)
             return
@@ -451,7 +615,37 @@ class Relay:
         data = header.encode(origin[0], pe_ip, origin[1], port, link.link_id)
         flow = _Flow(self, link.link_key, client, sock, data)
         self._flows.setdefault(link.link_key, set()).add(flow)
-        self._loop_add_writer(sock.fileno(), flow.connected)
+        flow.wait_connect()
+
+    def _origin(
+        self,
+        listener: _Listener,
+        client: socket.socket,
+        link: Link,
+        pe_ip: str,
+        port: int,
+        src: str,
+        sport: int,
+    ) -> tuple[str, int] | None:
+        """The client's own address and port, from the consumer hub's conntrack.
+
+        Every flow from one consumer hub reaches this listener from the pair's consumer
+        address, whatever endpoint or port it was for: two flows from one client port
+        (to two ports, or two PROXY endpoints) would share the reply tuple here, and
+        conntrack then moves the later one's source port. The port the consumer hub
+        knows is then in this hub's entry (its original direction)."""
+        consumer = link.consumer_netns
+        origin = self._ct.original_source(consumer, pe_ip, src, port, sport)
+        if origin is not None:
+            return origin
+        try:
+            here = client.getsockname()[0]
+        except OSError:
+            return None
+        before = self._ct.original_source(listener.netns, here, src, PROXY_PORT, sport)
+        if before is None or before[1] == sport:
+            return None
+        return self._ct.original_source(consumer, pe_ip, src, port, before[1])
 
     def _refuse(self, client: socket.socket) -> None:
         self.stats.refused += 1
