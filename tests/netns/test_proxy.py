@@ -279,3 +279,42 @@ def test_flipping_the_flag_keeps_the_flows_of_the_other_path(world: World, tmp_p
             assert plain.recv(16) == b"three"
         kernel_flow.sendall(b"four")
         assert kernel_flow.recv(16) == b"four"
+
+
+def test_relayed_bytes_move_the_services_endpoints_and_frontends_metrics(
+    world: World, tmp_path: Path
+) -> None:
+    """Relayed flows end in the relay, not in nft's forward chain: the relay counts them."""
+    from test_metrics import _sampler, _series
+
+    from privatelink.core.ids import key
+
+    _vnet, nic, pls = provider(world)
+    serve_backend(world, nic, tmp_path / "probes")
+    client, pe, pe_ip = connected(world, pls)
+    sampler, _store = _sampler(world)
+    sampler.sample_once()  # a baseline
+    payload = b"m" * 1_000_000
+    with open_flow(world, client, pe_ip) as sock:
+        line = len(json.dumps(hello(sock))) + 1
+        sock.sendall(payload)
+        got = 0
+        while got < len(payload):
+            chunk = sock.recv(1 << 16)
+            assert chunk
+            got += len(chunk)
+    series = _series(sampler.sample_once())
+
+    def near(value: float, sent: int) -> bool:
+        return abs(value - sent) <= 0.1 * sent
+
+    pls_key, pe_key = key(pls.id), key(pe.id)
+    assert near(series[(pls_key, "PLSBytesIn", ())], len(payload)), series
+    assert near(series[(pls_key, "PLSBytesOut", ())], len(payload) + line), series
+    assert near(series[(pe_key, "PEBytesIn", ())], len(payload)), series
+    inbound = {
+        k: v for k, v in series.items() if k[1] == "ByteCount" and ("Direction", "Inbound") in k[2]
+    }
+    assert len(inbound) == 1 and near(next(iter(inbound.values())), len(payload)), series
+    syns = [v for k, v in series.items() if k[1] == "SYNCount"]
+    assert syns == [1.0], series

@@ -54,7 +54,7 @@ def test_a_backend_that_connects_late_gets_the_header_first() -> None:
         backend.setblocking(False)
         sockets.append(backend)
         assert backend.connect_ex(address) != 0  # under way (its SYN was dropped)
-        flow = _Flow(relay, "link", accepted, backend, b"HEADER|")
+        flow = _Flow(relay, "link", accepted, backend, b"HEADER|", [0, 0, 0])
         relay._flows["link"] = {flow}
         client.sendall(b"hello")
         _on_loop(relay, flow.wait_connect)

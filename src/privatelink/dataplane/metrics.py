@@ -204,6 +204,7 @@ class MetricsSampler:
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str], dict[tuple[int, str, str, int], tuple[int, int]]] = {}
         self._failed: dict[str, int] = {}
+        self._relay_last: dict[tuple[str, int], tuple[int, int, int]] = {}
         self._endpoint_of: Mapping[str, str] = {}
         self._endpoint_links: frozenset[str] = frozenset()
         self._totals = Totals()
@@ -282,6 +283,7 @@ class MetricsSampler:
             if any(s.nat_ips for s in hub.services):
                 failed = self._nat(hub, gauges, nat, exhausted)
                 failures += failed
+        self._relayed(plan, counts)
         samples = [
             m.Sample(resource, metric, dims, now, value)
             for (resource, metric, dims), value in counts.items()
@@ -341,6 +343,51 @@ class MetricsSampler:
                     self._attribute(
                         name, element, dp, db, links, services, rules, by_frontend, counts
                     )
+
+    def _relayed(self, plan: Plan, counts: dict[tuple[str, str, m.Dims], float]) -> None:
+        """The flows of PROXY services: they end in the relay (dataplane/proxy), not in
+        `forward`, so the relay counts them: payload bytes each way and flows, by link
+        and frontend port (no packet counts: it sees a stream, not packets)."""
+        relay = getattr(self.reconciler, "relay", None)
+        if relay is None:
+            return
+        now = relay.traffic()
+        before, self._relay_last = self._relay_last, now
+        links = {x.link_key: x for x in plan.links}
+        for (link_key, port), (size_in, size_out, flows) in now.items():
+            was = before.get((link_key, port), (0, 0, 0))
+            if was[0] > size_in or was[1] > size_out or was[2] > flows:
+                was = (0, 0, 0)  # counters made again (the link went and came back)
+            d_in, d_out, d_flows = size_in - was[0], size_out - was[1], flows - was[2]
+            link = links.get(link_key)
+            if link is None or not (d_in or d_out or d_flows):
+                continue
+            pls, pe = _pls_of(link_key), self._endpoint_of.get(link_key)
+            counts[(pls, "PLSBytesIn", ())] += d_in
+            counts[(pls, "PLSBytesOut", ())] += d_out
+            if pe:
+                counts[(key(pe), "PEBytesIn", ())] += d_in
+                counts[(key(pe), "PEBytesOut", ())] += d_out
+            hub = plan.hub(link.provider_netns)
+            if hub is None:
+                continue
+            service = next((s for s in hub.services if s.chain == link.service_chain), None)
+            chains = {c for _p, fport, c in service.ports if fport == port} if service else set()
+            rule = next((r for r in hub.rules if r.chain in chains), None)
+            if rule is None:
+                continue
+            lb = _lb_of(rule.rule_id)
+            for direction, size in (("Inbound", d_in), ("Outbound", d_out)):
+                dims = m.dims_of(
+                    {
+                        "FrontendIPAddress": rule.frontend_ip,
+                        "FrontendPort": rule.frontend_port,
+                        "Direction": direction,
+                    }
+                )
+                counts[(lb, "ByteCount", dims)] += size
+                if direction == "Inbound":
+                    counts[(lb, "SYNCount", dims)] += d_flows  # one accepted SYN per flow
 
     def _attribute(
         self,

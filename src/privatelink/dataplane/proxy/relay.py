@@ -214,8 +214,9 @@ class _Pipes:
 class _Pump:
     """One direction of a flow: src -> pipe -> dst."""
 
-    def __init__(self, flow: _Flow, src: socket.socket, dst: socket.socket) -> None:
+    def __init__(self, flow: _Flow, src: socket.socket, dst: socket.socket, way: int) -> None:
         self.flow = flow
+        self.way = way  # 0: client -> backend (in), 1: backend -> client (out)
         self.src, self.dst = src.fileno(), dst.fileno()
         self.dst_sock = dst
         self.pipe = flow.relay._pipes.get()
@@ -272,6 +273,7 @@ class _Pump:
                 self.flow.close(reset=True)
                 return
             self.pending -= m
+            self.flow.counter[self.way] += m
         if self.eof and not self.done:
             self.done = True
             with contextlib.suppress(OSError):
@@ -304,6 +306,7 @@ class _Flow:
     client: socket.socket
     backend: socket.socket
     header: bytes
+    counter: list[int]  # bytes in, bytes out, flows of its link and port (`Relay.traffic`)
     pumps: list[_Pump] = field(default_factory=list)
     closed: bool = False
     connecting: bool = False  # the loop watches the backend for its connect
@@ -321,8 +324,8 @@ class _Flow:
         relay = self.relay
         if not self.pumps:
             self.pumps = [
-                _Pump(self, self.client, self.backend),
-                _Pump(self, self.backend, self.client),
+                _Pump(self, self.client, self.backend, 0),
+                _Pump(self, self.backend, self.client, 1),
             ]
             self.pumps[0].fill()
             if self.closed:
@@ -404,6 +407,9 @@ class Relay:
         self._config = EMPTY
         self._listeners: dict[str, _Listener] = {}  # loop thread only
         self._flows: dict[str, set[_Flow]] = {}  # by link key; loop thread only
+        # (link key, frontend port) -> [bytes in, bytes out, flows]; written by the loop
+        # thread, copied whole by `traffic` (a dict copy holds the GIL throughout).
+        self._traffic: dict[tuple[str, int], list[int]] = {}
         self._pipes = _Pipes()
         self._ct = privileged.ConntrackLookup()
         self._entered: int | None = None  # the netns fd this thread is in
@@ -437,6 +443,12 @@ class Relay:
         with self._lock:
             target = self._generation
             return self._applied.wait_for(lambda: self._done >= target, timeout)
+
+    def traffic(self) -> dict[tuple[str, int], tuple[int, int, int]]:
+        """Since start, per (link key, frontend port): payload bytes relayed in (client
+        to backend) and out, and flows relayed (what the metrics sampler reads; the
+        counters of a link go a sync after its last flow when the link is gone)."""
+        return {k: (v[0], v[1], v[2]) for k, v in dict(self._traffic).items()}
 
     def flows(self) -> int:
         """Flows open now."""
@@ -508,6 +520,9 @@ class Relay:
     def _apply(self, config: ProxyConfig, generation: int) -> None:
         try:
             self._config = config
+            for k in [k for k in self._traffic if k[0] not in config.live]:
+                if k[0] not in self._flows:
+                    del self._traffic[k]
             for link_key in [k for k in self._flows if k not in config.live]:
                 for flow in list(self._flows.get(link_key, ())):
                     self.stats.cut += 1
@@ -613,7 +628,9 @@ class Relay:
             _reset(client)
             return
         data = header.encode(origin[0], pe_ip, origin[1], port, link.link_id)
-        flow = _Flow(self, link.link_key, client, sock, data)
+        counter = self._traffic.setdefault((link.link_key, port), [0, 0, 0])
+        counter[2] += 1
+        flow = _Flow(self, link.link_key, client, sock, data, counter)
         self._flows.setdefault(link.link_key, set()).add(flow)
         flow.wait_connect()
 
