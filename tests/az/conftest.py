@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from arm_bodies import Rule, lb_body, provider_vnet_body
 from azure.identity import ClientSecretCredential
 from azure.mgmt.network import NetworkManagementClient
 from serverproc import serve_process, tail_of
@@ -242,6 +243,9 @@ def az(az_server: AzServer) -> AzRunner:
     return AzRunner(az_server.data_dir)
 
 
+LOCATION = "eastus"  # where the helpers below build
+
+
 @pytest.fixture(scope="module")
 def network(az_server: AzServer) -> Iterator[NetworkManagementClient]:
     """azure-mgmt-network as the module server's admin, in its default subscription (to
@@ -265,6 +269,33 @@ def network(az_server: AzServer) -> Iterator[NetworkManagementClient]:
     )
     with credential, client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def provider_lb(az_server: AzServer, network: NetworkManagementClient) -> Callable[[str], str]:
+    """`provider_lb(rg)`: the provider network `vnet` (tests/support/arm_bodies) and a
+    Standard load balancer `lb` with frontend `fe` and one rule, built in `rg` through
+    azure-mgmt-network; returns the group's Microsoft.Network id prefix."""
+
+    def build(rg: str) -> str:
+        sub = az_server.subscription
+        base = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network"
+        network.virtual_networks.begin_create_or_update(
+            rg, "vnet", provider_vnet_body(LOCATION)
+        ).result()
+        network.load_balancers.begin_create_or_update(
+            rg,
+            "lb",
+            lb_body(
+                f"{base}/loadBalancers/lb",
+                f"{base}/virtualNetworks/vnet/subnets/frontend",
+                LOCATION,
+                rules=[Rule("http", "fe", "be")],
+            ),
+        ).result()
+        return base
+
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from arm_bodies import Rule, lb_body, provider_vnet_body
 from azure.mgmt.network import NetworkManagementClient
 
 pytestmark = pytest.mark.az
@@ -28,25 +27,15 @@ API = "2025-05-01"  # a version with accessMode, for `az resource`
 
 
 def test_restricted_with_az(
-    az_exe: str, az: Any, az_server: Any, az_helpers: Any, network: NetworkManagementClient
+    az_exe: str,
+    az: Any,
+    az_server: Any,
+    az_helpers: Any,
+    network: NetworkManagementClient,
+    provider_lb: Any,
 ) -> None:
     rg = az_helpers.unique("rg-am")
-    base = (
-        f"/subscriptions/{az_server.subscription}/resourceGroups/{rg}/providers/Microsoft.Network"
-    )
-    network.virtual_networks.begin_create_or_update(
-        rg, "vnet", provider_vnet_body(LOCATION)
-    ).result()
-    network.load_balancers.begin_create_or_update(
-        rg,
-        "lb",
-        lb_body(
-            f"{base}/loadBalancers/lb",
-            f"{base}/virtualNetworks/vnet/subnets/frontend",
-            LOCATION,
-            rules=[Rule("http", "fe", "be")],
-        ),
-    ).result()
+    provider_lb(rg)
 
     pls = az.json(
         *("network", "private-link-service", "create", "-g", rg, "-n", "pls", "-l", LOCATION),

@@ -16,7 +16,6 @@ import json
 from typing import Any
 
 import pytest
-from arm_bodies import Rule, lb_body, provider_vnet_body
 from azure.mgmt.network import NetworkManagementClient
 
 pytestmark = pytest.mark.az
@@ -40,26 +39,15 @@ def _ip_configurations(subnet: str, n: int) -> str:
 
 
 def test_direct_connect_with_az(
-    az: Any, az_server: Any, az_helpers: Any, network: NetworkManagementClient
+    az: Any,
+    az_server: Any,
+    az_helpers: Any,
+    network: NetworkManagementClient,
+    provider_lb: Any,
 ) -> None:
     rg = az_helpers.unique("rg-dc")
-    base = (
-        f"/subscriptions/{az_server.subscription}/resourceGroups/{rg}/providers/Microsoft.Network"
-    )
+    base = provider_lb(rg)
     nat = f"{base}/virtualNetworks/vnet/subnets/nat"
-    network.virtual_networks.begin_create_or_update(
-        rg, "vnet", provider_vnet_body(LOCATION)
-    ).result()
-    network.load_balancers.begin_create_or_update(
-        rg,
-        "lb",
-        lb_body(
-            f"{base}/loadBalancers/lb",
-            f"{base}/virtualNetworks/vnet/subnets/frontend",
-            LOCATION,
-            rules=[Rule("http", "fe", "be")],
-        ),
-    ).result()
     create = ("network", "private-link-service", "create", "-g", rg, "-l", LOCATION)
 
     # One NAT IP (what az makes from --vnet-name/--subnet) is refused: Direct Connect needs

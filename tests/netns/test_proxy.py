@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_private_link import provider as private_link_provider
 from world import CONSUMER, PROVIDER, World, seconds_until_broken, wait_for
 
 from privatelink.core import private_link as pl
@@ -57,28 +58,14 @@ while True:
 
 
 def provider(world: World, proxy: bool = True, probe: bool = False):
-    vnet = world.vnet(
-        PROVIDER,
-        "prov",
-        "10.0.0.0/16",
-        {"fe": "10.0.1.0/24", "be": "10.0.2.0/24", "nat": "10.0.3.0/24"},
-    )
-    lb = world.load_balancer(
-        PROVIDER,
-        "lb",
-        {"fe": vnet.subnet_id("fe")},
-        [("app", "fe", 80, 8080, "be")],
-        probe=("Tcp", 8080, None, 5) if probe else None,
-    )
-    nic = world.nic(
-        PROVIDER, "backend", vnet.subnet_id("be"), pools=(lb.child_id("backendAddressPools", "be"),)
-    )
-    pls = world.service(
-        PROVIDER, "svc", (lb.child_id("frontendIPConfigurations", "fe"),), vnet.subnet_id("nat")
+    """test_private_link's provider with one backend (a Tcp probe on 8080 when `probe`),
+    its service turned to PROXY when `proxy`."""
+    vnet, _lb, nics, pls = private_link_provider(
+        world, backends=1, probe_interval=5 if probe else None
     )
     if proxy:
         pls = world.put(pl.create_or_update_service, replace(pls, enable_proxy_protocol=True))
-    return vnet, nic, pls
+    return vnet, nics[0], pls
 
 
 def serve_backend(world: World, nic, probes: Path) -> None:
