@@ -23,9 +23,15 @@ from privatelink.dataplane import names, privileged
 pytestmark = pytest.mark.netns
 
 
-def provider(world: World, backends: int = 2, probe_interval: int | None = None, nat_ips: int = 2):
-    """Provider VNet 10.0.0.0/16: LB frontend :80 -> backends :8080, a PLS with `nat_ips`
-    NAT IPs (10.0.3.4, ...).
+def provider(
+    world: World,
+    backends: int = 2,
+    probe_interval: int | None = None,
+    nat_ips: int = 2,
+    backend_port: int = 8080,
+):
+    """Provider VNet 10.0.0.0/16: LB frontend :80 -> backends :`backend_port`, a PLS with
+    `nat_ips` NAT IPs (10.0.3.4, ...).
 
     Without `probe_interval` the rule has no health probe (every member takes traffic at
     once); with one, a Tcp probe on 8080 decides (Azure's minimum interval is 5 s).
@@ -40,8 +46,8 @@ def provider(world: World, backends: int = 2, probe_interval: int | None = None,
         PROVIDER,
         "lb",
         {"fe": vnet.subnet_id("fe")},
-        [("http", "fe", 80, 8080, "be")],
-        probe=("Tcp", 8080, None, probe_interval) if probe_interval else None,
+        [("http", "fe", 80, backend_port, "be")],
+        probe=("Tcp", backend_port, None, probe_interval) if probe_interval else None,
     )
     pool = lb.child_id("backendAddressPools", "be")
     nics = [
@@ -458,22 +464,8 @@ def test_a_backend_with_the_endpoints_own_address_and_port_is_reached(world: Wor
     """Overlapping spaces: the PE (10.0.2.4 in the consumer) and the backend (10.0.2.4 in
     the provider) share address and port, so the provider's DNAT changes nothing, and
     the kernel does not flag the flow as DNATed. It must still get through."""
-    vnet = world.vnet(
-        PROVIDER,
-        "prov",
-        "10.0.0.0/16",
-        {"fe": "10.0.1.0/24", "be": "10.0.2.0/24", "nat": "10.0.3.0/24"},
-    )
-    lb = world.load_balancer(
-        PROVIDER, "lb", {"fe": vnet.subnet_id("fe")}, [("http", "fe", 80, 80, "be")], probe=None
-    )
-    backend = world.nic(
-        PROVIDER, "backend", vnet.subnet_id("be"), pools=(lb.child_id("backendAddressPools", "be"),)
-    )
+    _vnet, _lb, (backend,), pls = provider(world, backends=1, backend_port=80)
     world.serve_whoami(backend, "b0", port=80)
-    pls = world.service(
-        PROVIDER, "svc", (lb.child_id("frontendIPConfigurations", "fe"),), vnet.subnet_id("nat")
-    )
     cvnet, client = consumer(world)
     pe = world.endpoint(CONSUMER, "pe", cvnet.subnet_id("pe"), pls.alias)
     world.set_connection(pls.id, pe, "Approved")
