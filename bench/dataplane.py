@@ -237,7 +237,8 @@ AFB_SAMPLES = 3  # approvals timed to first byte, at the start and again at the 
 # The backends' HTTP server: a single-threaded HAProxy that answers every request itself
 # (no proxying) with "<backend name> <client address it saw>" and closes. It is much
 # cheaper per connection than a Python server, so the path's cost is a larger share.
-HTTP_RESPONDER = """\
+# `_RESPONDER_HEAD` is what it shares with PROXY_RESPONDER below.
+_RESPONDER_HEAD = """\
 global
     maxconn 4000
     nbthread 1
@@ -249,6 +250,10 @@ defaults
     timeout connect 5s
     timeout http-request 5s
 
+"""
+HTTP_RESPONDER = (
+    _RESPONDER_HEAD
+    + """\
 frontend http
     bind 0.0.0.0:{port}
     bind 0.0.0.0:{lb_port}
@@ -256,6 +261,7 @@ frontend http
     bind 0.0.0.0:{haproxy_port}
     http-request return status 200 content-type text/plain lf-string "{name} %ci\\n"
 """
+)
 
 NETLINK_TIMER = r"""
 import json, sys, time
@@ -306,23 +312,15 @@ backend iperf
 # --proxy: the backends' HTTP responder (as HTTP_RESPONDER) with a second bind that
 # requires a PROXY header (HAProxy closes a connection without a valid one) and answers
 # with the client address the header carried (%ci is the header's source).
-PROXY_RESPONDER = """\
-global
-    maxconn 4000
-    nbthread 1
-
-defaults
-    mode http
-    timeout client 10s
-    timeout server 10s
-    timeout connect 5s
-    timeout http-request 5s
-
+PROXY_RESPONDER = (
+    _RESPONDER_HEAD
+    + """\
 frontend http
     bind 0.0.0.0:{plain_port}
     bind 0.0.0.0:{proxy_port} accept-proxy
     http-request return status 200 content-type text/plain lf-string "{name} %ci\\n"
 """
+)
 
 # --proxy: in each backend namespace, in front of iperf3, a TCP HAProxy that requires the
 # header (PROXY paths) and the same without (the kernel path), so that all three paths
