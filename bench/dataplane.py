@@ -280,7 +280,8 @@ times.sort()
 print(json.dumps({"provider_hub_interfaces": n, "netlink_links_ms": round(times[2] * 1e3, 2)}))
 """
 
-HAPROXY_CONFIG = """\
+# The TCP HAProxies' common part (HAPROXY_CONFIG, BACKEND_TCP_PROXY).
+_TCP_HEAD = """\
 global
     maxconn 4000
     nbthread {threads}
@@ -291,6 +292,10 @@ defaults
     timeout client 60s
     timeout server 60s
     option splice-auto
+"""
+HAPROXY_CONFIG = (
+    _TCP_HEAD
+    + """\
     option splice-request
     option splice-response
 
@@ -308,6 +313,7 @@ frontend iperf
 backend iperf
     server b {backend}:{iperf_port}
 """
+)
 
 # --proxy: the backends' HTTP responder (as HTTP_RESPONDER) with a second bind that
 # requires a PROXY header (HAProxy closes a connection without a valid one) and answers
@@ -325,17 +331,9 @@ frontend http
 # --proxy: in each backend namespace, in front of iperf3, a TCP HAProxy that requires the
 # header (PROXY paths) and the same without (the kernel path), so that all three paths
 # end in the same user-space hop.
-BACKEND_TCP_PROXY = """\
-global
-    maxconn 4000
-    nbthread {threads}
-
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    option splice-auto
+BACKEND_TCP_PROXY = (
+    _TCP_HEAD
+    + """\
 
 frontend with_header
     bind 0.0.0.0:{proxy_port} accept-proxy
@@ -348,6 +346,7 @@ frontend plain
 backend iperf
     server l 127.0.0.1:{iperf_port}
 """
+)
 
 # --proxy: HAProxy in the provider hub doing the relay's job (haproxy-hub).
 HUB_HAPROXY = """\

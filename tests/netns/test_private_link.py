@@ -29,9 +29,11 @@ def provider(
     probe_interval: int | None = None,
     nat_ips: int = 2,
     backend_port: int = 8080,
+    extra_rules: tuple[tuple[str, str, int, int, str], ...] = (),
 ):
     """Provider VNet 10.0.0.0/16: LB frontend :80 -> backends :`backend_port`, a PLS with
-    `nat_ips` NAT IPs (10.0.3.4, ...).
+    `nat_ips` NAT IPs (10.0.3.4, ...); `extra_rules` (name, frontend, frontend port,
+    backend port, pool) on the same load balancer.
 
     Without `probe_interval` the rule has no health probe (every member takes traffic at
     once); with one, a Tcp probe on 8080 decides (Azure's minimum interval is 5 s).
@@ -46,7 +48,7 @@ def provider(
         PROVIDER,
         "lb",
         {"fe": vnet.subnet_id("fe")},
-        [("http", "fe", 80, backend_port, "be")],
+        [("http", "fe", 80, backend_port, "be"), *extra_rules],
         probe=("Tcp", backend_port, None, probe_interval) if probe_interval else None,
     )
     pool = lb.child_id("backendAddressPools", "be")

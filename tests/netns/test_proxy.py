@@ -57,11 +57,16 @@ while True:
 """
 
 
-def provider(world: World, proxy: bool = True, probe: bool = False):
+def provider(
+    world: World,
+    proxy: bool = True,
+    probe: bool = False,
+    extra_rules: tuple[tuple[str, str, int, int, str], ...] = (),
+):
     """test_private_link's provider with one backend (a Tcp probe on 8080 when `probe`),
     its service turned to PROXY when `proxy`."""
     vnet, _lb, nics, pls = private_link_provider(
-        world, backends=1, probe_interval=5 if probe else None
+        world, backends=1, probe_interval=5 if probe else None, extra_rules=extra_rules
     )
     if proxy:
         pls = world.put(pl.create_or_update_service, replace(pls, enable_proxy_protocol=True))

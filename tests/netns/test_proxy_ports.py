@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import random
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_proxy import BACKEND, connected, hello, serve_backend, world_socket, world_ss
-from world import PROVIDER, World, wait_for
-
-from privatelink.core import private_link as pl
+from test_proxy import (
+    BACKEND,
+    connected,
+    hello,
+    provider,
+    serve_backend,
+    world_socket,
+    world_ss,
+)
+from world import World, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -28,26 +33,7 @@ pytestmark = pytest.mark.netns
 def test_a_client_port_used_for_two_service_ports_is_relayed_with_its_own_port(
     world: World, tmp_path: Path
 ) -> None:
-    vnet = world.vnet(
-        PROVIDER,
-        "prov",
-        "10.0.0.0/16",
-        {"fe": "10.0.1.0/24", "be": "10.0.2.0/24", "nat": "10.0.3.0/24"},
-    )
-    lb = world.load_balancer(
-        PROVIDER,
-        "lb",
-        {"fe": vnet.subnet_id("fe")},
-        [("app", "fe", 80, 8080, "be"), ("other", "fe", 81, 8081, "be")],
-        probe=None,
-    )
-    nic = world.nic(
-        PROVIDER, "backend", vnet.subnet_id("be"), pools=(lb.child_id("backendAddressPools", "be"),)
-    )
-    pls = world.service(
-        PROVIDER, "svc", (lb.child_id("frontendIPConfigurations", "fe"),), vnet.subnet_id("nat")
-    )
-    pls = world.put(pl.create_or_update_service, replace(pls, enable_proxy_protocol=True))
+    _vnet, nic, pls = provider(world, extra_rules=(("other", "fe", 81, 8081, "be"),))
     serve_backend(world, nic, tmp_path / "probes")  # port 8080
     world.run(nic, BACKEND, "8081", str(tmp_path / "probes"))
     wait_for(lambda: ":8081" in world_ss(world.netns(nic)), 10, "the backend on 8081")
