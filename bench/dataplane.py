@@ -56,7 +56,8 @@ PROXY paths (opt-in: `--proxy`), three ways from the consumer client to the same
                        with enableProxyProtocol and its own endpoint in the client's
                        subnet: consumer hub as for privatelink -> link veth -> provider
                        hub, whose service chain redirects to the relay (the server's
-                       dataplane/proxy, one thread, splice) -> a NAT IP of plsp ->
+                       dataplane/proxy: a thread of the server and a worker process
+                       per further core, SO_REUSEPORT) -> a NAT IP of plsp ->
                        backend ns, PROXY v2 header with the LinkID TLV first.
     haproxy-hub        Debian's HAProxy (TCP mode, send-proxy-v2, splice-auto, nbthread
                        = cores) in the provider hub namespace itself, doing the relay's
@@ -112,7 +113,8 @@ peered-pe, vpn-plain, vpn) with 1 link, each twin next to its path in every roun
 minutes; needs strongSwan and /dev/net/tun), and `--write` stores it in
 docs/benchmarks-reach.json. `--proxy` measures privatelink, privatelink-proxy and
 haproxy-hub with 1 link, the path order rotating each round, with the relay's and the
-in-hub HAProxy's CPU per test (the server's busy check leaves the relay thread out), and
+in-hub HAProxy's CPU per test (the relay: its thread in the server and its worker
+processes; the server's busy check leaves the relay thread out), and
 `--write` stores it in docs/benchmarks-proxy.json.
 """
 
@@ -501,6 +503,22 @@ def thread_cpus(pid: int) -> dict[int, float]:
         if cpu == cpu:  # not NaN: the thread is still there
             out[int(tid)] = cpu
     return out
+
+
+def relay_workers(server_pid: int) -> list[int]:
+    """The server's relay worker processes (dataplane/proxy/workers.py)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == server_pid and b"privatelink.dataplane.proxy.workers" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def process_cpu_path(stat: str) -> float:
@@ -1360,15 +1378,22 @@ class Bench:
             "cpu_s_in_warmup": round(used[tid], 3),
             "share_of_server_cpu": round(used[tid] / total, 3) if total else None,
         }
+        self.results["relay_thread"]["worker_processes"] = len(relay_workers(pid))
         log(f"relay thread: {self.results['relay_thread']}")
         return tid
 
     def proxy_cpu(self) -> dict[str, float]:
-        """CPU seconds so far of the relay thread and of the in-hub HAProxy."""
+        """CPU seconds so far of the relay (the server's relay thread and its worker
+        processes) and of the in-hub HAProxy."""
         if not self.proxy:
             return {}
-        relay = process_cpu_path(f"/proc/{self.server.proc.pid}/task/{self.relay_tid}/stat")
-        return {"relay": relay, "haproxy-hub": process_cpu(self.hub_haproxy.pid)}
+        thread = process_cpu_path(f"/proc/{self.server.proc.pid}/task/{self.relay_tid}/stat")
+        workers = sum(process_cpu(pid) for pid in relay_workers(self.server.proc.pid))
+        return {
+            "relay": thread + workers,
+            "relay_thread": thread,
+            "haproxy-hub": process_cpu(self.hub_haproxy.pid),
+        }
 
     def reach_targets(self, backend_ip: str) -> dict[str, Target]:
         """The reach paths' clients: the peered VNets' NICs, and two hosts of the site
@@ -1660,11 +1685,11 @@ class Bench:
             "TcpExtTCPSynRetrans", 0
         )
         server_cpu = process_cpu(self.server.proc.pid) - c0
-        if p_start:  # the relay is the server's own thread: its work is not "busy"
+        if p_start:  # the relay (a thread of the server, and workers) is not "busy"
             run["relay_cores"] = round(
                 (p_end["relay"] - p_start["relay"]) / (time.monotonic() - t0), 3
             )
-            server_cpu -= p_end["relay"] - p_start["relay"]
+            server_cpu -= p_end["relay_thread"] - p_start["relay_thread"]
         cores = server_cpu / (time.monotonic() - t0)
         run["server_cores"] = round(cores, 3)
         run["server_busy"] = cores > 0.15
@@ -2110,7 +2135,7 @@ def reach_ratios(
 
 
 def proxy_cpu_summary(name: str, runs: list[dict[str, Any]], sizes: Sizes) -> dict[str, Any]:
-    """The path's proxy (the relay thread, or the in-hub HAProxy): its CPU per
+    """The path's proxy (the relay's thread and workers, or the in-hub HAProxy): its CPU per
     connection (wrk) and per Gbit moved (iperf3), medians over the runs."""
     who = "relay" if name == "privatelink-proxy" else "haproxy-hub"
     per_conn: list[float] = []

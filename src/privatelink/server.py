@@ -90,6 +90,9 @@ class ServerConfig:
     metrics_retention_days: int = 30
     metrics_sample_seconds: float = 60.0
     metrics_downsample_after_hours: float = 24.0
+    # Processes of the PROXY relay (dataplane/proxy/workers.py): `"proxy_workers": N`;
+    # default one per core.
+    proxy_workers: int | None = None
 
     @classmethod
     def load(cls, data_dir: Path) -> ServerConfig:
@@ -113,6 +116,7 @@ class ServerConfig:
             metrics_downsample_after_hours=float(
                 (raw.get("metrics") or {}).get("downsample_after_hours", 24)
             ),
+            proxy_workers=int(raw["proxy_workers"]) if raw.get("proxy_workers") else None,
         )
 
 
@@ -233,6 +237,7 @@ def build(
             data_dir,
             conntrack_limit=config.conntrack_limit,
             public_range=config.limits.public_ip_range,
+            proxy_workers=config.proxy_workers,
         )
         # Each VNet's resolver (168.63.129.16 in its hub) follows the store like the
         # kernel state does, and re-checks its sockets whenever hubs may have changed.

@@ -261,7 +261,7 @@ def test_flipping_the_flag_keeps_the_flows_of_the_other_path(world: World, tmp_p
         # namespace would keep it alive).
         relay = world.reconciler.relay
         assert relay.listening() == set()
-        thread = relay._thread
+        thread = relay.local._thread
         assert thread is not None and thread.native_id is not None
         ours = os.stat("/proc/self/ns/net").st_ino
         assert os.stat(f"/proc/self/task/{thread.native_id}/ns/net").st_ino == ours
@@ -310,3 +310,48 @@ def test_relayed_bytes_move_the_services_endpoints_and_frontends_metrics(
     assert len(inbound) == 1 and near(next(iter(inbound.values())), len(payload)), series
     syns = [v for k, v in series.items() if k[1] == "SYNCount"]
     assert syns == [1.0], series
+
+
+def test_worker_processes_share_the_flows_and_a_dead_one_is_made_again(
+    world: World, tmp_path: Path
+) -> None:
+    """The relay in 3 processes (proxy/workers.py): each takes some of 30 connections
+    (SO_REUSEPORT spreads them), a killed worker is started again at the next update,
+    and stopping the pool ends every worker process."""
+    pool = world.reconciler.relay
+    pool.workers = 3  # before the first PROXY plan: whatever this machine's core count
+    _vnet, nic, pls = provider(world)
+    serve_backend(world, nic, tmp_path / "probes")
+    client, pe, pe_ip = connected(world, pls)
+    expected = link_id(world, pls, pe)
+
+    def some_flows(count: int) -> None:
+        for _ in range(count):
+            with open_flow(world, client, pe_ip) as sock:
+                assert hello(sock)["link_id"] == expected
+
+    some_flows(30)
+    children = [c for c in pool._children if c is not None]
+    assert len(children) == 2
+    accepted = [pool.local.stats.accepted] + [
+        got["accepted"] for got in pool._ask_all("stats").values()
+    ]
+    assert all(n > 0 for n in accepted) and sum(accepted) == 30, accepted
+    assert pool.stats.relayed == 30
+    # A worker killed outright: its listener goes with it, the others serve on, and the
+    # next update starts it again with the current plan.
+    dead = children[0].proc
+    os.kill(dead.pid, 9)
+    dead.wait(5)
+    some_flows(5)
+    pool.update(pool._config)
+    assert pool.wait_applied(10)
+    alive = [c for c in pool._children if c is not None]
+    assert len(alive) == 2 and dead not in [c.proc for c in alive]
+    some_flows(10)
+    assert pool.listening() == set(pool.local.listening()) != set()
+    pids = [c.proc.pid for c in alive]
+    pool.stop()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -191,14 +191,61 @@ def _tcp_tuple(src: str, dst: str, sport: int, dport: int) -> bytes:
     )
 
 
-def conntrack_get_by_reply_request(seq: int, src: str, dst: str, sport: int, dport: int) -> bytes:
+def conntrack_get_by_reply_request(
+    seq: int, src: str, dst: str, sport: int, dport: int, ack: bool = True
+) -> bytes:
     """IPCTNL_MSG_CT_GET of the TCP entry whose reply direction is this tuple (what
     `conntrack -G --reply-src ...` asks): a flow seen after SNAT, looked up in the
-    namespace that translated it, to learn its original source."""
+    namespace that translated it, to learn its original source.
+
+    The entry comes flagged NLM_F_MULTI: with `ack` an ACK ends the answer; without,
+    the answer is one datagram, the entry or an error (`conntrack_get_answer`)."""
     body = struct.pack("=BBH", AF_INET, 0, 0)
     body += attribute(CTA_TUPLE_REPLY | NLA_F_NESTED, _tcp_tuple(src, dst, sport, dport))
-    # The entry comes flagged NLM_F_MULTI: the ACK asked for ends the answer.
-    return request(NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET, seq, body)
+    flags = NLM_F_REQUEST | NLM_F_ACK if ack else NLM_F_REQUEST
+    return request(NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET, seq, body, flags)
+
+
+def _nested(data: bytes, start: int, end: int, wanted: int) -> tuple[int, int] | None:
+    """The payload span (start, end) of the first attribute `wanted` in data[start:end]."""
+    while start + 4 <= end:
+        length, type_ = NLA_HDR.unpack_from(data, start)
+        if length < 4 or start + length > end:
+            return None
+        if type_ & NLA_TYPE_MASK == wanted:
+            return start + 4, start + length
+        start += (length + 3) & ~3
+    return None
+
+
+def conntrack_get_answer(data: bytes, seq: int) -> tuple[str, int] | int | None:
+    """What a datagram answering a no-ACK `conntrack_get_by_reply_request` says: the
+    entry's original source (address, port); an errno (an int, e.g. ENOENT: no entry);
+    None when it is no answer to `seq` or holds no source.
+
+    The relay asks this for every connection: the datagram's attributes are walked in
+    place, without building the message and attribute tables `messages` does."""
+    if len(data) < NLMSG_HDR.size:
+        return None
+    length, type_, _flags, got_seq, _pid = NLMSG_HDR.unpack_from(data)
+    if got_seq != seq or length > len(data):
+        return None
+    if type_ == NLMSG_ERROR:
+        if length < NLMSG_HDR.size + 4:
+            return None
+        return -int(struct.unpack_from("=i", data, NLMSG_HDR.size)[0])
+    if type_ >> 8 != NFNL_SUBSYS_CTNETLINK:
+        return None
+    orig = _nested(data, NLMSG_HDR.size + NFGENMSG_LEN, length, CTA_TUPLE_ORIG)
+    if orig is None:
+        return None
+    ip = _nested(data, *orig, CTA_TUPLE_IP)
+    proto = _nested(data, *orig, CTA_TUPLE_PROTO)
+    src = _nested(data, *ip, CTA_IP_V4_SRC) if ip is not None else None
+    port = _nested(data, *proto, CTA_PROTO_SRC_PORT) if proto is not None else None
+    if src is None or port is None or src[1] - src[0] != 4 or port[1] - port[0] != 2:
+        return None
+    return socket.inet_ntoa(data[src[0] : src[1]]), int.from_bytes(data[port[0] : port[1]], "big")
 
 
 def conntrack_original_source(message: Message) -> tuple[str, int] | None:

@@ -267,6 +267,8 @@ def listener_in_netns(name: str, port: int, backlog: int = 4096) -> tuple[socket
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # The relay's worker processes each listen on the port (proxy/workers.py).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(("0.0.0.0", port))
             sock.listen(backlog)
             inode = os.stat("/proc/thread-self/ns/net").st_ino
@@ -334,9 +336,8 @@ def connecting_socket(source: str) -> socket.socket:
     """A non-blocking TCP socket bound to `source` (the port comes with connect, so one
     address carries a flow per port and destination, as SNAT does), in the calling
     thread's namespace."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     try:
-        sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((source, 0))
@@ -346,9 +347,43 @@ def connecting_socket(source: str) -> socket.socket:
     return sock
 
 
+def relay_worker_process(module: str, fd: int) -> subprocess.Popen[bytes]:
+    """Start `python -m module FD` (a relay worker, proxy/workers.py) with the socket
+    `fd` passed on, in a session of its own: the terminal's Ctrl-C goes to the server,
+    which stops it (and when the server dies, the child sees the socket close)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, str(fd)],
+        pass_fds=(fd,),
+        stdin=subprocess.DEVNULL,
+        close_fds=True,
+        start_new_session=True,
+    )
+
+
+def end_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait up to `timeout` for a process this server started to exit, then SIGTERM
+    it, then SIGKILL it; reaped either way."""
+    for step in (None, proc.terminate, proc.kill):
+        if step is not None:
+            with contextlib.suppress(ProcessLookupError):
+                step()
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 class ConntrackLookup:
     """Original sources of flows, asked of the namespace that translated them: one
-    ctnetlink socket per namespace, kept; for one thread (the relay's)."""
+    ctnetlink socket per namespace, kept; for one thread (the relay's).
+
+    A lookup is one send and one receive on a blocking socket (a receive timeout
+    bounds it): no ACK is asked for, and Python's own timeouts, which poll(2) before
+    every call, are left out. Sockets are checked against their namespace's inode by
+    `revalidate`, not per lookup (the relay calls it after every sync)."""
+
+    TIMEOUT = struct.pack("ll", 1, 0)  # SO_RCVTIMEO: a second
 
     def __init__(self) -> None:
         self._made: dict[str, tuple[int, socket.socket]] = {}
@@ -359,27 +394,41 @@ class ConntrackLookup:
     ) -> tuple[str, int] | None:
         """The original source (address, port) of the TCP entry of `netns` whose reply
         direction is src:sport -> dst:dport; None when there is none."""
-        inode = netns_inode(netns)
         made = self._made.get(netns)
-        if inode is None:
-            self.forget(netns)
-            return None
-        if made is None or made[0] != inode:
-            self.forget(netns)
-            made = self._made[netns] = (inode, in_netns(netns, _ctnetlink_socket))
-        self._seq = self._seq % 0x7FFFFFFF + 1
-        request = events.conntrack_get_by_reply_request(self._seq, src, dst, sport, dport)
+        if made is None:
+            made = self._open(netns)
+            if made is None:
+                return None
+        sock = made[1]
+        self._seq = seq = self._seq % 0x7FFFFFFF + 1
         try:
-            answers = _netlink_talk(made[1], request, self._seq)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                self.forget(netns)  # a later call starts on a fresh socket
-            return None
-        for message in answers:
-            found = events.conntrack_original_source(message)
-            if found is not None:
-                return found
+            sock.send(events.conntrack_get_by_reply_request(seq, src, dst, sport, dport, False))
+            for _ in range(4):  # an answer to an earlier, timed-out request may be queued
+                found = events.conntrack_get_answer(sock.recv(1 << 16), seq)
+                if found is not None:
+                    return found if isinstance(found, tuple) else None
+        except OSError:
+            self.forget(netns)  # a later call starts on a fresh socket
         return None
+
+    def _open(self, netns: str) -> tuple[int, socket.socket] | None:
+        inode = netns_inode(netns)
+        if inode is None:
+            return None
+        try:
+            sock = in_netns(netns, _ctnetlink_socket)
+        except (KernelError, OSError):
+            return None
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self.TIMEOUT)
+        made = self._made[netns] = (inode, sock)
+        return made
+
+    def revalidate(self) -> None:
+        """Close the sockets of namespaces that are gone or were made again."""
+        for netns, (inode, _sock) in list(self._made.items()):
+            if netns_inode(netns) != inode:
+                self.forget(netns)
 
     def forget(self, netns: str) -> None:
         """Close the socket of a namespace."""

@@ -51,7 +51,7 @@ from privatelink.dataplane.events import KernelEvent
 from privatelink.dataplane.health import Prober
 from privatelink.dataplane.privileged import KernelError, Netlink
 from privatelink.dataplane.proxy.config import link_id_of, proxy_config
-from privatelink.dataplane.proxy.relay import Relay
+from privatelink.dataplane.proxy.workers import RelayPool, default_workers
 from privatelink.dataplane.repair import NONE, Damage, Owned, links_touching
 from privatelink.dataplane.watcher import Watcher
 from privatelink.store.repository import utc_now
@@ -215,18 +215,22 @@ class Reconciler:
         conntrack_limit: int | None = None,
         watch: bool = True,
         public_range: str = "198.18.0.0/15",
+        proxy_workers: int | None = None,
     ) -> None:
         """`kernel` is the privileged module (tests pass a fake with the same functions).
 
         `conntrack_limit`: entries per hub at which new flows are refused (default
-        `CONNTRACK_LIMIT_SHARE` of nf_conntrack_max); `watch`: run the kernel watcher."""
+        `CONNTRACK_LIMIT_SHARE` of nf_conntrack_max); `watch`: run the kernel watcher;
+        `proxy_workers`: processes of the PROXY relay (default: one per core)."""
         self.repo = repo
         self.kernel = kernel
         self.prefix = names.check_prefix(prefix)
         self.data_dir = data_dir
         self.prober = Prober(self.mark_dirty)
         # The PROXY relay (dataplane/proxy): fed after every sync once a service used it.
-        self.relay = Relay(kernel)
+        # Worker processes use the real kernel: a fake one (unit tests) gets one relay.
+        workers = (proxy_workers or default_workers()) if kernel is privileged else 1
+        self.relay = RelayPool(kernel, workers)
         self._relay_used = False
         self._dirty = threading.Event()
         # Guards the generations; notified when a sync completes one (`wait_idle`).

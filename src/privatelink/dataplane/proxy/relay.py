@@ -34,7 +34,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from privatelink.dataplane import privileged
@@ -46,6 +46,7 @@ log = logging.getLogger("privatelink.proxy")
 
 ACCEPT_BATCH = 64  # flows accepted per wake-up of a listener
 PIPE_SIZE = 1 << 20  # bytes a direction moves per splice; pages are taken only when used
+COPY_MAX = 1 << 14  # a read that fills this buffer makes its direction a spliced one
 SPARE_PIPES = 256  # empty pipes kept for the next flows
 SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends a reset
@@ -95,6 +96,14 @@ class _EventLoop:
     def remove_writer(self, fd: int) -> None:
         if self._writers.pop(fd, None) is not None:
             self._watch(fd)
+
+    def forget(self, fd: int) -> None:
+        """Stop watching `fd`, which its owner closes next: no epoll_ctl (closing a
+        descriptor's last reference takes it out of epoll), so a flow's end costs none."""
+        self._readers.pop(fd, None)
+        self._writers.pop(fd, None)
+        if self._masks.pop(fd, None) is not None:
+            self._dropped.add(fd)
 
     def _watch(self, fd: int) -> None:
         mask = (privileged.EPOLLIN if fd in self._readers else 0) | (
@@ -212,15 +221,41 @@ class _Pipes:
 
 
 class _Pump:
-    """One direction of a flow: src -> pipe -> dst."""
+    """One direction of a flow: src -> dst.
+
+    A direction's reads are copied through the relay's buffer while they are small,
+    and spliced through a pipe once one fills the buffer (a bulk direction), as
+    HAProxy's `splice-auto` does: for a request or answer of a few hundred bytes two
+    splices and a pipe cost the kernel more than a copy (bench/dataplane.py --proxy)."""
+
+    __slots__ = (
+        "done",
+        "dst",
+        "dst_sock",
+        "eof",
+        "flow",
+        "held",
+        "pending",
+        "pipe",
+        "reading",
+        "relay",
+        "src",
+        "src_sock",
+        "way",
+        "writing",
+    )
 
     def __init__(self, flow: _Flow, src: socket.socket, dst: socket.socket, way: int) -> None:
         self.flow = flow
+        self.relay = flow.relay
         self.way = way  # 0: client -> backend (in), 1: backend -> client (out)
+        self.src_sock, self.dst_sock = src, dst
         self.src, self.dst = src.fileno(), dst.fileno()
-        self.dst_sock = dst
-        self.pipe = flow.relay._pipes.get()
+        self.pipe: tuple[int, int] | None = None  # taken when the direction is bulk
         self.pending = 0  # bytes in the pipe
+        # Bytes read by copy that dst has not taken: a view of the relay's buffer until
+        # the next read (flushed before it), or bytes of their own once dst is slow.
+        self.held: bytes | memoryview = b""
         self.eof = False
         self.done = False
         # What the loop watches for this pump: each change costs the loop a call (and
@@ -229,15 +264,24 @@ class _Pump:
         self.writing = False
 
     def start(self) -> None:
-        if not self.eof:
+        if not self.eof and not self.reading:
             self.reading = True
-            self.flow.relay._loop_add_reader(self.src, self.readable)
+            self.relay._loop_add_reader(self.src, self.readable)
 
-    def fill(self) -> int | None:
-        """Move what the source holds into the pipe: the bytes moved (0 at EOF), or None
-        when it holds nothing now or the flow ended on an error."""
+    def read(self) -> int | None:
+        """Take what src holds (into the buffer, or the pipe once bulk): the bytes taken,
+        0 at EOF, None when it holds nothing now or the flow ended on an error."""
+        relay = self.relay
         try:
-            n = os.splice(self.src, self.pipe[1], PIPE_SIZE, flags=SPLICE_FLAGS)
+            if self.pipe is not None:
+                n = os.splice(self.src, self.pipe[1], PIPE_SIZE, flags=SPLICE_FLAGS)
+                self.pending += n
+            else:
+                n = self.src_sock.recv_into(relay.buffer)
+                if n:
+                    self.held = relay.view[:n]
+                    if n == COPY_MAX:  # bulk: splice from the next read on
+                        self.pipe = relay._pipes.get()
         except (BlockingIOError, InterruptedError):
             return None
         except OSError:
@@ -245,72 +289,130 @@ class _Pump:
             return None
         if n == 0:
             self.eof = True
-            if self.reading:
-                self.reading = False
-                self.flow.relay._loop_remove_reader(self.src)
-        self.pending += n
         return n
 
-    def readable(self) -> None:
-        if self.fill() is not None:
-            self.flush()
-
-    def flush(self) -> None:
-        loop = self.flow.relay
+    def flush(self) -> bool:
+        """Give dst what was read; True when all of it went (False: the loop waits for
+        dst to drain, or the flow ended)."""
+        held = self.held
+        if held:
+            try:
+                m = self.dst_sock.send(held)
+            except (BlockingIOError, InterruptedError):
+                m = 0
+            except OSError:
+                self.flow.close(reset=True)
+                return False
+            self.flow.counter[self.way] += m
+            if m < len(held):
+                self.held = bytes(held[m:])  # off the shared buffer before its next read
+                self._wait_writable()
+                return False
+            self.held = b""
         while self.pending:
+            assert self.pipe is not None
             try:
                 m = os.splice(self.pipe[0], self.dst, self.pending, flags=SPLICE_FLAGS)
             except (BlockingIOError, InterruptedError):
-                # The receiver is slow: stop reading until its side drains.
-                if self.reading:
-                    self.reading = False
-                    loop._loop_remove_reader(self.src)
-                if not self.writing:
-                    self.writing = True
-                    loop._loop_add_writer(self.dst, self.writable)
-                return
+                self._wait_writable()
+                return False
             except OSError:
                 self.flow.close(reset=True)
-                return
+                return False
             self.pending -= m
             self.flow.counter[self.way] += m
-        if self.eof and not self.done:
-            self.done = True
-            with contextlib.suppress(OSError):
-                self.dst_sock.shutdown(socket.SHUT_WR)
-            self.flow.pump_done()
+        return True
 
-    def writable(self) -> None:
-        loop = self.flow.relay
-        self.writing = False
-        loop._loop_remove_writer(self.dst)
-        self.flush()
-        if not self.pending and not self.writing and not self.eof and not self.flow.closed:
-            self.start()
+    def readable(self) -> None:
+        if self.read() is not None and self.flush() and self.eof:
+            self.finish()
 
-    def stop(self) -> None:
-        loop = self.flow.relay
+    def finish(self) -> None:
+        """src ended and dst has it all: pass the half-close on (or, when the other way
+        is done too, close the flow: close(2) sends the FIN)."""
+        flow = self.flow
+        if self.done or flow.closed:
+            return
+        self.done = True
+        if flow.finished:
+            flow.close(reset=False)
+            return
+        flow.finished += 1
         if self.reading:
             self.reading = False
-            loop._loop_remove_reader(self.src)
-        if self.writing:
-            self.writing = False
-            loop._loop_remove_writer(self.dst)
-        loop._pipes.put(self.pipe, empty=self.pending == 0)
+            self.relay._loop_remove_reader(self.src)
+        with contextlib.suppress(OSError):
+            self.dst_sock.shutdown(socket.SHUT_WR)
+
+    def _wait_writable(self) -> None:
+        """The receiver is slow: stop reading until its side drains."""
+        if self.reading:
+            self.reading = False
+            self.relay._loop_remove_reader(self.src)
+        if not self.writing:
+            self.writing = True
+            self.relay._loop_add_writer(self.dst, self.writable)
+
+    def writable(self) -> None:
+        self.writing = False
+        self.relay._loop_remove_writer(self.dst)
+        if self.flush():
+            if self.eof:
+                self.finish()
+            elif not self.flow.closed:
+                self.start()
+
+    def stop(self) -> None:
+        """End the pump; its flow closes both sockets next (see `_EventLoop.forget`)."""
+        relay = self.relay
+        self.reading = self.writing = False
+        self.held = b""
+        relay._loop_forget(self.src)
+        relay._loop_forget(self.dst)
+        if self.pipe is not None:
+            relay._pipes.put(self.pipe, empty=self.pending == 0)
+            self.pipe = None
 
 
-@dataclass(eq=False)
 class _Flow:
-    relay: Relay
-    link_key: str
-    client: socket.socket
-    backend: socket.socket
-    header: bytes
-    counter: list[int]  # bytes in, bytes out, flows of its link and port (`Relay.traffic`)
-    pumps: list[_Pump] = field(default_factory=list)
-    closed: bool = False
-    connecting: bool = False  # the loop watches the backend for its connect
-    finished: int = 0
+    """A relayed connection: the client's socket, the backend's, a pump each way."""
+
+    __slots__ = (
+        "backend",
+        "client",
+        "closed",
+        "connecting",
+        "counter",
+        "down",
+        "finished",
+        "header",
+        "link_key",
+        "relay",
+        "tried",
+        "up",
+    )
+
+    def __init__(
+        self,
+        relay: Relay,
+        link_key: str,
+        client: socket.socket,
+        backend: socket.socket,
+        header: bytes,
+        counter: list[int],  # bytes in, bytes out, flows of its link and port
+    ) -> None:
+        self.relay = relay
+        self.link_key = link_key
+        self.client = client
+        self.backend = backend
+        self.header = header
+        self.counter = counter
+        self.up = _Pump(self, client, backend, 0)
+        self.down = _Pump(self, backend, client, 1)
+        self.tried = False  # the client's first bytes were read
+        self.closed = False
+        self.connecting = False  # the loop watches the backend for its connect
+        self.finished = 0  # directions done
 
     def begin(self) -> bool:
         """Send the header and start moving bytes; False (nothing sent) while the
@@ -319,32 +421,37 @@ class _Flow:
         Tried first right after connect(2): to a backend over veths the handshake has
         usually completed within that call (the SYN and its answer are processed before
         it returns), which saves the loop a round. What the client sent meanwhile (a
-        client that speaks first: most) leaves with the header in one segment (MSG_MORE
-        holds the header until the splice), without waiting for the loop either."""
-        relay = self.relay
-        if not self.pumps:
-            self.pumps = [
-                _Pump(self, self.client, self.backend, 0),
-                _Pump(self, self.backend, self.client, 1),
-            ]
-            self.pumps[0].fill()
+        client that speaks first: most) leaves with the header in one segment (one
+        sendmsg), without waiting for the loop either."""
+        relay, up = self.relay, self.up
+        if not self.tried:
+            self.tried = True
+            up.read()
             if self.closed:
                 return True
-        up, down = self.pumps
+        held = up.held
         try:
-            sent = self.backend.send(self.header, socket.MSG_MORE if up.pending else 0)
+            sent = self.backend.sendmsg([self.header, held] if held else [self.header])
         except (BlockingIOError, InterruptedError):
+            if held:
+                up.held = bytes(held)  # off the shared buffer: the loop comes back later
             return False
         except OSError:  # refused (the reset came back within connect(2)) or broken
             sent = -1
-        if sent != len(self.header):  # a fresh socket takes a few dozen bytes whole
+        if sent < len(self.header):  # a fresh socket takes a few dozen bytes whole
             relay.stats.failed += 1
             self.close(reset=True)
             return True
         relay.stats.relayed += 1
-        up.start()
-        down.start()
-        up.flush()
+        m = sent - len(self.header)
+        self.counter[0] += m
+        up.held = bytes(held[m:]) if m < len(held) else b""
+        self.down.start()
+        if up.flush():
+            if up.eof:
+                up.finish()
+            else:
+                up.start()
         return True
 
     def connected(self) -> None:
@@ -365,11 +472,6 @@ class _Flow:
             self.connecting = True
             self.relay._loop_add_writer(self.backend.fileno(), self.connected)
 
-    def pump_done(self) -> None:
-        self.finished += 1
-        if self.finished == 2:
-            self.close(reset=False)
-
     def close(self, reset: bool) -> None:
         """End the flow: both sockets closed (with a reset when `reset`)."""
         if self.closed:
@@ -377,10 +479,9 @@ class _Flow:
         self.closed = True
         relay = self.relay
         if self.connecting:
-            relay._loop_remove_writer(self.backend.fileno())
-        for pump in self.pumps:
-            pump.stop()
-        self.pumps = []  # no cycle left (pump -> flow -> pump): freed without the GC
+            relay._loop_forget(self.backend.fileno())
+        self.up.stop()
+        self.down.stop()
         relay._forget(self)
         for sock in (self.client, self.backend):
             if reset:
@@ -411,6 +512,9 @@ class Relay:
         # thread, copied whole by `traffic` (a dict copy holds the GIL throughout).
         self._traffic: dict[tuple[str, int], list[int]] = {}
         self._pipes = _Pipes()
+        # Where small reads go (loop thread only): sent on before the next read.
+        self.buffer = bytearray(COPY_MAX)
+        self.view = memoryview(self.buffer)
         self._ct = privileged.ConntrackLookup()
         self._entered: int | None = None  # the netns fd this thread is in
         self._home = -1  # the namespace the thread started in (an fd; the thread's own)
@@ -517,9 +621,14 @@ class Relay:
         if self._loop is not None:
             self._loop.remove_writer(fd)
 
+    def _loop_forget(self, fd: int) -> None:
+        if self._loop is not None:
+            self._loop.forget(fd)
+
     def _apply(self, config: ProxyConfig, generation: int) -> None:
         try:
             self._config = config
+            self._ct.revalidate()
             for k in [k for k in self._traffic if k[0] not in config.live]:
                 if k[0] not in self._flows:
                     del self._traffic[k]
