@@ -12,12 +12,14 @@ on `names.PROXY_PORT` (dataplane/nft.py). For each accepted flow the relay:
 3. writes the PROXY v2 header: source = the client's own address and port in the
    consumer network (asked of the consumer hub's conntrack, which translated it),
    destination = the PE address and port it connected to, and Azure's LinkID TLV;
-4. moves bytes both ways with splice(2) through a pipe per direction: no copy through
-   Python buffers. A half-close is passed on; an error resets both ends.
+4. moves bytes both ways: small reads through one buffer, and a direction whose read
+   fills it by splice(2) through a pipe from then on (no copy through Python), as
+   HAProxy's splice-auto does (`_Pump`). A half-close is passed on; an error resets
+   both ends.
 
 One thread runs one event loop (`_EventLoop`: epoll, level-triggered) for every hub: a
 socket is made in a hub by entering its namespace first (setns(2) changes only this
-thread).
+thread). More cores get more relays, in worker processes (`workers.py`).
 Flows of a link that is no longer live are reset at the next `update` (after every
 sync: within the same second as the kernel path's cut). A flow outlives its service's
 flag: turning enableProxyProtocol off stops new flows coming here, not these.
@@ -291,13 +293,14 @@ class _Pump:
             self.eof = True
         return n
 
-    def flush(self) -> bool:
+    def flush(self, more: bool = False) -> bool:
         """Give dst what was read; True when all of it went (False: the loop waits for
-        dst to drain, or the flow ended)."""
+        dst to drain, or the flow ended). `more`: the half-close follows at once, and
+        MSG_MORE holds the bytes for it (one segment carries both)."""
         held = self.held
         if held:
             try:
-                m = self.dst_sock.send(held)
+                m = self.dst_sock.send(held, socket.MSG_MORE if more else 0)
             except (BlockingIOError, InterruptedError):
                 m = 0
             except OSError:
@@ -324,8 +327,24 @@ class _Pump:
         return True
 
     def readable(self) -> None:
-        if self.read() is not None and self.flush() and self.eof:
+        n = self.read()
+        if n is None:
+            return
+        # A small read often has the sender's FIN right behind it (an answer, then a
+        # close): a peek finds it, so the bytes and the half-close leave together and
+        # the loop needs no further round for this direction.
+        more = bool(n) and self.pipe is None and self._ended()
+        if self.flush(more) and self.eof:
             self.finish()
+
+    def _ended(self) -> bool:
+        """Whether src has nothing more to send (EOF queued), without taking data."""
+        try:
+            if not self.src_sock.recv(1, socket.MSG_PEEK):
+                self.eof = True
+        except OSError:  # nothing now (EAGAIN), or an error the next read reports
+            pass
+        return self.eof
 
     def finish(self) -> None:
         """src ended and dst has it all: pass the half-close on (or, when the other way
