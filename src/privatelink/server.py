@@ -44,6 +44,7 @@ from privatelink.identity.credentials import (
 )
 from privatelink.identity.pki import Pki, ensure_pki, restrict
 from privatelink.identity.tokens import TokenIssuer, server_audiences
+from privatelink.identity.user_admin import build_user_router
 from privatelink.prometheus import PrometheusExporter, RequestMetrics
 from privatelink.service import ControlPlane, Realizer, Realizers
 from privatelink.store.activity import SqlActivityLog
@@ -306,6 +307,8 @@ def build(
                 config.limits,
                 on_change=plane.poke,
             ),
+            # A tenant's users (`privatelink user ...`), for its admin or the server's.
+            build_user_router(AdminGate(issuer, directory, client.tenant_id), directory),
             # Azure Monitor's metricDefinitions and metrics under every resource.
             build_monitor_router(metric_store),
             # Resource Health: a service out of NAT ports is Degraded, and says why.

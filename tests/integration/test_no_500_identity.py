@@ -79,6 +79,7 @@ def test_odd_bodies_on_identity_writes(admin: Identity) -> None:
         (graph, f"/graph/v1.0/applications/{app['id']}/addPassword", "POST"),
         (graph, "/graph/v1.0/directoryObjects/getByIds", "POST"),
         (arm, "/privatelink/admin/tenants", "POST"),
+        (arm, "/privatelink/admin/tenants/default/users", "POST"),
     ]
     for client, path, method in targets:
         for body in ODD_BODIES:

@@ -718,9 +718,21 @@ def test_openid_configuration(client: TestClient, creds: ClientCredentials) -> N
 
 
 def test_openid_configuration_unknown_tenant(client: TestClient) -> None:
-    response = client.get("/common/v2.0/.well-known/openid-configuration")
+    response = client.get("/no-such-tenant/v2.0/.well-known/openid-configuration")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_tenant"
+
+
+@pytest.mark.parametrize("tenant", ["organizations", "common"])
+def test_openid_configuration_for_users_of_any_tenant(client: TestClient, tenant: str) -> None:
+    """Where MSAL's user flows start: Entra ID's issuer names the `{tenantid}` template."""
+    response = client.get(f"/{tenant}/v2.0/.well-known/openid-configuration")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["issuer"] == "https://sts.privatelink.local/{tenantid}/"
+    assert body["token_endpoint"].endswith(f"/{tenant}/oauth2/v2.0/token")
+    assert "authorization_code" in body["grant_types_supported"]
+    assert body["code_challenge_methods_supported"] == ["S256"]
 
 
 def test_token_endpoint_v2(

@@ -49,6 +49,7 @@ from privatelink.core.throttle import SignInGuard, SignInPolicy, Throttle, Throt
 from privatelink.identity.auth import bearer_principal
 from privatelink.identity.graph import build_graph_router
 from privatelink.identity.router import build_identity_router
+from privatelink.identity.signin import AuthorizationCodes, build_signin_router
 from privatelink.identity.tokens import TokenIssuer
 from privatelink.service import ControlPlane
 
@@ -145,6 +146,8 @@ def create_app(
     app.state.activity_log = tenancy.activity_log
     app.state.access_for = tenancy.access_for
     app.state.principal_exists = tenancy.directory.principal_exists
+    # A role assignment's principalType comes from the directory when it can say.
+    app.state.principal_kind = getattr(tenancy.directory, "principal_kind", None)
     app.state.directory = tenancy.directory
     errors.install(app)
     openapi.install(app)  # /openapi.json describes bodies, api-version, id patterns
@@ -166,7 +169,12 @@ def create_app(
     app.include_router(activity_log.router, dependencies=[Depends(authorize)])
     app.include_router(resource_manager.public)
     sign_in = throttling.sign_in if throttling.enabled else SignInPolicy(enabled=False)
-    app.include_router(build_identity_router(issuer, SignInGuard(sign_in, time.monotonic)))
+    guard = SignInGuard(sign_in, time.monotonic)
+    users = tenancy.directory if hasattr(tenancy.directory, "check_user_password") else None
+    codes = AuthorizationCodes() if users is not None else None
+    app.include_router(build_identity_router(issuer, guard, users, codes))
+    if users is not None and codes is not None:
+        app.include_router(build_signin_router(users, codes, guard, issuer.canonical_tenant))
     app.include_router(
         build_graph_router(tenancy.directory, lambda token: issuer.verify(token, resource="graph"))
     )

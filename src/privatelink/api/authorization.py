@@ -10,9 +10,11 @@ azure-mgmt-authorization and az send.
 
 The store is `request.app.state.rbac` (`SqlRbacStore`); whether a principal exists in a
 directory is `request.app.state.principal_exists(tenant_id, object_id)` (absent: every
-principal exists). The caller must be authenticated (`request.state.principal`, set by
-the gate); whether it may do what it asks is the enforcement dependency's business
-(`api/authorize.py`), never these routes'.
+principal exists), and its type `request.app.state.principal_kind(tenant_id, object_id)`
+(`ServicePrincipal`, `User` or None; absent: principalType is taken as given). The
+caller must be authenticated (`request.state.principal`, set by the gate); whether it
+may do what it asks is the enforcement dependency's business (`api/authorize.py`), never
+these routes'.
 """
 
 from __future__ import annotations
@@ -163,6 +165,24 @@ def _check_principal_exists(request: Request, tenant_id: str, principal_id: str)
     exists: Callable[[str, str], bool] | None = getattr(request.app.state, "principal_exists", None)
     if exists is not None and not exists(tenant_id, principal_id):
         raise core.PrincipalNotFound.of(principal_id, tenant_id)
+
+
+def _principal_type(request: Request, tenant_id: str, principal_id: str, given: str | None) -> str:
+    """The assignment's principalType: the directory's type of the object when it knows
+    it (ARM infers it when absent, and refuses a different one), else `given` or
+    ServicePrincipal."""
+    kind_of: Callable[[str, str], str | None] | None = getattr(
+        request.app.state, "principal_kind", None
+    )
+    actual = kind_of(tenant_id, principal_id) if kind_of is not None else None
+    if actual is None:
+        return core.principal_type(given)
+    if given is None or not given.strip():
+        return actual
+    kind = core.principal_type(given)
+    if kind != actual:
+        raise core.UnmatchedPrincipalType(principal=principal_id, actual=actual, given=kind)
+    return kind
 
 
 def _scope(raw: str, *, allow_root: bool) -> str:
@@ -371,8 +391,9 @@ def create_role_assignment(
     )
     role = core.parse_role_definition_id(props.role_definition_id)
     principal_id = core.check_principal_id(props.principal_id)
-    kind = core.principal_type(props.principal_type)
+    core.principal_type(props.principal_type)  # a bad value is a 400 before the lookup
     _check_principal_exists(request, who.tenant_id, principal_id)
+    kind = _principal_type(request, who.tenant_id, principal_id, props.principal_type)
     assignment = RoleAssignment(
         name=guid,
         scope=at,

@@ -15,6 +15,7 @@ from privatelink import __version__
 from privatelink.cli.az import az_command
 from privatelink.cli.site import site_group
 from privatelink.cli.tenant import DATA_DIR_HELP, subscription_group, tenant_group
+from privatelink.cli.user import user_group
 
 if TYPE_CHECKING:
     from privatelink.server import Server
@@ -316,6 +317,7 @@ main.add_command(az_command)
 main.add_command(tenant_group)
 main.add_command(subscription_group)
 main.add_command(site_group)
+main.add_command(user_group)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,16 @@ class PrincipalNotFound(BadRequest):
         return cls(principal=principal_id.replace("-", ""), tenant=tenant_id)
 
 
+class UnmatchedPrincipalType(BadRequest):
+    """The assignment's principalType is not the directory's type of that object."""
+
+    code = "UnmatchedPrincipalType"
+    template = (
+        "The PrincipalId '{principal}' has type '{actual}' , which is different from "
+        "specified PrincipalType '{given}'."
+    )
+
+
 class InvalidCreateRoleAssignmentRequest(BadRequest):
     code = "InvalidCreateRoleAssignmentRequest"
 
@@ -1022,6 +1032,7 @@ ERRORS: tuple[type[ArmError], ...] = (
     InvalidPrincipalId,
     InvalidPrincipalType,
     PrincipalNotFound,
+    UnmatchedPrincipalType,
     RoleNotAssignableAtScope,
     RoleDefinitionWithSameNameExists,
     RoleDefinitionHasAssignments,

@@ -143,6 +143,7 @@ class AdminGate:
     anyone else, an `AdminError` or a domain error (`ArmError`) as its error body, and
     otherwise the action's (status, body). Store faults are left to the app's handler
     (they carry `Retry-After`). Used by every router under `/privatelink/admin`.
+    `run_for_tenant` also lets a tenant's own admin in, for that tenant's routes (users).
     """
 
     def __init__(
@@ -156,9 +157,7 @@ class AdminGate:
     def require(self, request: Request) -> Principal:
         """The caller, when it is the default tenant's admin; else AdminError/401."""
         principal = principal_from_header(self.issuer, request.headers.get("authorization"))
-        if principal.tenant_id.lower() != self._default_tenant or not self.directory.is_admin(
-            principal.tenant_id, principal.object_id
-        ):
+        if not self._is_server_admin(principal):
             raise AdminError(
                 403,
                 "AuthorizationFailed",
@@ -170,9 +169,61 @@ class AdminGate:
 
     def run(self, request: Request, action: Callable[[], tuple[int, Any]]) -> Response:
         """`action()` for the default tenant's admin, as a response (see the class)."""
-        try:
+
+        def guarded() -> tuple[int, Any]:
             self.require(request)
-            status, body = action()
+            return action()
+
+        return self._respond(request, guarded)
+
+    def run_for_tenant(
+        self,
+        request: Request,
+        name_or_id: str,
+        action: Callable[[TenantRecord], tuple[int, Any]],
+    ) -> Response:
+        """`action(tenant)` for the default tenant's admin or that tenant's own admin.
+
+        The default tenant's admin gets 404 `TenantNotFound` for an unknown tenant; anyone
+        else gets 403 `AuthorizationFailed` whether or not the tenant exists (so another
+        tenant's admin cannot probe tenant names).
+        """
+
+        def guarded() -> tuple[int, Any]:
+            principal = principal_from_header(self.issuer, request.headers.get("authorization"))
+            tenant = self.directory.find_tenant(name_or_id)
+            if self._is_server_admin(principal):
+                if tenant is None:
+                    raise AdminError(
+                        404,
+                        "TenantNotFound",
+                        f"The tenant '{name_or_id[:100]}' could not be found.",
+                    )
+            elif (
+                tenant is None
+                or principal.tenant_id.lower() != tenant.tenant_id.lower()
+                or not self.directory.is_admin(tenant.tenant_id, principal.object_id)
+            ):
+                raise AdminError(
+                    403,
+                    "AuthorizationFailed",
+                    f"The client '{principal.client_id}' with object id "
+                    f"'{principal.object_id}' may not manage tenant '{name_or_id[:100]}': only "
+                    "that tenant's admin or the default tenant's admin may.",
+                )
+            return action(tenant)
+
+        return self._respond(request, guarded)
+
+    def _is_server_admin(self, principal: Principal) -> bool:
+        return principal.tenant_id.lower() == self._default_tenant and self.directory.is_admin(
+            principal.tenant_id, principal.object_id
+        )
+
+    def _respond(self, request: Request, guarded: Callable[[], tuple[int, Any]]) -> Response:
+        """`guarded()`'s (status, body) as a response, its errors as error bodies."""
+        try:
+            status, body = guarded()
         except AuthenticationFailed as exc:
             base = str(request.base_url).rstrip("/")
             return AdminError(401, exc.code, exc.message).response(

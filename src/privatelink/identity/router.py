@@ -1,9 +1,11 @@
 """HTTP endpoints of the local identity provider (the subset of Entra ID that MSAL uses).
 
 Owns the OpenID discovery documents, the OAuth 2.0 token endpoints (v2 ``scope`` and
-v1 ``resource`` style, client-credentials grant only), the JWKS and AAD instance
-discovery. URLs in discovery documents are built from the request's own scheme, host
-and port, so they are right whatever address the server was started on.
+v1 ``resource`` style: client credentials for applications; password, authorization
+code and refresh token grants for users, `_UserGrants`), the JWKS and AAD instance
+discovery. The sign-in page and user realm discovery are `signin.py`'s. URLs in
+discovery documents are built from the request's own scheme, host and port, so they
+are right whatever address the server was started on.
 
 Tenants and clients are looked up in the issuer's directory (a database) on each
 request, off the event loop.
@@ -38,12 +40,18 @@ from starlette.concurrency import run_in_threadpool
 from privatelink.core.errors import StoreFault
 from privatelink.core.ids import new_guid
 from privatelink.core.throttle import SignInGuard, SignInPolicy
+from privatelink.identity.signin import AuthorizationCodes, Locked, UserDirectory, check_password
 from privatelink.identity.tokens import (
+    PUBLIC_CLIENTS,
     InvalidClientSecret,
     TokenIssuer,
     TokenRequestError,
     UnknownClient,
+    UserRecord,
 )
+
+#: Grants that sign a user in (`_user_grant`); client credentials sign an application in.
+USER_GRANTS = ("password", "authorization_code", "refresh_token")
 
 #: Token requests are a few hundred bytes; refuse to buffer anything much larger.
 MAX_FORM_BYTES = 64 * 1024
@@ -64,13 +72,21 @@ class SignInLocked(TokenRequestError):
         self.retry_after = retry_after
 
 
-def build_identity_router(issuer: TokenIssuer, guard: SignInGuard | None = None) -> APIRouter:
+def build_identity_router(
+    issuer: TokenIssuer,
+    guard: SignInGuard | None = None,
+    users: UserDirectory | None = None,
+    codes: AuthorizationCodes | None = None,
+) -> APIRouter:
     """Return a router serving discovery, token and key endpoints for ``issuer``.
 
-    ``guard`` tracks failed sign-ins (default: Entra ID's smart lockout defaults).
+    ``guard`` tracks failed sign-ins (default: Entra ID's smart lockout defaults);
+    ``users`` and ``codes`` (the sign-in page's codes) let users sign in: without
+    them, the token endpoint serves client credentials only.
     """
     router = APIRouter(tags=["identity"])
     sign_ins = guard if guard is not None else SignInGuard(SignInPolicy(), time.monotonic)
+    user_grants = _UserGrants(issuer, sign_ins, users, codes) if users is not None else None
 
     @router.get("/{tenant}/v2.0/.well-known/openid-configuration")
     async def openid_configuration_v2(tenant: str, request: Request) -> JSONResponse:
@@ -85,12 +101,12 @@ def build_identity_router(issuer: TokenIssuer, guard: SignInGuard | None = None)
     @router.post("/{tenant}/oauth2/v2.0/token")
     async def token_v2(tenant: str, request: Request) -> JSONResponse:
         """Client-credentials grant with ``scope=<resource>/.default``."""
-        return await _token(issuer, sign_ins, tenant, request, v1=False)
+        return await _token(issuer, sign_ins, tenant, request, v1=False, users=user_grants)
 
     @router.post("/{tenant}/oauth2/token")
     async def token_v1(tenant: str, request: Request) -> JSONResponse:
         """Client-credentials grant with ``resource=<resource>`` (``scope`` also accepted)."""
-        return await _token(issuer, sign_ins, tenant, request, v1=True)
+        return await _token(issuer, sign_ins, tenant, request, v1=True, users=user_grants)
 
     @router.get("/{tenant}/discovery/v2.0/keys")
     @router.get("/{tenant}/discovery/keys")
@@ -134,7 +150,12 @@ async def _openid_configuration(
     issuer: TokenIssuer, tenant: str, request: Request, *, v2: bool
 ) -> JSONResponse:
     try:
-        canonical = await run_in_threadpool(issuer.canonical_tenant, tenant)
+        if tenant.lower() in ("organizations", "common"):
+            # Users of any tenant sign in here; Entra ID's issuer then names the
+            # template `{tenantid}`.
+            canonical: str | None = tenant.lower()
+        else:
+            canonical = await run_in_threadpool(issuer.canonical_tenant, tenant)
     except StoreFault as exc:
         return _store_fault(request, exc)
     if canonical is None:
@@ -154,15 +175,18 @@ async def _openid_configuration(
     version = "/v2.0" if v2 else ""
     return JSONResponse(
         {
-            "issuer": issuer.issuer_for(canonical),
+            "issuer": issuer.issuer_for(
+                "{tenantid}" if canonical in ("organizations", "common") else canonical
+            ),
             "token_endpoint": f"{base}/oauth2{version}/token",
-            # Advertised because MSAL requires the key; interactive flows are not served.
             "authorization_endpoint": f"{base}/oauth2{version}/authorize",
             "device_authorization_endpoint": f"{base}/oauth2{version}/devicecode",
             "jwks_uri": f"{base}/discovery{version}/keys",
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "response_modes_supported": ["query", "fragment", "form_post"],
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", *USER_GRANTS],
+            "code_challenge_methods_supported": ["S256"],
+            "end_session_endpoint": f"{base}/oauth2{version}/logout",
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
@@ -186,31 +210,43 @@ async def _openid_configuration(
 
 
 async def _token(
-    issuer: TokenIssuer, guard: SignInGuard, tenant: str, request: Request, *, v1: bool
+    issuer: TokenIssuer,
+    guard: SignInGuard,
+    tenant: str,
+    request: Request,
+    *,
+    v1: bool,
+    users: _UserGrants | None = None,
 ) -> JSONResponse:
     try:
         form = await _read_form(request)
         grant_type = form.get("grant_type")
         if not grant_type:
             raise _missing("grant_type")
-        if grant_type != "client_credentials":
+        served = ("client_credentials", *USER_GRANTS) if users else ("client_credentials",)
+        if grant_type not in served:
             raise TokenRequestError(
                 "unsupported_grant_type",
-                f"The grant type '{grant_type}' is not supported; this server only issues "
-                "tokens for grant_type=client_credentials.",
+                f"The grant type '{grant_type}' is not supported; this server issues tokens "
+                f"for grant_type {', '.join(served)}.",
                 400,
                 70003,
             )
-        client_id, client_secret = _client_auth(request, form)
         scope = form.get("scope", "")
         resource = form.get("resource")
         if v1 and resource and not scope:
             # v1 names the resource itself; appending /.default keeps its exact spelling
             # (https://management.core.windows.net/ -> ...windows.net//.default).
             scope = f"{resource}/.default"
-        if not scope:
-            raise _missing("resource" if v1 else "scope")
-        body = await _guarded_issue(issuer, guard, tenant, client_id, client_secret, scope, request)
+        if grant_type in USER_GRANTS and users is not None:
+            body = await users.grant(grant_type, tenant, form, scope, request)
+        else:
+            client_id, client_secret = _client_auth(request, form)
+            if not scope:
+                raise _missing("resource" if v1 else "scope")
+            body = await _guarded_issue(
+                issuer, guard, tenant, client_id, client_secret, scope, request
+            )
     except TokenRequestError as exc:
         response = _oauth_error(request, exc)
         if isinstance(exc, SignInLocked):
@@ -227,6 +263,118 @@ async def _token(
             "not_before": str(claims["nbf"]),
         }
     return JSONResponse(body, headers=_echo_request_id(request) | _NO_STORE)
+
+
+class _UserGrants:
+    """The token endpoint's user grants: a public client's password (ROPC, as MSAL's
+    username/password flow and `az login -u -p` use), authorization code (the sign-in
+    page's, with PKCE) and refresh token grants."""
+
+    def __init__(
+        self,
+        issuer: TokenIssuer,
+        guard: SignInGuard,
+        users: UserDirectory,
+        codes: AuthorizationCodes | None,
+    ) -> None:
+        self.issuer = issuer
+        self.guard = guard
+        self.users = users
+        self.codes = codes
+
+    async def grant(
+        self, grant_type: str, tenant: str, form: dict[str, str], scope: str, request: Request
+    ) -> dict[str, Any]:
+        client_id = form.get("client_id", "")
+        if not client_id:
+            raise _missing("client_id")
+        if client_id.lower() not in PUBLIC_CLIENTS:
+            raise TokenRequestError(
+                "unauthorized_client",
+                f"The client '{client_id}' may not sign users in: only the Azure CLI, Azure "
+                "PowerShell and the portal do (public clients).",
+                400,
+                700016,
+            )
+        tenant_id = await self._tenant(tenant)
+        nonce: str | None = None
+        if grant_type == "password":
+            user = await self._password(tenant_id, form, request)
+        elif grant_type == "authorization_code":
+            for name in ("code", "redirect_uri", "code_verifier"):
+                if not form.get(name):
+                    raise _missing(name)
+            if self.codes is None:
+                raise TokenRequestError("invalid_grant", "No codes are issued here.", 400, 70008)
+            granted = self.codes.redeem(
+                form["code"], client_id, form["redirect_uri"], form["code_verifier"]
+            )
+            if tenant_id is not None and granted.tenant_id != tenant_id:
+                raise TokenRequestError(
+                    "invalid_grant", "The code was issued in another tenant.", 400, 50148
+                )
+            scope = scope or granted.scope
+            nonce = granted.nonce
+            user = await self._user(granted.tenant_id, granted.object_id)
+        else:
+            if not form.get("refresh_token"):
+                raise _missing("refresh_token")
+            owner, object_id = self.issuer.refresh_subject(form["refresh_token"], client_id)
+            if tenant_id is not None and owner != tenant_id:
+                raise TokenRequestError(
+                    "invalid_grant", "The refresh token was issued in another tenant.", 400, 50148
+                )
+            user = await self._user(owner, object_id)
+        body: dict[str, Any] = self.issuer.issue_user(user, client_id, scope, nonce)
+        return body
+
+    async def _tenant(self, tenant: str) -> str | None:
+        """The path's tenant (None for organizations/common: the user's own)."""
+        if tenant.lower() in ("organizations", "common"):
+            return None
+        found = await run_in_threadpool(self.issuer.canonical_tenant, tenant)
+        if found is None:
+            raise TokenRequestError("invalid_tenant", f"Tenant '{tenant}' not found.", 400, 90002)
+        return found
+
+    async def _user(self, tenant_id: str, object_id: str) -> UserRecord:
+        user = await run_in_threadpool(self.users.get_user, tenant_id, object_id)
+        if user is None:
+            raise TokenRequestError(
+                "invalid_grant",
+                "The user account does not exist in the directory any more. Sign in again.",
+                400,
+                50034,
+            )
+        return user
+
+    async def _password(
+        self, tenant_id: str | None, form: dict[str, str], request: Request
+    ) -> UserRecord:
+        username, password = form.get("username", ""), form.get("password", "")
+        if not username:
+            raise _missing("username")
+        if not password:
+            raise _missing("password")
+        address = request.client.host if request.client else "unknown"
+        try:
+            user = await check_password(self.users, self.guard, username, password, address)
+        except Locked as exc:
+            raise SignInLocked(
+                "The account is locked because of too many failed sign-ins. Try again in "
+                f"{exc.seconds} seconds.",
+                50053,
+                exc.seconds,
+            ) from None
+        if user is None or (tenant_id is not None and user.tenant_id != tenant_id):
+            # Entra ID's answer for a wrong password and for an unknown user alike.
+            raise TokenRequestError(
+                "invalid_grant",
+                "Error validating credentials due to invalid username or password.",
+                400,
+                50126,
+            )
+        return user
 
 
 async def _guarded_issue(

@@ -77,6 +77,33 @@ _REQUIRED_CLAIMS = ("aud", "iss", "exp", "nbf", "iat", "tid", "oid", "appid")
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
+#: Public clients (no secret) that may sign users in: the Azure CLI's and Azure
+#: PowerShell's well-known application ids, and the portal (Azure portal's id).
+AZURE_CLI_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+AZURE_POWERSHELL_CLIENT_ID = "1950a258-227b-4e31-a9cf-717495945fc2"
+PORTAL_CLIENT_ID = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c"
+PUBLIC_CLIENTS = frozenset({AZURE_CLI_CLIENT_ID, AZURE_POWERSHELL_CLIENT_ID, PORTAL_CLIENT_ID})
+#: How long a user's refresh token redeems (Entra ID: 90 days, sliding).
+REFRESH_LIFETIME = 90 * 24 * 3600
+_REFRESH_TYPE = "privatelink-refresh"
+
+
+class UserRecord(Protocol):
+    """A user of the directory, as tokens need it."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def object_id(self) -> str: ...
+
+    @property
+    def user_principal_name(self) -> str: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+
 class DirectoryTenant(Protocol):
     """A tenant as the issuer needs it (satisfied by ``store.directory.Tenant``)."""
 
@@ -434,6 +461,124 @@ class TokenIssuer:
             "ext_expires_in": self._lifetime,
             "access_token": token,
         }
+
+    def issue_user(
+        self, user: UserRecord, client_id: str, scope: str, nonce: str | None = None
+    ) -> dict[str, Any]:
+        """The token response of a user's sign-in (password, authorization code or
+        refresh token grant) through public client `client_id`: an access token for the
+        scope's resource (ARM's when the scope names only OpenID scopes), an ID token, a
+        refresh token and MSAL's `client_info`.
+
+        The access token is shaped like Entra ID's v1 user tokens: `oid`/`sub` the user,
+        `appid` the client, `idtyp` user, `upn`, `name`, `scp`. Raises
+        :class:`InvalidScope` for a resource this server does not issue tokens for."""
+        try:
+            resource = resource_from_scope(scope)
+        except InvalidScope as exc:
+            if exc.aadsts_code != 900144:  # no resource at all: the portal's and ARM's default
+                raise
+            resource = ARM_AUDIENCES[0]
+        if self.resource_of(resource) is None:
+            raise InvalidScope(
+                "invalid_resource",
+                f"The resource principal named {resource} was not found in the tenant "
+                f"named {user.tenant_id}. This server issues tokens for: "
+                + ", ".join(self.audiences),
+                400,
+                500011,
+            )
+        now = int(self._clock())
+        common = {"iss": self.issuer_for(user.tenant_id), "iat": now, "nbf": now}
+        access = common | {
+            "aud": resource,
+            "exp": now + self._lifetime,
+            "tid": user.tenant_id,
+            "oid": user.object_id,
+            "sub": user.object_id,
+            "appid": client_id,
+            "azp": client_id,
+            "appidacr": "0",  # a public client: no client authentication
+            "idtyp": "user",
+            "upn": user.user_principal_name,
+            "unique_name": user.user_principal_name,
+            "name": user.display_name,
+            "scp": "user_impersonation",
+            "amr": ["pwd"],
+            "ver": "1.0",
+            "uti": new_guid(),
+        }
+        identity = common | {
+            "aud": client_id,
+            "exp": now + self._lifetime,
+            "tid": user.tenant_id,
+            "oid": user.object_id,
+            "sub": user.object_id,
+            "preferred_username": user.user_principal_name,
+            "name": user.display_name,
+            "ver": "2.0",
+        }
+        if nonce:
+            identity["nonce"] = nonce
+        refresh = {
+            "typ": _REFRESH_TYPE,
+            "iss": self.issuer_for(user.tenant_id),
+            "tid": user.tenant_id,
+            "oid": user.object_id,
+            "azp": client_id,
+            "iat": now,
+            "exp": now + REFRESH_LIFETIME,
+            "uti": new_guid(),
+        }
+        client_info = json.dumps({"uid": user.object_id, "utid": user.tenant_id})
+        return {
+            "token_type": "Bearer",
+            "scope": f"{resource}/user_impersonation",
+            "expires_in": self._lifetime,
+            "ext_expires_in": self._lifetime,
+            "access_token": self._sign(access),
+            "id_token": self._sign(identity),
+            "refresh_token": self._sign(refresh),
+            "client_info": _b64url(client_info.encode()),
+        }
+
+    def refresh_subject(self, token: str, client_id: str) -> tuple[str, str]:
+        """The (tenant id, user object id) a refresh token of ours was issued to, for
+        `client_id`; :class:`TokenRequestError` (`invalid_grant`) when it is not one,
+        was issued to another client, or has expired."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._public_key,
+                algorithms=[_ALGORITHM],
+                options={"verify_exp": False, "verify_aud": False, "verify_iat": False},
+            )
+        except jwt.InvalidTokenError:
+            claims = {}
+        if claims.get("typ") != _REFRESH_TYPE or not all(
+            isinstance(claims.get(k), str) for k in ("tid", "oid", "azp")
+        ):
+            raise TokenRequestError(
+                "invalid_grant", "The provided refresh token is malformed or invalid.", 400, 9002313
+            )
+        if claims["azp"] != client_id:
+            raise TokenRequestError(
+                "invalid_grant",
+                "The refresh token was issued to a different client id.",
+                400,
+                70000,
+            )
+        if not isinstance(claims.get("exp"), int) or int(self._clock()) > claims["exp"]:
+            raise TokenRequestError(
+                "invalid_grant",
+                "The refresh token has expired due to inactivity. Sign in again.",
+                400,
+                700082,
+            )
+        return claims["tid"], claims["oid"]
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self._key, algorithm=_ALGORITHM, headers={"kid": self.kid})
 
     @property
     def verified_tokens(self) -> int:

@@ -1,18 +1,26 @@
-"""The directory: tenants, applications, service principals and their password credentials.
+"""The directory: tenants, applications, service principals, users and their passwords.
 
 This is the local stand-in for Microsoft Entra ID's directory, in the same database as
 the resources (its own tables and `MetaData`, created on first use). Secrets are never
 stored: a password credential keeps a SHA-256 digest of its secret (secrets are random
 and long, so a slow KDF would add nothing) and a three-character hint, as Graph shows.
+A user's password, which a person chose and may be weak, is kept as a scrypt hash
+(random salt; salt, parameters and hash in one string).
+
+Users sign in as `<name>@<tenant name>` (`user_principal_name`), matched without regard
+to case across all tenants (tenant names are unique without regard to case).
 
 Identity is case-insensitive for GUIDs: every id is stored lower-case.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import builtins
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import uuid
@@ -22,6 +30,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from sqlalchemy import (
     Column,
     Index,
@@ -97,6 +106,20 @@ passwords = Table(
     Column("end", String(40), nullable=False),
 )
 
+users = Table(
+    "directory_users",
+    metadata,
+    Column("object_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("user_principal_name", String(330), nullable=False),
+    # Sign-in names match without regard to case; tenant names are unique that way too.
+    Column("upn_key", String(330), nullable=False, unique=True),
+    Column("display_name", String(256), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("created", String(40), nullable=False),
+    Column("seq", Integer, nullable=False),
+)
+
 _seq = Table(
     "directory_seq",
     metadata,
@@ -106,6 +129,18 @@ _seq = Table(
 
 #: How long a password credential is valid when the caller does not say (Graph: 2 years).
 DEFAULT_PASSWORD_YEARS = 2
+
+#: A user name (the part of the sign-in name before `@`).
+USER_NAME = re.compile(r"(?![.])[A-Za-z0-9._-]{1,64}(?<![.])")
+#: A user's password: Entra ID's length bounds (8-256), no complexity rule.
+MIN_USER_PASSWORD = 8
+MAX_USER_PASSWORD = 256
+#: scrypt's cost: n = 2**15, r = 8, p = 1 takes 32 MiB and about 0.1 s a check.
+_SCRYPT_LOG_N = 15
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_SCRYPT_SALT_BYTES = 16
+_SCRYPT_LENGTH = 32
 
 
 class DirectoryError(Exception):
@@ -165,6 +200,17 @@ class ServicePrincipal:
     created: str
 
 
+@dataclass(frozen=True)
+class User:
+    """A person in a tenant: its object id is the token's `oid`, the sign-in name its `upn`."""
+
+    tenant_id: str
+    object_id: str
+    user_principal_name: str
+    display_name: str
+    created: str
+
+
 def new_secret() -> str:
     """A client secret: 40 url-safe characters, about the length of an Entra ID secret."""
     return secrets.token_urlsafe(30)
@@ -177,6 +223,90 @@ def now_iso() -> str:
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_user_password() -> str:
+    """A generated user password: 24 url-safe characters (144 random bits)."""
+    return secrets.token_urlsafe(18)
+
+
+def check_user_name(name: Any) -> str:
+    """`name` when it is a valid user name (the part before `@`), else DirectoryError."""
+    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
+        shown = repr(name)[:80]
+        raise DirectoryError(
+            "InvalidUserName",
+            f"The user name {shown} is invalid: use 1-64 letters, digits, '.', '-' or '_', "
+            "not starting or ending with '.' (the sign-in name is <name>@<tenant name>).",
+        )
+    return name
+
+
+def check_new_user_password(password: Any) -> str:
+    """`password` when it is acceptable for a user, else DirectoryError `InvalidPassword`."""
+    if (
+        not isinstance(password, str)
+        or not MIN_USER_PASSWORD <= len(password) <= MAX_USER_PASSWORD
+        or "\x00" in password
+    ):
+        raise DirectoryError(
+            "InvalidPassword",
+            f"A user's password must be {MIN_USER_PASSWORD}-{MAX_USER_PASSWORD} characters "
+            "without NUL characters.",
+        )
+    return password
+
+
+def check_user_display_name(display_name: Any) -> str:
+    """`display_name` when it is 1-256 printable characters, else `InvalidDisplayName`."""
+    if isinstance(display_name, str) and 0 < len(display_name.strip()) <= 256:
+        try:
+            display_name.encode("utf-8")  # no lone surrogates: the database cannot hold them
+        except UnicodeEncodeError:
+            pass
+        else:
+            if not any(ord(ch) < 32 or ord(ch) == 127 for ch in display_name):
+                return display_name
+    raise DirectoryError(
+        "InvalidDisplayName",
+        "A user's display name must be 1-256 characters without control characters.",
+    )
+
+
+def hash_user_password(password: str) -> str:
+    """`scrypt$<log2 n>$<r>$<p>$<salt>$<hash>` (base64) of `password`, with a new salt."""
+    salt = secrets.token_bytes(_SCRYPT_SALT_BYTES)
+    return _hash_text(salt, _scrypt(password, salt, _SCRYPT_LOG_N, _SCRYPT_R, _SCRYPT_P))
+
+
+def _hash_text(salt: bytes, digest: bytes) -> str:
+    params = (str(_SCRYPT_LOG_N), str(_SCRYPT_R), str(_SCRYPT_P))
+    encoded = (base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    return "$".join(("scrypt", *params, *encoded))
+
+
+def verify_user_password(password: str, stored: str) -> bool:
+    """Whether `password` matches a `hash_user_password` string (constant-time compare)."""
+    try:
+        scheme, log_n, r, p, salt, digest = stored.split("$")
+        params = int(log_n), int(r), int(p)
+        expected = base64.b64decode(digest, validate=True)
+        salt_bytes = base64.b64decode(salt, validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    # Bounds keep a damaged row from asking for gigabytes of memory.
+    if scheme != "scrypt" or not (10 <= params[0] <= 20 and 1 <= params[1] <= 32):
+        return False
+    if not 1 <= params[2] <= 16:
+        return False
+    actual = _scrypt(password, salt_bytes, *params)
+    return hmac.compare_digest(actual, expected)
+
+
+def _scrypt(password: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
+    kdf = Scrypt(salt=salt, length=_SCRYPT_LENGTH, n=2**log_n, r=r, p=p)
+    # surrogatepass: a lone surrogate (JSON allows "\\ud800") is hashed, not a crash.
+    return kdf.derive(password.encode("utf-8", "surrogatepass"))
 
 
 def _canon(guid: str) -> str:
@@ -274,6 +404,8 @@ class SqlDirectory:
 
     def find_tenant(self, name_or_id: str) -> Tenant | None:
         """A tenant by name (case-insensitive) or id."""
+        if "\x00" in name_or_id:
+            return None  # no name holds one (and PostgreSQL text cannot)
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(tenants).where(
@@ -626,8 +758,16 @@ class SqlDirectory:
             return bool(done.rowcount)
 
     def principal_exists(self, tenant_id: str, object_id: str) -> bool:
-        """Whether a service principal with this object id exists in the tenant."""
-        return self.get_service_principal(tenant_id, object_id) is not None
+        """Whether a service principal or a user with this object id exists in the tenant."""
+        return self.principal_kind(tenant_id, object_id) is not None
+
+    def principal_kind(self, tenant_id: str, object_id: str) -> str | None:
+        """`ServicePrincipal` or `User` (a role assignment's principalType), else None."""
+        if self.get_service_principal(tenant_id, object_id) is not None:
+            return "ServicePrincipal"
+        if self.get_user(tenant_id, object_id) is not None:
+            return "User"
+        return None
 
     def count_service_principals(self, tenant_id: str) -> int:
         """How many service principals a tenant has."""
@@ -639,6 +779,113 @@ class SqlDirectory:
                     .where(service_principals.c.tenant_id == _canon(tenant_id))
                 ).scalar_one()
             )
+
+    # --- users ---------------------------------------------------------------------
+
+    def create_user(
+        self,
+        tenant_id: str,
+        name: str,
+        password: str | None = None,
+        display_name: str | None = None,
+    ) -> tuple[User, str]:
+        """Create user `<name>@<tenant name>`; returns the user and its password.
+
+        A password is generated when none is given (the only time it is seen). Raises
+        `DirectoryError` with `InvalidUserName`, `InvalidPassword`, `InvalidDisplayName`,
+        `TenantNotFound` or `UserExists` (the sign-in name is taken, in any case).
+        """
+        check_user_name(name)
+        password = new_user_password() if password is None else password
+        check_new_user_password(password)
+        display = check_user_display_name(name if display_name is None else display_name)
+        tenant = self.get_tenant(tenant_id)
+        if tenant is None:
+            raise DirectoryError("TenantNotFound", f"The tenant '{tenant_id}' does not exist.")
+        upn = f"{name}@{tenant.name}"
+        # The slow hash is made outside the write lock: other writers need not wait for it.
+        hashed = hash_user_password(password)
+        user = User(
+            tenant_id=tenant.tenant_id,
+            object_id=_canon(new_guid()),
+            user_principal_name=upn,
+            display_name=display,
+            created=now_iso(),
+        )
+        with self._write() as conn:
+            taken = conn.execute(
+                select(users.c.object_id).where(users.c.upn_key == upn.lower())
+            ).first()
+            if taken:
+                raise DirectoryError("UserExists", f"A user '{upn}' already exists.")
+            conn.execute(
+                insert(users).values(
+                    object_id=user.object_id,
+                    tenant_id=user.tenant_id,
+                    user_principal_name=upn,
+                    upn_key=upn.lower(),
+                    display_name=display,
+                    password_hash=hashed,
+                    created=user.created,
+                    seq=self._next(conn),
+                )
+            )
+        return user, password
+
+    def get_user(self, tenant_id: str, object_id: str) -> User | None:
+        """A user by object id, within a tenant."""
+        cond = and_(users.c.object_id == _canon(object_id), users.c.tenant_id == _canon(tenant_id))
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(cond)).first()
+        return _user(row) if row else None
+
+    def find_user(self, user_principal_name: str) -> User | None:
+        """A user by sign-in name (without regard to case), in any tenant."""
+        row = self._user_row(user_principal_name)
+        return _user(row) if row else None
+
+    def list_users(self, tenant_id: str) -> builtins.list[User]:
+        """A tenant's users, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(users).where(users.c.tenant_id == _canon(tenant_id)).order_by(users.c.seq)
+            ).all()
+        return [_user(r) for r in rows]
+
+    def delete_user(self, tenant_id: str, object_id: str) -> bool:
+        """Delete a user; False when the tenant has none with that object id.
+
+        Role assignments naming the user stay, as in Azure (they show an unknown principal).
+        """
+        with self._write() as conn:
+            done = conn.execute(
+                delete(users).where(
+                    and_(
+                        users.c.object_id == _canon(object_id),
+                        users.c.tenant_id == _canon(tenant_id),
+                    )
+                )
+            )
+            return bool(done.rowcount)
+
+    def check_user_password(self, user_principal_name: str, password: str) -> User | None:
+        """The user when `password` is its password; None for a wrong one or no such user.
+
+        The hash is computed either way, so the time taken does not tell whether the
+        sign-in name exists.
+        """
+        row = self._user_row(user_principal_name)
+        stored = row.password_hash if row is not None else _dummy_hash()
+        ok = verify_user_password(password if isinstance(password, str) else "", stored)
+        return _user(row) if ok and row is not None else None
+
+    def _user_row(self, user_principal_name: str) -> Any:
+        if not isinstance(user_principal_name, str) or "\x00" in user_principal_name:
+            return None  # no sign-in name holds a NUL (and PostgreSQL text cannot)
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(users).where(users.c.upn_key == user_principal_name.strip().lower())
+            ).first()
 
     # --- sign-in -------------------------------------------------------------------
 
@@ -692,6 +939,16 @@ def _where(
     if object_id is not None:
         cond.append(c.object_id == _canon(object_id))
     return cond
+
+
+def _user(row: Any) -> User:
+    return User(**{f.name: getattr(row, f.name) for f in fields(User)})
+
+
+def _dummy_hash() -> str:
+    """What an unknown user's password is checked against: random salt and digest, so
+    the same scrypt work is done and nothing matches (no precomputed hash is needed)."""
+    return _hash_text(secrets.token_bytes(_SCRYPT_SALT_BYTES), secrets.token_bytes(_SCRYPT_LENGTH))
 
 
 def _tenant(row: Any) -> Tenant:
