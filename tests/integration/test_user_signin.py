@@ -271,3 +271,16 @@ def test_failed_sign_ins_lock_the_name(server: Any, tenant: Identity) -> None:
             data=request | {"username": name, "password": user["password"]},
         )
         assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+        # The lock is the name's, whichever way it signs in (username/password too).
+        ropc = web.post(
+            "/organizations/oauth2/v2.0/token",
+            data={
+                "grant_type": "password",
+                "client_id": AZURE_CLI_CLIENT_ID,
+                "username": name,
+                "password": user["password"],
+                "scope": ARM,
+            },
+        )
+        assert ropc.status_code == 429 and int(ropc.headers["retry-after"]) > 0
+        assert ropc.json()["error"] == "invalid_grant" and ropc.json()["error_codes"] == [50053]

@@ -122,13 +122,17 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def serve_process(data_dir: Path, *extra_args: str) -> Iterator[ServerProcess]:
-    """`privatelink serve --data-dir DIR ARGS...` on a free port, until the block ends."""
+def serve_process(
+    data_dir: Path, *extra_args: str, port: int | None = None
+) -> Iterator[ServerProcess]:
+    """`privatelink serve --data-dir DIR ARGS...` on a free port (or `port`), until the
+    block ends."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL)
-    attempts = 3
+    attempts = 3 if port is None else 1
+    fixed = port
     for attempt in range(attempts):
-        port = free_port()
+        port = fixed or free_port()
         stdout_path = data_dir / f"server-{port}.stdout"
         stderr_path = data_dir / f"server-{port}.stderr"
         cmd = [sys.executable, "-m", "privatelink.cli.main", "serve", "--host", "127.0.0.1"]

@@ -67,8 +67,10 @@ class _BadForm(TokenRequestError):
 class SignInLocked(TokenRequestError):
     """Too many failed sign-ins: refused for ``retry_after`` seconds (HTTP 429)."""
 
-    def __init__(self, description: str, code: int, retry_after: int) -> None:
-        super().__init__("invalid_client", description, 429, code)
+    def __init__(
+        self, description: str, code: int, retry_after: int, error: str = "invalid_client"
+    ) -> None:
+        super().__init__(error, description, 429, code)
         self.retry_after = retry_after
 
 
@@ -365,6 +367,7 @@ class _UserGrants:
                 f"{exc.seconds} seconds.",
                 50053,
                 exc.seconds,
+                "invalid_grant",  # a user's credentials, not the client's
             ) from None
         if user is None or (tenant_id is not None and user.tenant_id != tenant_id):
             # Entra ID's answer for a wrong password and for an unknown user alike.
