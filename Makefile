@@ -34,10 +34,11 @@ SERVE_ARGS ?=
 # swanctl, the standard plugins (openssl: the crypto our charon.conf loads; a
 # Recommends only, so --no-install-recommends leaves it out) and the extra ones
 # (kernel-libipsec: ESP in user space where the kernel has none), tcpdump (tests
-# check the wire carries ESP), util-linux (unshare).
+# check the wire carries ESP), util-linux (unshare), chromium (the portal's browser tests,
+# driven by Playwright: browsers cannot be downloaded here).
 SYSTEM_PACKAGES := postgresql nftables iproute2 conntrack curl ca-certificates \
 	charon-systemd strongswan-swanctl libstrongswan-standard-plugins \
-	libcharon-extra-plugins tcpdump util-linux
+	libcharon-extra-plugins tcpdump util-linux chromium
 # What the data-plane benchmarks drive traffic with (bench/dataplane.py, bench/scale.py).
 BENCH_PACKAGES := iperf3 wrk haproxy
 

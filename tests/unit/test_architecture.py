@@ -51,6 +51,16 @@ FORBIDDEN = {
         "starlette",
     ],
     "identity": ["privatelink.api", "privatelink.store", "privatelink.service"],
+    # The portal reads and writes only through the ARM API (its own HTTP calls into the
+    # app, with the user's token): no back door to the store, the services or the kernel.
+    "portal": [
+        "privatelink.api",
+        "privatelink.store",
+        "privatelink.service",
+        "privatelink.dataplane",
+        "privatelink.core",
+        "sqlalchemy",
+    ],
     "api": [
         "privatelink.store.sql",
         "sqlalchemy",

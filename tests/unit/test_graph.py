@@ -33,8 +33,8 @@ from privatelink.identity.graph import (
     build_graph_router,
     parse_filter,
 )
-from privatelink.identity.tokens import InvalidToken
-from privatelink.store.directory import ServicePrincipal, SqlDirectory
+from privatelink.identity.tokens import AZURE_CLI_CLIENT_ID, InvalidToken
+from privatelink.store.directory import ServicePrincipal, SqlDirectory, User
 
 with warnings.catch_warnings():
     # Starlette warns at import that it prefers httpx2 over httpx (see test_identity.py).
@@ -334,9 +334,30 @@ def az_resolve_assignee(graph: AzGraph, assignee: str) -> tuple[str, str]:
         }
         result = graph.directory_object_get_by_ids(body)
         if result:
-            kind = {"#microsoft.graph.servicePrincipal": "ServicePrincipal"}
+            kind = {
+                "#microsoft.graph.servicePrincipal": "ServicePrincipal",
+                "#microsoft.graph.user": "User",
+            }
             return result[0]["id"], kind[result[0]["@odata.type"]]
     raise LookupError(assignee)
+
+
+def az_object_stubs(graph: AzGraph, ids: list[str]) -> list[dict[str, Any]]:
+    """`_get_object_stubs` (`az role assignment list` filling in `principalName`)."""
+    body = {
+        "ids": ids,
+        "types": ["user", "group", "servicePrincipal", "directoryObjectPartnerReference"],
+    }
+    return list(graph.directory_object_get_by_ids(body))
+
+
+def az_displayable_name(obj: dict[str, Any]) -> str:
+    """`_get_displayable_name`: a user's UPN, a service principal's first SPN."""
+    if "userPrincipalName" in obj:
+        return str(obj["userPrincipalName"])
+    if "servicePrincipalNames" in obj:
+        return str(obj["servicePrincipalNames"][0])
+    return str(obj["displayName"] or "")
 
 
 def assert_graph_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -630,10 +651,202 @@ def test_me_is_refused_for_app_only_tokens(env: Env) -> None:
     assert_graph_error(env.call("GET", "/me/ownedObjects"), 400, "BadRequest")
 
 
-def test_users_are_an_empty_collection(env: Env) -> None:
+def test_a_tenant_without_users_has_an_empty_collection(env: Env) -> None:
     response = env.call("GET", "/users?$filter=userPrincipalName eq 'a@b.example'")
     assert response.status_code == 200 and response.json()["value"] == []
     assert_graph_error(env.call("GET", "/users/a@b.example"), 404, "Request_ResourceNotFound")
+
+
+# --- users ------------------------------------------------------------------------------
+
+USER_KEYS = {
+    "id",
+    "accountEnabled",
+    "businessPhones",
+    "createdDateTime",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "userType",
+}
+
+
+def make_user(env: Env, tenant: str, name: str, display_name: str | None = None) -> User:
+    user, _ = env.directory.create_user(tenant, name, "a-password-1", display_name)
+    return user
+
+
+def test_assignee_upn_resolves_to_a_user_with_one_request(env: Env) -> None:
+    alice = make_user(env, TENANT_A, "alice", "Alice Liddell")
+    graph = env.az()
+    assert az_resolve_assignee(graph, "alice@contoso") == (alice.object_id, "User")
+    assert [(s.method, s.path) for s in graph.log] == [
+        ("GET", "/v1.0/users?$filter=userPrincipalName eq 'alice@contoso'")
+    ]
+    # sign-in names match in any case, as in Entra ID
+    assert az_resolve_assignee(env.az(), "ALICE@Contoso")[0] == alice.object_id
+    # --assignee <user object id>: the users and SPN queries miss, getByIds finds a user
+    graph = env.az()
+    assert az_resolve_assignee(graph, alice.object_id) == (alice.object_id, "User")
+    assert graph.log[-1].body["types"][0] == "user"
+    with pytest.raises(LookupError):
+        az_resolve_assignee(env.az(), "bob@contoso")
+    # a user of another tenant cannot be resolved from tenant B
+    with pytest.raises(LookupError):
+        az_resolve_assignee(env.az("token-tenant-b"), "alice@contoso")
+    with pytest.raises(LookupError):
+        az_resolve_assignee(env.az("token-tenant-b"), alice.object_id)
+
+
+def test_user_list_filters_select_and_count(env: Env) -> None:
+    alice = make_user(env, TENANT_A, "alice", "Alice Liddell")
+    make_user(env, TENANT_A, "albert", "Albert Camus")
+    make_user(env, TENANT_B, "alan", "Alan Turing")
+    graph = env.az()
+    everyone = graph.user_list(None)
+    assert [u["userPrincipalName"] for u in everyone] == ["alice@contoso", "albert@contoso"]
+    assert set(everyone[0]) == USER_KEYS
+    assert everyone[0] | {"createdDateTime": None} == {
+        "id": alice.object_id,
+        "accountEnabled": True,
+        "businessPhones": [],
+        "createdDateTime": None,
+        "displayName": "Alice Liddell",
+        "givenName": None,
+        "jobTitle": None,
+        "mail": None,
+        "mobilePhone": None,
+        "officeLocation": None,
+        "preferredLanguage": None,
+        "surname": None,
+        "userPrincipalName": "alice@contoso",
+        "userType": "Member",
+    }
+    # `az ad user list --display-name Al` and `--upn`, alone and together (joined by 'and')
+    assert len(graph.user_list("startswith(displayName,'al')")) == 2
+    assert [u["id"] for u in graph.user_list("startswith(displayName,'Alice')")] == [
+        alice.object_id
+    ]
+    both = "userPrincipalName eq 'albert@contoso' and startswith(displayName,'Alice')"
+    assert graph.user_list(both) == []
+    assert graph.user_list(f"id eq '{alice.object_id.upper()}'")[0]["id"] == alice.object_id
+    assert graph.user_list("userPrincipalName eq 'alan@fabrikam'") == []  # tenant B's
+    assert graph.user_list("userPrincipalName eq 'no-at-sign'") == []
+    assert graph.user_list("mail eq 'alice@contoso'") == []  # no user has mail
+    assert [u["displayName"] for u in env.az("token-tenant-b").user_list(None)] == ["Alan Turing"]
+    selected = env.call("GET", "/users?$select=id,userPrincipalName&$top=1").json()
+    assert selected["@odata.context"].endswith("$metadata#users(id,userPrincipalName)")
+    assert set(selected["value"][0]) == {"id", "userPrincipalName"}
+    assert "@odata.nextLink" in selected
+    count = env.call("GET", "/users/$count", headers={"ConsistencyLevel": "eventual"})
+    assert count.status_code == 200 and count.text == "2"
+    refused = [
+        ("$filter=id eq 'nope'", "Request_BadRequest"),
+        ("$select=password", "Request_BadRequest"),
+        ("$filter=userType eq 'Member'", "Request_UnsupportedQuery"),
+        ("$filter=endswith(userPrincipalName,'@contoso')", "Request_UnsupportedQuery"),
+    ]
+    for query, code in refused:
+        assert_graph_error(env.call("GET", f"/users?{query}"), 400, code)
+
+
+def test_user_show_by_id_and_upn_in_own_tenant_only(env: Env) -> None:
+    alice = make_user(env, TENANT_A, "alice")
+    for key in (alice.object_id, alice.object_id.upper(), "alice@contoso", "Alice@CONTOSO"):
+        shown = env.call("GET", f"/users/{key}")
+        assert shown.status_code == 200, shown.text
+        body = shown.json()
+        assert body["@odata.context"].endswith("$metadata#users/$entity")
+        assert body["id"] == alice.object_id and body["userPrincipalName"] == "alice@contoso"
+    assert set(env.call("GET", "/users/alice@contoso?$select=displayName").json()) == {
+        "@odata.context",
+        "displayName",
+    }
+    missing = [
+        str(uuid.uuid4()),
+        "bob@contoso",
+        "alice",
+        "alice@fabrikam",
+        "%00@x",
+        "a%23b@contoso",
+    ]
+    for key in missing:
+        error = assert_graph_error(
+            env.call("GET", f"/users/{key}"), 404, "Request_ResourceNotFound"
+        )
+        assert error["message"].startswith("Resource '")
+    for key in (alice.object_id, "alice@contoso"):
+        assert_graph_error(
+            env.call("GET", f"/users/{key}", token="token-tenant-b"),
+            404,
+            "Request_ResourceNotFound",
+        )
+    # users are read here, never written
+    assert env.call("POST", "/users", body={"displayName": "x"}).status_code == 405
+    assert env.call("DELETE", f"/users/{alice.object_id}").status_code == 405
+    error = assert_graph_error(
+        env.call("GET", f"/users/{alice.object_id}/memberOf"), 400, "Request_BadRequest"
+    )
+    assert error["message"].startswith("Resource not found for the segment 'memberOf'.")
+
+
+def test_get_by_ids_mixes_users_and_service_principals(env: Env) -> None:
+    made = az_create_for_rbac(env.az(), "deployer")
+    alice = make_user(env, TENANT_A, "alice")
+    stranger = make_user(env, TENANT_B, "stranger")
+    ids = [alice.object_id, str(uuid.uuid4()), made["sp"]["id"], stranger.object_id]
+    found = az_object_stubs(env.az(), ids)
+    assert [(o["id"], o["@odata.type"]) for o in found] == [
+        (alice.object_id, "#microsoft.graph.user"),
+        (made["sp"]["id"], "#microsoft.graph.servicePrincipal"),
+    ]
+    # what `az role assignment list` shows as principalName
+    assert [az_displayable_name(o) for o in found] == ["alice@contoso", made["appId"]]
+    only_sps = env.call(
+        "POST", "/directoryObjects/getByIds", body={"ids": ids, "types": ["servicePrincipal"]}
+    ).json()["value"]
+    assert [o["id"] for o in only_sps] == [made["sp"]["id"]]
+    only_users = env.call(
+        "POST", "/directoryObjects/getByIds", body={"ids": ids, "types": ["microsoft.graph.user"]}
+    ).json()["value"]
+    assert [o["id"] for o in only_users] == [alice.object_id]
+    single = env.call("GET", f"/directoryObjects/{alice.object_id}").json()
+    assert single["@odata.type"] == "#microsoft.graph.user"
+    assert single["userPrincipalName"] == "alice@contoso"
+    assert [o["id"] for o in az_object_stubs(env.az("token-tenant-b"), ids)] == [stranger.object_id]
+
+
+def test_me_is_the_signed_in_user(env: Env) -> None:
+    alice = make_user(env, TENANT_A, "alice", "Alice")
+    env.tokens["token-alice"] = Principal(TENANT_A, alice.object_id, AZURE_CLI_CLIENT_ID)
+    me = env.az("token-alice").signed_in_user_get()  # az ad signed-in-user show
+    assert me["@odata.context"].endswith("$metadata#users/$entity")
+    assert me["id"] == alice.object_id and me["userPrincipalName"] == "alice@contoso"
+    selected = env.call("GET", "/me?$select=id", token="token-alice").json()
+    assert set(selected) == {"@odata.context", "id"}
+    error = assert_graph_error(
+        env.call("GET", "/me/ownedObjects", token="token-alice"), 400, "Request_BadRequest"
+    )
+    assert "'ownedObjects'" in error["message"]
+    assert_graph_error(
+        env.call("PATCH", "/me", token="token-alice", body={}), 405, "Request_BadRequest"
+    )
+    # a user reads the directory as any principal of its tenant does (writes are the admin's)
+    assert az_resolve_assignee(env.az("token-alice"), "alice@contoso") == (alice.object_id, "User")
+    assert_graph_error(
+        env.call("POST", "/applications", token="token-alice", body={"displayName": "x"}),
+        403,
+        "Authorization_RequestDenied",
+    )
+    # a deleted user's still-valid token: /me is refused as for an app-only token
+    env.directory.delete_user(TENANT_A, alice.object_id)
+    assert_graph_error(env.call("GET", "/me", token="token-alice"), 400, "BadRequest")
 
 
 # --- who may do what --------------------------------------------------------------------

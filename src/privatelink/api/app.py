@@ -51,6 +51,7 @@ from privatelink.identity.graph import build_graph_router
 from privatelink.identity.router import build_identity_router
 from privatelink.identity.signin import AuthorizationCodes, build_signin_router
 from privatelink.identity.tokens import TokenIssuer
+from privatelink.portal.router import build_portal_router
 from privatelink.service import ControlPlane
 
 DEFAULT_PAGE_SIZE = 100
@@ -175,6 +176,9 @@ def create_app(
     app.include_router(build_identity_router(issuer, guard, users, codes))
     if users is not None and codes is not None:
         app.include_router(build_signin_router(users, codes, guard, issuer.canonical_tenant))
+        # The portal (`/portal/`, and `/`, where the cloud metadata's `portal` points):
+        # its pages call this app's ARM routes with the signed-in user's token.
+        app.include_router(build_portal_router(app))
     app.include_router(
         build_graph_router(tenancy.directory, lambda token: issuer.verify(token, resource="graph"))
     )

@@ -1,8 +1,9 @@
 """The Microsoft Graph subset that az drives: applications, service principals, their
-password credentials, and directory-object lookups, served under ``/graph/v1.0``.
+password credentials, users (read only), and directory-object lookups, served under
+``/graph/v1.0``.
 
 Owns the Graph wire format of the directory (`store/directory.py`): routes, Graph's
-JSON shapes (``application``, ``servicePrincipal``, ``passwordCredential``), the
+JSON shapes (``application``, ``servicePrincipal``, ``passwordCredential``, ``user``), the
 ``$filter`` forms az sends, ``$select``/``$top``/``$count`` paging, and Graph's error
 shape ``{"error": {"code", "message", "innerError": {"date", "request-id",
 "client-request-id"}}}``. Directory errors become Graph errors in one place
@@ -30,8 +31,11 @@ Rules (see docs/identity.md):
   and an old application secret survives a service-principal credential reset.)
 - What is not served is refused with 400 and a message that says so (unknown property
   in a body, ``$orderby``, ``or`` in ``$filter``, certificates, ...), never ignored.
-  The directory has no users or groups: ``/users`` is an empty collection (az looks
-  ``--assignee x@y`` up there) and ``/me`` answers as Graph does for app-only tokens.
+- Users are read here and made elsewhere (``privatelink user create``, the admin API):
+  ``/users`` (az's ``--assignee x@y`` is ``$filter=userPrincipalName eq 'x@y'``),
+  ``/users/{id or userPrincipalName}``, and getByIds (``#microsoft.graph.user``, which az
+  turns into ``principalType: User``). ``/me`` is the caller for a user's token and Graph's
+  app-only refusal for a service principal's. The directory has no groups.
 - Pages hold ``$top`` (default 100) objects, oldest first; ``@odata.nextLink`` carries
   an opaque ``$skiptoken`` (an offset), which az follows.
 
@@ -144,6 +148,21 @@ class ServicePrincipalRecord(Protocol):
     def created(self) -> str: ...
 
 
+class UserRecord(Protocol):
+    """A user (``store.directory.User``)."""
+
+    @property
+    def object_id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def user_principal_name(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def created(self) -> str: ...
+
+
 class TenantRecord(Protocol):
     """A tenant (``store.directory.Tenant``)."""
 
@@ -188,6 +207,9 @@ class GraphDirectory(Protocol):
     ) -> ServicePrincipalRecord | None: ...
     def delete_service_principal(self, tenant_id: str, object_id: str) -> bool: ...
     def count_service_principals(self, tenant_id: str) -> int: ...
+    def get_user(self, tenant_id: str, object_id: str) -> UserRecord | None: ...
+    def find_user(self, user_principal_name: str) -> UserRecord | None: ...
+    def list_users(self, tenant_id: str) -> Sequence[UserRecord]: ...
 
 
 class _AnyPath(Convertor[str]):
@@ -526,7 +548,23 @@ _SERVICE_PRINCIPAL_PROPERTIES = (
     "passwordCredentials",
 )
 
-_USER_PROPERTIES = ("id", "displayName", "mail", "userPrincipalName")
+#: Graph v1.0's default user properties, and the few others this server fills in.
+_USER_PROPERTIES = (
+    "id",
+    "accountEnabled",
+    "businessPhones",
+    "createdDateTime",
+    "displayName",
+    "givenName",
+    "jobTitle",
+    "mail",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "surname",
+    "userPrincipalName",
+    "userType",
+)
 
 APPLICATIONS = _Collection(
     "applications",
@@ -562,7 +600,7 @@ USERS = _Collection(
 #: The collections served at the root of the Graph subset (lower-case).
 _SERVED_ROOTS = frozenset({"applications", "serviceprincipals", "directoryobjects", "users", "me"})
 
-#: Types getByIds knows (lower-case); the directory holds only the first two.
+#: Types getByIds knows (lower-case); the directory holds only the first three.
 _DIRECTORY_TYPES = frozenset(
     {
         "serviceprincipal",
@@ -736,6 +774,26 @@ def service_principal_json(
         "passwordCredentials": [
             _password_json(c) for c in (app.password_credentials if app else ())
         ],
+    }
+
+
+def user_json(user: UserRecord) -> dict[str, Any]:
+    """A user as Graph v1.0 shows it: a member, enabled, without mail or a phone."""
+    return {
+        "id": user.object_id,
+        "accountEnabled": True,
+        "businessPhones": [],
+        "createdDateTime": user.created,
+        "displayName": user.display_name,
+        "givenName": None,
+        "jobTitle": None,
+        "mail": None,
+        "mobilePhone": None,
+        "officeLocation": None,
+        "preferredLanguage": None,
+        "surname": None,
+        "userPrincipalName": user.user_principal_name,
+        "userType": "Member",
     }
 
 
@@ -1072,6 +1130,26 @@ class _Graph:
             raise _not_found(object_id)
         return sp
 
+    def _user(self, call: _Call, id_or_upn: str) -> UserRecord | None:
+        """A user of the caller's tenant by object id or sign-in name (None: not found)."""
+        if is_guid(id_or_upn):
+            return self.directory.get_user(call.tenant, _guid(id_or_upn))
+        if "@" not in id_or_upn:
+            return None  # Graph answers 404 for a key that is neither, not 400
+        user = self.directory.find_user(id_or_upn)
+        # find_user looks in every tenant; another tenant's user is simply not found.
+        return user if user is not None and user.tenant_id == call.tenant else None
+
+    def _users(self, call: _Call, clauses: Iterable[Clause]) -> list[dict[str, Any]]:
+        """The tenant's users, narrowed by an ``eq`` on a key when the filter has one."""
+        for clause in clauses:
+            if clause.op == "eq" and clause.prop in ("id", "userPrincipalName"):
+                if clause.prop == "userPrincipalName" and "@" not in clause.value:
+                    return []
+                user = self._user(call, clause.value)
+                return [user_json(user)] if user is not None else []
+        return [user_json(u) for u in self.directory.list_users(call.tenant)]
+
     def _list(self, call: _Call, collection: _Collection) -> Response:
         options = _query_options(call.request)
         clauses = _checked_clauses(collection, options["filter"]) if "filter" in options else ()
@@ -1084,7 +1162,7 @@ class _Graph:
         elif collection is SERVICE_PRINCIPALS:
             objects = self._service_principals(call, **query)
         else:
-            objects = []  # the directory has no users
+            objects = self._users(call, clauses)
         matching = [o for o in objects if _matches(o, clauses)]
         return _json(_page(call, collection, options, matching))
 
@@ -1099,6 +1177,8 @@ class _Graph:
             raise _bad("$count is not currently supported.")
         if collection is APPLICATIONS:
             total = len(self.directory.list_applications(call.tenant))
+        elif collection is USERS:
+            total = len(self.directory.list_users(call.tenant))
         else:
             total = self.directory.count_service_principals(call.tenant)
         return Response(str(total), media_type="text/plain;charset=utf-8")
@@ -1127,8 +1207,34 @@ class _Graph:
     def list_users(self, call: _Call, _body: Any) -> Response:
         return self._list(call, USERS)
 
+    def count_users(self, call: _Call, _body: Any) -> Response:
+        return self._count(call, USERS)
+
     def get_user(self, call: _Call, _body: Any) -> Response:
-        raise _not_found(call.path("id"))
+        user = self._user(call, call.path("id"))
+        if user is None:
+            raise _not_found(call.path("id"))
+        return self._entity(call, USERS, user_json(user))
+
+    def me(self, call: _Call, _body: Any) -> Response:
+        """``/me``: the signed-in user for a user's token; app-only tokens are refused."""
+        user = self.directory.get_user(call.tenant, call.principal.object_id)
+        if user is None:
+            # A service principal's token: Graph answers /me this way for those.
+            raise GraphError(400, "BadRequest", _ME)
+        rest = call.path("rest")
+        if rest:
+            raise _bad(
+                f"Resource not found for the segment '{rest.split('/')[0]}'. This server "
+                "serves /me itself only, not what hangs off it."
+            )
+        if call.request.method != "GET":
+            raise GraphError(
+                405,
+                "Request_BadRequest",
+                "Specified HTTP method is not allowed for the request target.",
+            )
+        return self._entity(call, USERS, user_json(user))
 
     def _directory_objects(
         self, call: _Call, ids: Sequence[str], types: frozenset[str]
@@ -1143,6 +1249,10 @@ class _Graph:
             for obj in self._applications(call):
                 if obj["id"] in wanted:
                     found.append({"@odata.type": "#microsoft.graph.application", **obj})
+        if "user" in types:
+            for user in self.directory.list_users(call.tenant):
+                if user.object_id in wanted:
+                    found.append({"@odata.type": "#microsoft.graph.user", **user_json(user)})
         order = {object_id: i for i, object_id in enumerate(ids)}
         return sorted(found, key=lambda o: order[o["id"]])
 
@@ -1414,16 +1524,13 @@ def build_graph_router(directory: GraphDirectory, verify: Callable[[str], Princi
     )
     add("/directoryObjects/getByIds", ["POST"], endpoint(graph.get_by_ids, body=True))
     add("/directoryObjects/{id}", ["GET"], endpoint(graph.get_directory_object))
+    add("/users/$count", ["GET"], endpoint(graph.count_users))
     add("/users", ["GET"], endpoint(graph.list_users))
     add("/users/{id}", ["GET"], endpoint(graph.get_user))
 
-    def me(_call: _Call, _body: Any) -> Response:
-        # Every token here is app-only; Graph answers /me this way for those.
-        raise GraphError(400, "BadRequest", _ME)
-
     anything = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    add("/me", anything, endpoint(me))
-    add("/me/{rest:graph_any}", anything, endpoint(me))
+    add("/me", anything, endpoint(graph.me))
+    add("/me/{rest:graph_any}", anything, endpoint(graph.me))
 
     served = [r for r in router.routes if isinstance(r, Route)]
 
@@ -1445,7 +1552,7 @@ def build_graph_router(directory: GraphDirectory, verify: Callable[[str], Princi
         segment = parts[at]
         raise _bad(
             f"Resource not found for the segment '{segment}'. This server serves the subset "
-            "of Microsoft Graph that az uses (applications, servicePrincipals, "
+            "of Microsoft Graph that az uses (applications, servicePrincipals, users, "
             "directoryObjects)."
         )
 

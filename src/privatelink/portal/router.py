@@ -1,0 +1,261 @@
+"""The portal's pages (`/portal/...`): server-side templates over the ARM API.
+
+Sign-in is the server's own authorization code flow with PKCE (identity/signin.py) as
+the portal's public client (`tokens.PORTAL_CLIENT_ID`): `/portal/signin` sends the
+browser to the sign-in page, `/portal/callback` redeems the code and keeps the tokens
+in a server-side session (portal/sessions.py). Everything a page shows or changes is
+asked of ARM with the user's token (portal/arm.py), so RBAC applies as to any client;
+an ARM refusal is shown with its code and message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from privatelink.identity.signin import challenge_of
+from privatelink.identity.tokens import PORTAL_CLIENT_ID
+from privatelink.portal.arm import SUBSCRIPTIONS_API, Arm, ArmError
+from privatelink.portal.sessions import Session, Sessions
+
+SESSION_COOKIE = "pl_portal"
+SIGN_IN_COOKIE = "pl_portal_signin"
+ARM_SCOPE = "https://management.azure.com/.default openid profile offline_access"
+_HERE = Path(__file__).parent
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"])
+)
+_PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT our own token endpoint just returned (no check needed)."""
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * 4))
+    return decoded
+
+
+def _safe_return(value: str | None) -> str:
+    """A path of the portal to return to after sign-in (never another site)."""
+    if value and value.startswith("/portal/") and not value.startswith("//"):
+        return value
+    return "/portal/"
+
+
+def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter:
+    """The portal's routes; `app` is the server app its pages call ARM through."""
+    router = APIRouter(include_in_schema=False)
+    store = sessions if sessions is not None else Sessions()
+
+    async def token_request(origin: str, form: dict[str, str]) -> dict[str, Any]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
+        async with httpx.AsyncClient(transport=transport, base_url=origin) as client:
+            reply = await client.post("/organizations/oauth2/v2.0/token", data=form, timeout=60)
+        body: dict[str, Any] = reply.json()
+        if reply.status_code != 200:
+            raise ArmError(
+                reply.status_code, str(body.get("error")), str(body.get("error_description"))
+            )
+        return body
+
+    def session_of(request: Request) -> Session | None:
+        return store.get(request.cookies.get(SESSION_COOKIE))
+
+    def arm_for(request: Request, session: Session) -> Arm:
+        origin = _origin(request)
+
+        async def renew(s: Session) -> None:
+            body = await token_request(
+                origin,
+                {
+                    "grant_type": "refresh_token",
+                    "client_id": PORTAL_CLIENT_ID,
+                    "refresh_token": s.refresh_token,
+                    "scope": ARM_SCOPE,
+                },
+            )
+            s.access_token = body["access_token"]
+            s.refresh_token = body.get("refresh_token", s.refresh_token)
+            s.expires = time.monotonic() + int(body.get("expires_in", 3600))
+
+        return Arm(app, origin, session, renew)
+
+    def page(name: str, request: Request, status: int = 200, **values: Any) -> HTMLResponse:
+        body = _TEMPLATES.get_template(name).render(
+            session=session_of(request), path=request.url.path, **values
+        )
+        return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
+
+    def sign_in_first(request: Request) -> Response:
+        query = urlencode({"return_to": request.url.path})
+        return RedirectResponse(f"/portal/signin?{query}", 303)
+
+    @router.get("/")
+    @router.get("/portal")
+    async def portal_root() -> Response:
+        return RedirectResponse("/portal/", 307)
+
+    @router.get("/portal/static/portal.css")
+    async def stylesheet() -> Response:
+        return FileResponse(_HERE / "static" / "portal.css", media_type="text/css")
+
+    @router.get("/portal/signin")
+    async def sign_in(request: Request) -> Response:
+        """Off to the sign-in page, with a fresh PKCE verifier kept for the callback."""
+        state, verifier = store.start_sign_in(_safe_return(request.query_params.get("return_to")))
+        query = urlencode(
+            {
+                "client_id": PORTAL_CLIENT_ID,
+                "response_type": "code",
+                "redirect_uri": f"{_origin(request)}/portal/callback",
+                "scope": ARM_SCOPE,
+                "state": state,
+                "code_challenge": challenge_of(verifier),
+                "code_challenge_method": "S256",
+            }
+        )
+        reply = RedirectResponse(f"/organizations/oauth2/v2.0/authorize?{query}", 303)
+        reply.set_cookie(
+            SIGN_IN_COOKIE, state, max_age=600, httponly=True, secure=True, samesite="strict"
+        )
+        return reply
+
+    @router.get("/portal/callback")
+    async def callback(request: Request) -> Response:
+        """The sign-in page's redirect: redeem the code, start the session."""
+        state = request.query_params.get("state", "")
+        code = request.query_params.get("code", "")
+        if not state or state != request.cookies.get(SIGN_IN_COOKIE):
+            return page(
+                "error.html",
+                request,
+                400,
+                code="SignInStateMismatch",
+                message="This sign-in was not started in this browser. Sign in again.",
+            )
+        pending = store.finish_sign_in(state)
+        if pending is None or not code:
+            return page(
+                "error.html",
+                request,
+                400,
+                code="SignInExpired",
+                message="The sign-in took too long or was already used. Sign in again.",
+            )
+        try:
+            body = await token_request(
+                _origin(request),
+                {
+                    "grant_type": "authorization_code",
+                    "client_id": PORTAL_CLIENT_ID,
+                    "code": code,
+                    "redirect_uri": f"{_origin(request)}/portal/callback",
+                    "code_verifier": pending.verifier,
+                },
+            )
+        except ArmError as exc:
+            return page("error.html", request, 400, code=exc.code, message=exc.message)
+        who = _claims(body["id_token"])
+        session = Session(
+            access_token=body["access_token"],
+            refresh_token=body["refresh_token"],
+            expires=time.monotonic() + int(body.get("expires_in", 3600)),
+            user_name=str(who.get("preferred_username", "")),
+            display_name=str(who.get("name", "")),
+            tenant_id=str(who.get("tid", "")),
+            object_id=str(who.get("oid", "")),
+        )
+        reply = RedirectResponse(pending.return_to, 303)
+        reply.set_cookie(
+            SESSION_COOKIE, store.add(session), httponly=True, secure=True, samesite="strict"
+        )
+        reply.delete_cookie(SIGN_IN_COOKIE)
+        return reply
+
+    @router.post("/portal/signout")
+    async def sign_out(request: Request) -> Response:
+        """End the session (the form carries its CSRF token)."""
+        session = session_of(request)
+        form = (await request.body()).decode("utf-8", "replace")
+        token = dict(p.split("=", 1) for p in form.split("&") if "=" in p).get("csrf", "")
+        if session is not None and token == session.csrf:
+            store.drop(request.cookies.get(SESSION_COOKIE))
+        reply = RedirectResponse("/portal/signed-out", 303)
+        reply.delete_cookie(SESSION_COOKIE)
+        return reply
+
+    @router.get("/portal/signed-out", response_class=HTMLResponse)
+    async def signed_out(request: Request) -> Response:
+        return page("signed_out.html", request)
+
+    @router.get("/portal/", response_class=HTMLResponse)
+    async def overview(request: Request) -> Response:
+        """Private Link Center: counts and pending connections across subscriptions."""
+        session = session_of(request)
+        if session is None:
+            return sign_in_first(request)
+        arm = arm_for(request, session)
+        chosen_sub = request.query_params.get("subscription", "")
+        chosen_rg = request.query_params.get("resourceGroup", "").lower()
+        errors: list[ArmError] = []
+        services: list[dict[str, Any]] = []
+        endpoints: list[dict[str, Any]] = []
+        try:
+            subscriptions = await arm.list_all("/subscriptions", SUBSCRIPTIONS_API)
+        except ArmError as exc:
+            return page("error.html", request, exc.status, code=exc.code, message=exc.message)
+        for sub in subscriptions:
+            sid = sub.get("subscriptionId", "")
+            if chosen_sub and sid != chosen_sub:
+                continue
+            base = f"/subscriptions/{sid}/providers/Microsoft.Network"
+            try:
+                services += await arm.list_all(f"{base}/privateLinkServices")
+                endpoints += await arm.list_all(f"{base}/privateEndpoints")
+            except ArmError as exc:
+                errors.append(exc)
+        if chosen_rg:
+            services = [s for s in services if f"/resourcegroups/{chosen_rg}/" in s["id"].lower()]
+            endpoints = [e for e in endpoints if f"/resourcegroups/{chosen_rg}/" in e["id"].lower()]
+        pending = [
+            {"service": s, "connection": c}
+            for s in services
+            for c in (s.get("properties") or {}).get("privateEndpointConnections") or []
+            if ((c.get("properties") or {}).get("privateLinkServiceConnectionState") or {}).get(
+                "status"
+            )
+            == "Pending"
+        ]
+        return page(
+            "overview.html",
+            request,
+            subscriptions=subscriptions,
+            chosen_sub=chosen_sub,
+            chosen_rg=chosen_rg,
+            services=services,
+            endpoints=endpoints,
+            pending=pending,
+            errors=errors,
+        )
+
+    return router
