@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from portal_scene import Scene, build_scene
 from serverproc import ServerProcess, serve_process
 
 CHROMIUM = "/usr/bin/chromium"
@@ -83,3 +84,10 @@ def shot() -> Any:
         return path
 
     return take
+
+
+@pytest.fixture(scope="module")
+def scene(portal_server: ServerProcess) -> Iterator[Scene]:
+    """The module's world (tests/support/portal_scene.py)."""
+    with build_scene(portal_server) as built:
+        yield built

@@ -7,157 +7,14 @@ conftest.py `SHOTS`.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from arm_bodies import Rule, lb_body, provider_vnet_body
-from identities import ROLES, Identity, create_tenant
+from portal_scene import Scene, sign_in
 
 from privatelink.identity.signin import WRONG_CREDENTIALS
 
 pytestmark = pytest.mark.browser
-
-LOCATION = "eastus"
-
-
-@dataclass
-class Scene:
-    """What the tests look at: the provider's user and the pending connection."""
-
-    url: str
-    user: dict[str, Any]
-    service: str
-    endpoint_id: str
-    message: str
-
-
-def _user(admin: Identity, role: str, scope: str) -> dict[str, Any]:
-    user = (
-        admin.http()
-        .post("/privatelink/admin/tenants/default/users", json={"name": f"u{uuid.uuid4().hex[:6]}"})
-        .json()
-    )
-    sub = scope.split("/")[2]
-    admin.authorization(sub).role_assignments.create(
-        scope,
-        str(uuid.uuid4()),
-        {
-            "properties": {
-                "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/"
-                f"roleDefinitions/{ROLES[role]}",
-                "principalId": user["object_id"],
-                "principalType": "User",
-            }
-        },
-    )
-    return dict(user)
-
-
-@pytest.fixture(scope="module")
-def scene(portal_server: Any) -> Iterator[Scene]:
-    """A provider service (default tenant) with a manual connection from a consumer
-    endpoint in a tenant of its own, and a provider user with Reader on the provider's
-    subscription."""
-    creds = portal_server.credentials
-    admin = Identity.from_json(dict(creds, url=portal_server.url, ca_file=portal_server.ca_file))
-    sub = creds["subscription_id"]
-    net = admin.network(sub)
-    rg = "provider"
-    base = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network"
-    admin.http().put(
-        f"/subscriptions/{sub}/resourcegroups/{rg}",
-        params={"api-version": "2022-09-01"},
-        json={"location": LOCATION},
-    ).raise_for_status()
-    net.virtual_networks.begin_create_or_update(rg, "vnet", provider_vnet_body(LOCATION)).result()
-    net.load_balancers.begin_create_or_update(
-        rg,
-        "lb",
-        lb_body(
-            f"{base}/loadBalancers/lb",
-            f"{base}/virtualNetworks/vnet/subnets/frontend",
-            LOCATION,
-            rules=[Rule("http", "fe", "be")],
-        ),
-    ).result()
-    service = net.private_link_services.begin_create_or_update(
-        rg,
-        "pls-web",
-        {
-            "location": LOCATION,
-            "properties": {
-                "loadBalancerFrontendIpConfigurations": [
-                    {"id": f"{base}/loadBalancers/lb/frontendIPConfigurations/fe"}
-                ],
-                "ipConfigurations": [
-                    {
-                        "name": "nat",
-                        "properties": {
-                            "subnet": {"id": f"{base}/virtualNetworks/vnet/subnets/nat"},
-                            "primary": True,
-                        },
-                    }
-                ],
-                "visibility": {"subscriptions": ["*"]},
-            },
-        },
-    ).result()
-    consumer = create_tenant(admin, f"cons{uuid.uuid4().hex[:6]}")
-    csub = consumer.subscription_id
-    cnet = consumer.network(csub)
-    consumer.http().put(
-        f"/subscriptions/{csub}/resourcegroups/consumer",
-        params={"api-version": "2022-09-01"},
-        json={"location": LOCATION},
-    ).raise_for_status()
-    cnet.virtual_networks.begin_create_or_update(
-        "consumer",
-        "cvnet",
-        {
-            "location": LOCATION,
-            "properties": {
-                "addressSpace": {"addressPrefixes": ["10.8.0.0/16"]},
-                "subnets": [{"name": "pe", "properties": {"addressPrefix": "10.8.1.0/24"}}],
-            },
-        },
-    ).result()
-    message = "Contoso web tier, please approve"
-    endpoint = cnet.private_endpoints.begin_create_or_update(
-        "consumer",
-        "pe-web",
-        {
-            "location": LOCATION,
-            "properties": {
-                "subnet": {
-                    "id": f"/subscriptions/{csub}/resourceGroups/consumer/providers/"
-                    "Microsoft.Network/virtualNetworks/cvnet/subnets/pe"
-                },
-                "manualPrivateLinkServiceConnections": [
-                    {
-                        "name": "conn",
-                        "properties": {
-                            "privateLinkServiceId": service.id,
-                            "requestMessage": message,
-                        },
-                    }
-                ],
-            },
-        },
-    ).result()
-    user = _user(admin, "Reader", f"/subscriptions/{sub}")
-    yield Scene(portal_server.url, user, "pls-web", endpoint.id, message)
-    consumer.close()
-    admin.close()
-
-
-def sign_in(page: Any, url: str, name: str, password: str) -> None:
-    page.goto(f"{url}/portal/")
-    page.get_by_label("Sign-in name").fill(name)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_a_provider_user_signs_in_and_sees_the_pending_connection(
@@ -192,3 +49,71 @@ def test_a_wrong_password_gets_the_generic_error(scene: Scene, page: Any, shot: 
     # An unknown name reads the same.
     sign_in(page, scene.url, "nobody@default", "not-the-password")
     assert page.get_by_role("alert").inner_text() == WRONG_CREDENTIALS
+
+
+def test_approve_then_reject_and_the_consumer_sees_each(
+    scene: Scene, browser: Any, shot: Any
+) -> None:
+    provider = browser.new_context(
+        viewport={"width": 1280, "height": 800},
+        ignore_https_errors=True,
+        permissions=["clipboard-read", "clipboard-write"],
+    )
+    consumer = browser.new_context(viewport={"width": 390, "height": 844}, ignore_https_errors=True)
+    try:
+        page = provider.new_page()
+        sign_in(page, scene.url, scene.user["user_principal_name"], scene.user["password"])
+        page.wait_for_url(f"{scene.url}/portal/")
+        page.get_by_role("link", name=scene.service).first.click()
+        page.wait_for_load_state()
+        assert "/portal/service" in page.url, page.url
+        # The copy button puts the alias on the clipboard.
+        page.get_by_role("button", name="Copy alias").click()
+        page.get_by_text("Copied").wait_for()
+        assert page.evaluate("navigator.clipboard.readText()") == scene.alias
+        shot(page, "05-service")
+        page.get_by_role("checkbox").first.check()
+        page.get_by_label("Description").fill("Approved for the web tier")
+        page.get_by_role("button", name="Approve").click()
+        page.get_by_role("status").filter(has_text="Approved: 1").wait_for()
+        assert "Approved" in page.locator("td.state").first.inner_text()
+        shot(page, "06-approved")
+        # The consumer's user (another tenant), on a phone-width screen, sees Approved.
+        theirs = consumer.new_page()
+        name, password = scene.consumer_user["user_principal_name"], scene.consumer_user["password"]
+        sign_in(theirs, scene.url, name, password)
+        theirs.wait_for_url(f"{scene.url}/portal/")
+        endpoints = theirs.get_by_role("table", name="Private endpoints")
+        assert "Approved" in endpoints.inner_text()
+        shot(theirs, "07-consumer-approved-phone")
+        # Rejected next, with a reason; the consumer's page follows.
+        page.get_by_role("checkbox").first.check()
+        page.get_by_label("Description").fill("Not this quarter")
+        page.get_by_role("button", name="Reject").click()
+        page.get_by_role("status").filter(has_text="Rejected: 1").wait_for()
+        theirs.reload()
+        assert "Rejected" in theirs.get_by_role("table", name="Private endpoints").inner_text()
+    finally:
+        provider.close()
+        consumer.close()
+
+
+def test_a_reader_sees_no_decision_buttons_and_a_forced_one_gets_403(
+    scene: Scene, page: Any, shot: Any
+) -> None:
+    sign_in(page, scene.url, scene.reader["user_principal_name"], scene.reader["password"])
+    page.wait_for_url(f"{scene.url}/portal/")
+    page.goto(f"{scene.url}/portal/service?id={scene.service_id}")
+    assert page.get_by_role("heading", name=scene.service).is_visible()
+    for button in ("Approve", "Reject", "Remove"):
+        assert page.get_by_role("button", name=button).count() == 0
+    shot(page, "08-reader-service")
+    # The request the buttons would send, forced: ARM's 403, shown with its code.
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    connection = scene.endpoint_id.rsplit("/", 1)[1]
+    forced = page.request.post(
+        f"{scene.url}/portal/service/connections",
+        form={"csrf": csrf, "id": scene.service_id, "action": "Approved", "connection": connection},
+    )
+    assert forced.status == 403
+    assert "AuthorizationFailed" in forced.text()

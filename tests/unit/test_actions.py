@@ -221,3 +221,17 @@ def test_writes_follow_the_roles() -> None:
     assert _allowed(netc, "PUT", f"{N}/privateLinkServices/p/privateEndpointConnections/c")
     assert not _allowed(netc, "PUT", f"{S}/providers/Microsoft.Authorization/roleAssignments/a")
     assert not _allowed(netc, "PUT", f"{S}/resourceGroups/rg2/providers/Microsoft.Network/x/y")
+
+
+def test_asking_for_ones_permissions_needs_only_some_role_in_the_subscription() -> None:
+    path = f"{N}/privateLinkServices/p/providers/Microsoft.Authorization/permissions"
+    described = describe("GET", path)
+    assert described is not None
+    assert described.action == "Microsoft.Authorization/permissions/read"
+    assert described.scope == f"{N}/privateLinkServices/p"
+    elsewhere = _access(NETWORK_CONTRIBUTOR, f"{S}/resourceGroups/other")
+    assert _allowed(elsewhere, "GET", path)
+    assert _allowed(elsewhere, "GET", f"{G}/providers/Microsoft.Authorization/permissions")
+    nobody = _access(READER, "/subscriptions/22222222-2222-4222-8222-222222222222")
+    assert not _allowed(nobody, "GET", path)
+    assert not _allowed(nobody, "GET", f"{S}/providers/Microsoft.Authorization/permissions")

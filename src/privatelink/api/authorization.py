@@ -8,6 +8,11 @@ A role assignment's id is its scope plus that suffix, so the SDKs' `*_by_id` cal
 on the same routes. Shapes follow the 2022-04-01 / 2022-05-01-preview api-versions that
 azure-mgmt-authorization and az send.
 
+`{scope}/providers/Microsoft.Authorization/permissions` (GET) answers what the caller
+may do at a subscription, resource group or resource (Permissions_ListForResourceGroup /
+ListForResource; ARM also serves it at a subscription): one entry per permission block of
+each role assigned to the caller at that scope or above it.
+
 The store is `request.app.state.rbac` (`SqlRbacStore`); whether a principal exists in a
 directory is `request.app.state.principal_exists(tenant_id, object_id)` (absent: every
 principal exists), and its type `request.app.state.principal_kind(tenant_id, object_id)`
@@ -31,9 +36,12 @@ from privatelink.api.lean_route import LeanRoute
 from privatelink.core import authorization as core
 from privatelink.core import errors
 from privatelink.core.authorization import (
+    ALLOW_ALL,
     CUSTOM,
+    NAMESPACE,
     ROLE_ASSIGNMENTS_TYPE,
     ROLE_DEFINITIONS_TYPE,
+    Access,
     Permission,
     RoleAssignment,
     RoleDefinition,
@@ -48,6 +56,7 @@ router = APIRouter(route_class=LeanRoute)
 
 ASSIGNMENTS = f"/providers/{ROLE_ASSIGNMENTS_TYPE}"
 DEFINITIONS = f"/providers/{ROLE_DEFINITIONS_TYPE}"
+PERMISSIONS = f"/providers/{NAMESPACE}/permissions"
 SCOPED = "/{scope:path}"
 
 
@@ -117,6 +126,16 @@ def render_assignment(assignment: RoleAssignment) -> dict[str, Any]:
     }
 
 
+def render_permission(permission: Permission) -> dict[str, Any]:
+    """One permission block as ARM JSON (a role's, or an entry of `permissions`)."""
+    return {
+        "actions": list(permission.actions),
+        "notActions": list(permission.not_actions),
+        "dataActions": list(permission.data_actions),
+        "notDataActions": list(permission.not_data_actions),
+    }
+
+
 def render_definition(definition: RoleDefinition, scope: str) -> dict[str, Any]:
     """A role definition as ARM JSON, its id as seen from the request's scope."""
     return {
@@ -125,15 +144,7 @@ def render_definition(definition: RoleDefinition, scope: str) -> dict[str, Any]:
             "type": definition.role_type,
             "description": definition.description,
             "assignableScopes": list(definition.assignable_scopes),
-            "permissions": [
-                {
-                    "actions": list(p.actions),
-                    "notActions": list(p.not_actions),
-                    "dataActions": list(p.data_actions),
-                    "notDataActions": list(p.not_data_actions),
-                }
-                for p in definition.permissions
-            ],
+            "permissions": [render_permission(p) for p in definition.permissions],
             "createdOn": definition.created_on or None,
             "updatedOn": definition.updated_on or None,
             "createdBy": definition.created_by or None,
@@ -434,3 +445,35 @@ def delete_role_assignment(request: Request, scope: str, name: str) -> Response:
 def delete_role_assignment_at_root(request: Request, name: str) -> Response:
     """Remove an assignment made at the tenant root."""
     return _delete_assignment(request, "", name)
+
+
+# --- permissions ---------------------------------------------------------------------------
+
+
+def _access(request: Request, who: Principal) -> Access:
+    """The caller's access as enforcement built it; everything when authorization is off."""
+    access = getattr(request.state, "access", None)
+    if isinstance(access, Access):
+        return access
+    access_for: Callable[[Principal], Access] | None = getattr(
+        request.app.state, "access_for", None
+    )
+    return ALLOW_ALL if access_for is None else access_for(who)
+
+
+@router.get(SCOPED + PERMISSIONS, name="permissions_list")
+def list_permissions(request: Request, scope: str) -> Response:
+    """What the caller may do at a subscription, resource group or resource.
+
+    Any caller with a role somewhere in the subscription may ask (`api/authorize.py`);
+    the answer holds the roles in force at the scope, possibly none. As ARM, this neither
+    looks the resource group nor the resource up: the answer is about the caller's roles,
+    which hold at a scope whether or not something exists there yet.
+    """
+    who = _caller(request)
+    # azure-mgmt-authorization's list_for_resource sends an empty parentResourcePath as
+    # `//`; ARM reads it as one `/`.
+    raw = "/".join(part for part in scope.split("/") if part)
+    at = _scope(raw, allow_root=False)
+    items = [render_permission(p) for p in _access(request, who).permissions_at(at)]
+    return arm.ok({"value": items, "nextLink": None})

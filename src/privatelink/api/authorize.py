@@ -6,8 +6,10 @@ cached by the store) and asks it. A refusal is `403 AuthorizationFailed` before 
 route runs, so nothing is written. Lists of tracked resources are not refused when the
 caller may read some of them: the route lists only what it may read (`readable`).
 
-Three kinds of request need no role of their own beyond access to the subscription, as
-in ARM: reading the subscription itself and polling an operation's status.
+A few kinds of request need no role of their own beyond access to the subscription, as
+in ARM: reading the subscription itself, polling an operation's status and asking what
+one may do at a scope (Microsoft.Authorization/permissions: its answer is the caller's
+own roles, so a custom role without `*/read` may ask too).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _SUBSCRIPTION_READS = frozenset(
         "Microsoft.Network/locations/operations/read",
         "Microsoft.Network/locations/operationResults/read",
         "Microsoft.Resources/deployments/operationStatuses/read",
+        "Microsoft.Authorization/permissions/read",
     )
 )
 

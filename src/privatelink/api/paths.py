@@ -25,6 +25,7 @@ _OTHER_LITERALS = [
     "Microsoft.Insights",
     "roleAssignments",
     "roleDefinitions",
+    "permissions",  # Microsoft.Authorization/permissions under any scope
     "eventtypes",
     "metrics",  # Azure Monitor's, under any resource (api/monitor.py)
     "metricDefinitions",
@@ -60,28 +61,30 @@ def _canonical(path: str) -> str:
 
 def _canonicalize(path: str) -> str:
     parts = path.split("/")
-    # parts[0] is "" for an absolute path; literals sit at odd positions until
-    # "providers", then at the namespace and every other segment after it. An extension
-    # resource (`.../providers/Microsoft.Authorization/roleAssignments/x`) starts again
-    # at its own "providers".
+    # Counting the non-empty segments only (`at`: an SDK sends an empty
+    # parentResourcePath as `//`), literals sit at even positions until "providers",
+    # then at the namespace and every other segment after it. An extension resource
+    # (`.../providers/Microsoft.Authorization/roleAssignments/x`) starts again at its
+    # own "providers".
     out = list(parts)
-    i = 1
-    while i < len(out):
-        seg = out[i].lower()
+    at = [k for k, part in enumerate(parts) if part]
+    i = 0
+    while i < len(at):
+        seg = out[at[i]].lower()
         if seg in ("subscriptions", "resourcegroups"):
-            out[i] = _CANON[seg]
+            out[at[i]] = _CANON[seg]
             i += 2
             continue
         if seg == "providers":
-            out[i] = "providers"
-            if i + 1 < len(out):
-                out[i + 1] = _CANON.get(out[i + 1].lower(), out[i + 1])
+            out[at[i]] = "providers"
+            if i + 1 < len(at):
+                out[at[i + 1]] = _CANON.get(out[at[i + 1]].lower(), out[at[i + 1]])
             i += 2
             # After the namespace: type, name, type, name, ...
-            while i < len(out):
-                if out[i].lower() == "providers":
+            while i < len(at):
+                if out[at[i]].lower() == "providers":
                     break
-                out[i] = _CANON.get(out[i].lower(), out[i])
+                out[at[i]] = _CANON.get(out[at[i]].lower(), out[at[i]])
                 i += 2
             continue
         i += 2

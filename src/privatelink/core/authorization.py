@@ -912,7 +912,7 @@ class Access:
     immutable — a change of assignments builds a new one.
     """
 
-    __slots__ = ("_assignments", "_index", "_memo", "_principal")
+    __slots__ = ("_assignments", "_index", "_memo", "_principal", "_roles")
 
     def __init__(
         self,
@@ -923,11 +923,14 @@ class Access:
         self._principal = principal
         self._assignments = tuple(assignments)
         index: dict[str, list[_RoleMatcher]] = {}
+        roles: dict[str, list[RoleDefinition]] = {}
         for a in self._assignments:
             definition = definitions.get(a.role_definition_id.lower())
             if definition is not None:
                 index.setdefault(scope_key(a.scope), []).append(_matcher(definition))
+                roles.setdefault(scope_key(a.scope), []).append(definition)
         self._index = index
+        self._roles = roles
         self._memo: dict[tuple[str, str], bool] = {}
 
     @property
@@ -960,6 +963,20 @@ class Access:
                 if role.allows(action):
                     return True
         return False
+
+    def roles_at(self, scope: str) -> tuple[RoleDefinition, ...]:
+        """The distinct roles assigned at `scope` or above it: outermost scope first, then
+        in assignment order (the roles `allows` consults there)."""
+        seen: dict[str, RoleDefinition] = {}
+        for ancestor in ancestor_keys(scope):
+            for role in self._roles.get(ancestor, ()):
+                seen.setdefault(role.id, role)
+        return tuple(seen.values())
+
+    def permissions_at(self, scope: str) -> tuple[Permission, ...]:
+        """The permission blocks in force at `scope` (Microsoft.Authorization/permissions):
+        each role's blocks, for every role of `roles_at`."""
+        return tuple(p for role in self.roles_at(scope) for p in role.permissions)
 
     def require(self, action: str, scope: str) -> None:
         """Raise `AuthorizationFailed` unless `action` is allowed at `scope`."""
@@ -1014,6 +1031,9 @@ class _AllowAll(Access):
 
     def can_read_anything_under(self, scope: str) -> bool:
         return True
+
+    def permissions_at(self, scope: str) -> tuple[Permission, ...]:
+        return (Permission(actions=("*",)),)
 
 
 ALLOW_ALL: Access = _AllowAll()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 from fastapi import APIRouter, Request
@@ -60,6 +61,42 @@ def _safe_return(value: str | None) -> str:
     if value and value.startswith("/portal/") and not value.startswith("//"):
         return value
     return "/portal/"
+
+
+#: What deciding on a connection takes (either: ARM's own check is the same).
+DECIDE_ACTIONS = (
+    "Microsoft.Network/privateLinkServices/privateEndpointConnections/write",
+    "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action",
+)
+REMOVE_ACTIONS = (
+    "Microsoft.Network/privateLinkServices/privateEndpointConnections/delete",
+    "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action",
+)
+AUTHORIZATION_API = "2022-04-01"
+
+
+def _matches(pattern: str, action: str) -> bool:
+    """An RBAC action pattern (`*` any run of characters, any case) against an action."""
+    regex = "^" + re.escape(pattern.lower()).replace(r"\*", ".*") + "$"
+    return re.match(regex, action.lower()) is not None
+
+
+def permitted(permissions: list[dict[str, Any]], action: str) -> bool:
+    """Whether the Microsoft.Authorization/permissions entries grant `action` (one role
+    grants it when an `actions` pattern matches and no `notActions` pattern does)."""
+    return any(
+        any(_matches(a, action) for a in p.get("actions") or [])
+        and not any(_matches(n, action) for n in p.get("notActions") or [])
+        for p in permissions
+    )
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    """A bounded url-encoded form, every value of each field."""
+    body = await request.body()
+    if len(body) > 256 * 1024:
+        return {}
+    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
 def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter:
@@ -192,12 +229,15 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
         reply.delete_cookie(SIGN_IN_COOKIE)
         return reply
 
+    @router.get("/portal/static/portal.js")
+    async def script() -> Response:
+        return FileResponse(_HERE / "static" / "portal.js", media_type="text/javascript")
+
     @router.post("/portal/signout")
     async def sign_out(request: Request) -> Response:
         """End the session (the form carries its CSRF token)."""
         session = session_of(request)
-        form = (await request.body()).decode("utf-8", "replace")
-        token = dict(p.split("=", 1) for p in form.split("&") if "=" in p).get("csrf", "")
+        token = (await _form(request)).get("csrf", [""])[0]
         if session is not None and token == session.csrf:
             store.drop(request.cookies.get(SESSION_COOKIE))
         reply = RedirectResponse("/portal/signed-out", 303)
@@ -257,5 +297,100 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
             pending=pending,
             errors=errors,
         )
+
+    async def allowed(arm: Arm, scope: str, actions: tuple[str, ...]) -> bool:
+        """Whether the user may do any of `actions` at `scope`, asked of ARM
+        (Microsoft.Authorization/permissions); when ARM cannot say, the button shows
+        and ARM's own check answers the click."""
+        try:
+            got = await arm.get(
+                f"{scope}/providers/Microsoft.Authorization/permissions", AUTHORIZATION_API
+            )
+        except ArmError:
+            return True
+        entries = got.get("value") or []
+        return any(permitted(entries, a) for a in actions)
+
+    @router.get("/portal/service", response_class=HTMLResponse)
+    async def service_page(request: Request) -> Response:
+        """A private link service: its settings and connections, with the decisions."""
+        session = session_of(request)
+        if session is None:
+            return sign_in_first(request)
+        service_id = request.query_params.get("id", "")
+        return await render_service(request, session, service_id)
+
+    async def render_service(
+        request: Request,
+        session: Session,
+        service_id: str,
+        errors: list[ArmError] | None = None,
+        done: str = "",
+        status: int = 200,
+    ) -> Response:
+        arm = arm_for(request, session)
+        if not service_id.lower().startswith("/subscriptions/"):
+            return page(
+                "error.html", request, 400, code="InvalidResourceId", message="No service id."
+            )
+        try:
+            service = await arm.get(service_id)
+        except ArmError as exc:
+            return page("error.html", request, exc.status, code=exc.code, message=exc.message)
+        return page(
+            "service.html",
+            request,
+            status,
+            service=service,
+            connections=(service.get("properties") or {}).get("privateEndpointConnections") or [],
+            can_decide=await allowed(arm, service["id"], DECIDE_ACTIONS),
+            can_remove=await allowed(arm, service["id"], REMOVE_ACTIONS),
+            errors=errors or [],
+            done=done,
+        )
+
+    @router.post("/portal/service/connections", response_class=HTMLResponse)
+    async def decide(request: Request) -> Response:
+        """Approve, reject or remove the chosen connections, each through ARM."""
+        session = session_of(request)
+        if session is None:
+            return sign_in_first(request)
+        form = await _form(request)
+        service_id = form.get("id", [""])[0]
+        if form.get("csrf", [""])[0] != session.csrf:
+            return page(
+                "error.html",
+                request,
+                403,
+                code="InvalidCsrfToken",
+                message="The form is out of date. Reload the page and try again.",
+            )
+        action = form.get("action", [""])[0]
+        names = [n for n in form.get("connection", []) if n]
+        description = form.get("description", [""])[0]
+        if action not in ("Approved", "Rejected", "Remove") or not names:
+            return await render_service(
+                request,
+                session,
+                service_id,
+                [ArmError(400, "NothingChosen", "Choose one or more connections and a decision.")],
+                status=400,
+            )
+        arm = arm_for(request, session)
+        errors: list[ArmError] = []
+        for name in names:
+            path = f"{service_id}/privateEndpointConnections/{name}"
+            try:
+                if action == "Remove":
+                    await arm.request("DELETE", path)
+                else:
+                    state = {"status": action, "description": description}
+                    body = {"properties": {"privateLinkServiceConnectionState": state}}
+                    await arm.request("PUT", path, body=body)
+            except ArmError as exc:
+                errors.append(exc)
+        done = "" if errors else f"{action if action != 'Remove' else 'Removed'}: {len(names)}"
+        status = errors[0].status if errors else 200
+        return await render_service(request, session, service_id, errors, done, status)
 
     return router
