@@ -12,41 +12,27 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from privatelink.identity.signin import challenge_of
 from privatelink.identity.tokens import PORTAL_CLIENT_ID
-from privatelink.portal.arm import SUBSCRIPTIONS_API, Arm, ArmError
-from privatelink.portal.sessions import Session, Sessions
-
-SESSION_COOKIE = "pl_portal"
-SIGN_IN_COOKIE = "pl_portal_signin"
-ARM_SCOPE = "https://management.azure.com/.default openid profile offline_access"
-_HERE = Path(__file__).parent
-_TEMPLATES = Environment(
-    loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html"])
+from privatelink.portal.arm import SUBSCRIPTIONS_API, ArmError
+from privatelink.portal.context import (
+    ARM_SCOPE,
+    HERE,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    Portal,
+    origin_of,
+    read_form,
 )
-_PAGE_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
-    ),
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "same-origin",
-}
-
-
-def _origin(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}"
+from privatelink.portal.sessions import Session, Sessions
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -72,80 +58,23 @@ REMOVE_ACTIONS = (
     "Microsoft.Network/privateLinkServices/privateEndpointConnections/delete",
     "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action",
 )
-AUTHORIZATION_API = "2022-04-01"
 
 
-def _matches(pattern: str, action: str) -> bool:
-    """An RBAC action pattern (`*` any run of characters, any case) against an action."""
-    regex = "^" + re.escape(pattern.lower()).replace(r"\*", ".*") + "$"
-    return re.match(regex, action.lower()) is not None
-
-
-def permitted(permissions: list[dict[str, Any]], action: str) -> bool:
-    """Whether the Microsoft.Authorization/permissions entries grant `action` (one role
-    grants it when an `actions` pattern matches and no `notActions` pattern does)."""
-    return any(
-        any(_matches(a, action) for a in p.get("actions") or [])
-        and not any(_matches(n, action) for n in p.get("notActions") or [])
-        for p in permissions
-    )
-
-
-async def _form(request: Request) -> dict[str, list[str]]:
-    """A bounded url-encoded form, every value of each field."""
-    body = await request.body()
-    if len(body) > 256 * 1024:
-        return {}
-    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+#: Functions `(router, portal)` that add a group of pages (each module's `add_pages`).
+PAGE_GROUPS: list[Callable[[APIRouter, Portal], None]] = []
 
 
 def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter:
     """The portal's routes; `app` is the server app its pages call ARM through."""
     router = APIRouter(include_in_schema=False)
-    store = sessions if sessions is not None else Sessions()
 
-    async def token_request(origin: str, form: dict[str, str]) -> dict[str, Any]:
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
-        async with httpx.AsyncClient(transport=transport, base_url=origin) as client:
-            reply = await client.post("/organizations/oauth2/v2.0/token", data=form, timeout=60)
-        body: dict[str, Any] = reply.json()
-        if reply.status_code != 200:
-            raise ArmError(
-                reply.status_code, str(body.get("error")), str(body.get("error_description"))
-            )
-        return body
-
-    def session_of(request: Request) -> Session | None:
-        return store.get(request.cookies.get(SESSION_COOKIE))
-
-    def arm_for(request: Request, session: Session) -> Arm:
-        origin = _origin(request)
-
-        async def renew(s: Session) -> None:
-            body = await token_request(
-                origin,
-                {
-                    "grant_type": "refresh_token",
-                    "client_id": PORTAL_CLIENT_ID,
-                    "refresh_token": s.refresh_token,
-                    "scope": ARM_SCOPE,
-                },
-            )
-            s.access_token = body["access_token"]
-            s.refresh_token = body.get("refresh_token", s.refresh_token)
-            s.expires = time.monotonic() + int(body.get("expires_in", 3600))
-
-        return Arm(app, origin, session, renew)
-
-    def page(name: str, request: Request, status: int = 200, **values: Any) -> HTMLResponse:
-        body = _TEMPLATES.get_template(name).render(
-            session=session_of(request), path=request.url.path, **values
-        )
-        return HTMLResponse(body, status_code=status, headers=_PAGE_HEADERS)
-
-    def sign_in_first(request: Request) -> Response:
-        query = urlencode({"return_to": request.url.path})
-        return RedirectResponse(f"/portal/signin?{query}", 303)
+    portal = Portal(app, sessions)
+    # Other groups of pages add their routes with the same Portal (sessions, rendering).
+    for add_pages in PAGE_GROUPS:
+        add_pages(router, portal)
+    store = portal.store
+    session_of, arm_for, page = portal.session_of, portal.arm_for, portal.page
+    sign_in_first, allowed, token_request = portal.sign_in_first, portal.allowed, portal.token
 
     @router.get("/")
     @router.get("/portal")
@@ -154,7 +83,7 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
 
     @router.get("/portal/static/portal.css")
     async def stylesheet() -> Response:
-        return FileResponse(_HERE / "static" / "portal.css", media_type="text/css")
+        return FileResponse(HERE / "static" / "portal.css", media_type="text/css")
 
     @router.get("/portal/signin")
     async def sign_in(request: Request) -> Response:
@@ -164,7 +93,7 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
             {
                 "client_id": PORTAL_CLIENT_ID,
                 "response_type": "code",
-                "redirect_uri": f"{_origin(request)}/portal/callback",
+                "redirect_uri": f"{origin_of(request)}/portal/callback",
                 "scope": ARM_SCOPE,
                 "state": state,
                 "code_challenge": challenge_of(verifier),
@@ -201,12 +130,12 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
             )
         try:
             body = await token_request(
-                _origin(request),
+                origin_of(request),
                 {
                     "grant_type": "authorization_code",
                     "client_id": PORTAL_CLIENT_ID,
                     "code": code,
-                    "redirect_uri": f"{_origin(request)}/portal/callback",
+                    "redirect_uri": f"{origin_of(request)}/portal/callback",
                     "code_verifier": pending.verifier,
                 },
             )
@@ -231,13 +160,13 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
 
     @router.get("/portal/static/portal.js")
     async def script() -> Response:
-        return FileResponse(_HERE / "static" / "portal.js", media_type="text/javascript")
+        return FileResponse(HERE / "static" / "portal.js", media_type="text/javascript")
 
     @router.post("/portal/signout")
     async def sign_out(request: Request) -> Response:
         """End the session (the form carries its CSRF token)."""
         session = session_of(request)
-        token = (await _form(request)).get("csrf", [""])[0]
+        token = (await read_form(request)).get("csrf", [""])[0]
         if session is not None and token == session.csrf:
             store.drop(request.cookies.get(SESSION_COOKIE))
         reply = RedirectResponse("/portal/signed-out", 303)
@@ -298,19 +227,6 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
             errors=errors,
         )
 
-    async def allowed(arm: Arm, scope: str, actions: tuple[str, ...]) -> bool:
-        """Whether the user may do any of `actions` at `scope`, asked of ARM
-        (Microsoft.Authorization/permissions); when ARM cannot say, the button shows
-        and ARM's own check answers the click."""
-        try:
-            got = await arm.get(
-                f"{scope}/providers/Microsoft.Authorization/permissions", AUTHORIZATION_API
-            )
-        except ArmError:
-            return True
-        entries = got.get("value") or []
-        return any(permitted(entries, a) for a in actions)
-
     @router.get("/portal/service", response_class=HTMLResponse)
     async def service_page(request: Request) -> Response:
         """A private link service: its settings and connections, with the decisions."""
@@ -355,7 +271,7 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
         session = session_of(request)
         if session is None:
             return sign_in_first(request)
-        form = await _form(request)
+        form = await read_form(request)
         service_id = form.get("id", [""])[0]
         if form.get("csrf", [""])[0] != session.csrf:
             return page(
