@@ -117,3 +117,26 @@ def test_a_reader_sees_no_decision_buttons_and_a_forced_one_gets_403(
     )
     assert forced.status == 403
     assert "AuthorizationFailed" in forced.text()
+
+
+def test_the_pending_list_decides_across_services(scene: Scene, page: Any, shot: Any) -> None:
+    """`/portal/pending`: every connection awaiting a decision, approved from the list;
+    `/portal/services` counts them."""
+    asked = scene.ask("pe-two", "second tier, please")
+    sign_in(page, scene.url, scene.user["user_principal_name"], scene.user["password"])
+    page.wait_for_url(f"{scene.url}/portal/")
+    page.get_by_role("link", name="Pending connections").click()
+    page.wait_for_url(f"{scene.url}/portal/pending")
+    table = page.get_by_role("table", name="Pending connections")
+    assert asked in table.inner_text() and "second tier, please" in table.inner_text()
+    shot(page, "09-pending")
+    row = page.get_by_role("row").filter(has_text=asked)
+    row.get_by_role("checkbox").check()
+    page.get_by_label("Description").fill("welcome")
+    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("status").filter(has_text="Approved: 1").wait_for()
+    assert asked not in page.locator("main").inner_text()
+    page.get_by_role("link", name="Private link services").click()
+    services = page.get_by_role("table", name="Private link services")
+    assert scene.service in services.inner_text()
+    shot(page, "10-services")

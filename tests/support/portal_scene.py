@@ -30,6 +30,37 @@ class Scene:
     alias: str
     endpoint_id: str
     message: str
+    consumer: Identity | None = None  # the consumer tenant's admin (SDK calls)
+
+    def ask(self, name: str, message: str) -> str:
+        """The consumer asks for another connection (a manual endpoint `name`): its id."""
+        assert self.consumer is not None
+        sub = self.consumer.subscription_id
+        subnet = (
+            f"/subscriptions/{sub}/resourceGroups/consumer/providers/Microsoft.Network/"
+            "virtualNetworks/cvnet/subnets/pe"
+        )
+        body = {
+            "location": LOCATION,
+            "properties": {
+                "subnet": {"id": subnet},
+                "manualPrivateLinkServiceConnections": [
+                    {
+                        "name": "conn",
+                        "properties": {
+                            "privateLinkServiceId": self.service_id,
+                            "requestMessage": message,
+                        },
+                    }
+                ],
+            },
+        }
+        made = (
+            self.consumer.network(sub)
+            .private_endpoints.begin_create_or_update("consumer", name, body)
+            .result()
+        )
+        return str(made.id)
 
 
 def _user(admin: Identity, role: str, scope: str, tenant: str = "default") -> dict[str, Any]:
@@ -160,6 +191,7 @@ def build_scene(portal_server: Any) -> Iterator[Scene]:
         service.alias,
         endpoint.id,
         message,
+        consumer,
     )
     consumer.close()
     admin.close()

@@ -22,7 +22,8 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from privatelink.identity.signin import challenge_of
 from privatelink.identity.tokens import PORTAL_CLIENT_ID
-from privatelink.portal.arm import SUBSCRIPTIONS_API, ArmError
+from privatelink.portal import services
+from privatelink.portal.arm import ArmError
 from privatelink.portal.context import (
     ARM_SCOPE,
     HERE,
@@ -49,11 +50,6 @@ def _safe_return(value: str | None) -> str:
     return "/portal/"
 
 
-#: What deciding on a connection takes (either: ARM's own check is the same).
-DECIDE_ACTIONS = (
-    "Microsoft.Network/privateLinkServices/privateEndpointConnections/write",
-    "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action",
-)
 REMOVE_ACTIONS = (
     "Microsoft.Network/privateLinkServices/privateEndpointConnections/delete",
     "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action",
@@ -61,7 +57,7 @@ REMOVE_ACTIONS = (
 
 
 #: Functions `(router, portal)` that add a group of pages (each module's `add_pages`).
-PAGE_GROUPS: list[Callable[[APIRouter, Portal], None]] = []
+PAGE_GROUPS: list[Callable[[APIRouter, Portal], None]] = [services.add_pages]
 
 
 def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter:
@@ -183,48 +179,22 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
         session = session_of(request)
         if session is None:
             return sign_in_first(request)
-        arm = arm_for(request, session)
         chosen_sub = request.query_params.get("subscription", "")
-        chosen_rg = request.query_params.get("resourceGroup", "").lower()
-        errors: list[ArmError] = []
-        services: list[dict[str, Any]] = []
-        endpoints: list[dict[str, Any]] = []
+        chosen_rg = request.query_params.get("resourceGroup", "")
         try:
-            subscriptions = await arm.list_all("/subscriptions", SUBSCRIPTIONS_API)
+            estate = await services.gather(arm_for(request, session), chosen_sub, chosen_rg)
         except ArmError as exc:
-            return page("error.html", request, exc.status, code=exc.code, message=exc.message)
-        for sub in subscriptions:
-            sid = sub.get("subscriptionId", "")
-            if chosen_sub and sid != chosen_sub:
-                continue
-            base = f"/subscriptions/{sid}/providers/Microsoft.Network"
-            try:
-                services += await arm.list_all(f"{base}/privateLinkServices")
-                endpoints += await arm.list_all(f"{base}/privateEndpoints")
-            except ArmError as exc:
-                errors.append(exc)
-        if chosen_rg:
-            services = [s for s in services if f"/resourcegroups/{chosen_rg}/" in s["id"].lower()]
-            endpoints = [e for e in endpoints if f"/resourcegroups/{chosen_rg}/" in e["id"].lower()]
-        pending = [
-            {"service": s, "connection": c}
-            for s in services
-            for c in (s.get("properties") or {}).get("privateEndpointConnections") or []
-            if ((c.get("properties") or {}).get("privateLinkServiceConnectionState") or {}).get(
-                "status"
-            )
-            == "Pending"
-        ]
+            return portal.error(request, exc)
         return page(
             "overview.html",
             request,
-            subscriptions=subscriptions,
+            subscriptions=estate.subscriptions,
             chosen_sub=chosen_sub,
             chosen_rg=chosen_rg,
-            services=services,
-            endpoints=endpoints,
-            pending=pending,
-            errors=errors,
+            services=estate.services,
+            endpoints=estate.endpoints,
+            pending=estate.pending(),
+            errors=estate.errors,
         )
 
     @router.get("/portal/service", response_class=HTMLResponse)
@@ -259,7 +229,7 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
             status,
             service=service,
             connections=(service.get("properties") or {}).get("privateEndpointConnections") or [],
-            can_decide=await allowed(arm, service["id"], DECIDE_ACTIONS),
+            can_decide=await allowed(arm, service["id"], services.DECIDE_ACTIONS),
             can_remove=await allowed(arm, service["id"], REMOVE_ACTIONS),
             errors=errors or [],
             done=done,
