@@ -140,3 +140,29 @@ def test_the_pending_list_decides_across_services(scene: Scene, page: Any, shot:
     services = page.get_by_role("table", name="Private link services")
     assert scene.service in services.inner_text()
     shot(page, "10-services")
+
+
+def test_create_and_edit_a_service(scene: Scene, page: Any, shot: Any) -> None:
+    """The new-service form shows ARM's refusal with its code (the frontend serves a
+    service already) and keeps the values; the edit form changes a setting."""
+    sign_in(page, scene.url, scene.user["user_principal_name"], scene.user["password"])
+    page.wait_for_url(f"{scene.url}/portal/")
+    page.goto(f"{scene.url}/portal/services")
+    page.get_by_role("link", name="New private link service").click()
+    page.get_by_role("button", name="Choose").click()
+    page.get_by_label("Resource group").fill("provider")
+    page.get_by_label("Name", exact=True).fill("pls-two")
+    page.get_by_label("Location").fill("eastus")
+    page.get_by_label("Visibility").fill("*")
+    page.get_by_role("button", name="Create").click()
+    alert = page.get_by_role("alert")
+    assert "FrontendIpConfigurationInUseByAnotherPrivateLinkService" in alert.inner_text()
+    assert page.get_by_label("Name", exact=True).input_value() == "pls-two"
+    shot(page, "11-new-service-refused")
+    page.goto(f"{scene.url}/portal/service/edit?id={scene.service_id}")
+    page.get_by_label("FQDNs").fill("web.contoso.example")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+    assert "/portal/service?id=" in page.url
+    assert "web.contoso.example" in page.locator("dl.facts").inner_text()
+    shot(page, "12-service-edited")
