@@ -5,26 +5,13 @@ critical violation. The pages' CSP forbids injected scripts, so this context byp
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
+from axe_check import violations
 from portal_scene import Scene, sign_in
 
 pytestmark = pytest.mark.browser
-
-AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
-
-
-def violations(page: Any) -> list[dict[str, Any]]:
-    """axe's serious and critical violations on the page as it is now."""
-    page.add_script_tag(path=str(AXE))
-    found = page.evaluate("async () => (await axe.run(document)).violations")
-    return [
-        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
-        for v in found
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def test_the_check_finds_a_violation(browser: Any) -> None:

@@ -57,8 +57,10 @@ class Arm:
         api_version: str = NETWORK_API,
         body: Any = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        """The JSON of an ARM request (None for an empty answer); ArmError when refused."""
+        """The JSON of an ARM request (None for an empty answer); ArmError when refused.
+        `headers` go with it (If-None-Match, ...)."""
         if self._session.expires - RENEW_EARLY_SECONDS < self._clock():
             await self._renew(self._session)
         query = {"api-version": api_version} | (params or {})
@@ -69,7 +71,7 @@ class Arm:
                 path,
                 params=query,
                 json=body,
-                headers={"Authorization": f"Bearer {self._session.access_token}"},
+                headers=(headers or {}) | {"Authorization": f"Bearer {self._session.access_token}"},
                 timeout=60,
             )
         if reply.status_code >= 400:

@@ -33,6 +33,7 @@ from privatelink.portal.context import (
     origin_of,
     read_form,
 )
+from privatelink.portal.estate import gather
 from privatelink.portal.sessions import Session, Sessions
 
 
@@ -183,7 +184,7 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
         chosen_sub = request.query_params.get("subscription", "")
         chosen_rg = request.query_params.get("resourceGroup", "")
         try:
-            estate = await services.gather(arm_for(request, session), chosen_sub, chosen_rg)
+            estate = await gather(arm_for(request, session), chosen_sub, chosen_rg)
         except ArmError as exc:
             return portal.error(request, exc)
         return page(

@@ -4,7 +4,6 @@ they may take, through ARM."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,58 +12,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from privatelink.portal.arm import SUBSCRIPTIONS_API, Arm, ArmError
 from privatelink.portal.context import Portal, read_form
+from privatelink.portal.estate import gather
 
 #: What deciding on a connection takes (either: ARM's own check is the same).
 DECIDE_ACTIONS = (
     "Microsoft.Network/privateLinkServices/privateEndpointConnections/write",
     "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action",
 )
-
-
-@dataclass
-class Estate:
-    """What the user can read: subscriptions, services and endpoints (and what failed)."""
-
-    subscriptions: list[dict[str, Any]] = field(default_factory=list)
-    services: list[dict[str, Any]] = field(default_factory=list)
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[ArmError] = field(default_factory=list)
-
-    def pending(self) -> list[dict[str, Any]]:
-        """Every connection awaiting a decision, with its service."""
-        return [
-            {"service": s, "connection": c}
-            for s in self.services
-            for c in (s.get("properties") or {}).get("privateEndpointConnections") or []
-            if status_of(c) == "Pending"
-        ]
-
-
-def status_of(connection: dict[str, Any]) -> str:
-    """A connection's state (Pending, Approved, Rejected, Disconnected)."""
-    props = connection.get("properties") or {}
-    return str((props.get("privateLinkServiceConnectionState") or {}).get("status") or "")
-
-
-async def gather(arm: Arm, subscription: str = "", group: str = "") -> Estate:
-    """Services and endpoints of every subscription the user can see (or one), in one
-    resource group when `group` is given; an ARM refusal per subscription is kept."""
-    estate = Estate(subscriptions=await arm.list_all("/subscriptions", SUBSCRIPTIONS_API))
-    for sub in estate.subscriptions:
-        sid = sub.get("subscriptionId", "")
-        if subscription and sid != subscription:
-            continue
-        base = f"/subscriptions/{sid}/providers/Microsoft.Network"
-        try:
-            estate.services += await arm.list_all(f"{base}/privateLinkServices")
-            estate.endpoints += await arm.list_all(f"{base}/privateEndpoints")
-        except ArmError as exc:
-            estate.errors.append(exc)
-    if group:
-        key = f"/resourcegroups/{group.lower()}/"
-        estate.services = [s for s in estate.services if key in s["id"].lower()]
-        estate.endpoints = [e for e in estate.endpoints if key in e["id"].lower()]
-    return estate
 
 
 def add_pages(router: APIRouter, portal: Portal) -> None:
