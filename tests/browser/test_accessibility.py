@@ -44,6 +44,8 @@ def test_no_serious_violations_on_any_page(scene: Scene, browser: Any, width: in
         seen["overview"] = violations(page)
         page.goto(f"{scene.url}/portal/service?id={scene.service_id}")
         seen["service"] = violations(page)
+        page.goto(f"{scene.url}/portal/metrics?id={scene.service_id}")
+        seen["metrics"] = violations(page)
         page.goto(f"{scene.url}/portal/services")
         seen["services"] = violations(page)
         page.goto(f"{scene.url}/portal/pending")
@@ -58,6 +60,12 @@ def test_no_serious_violations_on_any_page(scene: Scene, browser: Any, width: in
         page.get_by_role("button", name="Sign out").click()
         page.wait_for_url(f"{scene.url}/portal/signed-out")
         seen["signed out"] = violations(page)
+        # The charts, as a Reader (metrics need `*/read`).
+        sign_in(page, scene.url, scene.reader["user_principal_name"], scene.reader["password"])
+        page.wait_for_url(f"{scene.url}/portal/")
+        page.goto(f"{scene.url}/portal/metrics?id={scene.service_id}")
+        page.locator("figure").first.wait_for()
+        seen["metrics charts"] = violations(page)
     finally:
         context.close()
     assert {k: v for k, v in seen.items() if v} == {}

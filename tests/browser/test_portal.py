@@ -166,3 +166,27 @@ def test_create_and_edit_a_service(scene: Scene, page: Any, shot: Any) -> None:
     assert "/portal/service?id=" in page.url
     assert "web.contoso.example" in page.locator("dl.facts").inner_text()
     shot(page, "12-service-edited")
+
+
+def test_the_services_metrics_page_draws_its_charts(scene: Scene, page: Any, shot: Any) -> None:
+    """Four charts from Azure Monitor's metrics API (no traffic here: the data plane is
+    off in this tier, so the lines lie at zero or say there is no data yet). Reading
+    metrics takes `Microsoft.Insights/metrics/read` (Reader's `*/read`; Network
+    Contributor has no such right, and gets ARM's refusal)."""
+    sign_in(page, scene.url, scene.user["user_principal_name"], scene.user["password"])
+    page.wait_for_url(f"{scene.url}/portal/")
+    page.goto(f"{scene.url}/portal/metrics?id={scene.service_id}")
+    assert "Microsoft.Insights/metrics/read" in page.get_by_role("alert").inner_text()
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, scene.url, scene.reader["user_principal_name"], scene.reader["password"])
+    page.wait_for_url(f"{scene.url}/portal/")
+    page.goto(f"{scene.url}/portal/service?id={scene.service_id}")
+    page.get_by_role("link", name="Metrics").click()
+    page.wait_for_load_state()
+    titles = [t.inner_text() for t in page.locator("figcaption strong").all()]
+    assert titles == ["Bytes in", "Bytes out", "NAT port usage", "New connections"]
+    assert page.get_by_role("img").count() == 4
+    shot(page, "13-metrics-hour")
+    page.get_by_role("link", name="Last day").click()
+    page.wait_for_load_state()
+    assert "span=P1D" in page.url and page.get_by_role("img").count() == 4

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from privatelink.identity.signin import challenge_of
 from privatelink.identity.tokens import PORTAL_CLIENT_ID
-from privatelink.portal import endpoints, services
+from privatelink.portal import endpoints, metrics, services
 from privatelink.portal.arm import ArmError
 from privatelink.portal.context import (
     ARM_SCOPE,
@@ -58,8 +58,12 @@ REMOVE_ACTIONS = (
 
 
 #: Functions `(router, portal)` that add a group of pages (each module's `add_pages`).
-PAGE_GROUPS: list[Callable[[APIRouter, Portal], None]] = [services.add_pages, services.add_forms]
-PAGE_GROUPS.append(endpoints.add_pages)
+PAGE_GROUPS: list[Callable[[APIRouter, Portal], None]] = [
+    services.add_pages,
+    services.add_forms,
+    endpoints.add_pages,
+    metrics.add_pages,
+]
 
 
 def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter:
