@@ -22,7 +22,7 @@ def test_points_span_the_box_and_the_peak_is_at_the_top() -> None:
     xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
     assert xs[0] == PAD_LEFT and xs[-1] == WIDTH - 12  # first and last minute at the edges
     assert min(ys) == PAD_TOP and max(ys) == HEIGHT - PAD_BOTTOM  # peak on top, 0 at the axis
-    assert 'role="img"' in drawn and "<title id=\"c1-t\">Bytes in: peak 1.0 k</title>" in drawn
+    assert 'role="img"' in drawn and '<title id="c1-t">Bytes in: peak 1.0 k</title>' in drawn
     assert "10:00" in drawn and "10:03 UTC" in drawn
 
 
