@@ -20,6 +20,7 @@ who did what.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -54,6 +55,7 @@ CONSUMER_TENANT = "fabrikam"
 STRANGER_TENANT = "northwind"
 ARM_SCOPE = "https://management.azure.com/.default"
 READER_ROLE = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # the built-in Reader, Azure's GUID
+NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"  # Azure's GUID
 APPROVER_ROLE_NAME = "Private Link Connection Approver"
 APPROVAL_ACTION = "Microsoft.Network/privateLinkServices/privateEndpointConnectionsApproval/action"
 CORRELATION_HEADER = "x-ms-correlation-request-id"
@@ -920,7 +922,47 @@ def run_scenario(creds: dict[str, Any], data_dir: Path, traffic: Traffic | None)
 
     step("Provider: the service's activity log (az monitor activity-log list --resource-id ...)")
     show_activity_log(provider_id, pls_id, started, requests, names)
+    portal_user(provider_id, data_dir, creds["url"])
     console.print("\n[bold green]Demo complete.[/]")
+
+
+def portal_user(provider: Principal, data_dir: Path, url: str) -> None:
+    """A person of the provider's tenant for the portal: `privatelink user create`, with
+    Reader on the provider's subscription (the pages, the metrics) and the approval role
+    of the Network Contributor there (the decisions)."""
+    from azure.mgmt.authorization import AuthorizationManagementClient
+
+    step("The portal: a user of the provider's tenant (privatelink user create)")
+    console.print(f"    $ privatelink user create --name demo --data-dir {data_dir}")
+    cli = [sys.executable, "-m", "privatelink.cli.main"]
+    proc = subprocess.run(
+        [*cli, "user", "create", "--name", "demo", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"demo failed: privatelink user create: {proc.stderr.strip()}")
+    user = json.loads(proc.stdout)
+    sub = f"/subscriptions/{provider.subscription_id}"
+    authz = provider.sdk(AuthorizationManagementClient)
+    for role in (READER_ROLE, NETWORK_CONTRIBUTOR_ROLE):
+        authz.role_assignments.create(
+            sub,
+            str(uuid.uuid4()),
+            {
+                "properties": {
+                    "roleDefinitionId": f"{sub}/providers/Microsoft.Authorization/"
+                    f"roleDefinitions/{role}",
+                    "principalId": user["object_id"],
+                    "principalType": "User",
+                }
+            },
+        )
+    show("portal", f"{url}/")
+    show("sign in as", user["user_principal_name"])
+    show("password", user["password"])
 
 
 SPOKE_NIC = "spoke-vm-nic"
@@ -1118,6 +1160,14 @@ def main() -> None:
             show("CA file", creds["ca_file"])
             try:
                 run_scenario(creds, data_dir, traffic)
+                if sys.stdin.isatty():
+                    # The portal needs the server: keep it until the user is done.
+                    console.print(
+                        "\nThe server keeps running for the portal: press Enter to stop it "
+                        "(and remove the demo's namespaces and data)."
+                    )
+                    with contextlib.suppress(EOFError, KeyboardInterrupt):
+                        input()
             finally:
                 if traffic is not None:
                     traffic.stop()

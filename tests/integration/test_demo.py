@@ -43,6 +43,10 @@ def test_the_demo_runs_to_completion() -> None:
     out = proc.stdout
     assert "Traceback" not in out + proc.stderr
     assert "Demo complete." in out
+    # The portal's URL and a user of the provider's tenant, with its password.
+    assert re.search(r"portal: https://127\.0\.0\.1:\d+/", out), out[-2000:]
+    assert re.search(r"sign in as: demo@default", out)
+    assert re.search(r"password: \S{20,}", out)
     assert "PrivateLinkServiceNotSupportedOnBasicLoadBalancer" in out
     assert "PrivateLinkServiceHasPrivateEndpointConnections" in out
     if os.geteuid() == 0:  # with the data plane: a page fetched through the endpoint
