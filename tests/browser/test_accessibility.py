@@ -46,6 +46,8 @@ def test_no_serious_violations_on_any_page(scene: Scene, browser: Any, width: in
         seen["service"] = violations(page)
         page.goto(f"{scene.url}/portal/metrics?id={scene.service_id}")
         seen["metrics"] = violations(page)
+        page.goto(f"{scene.url}/portal/topology?id={scene.service_id}")
+        seen["topology"] = violations(page)
         page.goto(f"{scene.url}/portal/services")
         seen["services"] = violations(page)
         page.goto(f"{scene.url}/portal/pending")

@@ -190,3 +190,24 @@ def test_the_services_metrics_page_draws_its_charts(scene: Scene, page: Any, sho
     page.get_by_role("link", name="Last day").click()
     page.wait_for_load_state()
     assert "span=P1D" in page.url and page.get_by_role("img").count() == 4
+
+
+def test_the_topology_shows_the_links_and_refreshes(scene: Scene, page: Any, shot: Any) -> None:
+    """Endpoints, their links by state, the service and its frontend, drawn as SVG; the
+    page fetches a new drawing by itself (the live backends: test_portal_live.py)."""
+    sign_in(page, scene.url, scene.user["user_principal_name"], scene.user["password"])
+    page.wait_for_url(f"{scene.url}/portal/")
+    page.goto(f"{scene.url}/portal/service?id={scene.service_id}")
+    page.get_by_role("link", name="Topology").click()
+    page.wait_for_load_state()
+    drawing = page.locator("#topology svg")
+    assert drawing.get_attribute("role") == "img"
+    assert page.locator("#service").text_content().startswith(scene.service)
+    assert page.locator("#fe-fe").count() == 1
+    endpoint = scene.endpoint_id.rsplit("/", 1)[1]
+    assert page.locator(f"[id='link-{endpoint}']").count() == 1
+    shot(page, "14-topology")
+    # The drawing is fetched again: a change made meanwhile shows without a reload.
+    with page.expect_response(lambda r: "/portal/topology.svg" in r.url, timeout=10_000) as got:
+        pass
+    assert got.value.status == 200

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from privatelink.identity.signin import challenge_of
 from privatelink.identity.tokens import PORTAL_CLIENT_ID
-from privatelink.portal import endpoints, metrics, services
+from privatelink.portal import endpoints, metrics, services, topology
 from privatelink.portal.arm import ArmError
 from privatelink.portal.context import (
     ARM_SCOPE,
@@ -63,6 +63,7 @@ PAGE_GROUPS: list[Callable[[APIRouter, Portal], None]] = [
     services.add_forms,
     endpoints.add_pages,
     metrics.add_pages,
+    topology.add_pages,
 ]
 
 
@@ -163,6 +164,10 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
     @router.get("/portal/static/portal.js")
     async def script() -> Response:
         return FileResponse(HERE / "static" / "portal.js", media_type="text/javascript")
+
+    @router.get("/portal/static/topology.js")
+    async def topology_script() -> Response:
+        return FileResponse(HERE / "static" / "topology.js", media_type="text/javascript")
 
     @router.post("/portal/signout")
     async def sign_out(request: Request) -> Response:
