@@ -324,6 +324,8 @@ def build(
         on_start=on_start,
         on_stop=on_stop,
         throttling=config.throttling,
+        # The rule health API reads the probes of the data plane in this process.
+        rule_health=reconciler.rule_health if reconciler is not None else None,
     )
     if exporter is not None:
         app.add_middleware(RequestMetrics, registry=exporter.registry)  # outermost

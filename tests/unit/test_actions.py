@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from privatelink.api.authorize import check
-from privatelink.core.actions import PLS_APPROVAL, describe
+from privatelink.core.actions import LB_RULE_HEALTH, PLS_APPROVAL, describe
 from privatelink.core.authorization import (
     BUILT_IN_ROLES,
     Access,
@@ -115,6 +115,12 @@ N = f"{G}/providers/Microsoft.Network"
             "/providers/Microsoft.Authorization/roleDefinitions/x",
             "Microsoft.Authorization/roleDefinitions/read",
             "/providers/Microsoft.Authorization/roleDefinitions/x",
+        ),
+        (
+            "POST",
+            f"{N}/loadBalancers/lb/loadBalancingRules/r1/health",
+            LB_RULE_HEALTH,
+            f"{N}/loadBalancers/lb/loadBalancingRules/r1",
         ),
         (
             "GET",
@@ -235,3 +241,10 @@ def test_asking_for_ones_permissions_needs_only_some_role_in_the_subscription() 
     nobody = _access(READER, "/subscriptions/22222222-2222-4222-8222-222222222222")
     assert not _allowed(nobody, "GET", path)
     assert not _allowed(nobody, "GET", f"{S}/providers/Microsoft.Authorization/permissions")
+
+
+def test_a_rules_health_is_an_action_a_reader_may_not_take() -> None:
+    # Azure publishes it as .../health/action, not a read: `*/read` does not reach it.
+    path = f"{N}/loadBalancers/lb/loadBalancingRules/r1/health"
+    assert not _allowed(_access(READER, G), "POST", path)
+    assert _allowed(_access(NETWORK_CONTRIBUTOR, G), "POST", path)

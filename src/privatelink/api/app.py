@@ -43,6 +43,7 @@ from privatelink.api.template_body import TemplateBodyMiddleware
 from privatelink.api.throttle import ArmThrottle
 from privatelink.core.actions import describe
 from privatelink.core.authorization import Access
+from privatelink.core.load_balancer import RuleHealth
 from privatelink.core.principal import Principal, SubscriptionCreated
 from privatelink.core.registry import ResourceType
 from privatelink.core.throttle import SignInGuard, SignInPolicy, Throttle, ThrottlingConfig
@@ -118,11 +119,14 @@ def create_app(
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
     throttling: ThrottlingConfig | None = None,
+    rule_health: RuleHealth | None = None,
 ) -> FastAPI:
     """Assemble the server app around a control plane, a token issuer and the tenancy.
 
     `on_start`/`on_stop` run when the server starts and stops (the data plane loop);
-    `throttling` sets ARM's request budgets and the sign-in lockout (default: generous).
+    `throttling` sets ARM's request budgets and the sign-in lockout (default: generous);
+    `rule_health` gives load-balancing rules' live probe states (the data plane's; None:
+    no data plane, every backend's state unknown).
     """
     throttling = throttling or ThrottlingConfig()
 
@@ -143,6 +147,7 @@ def create_app(
     app.state.page_size = page_size
     app.state.tenant_id = tenant_id
     app.state.kinds = resource_kinds()
+    app.state.rule_health = rule_health  # api/load_balancer.py's rule health route
     app.state.rbac = tenancy.rbac
     app.state.activity_log = tenancy.activity_log
     app.state.access_for = tenancy.access_for

@@ -2,6 +2,10 @@
 
 A frontend is private (`subnet`, and an address there) or public (`publicIPAddress`);
 public IP prefixes, inbound NAT rules and pools and outbound rules are refused.
+
+A rule's backend health (`LoadBalancerLoadBalancingRules_Health`, POST
+`.../loadBalancingRules/{rule}/health`) comes from the data plane's probes through
+`app.state.rule_health` (a `core.load_balancer.RuleHealth`; None when no data plane runs).
 """
 
 from __future__ import annotations
@@ -440,3 +444,48 @@ def _child_routes(kind: str) -> None:
 
 for _kind in _CHILDREN:
     _child_routes(_kind)
+
+
+@router.post(PATH + "/{name}/loadBalancingRules/{rule}/health", name="load_balancing_rule_health")
+def load_balancing_rule_health(
+    request: Request,
+    subscription: str,
+    group: str,
+    name: str,
+    rule: str,
+    plane: ControlPlane = Depends(control_plane),
+) -> Response:
+    """Azure's `LoadBalancerLoadBalancingRules_Health`: each backend of the rule's pools
+    with its live probe state (Up or Down and Azure's reason code) and the counts.
+
+    Long-running in Azure (202, then the result at the Location); here the answer is at
+    hand, so it is the 200 with the body the spec also allows, and that the SDK's poller
+    takes as final. A backend no probe has judged (not probed yet, the rule has no probe,
+    or no data plane runs) has no state, and reason "NA", as Azure shows it; it counts
+    neither up nor down. Authorized as Azure's
+    `Microsoft.Network/loadBalancers/loadBalancingRules/health/action` (core/actions.py).
+    """
+    rid = str(arm.resource_id(subscription, group, "loadBalancers", name))
+    with plane.read() as view:
+        lb = require(view, rid, core.LoadBalancer)
+        found = next((r for r in lb.rules if r.name.lower() == rule.lower()), None)
+        if found is None:
+            raise errors.ResourceNotFound(id=f"{rid}/loadBalancingRules/{rule}")
+        members = core.rule_members(view, lb, found)
+    source: core.RuleHealth | None = getattr(request.app.state, "rule_health", None)
+    states = source(lb.child_id("loadBalancingRules", found.name)) if source is not None else {}
+    addresses: list[dict[str, Any]] = []
+    up = down = 0
+    for member in members:
+        entry: dict[str, Any] = {"ipAddress": member.ip_address}
+        if member.ip_configuration_id:
+            entry["networkInterfaceIPConfigurationId"] = member.ip_configuration_id
+        state = states.get(member.ip_address)
+        if state is None:
+            entry["reason"] = core.NOT_PROBED
+        else:
+            entry["state"] = state.state
+            entry["reason"] = state.reason
+            up, down = (up + 1, down) if state.up else (up, down + 1)
+        addresses.append(entry)
+    return arm.ok({"up": up, "down": down, "loadBalancerBackendAddresses": addresses})

@@ -489,7 +489,7 @@ def _path_parameter(name: str, path: str, method: str) -> Schema | None:
         return {"enum": ["management"]}
     if name == "name" and "/deployments/" in path:
         return {"type": "string", "pattern": NAME, "maxLength": 64}
-    if name in ("name", "vnet", "endpoint", "connection", "child"):
+    if name in ("name", "vnet", "endpoint", "connection", "child", "rule"):
         return {"type": "string", "pattern": NAME, "maxLength": 80}
     return None
 

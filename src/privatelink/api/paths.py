@@ -41,6 +41,7 @@ _OTHER_LITERALS = [
     "deployments",
     "validate",
     "operationStatuses",
+    "health",  # a load-balancing rule's (api/load_balancer.py)
 ]
 _LITERALS = [*_OTHER_LITERALS, *registry.segments()]
 _CANON = {s.lower(): s for s in _LITERALS}

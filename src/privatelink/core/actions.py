@@ -49,6 +49,11 @@ LOCAL_GATEWAY_WRITE = "Microsoft.Network/localNetworkGateways/write"
 #: since readers could fetch VPN keys; setting or resetting it is its write.
 SHARED_KEY_READ = "Microsoft.Network/connections/sharedKey/action"
 SHARED_KEY_WRITE = "Microsoft.Network/connections/sharedKey/write"
+#: A load-balancing rule's backend health (POST `.../loadBalancingRules/{rule}/health`),
+#: checked at the rule as the path gives it. Azure publishes it as an action ("Get Health
+#: Details of Load Balancing Rule"), not a read: Reader (`*/read`) may not call it, as in
+#: Azure; Network Contributor (`Microsoft.Network/*`) and Contributor may.
+LB_RULE_HEALTH = "Microsoft.Network/loadBalancers/loadBalancingRules/health/action"
 
 _VERBS = {"GET": READ, "HEAD": READ, "PUT": WRITE, "PATCH": WRITE, "DELETE": DELETE}
 

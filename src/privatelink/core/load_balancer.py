@@ -12,6 +12,8 @@ backend network is then the one its pool members and services' NAT IPs are in
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from privatelink.core import errors
@@ -473,3 +475,77 @@ def ip_usages(lb: LoadBalancer) -> list[tuple[str, str]]:
     """Addresses held: (subnet key, ip) of each private frontend (a public IP holds its
     own address)."""
     return [(key(f.subnet_id), f.private_ip) for f in lb.frontends if f.subnet_id and f.private_ip]
+
+
+# --- health status of a rule's backends (LoadBalancerLoadBalancingRules_Health) ----------
+# Azure's two states and its reason codes, from "Manage Azure Load Balancer health status"
+# (learn.microsoft.com/azure/load-balancer/load-balancer-manage-health-status). A
+# backend no probe has judged yet has reason "NA" (Azure's word for it) and no state.
+STATE_UP = "Up"
+STATE_DOWN = "Down"
+UP_PROBE_SUCCESS = "Up_Probe_Success"
+# The last probe failed, but fewer than probeThreshold in a row: still in rotation.
+UP_PROBE_APPROACHING_UNHEALTHY = "Up_Probe_ApproachingUnhealthyThreshold"
+DOWN_PROBE_TCP_TIMEOUT = "Down_Probe_TcpProbeTimeout"  # no TCP connection (refused or silent)
+DOWN_PROBE_HTTP_UNREACHABLE = "Down_Probe_HttpEndpointUnreachable"  # TCP up, HTTP(S) refused
+DOWN_PROBE_HTTP_NO_RESPONSE = "Down_Probe_HttpNoResponse"  # HTTP session, no answer
+DOWN_PROBE_HTTP_STATUS = "Down_Probe_HttpStatusCodeError"  # an answer other than 200
+DOWN_PLATFORM = "Down_Platform"  # the probe itself could not run (the hub namespace)
+NOT_PROBED = "NA"
+
+
+@dataclass(frozen=True)
+class ProbeState:
+    """A backend's health probe verdict: in rotation (`up`) or not, and Azure's reason."""
+
+    up: bool
+    reason: str
+
+    @property
+    def state(self) -> str:
+        """Azure's state: Up or Down."""
+        return STATE_UP if self.up else STATE_DOWN
+
+
+#: The live probe states of a rule's backends: rule id -> {backend IP: state}. Backends no
+#: probe has judged yet, and every backend of a rule without a probe, are absent. The data
+#: plane provides it (`Reconciler.rule_health`); the API reads it without knowing the data
+#: plane.
+RuleHealth = Callable[[str], Mapping[str, ProbeState]]
+
+
+@dataclass(frozen=True)
+class RuleMember:
+    """A backend of a rule: its address and, for a NIC, its IP configuration's id."""
+
+    ip_address: str
+    ip_configuration_id: str | None = None
+
+
+def rule_members(view: StateView, lb: LoadBalancer, rule: Rule) -> list[RuleMember]:
+    """The backends of a rule's pools, as the data plane balances over them: NIC IP
+    configurations in a pool (with an address) and the pools' addresses, each address
+    once, sorted by address."""
+    members: dict[str, RuleMember] = {}
+    pools = {key(p) for p in rule.pool_ids}
+    for pool in lb.pools:
+        pool_key = key(lb.child_id("backendAddressPools", pool.name))
+        if pool_key not in pools:
+            continue
+        for nic in view.referrers(pool_key, "pool"):
+            for config in getattr(nic, "ip_configurations", ()):
+                ip = getattr(config, "private_ip", None)
+                if ip and pool_key in {key(p) for p in getattr(config, "pool_ids", ())}:
+                    config_id = f"{nic.id}/ipConfigurations/{config.name}"
+                    members.setdefault(ip, RuleMember(ip, config_id))
+        for address in pool.addresses:
+            members.setdefault(address.ip_address, RuleMember(address.ip_address))
+    return [members[ip] for ip in sorted(members, key=_address_order)]
+
+
+def _address_order(ip: str) -> tuple[int, str]:
+    # Numeric order (10.0.2.4 before 10.0.2.10); stored addresses are IPv4, checked on write.
+    try:
+        return int(ipaddress.IPv4Address(ip)), ip
+    except ValueError:
+        return 0, ip

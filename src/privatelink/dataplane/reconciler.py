@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from privatelink.core.ids import key
+from privatelink.core.load_balancer import ProbeState
 from privatelink.core.network_interface import NetworkInterface
 from privatelink.core.private_endpoint import PrivateEndpoint
 from privatelink.core.private_link_service import PrivateEndpointConnection, PrivateLinkService
@@ -48,7 +49,7 @@ from privatelink.dataplane.desired import (
     service_facts,
 )
 from privatelink.dataplane.events import KernelEvent
-from privatelink.dataplane.health import Prober
+from privatelink.dataplane.health import Prober, rule_health
 from privatelink.dataplane.privileged import KernelError, Netlink
 from privatelink.dataplane.proxy.config import link_id_of, proxy_config
 from privatelink.dataplane.proxy.workers import RelayPool, default_workers
@@ -415,6 +416,11 @@ class Reconciler:
         """The plan last applied, whole or by difference (None before the first sync):
         what the metrics sampler (dataplane/metrics.py) reads the kernel's counters by."""
         return self._plan
+
+    def rule_health(self, rule_id: str) -> Mapping[str, ProbeState]:
+        """The live probe state of each backend of a load-balancing rule, by backend IP
+        (`core.load_balancer.RuleHealth`, served by the rule health API)."""
+        return rule_health(self._plan, self.prober.states(), rule_id)
 
     # --- self-repair and admission (called by the watcher's thread) ------------------
 
