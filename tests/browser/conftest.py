@@ -91,3 +91,12 @@ def scene(portal_server: ServerProcess) -> Iterator[Scene]:
     """The module's world (tests/support/portal_scene.py)."""
     with build_scene(portal_server) as built:
         yield built
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the screenshots are (CI keeps its log: the files are named there)."""
+    shots = sorted(SHOTS.glob("*.png")) if SHOTS.exists() else []
+    if shots:
+        terminalreporter.write_line(
+            f"portal screenshots in {SHOTS}: " + ", ".join(p.name for p in shots)
+        )

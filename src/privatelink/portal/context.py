@@ -98,15 +98,25 @@ class Portal:
         origin = origin_of(request)
 
         async def renew(s: Session) -> None:
-            body = await self.token(
-                origin,
-                {
-                    "grant_type": "refresh_token",
-                    "client_id": PORTAL_CLIENT_ID,
-                    "refresh_token": s.refresh_token,
-                    "scope": ARM_SCOPE,
-                },
-            )
+            try:
+                body = await self.token(
+                    origin,
+                    {
+                        "grant_type": "refresh_token",
+                        "client_id": PORTAL_CLIENT_ID,
+                        "refresh_token": s.refresh_token,
+                        "scope": ARM_SCOPE,
+                    },
+                )
+            except ArmError as exc:
+                # The refresh token expired, or the user is gone: this session is over,
+                # and the next page asks for a sign-in.
+                self.store.drop(request.cookies.get(SESSION_COOKIE))
+                raise ArmError(
+                    401,
+                    "SessionExpired",
+                    f"Your sign-in has expired ({exc.message}). Sign in again.",
+                ) from exc
             s.access_token = body["access_token"]
             s.refresh_token = body.get("refresh_token", s.refresh_token)
             s.expires = time.monotonic() + int(body.get("expires_in", 3600))
