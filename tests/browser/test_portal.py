@@ -107,6 +107,7 @@ def test_a_reader_sees_no_decision_buttons_and_a_forced_one_gets_403(
     assert page.get_by_role("heading", name=scene.service).is_visible()
     for button in ("Approve", "Reject", "Remove"):
         assert page.get_by_role("button", name=button).count() == 0
+    assert page.get_by_role("link", name="Edit settings").count() == 0
     shot(page, "08-reader-service")
     # The request the buttons would send, forced: ARM's 403, shown with its code.
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")

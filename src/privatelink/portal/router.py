@@ -242,6 +242,9 @@ def build_portal_router(app: Any, sessions: Sessions | None = None) -> APIRouter
             connections=(service.get("properties") or {}).get("privateEndpointConnections") or [],
             can_decide=await allowed(arm, service["id"], services.DECIDE_ACTIONS),
             can_remove=await allowed(arm, service["id"], REMOVE_ACTIONS),
+            can_edit=await allowed(
+                arm, service["id"], ("Microsoft.Network/privateLinkServices/write",)
+            ),
             errors=errors or [],
             done=done,
         )
