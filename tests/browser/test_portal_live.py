@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arm_bodies import Rule, lb_body, provider_vnet_body
+from arm_bodies import Rule, lb_body, nic_body, pls_body, provider_vnet_body
 from identities import ROLES, Identity
 from portal_scene import sign_in
 from serverproc import ServerProcess, serve_process
@@ -74,42 +74,12 @@ def _build(admin: Identity, sub: str) -> dict[str, str]:
         "rg", "lb", lb_body(lb, f"{subnet}/frontend", LOCATION, rules=[Rule("r80", "fe", "be")])
     ).result()
     backend = net.network_interfaces.begin_create_or_update(
-        "rg",
-        "backend",
-        {
-            "location": LOCATION,
-            "properties": {
-                "ipConfigurations": [
-                    {
-                        "name": "ip",
-                        "properties": {
-                            "subnet": {"id": f"{subnet}/backend"},
-                            "loadBalancerBackendAddressPools": [
-                                {"id": f"{lb}/backendAddressPools/be"}
-                            ],
-                        },
-                    }
-                ]
-            },
-        },
+        "rg", "backend", nic_body(f"{subnet}/backend", LOCATION, f"{lb}/backendAddressPools/be")
     ).result()
     service = net.private_link_services.begin_create_or_update(
         "rg",
         "svc",
-        {
-            "location": LOCATION,
-            "properties": {
-                "loadBalancerFrontendIpConfigurations": [
-                    {"id": f"{lb}/frontendIPConfigurations/fe"}
-                ],
-                "ipConfigurations": [
-                    {
-                        "name": "nat",
-                        "properties": {"subnet": {"id": f"{subnet}/nat"}, "primary": True},
-                    }
-                ],
-            },
-        },
+        pls_body(f"{lb}/frontendIPConfigurations/fe", f"{subnet}/nat", LOCATION),
     ).result()
     net.virtual_networks.begin_create_or_update(
         "rg",

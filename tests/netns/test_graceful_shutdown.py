@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arm_bodies import Rule, lb_body, provider_vnet_body
+from arm_bodies import Rule, lb_body, nic_body, pls_body, provider_vnet_body
 from identities import Identity
 from serverproc import ServerProcess, serve_process
 from world import ECHO, wait_for
@@ -119,45 +119,12 @@ def build(net: Any, sub: str) -> dict[str, Any]:
     backend = net.network_interfaces.begin_create_or_update(
         "rg-prov",
         "backend",
-        {
-            "location": LOCATION,
-            "properties": {
-                "ipConfigurations": [
-                    {
-                        "name": "ip",
-                        "properties": {
-                            "subnet": {"id": f"{subnet}/backend"},
-                            "loadBalancerBackendAddressPools": [
-                                {"id": f"{lb}/backendAddressPools/be"}
-                            ],
-                        },
-                    }
-                ]
-            },
-        },
+        nic_body(f"{subnet}/backend", LOCATION, f"{lb}/backendAddressPools/be"),
     ).result()
     pls = net.private_link_services.begin_create_or_update(
         "rg-prov",
         "svc",
-        {
-            "location": LOCATION,
-            "properties": {
-                "loadBalancerFrontendIpConfigurations": [
-                    {"id": f"{lb}/frontendIPConfigurations/fe"}
-                ],
-                "ipConfigurations": [
-                    {
-                        "name": "nat-1",
-                        "properties": {
-                            "privateIPAllocationMethod": "Dynamic",
-                            "subnet": {"id": f"{subnet}/nat"},
-                            "primary": True,
-                        },
-                    }
-                ],
-                "visibility": {"subscriptions": ["*"]},
-            },
-        },
+        pls_body(f"{lb}/frontendIPConfigurations/fe", f"{subnet}/nat", LOCATION, visibility=["*"]),
     ).result()
     net.virtual_networks.begin_create_or_update(
         "rg-cons",
@@ -175,14 +142,7 @@ def build(net: Any, sub: str) -> dict[str, Any]:
         "/virtualNetworks/vnet-cons/subnets/pe"
     )
     client = net.network_interfaces.begin_create_or_update(
-        "rg-cons",
-        "client",
-        {
-            "location": LOCATION,
-            "properties": {
-                "ipConfigurations": [{"name": "ip", "properties": {"subnet": {"id": pe_subnet}}}]
-            },
-        },
+        "rg-cons", "client", nic_body(pe_subnet, LOCATION)
     ).result()
     assert backend.provisioning_state == "Succeeded" and client.provisioning_state == "Succeeded"
     return {"pls": pls, "pe_subnet": pe_subnet, "backend": backend, "client": client}

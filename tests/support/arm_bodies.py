@@ -98,3 +98,36 @@ def lb_body(
             ],
         },
     }
+
+
+def nic_body(subnet: str, location: str, *pools: str) -> dict[str, Any]:
+    """A NIC (a VM) in `subnet`, a member of the backend `pools` (ids) when given."""
+    props: dict[str, Any] = {"subnet": {"id": subnet}}
+    if pools:
+        props["loadBalancerBackendAddressPools"] = [{"id": p} for p in pools]
+    return {
+        "location": location,
+        "properties": {"ipConfigurations": [{"name": "ip", "properties": props}]},
+    }
+
+
+def pls_body(
+    frontend: str, nat_subnet: str, location: str, *, visibility: list[str] | None = None
+) -> dict[str, Any]:
+    """A private link service on `frontend` (an id) with one dynamic NAT IP in `nat_subnet`."""
+    props: dict[str, Any] = {
+        "loadBalancerFrontendIpConfigurations": [{"id": frontend}],
+        "ipConfigurations": [
+            {
+                "name": "nat-1",
+                "properties": {
+                    "privateIPAllocationMethod": "Dynamic",
+                    "subnet": {"id": nat_subnet},
+                    "primary": True,
+                },
+            }
+        ],
+    }
+    if visibility is not None:
+        props["visibility"] = {"subscriptions": visibility}
+    return {"location": location, "properties": props}

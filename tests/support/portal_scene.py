@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from arm_bodies import Rule, lb_body, provider_vnet_body
+from arm_bodies import Rule, lb_body, pls_body, provider_vnet_body
 from identities import ROLES, Identity, create_tenant
 
 LOCATION = "eastus"
@@ -117,24 +117,12 @@ def build_scene(portal_server: Any) -> Iterator[Scene]:
     service = net.private_link_services.begin_create_or_update(
         rg,
         "pls-web",
-        {
-            "location": LOCATION,
-            "properties": {
-                "loadBalancerFrontendIpConfigurations": [
-                    {"id": f"{base}/loadBalancers/lb/frontendIPConfigurations/fe"}
-                ],
-                "ipConfigurations": [
-                    {
-                        "name": "nat",
-                        "properties": {
-                            "subnet": {"id": f"{base}/virtualNetworks/vnet/subnets/nat"},
-                            "primary": True,
-                        },
-                    }
-                ],
-                "visibility": {"subscriptions": ["*"]},
-            },
-        },
+        pls_body(
+            f"{base}/loadBalancers/lb/frontendIPConfigurations/fe",
+            f"{base}/virtualNetworks/vnet/subnets/nat",
+            LOCATION,
+            visibility=["*"],
+        ),
     ).result()
     consumer = create_tenant(admin, f"cons{uuid.uuid4().hex[:6]}")
     csub = consumer.subscription_id
