@@ -270,20 +270,26 @@ class Principal:
         )
 
 
-def create_tenant(data_dir: Path, name: str, label: str) -> Principal:
-    """A new tenant, its admin and subscription, with `privatelink tenant create NAME`."""
-    console.print(f"    $ privatelink tenant create {name} --data-dir {data_dir}")
+def privatelink_json(data_dir: Path, *args: str) -> dict[str, Any]:
+    """`privatelink ARGS --data-dir DIR`, shown as typed; the JSON it prints."""
+    console.print(f"    $ privatelink {' '.join(args)} --data-dir {data_dir}")
     cli = [sys.executable, "-m", "privatelink.cli.main"]
     proc = subprocess.run(
-        [*cli, "tenant", "create", name, "--data-dir", str(data_dir)],
+        [*cli, *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     if proc.returncode != 0:
-        raise SystemExit(f"demo failed: privatelink tenant create {name}: {proc.stderr.strip()}")
-    return Principal.from_json(label, json.loads(proc.stdout))
+        raise SystemExit(f"demo failed: privatelink {' '.join(args)}: {proc.stderr.strip()}")
+    made: dict[str, Any] = json.loads(proc.stdout)
+    return made
+
+
+def create_tenant(data_dir: Path, name: str, label: str) -> Principal:
+    """A new tenant, its admin and subscription, with `privatelink tenant create NAME`."""
+    return Principal.from_json(label, privatelink_json(data_dir, "tenant", "create", name))
 
 
 def _graph_json(reply: httpx.Response) -> dict[str, Any]:
@@ -933,18 +939,7 @@ def portal_user(provider: Principal, data_dir: Path, url: str) -> None:
     from azure.mgmt.authorization import AuthorizationManagementClient
 
     step("The portal: a user of the provider's tenant (privatelink user create)")
-    console.print(f"    $ privatelink user create --name demo --data-dir {data_dir}")
-    cli = [sys.executable, "-m", "privatelink.cli.main"]
-    proc = subprocess.run(
-        [*cli, "user", "create", "--name", "demo", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"demo failed: privatelink user create: {proc.stderr.strip()}")
-    user = json.loads(proc.stdout)
+    user = privatelink_json(data_dir, "user", "create", "--name", "demo")
     sub = f"/subscriptions/{provider.subscription_id}"
     authz = provider.sdk(AuthorizationManagementClient)
     for role in (READER_ROLE, NETWORK_CONTRIBUTOR_ROLE):

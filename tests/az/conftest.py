@@ -183,11 +183,13 @@ class AzRunner:
         return result
 
 
-def _privatelink_json(data_dir: Path, *args: str) -> dict[str, Any]:
-    """`privatelink ARGS --data-dir DIR`, which must succeed: its JSON output."""
-    cmd = [sys.executable, "-m", "privatelink.cli.main", *args]
+def _privatelink_json(data_dir: Path, *args: str) -> Any:
+    """`privatelink ARGS --data-dir DIR` (before a `--`: what follows is az's), which must
+    succeed: its JSON output (None when it prints nothing)."""
+    cut = args.index("--") if "--" in args else len(args)
+    cmd = [sys.executable, "-m", "privatelink.cli.main", *args[:cut]]
     proc = subprocess.run(
-        [*cmd, "--data-dir", str(data_dir)],
+        [*cmd, "--data-dir", str(data_dir), *args[cut:]],
         env=dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -196,8 +198,7 @@ def _privatelink_json(data_dir: Path, *args: str) -> dict[str, Any]:
         check=False,
     )
     assert proc.returncode == 0, f"privatelink {' '.join(args)}: {proc.stderr}"
-    created: dict[str, Any] = json.loads(proc.stdout)
-    return created
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
 
 
 def tenant_create(data_dir: Path, name: str) -> dict[str, Any]:
@@ -312,6 +313,7 @@ def az_helpers() -> Any:
         unique = staticmethod(unique)
         tenant_create = staticmethod(tenant_create)
         subscription_create = staticmethod(subscription_create)
+        privatelink_json = staticmethod(_privatelink_json)
         AzRunner = AzRunner
 
     return _H

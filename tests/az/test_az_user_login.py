@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,33 +34,16 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _privatelink(data_dir: Path, *args: str, stdin: str | None = None) -> Any:
-    # --data-dir goes before a `--` (what follows it is az's).
-    cut = args.index("--") if "--" in args else len(args)
-    argv = [*args[:cut], "--data-dir", str(data_dir), *args[cut:]]
-    proc = subprocess.run(
-        [sys.executable, "-m", "privatelink.cli.main", *argv],
-        env=dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert proc.returncode == 0, f"privatelink {' '.join(args)}: {proc.stderr}"
-    return json.loads(proc.stdout) if proc.stdout.strip() else None
-
-
-def test_az_login_with_a_users_password(az_exe: str, tmp_path: Path) -> None:
+def test_az_login_with_a_users_password(az_exe: str, az_helpers: Any, tmp_path: Path) -> None:
     if os.geteuid() != 0 or not _port_free(PORT):
         pytest.skip(f"needs root and a free 127.0.0.1:{PORT}")
     data_dir = tmp_path / "data"
     with serve_process(data_dir, "--dataplane", "off", port=PORT) as started:
         creds = started.credentials
-        user = _privatelink(data_dir, "user", "create", "--name", "alice")
+        user = az_helpers.privatelink_json(data_dir, "user", "create", "--name", "alice")
         sub = creds["subscription_id"]
         # The server's admin gives alice Reader, by object id (az as the admin).
-        _privatelink(
+        az_helpers.privatelink_json(
             data_dir,
             "az",
             "--",

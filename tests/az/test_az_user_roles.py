@@ -10,11 +10,6 @@ user create` (the admin API); az runs as the server's admin.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,28 +19,13 @@ pytestmark = pytest.mark.az
 LOCAL = "127.0.0.1,localhost"
 
 
-def _user_create(data_dir: Path, name: str, *extra: str) -> dict[str, Any]:
-    """`privatelink user create --name NAME [EXTRA]` (the admin API): the user's JSON."""
-    args = ["user", "create", "--name", name, *extra, "--data-dir", str(data_dir)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "privatelink.cli.main", *args],
-        env=dict(os.environ, NO_PROXY=LOCAL, no_proxy=LOCAL),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, f"privatelink user create: {proc.stderr}"
-    made: dict[str, Any] = json.loads(proc.stdout)
-    return made
-
-
 def test_role_assignment_by_user_principal_name(
     az_exe: str, az: Any, az_server: Any, az_helpers: Any
 ) -> None:
     data_dir = az_server.data_dir
-    alice = _user_create(data_dir, "alice", "--display-name", "Alice Liddell")
+    alice = az_helpers.privatelink_json(
+        data_dir, "user", "create", "--name", "alice", "--display-name", "Alice Liddell"
+    )
     upn, object_id = alice["user_principal_name"], alice["object_id"]
     scope = f"/subscriptions/{az_server.subscription}"
 
@@ -75,7 +55,9 @@ def test_role_assignment_by_user_principal_name(
 
     # Another tenant's user is not visible to this tenant's Graph.
     az_helpers.tenant_create(data_dir, "fabrikam")
-    bob = _user_create(data_dir, "bob", "--tenant", "fabrikam")
+    bob = az_helpers.privatelink_json(
+        data_dir, "user", "create", "--name", "bob", "--tenant", "fabrikam"
+    )
     refused = az.run(
         *("role", "assignment", "create", "--assignee", bob["user_principal_name"]),
         *("--role", "Reader", "--scope", scope),

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
+from header_caller import AsHeaderCaller, arm_request
 from sqlalchemy import create_engine
 
 from privatelink.api import authorization, errors
-from privatelink.api.arm import check_api_version
-from privatelink.api.authorize import authorize
 from privatelink.api.paths import CanonicalPathMiddleware
 from privatelink.core.authorization import (
     BUILT_IN_ROLES,
@@ -84,33 +83,13 @@ def block(role: str) -> list[dict[str, Any]]:
 READER_ENTRY = entry(["*/read"])
 
 
-class AsHeaderCaller:
-    """ASGI middleware standing in for the gate: the caller is the `x-caller` object id."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            oid = dict(scope["headers"]).get(b"x-caller")
-            if oid:
-                principal = Principal(TENANT, oid.decode(), "cccccccc-0000-4000-8000-000000000001")
-                scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
-
-
-async def _arm(request: Request) -> None:
-    check_api_version(request)
-    await authorize(request)
-
-
 def build_app(store: SqlRbacStore, *, enforce: bool = True) -> FastAPI:
     app = FastAPI()
     errors.install(app)
-    app.include_router(authorization.router, dependencies=[Depends(_arm)])
+    app.include_router(authorization.router, dependencies=[Depends(arm_request)])
     app.state.rbac = store
     app.state.access_for = store.access_for if enforce else None
-    app.add_middleware(AsHeaderCaller)
+    app.add_middleware(AsHeaderCaller, tenant=TENANT)
     app.add_middleware(CanonicalPathMiddleware)  # outermost, as in the server
     return app
 

@@ -19,20 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
+from header_caller import AsHeaderCaller, arm_request
 from pl_world import S1, World, lb_id, nic_id, pool_id, subnet_id, vnet_id
 from sqlalchemy import create_engine
 
 from privatelink.api import errors, load_balancer
-from privatelink.api.arm import check_api_version
-from privatelink.api.authorize import authorize
 from privatelink.api.paths import CanonicalPathMiddleware
 from privatelink.core import load_balancer as lbm
 from privatelink.core import network_interface as nim
 from privatelink.core import private_link as pl
 from privatelink.core.authorization import RoleAssignment
 from privatelink.core.limits import Limits
-from privatelink.core.principal import Principal
 from privatelink.dataplane import health
 from privatelink.dataplane.desired import HealthKey, HubPlan, Plan, ProbeSpec, RulePlan
 from privatelink.service import ControlPlane
@@ -51,26 +49,6 @@ OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 B0, B1, B2 = "10.0.2.10", "10.0.2.11", "10.0.2.9"
-
-
-class AsHeaderCaller:
-    """ASGI middleware standing in for the gate: the caller is the `x-caller` object id."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            oid = dict(scope["headers"]).get(b"x-caller")
-            if oid:
-                principal = Principal(TENANT, oid.decode(), "cccccccc-0000-4000-8000-000000000001")
-                scope.setdefault("state", {})["principal"] = principal
-        await self.app(scope, receive, send)
-
-
-async def _arm(request: Request) -> None:
-    check_api_version(request)
-    await authorize(request)
 
 
 class FakeHealth:
@@ -112,11 +90,11 @@ def served(tmp_path: Path) -> Iterator[tuple[World, SqlRbacStore]]:
 def _app(world: World, rbac: SqlRbacStore, source: Any) -> FastAPI:
     app = FastAPI()
     errors.install(app)
-    app.include_router(load_balancer.router, dependencies=[Depends(_arm)])
+    app.include_router(load_balancer.router, dependencies=[Depends(arm_request)])
     app.state.control_plane = ControlPlane(world.repo)
     app.state.rule_health = source
     app.state.access_for = rbac.access_for
-    app.add_middleware(AsHeaderCaller)
+    app.add_middleware(AsHeaderCaller, tenant=TENANT)
     app.add_middleware(CanonicalPathMiddleware)  # outermost, as in the server
     return app
 

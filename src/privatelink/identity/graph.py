@@ -64,7 +64,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Match, Route
 
 from privatelink.core.principal import Principal
-from privatelink.identity.tokens import InvalidToken
+from privatelink.identity.tokens import InvalidToken, UserRecord
 
 #: Where Graph is served; the cloud metadata advertises ``https://<server>/graph/``.
 GRAPH_ROOT = "/graph"
@@ -144,21 +144,6 @@ class ServicePrincipalRecord(Protocol):
     def display_name(self) -> str: ...
     @property
     def app_object_id(self) -> str: ...
-    @property
-    def created(self) -> str: ...
-
-
-class UserRecord(Protocol):
-    """A user (``store.directory.User``)."""
-
-    @property
-    def object_id(self) -> str: ...
-    @property
-    def tenant_id(self) -> str: ...
-    @property
-    def user_principal_name(self) -> str: ...
-    @property
-    def display_name(self) -> str: ...
     @property
     def created(self) -> str: ...
 

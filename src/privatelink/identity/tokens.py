@@ -89,7 +89,8 @@ _REFRESH_TYPE = "privatelink-refresh"
 
 
 class UserRecord(Protocol):
-    """A user of the directory, as tokens need it."""
+    """A user of the directory (satisfied by `store.directory.User`): what tokens, sign-in,
+    Graph and the admin API read of it."""
 
     @property
     def tenant_id(self) -> str: ...
@@ -102,6 +103,9 @@ class UserRecord(Protocol):
 
     @property
     def display_name(self) -> str: ...
+
+    @property
+    def created(self) -> str: ...
 
 
 class DirectoryTenant(Protocol):

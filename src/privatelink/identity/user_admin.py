@@ -33,6 +33,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from privatelink.identity.admin import PREFIX, AdminError, AdminGate, TenantRecord
+from privatelink.identity.tokens import UserRecord
 
 log = logging.getLogger("privatelink.admin")
 
@@ -47,25 +48,6 @@ _ERRORS = {
     "Conflict": (409, "Conflict"),
     "TenantNotFound": (404, "TenantNotFound"),
 }
-
-
-class UserRecord(Protocol):
-    """A user as the admin API shows it (satisfied by `store.directory.User`)."""
-
-    @property
-    def tenant_id(self) -> str: ...
-
-    @property
-    def object_id(self) -> str: ...
-
-    @property
-    def user_principal_name(self) -> str: ...
-
-    @property
-    def display_name(self) -> str: ...
-
-    @property
-    def created(self) -> str: ...
 
 
 class UserDirectory(Protocol):
